@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# dockgate's test command: `bash scripts/test.sh` (CI: `bash .ci/run`, as root, CI=true).
+#
+# 1. As root, installs missing system packages from Debian (docker.io for the real-Docker
+#    tests, busybox-static for their image, socat, stunnel4, testssl.sh, openssl, util-linux,
+#    ca-certificates). Not root: installs nothing, just runs (dockerd tests then SKIP loudly,
+#    except under CI=true where they fail).
+# 2. npm ci (installs Deno and the npm deps; `npm install` when there is no lock file).
+# 3. deno test tests/ and the doc tests (mod.ts, src/), console output as usual, JUnit XML
+#    into .test-results/.
+# 4. Prints the closing line `N passed, N failed, N skipped` counted from the JUnit results
+#    (top-level tests; see scripts/junit_summary.ts) and exits non-zero if anything failed.
+#
+# Extra arguments replace `tests/` as what `deno test` runs, and skip the doc tests:
+#   bash scripts/test.sh tests/dockerd_harness_test.ts
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- system packages
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+deb_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+install_system_packages() {
+  local missing=()
+  have dockerd || missing+=(dockerd)
+  have docker || missing+=(docker)
+  have containerd || missing+=(containerd)
+  have runc || missing+=(runc)
+  deb_installed busybox-static || missing+=(busybox-static)
+  have socat || missing+=(socat)
+  have stunnel4 || have stunnel || missing+=(stunnel)
+  have testssl || have testssl.sh || missing+=(testssl)
+  have openssl || missing+=(openssl)
+  have unshare || missing+=(unshare)
+  have nsenter || missing+=(nsenter)
+  have tar || missing+=(tar)
+  [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+  have npm || missing+=(npm)
+  if [ "${#missing[@]}" -eq 0 ]; then
+    return 0
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    log "missing ${missing[*]}, but not root: not installing (tests needing them will skip or fail)"
+    return 0
+  fi
+  if ! have apt-get; then
+    log "missing ${missing[*]} and no apt-get: not installing"
+    return 0
+  fi
+  log "missing ${missing[*]}: installing from Debian"
+  local pkgs=(docker.io busybox-static socat stunnel4 testssl.sh openssl util-linux ca-certificates tar)
+  have npm || pkgs+=(nodejs npm)
+  # Don't let docker.io's postinst start a system dockerd (the tests run their own).
+  local policy=/usr/sbin/policy-rc.d own_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  local rc=0
+  apt-get update -q && apt-get install -y -q --no-install-recommends "${pkgs[@]}" || rc=$?
+  if [ "$own_policy" = 1 ]; then rm -f "$policy"; fi
+  if [ "$rc" -ne 0 ]; then
+    log "apt-get failed (exit $rc)"
+    return "$rc"
+  fi
+}
+
+install_system_packages
+
+# ---------------------------------------------------------------- npm deps (Deno itself)
+if [ -f package-lock.json ]; then
+  log "npm ci"
+  if ! npm ci --no-audit --no-fund; then
+    # e.g. a lock file out of sync with package.json: still test, but say so loudly.
+    log "WARNING: npm ci failed (package-lock.json out of sync?); falling back to npm install --no-save"
+    npm install --no-save --no-audit --no-fund
+  fi
+else
+  log "npm install (no package-lock.json)"
+  npm install --no-audit --no-fund
+fi
+DENO=node_modules/.bin/deno
+if [ ! -x "$DENO" ]; then DENO="npx --no-install deno"; fi
+$DENO --version | head -1 >&2
+
+# ---------------------------------------------------------------- tests
+RESULTS=.test-results
+mkdir -p "$RESULTS"
+rm -f "$RESULTS"/*.xml "$RESULTS"/*.log
+summary_args=()
+
+# run_deno NAME DENO-TEST-ARGS...: output to the console and to $RESULTS/NAME.log.
+run_deno() {
+  local name=$1 status=0
+  shift
+  log "deno test $* (JUnit: $RESULTS/$name.xml)"
+  set +e
+  $DENO test -A --junit-path="$RESULTS/$name.xml" "$@" 2>&1 | tee "$RESULTS/$name.log"
+  status=${PIPESTATUS[0]}
+  set -e
+  summary_args+=("$name" "$status" "$RESULTS/$name.xml" "$RESULTS/$name.log")
+}
+
+if [ "$#" -gt 0 ]; then
+  run_deno junit "$@"
+else
+  run_deno junit tests/
+  doc_targets=()
+  [ -f mod.ts ] && doc_targets+=(mod.ts)
+  [ -d src ] && doc_targets+=(src/)
+  if [ "${#doc_targets[@]}" -gt 0 ]; then
+    run_deno junit-doc --doc "${doc_targets[@]}"
+  fi
+fi
+
+# Prints the closing `N passed, N failed, N skipped` line; non-zero if anything failed.
+exec $DENO run --allow-read scripts/junit_summary.ts "${summary_args[@]}"

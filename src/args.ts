@@ -1,0 +1,367 @@
+/**
+ * Command-line parsing: argv in, a typed {@linkcode Command} out. Pure (the environment is
+ * passed in), so it is unit-tested without a subprocess; `cli.ts` only dispatches on it.
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { parseArgs as nodeParseArgs, type ParseArgsConfig } from "node:util";
+import { type Address, parseAddress, type TcpAddress } from "./address.ts";
+import { parseDuration } from "./duration.ts";
+import { type KeyType, parseKeyType } from "./pki.ts";
+
+/** A usage mistake: the CLI prints the message and exits with code 2. */
+export class UsageError extends Error {
+  /** Create a usage error with a one-line message. */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Where TLS files come from: a bundle directory, with per-file overrides. */
+export interface CertSource {
+  /** Bundle directory holding `ca.pem`, `cert.pem`, `key.pem`. */
+  certs?: string;
+  /** Certificate file (overrides the bundle's). */
+  cert?: string;
+  /** Private key file (overrides the bundle's). */
+  key?: string;
+  /** CA bundle file (overrides the bundle's). */
+  ca?: string;
+}
+
+/** `dockgate keygen …` */
+export type KeygenCommand =
+  | { kind: "keygen"; action: "init"; dir: string; keyType: KeyType; days?: number; caDays?: number; sans: string[]; force: boolean }
+  | { kind: "keygen"; action: "server"; dir: string; keyType: KeyType; days?: number; sans: string[]; force: boolean }
+  | { kind: "keygen"; action: "client"; dir: string; keyType: KeyType; days?: number; name: string; ous: string[]; force: boolean }
+  | { kind: "keygen"; action: "revoke"; dir: string; subject: string };
+
+/** `dockgate serve …` */
+export interface ServeCommand {
+  /** Discriminant. */
+  kind: "serve";
+  /** Listen address (TCP). */
+  listen: TcpAddress;
+  /** Target address. */
+  target: Address;
+  /** TLS files. */
+  source: CertSource;
+  /** True when no TLS file flag was given (serve may create the default PKI). */
+  defaultCerts: boolean;
+  /** Explicit CRL file. */
+  crl?: string;
+  /** Allow-lists. */
+  allowCn: string[];
+  /** Allow-lists. */
+  allowSan: string[];
+  /** Allow-lists. */
+  allowOu: string[];
+  /** Milliseconds. */
+  handshakeTimeoutMs: number;
+  /** Concurrent connection cap. */
+  maxConnections: number;
+  /** Milliseconds. */
+  drainTimeoutMs: number;
+  /** Milliseconds, when set. */
+  maxConnLifetimeMs?: number;
+  /** Accept group/other-readable keys. */
+  insecureKeyPerms: boolean;
+  /** Log verbosity. */
+  logLevel: "debug" | "info" | "warn" | "error";
+}
+
+/** `dockgate connect …` */
+export interface ConnectCommand {
+  /** Discriminant. */
+  kind: "connect";
+  /** Server address. */
+  server: TcpAddress;
+  /** Local listen address. */
+  listen: Address;
+  /** TLS files. */
+  source: CertSource;
+  /** Name to verify in the server certificate. */
+  serverName?: string;
+  /** Allow non-loopback TCP listen. */
+  unsafeListen: boolean;
+  /** Accept group/other-readable keys. */
+  insecureKeyPerms: boolean;
+  /** Milliseconds. */
+  drainTimeoutMs: number;
+  /** Log verbosity. */
+  logLevel: "debug" | "info" | "warn" | "error";
+}
+
+/** `dockgate help [TOPIC]`, or `-h` on any command. */
+export interface HelpCommand {
+  /** Discriminant. */
+  kind: "help";
+  /** Command to describe. */
+  topic?: string;
+}
+
+/** Everything the CLI can be asked to do. */
+export type Command =
+  | HelpCommand
+  | { kind: "version" }
+  | KeygenCommand
+  | ServeCommand
+  | ConnectCommand;
+
+/** Defaults, documented in one place (and in the README's flag table). */
+export const DEFAULTS = {
+  pkiDir: "pki",
+  serveListen: "tcp://0.0.0.0:2376",
+  serveTarget: "unix:///var/run/docker.sock",
+  serveCerts: "pki/server",
+  handshakeTimeout: "10s",
+  maxConnections: 1024,
+  drainTimeout: "30s",
+  keyType: "p256" as KeyType,
+} as const;
+
+const COMMON_TLS = {
+  certs: { type: "string" },
+  cert: { type: "string" },
+  key: { type: "string" },
+  ca: { type: "string" },
+  "insecure-key-perms": { type: "boolean", default: false },
+  "log-level": { type: "string", default: "info" },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+/**
+ * Parse argv (without the runtime and script) into a {@linkcode Command}. Throws
+ * {@linkcode UsageError} on any mistake.
+ *
+ * @example
+ * ```ts
+ * import { parseCommand } from "./args.ts";
+ * const c = parseCommand(["serve", "--listen", "127.0.0.1:0"], {});
+ * if (c.kind !== "serve" || c.listen.port !== 0 || c.target.transport !== "unix") throw new Error();
+ * ```
+ */
+export function parseCommand(argv: string[], env: Record<string, string | undefined>): Command {
+  const [first, ...rest] = argv;
+  switch (first) {
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      return { kind: "help", topic: rest[0] };
+    case "version":
+    case "--version":
+    case "-V":
+      return { kind: "version" };
+    case "keygen":
+      return parseKeygen(rest);
+    case "serve":
+      return parseServe(rest);
+    case "connect":
+      return parseConnect(rest, env);
+    default:
+      throw new UsageError(`Unknown command "${first}" (expected keygen, serve or connect)`);
+  }
+}
+
+function parse(args: string[], options: NonNullable<ParseArgsConfig["options"]>, allowPositionals: boolean) {
+  try {
+    return nodeParseArgs({ args, options, allowPositionals, strict: true });
+  } catch (err) {
+    // node:util messages carry a hint tail; keep the first sentence only.
+    const msg = (err as Error).message.split(". ")[0].replace(/\.$/, "");
+    throw new UsageError(msg);
+  }
+}
+
+function usage<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof TypeError || err instanceof RangeError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+function positiveInt(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d+$/.test(text) || Number(text) < 1) {
+    throw new UsageError(`Invalid ${flag} "${text}": expected a positive whole number`);
+  }
+  return Number(text);
+}
+
+function logLevel(text: string) {
+  if (text === "debug" || text === "info" || text === "warn" || text === "error") return text;
+  throw new UsageError(`Invalid --log-level "${text}": expected debug, info, warn or error`);
+}
+
+function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
+  const { values, positionals } = parse(args, {
+    dir: { type: "string", default: DEFAULTS.pkiDir },
+    "key-type": { type: "string", default: DEFAULTS.keyType },
+    days: { type: "string" },
+    "ca-days": { type: "string" },
+    san: { type: "string", multiple: true, default: [] },
+    ou: { type: "string", multiple: true, default: [] },
+    force: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  }, true);
+  const [action = "init", name, ...extra] = positionals;
+  if (values.help) return { kind: "help", topic: "keygen" };
+  const keyType = usage(() => parseKeyType(values["key-type"] as string));
+  const days = positiveInt(values.days as string | undefined, "--days");
+  const dir = values.dir as string;
+  const sans = values.san as string[];
+  const ous = values.ou as string[];
+  const force = values.force as boolean;
+  const tooMany = (n: number) => {
+    if (positionals.length > n) throw new UsageError(`Unexpected argument "${positionals[n]}"`);
+  };
+  const notFor = (flag: string, present: boolean) => {
+    if (present) throw new UsageError(`${flag} does not apply to "keygen ${action}"`);
+  };
+  switch (action) {
+    case "init":
+      tooMany(1);
+      notFor("--ou", ous.length > 0);
+      return {
+        kind: "keygen",
+        action,
+        dir,
+        keyType,
+        days,
+        caDays: positiveInt(values["ca-days"] as string | undefined, "--ca-days"),
+        sans,
+        force,
+      };
+    case "server":
+      tooMany(1);
+      notFor("--ou", ous.length > 0);
+      notFor("--ca-days", values["ca-days"] !== undefined);
+      return { kind: "keygen", action, dir, keyType, days, sans, force };
+    case "client":
+      if (!name) throw new UsageError(`"keygen client" needs a NAME`);
+      tooMany(2);
+      notFor("--san", sans.length > 0);
+      notFor("--ca-days", values["ca-days"] !== undefined);
+      return { kind: "keygen", action, dir, keyType, days, name, ous, force };
+    case "revoke":
+      if (!name) throw new UsageError(`"keygen revoke" needs a client NAME or a certificate SERIAL`);
+      tooMany(2);
+      return { kind: "keygen", action, dir, subject: name };
+    default:
+      void extra;
+      throw new UsageError(`Unknown keygen action "${action}" (expected server, client or revoke)`);
+  }
+}
+
+function certSource(values: Record<string, unknown>): CertSource {
+  return {
+    certs: values.certs as string | undefined,
+    cert: values.cert as string | undefined,
+    key: values.key as string | undefined,
+    ca: values.ca as string | undefined,
+  };
+}
+
+function parseServe(args: string[]): ServeCommand | HelpCommand {
+  const { values, positionals } = parse(args, {
+    ...COMMON_TLS,
+    listen: { type: "string", default: DEFAULTS.serveListen },
+    target: { type: "string", default: DEFAULTS.serveTarget },
+    crl: { type: "string" },
+    "allow-cn": { type: "string", multiple: true, default: [] },
+    "allow-san": { type: "string", multiple: true, default: [] },
+    "allow-ou": { type: "string", multiple: true, default: [] },
+    "handshake-timeout": { type: "string", default: DEFAULTS.handshakeTimeout },
+    "max-connections": { type: "string" },
+    "drain-timeout": { type: "string", default: DEFAULTS.drainTimeout },
+    "max-conn-lifetime": { type: "string" },
+  }, false);
+  void positionals;
+  if (values.help) return { kind: "help", topic: "serve" };
+  const listen = usage(() => parseAddress(values.listen as string, { defaultPort: 2376 }));
+  if (listen.transport !== "tcp") {
+    throw new UsageError(`Invalid --listen "${values.listen}": serve listens on a TCP address`);
+  }
+  const source = certSource(values);
+  const defaultCerts = !source.certs && !source.cert && !source.key && !source.ca;
+  if (defaultCerts) source.certs = DEFAULTS.serveCerts;
+  return {
+    kind: "serve",
+    listen,
+    target: usage(() => parseAddress(values.target as string)),
+    source,
+    defaultCerts,
+    crl: values.crl as string | undefined,
+    allowCn: values["allow-cn"] as string[],
+    allowSan: values["allow-san"] as string[],
+    allowOu: values["allow-ou"] as string[],
+    handshakeTimeoutMs: usage(() => parseDuration(values["handshake-timeout"] as string)),
+    maxConnections: positiveInt(values["max-connections"] as string | undefined, "--max-connections") ??
+      DEFAULTS.maxConnections,
+    drainTimeoutMs: usage(() => parseDuration(values["drain-timeout"] as string)),
+    maxConnLifetimeMs: values["max-conn-lifetime"] === undefined
+      ? undefined
+      : usage(() => parseDuration(values["max-conn-lifetime"] as string)),
+    insecureKeyPerms: values["insecure-key-perms"] as boolean,
+    logLevel: logLevel(values["log-level"] as string),
+  };
+}
+
+/**
+ * The default local socket for `connect`: `$XDG_RUNTIME_DIR/dockgate.sock` when that
+ * per-user directory exists, else `/tmp/dockgate-$UID.sock`.
+ *
+ * @example
+ * ```ts
+ * import { defaultConnectListen } from "./args.ts";
+ * if (defaultConnectListen({ XDG_RUNTIME_DIR: "/run/user/7" }, 7) !== "unix:///run/user/7/dockgate.sock") throw new Error();
+ * ```
+ */
+export function defaultConnectListen(env: Record<string, string | undefined>, uid: number): string {
+  if (env.XDG_RUNTIME_DIR) return `unix://${env.XDG_RUNTIME_DIR.replace(/\/$/, "")}/dockgate.sock`;
+  return `unix:///tmp/dockgate-${uid}.sock`;
+}
+
+function parseConnect(
+  args: string[],
+  env: Record<string, string | undefined>,
+): ConnectCommand | HelpCommand {
+  const { values } = parse(args, {
+    ...COMMON_TLS,
+    server: { type: "string" },
+    listen: { type: "string" },
+    "server-name": { type: "string" },
+    "unsafe-listen": { type: "boolean", default: false },
+    "drain-timeout": { type: "string", default: "5s" },
+  }, false);
+  if (values.help) return { kind: "help", topic: "connect" };
+  if (!values.server) throw new UsageError(`"connect" needs --server HOST:PORT`);
+  const server = usage(() => parseAddress(values.server as string, { defaultPort: 2376 }));
+  if (server.transport !== "tcp") {
+    throw new UsageError(`Invalid --server "${values.server}": expected HOST:PORT`);
+  }
+  const uid = typeof process !== "undefined" && process.getuid ? process.getuid() : 0;
+  const listenText = (values.listen as string | undefined) ?? defaultConnectListen(env, uid);
+  const source = certSource(values);
+  if (!source.certs) {
+    // Like the Docker CLI: $DOCKER_CERT_PATH, then ~/.docker.
+    source.certs = env.DOCKER_CERT_PATH || (env.HOME ? `${env.HOME}/.docker` : ".docker");
+  }
+  return {
+    kind: "connect",
+    server,
+    listen: usage(() => parseAddress(listenText)),
+    source,
+    serverName: values["server-name"] as string | undefined,
+    unsafeListen: values["unsafe-listen"] as boolean,
+    insecureKeyPerms: values["insecure-key-perms"] as boolean,
+    drainTimeoutMs: usage(() => parseDuration(values["drain-timeout"] as string)),
+    logLevel: logLevel(values["log-level"] as string),
+  };
+}

@@ -1,0 +1,210 @@
+/**
+ * The client side: a local unix socket (created 0600) or loopback TCP port whose every
+ * connection is wrapped in mutual TLS to a dockgate `serve` (or to dockerd `--tlsverify`).
+ *
+ * @module
+ */
+
+import fs from "node:fs";
+import net from "node:net";
+import process from "node:process";
+import tls from "node:tls";
+import { type Address, formatAddress, isLoopbackHost, type TcpAddress } from "./address.ts";
+import { ConnectionSet, listenErrorText, peerOf } from "./lifecycle.ts";
+import { type Logger, silentLogger } from "./logger.ts";
+import { relay } from "./relay.ts";
+import { currentRuntime } from "./runtime.ts";
+import { clientTlsOptions, type TlsMaterial } from "./tls_config.ts";
+
+/** Options for {@linkcode connect}. */
+export interface ConnectOptions {
+  /** The dockgate server to reach. */
+  server: TcpAddress;
+  /** Local address: `unix` path (created 0600) or a loopback TCP address. */
+  listen: Address;
+  /** Our client certificate and key, and the CA the server must chain to. */
+  tls: TlsMaterial;
+  /** Name the server certificate must carry. Default: `server.host`. */
+  serverName?: string;
+  /** Allow a TCP listen address off loopback (anyone who reaches it gets our identity). Default: false. */
+  unsafeListen?: boolean;
+  /** Give up on a TLS handshake with the server after this long. Default: 10 000 ms. */
+  handshakeTimeoutMs?: number;
+  /** Where events go. Default: nowhere. */
+  logger?: Logger;
+}
+
+/** A running client tunnel. */
+export interface ConnectHandle {
+  /** The local address actually bound. */
+  address: Address;
+  /** Resolves once the listener and every connection are closed. */
+  closed: Promise<void>;
+  /** Number of open local connections. */
+  connectionCount(): number;
+  /** Stop accepting, let open connections finish for up to `drainMs`, then close the rest. */
+  shutdown(drainMs?: number): Promise<void>;
+  /** Stop accepting and close everything now. */
+  close(): Promise<void>;
+}
+
+/**
+ * Start the client tunnel. Rejects with a one-line error for a listen address off loopback
+ * (without `unsafeListen`), an address in use, or a path that exists and is not a stale
+ * socket.
+ *
+ * @example
+ * ```ts ignore
+ * import { connect } from "./connect.ts";
+ * const tunnel = await connect({
+ *   server: { transport: "tcp", host: "docker-host.example", port: 2376 },
+ *   listen: { transport: "unix", path: "/tmp/docker.sock" },
+ *   tls: { certPem, keyPem, caPem },
+ * });
+ * // now: docker -H unix:///tmp/docker.sock ps
+ * await tunnel.shutdown(5_000);
+ * ```
+ */
+export async function connect(options: ConnectOptions): Promise<ConnectHandle> {
+  const logger = options.logger ?? silentLogger;
+  const listen = options.listen;
+  const serverName = options.serverName ?? options.server.host;
+  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
+  const where = formatAddress(listen);
+  if (listen.transport === "tcp" && !isLoopbackHost(listen.host) && !options.unsafeListen) {
+    throw new TypeError(
+      `Refusing to listen on "${where}": not a loopback address, so anyone who can reach it ` +
+        `would use your certificate (pass --unsafe-listen to do it anyway)`,
+    );
+  }
+  const tlsOptions = clientTlsOptions(options.tls, serverName);
+  const connections = new ConnectionSet();
+
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (local) => {
+    if (!connections.accepting) return void local.destroy();
+    connections.addSocket(local);
+    local.on("error", () => {});
+    const since = Date.now();
+    const remote = tls.connect({
+      ...tlsOptions,
+      host: options.server.host,
+      port: options.server.port,
+    });
+    connections.addSocket(remote);
+    const timer = setTimeout(() => {
+      remote.destroy(new Error(`TLS handshake timed out after ${handshakeTimeoutMs} ms`));
+    }, handshakeTimeoutMs);
+    remote.once("error", (err: Error) => {
+      clearTimeout(timer);
+      if (!remote.authorized && !relayed) {
+        logger.log("error", "cannot reach server", {
+          server: formatAddress(options.server),
+          reason: err.message,
+        });
+      }
+      local.destroy();
+    });
+    let relayed = false;
+    remote.once("secureConnect", () => {
+      clearTimeout(timer);
+      // rejectUnauthorized already enforced this; check again rather than assume.
+      if (remote.authorized !== true) {
+        logger.log("error", "server refused", { reason: String(remote.authorizationError) });
+        remote.destroy();
+        local.destroy();
+        return;
+      }
+      relayed = true;
+      local.resume();
+      connections.addRelay(relay(local, remote, currentRuntime().relay)).then((result) => {
+        logger.log("debug", "closed", {
+          peer: peerOf(local),
+          bytes_in: result.bytesIn,
+          bytes_out: result.bytesOut,
+          ms: Date.now() - since,
+          error: result.error?.message,
+        });
+      });
+    });
+  });
+
+  if (listen.transport === "unix") await clearStaleSocket(listen.path);
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      reject(new Error(`Cannot listen on "${where}": ${listenErrorText(err)}`));
+    };
+    server.once("error", onError);
+    const done = () => {
+      server.off("error", onError);
+      resolve();
+    };
+    if (listen.transport === "unix") {
+      // Create the socket file 0600 from the start: a chmod afterwards leaves a window in
+      // which another local user could connect and borrow our certificate.
+      const old = process.umask(0o177);
+      try {
+        server.listen({ path: listen.path }, done);
+      } finally {
+        process.umask(old);
+      }
+    } else {
+      server.listen({ host: listen.host, port: listen.port }, done);
+    }
+  });
+  server.on("error", (err: Error) => logger.log("error", "listener error", { reason: err.message }));
+
+  let address: Address = listen;
+  if (listen.transport === "unix") {
+    fs.chmodSync(listen.path, 0o600);
+  } else {
+    const bound = server.address() as net.AddressInfo;
+    address = { transport: "tcp", host: bound.address, port: bound.port };
+  }
+
+  let resolveClosed!: () => void;
+  const closed = new Promise<void>((r) => (resolveClosed = r));
+  const stop = (drainMs: number) =>
+    connections.stop(server, drainMs, logger).then(() => {
+      if (listen.transport === "unix") {
+        try {
+          fs.unlinkSync(listen.path);
+        } catch {
+          // Already gone.
+        }
+      }
+      resolveClosed();
+    });
+  return {
+    address,
+    closed,
+    connectionCount: () => connections.size,
+    shutdown: (drainMs = 30_000) => stop(drainMs),
+    close: () => stop(0),
+  };
+}
+
+/**
+ * Remove a unix socket file left behind by a process that died, but never a live socket
+ * (someone answers) nor a file that is not a socket.
+ */
+async function clearStaleSocket(path: string): Promise<void> {
+  let stat: fs.Stats;
+  try {
+    stat = fs.lstatSync(path);
+  } catch {
+    return; // Nothing there.
+  }
+  if (!stat.isSocket()) {
+    throw new Error(`Cannot listen on "unix://${path}": the path exists and is not a socket`);
+  }
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = net.connect({ path });
+    probe.once("connect", () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once("error", () => resolve(false));
+  });
+  if (live) throw new Error(`Cannot listen on "unix://${path}": address already in use`);
+  fs.unlinkSync(path);
+}

@@ -1,0 +1,121 @@
+/**
+ * The identity of a TLS peer, parsed once from its DER certificate. Everything after the
+ * handshake (policy, revocation, relay strategy, audit log) works on this, never on
+ * subject strings.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { x509 } from "./x509.ts";
+
+/** OID of the clientAuth extended key usage. */
+export const EKU_CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
+/** OID of the serverAuth extended key usage. */
+export const EKU_SERVER_AUTH = "1.3.6.1.5.5.7.3.1";
+
+/** Fields of a peer certificate that access decisions use. */
+export interface PeerIdentity {
+  /** Subject CN, if exactly one is present (several CNs are treated as none). */
+  commonName?: string;
+  /** Subject OU values. */
+  organizationalUnits: string[];
+  /** SAN DNS names. */
+  dnsNames: string[];
+  /** SAN URIs. */
+  uris: string[];
+  /** SAN IP addresses. */
+  ips: string[];
+  /** Serial number, lower-case hex without leading zeros. */
+  serial: string;
+  /** SHA-256 of the DER certificate, lower-case hex. */
+  fingerprint: string;
+  /** Full subject DN (for logs only). */
+  subject: string;
+  /** Issuer DN (for logs only). */
+  issuer: string;
+  /** Validity start. */
+  notBefore: Date;
+  /** Validity end. */
+  notAfter: Date;
+  /** Extended key usage OIDs, or `undefined` when the extension is absent. */
+  extKeyUsages?: string[];
+  /** Whether basicConstraints says CA:TRUE. */
+  isCa: boolean;
+  /** The parsed certificate (for signature checks). */
+  certificate: x509.X509Certificate;
+}
+
+/**
+ * Normalise a serial number to lower-case hex without leading zeros, so serials from CRLs,
+ * `openssl` output and the command line compare equal.
+ *
+ * @example
+ * ```ts
+ * import { normalizeSerial } from "./identity.ts";
+ * if (normalizeSerial("00:0A:ff") !== "aff") throw new Error();
+ * ```
+ */
+export function normalizeSerial(serial: string): string {
+  const hex = serial.replace(/[:\s]/g, "").toLowerCase().replace(/^0+/, "");
+  return hex === "" ? "0" : hex;
+}
+
+/**
+ * Parse a DER certificate into a {@linkcode PeerIdentity}. Throws `TypeError` on garbage.
+ *
+ * @example
+ * ```ts
+ * import { identityFromDer } from "./identity.ts";
+ * import { x509 } from "./x509.ts";
+ * const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+ * const keys = await crypto.subtle.generateKey(alg, true, ["sign", "verify"]);
+ * const cert = await x509.X509CertificateGenerator.createSelfSigned({
+ *   name: "CN=alice, OU=ops", keys, signingAlgorithm: alg, serialNumber: "0a",
+ * });
+ * const id = identityFromDer(new Uint8Array(cert.rawData));
+ * if (id.commonName !== "alice" || id.organizationalUnits[0] !== "ops" || id.serial !== "a") throw new Error();
+ * ```
+ */
+export function identityFromDer(der: Uint8Array): PeerIdentity {
+  let cert: x509.X509Certificate;
+  try {
+    cert = new x509.X509Certificate(new Uint8Array(der));
+  } catch (err) {
+    throw new TypeError(`Cannot parse peer certificate: ${(err as Error).message}`);
+  }
+  const cns = cert.subjectName.getField("CN");
+  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
+  const names = san?.names.items ?? [];
+  const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
+  const bc = cert.getExtension(x509.BasicConstraintsExtension);
+  return {
+    commonName: cns.length === 1 ? cns[0] : undefined,
+    organizationalUnits: cert.subjectName.getField("OU"),
+    dnsNames: names.filter((n) => n.type === "dns").map((n) => n.value),
+    uris: names.filter((n) => n.type === "url").map((n) => n.value),
+    ips: names.filter((n) => n.type === "ip").map((n) => n.value),
+    serial: normalizeSerial(cert.serialNumber),
+    fingerprint: createHash("sha256").update(der).digest("hex"),
+    subject: cert.subject,
+    issuer: cert.issuer,
+    notBefore: cert.notBefore,
+    notAfter: cert.notAfter,
+    extKeyUsages: eku ? eku.usages.map(String) : undefined,
+    isCa: bc?.ca === true,
+    certificate: cert,
+  };
+}
+
+/**
+ * A short name for logs: the CN when there is one, else the fingerprint prefix.
+ *
+ * @example
+ * ```ts
+ * import { displayName } from "./identity.ts";
+ * if (displayName({ commonName: "bob", fingerprint: "ab12" }) !== "bob") throw new Error();
+ * ```
+ */
+export function displayName(peer: Pick<PeerIdentity, "commonName" | "fingerprint">): string {
+  return peer.commonName ?? `sha256:${peer.fingerprint.slice(0, 16)}`;
+}

@@ -1,0 +1,643 @@
+/**
+ * The on-disk PKI used by `dockgate keygen`:
+ *
+ * ```text
+ * DIR/ca/ca.pem, DIR/ca/ca-key.pem          the CA (keep ca-key.pem offline if you can)
+ * DIR/server/{ca.pem,cert.pem,key.pem}      for `dockgate serve` or dockerd --tlscacert/--tlscert/--tlskey
+ * DIR/clients/NAME/{ca.pem,cert.pem,key.pem} usable as DOCKER_CERT_PATH
+ * ```
+ *
+ * Private keys are written mode 0600, certificates 0644 and created directories 0700 (set
+ * explicitly, whatever the umask). Files are written to a temporary file in the same
+ * directory and then moved into place, and an existing key or certificate is never replaced
+ * unless `force` is set.
+ *
+ * @example Compute the layout
+ * ```ts
+ * import { clientBundlePaths, pkiLayout } from "./keygen.ts";
+ * const layout = pkiLayout("/etc/dockgate");
+ * if (layout.caKey !== "/etc/dockgate/ca/ca-key.pem") throw new Error("unexpected");
+ * if (clientBundlePaths("/etc/dockgate", "alice").cert !== "/etc/dockgate/clients/alice/cert.pem") {
+ *   throw new Error("unexpected");
+ * }
+ * ```
+ *
+ * @module
+ */
+
+import {
+  chmod,
+  link,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+} from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import {
+  createCa,
+  defaultServerSans,
+  issueClient,
+  issueServer,
+  KEY_TYPES,
+  keyMatchesCertificate,
+  type KeyType,
+  parseCertificatePem,
+  type PemPair,
+  validateClientName,
+} from "./pki.ts";
+import { x509 } from "./x509.ts";
+
+const KEY_MODE = 0o600;
+const CERT_MODE = 0o644;
+const DIR_MODE = 0o700;
+
+/** Paths of one certificate bundle directory (server or client). */
+export interface BundlePaths {
+  /** The bundle directory. */
+  dir: string;
+  /** `DIR/ca.pem`: the CA certificate peers are verified against. */
+  ca: string;
+  /** `DIR/cert.pem`: the bundle's certificate. */
+  cert: string;
+  /** `DIR/key.pem`: the bundle's private key (mode 0600). */
+  key: string;
+}
+
+/** Paths of a PKI directory. */
+export interface PkiLayout {
+  /** The PKI root directory. */
+  dir: string;
+  /** `DIR/ca`. */
+  caDir: string;
+  /** `DIR/ca/ca.pem`. */
+  caCert: string;
+  /** `DIR/ca/ca-key.pem`. */
+  caKey: string;
+  /** `DIR/server` bundle. */
+  server: BundlePaths;
+  /** `DIR/clients`, holding one bundle directory per client name. */
+  clientsDir: string;
+}
+
+/** What a keygen operation did, as file paths. */
+export interface KeygenReport {
+  /** Files written. */
+  created: string[];
+  /** Existing files left untouched. */
+  kept: string[];
+  /** Things the user should know (e.g. options that had no effect on kept files). */
+  notes?: string[];
+}
+
+/** Options shared by the keygen operations. */
+export interface KeygenCommonOptions {
+  /** PKI root directory. */
+  dir: string;
+  /** Key algorithm of new keys. Default: `"p256"`. */
+  keyType?: KeyType;
+  /** Lifetime of new server/client certificates in days, 1–36500. Default: 365. */
+  days?: number;
+  /** Replace existing keys and certificates. Default: `false`. */
+  force?: boolean;
+}
+
+/** Options for {@linkcode initPki}. */
+export interface InitPkiOptions extends KeygenCommonOptions {
+  /** Lifetime of a new CA in days, 1–36500. Default: 3650. */
+  caDays?: number;
+  /** Server SANs added to {@linkcode defaultServerSans}. Default: none. */
+  sans?: string[];
+  /** Name of the client bundle to create. Default: `"default"`. */
+  clientName?: string;
+}
+
+/** Options for {@linkcode issueServerBundle}. */
+export interface IssueServerBundleOptions extends KeygenCommonOptions {
+  /** Server SANs added to {@linkcode defaultServerSans}. Default: none. */
+  sans?: string[];
+}
+
+/** Options for {@linkcode issueClientBundle}. */
+export interface IssueClientBundleOptions extends KeygenCommonOptions {
+  /** Organizational units in the client certificate's subject. Default: none. */
+  organizationalUnits?: string[];
+}
+
+/**
+ * Thrown when a key or certificate already exists and `force` was not given.
+ *
+ * @example
+ * ```ts
+ * import { AlreadyExistsError } from "./keygen.ts";
+ * const error = new AlreadyExistsError("/pki/server/key.pem", 'Server bundle "/pki/server" already exists');
+ * if (error.path !== "/pki/server/key.pem" || error.name !== "AlreadyExistsError") {
+ *   throw new Error("unexpected");
+ * }
+ * ```
+ */
+export class AlreadyExistsError extends Error {
+  /** The existing path. */
+  readonly path: string;
+
+  /** Create the error for `path`; `message` defaults to one naming it. */
+  constructor(path: string, message?: string, options?: ErrorOptions) {
+    super(message ?? `"${path}" already exists: use --force to replace it`, options);
+    this.name = "AlreadyExistsError";
+    this.path = path;
+  }
+}
+
+/**
+ * The paths of the PKI under `dir` (nothing is read or written).
+ *
+ * @example
+ * ```ts
+ * import { pkiLayout } from "./keygen.ts";
+ * const { server } = pkiLayout("pki");
+ * if (server.key !== "pki/server/key.pem") throw new Error(server.key);
+ * ```
+ */
+export function pkiLayout(dir: string): PkiLayout {
+  checkDir(dir);
+  const caDir = join(dir, "ca");
+  const serverDir = join(dir, "server");
+  return {
+    dir,
+    caDir,
+    caCert: join(caDir, "ca.pem"),
+    caKey: join(caDir, "ca-key.pem"),
+    server: bundle(serverDir),
+    clientsDir: join(dir, "clients"),
+  };
+}
+
+/**
+ * The paths of client `name`'s bundle under `dir`. Throws `TypeError` for a name that fails
+ * `validateClientName` (so the name can never escape `DIR/clients`).
+ *
+ * @example
+ * ```ts
+ * import { clientBundlePaths } from "./keygen.ts";
+ * if (clientBundlePaths("pki", "bob").dir !== "pki/clients/bob") throw new Error("unexpected");
+ * ```
+ */
+export function clientBundlePaths(dir: string, name: string): BundlePaths {
+  validateClientName(name);
+  return bundle(join(pkiLayout(dir).clientsDir, name));
+}
+
+/**
+ * Whether `dir` holds a CA certificate (`DIR/ca/ca.pem`).
+ *
+ * @example
+ * ```ts
+ * import { pkiExists } from "./keygen.ts";
+ * // Needs read permission; on Deno run with --allow-read.
+ * if ((await Deno.permissions.query({ name: "read" })).state === "granted") {
+ *   if (await pkiExists("/nonexistent-dockgate-pki")) throw new Error("unexpected");
+ * }
+ * ```
+ */
+export async function pkiExists(dir: string): Promise<boolean> {
+  return await exists(pkiLayout(dir).caCert);
+}
+
+/**
+ * Load and check the CA of the PKI in `dir`: both files readable, the certificate a CA, and
+ * the key matching it. Throws `Error` naming the file otherwise.
+ *
+ * @example
+ * ```ts
+ * import { initPki, loadCa } from "./keygen.ts";
+ * import { mkdtemp, rm } from "node:fs/promises";
+ * import { join } from "node:path";
+ * import { tmpdir } from "node:os";
+ * if ((await Deno.permissions.query({ name: "write" })).state === "granted") {
+ *   const dir = await mkdtemp(join(tmpdir(), "dockgate-"));
+ *   try {
+ *     await initPki({ dir });
+ *     const ca = await loadCa(dir);
+ *     if (!ca.keyPem.includes("PRIVATE KEY")) throw new Error("unexpected");
+ *   } finally {
+ *     await rm(dir, { recursive: true });
+ *   }
+ * }
+ * ```
+ */
+export async function loadCa(dir: string): Promise<PemPair> {
+  const layout = pkiLayout(dir);
+  const certPem = await readText(layout.caCert, "CA certificate");
+  const keyPem = await readText(layout.caKey, "CA private key");
+  let cert;
+  try {
+    cert = parseCertificatePem(certPem);
+  } catch (error) {
+    throw new Error(`Invalid CA certificate "${layout.caCert}": ${message(error)}`, {
+      cause: error,
+    });
+  }
+  if (cert.getExtension(x509.BasicConstraintsExtension)?.ca !== true) {
+    throw new Error(`"${layout.caCert}" is not a CA certificate (basicConstraints CA:FALSE)`);
+  }
+  let matches;
+  try {
+    matches = await keyMatchesCertificate(keyPem, certPem);
+  } catch (error) {
+    throw new Error(`Invalid CA private key "${layout.caKey}": ${message(error)}`, {
+      cause: error,
+    });
+  }
+  if (!matches) {
+    throw new Error(
+      `CA private key "${layout.caKey}" does not match CA certificate "${layout.caCert}"`,
+    );
+  }
+  return { certPem, keyPem };
+}
+
+/**
+ * Create whatever is missing of the PKI in `dir`: the CA, the server bundle and one client
+ * bundle (`clientName`). Each part (a directory with its certificate and key) is created only
+ * when absent and otherwise reported in `kept`; when the CA exists, new bundles are issued
+ * from it. With `force`, everything is regenerated (a new CA, so other existing client
+ * bundles stop working; a note says so).
+ *
+ * Throws {@linkcode AlreadyExistsError} without `force` when a part is incomplete (only its
+ * key or only its certificate exists) or bundles exist without a CA; `TypeError` /
+ * `RangeError` for bad options, before anything is written.
+ *
+ * @example
+ * ```ts
+ * import { initPki } from "./keygen.ts";
+ * import { mkdtemp, rm } from "node:fs/promises";
+ * import { join } from "node:path";
+ * import { tmpdir } from "node:os";
+ * if ((await Deno.permissions.query({ name: "write" })).state === "granted") {
+ *   const dir = await mkdtemp(join(tmpdir(), "dockgate-"));
+ *   try {
+ *     const first = await initPki({ dir, sans: ["docker.example"] });
+ *     if (!first.created.includes(join(dir, "clients", "default", "key.pem"))) throw new Error("unexpected");
+ *     const again = await initPki({ dir });
+ *     if (again.created.length !== 0) throw new Error("keys must be kept");
+ *   } finally {
+ *     await rm(dir, { recursive: true });
+ *   }
+ * }
+ * ```
+ */
+export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
+  const layout = pkiLayout(options.dir);
+  const clientName = options.clientName ?? "default";
+  const client = clientBundlePaths(options.dir, clientName);
+  const keyType = checkKeyType(options.keyType);
+  checkDays(options.days, "days");
+  checkDays(options.caDays, "caDays");
+  const force = options.force === true;
+  const report: Required<KeygenReport> = { created: [], kept: [], notes: [] };
+
+  const caState = await partState(layout.caCert, layout.caKey);
+  const serverState = await partState(layout.server.cert, layout.server.key);
+  const clientState = await partState(client.cert, client.key);
+  if (!force) {
+    const incomplete = (what: string, dir: string, cert: string, key: string, state: PartState) => {
+      if (state !== "partial") return;
+      throw new AlreadyExistsError(
+        dir,
+        `Incomplete ${what} in "${dir}" (only one of "${basename(cert)}" and "${basename(key)}" ` +
+          `exists): use --force to replace it`,
+      );
+    };
+    incomplete("CA", layout.caDir, layout.caCert, layout.caKey, caState);
+    incomplete(
+      "server bundle",
+      layout.server.dir,
+      layout.server.cert,
+      layout.server.key,
+      serverState,
+    );
+    incomplete("client bundle", client.dir, client.cert, client.key, clientState);
+    if (caState === "missing" && (serverState !== "missing" || clientState !== "missing")) {
+      const existing = serverState !== "missing" ? layout.server.dir : client.dir;
+      // A new CA would not have signed the existing bundle: refuse rather than mix PKIs.
+      throw new AlreadyExistsError(
+        existing,
+        `"${existing}" exists but there is no CA in "${layout.caDir}": ` +
+          `use --force to recreate the whole PKI`,
+      );
+    }
+  }
+
+  // Generate everything in memory first so that a bad option writes nothing.
+  const newCa = force || caState === "missing";
+  const ca = newCa
+    ? await createCa({ keyType, days: options.caDays ?? 3650 })
+    : await loadCa(options.dir);
+  const server = force || serverState === "missing"
+    ? await issueServer(ca, {
+      keyType,
+      days: options.days,
+      sans: [...defaultServerSans(), ...(options.sans ?? [])],
+    })
+    : undefined;
+  const clientPair = force || clientState === "missing"
+    ? await issueClient(ca, clientName, { keyType, days: options.days })
+    : undefined;
+
+  await ensureDir(options.dir, true);
+  if (newCa) {
+    await ensureDir(layout.caDir);
+    await writeFileSafely(layout.caKey, ca.keyPem, KEY_MODE, force, report);
+    await writeFileSafely(layout.caCert, ca.certPem, CERT_MODE, force, report);
+  } else {
+    report.kept.push(layout.caCert, layout.caKey);
+  }
+  await writeBundle(layout.server, ca.certPem, server, force, report);
+  if (!server && options.sans?.length) {
+    report.notes.push(
+      `Server bundle "${layout.server.dir}" was kept, so the extra SANs were not applied: ` +
+        `run "dockgate keygen server --force" to reissue it`,
+    );
+  }
+  await ensureDir(layout.clientsDir);
+  await writeBundle(client, ca.certPem, clientPair, force, report);
+  if (force) {
+    const others = (await readdir(layout.clientsDir)).filter((n) => n !== clientName);
+    if (others.length > 0) {
+      report.notes.push(
+        `A new CA was created: existing client bundles (${others.join(", ")}) no longer work; ` +
+          `reissue them`,
+      );
+    }
+  }
+  return report.notes.length > 0 ? report : { created: report.created, kept: report.kept };
+}
+
+/**
+ * Issue the server bundle `DIR/server` from the existing CA, with SANs
+ * {@linkcode defaultServerSans} plus `sans`. Throws `Error` when there is no CA and
+ * {@linkcode AlreadyExistsError} when the bundle's key or certificate exists and `force` is
+ * not set.
+ *
+ * @example
+ * ```ts
+ * import { initPki, issueServerBundle } from "./keygen.ts";
+ * import { mkdtemp, rm } from "node:fs/promises";
+ * import { join } from "node:path";
+ * import { tmpdir } from "node:os";
+ * if ((await Deno.permissions.query({ name: "write" })).state === "granted") {
+ *   const dir = await mkdtemp(join(tmpdir(), "dockgate-"));
+ *   try {
+ *     await initPki({ dir });
+ *     await issueServerBundle({ dir, sans: ["10.0.0.7"], force: true });
+ *   } finally {
+ *     await rm(dir, { recursive: true });
+ *   }
+ * }
+ * ```
+ */
+export async function issueServerBundle(options: IssueServerBundleOptions): Promise<KeygenReport> {
+  const layout = pkiLayout(options.dir);
+  const keyType = checkKeyType(options.keyType);
+  checkDays(options.days, "days");
+  const force = options.force === true;
+  const ca = await requireCa(options.dir);
+  await refuseExisting("Server bundle", layout.server, force);
+  const pair = await issueServer(ca, {
+    keyType,
+    days: options.days,
+    sans: [...defaultServerSans(), ...(options.sans ?? [])],
+  });
+  const report: KeygenReport = { created: [], kept: [] };
+  await writeBundle(layout.server, ca.certPem, pair, force, report);
+  return report;
+}
+
+/**
+ * Issue client `name`'s bundle `DIR/clients/NAME` from the existing CA. Throws `TypeError`
+ * for a bad name, `Error` when there is no CA and {@linkcode AlreadyExistsError} when the
+ * bundle's key or certificate exists and `force` is not set.
+ *
+ * @example
+ * ```ts
+ * import { initPki, issueClientBundle } from "./keygen.ts";
+ * import { mkdtemp, rm } from "node:fs/promises";
+ * import { join } from "node:path";
+ * import { tmpdir } from "node:os";
+ * if ((await Deno.permissions.query({ name: "write" })).state === "granted") {
+ *   const dir = await mkdtemp(join(tmpdir(), "dockgate-"));
+ *   try {
+ *     await initPki({ dir });
+ *     const report = await issueClientBundle("alice", { dir, organizationalUnits: ["dev"] });
+ *     if (!report.created.includes(join(dir, "clients", "alice", "cert.pem"))) throw new Error("unexpected");
+ *   } finally {
+ *     await rm(dir, { recursive: true });
+ *   }
+ * }
+ * ```
+ */
+export async function issueClientBundle(
+  name: string,
+  options: IssueClientBundleOptions,
+): Promise<KeygenReport> {
+  const paths = clientBundlePaths(options.dir, name);
+  const keyType = checkKeyType(options.keyType);
+  checkDays(options.days, "days");
+  const force = options.force === true;
+  const ca = await requireCa(options.dir);
+  await refuseExisting(`Client bundle "${name}"`, paths, force);
+  const pair = await issueClient(ca, name, {
+    keyType,
+    days: options.days,
+    organizationalUnits: options.organizationalUnits,
+  });
+  const report: KeygenReport = { created: [], kept: [] };
+  await ensureDir(pkiLayout(options.dir).clientsDir);
+  await writeBundle(paths, ca.certPem, pair, force, report);
+  return report;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+type PartState = "missing" | "partial" | "present";
+
+function bundle(dir: string): BundlePaths {
+  return { dir, ca: join(dir, "ca.pem"), cert: join(dir, "cert.pem"), key: join(dir, "key.pem") };
+}
+
+function checkDir(dir: string): void {
+  if (typeof dir !== "string" || dir === "" || dir.includes("\0")) {
+    throw new TypeError(`Invalid PKI directory "${dir}"`);
+  }
+}
+
+function checkKeyType(keyType: KeyType | undefined): KeyType {
+  if (keyType === undefined) return "p256";
+  if (!KEY_TYPES.includes(keyType)) {
+    throw new TypeError(`Invalid key type "${keyType}": expected one of ${KEY_TYPES.join(", ")}`);
+  }
+  return keyType;
+}
+
+function checkDays(days: number | undefined, label: string): void {
+  if (days === undefined) return;
+  if (!Number.isInteger(days) || days < 1 || days > 36500) {
+    throw new RangeError(`Invalid ${label} ${days}: expected an integer from 1 to 36500`);
+  }
+}
+
+async function requireCa(dir: string): Promise<PemPair> {
+  const layout = pkiLayout(dir);
+  if (!await pkiExists(dir)) {
+    throw new Error(`No CA in "${layout.caDir}": run "dockgate keygen" first`);
+  }
+  return await loadCa(dir);
+}
+
+async function refuseExisting(what: string, paths: BundlePaths, force: boolean): Promise<void> {
+  if (force) return;
+  for (const path of [paths.key, paths.cert]) {
+    if (await exists(path)) {
+      throw new AlreadyExistsError(
+        path,
+        `${what} already exists ("${path}"): use --force to replace it`,
+      );
+    }
+  }
+}
+
+async function partState(cert: string, key: string): Promise<PartState> {
+  const count = Number(await exists(cert)) + Number(await exists(key));
+  return count === 0 ? "missing" : count === 2 ? "present" : "partial";
+}
+
+/** Write a bundle (key, certificate, CA copy), or record it as kept when `pair` is absent. */
+async function writeBundle(
+  paths: BundlePaths,
+  caPem: string,
+  pair: PemPair | undefined,
+  force: boolean,
+  report: KeygenReport,
+): Promise<void> {
+  await ensureDir(paths.dir);
+  if (pair) {
+    await writeFileSafely(paths.key, pair.keyPem, KEY_MODE, force, report);
+    await writeFileSafely(paths.cert, pair.certPem, CERT_MODE, force, report);
+    await writeFileSafely(paths.ca, caPem, CERT_MODE, force, report);
+    return;
+  }
+  report.kept.push(paths.cert, paths.key);
+  // The CA copy is public and derivable: restore it if someone deleted it.
+  if (await exists(paths.ca)) report.kept.push(paths.ca);
+  else await writeFileSafely(paths.ca, caPem, CERT_MODE, false, report);
+}
+
+/**
+ * Write `data` to `path` with exactly `mode`, never exposing partial content: write a fresh
+ * temporary file in the same directory (O_EXCL, so no symlink or stale file is followed),
+ * then move it into place. Without `force` the move is a hard link, which fails atomically
+ * if `path` appeared meanwhile, so an existing file is never replaced.
+ */
+async function writeFileSafely(
+  path: string,
+  data: string,
+  mode: number,
+  force: boolean,
+  report: KeygenReport,
+): Promise<void> {
+  const suffix = Array.from(
+    crypto.getRandomValues(new Uint8Array(6)),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
+  const tmp = join(dirname(path), `.${basename(path)}.${suffix}.tmp`);
+  const handle = await open(tmp, "wx", mode);
+  let moved = false;
+  try {
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    // The open() mode is filtered by the umask; set the exact mode explicitly.
+    await chmod(tmp, mode);
+    if (force) {
+      await rename(tmp, path);
+      moved = true;
+    } else {
+      try {
+        await link(tmp, path);
+      } catch (error) {
+        if (errorCode(error) === "EEXIST") {
+          throw new AlreadyExistsError(path, `"${path}" already exists: use --force to replace it`);
+        }
+        // Filesystems without hard links: check, then rename (a small race, still no clobber
+        // of anything that existed when we checked).
+        if (await exists(path)) throw new AlreadyExistsError(path);
+        await rename(tmp, path);
+        moved = true;
+      }
+    }
+  } finally {
+    if (!moved) await rm(tmp, { force: true });
+  }
+  report.created.push(path);
+}
+
+async function ensureDir(path: string, recursive = false): Promise<void> {
+  try {
+    await mkdir(path, { mode: DIR_MODE, recursive: false });
+    await chmod(path, DIR_MODE);
+    return;
+  } catch (error) {
+    const code = errorCode(error);
+    if (code === "ENOENT" && recursive) {
+      await mkdir(path, { mode: DIR_MODE, recursive: true });
+      await chmod(path, DIR_MODE);
+      return;
+    }
+    if (code !== "EEXIST") {
+      throw new Error(`Cannot create directory "${path}": ${fsMessage(error)}`, { cause: error });
+    }
+  }
+  // stat, not lstat: a PKI directory that is a symlink to a directory is fine.
+  const info = await stat(path);
+  if (!info.isDirectory()) {
+    throw new Error(`Cannot use "${path}": it exists and is not a directory`);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (error) {
+    if (errorCode(error) === "ENOENT") return false;
+    throw new Error(`Cannot access "${path}": ${fsMessage(error)}`, { cause: error });
+  }
+}
+
+async function readText(path: string, what: string): Promise<string> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (error) {
+    throw new Error(`Cannot read ${what} "${path}": ${fsMessage(error)}`, { cause: error });
+  }
+}
+
+function errorCode(error: unknown): string | undefined {
+  return (error as { code?: string } | null)?.code;
+}
+
+/** A Node fs error message without its trailing `, open '/path'` (we name the path ourselves). */
+function fsMessage(error: unknown): string {
+  return message(error).replace(/, \w+(?: '.*')?$/, "");
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,827 @@
+/**
+ * In-memory certificate authority: creates a CA and issues server and client certificates
+ * for mutual TLS, returning PEM strings. Nothing here touches the filesystem (see
+ * `keygen.ts` for the on-disk layout).
+ *
+ * Certificates follow what the Docker CLI and Go's `crypto/tls` expect: server certificates
+ * carry the `serverAuth` extended key usage and subject alternative names (IP literals as IP
+ * SANs), client certificates carry `clientAuth`, and private keys are PKCS#8 PEM.
+ *
+ * @example Issue a CA, a server and a client certificate
+ * ```ts
+ * import { createCa, issueClient, issueServer, parseCertificatePem } from "./pki.ts";
+ * const ca = await createCa();
+ * const server = await issueServer(ca, { sans: ["localhost", "127.0.0.1"] });
+ * const alice = await issueClient(ca, "alice");
+ * if (parseCertificatePem(alice.certPem).subject !== "CN=alice") throw new Error("unexpected");
+ * if (!server.keyPem.startsWith("-----BEGIN PRIVATE KEY-----")) throw new Error("unexpected");
+ * ```
+ *
+ * @module
+ */
+
+import { isIP } from "node:net";
+import { hostname } from "node:os";
+import { x509, type X509Certificate } from "./x509.ts";
+
+/** Key algorithm of a generated key pair. */
+export type KeyType = "p256" | "p384" | "rsa2048" | "rsa3072" | "rsa4096";
+
+/** All {@linkcode KeyType} values, in order of preference. */
+export const KEY_TYPES: readonly KeyType[] = ["p256", "p384", "rsa2048", "rsa3072", "rsa4096"];
+
+/** A certificate and its private key, both PEM (the key is PKCS#8, `BEGIN PRIVATE KEY`). */
+export interface PemPair {
+  /** The certificate, `-----BEGIN CERTIFICATE-----`. */
+  certPem: string;
+  /** The unencrypted PKCS#8 private key, `-----BEGIN PRIVATE KEY-----`. */
+  keyPem: string;
+}
+
+/** Validity options shared by every certificate kind. */
+export interface ValidityOptions {
+  /** Key algorithm of the new key pair. Default: `"p256"`. */
+  keyType?: KeyType;
+  /**
+   * Lifetime in days from now: an integer from 1 to 36500. Ignored when `notAfter` is given.
+   * Default: 3650 for a CA, 365 for leaf certificates.
+   */
+  days?: number;
+  /** Start of validity. Default: now minus 5 minutes, to tolerate clock skew between peers. */
+  notBefore?: Date;
+  /** End of validity. Default: now plus `days`. */
+  notAfter?: Date;
+}
+
+/** Options for {@linkcode createCa}. */
+export interface CreateCaOptions extends ValidityOptions {
+  /** Subject common name. Default: `"dockgate CA"`. */
+  commonName?: string;
+}
+
+/** Options for {@linkcode issueServer}. */
+export interface IssueServerOptions extends ValidityOptions {
+  /** Subject common name. Default: this machine's host name (`os.hostname()`). */
+  commonName?: string;
+  /**
+   * Subject alternative names, the names clients verify. IPv4/IPv6 literals become IP SANs,
+   * anything else a DNS SAN (`ip:`/`dns:` prefixes force the kind; IPv6 may be bracketed).
+   * This list replaces the default; to add names, pass
+   * `[...defaultServerSans(), "extra.example"]`. Default: {@linkcode defaultServerSans}.
+   */
+  sans?: string[];
+}
+
+/** Extended key usages a client certificate may carry. */
+export type ClientExtKeyUsage = "clientAuth" | "serverAuth";
+
+/** Options for {@linkcode issueClient}. */
+export interface IssueClientOptions extends ValidityOptions {
+  /** Organizational units added to the subject. Default: none. */
+  organizationalUnits?: string[];
+  /** Subject alternative names, as for {@linkcode IssueServerOptions.sans}. Default: none. */
+  sans?: string[];
+  /**
+   * Extended key usages. Meant for tests and special cases (a certificate that serves both
+   * ends); ordinary client certificates should keep the default. Default: `["clientAuth"]`.
+   */
+  extKeyUsages?: ClientExtKeyUsage[];
+}
+
+const MINUTE = 60_000;
+const DAY = 86_400_000;
+const CLOCK_SKEW = 5 * MINUTE;
+const MAX_DAYS = 36500;
+const OID_CN = "2.5.4.3";
+const OID_OU = "2.5.4.11";
+const OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1";
+const OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1";
+
+const KEY_TYPE_ALIASES: Record<string, KeyType> = {
+  p256: "p256",
+  ecdsap256: "p256",
+  ecp256: "p256",
+  prime256v1: "p256",
+  secp256r1: "p256",
+  p384: "p384",
+  ecdsap384: "p384",
+  ecp384: "p384",
+  secp384r1: "p384",
+  rsa2048: "rsa2048",
+  rsa3072: "rsa3072",
+  rsa4096: "rsa4096",
+};
+
+/**
+ * Parse a key type name. Accepts the {@linkcode KeyType} values and common spellings such
+ * as `P-256`, `ecdsa-p384`, `prime256v1` or `RSA-2048` (case-insensitive).
+ * Throws `TypeError` listing the valid values otherwise.
+ *
+ * @example
+ * ```ts
+ * import { parseKeyType } from "./pki.ts";
+ * if (parseKeyType("P-256") !== "p256") throw new Error("unexpected");
+ * if (parseKeyType("rsa-4096") !== "rsa4096") throw new Error("unexpected");
+ * ```
+ */
+export function parseKeyType(text: string): KeyType {
+  const key = typeof text === "string" ? text.toLowerCase().replace(/[-_ ]/g, "") : "";
+  const type = Object.hasOwn(KEY_TYPE_ALIASES, key) ? KEY_TYPE_ALIASES[key] : undefined;
+  if (type === undefined) {
+    throw new TypeError(`Invalid key type "${text}": expected one of ${KEY_TYPES.join(", ")}`);
+  }
+  return type;
+}
+
+/**
+ * Throw `TypeError` unless `name` is usable as a client name: 1–64 characters from letters,
+ * digits, `.`, `_`, `-` and `@`, not starting with a dot. Such a name is safe as a
+ * directory name and as a certificate common name.
+ *
+ * @example
+ * ```ts
+ * import { validateClientName } from "./pki.ts";
+ * validateClientName("alice@laptop");
+ * let threw = false;
+ * try { validateClientName("../etc"); } catch (e) { threw = e instanceof TypeError; }
+ * if (!threw) throw new Error("expected TypeError");
+ * ```
+ */
+export function validateClientName(name: string): void {
+  if (typeof name !== "string" || !/^[A-Za-z0-9_@-][A-Za-z0-9._@-]{0,63}$/.test(name)) {
+    throw new TypeError(
+      `Invalid client name "${name}": use 1-64 letters, digits, ".", "_", "-" or "@", ` +
+        `not starting with "."`,
+    );
+  }
+}
+
+/**
+ * The server SANs used when none are given: `localhost`, `127.0.0.1`, `::1` and this
+ * machine's host name (when it is a valid DNS name and can be read).
+ *
+ * @example
+ * ```ts
+ * import { defaultServerSans } from "./pki.ts";
+ * const sans = defaultServerSans();
+ * if (!sans.includes("localhost") || !sans.includes("::1")) throw new Error("unexpected");
+ * ```
+ */
+export function defaultServerSans(): string[] {
+  const sans = ["localhost", "127.0.0.1", "::1"];
+  const host = safeHostname().toLowerCase();
+  try {
+    parseSan(host);
+    if (!sans.includes(host)) sans.push(host);
+  } catch {
+    // An odd host name is simply not advertised; the caller can add SANs explicitly.
+  }
+  return sans;
+}
+
+/**
+ * Create a self-signed CA certificate: basicConstraints `CA:TRUE, pathlen:0` (critical),
+ * keyUsage `keyCertSign, cRLSign` (critical), a subject key identifier and a random
+ * positive 128-bit serial number. Default lifetime: 3650 days.
+ *
+ * Throws `RangeError` for a bad `days` or validity range and `TypeError` for a bad name.
+ *
+ * @example
+ * ```ts
+ * import { createCa, parseCertificatePem } from "./pki.ts";
+ * const ca = await createCa({ commonName: "test CA", days: 30 });
+ * const cert = parseCertificatePem(ca.certPem);
+ * if (cert.subject !== "CN=test CA") throw new Error(cert.subject);
+ * ```
+ */
+export async function createCa(options: CreateCaOptions = {}): Promise<PemPair> {
+  const commonName = checkCommonName(options.commonName ?? "dockgate CA");
+  const keyType = options.keyType ?? "p256";
+  const { notBefore, notAfter } = validity(options, 3650);
+  const keys = await generateKeyPair(keyType);
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: [{ [OID_CN]: [commonName] }],
+    issuer: [{ [OID_CN]: [commonName] }],
+    notBefore,
+    notAfter,
+    publicKey: keys.publicKey,
+    signingKey: keys.privateKey,
+    signingAlgorithm: signingAlgorithm(keys.publicKey.algorithm),
+    extensions: [
+      // pathlen 0: this CA signs leaf certificates only, never intermediates.
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+        true,
+      ),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return { certPem: certToPem(cert), keyPem: await exportKeyPem(keys.privateKey) };
+}
+
+/**
+ * Issue a TLS server certificate signed by `ca`: extended key usage `serverAuth`, key usage
+ * `digitalSignature` (plus `keyEncipherment` for RSA keys), basicConstraints `CA:FALSE`,
+ * subject alternative names, and subject/authority key identifiers.
+ *
+ * The certificate never outlives the CA: `notAfter` is clamped to the CA's `notAfter`.
+ * Throws `TypeError` for a bad SAN or a CA pair that is not a CA or whose key does not
+ * match, `RangeError` for a bad `days` or validity range, and `Error` when the CA has
+ * expired.
+ *
+ * @example
+ * ```ts
+ * import { createCa, issueServer, parseCertificatePem } from "./pki.ts";
+ * import { x509 } from "./x509.ts";
+ * const ca = await createCa();
+ * const server = await issueServer(ca, { commonName: "docker1", sans: ["docker1.lan", "10.0.0.5"] });
+ * const san = parseCertificatePem(server.certPem)
+ *   .getExtension(x509.SubjectAlternativeNameExtension)!;
+ * const names = san.names.items.map((n) => `${n.type}:${n.value}`);
+ * if (names.join() !== "dns:docker1.lan,ip:10.0.0.5") throw new Error(names.join());
+ * ```
+ */
+export async function issueServer(ca: PemPair, options: IssueServerOptions = {}): Promise<PemPair> {
+  const commonName = checkCommonName(options.commonName ?? defaultServerCommonName());
+  const sans = options.sans ?? defaultServerSans();
+  if (sans.length === 0) {
+    // Go and the Docker CLI ignore the common name: a server without SANs matches nothing.
+    throw new TypeError("A server certificate needs at least one subject alternative name");
+  }
+  return await issueLeaf(ca, options, [{ [OID_CN]: [commonName] }], sans, [
+    x509.ExtendedKeyUsage.serverAuth,
+  ]);
+}
+
+/**
+ * Issue a TLS client certificate signed by `ca` with common name `name`: extended key usage
+ * `clientAuth` (see {@linkcode IssueClientOptions.extKeyUsages}), key usage
+ * `digitalSignature` (plus `keyEncipherment` for RSA keys), basicConstraints `CA:FALSE`, and
+ * subject/authority key identifiers.
+ *
+ * `name` must pass {@linkcode validateClientName} (else `TypeError`). The certificate never
+ * outlives the CA: `notAfter` is clamped to the CA's `notAfter`. Other errors as for
+ * {@linkcode issueServer}.
+ *
+ * @example
+ * ```ts
+ * import { createCa, issueClient, parseCertificatePem } from "./pki.ts";
+ * const ca = await createCa();
+ * const bob = await issueClient(ca, "bob", { organizationalUnits: ["ops"], days: 7 });
+ * if (parseCertificatePem(bob.certPem).subject !== "OU=ops, CN=bob") throw new Error("unexpected");
+ * ```
+ */
+export async function issueClient(
+  ca: PemPair,
+  name: string,
+  options: IssueClientOptions = {},
+): Promise<PemPair> {
+  validateClientName(name);
+  const subject: Record<string, string[]>[] = [];
+  for (const ou of options.organizationalUnits ?? []) {
+    subject.push({ [OID_OU]: [checkCommonName(ou, "organizational unit")] });
+  }
+  subject.push({ [OID_CN]: [name] });
+  const ekus = options.extKeyUsages ?? ["clientAuth"];
+  if (ekus.length === 0) throw new TypeError("extKeyUsages must not be empty");
+  for (const eku of ekus) {
+    if (eku !== "clientAuth" && eku !== "serverAuth") {
+      throw new TypeError(`Invalid extended key usage "${eku}": expected clientAuth or serverAuth`);
+    }
+  }
+  return await issueLeaf(
+    ca,
+    options,
+    subject,
+    options.sans ?? [],
+    ekus.map((e) => x509.ExtendedKeyUsage[e]),
+  );
+}
+
+/**
+ * Parse the first certificate of a PEM text. Throws `TypeError` when there is no
+ * `CERTIFICATE` block or it is malformed.
+ *
+ * @example
+ * ```ts
+ * import { createCa, parseCertificatePem } from "./pki.ts";
+ * const { certPem } = await createCa();
+ * if (parseCertificatePem(certPem).subject !== "CN=dockgate CA") throw new Error("unexpected");
+ * ```
+ */
+export function parseCertificatePem(pem: string): X509Certificate {
+  return parseCertificatesPem(pem)[0];
+}
+
+/**
+ * Parse every certificate of a PEM bundle, in order; other PEM blocks are ignored. Throws
+ * `TypeError` when there is no `CERTIFICATE` block or one is malformed.
+ *
+ * @example
+ * ```ts
+ * import { createCa, parseCertificatesPem } from "./pki.ts";
+ * const a = await createCa({ commonName: "A" });
+ * const b = await createCa({ commonName: "B" });
+ * const certs = parseCertificatesPem(a.certPem + b.certPem);
+ * if (certs.map((c) => c.subject).join() !== "CN=A,CN=B") throw new Error("unexpected");
+ * ```
+ */
+export function parseCertificatesPem(pem: string): X509Certificate[] {
+  const blocks = pemBlocks(pem).filter((b) => b.type === "CERTIFICATE");
+  if (blocks.length === 0) throw new TypeError('no PEM "CERTIFICATE" block found');
+  return blocks.map((block, i) => {
+    try {
+      return new x509.X509Certificate(block.der);
+    } catch (error) {
+      throw new TypeError(`malformed certificate #${i + 1}: ${message(error)}`, { cause: error });
+    }
+  });
+}
+
+/**
+ * Import a PEM private key for signing with the algorithm of `cert`'s public key. Accepts
+ * PKCS#8 (`BEGIN PRIVATE KEY`) and the legacy OpenSSL forms `BEGIN EC PRIVATE KEY` (SEC 1)
+ * and `BEGIN RSA PRIVATE KEY` (PKCS#1); encrypted keys are not supported. Throws `TypeError`
+ * when the key is missing, malformed, encrypted, or of a different algorithm than `cert`.
+ * The returned key is not extractable.
+ *
+ * @example
+ * ```ts
+ * import { createCa, importPrivateKeyPem, parseCertificatePem } from "./pki.ts";
+ * const ca = await createCa();
+ * const key = await importPrivateKeyPem(ca.keyPem, parseCertificatePem(ca.certPem));
+ * if (key.type !== "private") throw new Error("unexpected");
+ * ```
+ */
+export async function importPrivateKeyPem(
+  pem: string,
+  cert: X509Certificate,
+): Promise<CryptoKey> {
+  const prepared = preparePrivateKey(pem, cert);
+  if (!prepared.sameAlgorithm) {
+    throw new TypeError(
+      `private key algorithm differs from the certificate's (${describeKey(cert)})`,
+    );
+  }
+  return await importPkcs8(prepared.pkcs8, prepared.algorithm, false);
+}
+
+/**
+ * Whether the PEM private key `keyPem` belongs to the first certificate in `certPem`, by
+ * comparing the public key derived from the private key with the certificate's. Resolves
+ * `false` for a key of another algorithm or curve; throws `TypeError` for input that is not
+ * a usable certificate or private key.
+ *
+ * @example
+ * ```ts
+ * import { createCa, keyMatchesCertificate } from "./pki.ts";
+ * const a = await createCa();
+ * const b = await createCa();
+ * if (!await keyMatchesCertificate(a.keyPem, a.certPem)) throw new Error("should match");
+ * if (await keyMatchesCertificate(b.keyPem, a.certPem)) throw new Error("should not match");
+ * ```
+ */
+export async function keyMatchesCertificate(keyPem: string, certPem: string): Promise<boolean> {
+  const cert = parseCertificatePem(certPem);
+  const prepared = preparePrivateKey(keyPem, cert);
+  if (!prepared.sameAlgorithm) return false;
+  const privateKey = await importPkcs8(prepared.pkcs8, prepared.algorithm, true);
+  const privateJwk = await crypto.subtle.exportKey("jwk", privateKey);
+  const publicKey = await cert.publicKey.export(prepared.algorithm, ["verify"]);
+  const publicJwk = await crypto.subtle.exportKey("jwk", publicKey);
+  const fields = publicJwk.kty === "EC" ? ["crv", "x", "y"] as const : ["n", "e"] as const;
+  return privateJwk.kty === publicJwk.kty &&
+    fields.every((f) => privateJwk[f] !== undefined && privateJwk[f] === publicJwk[f]);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** The host name, or "" when it cannot be read (e.g. Deno without `--allow-sys`). */
+function safeHostname(): string {
+  try {
+    return hostname();
+  } catch {
+    return "";
+  }
+}
+
+function defaultServerCommonName(): string {
+  const host = safeHostname();
+  return host !== "" && host.length <= 64 ? host : "dockgate server";
+}
+
+async function issueLeaf(
+  ca: PemPair,
+  options: ValidityOptions,
+  subject: Record<string, string[]>[],
+  sans: string[],
+  ekus: string[],
+): Promise<PemPair> {
+  const keyType = options.keyType ?? "p256";
+  const names = dedupeSans(sans);
+  const requested = validity(options, 365);
+  const { caCert, caKey } = await loadCaPair(ca);
+  if (caCert.notAfter.getTime() <= Date.now()) {
+    throw new Error(
+      `CA certificate "${caCert.subject}" expired on ${caCert.notAfter.toISOString()}`,
+    );
+  }
+  // A leaf that outlives its CA would fail verification after the CA expires anyway; clamp
+  // so the certificate says what will actually happen.
+  const notAfter = new Date(Math.min(requested.notAfter.getTime(), caCert.notAfter.getTime()));
+  if (notAfter.getTime() <= requested.notBefore.getTime()) {
+    throw new RangeError("Invalid validity: notAfter (clamped to the CA's) is not after notBefore");
+  }
+  const keys = await generateKeyPair(keyType);
+  const caSki = caCert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId ??
+    (await x509.SubjectKeyIdentifierExtension.create(caCert.publicKey)).keyId;
+  const usages = x509.KeyUsageFlags.digitalSignature |
+    // RSA key exchange (TLS 1.2 RSA kx) encrypts the premaster secret with the leaf key.
+    (keyType.startsWith("rsa") ? x509.KeyUsageFlags.keyEncipherment : 0);
+  const extensions: x509.Extension[] = [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(usages, true),
+    new x509.ExtendedKeyUsageExtension(ekus, false),
+    await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    new x509.AuthorityKeyIdentifierExtension(caSki, false),
+  ];
+  if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject,
+    // The issuer must be byte-identical to the CA's subject for chain building.
+    issuer: caCert.subjectName,
+    notBefore: requested.notBefore,
+    notAfter,
+    publicKey: keys.publicKey,
+    signingKey: caKey,
+    signingAlgorithm: signingAlgorithm(caCert.publicKey.algorithm),
+    extensions,
+  });
+  return { certPem: certToPem(cert), keyPem: await exportKeyPem(keys.privateKey) };
+}
+
+async function loadCaPair(ca: PemPair): Promise<{ caCert: X509Certificate; caKey: CryptoKey }> {
+  if (ca === null || typeof ca !== "object") throw new TypeError("CA must be a PemPair");
+  let caCert: X509Certificate;
+  try {
+    caCert = parseCertificatePem(ca.certPem);
+  } catch (error) {
+    throw new TypeError(`Invalid CA certificate: ${message(error)}`, { cause: error });
+  }
+  if (caCert.getExtension(x509.BasicConstraintsExtension)?.ca !== true) {
+    throw new TypeError(`Certificate "${caCert.subject}" is not a CA certificate`);
+  }
+  let matches: boolean;
+  try {
+    matches = await keyMatchesCertificate(ca.keyPem, ca.certPem);
+  } catch (error) {
+    throw new TypeError(`Invalid CA private key: ${message(error)}`, { cause: error });
+  }
+  if (!matches) throw new TypeError("CA private key does not match the CA certificate");
+  return { caCert, caKey: await importPrivateKeyPem(ca.keyPem, caCert) };
+}
+
+function keyGenParams(keyType: KeyType): EcKeyGenParams | RsaHashedKeyGenParams {
+  switch (keyType) {
+    case "p256":
+      return { name: "ECDSA", namedCurve: "P-256" };
+    case "p384":
+      return { name: "ECDSA", namedCurve: "P-384" };
+    case "rsa2048":
+    case "rsa3072":
+    case "rsa4096":
+      return {
+        name: "RSASSA-PKCS1-v1_5",
+        modulusLength: Number(keyType.slice(3)),
+        publicExponent: new Uint8Array([1, 0, 1]),
+        hash: "SHA-256",
+      };
+    default:
+      throw new TypeError(`Invalid key type "${keyType}": expected one of ${KEY_TYPES.join(", ")}`);
+  }
+}
+
+async function generateKeyPair(keyType: KeyType): Promise<CryptoKeyPair> {
+  return await crypto.subtle.generateKey(keyGenParams(keyType), true, ["sign", "verify"]);
+}
+
+/** Signature parameters for a signer key: ECDSA hashes match the curve size. */
+function signingAlgorithm(keyAlgorithm: Algorithm): EcdsaParams | Algorithm {
+  if (keyAlgorithm.name === "ECDSA") {
+    const curve = (keyAlgorithm as EcKeyAlgorithm).namedCurve;
+    return { name: "ECDSA", hash: curve === "P-384" ? "SHA-384" : "SHA-256" } as EcdsaParams;
+  }
+  return { name: keyAlgorithm.name, hash: "SHA-256" } as Algorithm;
+}
+
+/** A random positive 128-bit serial: high bit cleared (positive), first byte nonzero. */
+function randomSerial(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[0] &= 0x7f;
+  if (bytes[0] === 0) bytes[0] = 1;
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function validity(
+  options: ValidityOptions,
+  defaultDays: number,
+): { notBefore: Date; notAfter: Date } {
+  const days = options.days ?? defaultDays;
+  if (!Number.isInteger(days) || days < 1 || days > MAX_DAYS) {
+    throw new RangeError(`Invalid days ${days}: expected an integer from 1 to ${MAX_DAYS}`);
+  }
+  const now = Date.now();
+  const notBefore = options.notBefore ?? new Date(now - CLOCK_SKEW);
+  const notAfter = options.notAfter ?? new Date(now + days * DAY);
+  for (const [label, date] of [["notBefore", notBefore], ["notAfter", notAfter]] as const) {
+    if (!(date instanceof Date) || Number.isNaN(date.getTime())) {
+      throw new TypeError(`Invalid ${label}: expected a valid Date`);
+    }
+  }
+  if (notAfter.getTime() <= notBefore.getTime()) {
+    throw new RangeError("Invalid validity: notAfter must be after notBefore");
+  }
+  return { notBefore, notAfter };
+}
+
+// deno-lint-ignore no-control-regex
+const CONTROL_CHARS = /[\x00-\x1f\x7f]/;
+
+function checkCommonName(value: string, what = "common name"): string {
+  // ub-common-name is 64; control characters would be misleading in logs and DNs.
+  if (
+    typeof value !== "string" || value.length < 1 || value.length > 64 ||
+    CONTROL_CHARS.test(value)
+  ) {
+    throw new TypeError(`Invalid ${what} "${value}": expected 1-64 printable characters`);
+  }
+  return value;
+}
+
+/** Parse one SAN into the library's JSON form, canonicalising IPs and DNS names. */
+function parseSan(text: string): x509.JsonGeneralName {
+  const bad = (why: string) => new TypeError(`Invalid SAN "${text}": ${why}`);
+  if (typeof text !== "string") throw bad("not a string");
+  let value = text;
+  let kind: "ip" | "dns" | undefined;
+  const prefix = /^(ip|dns):/i.exec(value);
+  if (prefix) {
+    kind = prefix[1].toLowerCase() as "ip" | "dns";
+    value = value.slice(prefix[0].length);
+  }
+  const unbracketed = /^\[(.*)\]$/.exec(value)?.[1] ?? value;
+  const family = isIP(unbracketed);
+  if (kind === "ip" || (kind === undefined && family !== 0)) {
+    if (family === 4) return { type: "ip", value: unbracketed.split(".").map(Number).join(".") };
+    if (family === 6 && !unbracketed.includes("%")) {
+      return { type: "ip", value: ipv6Groups(unbracketed).map((g) => g.toString(16)).join(":") };
+    }
+    throw bad("not an IPv4 or IPv6 address (zone indexes are not allowed)");
+  }
+  const name = value.toLowerCase().replace(/\.$/, "");
+  if (name === "" || name.length > 253) throw bad("empty or longer than 253 characters");
+  const labels = name.split(".");
+  labels.forEach((label, i) => {
+    if (i === 0 && label === "*" && labels.length > 2) return; // wildcard: *.example.com
+    if (!/^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/.test(label)) {
+      throw bad("not a valid DNS name or IP address");
+    }
+  });
+  return { type: "dns", value: name };
+}
+
+/** The eight 16-bit groups of an IPv6 literal already accepted by `isIP` (handles `::`, v4 tail). */
+function ipv6Groups(text: string): number[] {
+  const side = (part: string): number[] => {
+    if (part === "") return [];
+    return part.split(":").flatMap((piece) => {
+      if (!piece.includes(".")) return [parseInt(piece, 16)];
+      const [a, b, c, d] = piece.split(".").map(Number);
+      return [(a << 8) | b, (c << 8) | d];
+    });
+  };
+  const [left, right] = text.split("::");
+  if (right === undefined) return side(left);
+  const l = side(left);
+  const r = side(right);
+  return [...l, ...new Array(8 - l.length - r.length).fill(0), ...r];
+}
+
+function dedupeSans(sans: string[]): x509.JsonGeneralName[] {
+  if (!Array.isArray(sans)) throw new TypeError("sans must be an array of strings");
+  const seen = new Set<string>();
+  const out: x509.JsonGeneralName[] = [];
+  for (const san of sans) {
+    const parsed = parseSan(san);
+    const key = `${parsed.type}:${parsed.value}`;
+    if (!seen.has(key)) {
+      seen.add(key);
+      out.push(parsed);
+    }
+  }
+  return out;
+}
+
+function certToPem(cert: X509Certificate): string {
+  return `${cert.toString("pem")}\n`;
+}
+
+async function exportKeyPem(key: CryptoKey): Promise<string> {
+  const pkcs8 = await crypto.subtle.exportKey("pkcs8", key);
+  return `${x509.PemConverter.encode(pkcs8, "PRIVATE KEY")}\n`;
+}
+
+interface PemBlock {
+  type: string;
+  der: Uint8Array<ArrayBuffer>;
+  encrypted: boolean;
+}
+
+function pemBlocks(text: string): PemBlock[] {
+  if (typeof text !== "string") throw new TypeError("PEM input must be a string");
+  const blocks: PemBlock[] = [];
+  const re = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;
+  for (const match of text.matchAll(re)) {
+    let body = match[2];
+    // RFC 1421 headers (legacy encrypted keys) end with an empty line.
+    const encrypted = /Proc-Type:\s*4,ENCRYPTED/i.test(body);
+    if (/^[A-Za-z-]+:/m.test(body)) body = body.replace(/^[\s\S]*?\r?\n\r?\n/, "");
+    const b64 = body.replace(/\s+/g, "");
+    if (encrypted) {
+      blocks.push({ type: match[1], der: new Uint8Array(0), encrypted });
+      continue;
+    }
+    if (b64 === "" || b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) {
+      throw new TypeError(`malformed PEM "${match[1]}" block: invalid base64`);
+    }
+    blocks.push({
+      type: match[1],
+      der: Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)),
+      encrypted,
+    });
+  }
+  return blocks;
+}
+
+// Minimal DER reading/writing, enough to inspect and wrap private keys without extra deps.
+
+interface Tlv {
+  tag: number;
+  start: number; // first content byte
+  end: number; // one past the last content byte
+  headerStart: number;
+}
+
+function readTlv(der: Uint8Array, offset: number): Tlv {
+  const fail = () => new TypeError("malformed DER structure");
+  if (offset + 2 > der.length) throw fail();
+  const tag = der[offset];
+  let length = der[offset + 1];
+  let start = offset + 2;
+  if (length & 0x80) {
+    const count = length & 0x7f;
+    if (count === 0 || count > 4 || start + count > der.length) throw fail();
+    length = 0;
+    for (let i = 0; i < count; i++) length = length * 256 + der[start + i];
+    start += count;
+  }
+  if (start + length > der.length) throw fail();
+  return { tag, start, end: start + length, headerStart: offset };
+}
+
+function derLength(length: number): number[] {
+  if (length < 0x80) return [length];
+  const bytes: number[] = [];
+  for (let n = length; n > 0; n = Math.floor(n / 256)) bytes.unshift(n & 0xff);
+  return [0x80 | bytes.length, ...bytes];
+}
+
+function derWrap(tag: number, content: Uint8Array): Uint8Array<ArrayBuffer> {
+  const header = [tag, ...derLength(content.length)];
+  const out = new Uint8Array(header.length + content.length);
+  out.set(header);
+  out.set(content, header.length);
+  return out;
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+/** The DER AlgorithmIdentifier of a SubjectPublicKeyInfo. */
+function spkiAlgorithm(cert: X509Certificate): Uint8Array {
+  const spki = new Uint8Array(cert.publicKey.rawData);
+  const outer = readTlv(spki, 0);
+  const alg = readTlv(spki, outer.start);
+  return spki.subarray(alg.headerStart, alg.end);
+}
+
+/** The algorithm OID (dotted) at the start of a DER AlgorithmIdentifier. */
+function algorithmOid(algId: Uint8Array): string {
+  const seq = readTlv(algId, 0);
+  const oid = readTlv(algId, seq.start);
+  if (oid.tag !== 0x06) throw new TypeError("malformed DER structure");
+  const bytes = algId.subarray(oid.start, oid.end);
+  const parts: number[] = [];
+  let value = 0;
+  for (const byte of bytes) {
+    value = value * 128 + (byte & 0x7f);
+    if (!(byte & 0x80)) {
+      parts.push(value);
+      value = 0;
+    }
+  }
+  const first = parts.shift() ?? 0;
+  return [first < 80 ? Math.floor(first / 40) : 2, first < 80 ? first % 40 : first - 80, ...parts]
+    .join(".");
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+interface PreparedKey {
+  pkcs8: Uint8Array<ArrayBuffer>;
+  algorithm: EcKeyImportParams | RsaHashedImportParams;
+  sameAlgorithm: boolean;
+}
+
+function preparePrivateKey(pem: string, cert: X509Certificate): PreparedKey {
+  const blocks = pemBlocks(pem).filter((b) => b.type.endsWith("PRIVATE KEY"));
+  if (blocks.length === 0) throw new TypeError('no PEM "PRIVATE KEY" block found');
+  const block = blocks[0];
+  if (block.encrypted || block.type === "ENCRYPTED PRIVATE KEY") {
+    throw new TypeError("encrypted private keys are not supported; decrypt it with openssl first");
+  }
+  const certAlg = spkiAlgorithm(cert);
+  const certOid = algorithmOid(certAlg);
+  const algorithm = importAlgorithm(cert);
+  switch (block.type) {
+    case "PRIVATE KEY": {
+      // PrivateKeyInfo ::= SEQUENCE { version INTEGER, privateKeyAlgorithm AlgorithmIdentifier, ... }
+      const seq = readTlv(block.der, 0);
+      const version = readTlv(block.der, seq.start);
+      const alg = readTlv(block.der, version.end);
+      if (seq.tag !== 0x30 || version.tag !== 0x02 || alg.tag !== 0x30) {
+        throw new TypeError("malformed PKCS#8 private key");
+      }
+      const keyAlg = block.der.subarray(alg.headerStart, alg.end);
+      return { pkcs8: block.der, algorithm, sameAlgorithm: sameBytes(keyAlg, certAlg) };
+    }
+    case "EC PRIVATE KEY":
+    case "RSA PRIVATE KEY": {
+      const wanted = block.type === "EC PRIVATE KEY" ? OID_EC_PUBLIC_KEY : OID_RSA_ENCRYPTION;
+      // Wrap SEC 1 / PKCS#1 in PKCS#8 reusing the certificate's AlgorithmIdentifier (which
+      // carries the curve); WebCrypto only imports PKCS#8.
+      const pkcs8 = derWrap(
+        0x30,
+        concat(new Uint8Array([0x02, 0x01, 0x00]), certAlg, derWrap(0x04, block.der)),
+      );
+      return { pkcs8, algorithm, sameAlgorithm: certOid === wanted };
+    }
+    default:
+      throw new TypeError(`unsupported private key type "${block.type}"`);
+  }
+}
+
+function importAlgorithm(cert: X509Certificate): EcKeyImportParams | RsaHashedImportParams {
+  const alg = cert.publicKey.algorithm as Algorithm & { namedCurve?: string };
+  if (alg.name === "ECDSA" && (alg.namedCurve === "P-256" || alg.namedCurve === "P-384")) {
+    return { name: "ECDSA", namedCurve: alg.namedCurve };
+  }
+  if (alg.name === "RSASSA-PKCS1-v1_5") return { name: alg.name, hash: "SHA-256" };
+  throw new TypeError(`unsupported certificate key algorithm (${describeKey(cert)})`);
+}
+
+async function importPkcs8(
+  pkcs8: Uint8Array<ArrayBuffer>,
+  algorithm: EcKeyImportParams | RsaHashedImportParams,
+  extractable: boolean,
+): Promise<CryptoKey> {
+  try {
+    return await crypto.subtle.importKey("pkcs8", pkcs8, algorithm, extractable, ["sign"]);
+  } catch (error) {
+    throw new TypeError(`malformed private key: ${message(error)}`, { cause: error });
+  }
+}
+
+function describeKey(cert: X509Certificate): string {
+  const alg = cert.publicKey.algorithm as Algorithm & {
+    namedCurve?: string;
+    modulusLength?: number;
+  };
+  return [alg.name, alg.namedCurve ?? alg.modulusLength].filter((x) => x !== undefined).join(" ");
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,203 @@
+/**
+ * Byte-exact bidirectional relay between two stream sockets, with backpressure and
+ * half-close.
+ *
+ * Why hand-written and not `a.pipe(b)`: we need byte counts for the audit log, one place that
+ * tears both sides down on the first error, and control over how chunks are handed from one
+ * runtime's socket to the other (Deno's `node:tls` is much faster when the chunk handed to
+ * the unix socket is a fresh copy).
+ *
+ * @module
+ */
+
+import type { Duplex } from "node:stream";
+
+/** What a finished relay moved, and why it ended. */
+export interface RelayResult {
+  /** Bytes copied from the first socket (the client) to the second (the target). */
+  bytesIn: number;
+  /** Bytes copied from the second socket back to the first. */
+  bytesOut: number;
+  /** The first error seen on either side, if the relay did not end cleanly. */
+  error?: Error;
+}
+
+/** Options for {@linkcode relay}. */
+export interface RelayOptions {
+  /**
+   * Copy each chunk before writing it to the other side. Default: `false`. Deno's
+   * `node:tls` sockets move bytes faster this way; it costs a memcpy on Node.
+   */
+  copyChunks?: boolean;
+  /**
+   * Bytes allowed to queue in a destination's write buffer before its source is paused.
+   * Default: 0, i.e. pause as soon as the destination signals backpressure.
+   *
+   * Why this exists: Deno 2.9's `node:tls` drops the peer's EOF (close_notify or FIN) when
+   * it arrives while the TLS socket is paused, so a half-closed `docker run -i` stream would
+   * never end. On Deno the CLI sets a bounded allowance here so short stdin streams never
+   * pause the TLS socket; the bound keeps memory per connection finite.
+   */
+  maxQueuedBytes?: number;
+}
+
+/**
+ * Bytes read from a socket before its relay started: a socket is consumed from the moment
+ * its handshake completes, and what arrives while the decision and the target connection
+ * are pending is held here (up to a limit) and replayed first.
+ *
+ * Why not just leave the socket unread: on Deno 2.9 a TLS socket whose read buffer fills
+ * stops reading, and an EOF arriving in that state is lost.
+ */
+export class HeldInput {
+  /** Chunks read so far, in order. */
+  readonly chunks: Uint8Array[] = [];
+  /** Whether the peer already ended its side. */
+  ended = false;
+  #bytes = 0;
+  #socket: Duplex;
+  #onData: (chunk: Uint8Array) => void;
+  #onEnd: () => void;
+
+  /**
+   * Start holding `socket`'s input; past `limitBytes` the socket is paused.
+   *
+   * @example
+   * ```ts
+   * import { PassThrough } from "node:stream";
+   * import { HeldInput } from "./relay.ts";
+   * const s = new PassThrough();
+   * const held = new HeldInput(s, 1024);
+   * s.end("early");
+   * await new Promise((r) => setTimeout(r, 10));
+   * if (new TextDecoder().decode(held.chunks[0]) !== "early" || !held.ended) throw new Error();
+   * held.release();
+   * ```
+   */
+  constructor(socket: Duplex, limitBytes: number) {
+    this.#socket = socket;
+    this.#onData = (chunk) => {
+      this.chunks.push(chunk);
+      this.#bytes += chunk.byteLength;
+      if (this.#bytes > limitBytes) socket.pause();
+    };
+    this.#onEnd = () => (this.ended = true);
+    socket.on("data", this.#onData);
+    socket.once("end", this.#onEnd);
+  }
+
+  /** Stop holding (the relay takes over in the same tick). */
+  release(): void {
+    this.#socket.off("data", this.#onData);
+    this.#socket.off("end", this.#onEnd);
+  }
+}
+
+/** A live relay: its result, and a way to end it early. */
+export interface RelayHandle {
+  /** Resolves when both sockets are closed. Never rejects. */
+  done: Promise<RelayResult>;
+  /** Destroy both sockets now (used by drain deadlines and lifetime limits). */
+  abort(reason?: Error): void;
+}
+
+/**
+ * Relay bytes between `a` and `b` until both directions have ended.
+ *
+ * - Backpressure: a side is paused while the other side's write buffer is full.
+ * - Half-close: the end of one direction (FIN or TLS close_notify) is passed on with
+ *   `end()` while the other direction keeps flowing. Both sockets must be created with
+ *   `allowHalfOpen: true`.
+ * - An error or reset on either side destroys both.
+ *
+ * @example Relay between two socket pairs
+ * ```ts
+ * import net from "node:net";
+ * import { relay } from "./relay.ts";
+ * const echo = net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s));
+ * await new Promise<void>((r) => echo.listen(0, "127.0.0.1", r));
+ * const { port } = echo.address() as net.AddressInfo;
+ * const front = net.createServer({ allowHalfOpen: true }, (client) => {
+ *   const target = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+ *   relay(client, target);
+ * });
+ * await new Promise<void>((r) => front.listen(0, "127.0.0.1", r));
+ * const c = net.connect({ port: (front.address() as net.AddressInfo).port, host: "127.0.0.1", allowHalfOpen: true });
+ * c.end("ping");
+ * let got = "";
+ * for await (const chunk of c) got += chunk;
+ * echo.close(); front.close();
+ * if (got !== "ping") throw new Error(got);
+ * ```
+ */
+export function relay(
+  a: Duplex,
+  b: Duplex,
+  options: RelayOptions = {},
+  heldA?: HeldInput,
+): RelayHandle {
+  const result: RelayResult = { bytesIn: 0, bytesOut: 0 };
+  const copy = options.copyChunks ?? false;
+  const allowance = options.maxQueuedBytes ?? 0;
+  let closed = 0;
+  let resolveDone!: (r: RelayResult) => void;
+  const done = new Promise<RelayResult>((r) => (resolveDone = r));
+
+  const abort = (reason?: Error) => {
+    if (reason && !result.error) result.error = reason;
+    a.destroy();
+    b.destroy();
+  };
+
+  const pump = (src: Duplex, dst: Duplex, count: (n: number) => void, held?: HeldInput) => {
+    held?.release();
+    for (const chunk of held?.chunks ?? []) {
+      count(chunk.byteLength);
+      dst.write(chunk);
+    }
+    if (held?.ended) {
+      dst.end();
+      return;
+    }
+    src.on("data", (chunk: Uint8Array) => {
+      count(chunk.byteLength);
+      const out = copy ? Uint8Array.prototype.slice.call(chunk) : chunk;
+      if (!dst.write(out) && dst.writableLength > allowance) {
+        src.pause();
+        dst.once("drain", () => src.resume());
+      }
+    });
+    // FIN / close_notify from src: pass the half-close on, keep the other way open.
+    src.once("end", () => {
+      if (!dst.destroyed && !dst.writableEnded) dst.end();
+    });
+  };
+
+  const onClose = () => {
+    if (++closed === 2) resolveDone(result);
+  };
+  for (const s of [a, b]) {
+    s.once("error", (err: Error) => abort(err));
+    s.once("close", () => {
+      // One side gone for good: nothing more can flow to it, and whatever it was going to
+      // send has been sent. Finish the other side gracefully if it is still open.
+      const other = s === a ? b : a;
+      if (!other.destroyed) {
+        if (s.readableEnded || !result.error) {
+          if (!other.writableEnded) other.end();
+          // If the other side never ends on its own, the caller's deadlines abort it.
+        } else {
+          other.destroy();
+        }
+      }
+      onClose();
+    });
+  }
+  pump(a, b, (n) => (result.bytesIn += n), heldA);
+  pump(b, a, (n) => (result.bytesOut += n));
+  // Callers hand us sockets paused until authorization; a 'data' listener alone does not
+  // restart a stream that was explicitly paused.
+  a.resume();
+  b.resume();
+  return { done, abort };
+}

@@ -1,0 +1,126 @@
+/**
+ * Reload on demand and on file change: re-read serve's configuration as a whole and apply it
+ * to new connections; a configuration that fails to load is kept out and the old one stays.
+ *
+ * Why polling and not `fs.watch`: certificate rotation tools replace files by rename, which
+ * inotify watches on the old inode miss, and a poll of a handful of `stat`s per second costs
+ * nothing.
+ *
+ * @module
+ */
+
+import { stat } from "node:fs/promises";
+import type { Logger } from "./logger.ts";
+import type { ServeHandle } from "./serve.ts";
+import { loadServeConfig, type ServeConfig, type ServeConfigSource } from "./serve_config.ts";
+
+/** Options for {@linkcode startReloader}. */
+export interface ReloaderOptions {
+  /** What to load. */
+  source: ServeConfigSource;
+  /** The files the current configuration was loaded from. */
+  files: string[];
+  /** Where to apply it. */
+  gate: Pick<ServeHandle, "reload">;
+  /** Where events go. */
+  logger: Logger;
+  /** How often to check files for changes, in ms; 0 disables watching. Default: 1000. */
+  pollMs?: number;
+  /** Called after each successful reload. */
+  onReload?: (config: ServeConfig) => void;
+}
+
+/** A running reloader. */
+export interface Reloader {
+  /** Reload now (e.g. on SIGHUP). Resolves to whether the new configuration was applied. */
+  reload(why: string): Promise<boolean>;
+  /** Stop watching files. */
+  stop(): void;
+}
+
+/**
+ * Start watching the configuration files and return a handle to reload on demand.
+ *
+ * @example
+ * ```ts ignore
+ * const reloader = startReloader({ source, files: config.files, gate, logger });
+ * process.on("SIGHUP", () => reloader.reload("SIGHUP"));
+ * ```
+ */
+export function startReloader(options: ReloaderOptions): Reloader {
+  const { logger } = options;
+  let files = options.files;
+  let signature: Promise<string> = fileSignature(files);
+  let running: Promise<boolean> | undefined;
+  let again = false;
+
+  const reloadOnce = async (why: string): Promise<boolean> => {
+    try {
+      const config = await loadServeConfig(options.source);
+      options.gate.reload({ tls: config.tls, rules: config.rules });
+      files = config.files;
+      signature = fileSignature(files);
+      logger.log("info", "reloaded", { why, revoked: config.revokedCount });
+      options.onReload?.(config);
+      return true;
+    } catch (err) {
+      // Keep the configuration in force: a broken file must never open or close the gate.
+      signature = fileSignature(files);
+      logger.log("error", "reload failed, keeping the previous configuration", {
+        why,
+        reason: (err as Error).message,
+      });
+      return false;
+    }
+  };
+
+  const reload = (why: string): Promise<boolean> => {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = (async () => {
+      let ok = await reloadOnce(why);
+      while (again) {
+        again = false;
+        ok = await reloadOnce(why);
+      }
+      running = undefined;
+      return ok;
+    })();
+    return running;
+  };
+
+  const pollMs = options.pollMs ?? 1000;
+  let timer: ReturnType<typeof setInterval> | undefined;
+  if (pollMs > 0) {
+    let checking = false;
+    timer = setInterval(async () => {
+      if (checking || running) return;
+      checking = true;
+      try {
+        const [before, now] = [await signature, await fileSignature(files)];
+        if (before !== now) await reload("files changed");
+      } finally {
+        checking = false;
+      }
+    }, pollMs);
+    (timer as { unref?: () => void }).unref?.();
+  }
+  return {
+    reload,
+    stop: () => timer && clearInterval(timer),
+  };
+}
+
+async function fileSignature(files: string[]): Promise<string> {
+  const parts = await Promise.all(files.map(async (f) => {
+    try {
+      const s = await stat(f);
+      return `${f}:${s.ino}:${s.size}:${s.mtimeMs}:${s.mode}`;
+    } catch (err) {
+      return `${f}:${(err as NodeJS.ErrnoException).code ?? "error"}`;
+    }
+  }));
+  return parts.join("|");
+}
