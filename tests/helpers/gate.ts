@@ -1,0 +1,135 @@
+/**
+ * Test helpers that run the real `dockgate` CLI (`deno run -A cli.ts …`) as a subprocess and
+ * read its bound address from the log, as a user would.
+ */
+
+import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
+import { waitFor } from "./dockerd.ts";
+
+/** Repository root. */
+export const ROOT: string = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+/** The Deno binary running the tests. */
+export const DENO: string = Deno.execPath();
+
+/** A running CLI process. */
+export interface CliProcess {
+  /** The child process. */
+  child: Deno.ChildProcess;
+  /** Everything written to stderr so far (the log). */
+  log(): string;
+  /** Resolves with the exit code. */
+  exited: Promise<number>;
+  /** Wait until the log matches `re`; returns the match. */
+  waitForLog(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** Send a signal. */
+  kill(signal?: Deno.Signal): void;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves with the exit code. */
+  stop(graceMs?: number): Promise<number>;
+}
+
+/** Spawn `dockgate ARGS…` from the repo (cwd defaults to the repo root). */
+export function spawnCli(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): CliProcess {
+  const child = new Deno.Command(DENO, {
+    args: ["run", "-A", "--quiet", join(ROOT, "cli.ts"), ...args],
+    cwd: opts.cwd ?? ROOT,
+    env: opts.env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const decoder = new TextDecoder();
+  const pumpErr = (async () => {
+    for await (const chunk of child.stderr) text += decoder.decode(chunk, { stream: true });
+  })();
+  const pumpOut = (async () => {
+    for await (const chunk of child.stdout) text += decoder.decode(chunk, { stream: true });
+  })();
+  const exited = child.status.then(async (s) => {
+    await Promise.all([pumpErr, pumpOut]);
+    return s.code;
+  });
+  let done = false;
+  exited.then(() => (done = true));
+  const proc: CliProcess = {
+    child,
+    log: () => text,
+    exited,
+    async waitForLog(re, timeoutMs = 20_000) {
+      return await waitFor(async () => {
+        const m = text.match(re);
+        if (m) return m;
+        if (done) throw new Error(`process exited before log matched ${re}:\n${text}`);
+        return undefined;
+      }, { timeoutMs, what: `log ${re}` }).catch((err) => {
+        throw new Error(`${(err as Error).message}\n--- log ---\n${text}`);
+      });
+    },
+    kill(signal = "SIGTERM") {
+      if (!done) {
+        try {
+          child.kill(signal);
+        } catch { /* already gone */ }
+      }
+    },
+    async stop(graceMs = 10_000) {
+      proc.kill("SIGTERM");
+      const timer = setTimeout(() => proc.kill("SIGKILL"), graceMs);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+  return proc;
+}
+
+/** Run `dockgate ARGS…` to completion. */
+export async function runCli(
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(DENO, {
+    args: ["run", "-A", "--quiet", join(ROOT, "cli.ts"), ...args],
+    cwd: opts.cwd ?? ROOT,
+    env: opts.env,
+    stdin: "null",
+  }).output();
+  const d = new TextDecoder();
+  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+}
+
+/** A started `serve`: the process and its TCP port. */
+export interface ServeProcess extends CliProcess {
+  /** Bound port. */
+  port: number;
+  /** `tcp://127.0.0.1:PORT`. */
+  host: string;
+}
+
+/**
+ * Start `dockgate serve --listen 127.0.0.1:0 …extra` and wait for its "listening on" line.
+ */
+export async function startServe(extra: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<ServeProcess> {
+  const proc = spawnCli(["serve", "--listen", "127.0.0.1:0", ...extra], opts);
+  const m = await proc.waitForLog(/listening on tcp:\/\/127\.0\.0\.1:(\d+)/);
+  const port = Number(m[1]);
+  return Object.assign(proc, { port, host: `tcp://127.0.0.1:${port}` });
+}
+
+/** Start `dockgate connect …args` and wait for its "listening on" line; returns the address. */
+export async function startConnect(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<CliProcess & { address: string }> {
+  const proc = spawnCli(["connect", ...args], opts);
+  const m = await proc.waitForLog(/listening on (\S+)/);
+  return Object.assign(proc, { address: m[1] });
+}
+
+/** Docker CLI flags for `--tlsverify` with a client bundle directory. */
+export function tlsFlags(bundle: string): string[] {
+  return [
+    "--tlsverify",
+    "--tlscacert", join(bundle, "ca.pem"),
+    "--tlscert", join(bundle, "cert.pem"),
+    "--tlskey", join(bundle, "key.pem"),
+  ];
+}
