@@ -171,8 +171,8 @@ function parse(args: string[], options: NonNullable<ParseArgsConfig["options"]>,
   try {
     return nodeParseArgs({ args, options, allowPositionals, strict: true });
   } catch (err) {
-    // node:util messages carry a hint tail; keep the first sentence only.
-    const msg = (err as Error).message.split(". ")[0].replace(/\.$/, "");
+    // node:util messages carry a hint tail; keep the first sentence of the first line only.
+    const msg = (err as Error).message.split("\n")[0].split(". ")[0].replace(/\.$/, "");
     throw new UsageError(msg);
   }
 }

@@ -62,7 +62,8 @@ export async function createCrl(
       revocationDate: e.revokedAt,
     })),
   });
-  return crl.toString("pem") + "\n";
+  // OpenSSL (and so stunnel, nginx, dockerd tooling) expects the "X509 CRL" PEM label.
+  return x509.PemConverter.encode(crl.rawData, "X509 CRL") + "\n";
 }
 
 /**
@@ -75,9 +76,10 @@ export async function createCrl(
  * ```
  */
 export function parseCrlPem(pem: string): x509.X509Crl {
-  if (!pem.includes("-----BEGIN X509 CRL-----")) throw new TypeError("no X509 CRL PEM block");
+  const m = /-----BEGIN (?:X509 )?CRL-----([\s\S]*?)-----END (?:X509 )?CRL-----/.exec(pem);
+  if (!m) throw new TypeError("no X509 CRL PEM block");
   try {
-    return new x509.X509Crl(pem);
+    return new x509.X509Crl(Uint8Array.from(atob(m[1].replace(/\s+/g, "")), (c) => c.charCodeAt(0)));
   } catch (err) {
     throw new TypeError(`malformed CRL: ${(err as Error).message}`);
   }

@@ -1,0 +1,105 @@
+import assert from "node:assert/strict";
+import { DEFAULTS, defaultConnectListen, parseCommand, UsageError } from "../src/args.ts";
+
+const env = { HOME: "/home/u" };
+
+Deno.test("help and version", () => {
+  assert.deepEqual(parseCommand([], env), { kind: "help", topic: undefined });
+  assert.deepEqual(parseCommand(["help", "serve"], env), { kind: "help", topic: "serve" });
+  assert.deepEqual(parseCommand(["serve", "--help"], env), { kind: "help", topic: "serve" });
+  assert.deepEqual(parseCommand(["--version"], env), { kind: "version" });
+});
+
+Deno.test("keygen forms", () => {
+  assert.deepEqual(parseCommand(["keygen"], env), {
+    kind: "keygen", action: "init", dir: "pki", keyType: "p256", days: undefined, caDays: undefined, sans: [], force: false,
+  });
+  assert.deepEqual(parseCommand(["keygen", "server", "--san", "a.example", "--san", "10.0.0.5", "--dir", "d", "--force"], env), {
+    kind: "keygen", action: "server", dir: "d", keyType: "p256", days: undefined, sans: ["a.example", "10.0.0.5"], force: true,
+  });
+  assert.deepEqual(parseCommand(["keygen", "client", "alice", "--ou", "ops", "--key-type", "rsa2048", "--days", "30"], env), {
+    kind: "keygen", action: "client", dir: "pki", keyType: "rsa2048", days: 30, name: "alice", ous: ["ops"], force: false,
+  });
+  assert.deepEqual(parseCommand(["keygen", "revoke", "bob", "--dir", "x"], env), {
+    kind: "keygen", action: "revoke", dir: "x", subject: "bob",
+  });
+  const init = parseCommand(["keygen", "--ca-days", "100", "--key-type", "P-384"], env);
+  assert.equal(init.kind === "keygen" && init.action === "init" && init.caDays, 100);
+  assert.equal(init.kind === "keygen" && init.action === "init" && init.keyType, "p384");
+});
+
+Deno.test("serve defaults", () => {
+  const c = parseCommand(["serve"], env);
+  assert.equal(c.kind, "serve");
+  if (c.kind !== "serve") return;
+  assert.deepEqual(c.listen, { transport: "tcp", host: "0.0.0.0", port: 2376 });
+  assert.deepEqual(c.target, { transport: "unix", path: "/var/run/docker.sock" });
+  assert.equal(c.source.certs, DEFAULTS.serveCerts);
+  assert.equal(c.defaultCerts, true);
+  assert.equal(c.handshakeTimeoutMs, 10_000);
+  assert.equal(c.maxConnections, 1024);
+  assert.equal(c.drainTimeoutMs, 30_000);
+  assert.equal(c.maxConnLifetimeMs, undefined);
+  assert.equal(c.insecureKeyPerms, false);
+  assert.deepEqual([c.allowCn, c.allowSan, c.allowOu], [[], [], []]);
+});
+
+Deno.test("serve flags", () => {
+  const c = parseCommand([
+    "serve", "--listen", "tcp://127.0.0.1:0", "--target", "tcp://10.0.0.2:2375", "--cert", "c", "--key", "k", "--ca", "a",
+    "--crl", "r", "--allow-cn", "alice", "--allow-cn", "*.ci", "--allow-san", "spiffe://x", "--allow-ou", "ops",
+    "--handshake-timeout", "500ms", "--max-connections", "3", "--drain-timeout", "2s", "--max-conn-lifetime", "1h",
+    "--insecure-key-perms", "--log-level", "debug",
+  ], env);
+  assert.ok(c.kind === "serve");
+  if (c.kind !== "serve") return;
+  assert.equal(c.defaultCerts, false);
+  assert.deepEqual(c.source, { certs: undefined, cert: "c", key: "k", ca: "a" });
+  assert.deepEqual(c.target, { transport: "tcp", host: "10.0.0.2", port: 2375 });
+  assert.deepEqual(c.allowCn, ["alice", "*.ci"]);
+  assert.equal(c.handshakeTimeoutMs, 500);
+  assert.equal(c.maxConnections, 3);
+  assert.equal(c.maxConnLifetimeMs, 3_600_000);
+  assert.equal(c.logLevel, "debug");
+});
+
+Deno.test("connect defaults follow the Docker CLI", () => {
+  const c = parseCommand(["connect", "--server", "dock.example"], { HOME: "/home/u", XDG_RUNTIME_DIR: "/run/user/1" });
+  assert.ok(c.kind === "connect");
+  if (c.kind !== "connect") return;
+  assert.deepEqual(c.server, { transport: "tcp", host: "dock.example", port: 2376 });
+  assert.equal(c.source.certs, "/home/u/.docker");
+  assert.deepEqual(c.listen, { transport: "unix", path: "/run/user/1/dockgate.sock" });
+  const d = parseCommand(["connect", "--server", "h:1", "--listen", "tcp://127.0.0.1:2375"], { DOCKER_CERT_PATH: "/certs" });
+  assert.ok(d.kind === "connect" && d.source.certs === "/certs" && d.listen.transport === "tcp");
+  assert.equal(defaultConnectListen({}, 42), "unix:///tmp/dockgate-42.sock");
+});
+
+Deno.test("usage errors are UsageError with a clear message", () => {
+  const cases: [string[], RegExp][] = [
+    [["bogus"], /Unknown command "bogus"/],
+    [["serve", "--bogus"], /bogus/],
+    [["serve", "--listen", "unix:///x.sock"], /TCP/],
+    [["serve", "--listen", "a:99999"], /out of range/],
+    [["serve", "--handshake-timeout", "soon"], /Invalid duration "soon"/],
+    [["serve", "--max-connections", "0"], /--max-connections/],
+    [["serve", "--log-level", "loud"], /--log-level/],
+    [["serve", "extra"], /extra/],
+    [["connect"], /--server/],
+    [["connect", "--server", "unix:///x"], /HOST:PORT/],
+    [["keygen", "client"], /NAME/],
+    [["keygen", "client", "a", "--san", "x"], /--san/],
+    [["keygen", "frobnicate"], /Unknown keygen action/],
+    [["keygen", "--key-type", "dsa"], /dsa/],
+    [["keygen", "--days", "-3"], /--days|-3/],
+    [["keygen", "revoke"], /NAME or a certificate SERIAL/],
+  ];
+  for (const [argv, re] of cases) {
+    assert.throws(() => parseCommand(argv, env), (err: Error) => {
+      assert.ok(err instanceof UsageError, `${argv.join(" ")}: ${err}`);
+      assert.match(err.message, re, argv.join(" "));
+      assert.ok(!err.message.includes("\n"), "one line");
+      return true;
+    });
+  }
+});

@@ -1,0 +1,143 @@
+import assert from "node:assert/strict";
+import net from "node:net";
+import { createHash, randomBytes } from "node:crypto";
+import { HeldInput, relay, type RelayHandle } from "../src/relay.ts";
+
+/** A relay front (TCP) → back (unix, run by `backHandler`) in a temp dir. */
+async function withRelay(
+  backHandler: (s: net.Socket) => void,
+  fn: (port: number, relays: RelayHandle[]) => Promise<void>,
+  options = {},
+) {
+  const dir = await Deno.makeTempDir({ prefix: "dg-relay-" });
+  const path = `${dir}/back.sock`;
+  const back = net.createServer({ allowHalfOpen: true }, backHandler);
+  await new Promise<void>((r) => back.listen(path, r));
+  const relays: RelayHandle[] = [];
+  const front = net.createServer({ allowHalfOpen: true }, (client) => {
+    const held = new HeldInput(client, 1 << 20);
+    const up = net.connect({ path, allowHalfOpen: true });
+    up.once("connect", () => relays.push(relay(client, up, options, held)));
+  });
+  await new Promise<void>((r) => front.listen(0, "127.0.0.1", r));
+  try {
+    await fn((front.address() as net.AddressInfo).port, relays);
+  } finally {
+    for (const r of relays) r.abort();
+    await new Promise((r) => front.close(r));
+    await new Promise((r) => back.close(r));
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function collect(s: net.Socket): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    s.on("data", (d: Buffer) => parts.push(d));
+    s.on("end", () => resolve(Buffer.concat(parts)));
+    s.on("error", reject);
+  });
+}
+
+const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+for (const copyChunks of [false, true]) {
+  Deno.test(`relay is byte-exact both ways with half-close (copyChunks=${copyChunks})`, async () => {
+    // Back end: answers only after the client's half-close, with a digest and a big payload.
+    const reply = randomBytes(8 * 1024 * 1024);
+    await withRelay((s) => {
+      const h = createHash("sha256");
+      s.on("data", (d) => h.update(d));
+      s.on("end", () => {
+        s.write(h.digest("hex") + "\n");
+        s.end(reply);
+      });
+    }, async (port, relays) => {
+      const payload = randomBytes(12 * 1024 * 1024 + 17);
+      const c = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+      const got = collect(c);
+      c.end(payload);
+      const out = await got;
+      const nl = out.indexOf(10);
+      assert.equal(out.subarray(0, nl).toString(), sha(payload));
+      assert.equal(sha(out.subarray(nl + 1)), sha(reply));
+      const result = await relays[0].done;
+      assert.equal(result.bytesIn, payload.length);
+      assert.equal(result.bytesOut, out.length);
+      assert.equal(result.error, undefined);
+    }, { copyChunks });
+  });
+}
+
+Deno.test("relay applies backpressure: a slow reader does not make the relay buffer everything", async () => {
+  // The back end reads slowly; the relay must pause the client instead of queueing 64 MiB.
+  let received = 0;
+  await withRelay((s) => {
+    s.on("data", (d) => {
+      received += d.length;
+      s.pause();
+      setTimeout(() => s.resume(), 1);
+    });
+    s.on("end", () => s.end(`got ${received}`));
+  }, async (port) => {
+    const total = 64 * 1024 * 1024;
+    const c = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+    const chunk = Buffer.alloc(1 << 20);
+    let sent = 0;
+    let maxAhead = 0;
+    const got = collect(c);
+    await new Promise<void>((resolve) => {
+      const pump = () => {
+        while (sent < total) {
+          maxAhead = Math.max(maxAhead, sent - received);
+          sent += chunk.length;
+          if (!c.write(chunk)) return void c.once("drain", pump);
+        }
+        c.end();
+        resolve();
+      };
+      c.once("connect", pump);
+    });
+    assert.equal((await got).toString(), `got ${total}`);
+    // Kernel buffers on two sockets plus stream high-water marks: well under the total.
+    assert.ok(maxAhead < total / 2, `client ran ${maxAhead} bytes ahead of the reader`);
+  });
+});
+
+Deno.test("relay: a reset on one side tears down the other and reports the error", async () => {
+  let backClosed!: () => void;
+  const backGone = new Promise<void>((r) => (backClosed = r));
+  await withRelay((s) => {
+    // Streams forever until the relay closes it.
+    const chunk = Buffer.alloc(64 * 1024);
+    const pump = () => {
+      while (!s.destroyed && s.write(chunk));
+      if (!s.destroyed) s.once("drain", pump);
+    };
+    s.on("error", () => {});
+    s.once("close", () => backClosed());
+    pump();
+  }, async (port, relays) => {
+    const c = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+    c.on("error", () => {});
+    await new Promise((r) => c.once("data", r));
+    c.resetAndDestroy(); // TCP RST toward the relay
+    await backGone;
+    const result = await relays[0].done;
+    assert.ok(result.error, "relay reports why it ended");
+    assert.ok(result.bytesOut > 0);
+  });
+});
+
+Deno.test("HeldInput replays early bytes and an early EOF", async () => {
+  await withRelay((s) => {
+    let n = "";
+    s.on("data", (d) => (n += d));
+    s.on("end", () => s.end(`echo:${n}`));
+  }, async (port) => {
+    const c = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+    const got = collect(c);
+    c.end("early bird");
+    assert.equal((await got).toString(), "echo:early bird");
+  });
+});
