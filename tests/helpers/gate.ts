@@ -57,7 +57,7 @@ export function spawnCli(args: string[], opts: { cwd?: string; env?: Record<stri
     log: () => text,
     exited,
     async waitForLog(re, timeoutMs = 20_000) {
-      return await waitFor(async () => {
+      return await waitFor(() => {
         const m = text.match(re);
         if (m) return m;
         if (done) throw new Error(`process exited before log matched ${re}:\n${text}`);
