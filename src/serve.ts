@@ -125,7 +125,12 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
   });
 
   server.on("tlsClientError", (err: Error, socket: tls.TLSSocket) => {
-    logger.log("warn", "refused", { peer: peerOf(socket), reason: tlsErrorReason(err) });
+    // Deno's TLSSocket has no remoteAddress before the handshake completes; its TCP socket does.
+    const raw = socket.remoteAddress ? socket : (socket as { _parent?: net.Socket })._parent ?? socket;
+    // A rejected certificate surfaces as "socket hang up"; the runtime's verdict says why.
+    const verdict = socket.authorizationError;
+    const reason = verdict ? `certificate not verified: ${String(verdict)}` : tlsErrorReason(err);
+    logger.log("warn", "refused", { peer: peerOf(raw), reason });
     // Node leaves the socket open after a handshake timeout: close it ourselves.
     socket.destroy();
   });

@@ -18,8 +18,8 @@ import http from "node:http";
 import { join } from "node:path";
 import {
   type Dockerd,
-  type DockerResult,
   dockerdUnavailable,
+  type DockerResult,
   type DockerRunOptions,
   freeTempDir,
   makeBigImage,
@@ -100,7 +100,11 @@ async function sha256File(file: string): Promise<string> {
 }
 
 /** Plain HTTP GET through node:http, no keep-alive; resolves with status and body. */
-function httpGet(host: string, port: number, path: string): Promise<{ status: number; body: string }> {
+function httpGet(
+  host: string,
+  port: number,
+  path: string,
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.get({ host, port, path, agent: false, timeout: 15_000 }, (res) => {
       let body = "";
@@ -117,6 +121,30 @@ function httpGet(host: string, port: number, path: string): Promise<{ status: nu
 /** True while `proc` has not exited. */
 async function running(proc: CliProcess): Promise<boolean> {
   return await Promise.race([proc.exited.then(() => false), Promise.resolve(true)]);
+}
+
+/** Runs the docker CLI in `cwd` with `env` (and the harness's private config dir). */
+async function dockerIn(
+  d: Dockerd,
+  dockerBin: string,
+  cwd: string,
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(dockerBin, {
+    args,
+    cwd,
+    env: cliEnv(d, env),
+    clearEnv: true,
+    stdin: "null",
+    signal: AbortSignal.timeout(60_000),
+  }).output();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** True while the child process has not exited. */
+async function childRunning(child: Deno.ChildProcess): Promise<boolean> {
+  return await Promise.race([child.status.then(() => false), Promise.resolve(true)]);
 }
 
 /** Number of log lines of `proc` matching `re` (global). */
@@ -216,8 +244,8 @@ async function scenarios(t: Deno.TestContext, d: Dockerd, path: Path, dockerBin:
     clearTimeout(timer);
     const stdout = dec.decode(out.stdout);
     assert.equal(out.code, 0, `script: ${stdout}\n${dec.decode(out.stderr)}`);
-    assert.match(stdout, /\/dev\/pts\/\d+\r?\n/);
-    assert.match(stdout, /(^|\n)ok\r?\n/);
+    assert.match(stdout, /(^|\n)\/dev\/pts\/\d+\r*\n/);
+    assert.match(stdout, /\nok\r*\n$/);
   });
 
   await timed("exec -i into a running container", async () => {
@@ -287,19 +315,35 @@ async function scenarios(t: Deno.TestContext, d: Dockerd, path: Path, dockerBin:
       for await (const c of child.stdout) live += dec.decode(c, { stream: true });
     })();
     const errText = new Response(child.stderr).text();
+    const seen = (action: string) =>
+      waitFor(() => live.includes(`container ${action} ${name}\n`), {
+        timeoutMs: 20_000,
+        what: `a live "${action}" event for ${name}`,
+      }).catch((e) => {
+        throw new Error(`${e.message}; events so far: ${JSON.stringify(live)}`);
+      });
     try {
       ok(
-        "run",
-        await dockerVia(d, path, ["run", "--rm", "--name", name, "--network", "none", d.image, "true"]),
+        "run -d",
+        await dockerVia(d, path, [
+          "run",
+          "-d",
+          "--name",
+          name,
+          "--network",
+          "none",
+          d.image,
+          "sleep",
+          "300",
+        ]),
       );
-      await waitFor(() => live.includes(`container start ${name}\n`) && live.includes(`container destroy ${name}\n`), {
-        timeoutMs: 20_000,
-        what: `live events for ${name} (got: ${JSON.stringify(live)})`,
-      });
-      assert.ok(
-        live.indexOf(`container start ${name}`) < live.indexOf(`container die ${name}`),
-        live,
-      );
+      await seen("start");
+      // The stream already delivered "start": what follows can only arrive live.
+      assert.ok(!live.includes(`container die ${name}`), live);
+      ok("rm -f", await dockerVia(d, path, ["rm", "-f", name]));
+      await seen("die");
+      await seen("destroy");
+      assert.ok(await childRunning(child), "docker events exited early");
     } finally {
       try {
         child.kill("SIGTERM");
@@ -394,7 +438,12 @@ Deno.test({
     const kg = await runCli(["keygen", "--dir", pki]);
     assert.equal(kg.code, 0, kg.stderr);
 
-    const serve: ServeProcess = await startServe(["--target", d.host, "--certs", join(pki, "server")]);
+    const serve: ServeProcess = await startServe([
+      "--target",
+      d.host,
+      "--certs",
+      join(pki, "server"),
+    ]);
     procs.push(serve);
 
     const pathA: Path = { name: "A", host: serve.host, flags: tlsFlags(bundle) };
@@ -530,14 +579,23 @@ Deno.test({
         );
         assert.equal(hint[1], first.host);
         assert.equal(hint[2], "pki/clients/default");
-        const env = {
-          DOCKER_HOST: hint[1],
-          DOCKER_TLS_VERIFY: "1",
-          DOCKER_CERT_PATH: join(cwd, hint[2]),
-        };
-        const v1 = ok("version with the new bundle", await d.docker(["version"], { env }));
+        // Exactly what the hint says, run from the same directory (relative DOCKER_CERT_PATH).
+        const env = { DOCKER_HOST: hint[1], DOCKER_TLS_VERIFY: "1", DOCKER_CERT_PATH: hint[2] };
+        const v1 = await dockerIn(d, dockerBin, cwd, ["version"], env);
+        assert.equal(v1.code, 0, `version with the new bundle: ${v1.stdout}\n${v1.stderr}`);
         assert.match(v1.stdout, /Server:/);
-        const keys = ["ca/key.pem", "server/key.pem", "clients/default/key.pem", "ca/ca.pem"];
+        for (const k of ["ca/ca-key.pem", "server/key.pem", "clients/default/key.pem"]) {
+          const mode = (await Deno.stat(join(cwd, "pki", k))).mode! & 0o777;
+          assert.equal(mode, 0o600, `${k} has mode ${mode.toString(8)}`);
+        }
+        const keys = [
+          "ca/ca-key.pem",
+          "ca/ca.pem",
+          "server/key.pem",
+          "server/cert.pem",
+          "clients/default/key.pem",
+          "clients/default/cert.pem",
+        ];
         const before = await Promise.all(keys.map((k) => Deno.readTextFile(join(cwd, "pki", k))));
         assert.equal(await first.stop(), 0);
 
@@ -547,10 +605,11 @@ Deno.test({
         assert.doesNotMatch(second.log(), /no certificates yet|INFO created/);
         const after = await Promise.all(keys.map((k) => Deno.readTextFile(join(cwd, "pki", k))));
         assert.deepEqual(after, before, "the PKI changed on the second start");
-        const v2 = ok(
-          "version with the reused bundle",
-          await d.docker(["version"], { env: { ...env, DOCKER_HOST: hint2[1] } }),
-        );
+        const v2 = await dockerIn(d, dockerBin, cwd, ["version"], {
+          ...env,
+          DOCKER_HOST: hint2[1],
+        });
+        assert.equal(v2.code, 0, `version with the reused bundle: ${v2.stdout}\n${v2.stderr}`);
         assert.match(v2.stdout, /Server:/);
         await second.waitForLog(/INFO accepted peer=\S+ identity=default /);
         assert.equal(await second.stop(), 0);
