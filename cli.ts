@@ -239,6 +239,8 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main ?? true) {
+// `import.meta.main` exists on Deno and Node >= 24.2; on older Node (the npm bin) and in the
+// CommonJS bundle of the standalone binary it is undefined, and this file is the entry point.
+if ((import.meta as { main?: boolean }).main ?? true) {
   main(process.argv.slice(2)).then((code) => process.exit(code));
 }

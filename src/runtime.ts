@@ -1,12 +1,14 @@
 /**
  * The few places where Deno and Node differ, behind one small interface. Everything else in
- * dockgate uses `node:` APIs that behave the same on both.
+ * dockgate uses `node:` APIs that behave the same on both. The traits of each runtime live in
+ * `runtime_deno.ts` and `runtime_node.ts`; this module only picks one.
  *
  * @module
  */
 
-import process from "node:process";
 import type { RelayOptions } from "./relay.ts";
+import { denoTraits } from "./runtime_deno.ts";
+import { nodeTraits } from "./runtime_node.ts";
 
 /** What dockgate needs to know about the runtime it runs on. */
 export interface RuntimeTraits {
@@ -17,18 +19,6 @@ export interface RuntimeTraits {
   /** Relay tuning for this runtime's sockets. */
   relay: RelayOptions;
 }
-
-/** Deno 2.9: see `RelayOptions.maxQueuedBytes` for why a paused TLS socket must be avoided. */
-const DENO: Omit<RuntimeTraits, "description"> = {
-  name: "deno",
-  // Handing Deno's unix socket a fresh copy is much faster than the TLS socket's own chunk.
-  relay: { copyChunks: true, maxQueuedBytes: 16 * 1024 * 1024 },
-};
-
-const NODE: Omit<RuntimeTraits, "description"> = {
-  name: "node",
-  relay: { copyChunks: false, maxQueuedBytes: 0 },
-};
 
 /**
  * Detect the runtime.
@@ -42,6 +32,5 @@ const NODE: Omit<RuntimeTraits, "description"> = {
  */
 export function currentRuntime(): RuntimeTraits {
   const deno = (globalThis as { Deno?: { version?: { deno?: string } } }).Deno;
-  if (deno?.version?.deno) return { ...DENO, description: `Deno ${deno.version.deno}` };
-  return { ...NODE, description: `Node.js ${process.version}` };
+  return deno?.version?.deno ? denoTraits(deno.version.deno) : nodeTraits();
 }

@@ -1,0 +1,123 @@
+/**
+ * dockgate puts mutual TLS in front of the Docker API: {@linkcode serve} is a TLS listener
+ * that demands a client certificate signed by your CA and relays allowed connections to the
+ * Docker socket; {@linkcode connect} is the client's local socket that wraps every
+ * connection in TLS with the client's certificate. The keygen functions create the CA and
+ * the server and client bundles (PEM files, the layout `docker --tlsverify` expects).
+ *
+ * The same API runs on Deno and on Node.js >= 20 (the npm package `dockgate`); the
+ * `dockgate` command line is a thin layer over it.
+ *
+ * @example Gate a TCP service with an in-memory PKI and reach it through a client tunnel
+ * ```ts
+ * import { once } from "node:events";
+ * import { connect as tcpConnect, createServer, type AddressInfo } from "node:net";
+ * import {
+ *   connect,
+ *   createCa,
+ *   issueClient,
+ *   issueServer,
+ *   parseAddress,
+ *   parseCertificatesPem,
+ *   serve,
+ * } from "./mod.ts";
+ *
+ * // Stands in for the Docker socket: a TCP service that echoes what it receives.
+ * const echo = createServer((socket) => socket.pipe(socket)).listen(0, "127.0.0.1");
+ * await once(echo, "listening");
+ *
+ * const ca = await createCa();
+ * const server = await issueServer(ca, { sans: ["localhost"] });
+ * const alice = await issueClient(ca, "alice");
+ *
+ * const gate = await serve({
+ *   listen: parseAddress("tcp://127.0.0.1:0"),
+ *   target: { transport: "tcp", host: "127.0.0.1", port: (echo.address() as AddressInfo).port },
+ *   tls: { ...server, caPem: ca.certPem },
+ *   rules: { caCertificates: parseCertificatesPem(ca.certPem), policy: { allowCn: ["alice"] } },
+ * });
+ * if (gate.address.transport !== "tcp") throw new Error("serve listens on TCP");
+ * const tunnel = await connect({
+ *   server: gate.address,
+ *   serverName: "localhost",
+ *   listen: parseAddress("tcp://127.0.0.1:0"),
+ *   tls: { ...alice, caPem: ca.certPem },
+ * });
+ * if (tunnel.address.transport !== "tcp") throw new Error("asked for TCP");
+ *
+ * // Plain TCP in, mutual TLS between tunnel and gate, plain TCP out to the service.
+ * const socket = tcpConnect(tunnel.address.port, "127.0.0.1");
+ * socket.end("hello through the gate");
+ * let reply = "";
+ * for await (const chunk of socket) reply += chunk;
+ * if (reply !== "hello through the gate") throw new Error(`unexpected reply ${reply}`);
+ *
+ * await tunnel.close();
+ * await gate.close();
+ * await new Promise((resolve) => echo.close(resolve));
+ * ```
+ *
+ * @module
+ */
+
+export {
+  type Address,
+  formatAddress,
+  parseAddress,
+  type ParseAddressOptions,
+  type TcpAddress,
+  type UnixAddress,
+} from "./src/address.ts";
+export type { GateRules, Revocations } from "./src/authorize.ts";
+export { connect, type ConnectHandle, type ConnectOptions } from "./src/connect.ts";
+export {
+  type BundlePathOptions,
+  type CredentialPaths,
+  CredentialsError,
+  loadCredentials,
+  type LoadCredentialsOptions,
+  resolveBundlePaths,
+  type TlsCredentials,
+} from "./src/credentials.ts";
+export type { PeerIdentity } from "./src/identity.ts";
+export {
+  AlreadyExistsError,
+  type BundlePaths,
+  initPki,
+  type InitPkiOptions,
+  issueClientBundle,
+  type IssueClientBundleOptions,
+  issueServerBundle,
+  type IssueServerBundleOptions,
+  type KeygenCommonOptions,
+  type KeygenReport,
+} from "./src/keygen.ts";
+export {
+  lineLogger,
+  type LogFields,
+  type Logger,
+  type LogLevel,
+  silentLogger,
+} from "./src/logger.ts";
+export {
+  type ClientExtKeyUsage,
+  createCa,
+  type CreateCaOptions,
+  issueClient,
+  type IssueClientOptions,
+  issueServer,
+  type IssueServerOptions,
+  type KeyType,
+  parseCertificatePem,
+  parseCertificatesPem,
+  type PemPair,
+  type ValidityOptions,
+} from "./src/pki.ts";
+export { type AccessPolicy, evaluatePolicy, type PolicyDecision } from "./src/policy.ts";
+export type { HeldInput, RelayHandle, RelayOptions, RelayResult } from "./src/relay.ts";
+export { revokeCertificate, type RevokeReport } from "./src/revoke.ts";
+export { type ReloadUpdate, serve, type ServeHandle, type ServeOptions } from "./src/serve.ts";
+export { loadServeConfig, type ServeConfig, type ServeConfigSource } from "./src/serve_config.ts";
+export type { AuthorizedConnection, RelayStrategy } from "./src/strategy.ts";
+export type { TlsMaterial } from "./src/tls_config.ts";
+export { VERSION } from "./src/version.ts";
