@@ -30,16 +30,43 @@ export interface RelayOptions {
    */
   copyChunks?: boolean;
   /**
-   * Bytes allowed to queue in a destination's write buffer before its source is paused.
-   * Default: 0, i.e. pause as soon as the destination signals backpressure.
-   *
-   * Why this exists: Deno 2.9's `node:tls` drops the peer's EOF (close_notify or FIN) when
-   * it arrives while the TLS socket is paused, so a half-closed `docker run -i` stream would
-   * never end. On Deno the CLI sets a bounded allowance here so short stdin streams never
-   * pause the TLS socket; the bound keeps memory per connection finite.
+   * How to stop and restart reading from a source socket under backpressure. Default:
+   * {@linkcode pauseFlowControl} (`pause()`/`resume()`). The runtime layer supplies another
+   * where pausing a socket is unsafe (Deno's `node:tls`, see `runtime_deno.ts`).
    */
-  maxQueuedBytes?: number;
+  flowControl?: FlowControlFactory;
 }
+
+/** Stops and restarts reading from one socket. */
+export interface FlowControl {
+  /** Stop reading (the peer is held back by TCP flow control). */
+  stop(): void;
+  /** Read again. */
+  start(): void;
+}
+
+/** Makes the {@linkcode FlowControl} for a socket. */
+export type FlowControlFactory = (socket: Duplex) => FlowControl;
+
+/**
+ * The ordinary flow control: `pause()` and `resume()` the stream.
+ *
+ * @example
+ * ```ts
+ * import { PassThrough } from "node:stream";
+ * import { pauseFlowControl } from "./relay.ts";
+ * const s = new PassThrough();
+ * s.on("data", () => {});
+ * const fc = pauseFlowControl(s);
+ * fc.stop();
+ * if (!s.isPaused()) throw new Error();
+ * fc.start();
+ * ```
+ */
+export const pauseFlowControl: FlowControlFactory = (socket) => ({
+  stop: () => socket.pause(),
+  start: () => socket.resume(),
+});
 
 /**
  * Bytes read from a socket before its relay started: a socket is consumed from the moment
@@ -54,6 +81,8 @@ export class HeldInput {
   readonly chunks: Uint8Array[] = [];
   /** Whether the peer already ended its side. */
   ended = false;
+  /** The flow control used on the socket (the relay reuses it). */
+  readonly flowControl: FlowControl;
   #bytes = 0;
   #socket: Duplex;
   #onData: (chunk: Uint8Array) => void;
@@ -74,12 +103,13 @@ export class HeldInput {
    * held.release();
    * ```
    */
-  constructor(socket: Duplex, limitBytes: number) {
+  constructor(socket: Duplex, limitBytes: number, flowControl: FlowControl = pauseFlowControl(socket)) {
     this.#socket = socket;
+    this.flowControl = flowControl;
     this.#onData = (chunk) => {
       this.chunks.push(chunk);
       this.#bytes += chunk.byteLength;
-      if (this.#bytes > limitBytes) socket.pause();
+      if (this.#bytes > limitBytes) flowControl.stop();
     };
     this.#onEnd = () => (this.ended = true);
     socket.on("data", this.#onData);
@@ -138,7 +168,7 @@ export function relay(
 ): RelayHandle {
   const result: RelayResult = { bytesIn: 0, bytesOut: 0 };
   const copy = options.copyChunks ?? false;
-  const allowance = options.maxQueuedBytes ?? 0;
+  const makeFlowControl = options.flowControl ?? pauseFlowControl;
   let closed = 0;
   let resolveDone!: (r: RelayResult) => void;
   const done = new Promise<RelayResult>((r) => (resolveDone = r));
@@ -151,6 +181,12 @@ export function relay(
 
   const pump = (src: Duplex, dst: Duplex, count: (n: number) => void, held?: HeldInput) => {
     held?.release();
+    const flow = held?.flowControl ?? makeFlowControl(src);
+    let stopped = false;
+    const restart = () => {
+      stopped = false;
+      flow.start();
+    };
     for (const chunk of held?.chunks ?? []) {
       count(chunk.byteLength);
       dst.write(chunk);
@@ -162,9 +198,10 @@ export function relay(
     src.on("data", (chunk: Uint8Array) => {
       count(chunk.byteLength);
       const out = copy ? Uint8Array.prototype.slice.call(chunk) : chunk;
-      if (!dst.write(out) && dst.writableLength > allowance) {
-        src.pause();
-        dst.once("drain", () => src.resume());
+      if (!dst.write(out) && !stopped) {
+        stopped = true;
+        flow.stop();
+        dst.once("drain", restart);
       }
     });
     // FIN / close_notify from src: pass the half-close on, keep the other way open.
@@ -195,8 +232,9 @@ export function relay(
   }
   pump(a, b, (n) => (result.bytesIn += n), heldA);
   pump(b, a, (n) => (result.bytesOut += n));
-  // Callers hand us sockets paused until authorization; a 'data' listener alone does not
-  // restart a stream that was explicitly paused.
+  // A held socket may have been stopped at its pre-authorization limit; others may have
+  // been created paused. A 'data' listener alone does not restart either.
+  if (heldA) heldA.flowControl.start();
   a.resume();
   b.resume();
   return { done, abort };

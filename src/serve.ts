@@ -18,7 +18,7 @@ import { authorizePeer, type GateRules } from "./authorize.ts";
 import { displayName, type PeerIdentity } from "./identity.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { ConnectionSet, listenErrorText, peerOf } from "./lifecycle.ts";
-import { HeldInput, type RelayHandle } from "./relay.ts";
+import { HeldInput, pauseFlowControl, type RelayHandle } from "./relay.ts";
 import { currentRuntime } from "./runtime.ts";
 import { rawStrategy, type RelayStrategy } from "./strategy.ts";
 import { serverTlsOptions, type TlsMaterial } from "./tls_config.ts";
@@ -139,7 +139,7 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
     const peer = peerOf(client);
     client.on("error", () => {}); // reported through the relay result
     // Nothing is forwarded until the decision is made; what arrives meanwhile is held.
-    const held = new HeldInput(client, PREAUTH_HOLD_BYTES);
+    const held = new HeldInput(client, PREAUTH_HOLD_BYTES, flowControlFor(client));
     const since = Date.now();
     authorizePeer(client, rules).then(async (decision) => {
       if (!decision.allow) {
@@ -234,16 +234,15 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
   };
 }
 
-/**
- * Input held per connection while its decision and target connection are pending: 64 KiB,
- * or the runtime's queue allowance where pausing a TLS socket is unsafe (Deno).
- */
-const PREAUTH_HOLD_BYTES = Math.max(64 * 1024, currentRuntime().relay.maxQueuedBytes ?? 0);
+/** Input held per connection while its decision and target connection are pending. */
+const PREAUTH_HOLD_BYTES = 64 * 1024;
 
 function defaultSelect(): RelayStrategy {
   return DEFAULT_STRATEGY;
 }
-const DEFAULT_STRATEGY = rawStrategy(currentRuntime().relay);
+const RUNTIME = currentRuntime();
+const DEFAULT_STRATEGY = rawStrategy(RUNTIME.relay);
+const flowControlFor = RUNTIME.relay.flowControl ?? pauseFlowControl;
 
 function tlsErrorReason(err: Error): string {
   const code = (err as NodeJS.ErrnoException).code;

@@ -141,3 +141,58 @@ Deno.test("HeldInput replays early bytes and an early EOF", async () => {
     assert.equal((await got).toString(), "echo:early bird");
   });
 });
+
+Deno.test("through serve: a close_notify-only half-close after a large upload survives backpressure", async () => {
+  // Regression for Deno 2.9's node:tls, which drops an EOF that arrives while a TLS socket is
+  // paused: the Docker CLI ends `docker run -i` stdin exactly this way (close_notify, no FIN).
+  const { createCa, issueClient, issueServer, parseCertificatesPem } = await import("../src/pki.ts");
+  const { serve } = await import("../src/serve.ts");
+  const ca = await createCa();
+  const srv = await issueServer(ca);
+  const cli = await issueClient(ca, "alice");
+  const dir = await Deno.makeTempDir({ prefix: "dg-relay-tls-" });
+  const path = `${dir}/slow.sock`;
+  let received = 0;
+  const target = net.createServer({ allowHalfOpen: true }, (s) => {
+    const h = createHash("sha256");
+    s.on("data", (d) => {
+      h.update(d);
+      received += d.length;
+      s.pause(); // a slow consumer: the gate must hold the client back, not buffer
+      setTimeout(() => s.resume(), 1);
+    });
+    s.on("end", () => s.end(`${received} ${h.digest("hex")}\n`));
+  });
+  await new Promise<void>((r) => target.listen(path, r));
+  const gate = await serve({
+    listen: { transport: "tcp", host: "127.0.0.1", port: 0 },
+    target: { transport: "unix", path },
+    tls: { certPem: srv.certPem, keyPem: srv.keyPem, caPem: ca.certPem },
+    rules: { caCertificates: parseCertificatesPem(ca.certPem), policy: { allowAny: true } },
+  });
+  try {
+    for (const [name, pem] of [["ca.pem", ca.certPem], ["cert.pem", cli.certPem], ["key.pem", cli.keyPem]]) {
+      await Deno.writeTextFile(`${dir}/${name}`, pem, { mode: 0o600 });
+    }
+    const payload = randomBytes(24 * 1024 * 1024);
+    const child = new Deno.Command("python3", {
+      args: [
+        new URL("./tools/close_notify_client.py", import.meta.url).pathname, "127.0.0.1",
+        String((gate.address as { port: number }).port), `${dir}/ca.pem`, `${dir}/cert.pem`, `${dir}/key.pem`, "localhost",
+      ],
+      stdin: "piped",
+      stdout: "piped",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(payload);
+    await writer.close();
+    const timer = setTimeout(() => child.kill(), 60_000);
+    const out = await child.output();
+    clearTimeout(timer);
+    assert.equal(new TextDecoder().decode(out.stdout), `${payload.length} ${sha(payload)}\n`);
+  } finally {
+    await gate.close();
+    await new Promise((r) => target.close(r));
+    await Deno.remove(dir, { recursive: true });
+  }
+});
