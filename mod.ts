@@ -114,7 +114,15 @@ export {
   type ValidityOptions,
 } from "./src/pki.ts";
 export { type AccessPolicy, evaluatePolicy, type PolicyDecision } from "./src/policy.ts";
-export type { HeldInput, RelayHandle, RelayOptions, RelayResult } from "./src/relay.ts";
+export type {
+  FlowControl,
+  FlowControlFactory,
+  HeldInput,
+  RelayHandle,
+  RelayOptions,
+  RelayResult,
+} from "./src/relay.ts";
+export type { X509Certificate } from "./src/x509.ts";
 export { revokeCertificate, type RevokeReport } from "./src/revoke.ts";
 export { type ReloadUpdate, serve, type ServeHandle, type ServeOptions } from "./src/serve.ts";
 export { loadServeConfig, type ServeConfig, type ServeConfigSource } from "./src/serve_config.ts";
