@@ -95,12 +95,17 @@ export function startReloader(options: ReloaderOptions): Reloader {
   let timer: ReturnType<typeof setInterval> | undefined;
   if (pollMs > 0) {
     let checking = false;
+    let seen: string | undefined;
     timer = setInterval(async () => {
       if (checking || running) return;
       checking = true;
       try {
-        const [before, now] = [await signature, await fileSignature(files)];
-        if (before !== now) await reload("files changed");
+        const [applied, now] = [await signature, await fileSignature(files)];
+        // Reload only once the files have stopped changing for one interval: a rotation
+        // writes the key and the certificate one after the other, and the pair in between
+        // does not match (the reload would fail, harmlessly but noisily).
+        if (applied !== now && now === seen) await reload("files changed");
+        seen = now;
       } finally {
         checking = false;
       }

@@ -106,6 +106,7 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
     handshakeTimeout: handshakeTimeoutMs,
   });
   const connections = new ConnectionSet();
+  const peers = new WeakMap<net.Socket, string>();
 
   // Counting raw TCP connections (not TLS sessions) bounds handshakes in flight too.
   server.on("connection", (raw: net.Socket) => {
@@ -120,17 +121,21 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
       return;
     }
     connections.addSocket(raw);
+    // Remember who this is now: after a failed handshake the TLS socket may no longer know.
+    peers.set(raw, peerOf(raw));
     // A peer that resets mid-handshake must not become an unhandled error.
     raw.on("error", () => {});
   });
 
   server.on("tlsClientError", (err: Error, socket: tls.TLSSocket) => {
-    // Deno's TLSSocket has no remoteAddress before the handshake completes; its TCP socket does.
-    const raw = socket.remoteAddress ? socket : (socket as { _parent?: net.Socket })._parent ?? socket;
+    // Deno's TLSSocket has no remoteAddress before the handshake completes, and a failed
+    // one may have lost it: use what was recorded for its TCP socket on arrival.
+    const raw = (socket as { _parent?: net.Socket })._parent;
+    const peer = (raw && peers.get(raw)) ?? peerOf(socket);
     // A rejected certificate surfaces as "socket hang up"; the runtime's verdict says why.
     const verdict = socket.authorizationError;
     const reason = verdict ? `certificate not verified: ${String(verdict)}` : tlsErrorReason(err);
-    logger.log("warn", "refused", { peer: peerOf(raw), reason });
+    logger.log("warn", "refused", { peer, reason });
     // Node leaves the socket open after a handshake timeout: close it ourselves.
     socket.destroy();
   });
