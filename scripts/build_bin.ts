@@ -20,7 +20,6 @@
  */
 
 import { Buffer } from "node:buffer";
-import { spawnSync } from "node:child_process";
 import {
   chmod,
   copyFile,
@@ -36,6 +35,7 @@ import { tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { declaredVersion, ENTRIES, ROOT, stageForNode } from "./build_npm.ts";
+import { buildMain, run as runTool, stepTimer } from "./lib/build_common.ts";
 
 /** The sentinel postject flips to tell Node a SEA blob is present. */
 export const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
@@ -64,20 +64,10 @@ export interface BinaryBuildResult {
   timings: Record<string, number>;
 }
 
+/** Run a tool; returns its stdout and stderr. */
 function run(cmd: string, args: string[], opts: { cwd?: string } = {}): string {
-  const r = spawnSync(cmd, args, {
-    cwd: opts.cwd,
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "pipe"],
-    maxBuffer: 64 << 20,
-  });
-  if (r.error) throw new Error(`${cmd} ${args.join(" ")}: ${r.error.message}`);
-  if (r.status !== 0) {
-    throw new Error(
-      `${cmd} ${args.join(" ")} exited with ${r.status ?? r.signal}:\n${r.stderr}${r.stdout}`,
-    );
-  }
-  return r.stdout + r.stderr;
+  const { stdout, stderr } = runTool(cmd, args, opts);
+  return stdout + stderr;
 }
 
 async function findOnPath(cmd: string): Promise<string> {
@@ -92,14 +82,7 @@ async function findOnPath(cmd: string): Promise<string> {
 /** Build the binary; see the module doc. */
 export async function buildBinary(options: BinaryBuildOptions = {}): Promise<BinaryBuildResult> {
   const log = options.log ?? ((line: string) => console.error(line));
-  const timings: Record<string, number> = {};
-  const step = async <T>(name: string, fn: () => Promise<T> | T): Promise<T> => {
-    const t0 = performance.now();
-    const result = await fn();
-    timings[name] = Math.round(performance.now() - t0);
-    log(`build:bin: ${name} (${timings[name]} ms)`);
-    return result;
-  };
+  const { timings, step } = stepTimer("build:bin", log);
   const declared = await declaredVersion(ROOT);
   const version = options.version ?? declared;
 
@@ -191,28 +174,15 @@ export async function buildBinary(options: BinaryBuildOptions = {}): Promise<Bin
   return { path: out, size, nodeVersion, timings };
 }
 
-function usage(): never {
-  console.error("usage: deno task build:bin [VERSION] [--out FILE] [--node PATH]");
-  process.exit(2);
-}
-
 if (import.meta.main) {
-  const args = process.argv.slice(2);
   const options: BinaryBuildOptions = {};
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (a === "--out" && args[i + 1]) options.out = args[++i];
-    else if (a === "--node" && args[i + 1]) options.node = args[++i];
-    else if (a === "-h" || a === "--help") usage();
-    else if (!a.startsWith("-") && options.version === undefined) options.version = a;
-    else usage();
-  }
-  try {
-    const t0 = performance.now();
-    await buildBinary(options);
-    console.error(`build:bin: done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  } catch (err) {
-    console.error(`build:bin: error: ${(err as Error).message}`);
-    process.exit(1);
-  }
+  await buildMain({
+    task: "build:bin",
+    usage: "[VERSION] [--out FILE] [--node PATH]",
+    valued: {
+      "--out": (v) => (options.out = v),
+      "--node": (v) => (options.node = v),
+    },
+    build: (version) => buildBinary({ ...options, version }),
+  });
 }

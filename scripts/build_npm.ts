@@ -21,7 +21,6 @@
  */
 
 import ts from "typescript";
-import { spawnSync } from "node:child_process";
 import {
   chmod,
   copyFile,
@@ -36,8 +35,8 @@ import {
 import { isBuiltin } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
-import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { buildMain, run, stepTimer } from "./lib/build_common.ts";
 
 /** Repository root. */
 export const ROOT: string = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -366,15 +365,6 @@ export async function stageForNode(root: string, version: string): Promise<Stage
   });
 }
 
-function run(cmd: string, args: string[], cwd: string): string {
-  const r = spawnSync(cmd, args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-  if (r.error) throw new Error(`${cmd} ${args.join(" ")}: ${r.error.message}`);
-  if (r.status !== 0) {
-    throw new Error(`${cmd} ${args.join(" ")} exited with ${r.status}:\n${r.stderr}${r.stdout}`);
-  }
-  return r.stdout;
-}
-
 async function exists(path: string): Promise<boolean> {
   return await stat(path).then(() => true, () => false);
 }
@@ -382,14 +372,7 @@ async function exists(path: string): Promise<boolean> {
 /** Build (and by default pack) the npm package; see the module doc. */
 export async function buildNpm(options: NpmBuildOptions = {}): Promise<NpmBuildResult> {
   const log = options.log ?? ((line: string) => console.error(line));
-  const timings: Record<string, number> = {};
-  const step = async <T>(name: string, fn: () => Promise<T> | T): Promise<T> => {
-    const t0 = performance.now();
-    const result = await fn();
-    timings[name] = Math.round(performance.now() - t0);
-    log(`build:npm: ${name} (${timings[name]} ms)`);
-    return result;
-  };
+  const { timings, step } = stepTimer("build:npm", log);
   const declared = await declaredVersion(ROOT); // also checks src/version.ts against deno.json
   const version = options.version ?? declared;
   if (!SEMVER.test(version)) {
@@ -451,7 +434,7 @@ export async function buildNpm(options: NpmBuildOptions = {}): Promise<NpmBuildR
     await mkdir(packDest, { recursive: true });
     const out = await step(
       "npm pack",
-      () => run("npm", ["pack", "--json", "--pack-destination", packDest], outDir),
+      () => run("npm", ["pack", "--json", "--pack-destination", packDest], { cwd: outDir }).stdout,
     );
     const [info] = JSON.parse(out.slice(out.indexOf("[")));
     tarball = join(packDest, info.filename);
@@ -460,29 +443,16 @@ export async function buildNpm(options: NpmBuildOptions = {}): Promise<NpmBuildR
   return { outDir, version, tarball, dependencies: staged.dependencies, timings };
 }
 
-function usage(): never {
-  console.error("usage: deno task build:npm [VERSION] [--out DIR] [--pack-dest DIR] [--no-pack]");
-  process.exit(2);
-}
-
 if (import.meta.main) {
-  const args = process.argv.slice(2);
   const options: NpmBuildOptions = {};
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (a === "--out" && args[i + 1]) options.outDir = args[++i];
-    else if (a === "--pack-dest" && args[i + 1]) options.packDest = args[++i];
-    else if (a === "--no-pack") options.packDest = null;
-    else if (a === "-h" || a === "--help") usage();
-    else if (!a.startsWith("-") && options.version === undefined) options.version = a;
-    else usage();
-  }
-  try {
-    const t0 = performance.now();
-    await buildNpm(options);
-    console.error(`build:npm: done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  } catch (err) {
-    console.error(`build:npm: error: ${(err as Error).message}`);
-    process.exit(1);
-  }
+  await buildMain({
+    task: "build:npm",
+    usage: "[VERSION] [--out DIR] [--pack-dest DIR] [--no-pack]",
+    valued: {
+      "--out": (v) => (options.outDir = v),
+      "--pack-dest": (v) => (options.packDest = v),
+    },
+    switches: { "--no-pack": () => (options.packDest = null) },
+    build: (version) => buildNpm({ ...options, version }),
+  });
 }

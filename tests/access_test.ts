@@ -9,7 +9,6 @@
 
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import net from "node:net";
 import tls from "node:tls";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -21,140 +20,21 @@ import {
   which,
 } from "./helpers/dockerd.ts";
 import { runCli, type ServeProcess, startServe, tlsFlags } from "./helpers/gate.ts";
+import {
+  type Creds,
+  fdCount,
+  linesAfter,
+  rawAttempt,
+  RecordingTarget,
+  tlsAttempt,
+  tlsConnect,
+  type TlsOutcome,
+  waitForLine,
+} from "./helpers/tls_peers.ts";
 import { clientBundlePaths, initPki, issueClientBundle, loadCa, pkiLayout } from "../src/keygen.ts";
 import { issueClient } from "../src/pki.ts";
 
 // ------------------------------------------------------------------------------ helpers
-
-/** A unix-socket echo server that records every connection and byte it receives. */
-class RecordingTarget {
-  connections = 0;
-  bytes = 0;
-  /** Bytes received on each connection, in order of arrival. */
-  perConnection: number[] = [];
-  #server?: net.Server;
-  #sockets = new Set<net.Socket>();
-
-  constructor(readonly path: string) {}
-
-  async start(): Promise<void> {
-    await rm(this.path, { force: true });
-    const server = net.createServer({ allowHalfOpen: true }, (s) => {
-      const index = this.connections++;
-      this.perConnection[index] = 0;
-      this.#sockets.add(s);
-      s.on("data", (d: Uint8Array) => {
-        this.bytes += d.byteLength;
-        this.perConnection[index] += d.byteLength;
-        s.write(d);
-      });
-      s.on("end", () => s.end());
-      s.on("error", () => {});
-      s.on("close", () => this.#sockets.delete(s));
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(this.path, () => resolve());
-    });
-    this.#server = server;
-  }
-
-  async stop(): Promise<void> {
-    const server = this.#server;
-    this.#server = undefined;
-    if (!server) return;
-    for (const s of this.#sockets) s.destroy();
-    await new Promise<void>((r) => server.close(() => r()));
-    await rm(this.path, { force: true });
-  }
-}
-
-interface Creds {
-  ca: string;
-  cert?: string;
-  key?: string;
-}
-
-interface TlsOutcome {
-  secure: boolean;
-  data: string;
-  error?: string;
-  localPort?: number;
-  timedOut: boolean;
-  /** SHA-256 fingerprint of the server certificate seen, `AA:BB:…`. */
-  serverFingerprint?: string;
-}
-
-/**
- * Connect with node:tls, send `send` once the handshake completes, read until as many bytes
- * came back (then end) or until the server closes.
- */
-function tlsAttempt(
-  port: number,
-  creds: Creds,
-  send: string,
-  timeoutMs = 10_000,
-): Promise<TlsOutcome> {
-  return new Promise((resolve) => {
-    const out: TlsOutcome = { secure: false, data: "", timedOut: false };
-    const socket = tls.connect({
-      host: "127.0.0.1",
-      port,
-      servername: "localhost",
-      ca: creds.ca,
-      cert: creds.cert,
-      key: creds.key,
-      rejectUnauthorized: true,
-    });
-    const timer = setTimeout(() => {
-      out.timedOut = true;
-      socket.destroy();
-    }, timeoutMs);
-    socket.on("connect", () => (out.localPort = socket.localPort));
-    socket.on("secureConnect", () => {
-      out.secure = true;
-      out.localPort ??= socket.localPort;
-      out.serverFingerprint = socket.getPeerCertificate()?.fingerprint256;
-      socket.write(send);
-    });
-    socket.on("data", (d: Uint8Array) => {
-      out.data += new TextDecoder().decode(d);
-      if (out.data.length >= send.length) socket.end();
-    });
-    socket.on("error", (e: Error) => (out.error ??= e.message));
-    socket.on("close", () => {
-      clearTimeout(timer);
-      resolve(out);
-    });
-  });
-}
-
-/** Raw TCP: send `bytes` (if any), collect what comes back until the server closes. */
-function rawAttempt(port: number, bytes: Uint8Array | undefined, timeoutMs = 10_000) {
-  return new Promise<{ received: number; localPort?: number; timedOut: boolean; ms: number }>(
-    (resolve) => {
-      let received = 0;
-      const t0 = Date.now();
-      let timedOut = false;
-      let localPort: number | undefined;
-      const socket = net.connect({ host: "127.0.0.1", port });
-      const timer = setTimeout(() => {
-        timedOut = true;
-        socket.destroy();
-      }, timeoutMs);
-      socket.on("connect", () => {
-        localPort = socket.localPort;
-        if (bytes) socket.write(bytes);
-      });
-      socket.on("data", (d: Uint8Array) => (received += d.byteLength));
-      socket.on("error", () => {});
-      socket.on("close", () => {
-        clearTimeout(timer);
-        resolve({ received, localPort, timedOut, ms: Date.now() - t0 });
-      });
-    },
-  );
-}
 
 /** A long-lived, accepted TLS connection through the gate to the echo target. */
 class LiveClient {
@@ -181,15 +61,7 @@ class LiveClient {
 
   /** Connect, and resolve once a first echo went through (so the gate accepted it). */
   static async open(port: number, creds: Creds): Promise<LiveClient> {
-    const socket = tls.connect({
-      host: "127.0.0.1",
-      port,
-      servername: "localhost",
-      ca: creds.ca,
-      cert: creds.cert,
-      key: creds.key,
-      rejectUnauthorized: true,
-    });
+    const socket = tlsConnect(port, creds);
     const c = new LiveClient(socket);
     await new Promise<void>((resolve, reject) => {
       socket.once("secureConnect", resolve);
@@ -285,30 +157,6 @@ function startPump(client: LiveClient, everyMs = 25) {
       return { count: times.length, failure };
     },
   };
-}
-
-function linesAfter(gate: ServeProcess, from: number, re: RegExp): string[] {
-  return gate.log().slice(from).split("\n").filter((l) => re.test(l));
-}
-
-async function waitForLine(
-  gate: ServeProcess,
-  from: number,
-  re: RegExp,
-  timeoutMs = 10_000,
-): Promise<string> {
-  return await waitFor(() => linesAfter(gate, from, re)[0], { timeoutMs, what: `log line ${re}` })
-    .catch((err) => {
-      throw new Error(
-        `${(err as Error).message}\n--- log since mark ---\n${
-          gate.log().slice(from, from + 20_000)
-        }`,
-      );
-    });
-}
-
-function fdCount(pid: number): number {
-  return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
 }
 
 function peerRe(port: number | undefined): string {
@@ -790,7 +638,7 @@ Deno.test("slow-loris: a client that says nothing is closed after --handshake-ti
     const m = gate.log().length;
     const out = await rawAttempt(gate.port, undefined, 10_000);
     assert.equal(out.timedOut, false);
-    assert.equal(out.received, 0);
+    assert.equal(out.received.byteLength, 0);
     assert.ok(out.ms >= 400 && out.ms <= 3_000, `closed after ${out.ms} ms`);
     const line = await waitForLine(gate, m, new RegExp(`WARN refused ${peerRe(out.localPort)}`));
     assert.match(line, /reason="[^"]*handshake timeout/i);
@@ -1066,8 +914,12 @@ Deno.test({
     await w.close().catch(() => {});
     const so = await s.output();
     const sText = new TextDecoder().decode(so.stdout) + new TextDecoder().decode(so.stderr);
-    assert.match(sText, /alert certificate required/, sText);
+    // The refusal reaches the client as the TLS 1.3 "certificate required" alert, or, when the
+    // server closes before openssl reads the alert (seen under load), as an EOF/reset. What
+    // matters is below: nothing came back and nothing reached the target.
+    assert.match(sText, /alert certificate required|unexpected eof|errno=104|reset by peer/i, sText);
     assert.doesNotMatch(sText, /HTTP\/1\.1|containers/, "no application data came back");
     assert.deepEqual({ conns: env.target.connections, bytes: env.target.bytes }, before);
+    await gate.waitForLog(/WARN refused .*(certificate|CERTIFICATE)/);
   });
 });

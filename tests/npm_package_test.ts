@@ -8,143 +8,15 @@
 import assert from "node:assert/strict";
 import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { dockerdUnavailable, freeTempDir, startDockerd, waitFor } from "./helpers/dockerd.ts";
-import { ROOT, tlsFlags } from "./helpers/gate.ts";
-
-const DENO = Deno.execPath();
-const dec = new TextDecoder();
-const enc = new TextEncoder();
-
-// ------------------------------------------------------------------ processes
-
-interface Ran {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-interface RunOptions {
-  cwd: string;
-  env?: Record<string, string>;
-  timeoutMs?: number;
-}
-
-async function run(cmd: string, args: string[], opts: RunOptions): Promise<Ran> {
-  const out = await new Deno.Command(cmd, {
-    args,
-    cwd: opts.cwd,
-    env: opts.env,
-    stdin: "null",
-    signal: AbortSignal.timeout(opts.timeoutMs ?? 120_000),
-  }).output();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-function ok(r: Ran, what: string): Ran {
-  assert.equal(
-    r.code,
-    0,
-    `${what} exited ${r.code}\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`,
-  );
-  return r;
-}
-
-/** A long-running process whose stdout and stderr are collected as its log. */
-interface Proc {
-  log(): string;
-  waitForLog(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
-  /** SIGTERM (SIGKILL after 10 s); resolves with the exit code. */
-  stop(): Promise<number>;
-}
-
-function spawn(cmd: string, args: string[], opts: RunOptions): Proc {
-  const child = new Deno.Command(cmd, {
-    args,
-    cwd: opts.cwd,
-    env: opts.env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  const pump = async (s: ReadableStream<Uint8Array>) => {
-    const d = new TextDecoder();
-    for await (const chunk of s) text += d.decode(chunk, { stream: true });
-  };
-  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
-  let done = false;
-  const exited = child.status.then(async (s) => {
-    done = true;
-    await pumps;
-    return s.code;
-  });
-  return {
-    log: () => text,
-    async waitForLog(re, timeoutMs = 30_000) {
-      return await waitFor(() => {
-        const m = text.match(re);
-        if (m) return m;
-        if (done) throw new Error(`exited before the log matched ${re}`);
-        return undefined;
-      }, { timeoutMs, what: `log ${re}` }).catch((err) => {
-        throw new Error(
-          `${(err as Error).message}\n--- log of ${cmd} ${args.join(" ")} ---\n${text}`,
-        );
-      });
-    },
-    async stop() {
-      const kill = (sig: Deno.Signal) => {
-        if (!done) {
-          try {
-            child.kill(sig);
-          } catch { /* already gone */ }
-        }
-      };
-      kill("SIGTERM");
-      const timer = setTimeout(() => kill("SIGKILL"), 10_000);
-      const code = await exited;
-      clearTimeout(timer);
-      return code;
-    },
-  };
-}
-
-// ------------------------------------------------------------------ sockets
-
-/** A local HTTP service standing in for the target; counts requests. */
-function startTarget(): { port: number; requests: () => number; close: () => Promise<void> } {
-  let n = 0;
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
-    n++;
-    return new Response(`pong ${new URL(req.url).pathname}\n`);
-  });
-  return { port: server.addr.port, requests: () => n, close: () => server.shutdown() };
-}
-
-/**
- * `GET path` as HTTP/1.0 over the connection `connecting` opens; returns what came back before
- * EOF. A refused peer (connect, handshake or read fails) gets back whatever arrived: usually "".
- */
-async function httpGet(connecting: Promise<Deno.Conn>, path: string): Promise<string> {
-  const conn = await connecting.catch(() => null);
-  if (!conn) return "";
-  let text = "";
-  try {
-    await conn.write(enc.encode(`GET ${path} HTTP/1.0\r\nHost: gate\r\nConnection: close\r\n\r\n`));
-    const buf = new Uint8Array(16384);
-    while (true) {
-      const n = await conn.read(buf);
-      if (n === null) return text;
-      text += dec.decode(buf.subarray(0, n));
-    }
-  } catch {
-    return text;
-  } finally {
-    try {
-      conn.close();
-    } catch { /* closed */ }
-  }
-}
+import { dockerdUnavailable, startDockerd } from "./helpers/dockerd.ts";
+import { type CliProcess, DENO, ROOT } from "./helpers/gate.ts";
+import {
+  assertDockerThroughGate,
+  assertRelayAndRefusals,
+  builtOnce,
+  ok,
+  run,
+} from "./helpers/packaged.ts";
 
 // ------------------------------------------------------------------ the package, built once
 
@@ -165,68 +37,57 @@ interface Fixture {
   ms: number;
 }
 
-let fixture: Promise<Fixture> | undefined;
-let fixtureDir: string | undefined;
+const installedPackage = builtOnce("dg-npm-", async (tmp): Promise<Fixture> => {
+  const t0 = performance.now();
+  const deno = JSON.parse(await readFile(join(ROOT, "deno.json"), "utf8"));
+  const version = `${deno.version}-npmtest.1`;
+  const npmDir = join(tmp, "npm");
+  const build = ok(
+    await run(DENO, [
+      "run",
+      "-A",
+      "scripts/build_npm.ts",
+      version,
+      "--out",
+      npmDir,
+      "--pack-dest",
+      join(tmp, "dist"),
+    ], {
+      cwd: ROOT,
+      timeoutMs: 180_000,
+    }),
+    "build_npm.ts",
+  );
+  const tarballs = (await readdir(join(tmp, "dist"))).filter((f) => f.endsWith(".tgz"));
+  assert.deepEqual(tarballs, [`dockgate-${version}.tgz`], build.stderr);
+  const tarball = join(tmp, "dist", tarballs[0]);
 
-globalThis.addEventListener("unload", () => {
-  if (fixtureDir) Deno.removeSync(fixtureDir, { recursive: true });
+  const app = join(tmp, "app");
+  await mkdir(app);
+  await writeFile(
+    join(app, "package.json"),
+    JSON.stringify({ name: "app", private: true, type: "module" }),
+  );
+  const env = Deno.env.toObject();
+  ok(
+    await run("npm", [
+      "install",
+      "--no-audit",
+      "--no-fund",
+      "--prefer-offline",
+      "--loglevel=error",
+      tarball,
+    ], {
+      cwd: app,
+      env,
+      timeoutMs: 180_000,
+    }),
+    "npm install TARBALL",
+  );
+  const ms = Math.round(performance.now() - t0);
+  console.error(`npm package built, packed and installed in ${ms} ms\n${build.stderr}`);
+  return { tmp, npmDir, tarball, app, version, env, ms };
 });
-
-function installedPackage(): Promise<Fixture> {
-  return fixture ??= (async () => {
-    const t0 = performance.now();
-    const tmp = await freeTempDir("dg-npm-");
-    fixtureDir = tmp;
-    const deno = JSON.parse(await readFile(join(ROOT, "deno.json"), "utf8"));
-    const version = `${deno.version}-npmtest.1`;
-    const npmDir = join(tmp, "npm");
-    const build = ok(
-      await run(DENO, [
-        "run",
-        "-A",
-        "scripts/build_npm.ts",
-        version,
-        "--out",
-        npmDir,
-        "--pack-dest",
-        join(tmp, "dist"),
-      ], {
-        cwd: ROOT,
-        timeoutMs: 180_000,
-      }),
-      "build_npm.ts",
-    );
-    const tarballs = (await readdir(join(tmp, "dist"))).filter((f) => f.endsWith(".tgz"));
-    assert.deepEqual(tarballs, [`dockgate-${version}.tgz`], build.stderr);
-    const tarball = join(tmp, "dist", tarballs[0]);
-
-    const app = join(tmp, "app");
-    await mkdir(app);
-    await writeFile(
-      join(app, "package.json"),
-      JSON.stringify({ name: "app", private: true, type: "module" }),
-    );
-    const env = Deno.env.toObject();
-    ok(
-      await run("npm", [
-        "install",
-        "--no-audit",
-        "--no-fund",
-        "--prefer-offline",
-        "--loglevel=error",
-        tarball,
-      ], {
-        cwd: app,
-        env,
-        timeoutMs: 180_000,
-      }),
-      "npm install TARBALL",
-    );
-    const ms = Math.round(performance.now() - t0);
-    console.error(`npm package built, packed and installed in ${ms} ms\n${build.stderr}`);
-    return { tmp, npmDir, tarball, app, version, env, ms };
-  })();
-}
 
 /** Import lines of a JS/TS file (JSDoc examples excluded): the module specifiers. */
 function specifiers(code: string): string[] {
@@ -353,59 +214,7 @@ Deno.test("npm package: build, pack and install; CLI, library API and types unde
   await t.step(
     "dockgate serve + connect relay over mutual TLS; no client certificate, no entry",
     async () => {
-      const target = startTarget();
-      const procs: Proc[] = [];
-      try {
-        const serve = spawn(bin, [
-          "serve",
-          "--listen",
-          "127.0.0.1:0",
-          "--certs",
-          "pki/server",
-          "--target",
-          `tcp://127.0.0.1:${target.port}`,
-          "--drain-timeout",
-          "2s",
-        ], { cwd: f.app, env: f.env });
-        procs.push(serve);
-        const port = Number((await serve.waitForLog(/listening on tcp:\/\/127\.0\.0\.1:(\d+)/))[1]);
-        const connect = spawn(bin, [
-          "connect",
-          "--server",
-          `127.0.0.1:${port}`,
-          "--certs",
-          "pki/clients/default",
-          "--listen",
-          "tcp://127.0.0.1:0",
-        ], { cwd: f.app, env: f.env });
-        procs.push(connect);
-        const local = Number(
-          (await connect.waitForLog(/listening on tcp:\/\/127\.0\.0\.1:(\d+)/))[1],
-        );
-
-        const reply = await httpGet(
-          Deno.connect({ hostname: "127.0.0.1", port: local }),
-          "/through-node",
-        );
-        assert.match(reply, /^HTTP\/1\.[01] 200/);
-        assert.ok(reply.endsWith("pong /through-node\n"), reply);
-        await serve.waitForLog(/INFO accepted peer=127\.0\.0\.1:\d+ identity=default .*relay=raw/);
-
-        // TLS with the right CA but without a client certificate: refused, the target never hears.
-        const before = target.requests();
-        const caPem = await readFile(join(f.app, "pki", "clients", "default", "ca.pem"), "utf8");
-        const anon = Deno.connectTls({ hostname: "127.0.0.1", port, caCerts: [caPem] });
-        assert.equal(await httpGet(anon, "/anonymous"), "");
-        await serve.waitForLog(/WARN refused peer=127\.0\.0\.1:\d+ reason=/);
-        assert.equal(target.requests(), before);
-
-        assert.equal(await connect.stop(), 0, connect.log());
-        assert.equal(await serve.stop(), 0, serve.log());
-        assert.match(serve.log(), /INFO stopped/);
-      } finally {
-        for (const p of procs) await p.stop();
-        await target.close();
-      }
+      await assertRelayAndRefusals(bin, { cwd: f.app, env: f.env }, "/through-node");
     },
   );
 
@@ -473,73 +282,21 @@ Deno.test({
   assert.ok(d, "dockerd harness");
   const dir = join(f.app, "docker"); // inside the project, where npx finds the bin
   await mkdir(dir);
-  const procs: Proc[] = [];
+  const procs: CliProcess[] = [];
   try {
     ok(
       await run("npx", ["dockgate", "keygen", "--dir", "pki"], { cwd: dir, env: f.env }),
       "keygen",
     );
-    const serve = spawn(bin, [
-      "serve",
-      "--listen",
-      "127.0.0.1:0",
-      "--certs",
-      "pki/server",
-      "--target",
-      d.host,
-    ], {
-      cwd: dir,
-      env: f.env,
-    });
-    procs.push(serve);
-    const port = Number((await serve.waitForLog(/listening on tcp:\/\/127\.0\.0\.1:(\d+)/))[1]);
-    const sock = join(dir, "docker.sock");
-    const connect = spawn(bin, [
-      "connect",
-      "--server",
-      `127.0.0.1:${port}`,
-      "--certs",
-      "pki/clients/default",
-      "--listen",
-      `unix://${sock}`,
-    ], { cwd: dir, env: f.env });
-    procs.push(connect);
-    await connect.waitForLog(/listening on unix:\/\//);
-    assert.equal((await stat(sock)).mode & 0o777, 0o600);
-
-    const version = await d.docker(["version", "--format", "{{.Server.Version}}"], {
-      host: `unix://${sock}`,
-    });
-    assert.equal(version.code, 0, version.stderr);
-    assert.match(version.stdout.trim(), /^\d+\.\d+/);
-
-    const cat = await d.docker([
-      "run",
-      "--rm",
-      "-i",
-      "--network",
-      "none",
-      d.image,
-      "sh",
-      "-c",
-      "cat; echo done",
-    ], {
-      host: `unix://${sock}`,
-      stdin: "hello from node\n",
-    });
-    assert.equal(cat.code, 0, cat.stderr);
-    assert.equal(cat.stdout, "hello from node\ndone\n");
-
-    // The Docker CLI's own TLS straight to serve.
-    const direct = await d.docker([
-      ...tlsFlags(join(dir, "pki", "clients", "default")),
-      "info",
-      "--format",
-      "{{.ID}}",
-    ], {
-      host: `tcp://127.0.0.1:${port}`,
-    });
-    assert.equal(direct.code, 0, direct.stderr);
+    // The Docker CLI's own TLS straight to serve: `info`.
+    const { pair: { port, serve }, direct } = await assertDockerThroughGate(
+      d,
+      bin,
+      { cwd: dir, env: f.env },
+      procs,
+      "hello from node\n",
+      ["info", "--format", "{{.ID}}"],
+    );
     assert.ok(direct.stdout.trim().length > 0);
     // Without a client certificate the CLI gets nothing.
     const anon = await d.docker([

@@ -10,146 +10,23 @@
 
 import assert from "node:assert/strict";
 import net from "node:net";
-import tls from "node:tls";
 import { chmod, copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { freeTempDir, waitFor } from "./helpers/dockerd.ts";
 import { runCli, type ServeProcess, startServe } from "./helpers/gate.ts";
+import {
+  type Creds,
+  fdCount,
+  linesAfter,
+  rawAttempt,
+  RecordingTarget,
+  tlsAttempt,
+  waitForLine,
+} from "./helpers/tls_peers.ts";
 import { clientBundlePaths, initPki, issueClientBundle, loadCa, pkiLayout } from "../src/keygen.ts";
 import { createCa, issueClient } from "../src/pki.ts";
 
 // ------------------------------------------------------------------------------ helpers
-
-/** A unix-socket echo server that records every connection and byte it receives. */
-class RecordingTarget {
-  connections = 0;
-  bytes = 0;
-  #server?: net.Server;
-  #sockets = new Set<net.Socket>();
-
-  constructor(readonly path: string) {}
-
-  async start(): Promise<void> {
-    await rm(this.path, { force: true });
-    const server = net.createServer({ allowHalfOpen: true }, (s) => {
-      this.connections++;
-      this.#sockets.add(s);
-      s.on("data", (d: Uint8Array) => {
-        this.bytes += d.byteLength;
-        s.write(d);
-      });
-      s.on("end", () => s.end());
-      s.on("error", () => {});
-      s.on("close", () => this.#sockets.delete(s));
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(this.path, () => resolve());
-    });
-    this.#server = server;
-  }
-
-  async stop(): Promise<void> {
-    const server = this.#server;
-    this.#server = undefined;
-    if (!server) return;
-    for (const s of this.#sockets) s.destroy();
-    await new Promise<void>((r) => server.close(() => r()));
-    await rm(this.path, { force: true });
-  }
-}
-
-interface Creds {
-  ca: string;
-  cert?: string;
-  key?: string;
-}
-
-interface TlsOutcome {
-  /** The client saw its handshake complete. */
-  secure: boolean;
-  /** Application data received. */
-  data: string;
-  /** First error seen, if any. */
-  error?: string;
-  /** Our local port (the gate logs it as the peer). */
-  localPort?: number;
-  /** The attempt had to be cut by us. */
-  timedOut: boolean;
-}
-
-/**
- * Connect with node:tls, send `send` once the handshake completes, read until as many bytes
- * came back (then end) or until the server closes.
- */
-function tlsAttempt(
-  port: number,
-  creds: Creds,
-  send: string,
-  timeoutMs = 10_000,
-): Promise<TlsOutcome> {
-  return new Promise((resolve) => {
-    const out: TlsOutcome = { secure: false, data: "", timedOut: false };
-    const socket = tls.connect({
-      host: "127.0.0.1",
-      port,
-      servername: "localhost",
-      ca: creds.ca,
-      cert: creds.cert,
-      key: creds.key,
-      rejectUnauthorized: true,
-    });
-    const timer = setTimeout(() => {
-      out.timedOut = true;
-      socket.destroy();
-    }, timeoutMs);
-    socket.on("connect", () => (out.localPort = socket.localPort));
-    socket.on("secureConnect", () => {
-      out.secure = true;
-      out.localPort ??= socket.localPort;
-      socket.write(send);
-    });
-    socket.on("data", (d: Uint8Array) => {
-      out.data += new TextDecoder().decode(d);
-      if (out.data.length >= send.length) socket.end();
-    });
-    socket.on("error", (e: Error) => (out.error ??= e.message));
-    socket.on("close", () => {
-      clearTimeout(timer);
-      resolve(out);
-    });
-  });
-}
-
-/** Raw TCP: send `bytes`, collect whatever comes back until the server closes. */
-function rawAttempt(port: number, bytes: Uint8Array | undefined, timeoutMs = 10_000) {
-  return new Promise<{ received: Uint8Array; localPort?: number; timedOut: boolean; ms: number }>(
-    (resolve) => {
-      const chunks: Uint8Array[] = [];
-      const t0 = Date.now();
-      let timedOut = false;
-      let localPort: number | undefined;
-      const socket = net.connect({ host: "127.0.0.1", port });
-      const timer = setTimeout(() => {
-        timedOut = true;
-        socket.destroy();
-      }, timeoutMs);
-      socket.on("connect", () => {
-        localPort = socket.localPort;
-        if (bytes) socket.write(bytes);
-      });
-      socket.on("data", (d: Uint8Array) => chunks.push(new Uint8Array(d)));
-      socket.on("error", () => {});
-      socket.on("close", () => {
-        clearTimeout(timer);
-        const received = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-        let off = 0;
-        for (const c of chunks) received.set(c, (off += c.length) - c.length);
-        resolve({ received, localPort, timedOut, ms: Date.now() - t0 });
-      });
-    },
-  );
-}
 
 /** Run a command, return exit code and combined output; bounded in time. */
 async function run(cmd: string, args: string[], stdin = "", timeoutMs = 20_000) {
@@ -166,30 +43,6 @@ async function run(cmd: string, args: string[], stdin = "", timeoutMs = 20_000) 
   const out = await child.output();
   const d = new TextDecoder();
   return { code: out.code, output: d.decode(out.stdout) + d.decode(out.stderr) };
-}
-
-/** Lines of the gate's log after character offset `from` that match `re`. */
-function linesAfter(gate: ServeProcess, from: number, re: RegExp): string[] {
-  return gate.log().slice(from).split("\n").filter((l) => re.test(l));
-}
-
-/** Wait until a line after `from` matches `re`; returns it. */
-async function waitForLine(
-  gate: ServeProcess,
-  from: number,
-  re: RegExp,
-  timeoutMs = 10_000,
-): Promise<string> {
-  return await waitFor(() => linesAfter(gate, from, re)[0], { timeoutMs, what: `log line ${re}` })
-    .catch((err) => {
-      throw new Error(
-        `${(err as Error).message}\n--- log since mark ---\n${gate.log().slice(from)}`,
-      );
-    });
-}
-
-function fdCount(pid: number): number {
-  return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
 }
 
 interface Env {

@@ -28,12 +28,25 @@ export interface CliProcess {
   stop(graceMs?: number): Promise<number>;
 }
 
-/** Spawn `dockgate ARGS…` from the repo (cwd defaults to the repo root). */
-export function spawnCli(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): CliProcess {
-  const child = new Deno.Command(DENO, {
-    args: ["run", "-A", "--quiet", join(ROOT, "cli.ts"), ...args],
-    cwd: opts.cwd ?? ROOT,
+/** How {@linkcode spawnProcess} starts a process. */
+export interface SpawnOptions {
+  /** Working directory (default: the test's). */
+  cwd?: string;
+  /** Environment additions, or with `clearEnv` the whole environment. */
+  env?: Record<string, string>;
+  /** Start from an empty environment. */
+  clearEnv?: boolean;
+  /** Default timeout of `waitForLog` (default 20 s). */
+  logTimeoutMs?: number;
+}
+
+/** Spawn `cmd ARGS…`; stdout and stderr are both collected as its log. */
+export function spawnProcess(cmd: string, args: string[], opts: SpawnOptions = {}): CliProcess {
+  const child = new Deno.Command(cmd, {
+    args,
+    cwd: opts.cwd,
     env: opts.env,
+    clearEnv: opts.clearEnv,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -56,14 +69,16 @@ export function spawnCli(args: string[], opts: { cwd?: string; env?: Record<stri
     child,
     log: () => text,
     exited,
-    async waitForLog(re, timeoutMs = 20_000) {
+    async waitForLog(re, timeoutMs = opts.logTimeoutMs ?? 20_000) {
       return await waitFor(() => {
         const m = text.match(re);
         if (m) return m;
         if (done) throw new Error(`process exited before log matched ${re}:\n${text}`);
         return undefined;
       }, { timeoutMs, what: `log ${re}` }).catch((err) => {
-        throw new Error(`${(err as Error).message}\n--- log ---\n${text}`);
+        throw new Error(
+          `${(err as Error).message}\n--- log of ${cmd} ${args.join(" ")} ---\n${text}`,
+        );
       });
     },
     kill(signal = "SIGTERM") {
@@ -82,6 +97,14 @@ export function spawnCli(args: string[], opts: { cwd?: string; env?: Record<stri
     },
   };
   return proc;
+}
+
+/** Spawn `dockgate ARGS…` from the repo (cwd defaults to the repo root). */
+export function spawnCli(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): CliProcess {
+  return spawnProcess(DENO, ["run", "-A", "--quiet", join(ROOT, "cli.ts"), ...args], {
+    cwd: opts.cwd ?? ROOT,
+    env: opts.env,
+  });
 }
 
 /** Run `dockgate ARGS…` to completion. */
