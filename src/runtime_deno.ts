@@ -83,7 +83,8 @@ export function denoTraits(version: string): RuntimeTraits {
   return {
     name: "deno",
     description: `Deno ${version}`,
-    // Handing Deno's unix socket a fresh copy is much faster than the TLS socket's own chunk.
-    relay: { copyChunks: true, flowControl: denoFlowControl },
+    // No copy: with flow control on the TCP handle, copying each chunk no longer helps uploads
+    // and slows downloads (bench, 256 MiB: ~290 vs ~240 MB/s down, same up; bench/RESULTS.md).
+    relay: { copyChunks: false, flowControl: denoFlowControl },
   };
 }

@@ -1,0 +1,248 @@
+/**
+ * The contenders: each one started in the same role (mTLS listener on 127.0.0.1 that
+ * demands a client certificate from our CA and relays to one unix socket), with the same
+ * certificate files.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { findExe, freePort, type Proc, startProc, waitForLog, waitForPort } from "./proc.ts";
+
+/** Certificate files of one PKI (made by `dockgate keygen`). */
+export interface Pki {
+  /** `ecdsa-p256` or `rsa-2048`. */
+  keyType: string;
+  /** Server bundle dir (ca.pem, cert.pem, key.pem). */
+  serverDir: string;
+  /** Client bundle dir (ca.pem, cert.pem, key.pem). */
+  clientDir: string;
+  /** Server cert followed by its key (HAProxy's `crt`). */
+  serverCombined: string;
+}
+
+/** What a contender needs to start. */
+export interface StartContext {
+  /** A fresh dir for its config and log. */
+  dir: string;
+  /** Certificates. */
+  pki: Pki;
+  /** The unix socket to relay to. */
+  target: string;
+  /** Repository root. */
+  root: string;
+  /** The Deno binary. */
+  deno: string;
+  /** How to run dockgate on Node: the command line before `serve …`. */
+  nodeDockgate?: string[];
+  /** Connection cap that fits the open-files limit (2 descriptors per relayed connection). */
+  maxConn: number;
+}
+
+/** A running contender. */
+export interface Running {
+  /** Where clients connect: a TLS port on 127.0.0.1, or a plain unix socket (client tunnel). */
+  endpoint: { port: number } | { unix: string };
+  /** Pids whose CPU and memory count as the gate's (trees). */
+  pids: number[];
+  /** The processes, for logs. */
+  procs: Proc[];
+  /** Stop everything. */
+  stop(): Promise<void>;
+}
+
+/** One contender. */
+export interface Contender {
+  /** Short id used on the command line and in JSON. */
+  id: string;
+  /** Label for tables. */
+  label: string;
+  /** A third-party peer (counts for "best peer"), as opposed to dockgate itself. */
+  peer: boolean;
+  /** Why it cannot run here, or undefined. */
+  missing(ctx: { nodeDockgate?: string[] }): string | undefined;
+  /** Start it; resolves once it accepts connections. */
+  start(ctx: StartContext): Promise<Running>;
+}
+
+const single = (proc: Proc, port: number): Running => ({
+  endpoint: { port },
+  pids: [proc.pid],
+  procs: [proc],
+  stop: () => proc.stop(),
+});
+
+function serveArgs(ctx: StartContext, port: number): string[] {
+  return [
+    "serve",
+    "--listen",
+    `127.0.0.1:${port}`,
+    "--target",
+    `unix://${ctx.target}`,
+    "--certs",
+    ctx.pki.serverDir,
+    "--max-connections",
+    "30000",
+    "--drain-timeout",
+    "1s",
+  ];
+}
+
+async function startDockgate(ctx: StartContext, cmd: string[], what: string): Promise<Running> {
+  const port = freePort();
+  const proc = startProc(cmd[0], [...cmd.slice(1), ...serveArgs(ctx, port)], join(ctx.dir, "log"));
+  await waitForLog(proc, /INFO listening on tcp:\/\//, what);
+  return single(proc, port);
+}
+
+const denoCmd = (ctx: StartContext) => [ctx.deno, "run", "-A", "--quiet", join(ctx.root, "cli.ts")];
+
+/** dockgate serve on Deno. */
+export const dockgateDeno: Contender = {
+  id: "dockgate-deno",
+  label: "dockgate (Deno)",
+  peer: false,
+  missing: () => undefined,
+  start: (ctx) => startDockgate(ctx, denoCmd(ctx), "dockgate serve (Deno)"),
+};
+
+/** dockgate serve on Node (the npm build, or a bundle made for the bench). */
+export const dockgateNode: Contender = {
+  id: "dockgate-node",
+  label: "dockgate (Node)",
+  peer: false,
+  missing: (c) => (c.nodeDockgate ? undefined : "no Node build of dockgate (npm/ missing and esbuild failed)"),
+  start: (ctx) => startDockgate(ctx, ctx.nodeDockgate!, "dockgate serve (Node)"),
+};
+
+/**
+ * Client tunnel: `dockgate connect` (Deno) on a unix socket → `dockgate serve` (Deno). Not a
+ * peer of the gates; shows what a tunnel adds.
+ */
+export const tunnelDeno: Contender = {
+  id: "tunnel-deno",
+  label: "dockgate connect→serve (Deno)",
+  peer: false,
+  missing: () => undefined,
+  async start(ctx) {
+    const serve = await startDockgate(ctx, denoCmd(ctx), "dockgate serve (Deno, for the tunnel)");
+    const port = (serve.endpoint as { port: number }).port;
+    const sock = join(ctx.dir, "tunnel.sock");
+    const proc = startProc(ctx.deno, [
+      ...denoCmd(ctx).slice(1),
+      "connect",
+      "--server",
+      `127.0.0.1:${port}`,
+      "--listen",
+      `unix://${sock}`,
+      "--certs",
+      ctx.pki.clientDir,
+      "--drain-timeout",
+      "1s",
+    ], join(ctx.dir, "connect.log"));
+    try {
+      await waitForLog(proc, /INFO listening on unix:/, "dockgate connect (Deno)");
+    } catch (e) {
+      await serve.stop();
+      throw e;
+    }
+    return {
+      endpoint: { unix: sock },
+      pids: [...serve.pids, proc.pid],
+      procs: [...serve.procs, proc],
+      stop: async () => {
+        await proc.stop();
+        await serve.stop();
+      },
+    };
+  },
+};
+
+/** socat, one process per connection (`fork`), as commonly documented for Docker. */
+export const socat: Contender = {
+  id: "socat",
+  label: "socat",
+  peer: true,
+  missing: () => (findExe("socat") ? undefined : "socat not installed"),
+  async start(ctx) {
+    const port = freePort();
+    const d = ctx.pki.serverDir;
+    const proc = startProc("socat", [
+      `OPENSSL-LISTEN:${port},bind=127.0.0.1,fork,reuseaddr,cert=${d}/cert.pem,key=${d}/key.pem,` +
+      `cafile=${d}/ca.pem,verify=1`,
+      `UNIX-CONNECT:${ctx.target}`,
+    ], join(ctx.dir, "log"));
+    await waitForPort(port, proc, "socat");
+    return single(proc, port);
+  },
+};
+
+/** stunnel4 (threads), foreground, verifying the client chain. */
+export const stunnel: Contender = {
+  id: "stunnel",
+  label: "stunnel4",
+  peer: true,
+  missing: () => (findExe("stunnel4") || findExe("stunnel") ? undefined : "stunnel4 not installed"),
+  async start(ctx) {
+    const port = freePort();
+    const d = ctx.pki.serverDir;
+    const conf = join(ctx.dir, "stunnel.conf");
+    await Deno.writeTextFile(
+      conf,
+      [
+        "foreground = yes",
+        "pid =",
+        "[gate]",
+        `accept = 127.0.0.1:${port}`,
+        `connect = ${ctx.target}`,
+        `cert = ${d}/cert.pem`,
+        `key = ${d}/key.pem`,
+        `CAfile = ${d}/ca.pem`,
+        "verifyChain = yes",
+        "requireCert = yes",
+        "",
+      ].join("\n"),
+    );
+    const proc = startProc(findExe("stunnel4") ?? "stunnel", [conf], join(ctx.dir, "log"));
+    await waitForPort(port, proc, "stunnel");
+    return single(proc, port);
+  },
+};
+
+/** HAProxy in TCP mode with `verify required` (default threads: one per CPU). */
+export const haproxy: Contender = {
+  id: "haproxy",
+  label: "HAProxy",
+  peer: true,
+  missing: () => (findExe("haproxy") ? undefined : "haproxy not installed"),
+  async start(ctx) {
+    const port = freePort();
+    const conf = join(ctx.dir, "haproxy.cfg");
+    await Deno.writeTextFile(
+      conf,
+      [
+        "global",
+        `  maxconn ${ctx.maxConn}`,
+        "  ssl-default-bind-options ssl-min-ver TLSv1.2",
+        "defaults",
+        "  mode tcp",
+        `  maxconn ${ctx.maxConn}`,
+        "  timeout connect 10s",
+        "  timeout client 1h",
+        "  timeout server 1h",
+        "frontend gate",
+        `  bind 127.0.0.1:${port} ssl crt ${ctx.pki.serverCombined} ca-file ${ctx.pki.serverDir}/ca.pem verify required`,
+        "  default_backend target",
+        "backend target",
+        `  server t unix@${ctx.target}`,
+        "",
+      ].join("\n"),
+    );
+    const proc = startProc(findExe("haproxy")!, ["-db", "-f", conf], join(ctx.dir, "log"));
+    await waitForPort(port, proc, "haproxy");
+    return single(proc, port);
+  },
+};
+
+/** Every contender, in table order. */
+export const ALL_CONTENDERS: Contender[] = [dockgateDeno, dockgateNode, tunnelDeno, socat, stunnel, haproxy];
