@@ -8,7 +8,8 @@
  * Options: --quick, --runs N, --workloads bulk,connrate,latency,memory,docker,
  * --contenders dockgate-deno,dockgate-node,tunnel-deno,socat,stunnel,haproxy,
  * --keys ecdsa-p256,rsa-2048, --out FILE, --json FILE, --no-install, --keep, and size overrides
- * --bulk-mib N, --hold N,N (connection counts for the memory workload).
+ * --bulk-mib N, --hold N,N (connection counts for the memory workload); --render FILE.json writes
+ * the report again from saved results without measuring.
  *
  * @module
  */
@@ -76,6 +77,7 @@ function parseArgs(argv: string[]) {
     runs: undefined as number | undefined,
     bulkMiB: undefined as number | undefined,
     hold: undefined as number[] | undefined,
+    render: undefined as string | undefined,
     workloads: WORKLOADS,
     contenders: ALL_CONTENDERS.map((c) => c.id),
     keys: Object.keys(KEY_WORKLOADS),
@@ -94,6 +96,9 @@ function parseArgs(argv: string[]) {
         break;
       case "--bulk-mib":
         o.bulkMiB = Number(val());
+        break;
+      case "--render":
+        o.render = val();
         break;
       case "--hold":
         o.hold = list(val()).map(Number);
@@ -126,25 +131,47 @@ function parseArgs(argv: string[]) {
         throw new UsageError(`bench: unknown option ${argv[i]}`);
     }
   }
-  for (const w of o.workloads) if (!WORKLOADS.includes(w)) throw new UsageError(`bench: unknown workload ${w}`);
-  for (const c of o.contenders) {
-    if (!ALL_CONTENDERS.some((x) => x.id === c)) throw new UsageError(`bench: unknown contender ${c}`);
+  for (const w of o.workloads) {
+    if (!WORKLOADS.includes(w)) throw new UsageError(`bench: unknown workload ${w}`);
   }
-  for (const k of o.keys) if (!KEY_WORKLOADS[k]) throw new UsageError(`bench: unknown key type ${k}`);
+  for (const c of o.contenders) {
+    if (!ALL_CONTENDERS.some((x) => x.id === c)) {
+      throw new UsageError(`bench: unknown contender ${c}`);
+    }
+  }
+  for (const k of o.keys) {
+    if (!KEY_WORKLOADS[k]) throw new UsageError(`bench: unknown key type ${k}`);
+  }
   return o;
 }
 
 async function makePki(dir: string, keyType: string, deno: string): Promise<Pki> {
   const flag = keyType === "rsa-2048" ? "rsa2048" : "p256";
-  await runOk(deno, ["run", "-A", "--quiet", join(ROOT, "cli.ts"), "keygen", "--dir", dir, "--key-type", flag]);
+  await runOk(deno, [
+    "run",
+    "-A",
+    "--quiet",
+    join(ROOT, "cli.ts"),
+    "keygen",
+    "--dir",
+    dir,
+    "--key-type",
+    flag,
+  ]);
   const serverDir = join(dir, "server");
   const combined = join(dir, "server-combined.pem");
   await Deno.writeTextFile(
     combined,
-    (await Deno.readTextFile(join(serverDir, "cert.pem"))) + (await Deno.readTextFile(join(serverDir, "key.pem"))),
+    (await Deno.readTextFile(join(serverDir, "cert.pem"))) +
+      (await Deno.readTextFile(join(serverDir, "key.pem"))),
     { mode: 0o600 },
   );
-  return { keyType, serverDir, clientDir: join(dir, "clients", "default"), serverCombined: combined };
+  return {
+    keyType,
+    serverDir,
+    clientDir: join(dir, "clients", "default"),
+    serverCombined: combined,
+  };
 }
 
 /**
@@ -164,7 +191,10 @@ async function nodeDockgate(
       const path = join(ROOT, "npm", bin as string);
       const built = (await Deno.stat(path)).mtime!.getTime();
       // A build older than the sources would benchmark old code: bundle instead.
-      const sources = [join(ROOT, "cli.ts"), ...[...Deno.readDirSync(join(ROOT, "src"))].map((e) => join(ROOT, "src", e.name))];
+      const sources = [
+        join(ROOT, "cli.ts"),
+        ...[...Deno.readDirSync(join(ROOT, "src"))].map((e) => join(ROOT, "src", e.name)),
+      ];
       const newest = Math.max(...sources.map((f) => Deno.statSync(f).mtime!.getTime()));
       if (built >= newest) {
         // Snapshot it: npm/ may be rebuilt by someone else while the bench runs.
@@ -184,9 +214,18 @@ async function nodeDockgate(
   } catch { /* no npm build */ }
   const out = join(outDir, "dockgate.mjs");
   const local = join(ROOT, "node_modules", ".bin", "esbuild");
-  const esbuild = findExe("esbuild") ? "esbuild" : (await Deno.stat(local).then(() => local, () => undefined));
-  const args = [join(ROOT, "cli.ts"), "--bundle", "--platform=node", "--format=esm", "--target=node20",
-    `--outfile=${out}`, "--log-level=warning"];
+  const esbuild = findExe("esbuild")
+    ? "esbuild"
+    : (await Deno.stat(local).then(() => local, () => undefined));
+  const args = [
+    join(ROOT, "cli.ts"),
+    "--bundle",
+    "--platform=node",
+    "--format=esm",
+    "--target=node20",
+    `--outfile=${out}`,
+    "--log-level=warning",
+  ];
   const r = esbuild
     ? await run(esbuild, args, { cwd: ROOT })
     : await run("npx", ["--yes", "esbuild@0.25", ...args], { cwd: ROOT });
@@ -227,13 +266,32 @@ async function versions(node: string, deno: string): Promise<Record<string, stri
 async function machine(): Promise<string> {
   const cpu = await Deno.readTextFile("/proc/cpuinfo");
   const model = cpu.match(/^model name\s*:\s*(.+)$/m)?.[1] ?? "unknown CPU";
-  const mem = Number((await Deno.readTextFile("/proc/meminfo")).match(/^MemTotal:\s+(\d+)/m)?.[1] ?? 0);
+  const mem = Number(
+    (await Deno.readTextFile("/proc/meminfo")).match(/^MemTotal:\s+(\d+)/m)?.[1] ?? 0,
+  );
   const kernel = (await run("uname", ["-sr"])).stdout.trim();
-  return `nproc=${navigator.hardwareConcurrency}, ${model}, ${(mem / 1024 / 1024).toFixed(1)} GiB RAM, ${kernel}`;
+  return `nproc=${navigator.hardwareConcurrency}, ${model}, ${
+    (mem / 1024 / 1024).toFixed(1)
+  } GiB RAM, ${kernel}`;
+}
+
+/** `--render FILE.json [--out FILE.md]`: write the report again from saved results. */
+async function render(json: string, out: string | undefined) {
+  const saved = JSON.parse(await Deno.readTextFile(json));
+  const results = new Results();
+  for (const s of saved.samples) results.add(s.workload, s.keyType, s.contender, s.metric, s.value);
+  const md = new Report(results, saved.info).render();
+  const path = out ??
+    (saved.info.quick
+      ? join(ROOT, "bench", "out", "RESULTS-quick.md")
+      : join(ROOT, "bench", "RESULTS.md"));
+  await Deno.writeTextFile(path, md);
+  console.log(`wrote ${path} from ${json}`);
 }
 
 async function main() {
   const opts = parseArgs(Deno.args);
+  if (opts.render) return await render(opts.render, opts.out);
   const t0 = Date.now();
   const say = (s: string) => console.log(s);
   const sizes: Sizes = { ...(opts.quick ? QUICK : FULL) };
@@ -252,7 +310,9 @@ async function main() {
   sizes.nofile = hardNofile;
   if (opts.install) {
     const r = await run("bash", [join(ROOT, "bench", "install_peers.sh")]);
-    if (r.stderr.trim()) say(r.stderr.trim().split("\n").filter((l) => l.startsWith("bench:")).join("\n"));
+    if (r.stderr.trim()) {
+      say(r.stderr.trim().split("\n").filter((l) => l.startsWith("bench:")).join("\n"));
+    }
   }
   const outDir = join(ROOT, "bench", "out");
   await Deno.mkdir(outDir, { recursive: true });
@@ -314,7 +374,11 @@ async function main() {
     machine: await machine(),
     versions: await versions(node, deno),
     quick: opts.quick,
-    sizes: { ...sizes, bulkBytes: `${sizes.bulkBytes / 1024 ** 2} MiB`, concurrency: sizes.concurrency.join("/") } as Record<
+    sizes: {
+      ...sizes,
+      bulkBytes: `${sizes.bulkBytes / 1024 ** 2} MiB`,
+      concurrency: sizes.concurrency.join("/"),
+    } as Record<
       string,
       unknown
     >,
@@ -324,7 +388,9 @@ async function main() {
     notes: [
       ...notes,
       ...(opts.keys.includes("rsa-2048") && opts.workloads.includes("connrate")
-        ? ["RSA 2048 (server, client and CA keys) is a second run of workload 2 only: the certificate type changes the handshake, not the bytes after it."]
+        ? [
+          "RSA 2048 (server, client and CA keys) is a second run of workload 2 only: the certificate type changes the handshake, not the bytes after it.",
+        ]
         : []),
       `Memory (workload 4) is ${sizes.memoryRuns} run(s): it is a count, not a rate, and opening ~10,000 mTLS connections per contender takes minutes on this machine.`,
       "Docker over SSH: sshd started by the bench on loopback (own host key, one authorized key, `SetEnv DOCKER_HOST=… SHLVL=1` so bash skips root's ~/.bashrc, whose `pyenv init` costs ~0.7 s per session here); the CLI's `ssh` is a wrapper adding `-F` with our client config.",
@@ -333,8 +399,11 @@ async function main() {
     peers: ALL_CONTENDERS.filter((c) => c.peer).map((c) => c.id),
   };
   const md = new Report(results, info).render();
-  const out = opts.out ?? (opts.quick ? join(outDir, "RESULTS-quick.md") : join(ROOT, "bench", "RESULTS.md"));
-  const json = opts.json ?? join(outDir, opts.quick ? "results-quick.json" : "results.json");
+  const out = opts.out ??
+    (opts.quick ? join(outDir, "RESULTS-quick.md") : join(ROOT, "bench", "RESULTS.md"));
+  // The full run's samples are kept next to RESULTS.md (`--render` rebuilds the report).
+  const json = opts.json ??
+    (opts.quick ? join(outDir, "results-quick.json") : join(ROOT, "bench", "results.json"));
   await Deno.writeTextFile(out, md);
   await Deno.writeTextFile(json, JSON.stringify({ info, samples: results.samples }, null, 1));
   say(`wrote ${out} and ${json} (${(info.elapsedS / 60).toFixed(1)} min)`);

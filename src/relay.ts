@@ -9,6 +9,7 @@
  * @module
  */
 
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 
 /** What a finished relay moved, and why it ended. */
@@ -233,7 +234,7 @@ export function relay(
   // Forward each chunk as soon as it is written: with Nagle on (Node's default for accepted
   // sockets) a reply written in two pieces waits for the peer's delayed ACK, ~40 ms per request
   // (bench: `docker version` through the gate on Node 170 → ~95 ms). No-op on unix sockets.
-  for (const s of [a, b]) (s as Duplex & { setNoDelay?: (on: boolean) => unknown }).setNoDelay?.(true);
+  for (const s of [a, b]) (s as Partial<Pick<Socket, "setNoDelay">>).setNoDelay?.(true);
   pump(a, b, (n) => (result.bytesIn += n), heldA);
   pump(b, a, (n) => (result.bytesOut += n));
   // A held socket may have been stopped at its pre-authorization limit; others may have

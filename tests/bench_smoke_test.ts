@@ -82,7 +82,9 @@ function valuesOf(out: BenchOutput, workload: string, contender: string, metric:
 function assertPositive(out: BenchOutput, workload: string, contender: string, metric: string) {
   const v = valuesOf(out, workload, contender, metric);
   assert.ok(v.length > 0, `no ${workload}/${metric} for ${contender}`);
-  for (const x of v) assert.ok(Number.isFinite(x) && x > 0, `${workload}/${metric} for ${contender} = ${x}`);
+  for (const x of v) {
+    assert.ok(Number.isFinite(x) && x > 0, `${workload}/${metric} for ${contender} = ${x}`);
+  }
 }
 
 Deno.test("bench --quick: bulk, new connections, latency and memory produce numbers for every contender", async () => {
@@ -101,7 +103,11 @@ Deno.test("bench --quick: bulk, new connections, latency and memory produce numb
     assertPositive(out, "bulk", c, "up_loadgen_cpu_pct");
     for (const n of [1, 16, 64]) {
       assertPositive(out, "connrate", c, `c${n}_per_s`);
-      assert.deepEqual(valuesOf(out, "connrate", c, `c${n}_errors`), [0], `${c} c=${n}: failed connections`);
+      assert.deepEqual(
+        valuesOf(out, "connrate", c, `c${n}_errors`),
+        [0],
+        `${c} c=${n}: failed connections`,
+      );
     }
     assertPositive(out, "latency", c, "p50_us");
     assertPositive(out, "latency", c, "p999_us");
@@ -109,11 +115,23 @@ Deno.test("bench --quick: bulk, new connections, latency and memory produce numb
   }
   for (const c of contenders) {
     assertPositive(out, "bulk", c, "up_gate_cpu_s_per_GB");
-    assert.deepEqual(valuesOf(out, "memory", c, "held_at_50"), [50], `${c}: not every connection held`);
+    assert.deepEqual(
+      valuesOf(out, "memory", c, "held_at_50"),
+      [50],
+      `${c}: not every connection held`,
+    );
     assert.deepEqual(valuesOf(out, "memory", c, "errors_at_50"), [0]);
     assertPositive(out, "memory", c, "mem_MiB_at_50");
   }
-  for (const heading of ["## 1. Bulk", "## 2. New connections", "## 3. Keep-alive", "## 4. Memory", "## Targets"]) {
+  for (
+    const heading of [
+      "## 1. Bulk",
+      "## 2. New connections",
+      "## 3. Keep-alive",
+      "## 4. Memory",
+      "## Targets",
+    ]
+  ) {
     assert.ok(md.includes(heading), `report lacks "${heading}"`);
   }
   assert.match(md, /^Machine: nproc=\d+, .+ GiB RAM, /m);
@@ -124,7 +142,12 @@ Deno.test({
   ignore: dockerdUnavailable(),
   async fn() {
     const contenders = expectedContenders();
-    const { out, md } = await runBench(["--workloads", "docker", "--contenders", contenders.join(",")]);
+    const { out, md } = await runBench([
+      "--workloads",
+      "docker",
+      "--contenders",
+      contenders.join(","),
+    ]);
     assert.deepEqual(out.info.failures, []);
     for (const c of ["direct-unix", ...contenders]) {
       assertPositive(out, "docker", c, "version_ms");

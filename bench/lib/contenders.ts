@@ -111,7 +111,9 @@ export const dockgateNode: Contender = {
   id: "dockgate-node",
   label: "dockgate (Node)",
   peer: false,
-  missing: (c) => (c.nodeDockgate ? undefined : "no Node build of dockgate (npm/ missing and esbuild failed)"),
+  missing: (
+    c,
+  ) => (c.nodeDockgate ? undefined : "no Node build of dockgate (npm/ missing and esbuild failed)"),
   start: (ctx) => startDockgate(ctx, ctx.nodeDockgate!, "dockgate serve (Node)"),
 };
 
@@ -245,4 +247,11 @@ export const haproxy: Contender = {
 };
 
 /** Every contender, in table order. */
-export const ALL_CONTENDERS: Contender[] = [dockgateDeno, dockgateNode, tunnelDeno, socat, stunnel, haproxy];
+export const ALL_CONTENDERS: Contender[] = [
+  dockgateDeno,
+  dockgateNode,
+  tunnelDeno,
+  socat,
+  stunnel,
+  haproxy,
+];

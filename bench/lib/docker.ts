@@ -28,7 +28,17 @@ async function startSshd(bench: Bench, dockerSocket: string): Promise<Sshd> {
   const dir = await subdir(bench, "sshd");
   await Deno.chmod(dir, 0o700);
   for (const k of ["host_key", "client_key"]) {
-    await runOk("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "dockgate-bench", "-f", join(dir, k)]);
+    await runOk("ssh-keygen", [
+      "-q",
+      "-t",
+      "ed25519",
+      "-N",
+      "",
+      "-C",
+      "dockgate-bench",
+      "-f",
+      join(dir, k),
+    ]);
   }
   await Deno.copyFile(join(dir, "client_key.pub"), join(dir, "authorized_keys"));
   // sshd's privilege-separation dir (normally made by its init script).
@@ -76,7 +86,10 @@ async function startSshd(bench: Bench, dockerSocket: string): Promise<Sshd> {
   );
   const binDir = join(dir, "bin");
   await Deno.mkdir(binDir);
-  await Deno.writeTextFile(join(binDir, "ssh"), `#!/bin/sh\nexec ${findExe("ssh")} -F ${dir}/ssh_config "$@"\n`);
+  await Deno.writeTextFile(
+    join(binDir, "ssh"),
+    `#!/bin/sh\nexec ${findExe("ssh")} -F ${dir}/ssh_config "$@"\n`,
+  );
   await Deno.chmod(join(binDir, "ssh"), 0o755);
   const proc = startProc(sshd, ["-D", "-e", "-f", join(dir, "sshd_config")], join(dir, "log"));
   await waitForPort(port, proc, "sshd");
@@ -92,7 +105,9 @@ interface Route {
 
 function cleanEnv(extra: Record<string, string>): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(Deno.env.toObject())) if (!k.startsWith("DOCKER_")) env[k] = v;
+  for (const [k, v] of Object.entries(Deno.env.toObject())) {
+    if (!k.startsWith("DOCKER_")) env[k] = v;
+  }
   return { ...env, ...extra };
 }
 
@@ -106,7 +121,11 @@ export function dockerMissing(): string | undefined {
 }
 
 /** Workload 5. */
-export async function dockerWorkload(bench: Bench, contenders: Contender[], pki: Pki): Promise<void> {
+export async function dockerWorkload(
+  bench: Bench,
+  contenders: Contender[],
+  pki: Pki,
+): Promise<void> {
   const res = bench.results;
   const docker = findExe("docker")!;
   bench.say("  starting a private dockerd");
@@ -120,7 +139,15 @@ export async function dockerWorkload(bench: Bench, contenders: Contender[], pki:
     await Deno.writeTextFile(join(cliConfig, "config.json"), "{}\n");
     const baseEnv = { DOCKER_CONFIG: cliConfig };
     const c = pki.clientDir;
-    const tlsArgs = ["--tlsverify", "--tlscacert", `${c}/ca.pem`, "--tlscert", `${c}/cert.pem`, "--tlskey", `${c}/key.pem`];
+    const tlsArgs = [
+      "--tlsverify",
+      "--tlscacert",
+      `${c}/ca.pem`,
+      "--tlscert",
+      `${c}/cert.pem`,
+      "--tlskey",
+      `${c}/key.pem`,
+    ];
     const routes: Route[] = [{ id: "direct-unix", args: ["-H", d.host], env: cleanEnv(baseEnv) }];
     for (const con of contenders) {
       await attempt(bench, `docker: start ${con.id}`, async () => {
@@ -142,7 +169,10 @@ export async function dockerWorkload(bench: Bench, contenders: Contender[], pki:
         routes.push({
           id: "ssh",
           args: ["-H", sshd.host],
-          env: cleanEnv({ ...baseEnv, PATH: `${sshd.binDir}:${Deno.env.get("PATH") ?? "/usr/bin:/bin"}` }),
+          env: cleanEnv({
+            ...baseEnv,
+            PATH: `${sshd.binDir}:${Deno.env.get("PATH") ?? "/usr/bin:/bin"}`,
+          }),
         });
       });
     } else {
@@ -162,25 +192,33 @@ export async function dockerWorkload(bench: Bench, contenders: Contender[], pki:
     }
     const dockerCmd = (r: Route) => [docker, ...r.args].map(q).join(" ");
     for (let i = 0; i < bench.sizes.runs; i++) {
-      for (const r of working) await attempt(bench, `docker ${pki.keyType} run ${i + 1} ${r.id}`, async () => {
-        const n = bench.sizes.versionCount;
-        const v = await run("bash", [
-          "-c",
-          `for i in $(seq ${n}); do ${dockerCmd(r)} version >/dev/null || exit 1; done`,
-        ], { env: r.env, timeoutMs: 600_000 });
-        if (v.code !== 0) throw new Error(`docker version loop via ${r.id} failed: ${v.stderr.slice(-1000)}`);
-        res.add("docker", pki.keyType, r.id, "version_ms", v.ms / n);
-        const sl = await run("bash", [
-          "-c",
-          `set -o pipefail; ${dockerCmd(r)} save ${IMAGE} | ${dockerCmd(r)} load -q`,
-        ], { env: r.env, timeoutMs: 900_000 });
-        if (sl.code !== 0) throw new Error(`docker save | load via ${r.id} failed: ${sl.stderr.slice(-1000)}`);
-        res.add("docker", pki.keyType, r.id, "saveload_s", sl.ms / 1000);
-        bench.say(
-          `  docker ${pki.keyType} run ${i + 1} ${r.id}: version ${(v.ms / n).toFixed(0)} ms/cmd, ` +
-            `save|load ${(sl.ms / 1000).toFixed(2)} s`,
-        );
-      });
+      for (const r of working) {
+        await attempt(bench, `docker ${pki.keyType} run ${i + 1} ${r.id}`, async () => {
+          const n = bench.sizes.versionCount;
+          const v = await run("bash", [
+            "-c",
+            `for i in $(seq ${n}); do ${dockerCmd(r)} version >/dev/null || exit 1; done`,
+          ], { env: r.env, timeoutMs: 600_000 });
+          if (v.code !== 0) {
+            throw new Error(`docker version loop via ${r.id} failed: ${v.stderr.slice(-1000)}`);
+          }
+          res.add("docker", pki.keyType, r.id, "version_ms", v.ms / n);
+          const sl = await run("bash", [
+            "-c",
+            `set -o pipefail; ${dockerCmd(r)} save ${IMAGE} | ${dockerCmd(r)} load -q`,
+          ], { env: r.env, timeoutMs: 900_000 });
+          if (sl.code !== 0) {
+            throw new Error(`docker save | load via ${r.id} failed: ${sl.stderr.slice(-1000)}`);
+          }
+          res.add("docker", pki.keyType, r.id, "saveload_s", sl.ms / 1000);
+          bench.say(
+            `  docker ${pki.keyType} run ${i + 1} ${r.id}: version ${
+              (v.ms / n).toFixed(0)
+            } ms/cmd, ` +
+              `save|load ${(sl.ms / 1000).toFixed(2)} s`,
+          );
+        });
+      }
     }
   } finally {
     for (const s of stops.reverse()) await s().catch(() => {});

@@ -138,7 +138,9 @@ export async function runOk(
   const r = await run(cmd, args, opts);
   if (r.code !== 0) {
     throw new Error(
-      `${cmd} ${args.join(" ")} failed (exit ${r.code})\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-2000)}`,
+      `${cmd} ${args.join(" ")} failed (exit ${r.code})\n${r.stdout.slice(-2000)}\n${
+        r.stderr.slice(-2000)
+      }`,
     );
   }
   return r;
@@ -260,7 +262,12 @@ export async function waitForLog(proc: Proc, re: RegExp, what: string): Promise<
 
 /** Whether an executable exists on PATH or in the sbin dirs; returns its path. */
 export function findExe(name: string): string | undefined {
-  const dirs = [...(Deno.env.get("PATH") ?? "").split(":"), "/usr/local/sbin", "/usr/sbin", "/sbin"];
+  const dirs = [
+    ...(Deno.env.get("PATH") ?? "").split(":"),
+    "/usr/local/sbin",
+    "/usr/sbin",
+    "/sbin",
+  ];
   for (const d of dirs.filter(Boolean)) {
     try {
       const st = Deno.statSync(`${d}/${name}`);

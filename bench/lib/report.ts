@@ -50,7 +50,10 @@ function cell(s: Summary | undefined, digits = 0): string {
   return `${fmt(s.median, digits)} [${fmt(s.min, digits)}–${fmt(s.max, digits)}]`;
 }
 
-const ratio = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 && a >= 0 ? a / b : undefined);
+const ratio = (
+  a?: number,
+  b?: number,
+) => (a !== undefined && b !== undefined && b > 0 && a >= 0 ? a / b : undefined);
 const rfmt = (r?: number) => (r === undefined ? "–" : `${r.toFixed(2)}×`);
 
 /** The renderer, bound to one run's results. */
@@ -76,7 +79,12 @@ export class Report {
   }
 
   /** Best peer's median for a metric (max or min), with its id. */
-  #best(w: string, k: string, m: string, higherBetter: boolean): { id: string; v: number } | undefined {
+  #best(
+    w: string,
+    k: string,
+    m: string,
+    higherBetter: boolean,
+  ): { id: string; v: number } | undefined {
     let best: { id: string; v: number } | undefined;
     for (const id of this.#info.peers) {
       const v = this.#med(w, k, id, m);
@@ -86,7 +94,13 @@ export class Report {
     return best;
   }
 
-  #table(w: string, k: string, metrics: Metric[], ratioMetrics: string[], extra?: (c: string) => string[]) {
+  #table(
+    w: string,
+    k: string,
+    metrics: Metric[],
+    ratioMetrics: string[],
+    extra?: (c: string) => string[],
+  ) {
     const rows = this.#r.contenders(w, k);
     const head = ["contender", ...metrics.map((m) => m.label)];
     const ratioHead = ratioMetrics.flatMap((m) => {
@@ -103,7 +117,10 @@ export class Report {
       const rs = ratioMetrics.flatMap((m) => {
         const hb = metrics.find((x) => x.id === m)!.higherBetter;
         const v = this.#med(w, k, c, m);
-        return [rfmt(ratio(v, this.#med(w, k, "socat", m))), rfmt(ratio(v, this.#best(w, k, m, hb)?.v))];
+        return [
+          rfmt(ratio(v, this.#med(w, k, "socat", m))),
+          rfmt(ratio(v, this.#best(w, k, m, hb)?.v)),
+        ];
       });
       lines.push(`| ${[this.#label(c), ...vals, ...rs, ...(extra ? extra(c) : [])].join(" | ")} |`);
     }
@@ -127,11 +144,17 @@ export class Report {
   render(): string {
     const i = this.#info;
     const out: string[] = [];
-    out.push(`# dockgate benchmark${i.quick ? " (quick smoke run — sizes too small to mean much)" : ""}`);
+    out.push(
+      `# dockgate benchmark${i.quick ? " (quick smoke run — sizes too small to mean much)" : ""}`,
+    );
     out.push("");
     out.push(`Date: ${i.date}. Wall time of the run: ${(i.elapsedS / 60).toFixed(1)} min.`);
     out.push("");
-    out.push(`Machine: ${i.machine}; runtimes: Deno ${i.versions.Deno ?? "?"}, Node.js ${i.versions["Node.js"] ?? "?"}.`);
+    out.push(
+      `Machine: ${i.machine}; runtimes: Deno ${i.versions.Deno ?? "?"}, Node.js ${
+        i.versions["Node.js"] ?? "?"
+      }.`,
+    );
     out.push("");
     out.push(`Versions: ${Object.entries(i.versions).map(([k, v]) => `${k} ${v}`).join("; ")}.`);
     out.push("");
@@ -165,7 +188,12 @@ export class Report {
         { id: "up_MBps", label: "upload MB/s", higherBetter: true },
         { id: "down_MBps", label: "download MB/s", higherBetter: true },
         { id: "up_gate_cpu_s_per_GB", label: "gate CPU s/GB up", higherBetter: false, digits: 2 },
-        { id: "down_gate_cpu_s_per_GB", label: "gate CPU s/GB down", higherBetter: false, digits: 2 },
+        {
+          id: "down_gate_cpu_s_per_GB",
+          label: "gate CPU s/GB down",
+          higherBetter: false,
+          digits: 2,
+        },
         { id: "up_loadgen_cpu_pct", label: "loadgen CPU % up", higherBetter: false },
         { id: "down_loadgen_cpu_pct", label: "loadgen CPU % down", higherBetter: false },
         { id: "up_target_cpu_pct", label: "target CPU % up", higherBetter: false },
@@ -181,7 +209,9 @@ export class Report {
     }
 
     for (const k of this.#r.keyTypes("connrate")) {
-      const conc = [...new Set(this.#r.samples.filter((s) => s.workload === "connrate").map((s) => s.metric))]
+      const conc = [
+        ...new Set(this.#r.samples.filter((s) => s.workload === "connrate").map((s) => s.metric)),
+      ]
         .filter((m) => /^c\d+_per_s$/.test(m));
       const metrics: Metric[] = conc.map((m) => ({
         id: m,
@@ -189,8 +219,16 @@ export class Report {
         higherBetter: true,
       }));
       const cpu: Metric[] = conc.flatMap((m) => [
-        { id: m.replace("per_s", "loadgen_cpu_pct"), label: `loadgen CPU % c=${m.slice(1, -6)}`, higherBetter: false },
-        { id: m.replace("per_s", "gate_cpu_pct"), label: `gate CPU % c=${m.slice(1, -6)}`, higherBetter: false },
+        {
+          id: m.replace("per_s", "loadgen_cpu_pct"),
+          label: `loadgen CPU % c=${m.slice(1, -6)}`,
+          higherBetter: false,
+        },
+        {
+          id: m.replace("per_s", "gate_cpu_pct"),
+          label: `gate CPU % c=${m.slice(1, -6)}`,
+          higherBetter: false,
+        },
       ]);
       out.push("", `## 2. New connections: full mTLS handshake + GET /_ping + close, ${k}`, "");
       out.push(
@@ -200,7 +238,9 @@ export class Report {
       );
       out.push(this.#table("connrate", k, [...metrics, ...cpu], conc));
       out.push("", this.#bestNote("connrate", k, metrics));
-      const errs = this.#r.samples.filter((s) => s.workload === "connrate" && s.keyType === k && /errors/.test(s.metric))
+      const errs = this.#r.samples.filter((s) =>
+        s.workload === "connrate" && s.keyType === k && /errors/.test(s.metric)
+      )
         .reduce((n, s) => n + s.value, 0);
       out.push("", `Failed connections over all measurements: ${errs}.`);
     }
@@ -214,7 +254,7 @@ export class Report {
       out.push("", `## 3. Keep-alive request latency, ${k}`, "");
       out.push(
         "`GET /_ping` round trips on one keep-alive connection. Every request through the gate is paired with " +
-          "one straight to the target's unix socket at the same moment (alternating which goes first); \"added\" = " +
+          'one straight to the target\'s unix socket at the same moment (alternating which goes first); "added" = ' +
           "gate percentile − paired direct percentile of the same run (median over runs), so machine noise hits both " +
           "alike. Ratios are of added latency (lower is better); – where the reference's added latency is ≤ 0 (noise).",
         "",
@@ -247,7 +287,9 @@ export class Report {
             [
               this.#label(c),
               ...metrics.map((m) => cell(this.#r.get("latency", k, c, m.id))),
-              ...["p50_us", "p99_us", "p999_us"].map((p) => cell(this.#r.get("latency", k, c, `added_${p}`))),
+              ...["p50_us", "p99_us", "p999_us"].map((p) =>
+                cell(this.#r.get("latency", k, c, `added_${p}`))
+              ),
               rfmt(ratio(a("p50_us"), this.#added(k, "stunnel", "p50_us"))),
               rfmt(ratio(a("p99_us"), this.#added(k, "stunnel", "p99_us"))),
               rfmt(ratio(a("p50_us"), this.#added(k, "socat", "p50_us"))),
@@ -259,8 +301,12 @@ export class Report {
     }
 
     for (const k of this.#r.keyTypes("memory")) {
-      const steps = [...new Set(this.#r.samples.filter((s) => s.workload === "memory").map((s) => s.metric))]
-        .filter((m) => m.startsWith("held_at_")).map((m) => Number(m.slice(8))).sort((a, b) => a - b);
+      const steps = [
+        ...new Set(this.#r.samples.filter((s) => s.workload === "memory").map((s) => s.metric)),
+      ]
+        .filter((m) => m.startsWith("held_at_")).map((m) => Number(m.slice(8))).sort((a, b) =>
+          a - b
+        );
       const metrics: Metric[] = steps.flatMap((n) => [
         { id: `held_at_${n}`, label: `held of ${n}`, higherBetter: true },
         { id: `mem_MiB_at_${n}`, label: `MiB at ${n}`, higherBetter: false, digits: 1 },
@@ -276,7 +322,9 @@ export class Report {
       const nofile = Number(this.#info.sizes.nofile);
       if (!this.#info.quick && Math.max(...steps) < 10_000) {
         out.push(
-          `The largest step is ${Math.max(...steps)}, not 10,000: this machine's hard open-files limit is ${nofile} ` +
+          `The largest step is ${
+            Math.max(...steps)
+          }, not 10,000: this machine's hard open-files limit is ${nofile} ` +
             "and cannot be raised here (no CAP_SYS_RESOURCE), and every relaying gate holds two descriptors per " +
             "connection (client + target) plus a few of its own (stunnel refuses clients past about (limit − 470) ÷ 2), " +
             "so no single-process contender can hold 10,000 relayed connections here; the step is set where all of them fit.",
@@ -284,7 +332,9 @@ export class Report {
         );
       }
       out.push(this.#table("memory", k, metrics, steps.map((n) => `kib_per_conn_at_${n}`)));
-      const errs = this.#r.samples.filter((s) => s.workload === "memory" && s.keyType === k && /errors/.test(s.metric))
+      const errs = this.#r.samples.filter((s) =>
+        s.workload === "memory" && s.keyType === k && /errors/.test(s.metric)
+      )
         .map((s) => `${this.#label(s.contender)} ${s.value}`).filter((s) => !s.endsWith(" 0"));
       out.push("", `Connection errors while opening: ${errs.length ? errs.join(", ") : "none"}.`);
     }
@@ -304,25 +354,47 @@ export class Report {
         "",
       );
       out.push(this.#table("docker", k, metrics, ["version_ms", "saveload_s"], (c) => {
-        if (c === "__head__") return ["speed-up vs SSH (version)", "speed-up vs SSH (save|load)"];
+        if (c === "__head__") return ["speed-up vs SSH (version)", "speed-up vs SSH (save→load)"];
         return [
-          rfmt(ratio(this.#med("docker", k, "ssh", "version_ms"), this.#med("docker", k, c, "version_ms"))),
-          rfmt(ratio(this.#med("docker", k, "ssh", "saveload_s"), this.#med("docker", k, c, "saveload_s"))),
+          rfmt(
+            ratio(
+              this.#med("docker", k, "ssh", "version_ms"),
+              this.#med("docker", k, c, "version_ms"),
+            ),
+          ),
+          rfmt(
+            ratio(
+              this.#med("docker", k, "ssh", "saveload_s"),
+              this.#med("docker", k, c, "saveload_s"),
+            ),
+          ),
         ];
       }));
     }
 
     if (i.failures.length) {
-      out.push("", "## Failed measurements", "", ...i.failures.map((f) => `- ${f.replaceAll("|", "\\|")}`));
+      out.push(
+        "",
+        "## Failed measurements",
+        "",
+        ...i.failures.map((f) => `- ${f.replaceAll("|", "\\|")}`),
+      );
     }
     out.push("", "## Targets", "", ...this.#targets(), "", "## Reading", "", this.#reading(), "");
     return out.join("\n");
   }
 
   #targets(): string[] {
-    const lines: string[] = ["| target | contender | key | measured | verdict |", "|---|---|---|---|---|"];
+    const lines: string[] = [
+      "| target | contender | key | measured | verdict |",
+      "|---|---|---|---|---|",
+    ];
     const add = (target: string, c: string, k: string, measured: string, ok: boolean | undefined) =>
-      lines.push(`| ${target} | ${this.#label(c)} | ${k} | ${measured} | ${ok === undefined ? "not measured" : ok ? "met" : "**not met**"} |`);
+      lines.push(
+        `| ${target} | ${this.#label(c)} | ${k} | ${measured} | ${
+          ok === undefined ? "not measured" : ok ? "met" : "**not met**"
+        } |`,
+      );
     const gates = ["dockgate-deno", "dockgate-node"];
     for (const k of this.#r.keyTypes("bulk")) {
       for (const c of gates) {
@@ -330,20 +402,32 @@ export class Report {
           const m = `${d}_MBps`;
           const rs = ratio(this.#med("bulk", k, c, m), this.#med("bulk", k, "socat", m));
           const rb = ratio(this.#med("bulk", k, c, m), this.#best("bulk", k, m, true)?.v);
-          add(`bulk ${d}load ≥1.0× socat and ≥0.9× best peer`, c, k, `${rfmt(rs)} socat, ${rfmt(rb)} best peer`,
-            rs === undefined || rb === undefined ? undefined : rs >= 1 && rb >= 0.9);
+          add(
+            `bulk ${d}load ≥1.0× socat and ≥0.9× best peer`,
+            c,
+            k,
+            `${rfmt(rs)} socat, ${rfmt(rb)} best peer`,
+            rs === undefined || rb === undefined ? undefined : rs >= 1 && rb >= 0.9,
+          );
         }
       }
     }
     for (const k of this.#r.keyTypes("connrate")) {
-      const conc = [...new Set(this.#r.samples.filter((s) => s.workload === "connrate").map((s) => s.metric))]
+      const conc = [
+        ...new Set(this.#r.samples.filter((s) => s.workload === "connrate").map((s) => s.metric)),
+      ]
         .filter((m) => /^c\d+_per_s$/.test(m));
       for (const c of gates) {
         for (const m of conc) {
           const rs = ratio(this.#med("connrate", k, c, m), this.#med("connrate", k, "socat", m));
           const rt = ratio(this.#med("connrate", k, c, m), this.#med("connrate", k, "stunnel", m));
-          add(`new conns/s c=${m.slice(1, -6)} ≥3× socat and ≥1.0× stunnel`, c, k,
-            `${rfmt(rs)} socat, ${rfmt(rt)} stunnel`, rs === undefined || rt === undefined ? undefined : rs >= 3 && rt >= 1);
+          add(
+            `new conns/s c=${m.slice(1, -6)} ≥3× socat and ≥1.0× stunnel`,
+            c,
+            k,
+            `${rfmt(rs)} socat, ${rfmt(rt)} stunnel`,
+            rs === undefined || rt === undefined ? undefined : rs >= 3 && rt >= 1,
+          );
         }
       }
     }
@@ -351,28 +435,51 @@ export class Report {
       for (const c of gates) {
         const r50 = ratio(this.#added(k, c, "p50_us"), this.#added(k, "stunnel", "p50_us"));
         const r99 = ratio(this.#added(k, c, "p99_us"), this.#added(k, "stunnel", "p99_us"));
-        add("added latency p50 ≤1.2× stunnel's, p99 ≤2×", c, k, `p50 ${rfmt(r50)}, p99 ${rfmt(r99)}`,
-          r50 === undefined || r99 === undefined ? undefined : r50 <= 1.2 && r99 <= 2);
+        add(
+          "added latency p50 ≤1.2× stunnel's, p99 ≤2×",
+          c,
+          k,
+          `p50 ${rfmt(r50)}, p99 ${rfmt(r99)}`,
+          r50 === undefined || r99 === undefined ? undefined : r50 <= 1.2 && r99 <= 2,
+        );
       }
     }
     for (const k of this.#r.keyTypes("memory")) {
-      const steps = [...new Set(this.#r.samples.filter((s) => s.workload === "memory").map((s) => s.metric))]
+      const steps = [
+        ...new Set(this.#r.samples.filter((s) => s.workload === "memory").map((s) => s.metric)),
+      ]
         .filter((m) => m.startsWith("held_at_")).map((m) => Number(m.slice(8)));
       const n = Math.max(...steps);
       for (const c of gates) {
         const kib = this.#med("memory", k, c, `kib_per_conn_at_${n}`);
         const held = this.#r.get("memory", k, c, `held_at_${n}`);
         const errs = this.#r.get("memory", k, c, `errors_at_${n}`);
-        add(`≤64 KiB per idle connection at ${n}, ${n} held without error`, c, k,
-          kib === undefined ? "–" : `${kib.toFixed(1)} KiB/conn, held ${held?.min ?? "–"} (min), errors ${errs?.max ?? "–"}`,
-          kib === undefined ? undefined : kib <= 64 && held?.min === n && errs?.max === 0);
+        add(
+          `≤64 KiB per idle connection at ${n}, ${n} held without error`,
+          c,
+          k,
+          kib === undefined
+            ? "–"
+            : `${kib.toFixed(1)} KiB/conn, held ${held?.min ?? "–"} (min), errors ${
+              errs?.max ?? "–"
+            }`,
+          kib === undefined ? undefined : kib <= 64 && held?.min === n && errs?.max === 0,
+        );
       }
     }
     for (const k of this.#r.keyTypes("docker")) {
       for (const c of [...gates, "tunnel-deno"]) {
-        const r = ratio(this.#med("docker", k, "ssh", "version_ms"), this.#med("docker", k, c, "version_ms"));
-        add("`docker version` through dockgate ≥5× faster than over SSH", c, k, `${rfmt(r)}`,
-          r === undefined ? undefined : r >= 5);
+        const r = ratio(
+          this.#med("docker", k, "ssh", "version_ms"),
+          this.#med("docker", k, c, "version_ms"),
+        );
+        add(
+          "`docker version` through dockgate ≥5× faster than over SSH",
+          c,
+          k,
+          `${rfmt(r)}`,
+          r === undefined ? undefined : r >= 5,
+        );
       }
     }
     return lines;
@@ -394,42 +501,65 @@ export class Report {
       if (r <= 1 / 1.1) return `${what}: Deno ${(1 / r).toFixed(2)}× better`;
       return `${what}: within 10% (${r >= 1 ? "Node" : "Deno"} ${Math.max(r, 1 / r).toFixed(2)}×)`;
     };
-    const memKey = [...new Set(this.#r.samples.filter((x) => x.workload === "memory").map((x) => x.metric))]
-      .filter((x) => x.startsWith("kib_per_conn_at_")).sort((a, b) => Number(b.slice(16)) - Number(a.slice(16)))[0];
-    const concs = [...new Set(this.#r.samples.filter((x) => x.workload === "connrate").map((x) => x.metric))]
+    const memKey =
+      [...new Set(this.#r.samples.filter((x) => x.workload === "memory").map((x) => x.metric))]
+        .filter((x) => x.startsWith("kib_per_conn_at_")).sort((a, b) =>
+          Number(b.slice(16)) - Number(a.slice(16))
+        )[0];
+    const concs = [
+      ...new Set(this.#r.samples.filter((x) => x.workload === "connrate").map((x) => x.metric)),
+    ]
       .filter((x) => /^c\d+_per_s$/.test(x));
     const parts = [
       say(nodeVsDeno("bulk", "up_MBps", true), "bulk upload"),
       say(nodeVsDeno("bulk", "down_MBps", true), "bulk download"),
-      ...concs.map((c) => say(nodeVsDeno("connrate", c, true), `new connections c=${c.slice(1, -6)}`)),
+      ...concs.map((c) =>
+        say(nodeVsDeno("connrate", c, true), `new connections c=${c.slice(1, -6)}`)
+      ),
       say(this.#ratioAdded("dockgate-node", "dockgate-deno"), "added keep-alive latency p50"),
-      memKey ? say(nodeVsDeno("memory", memKey, false), `memory per idle connection at ${memKey.slice(16)}`) : undefined,
+      memKey
+        ? say(
+          nodeVsDeno("memory", memKey, false),
+          `memory per idle connection at ${memKey.slice(16)}`,
+        )
+        : undefined,
       say(nodeVsDeno("docker", "version_ms", false), "`docker version`"),
       say(nodeVsDeno("docker", "saveload_s", false), "docker save→load"),
     ].filter(Boolean);
     const out = [`Node vs Deno in this run (${k}): ${parts.join("; ")}.`];
     // Which runtime for what, from the same numbers (10% either way counts as a tie).
-    const pick = (r: number | undefined) => (r === undefined ? undefined : r >= 1.1 ? "Node" : r <= 1 / 1.1 ? "Deno" : "either");
-    const bulk = [nodeVsDeno("bulk", "up_MBps", true), nodeVsDeno("bulk", "down_MBps", true)].map(pick);
+    const pick = (
+      r: number | undefined,
+    ) => (r === undefined ? undefined : r >= 1.1 ? "Node" : r <= 1 / 1.1 ? "Deno" : "either");
+    const bulk = [nodeVsDeno("bulk", "up_MBps", true), nodeVsDeno("bulk", "down_MBps", true)].map(
+      pick,
+    );
     const bulkPick = bulk.includes("Node") && !bulk.includes("Deno")
       ? "Node"
       : bulk.includes("Deno") && !bulk.includes("Node")
       ? "Deno"
       : "either";
-    const connPick = pick(nodeVsDeno("connrate", "c16_per_s", true) ?? nodeVsDeno("connrate", "c1_per_s", true));
+    const connPick = pick(
+      nodeVsDeno("connrate", "c16_per_s", true) ?? nodeVsDeno("connrate", "c1_per_s", true),
+    );
     const memPick = memKey ? pick(nodeVsDeno("memory", memKey, false)) : undefined;
     const rec = [
       `large transfers (image save/load/push, build contexts, volume copies): ${bulkPick}`,
       connPick ? `many short connections (CI runners, monitoring polls): ${connPick}` : undefined,
-      memPick ? `many idle long-lived connections (\`docker events\`, \`logs -f\`): ${memPick}` : undefined,
+      memPick
+        ? `many idle long-lived connections (\`docker events\`, \`logs -f\`): ${memPick}`
+        : undefined,
     ].filter(Boolean);
     out.push(`Which runtime for what, on these numbers — ${rec.join("; ")}.`);
     const peersBulk = this.#best("bulk", k, "up_MBps", true);
     const peersConn = this.#best("connrate", k, "c16_per_s", true);
     if (peersBulk && peersConn) {
       out.push(
-        `Best peer: ${this.#label(peersBulk.id)} for bulk, ${this.#label(peersConn.id)} for new connections ` +
-          "(HAProxy runs 2 threads here; dockgate and the Node/Deno runtimes use one core for JavaScript).",
+        `Best peer: ${this.#label(peersBulk.id)} for bulk, ${
+          this.#label(peersConn.id)
+        } for new connections ` +
+          "(HAProxy runs 2 threads here; dockgate and the Node/Deno runtimes use one core for JavaScript). " +
+          "What was tuned on the way, and what still costs, is in bench/README.md.",
       );
     }
     return out.join(" ");

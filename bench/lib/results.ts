@@ -60,7 +60,8 @@ export class Results {
   /** The summary of one figure, or undefined when it was not measured. */
   get(workload: string, keyType: string, contender: string, metric: string): Summary | undefined {
     const v = this.samples.filter((s) =>
-      s.workload === workload && s.keyType === keyType && s.contender === contender && s.metric === metric
+      s.workload === workload && s.keyType === keyType && s.contender === contender &&
+      s.metric === metric
     ).map((s) => s.value);
     return v.length ? summarize(v) : undefined;
   }
@@ -69,7 +70,9 @@ export class Results {
   contenders(workload: string, keyType: string): string[] {
     return [
       ...new Set(
-        this.samples.filter((s) => s.workload === workload && s.keyType === keyType).map((s) => s.contender),
+        this.samples.filter((s) => s.workload === workload && s.keyType === keyType).map((s) =>
+          s.contender
+        ),
       ),
     ];
   }

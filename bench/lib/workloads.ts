@@ -60,7 +60,11 @@ export interface Bench {
 }
 
 /** Run `fn`; on failure record it in `bench.failures` and go on. */
-export async function attempt(bench: Bench, what: string, fn: () => Promise<void>): Promise<boolean> {
+export async function attempt(
+  bench: Bench,
+  what: string,
+  fn: () => Promise<void>,
+): Promise<boolean> {
   try {
     await fn();
     return true;
@@ -111,7 +115,12 @@ export async function loadgen(
   pki: Pki,
   extra: string[],
 ): Promise<Json> {
-  const r = await run(bench.node, [join(TOOLS, "loadgen.mjs"), mode, ...endpointArgs(endpoint, pki), ...extra], {
+  const r = await run(bench.node, [
+    join(TOOLS, "loadgen.mjs"),
+    mode,
+    ...endpointArgs(endpoint, pki),
+    ...extra,
+  ], {
     timeoutMs: 600_000,
   });
   const lines = r.stdout.trim().split("\n").filter(Boolean);
@@ -223,10 +232,18 @@ async function interleaved(
     }
     for (let i = 0; i < bench.sizes.runs; i++) {
       for (const b of baselines) {
-        await attempt(bench, `${pki.keyType} run ${i + 1} ${b.id}`, () => measure(b.id, b.endpoint, b.pids, i));
+        await attempt(
+          bench,
+          `${pki.keyType} run ${i + 1} ${b.id}`,
+          () => measure(b.id, b.endpoint, b.pids, i),
+        );
       }
       for (const { c, r } of running) {
-        await attempt(bench, `${pki.keyType} run ${i + 1} ${c.id}`, () => measure(c.id, r.endpoint, r.pids, i));
+        await attempt(
+          bench,
+          `${pki.keyType} run ${i + 1} ${c.id}`,
+          () => measure(c.id, r.endpoint, r.pids, i),
+        );
       }
     }
   } finally {
@@ -235,30 +252,49 @@ async function interleaved(
 }
 
 /** Workload 1: bulk throughput both ways into the unix sink. */
-export async function bulkWorkload(bench: Bench, contenders: Contender[], pki: Pki, target: Target) {
+export async function bulkWorkload(
+  bench: Bench,
+  contenders: Contender[],
+  pki: Pki,
+  target: Target,
+) {
   const res = bench.results;
   const bytes = bench.sizes.bulkBytes;
   await interleaved(bench, contenders, pki, target, async (id, endpoint, pids, runNo) => {
     for (const dir of ["up", "down"]) {
       const gate0 = cpuOfAll(pids);
       const tgt0 = treeCpuSeconds(target.pid);
-      const r = await loadgen(bench, "bulk", endpoint, pki, ["--dir", dir, "--bytes", String(bytes)]);
+      const r = await loadgen(bench, "bulk", endpoint, pki, [
+        "--dir",
+        dir,
+        "--bytes",
+        String(bytes),
+      ]);
       const gateCpu = cpuOfAll(pids) - gate0;
       const tgtCpu = treeCpuSeconds(target.pid) - tgt0;
       res.add("bulk", pki.keyType, id, `${dir}_MBps`, r.mbps);
       res.add("bulk", pki.keyType, id, `${dir}_loadgen_cpu_pct`, (100 * r.cpuMs) / r.wallMs);
       res.add("bulk", pki.keyType, id, `${dir}_target_cpu_pct`, (100 * tgtCpu * 1000) / r.wallMs);
-      if (id !== "direct-tls") res.add("bulk", pki.keyType, id, `${dir}_gate_cpu_s_per_GB`, gateCpu / (bytes / 1e9));
+      if (id !== "direct-tls") {
+        res.add("bulk", pki.keyType, id, `${dir}_gate_cpu_s_per_GB`, gateCpu / (bytes / 1e9));
+      }
       bench.say(
         `  bulk ${pki.keyType} run ${runNo + 1} ${id} ${dir}: ${r.mbps.toFixed(0)} MB/s ` +
-          `(loadgen ${((100 * r.cpuMs) / r.wallMs).toFixed(0)}% CPU, gate ${gateCpu.toFixed(1)} s CPU, ${r.cipher})`,
+          `(loadgen ${((100 * r.cpuMs) / r.wallMs).toFixed(0)}% CPU, gate ${
+            gateCpu.toFixed(1)
+          } s CPU, ${r.cipher})`,
       );
     }
   }, [{ id: "direct-tls", endpoint: { port: target.tlsPort }, pids: [] }]);
 }
 
 /** Workload 2: new mTLS connection + GET /_ping + close, at several concurrencies. */
-export async function connrateWorkload(bench: Bench, contenders: Contender[], pki: Pki, target: Target) {
+export async function connrateWorkload(
+  bench: Bench,
+  contenders: Contender[],
+  pki: Pki,
+  target: Target,
+) {
   const res = bench.results;
   await interleaved(bench, contenders, pki, target, async (id, endpoint, pids, runNo) => {
     for (const c of bench.sizes.concurrency) {
@@ -273,10 +309,20 @@ export async function connrateWorkload(bench: Bench, contenders: Contender[], pk
       res.add("connrate", pki.keyType, id, `c${c}_per_s`, r.perSec);
       res.add("connrate", pki.keyType, id, `c${c}_errors`, r.errors);
       res.add("connrate", pki.keyType, id, `c${c}_loadgen_cpu_pct`, (100 * r.cpuMs) / r.wallMs);
-      if (pids.length) res.add("connrate", pki.keyType, id, `c${c}_gate_cpu_pct`, (100 * gateCpu * 1000) / r.wallMs);
+      if (pids.length) {
+        res.add(
+          "connrate",
+          pki.keyType,
+          id,
+          `c${c}_gate_cpu_pct`,
+          (100 * gateCpu * 1000) / r.wallMs,
+        );
+      }
       bench.say(
         `  connrate ${pki.keyType} run ${runNo + 1} ${id} c=${c}: ${r.perSec.toFixed(0)}/s ` +
-          `(${r.errors} errors${r.errors ? `: ${r.lastError}` : ""}; loadgen ${((100 * r.cpuMs) / r.wallMs).toFixed(0)}% CPU)`,
+          `(${r.errors} errors${r.errors ? `: ${r.lastError}` : ""}; loadgen ${
+            ((100 * r.cpuMs) / r.wallMs).toFixed(0)
+          }% CPU)`,
       );
     }
   }, [{ id: "direct-tls", endpoint: { port: target.tlsPort }, pids: [] }]);
@@ -286,7 +332,12 @@ export async function connrateWorkload(bench: Bench, contenders: Contender[], pk
  * Workload 3: GET /_ping latency on one keep-alive connection, each request paired with one
  * straight to the target's unix socket at the same moment (the baseline for "added").
  */
-export async function latencyWorkload(bench: Bench, contenders: Contender[], pki: Pki, target: Target) {
+export async function latencyWorkload(
+  bench: Bench,
+  contenders: Contender[],
+  pki: Pki,
+  target: Target,
+) {
   const res = bench.results;
   await interleaved(bench, contenders, pki, target, async (id, endpoint, _pids, runNo) => {
     const r = await loadgen(bench, "latency", endpoint, pki, [
@@ -304,8 +355,12 @@ export async function latencyWorkload(bench: Bench, contenders: Contender[], pki
     res.add("latency", k, id, "added_p999_us", r.p999us - r.baseP999us);
     res.add("latency", k, id, "base_p50_us", r.baseP50us);
     bench.say(
-      `  latency ${k} run ${runNo + 1} ${id}: p50 ${r.p50us.toFixed(0)} µs, p99 ${r.p99us.toFixed(0)} µs, ` +
-        `p99.9 ${r.p999us.toFixed(0)} µs (paired direct: ${r.baseP50us.toFixed(0)}/${r.baseP99us.toFixed(0)}/` +
+      `  latency ${k} run ${runNo + 1} ${id}: p50 ${r.p50us.toFixed(0)} µs, p99 ${
+        r.p99us.toFixed(0)
+      } µs, ` +
+        `p99.9 ${r.p999us.toFixed(0)} µs (paired direct: ${r.baseP50us.toFixed(0)}/${
+          r.baseP99us.toFixed(0)
+        }/` +
         `${r.baseP999us.toFixed(0)} µs)`,
     );
   }, [
@@ -319,7 +374,12 @@ export async function latencyWorkload(bench: Bench, contenders: Contender[], pki
  * one GET /_ping first). Memory = summed PSS of the gate's process tree; per connection =
  * growth over the idle gate, divided by the count.
  */
-export async function memoryWorkload(bench: Bench, contenders: Contender[], pki: Pki, target: Target) {
+export async function memoryWorkload(
+  bench: Bench,
+  contenders: Contender[],
+  pki: Pki,
+  target: Target,
+) {
   const res = bench.results;
   for (let i = 0; i < bench.sizes.memoryRuns; i++) {
     for (const c of contenders) {
@@ -340,7 +400,14 @@ export async function memoryWorkload(bench: Bench, contenders: Contender[], pki:
   void res;
 }
 
-async function holdOnce(bench: Bench, id: string, r: Running, pki: Pki, steps: number[], runNo: number) {
+async function holdOnce(
+  bench: Bench,
+  id: string,
+  r: Running,
+  pki: Pki,
+  steps: number[],
+  runNo: number,
+) {
   const res = bench.results;
   // Warm the gate up with one connection so lazy initialisation is not counted per connection.
   await loadgen(bench, "latency", r.endpoint, pki, ["--count", "10", "--warmup", "0"]);
@@ -380,7 +447,13 @@ async function holdOnce(bench: Bench, id: string, r: Running, pki: Pki, steps: n
       const procs = r.pids.reduce((n, p) => n + treeMemoryKiB(p).processes, 0);
       res.add("memory", pki.keyType, id, `mem_MiB_at_${step}`, kib / 1024);
       const held = line.held - line.dropped;
-      res.add("memory", pki.keyType, id, `kib_per_conn_at_${step}`, (kib - base) / Math.max(1, held));
+      res.add(
+        "memory",
+        pki.keyType,
+        id,
+        `kib_per_conn_at_${step}`,
+        (kib - base) / Math.max(1, held),
+      );
       res.add("memory", pki.keyType, id, `held_at_${step}`, held);
       res.add("memory", pki.keyType, id, `errors_at_${step}`, line.errors);
       bench.say(
@@ -399,6 +472,8 @@ async function holdOnce(bench: Bench, id: string, r: Running, pki: Pki, steps: n
     throw e;
   } finally {
     const status = await child.status;
-    if (!status.success) bench.say(`  (loadgen hold exit ${status.code}: ${(await stderr).slice(-500)})`);
+    if (!status.success) {
+      bench.say(`  (loadgen hold exit ${status.code}: ${(await stderr).slice(-500)})`);
+    }
   }
 }

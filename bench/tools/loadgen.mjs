@@ -20,7 +20,9 @@ import process from "node:process";
 
 const mode = process.argv[2];
 const args = new Map();
-for (let i = 3; i < process.argv.length; i += 2) args.set(process.argv[i].replace(/^--/, ""), process.argv[i + 1]);
+for (let i = 3; i < process.argv.length; i += 2) {
+  args.set(process.argv[i].replace(/^--/, ""), process.argv[i + 1]);
+}
 const num = (k, d) => (args.has(k) ? Number(args.get(k)) : d);
 
 // One secure context for every connection (as the Docker CLI builds one TLS config): the
@@ -55,7 +57,9 @@ const cpuMs = (since) => {
   return (u.user + u.system) / 1000;
 };
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
-const PING = Buffer.from("GET /_ping HTTP/1.1\r\nHost: docker\r\nUser-Agent: dockgate-bench\r\n\r\n");
+const PING = Buffer.from(
+  "GET /_ping HTTP/1.1\r\nHost: docker\r\nUser-Agent: dockgate-bench\r\n\r\n",
+);
 const PING_CLOSE = Buffer.from("GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n");
 
 /** Resolves with the text once a whole 200 response with body "OK" has arrived on `s`. */
@@ -101,7 +105,12 @@ async function bulk() {
     const answered = new Promise((resolve, reject) => {
       let text = "";
       s.on("data", (d) => (text += d));
-      s.on("end", () => (text.startsWith("OK") ? resolve() : reject(new Error(`sink said ${JSON.stringify(text)}`))));
+      s.on(
+        "end",
+        () => (text.startsWith("OK")
+          ? resolve()
+          : reject(new Error(`sink said ${JSON.stringify(text)}`))),
+      );
       s.on("error", reject);
     });
     s.write(`UP ${total}\n`);
@@ -134,7 +143,16 @@ async function bulk() {
     s.end();
   }
   const wallMs = performance.now() - t0;
-  out({ mode, dir, bytes: total, wallMs, cpuMs: cpuMs(cpu0), mbps: total / 1e6 / (wallMs / 1000), cipher, protocol });
+  out({
+    mode,
+    dir,
+    bytes: total,
+    wallMs,
+    cpuMs: cpuMs(cpu0),
+    mbps: total / 1e6 / (wallMs / 1000),
+    cipher,
+    protocol,
+  });
 }
 
 async function connrate() {
@@ -169,7 +187,16 @@ async function connrate() {
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   const wallMs = performance.now() - t0;
-  out({ mode, concurrency, done, errors, lastError, wallMs, cpuMs: cpuMs(cpu0), perSec: done / (wallMs / 1000) });
+  out({
+    mode,
+    concurrency,
+    done,
+    errors,
+    lastError,
+    wallMs,
+    cpuMs: cpuMs(cpu0),
+    perSec: done / (wallMs / 1000),
+  });
 }
 
 async function latency() {
@@ -211,8 +238,22 @@ async function latency() {
     const v = Float64Array.from(arr).sort();
     return v[Math.min(v.length - 1, Math.floor((p / 100) * v.length))] * 1000;
   };
-  const result = { mode, count, wallMs, cpuMs: cpuMs(cpu0), p50us: pct(samples, 50), p99us: pct(samples, 99), p999us: pct(samples, 99.9) };
-  if (base) Object.assign(result, { baseP50us: pct(baseSamples, 50), baseP99us: pct(baseSamples, 99), baseP999us: pct(baseSamples, 99.9) });
+  const result = {
+    mode,
+    count,
+    wallMs,
+    cpuMs: cpuMs(cpu0),
+    p50us: pct(samples, 50),
+    p99us: pct(samples, 99),
+    p999us: pct(samples, 99.9),
+  };
+  if (base) {
+    Object.assign(result, {
+      baseP50us: pct(baseSamples, 50),
+      baseP99us: pct(baseSamples, 99),
+      baseP999us: pct(baseSamples, 99.9),
+    });
+  }
   out(result);
 }
 
@@ -257,7 +298,17 @@ async function hold() {
       }
     };
     await Promise.all(Array.from({ length: parallel }, worker));
-    out({ mode, step, held: held.length, dropped, errors, lastError, gaveUp, wallMs: performance.now() - t0, cpuMs: cpuMs(cpu0) });
+    out({
+      mode,
+      step,
+      held: held.length,
+      dropped,
+      errors,
+      lastError,
+      gaveUp,
+      wallMs: performance.now() - t0,
+      cpuMs: cpuMs(cpu0),
+    });
     await lines.next();
   }
   const final = { mode, done: true, dropped, errors };

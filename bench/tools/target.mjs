@@ -18,7 +18,9 @@ import { randomFillSync } from "node:crypto";
 import process from "node:process";
 
 const args = new Map();
-for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i].replace(/^--/, ""), process.argv[i + 1]);
+for (let i = 2; i < process.argv.length; i += 2) {
+  args.set(process.argv[i].replace(/^--/, ""), process.argv[i + 1]);
+}
 
 const BLOCK = randomFillSync(Buffer.alloc(1 << 20));
 const PING_OK = Buffer.from(
