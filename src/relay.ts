@@ -4,7 +4,7 @@
  *
  * Why hand-written and not `a.pipe(b)`: we need byte counts for the audit log, one place that
  * tears both sides down on the first error, and control over how chunks are handed from one
- * runtime's socket to the other (flow control per runtime, optional copies).
+ * runtime's socket to the other (flow control per runtime).
  *
  * @module
  */
@@ -24,12 +24,6 @@ export interface RelayResult {
 
 /** Options for {@linkcode relay}. */
 export interface RelayOptions {
-  /**
-   * Copy each chunk before writing it to the other side. Default: `false`. It once made
-   * Deno's paused `node:tls` relay faster; with flow control on the TCP handle it only costs
-   * a memcpy (see `bench/`), so no runtime turns it on today.
-   */
-  copyChunks?: boolean;
   /**
    * How to stop and restart reading from a source socket under backpressure. Default:
    * {@linkcode pauseFlowControl} (`pause()`/`resume()`). The runtime layer supplies another
@@ -168,7 +162,6 @@ export function relay(
   heldA?: HeldInput,
 ): RelayHandle {
   const result: RelayResult = { bytesIn: 0, bytesOut: 0 };
-  const copy = options.copyChunks ?? false;
   const makeFlowControl = options.flowControl ?? pauseFlowControl;
   let closed = 0;
   let resolveDone!: (r: RelayResult) => void;
@@ -198,8 +191,7 @@ export function relay(
     }
     src.on("data", (chunk: Uint8Array) => {
       count(chunk.byteLength);
-      const out = copy ? Uint8Array.prototype.slice.call(chunk) : chunk;
-      if (!dst.write(out) && !stopped) {
+      if (!dst.write(chunk) && !stopped) {
         stopped = true;
         flow.stop();
         dst.once("drain", restart);

@@ -83,8 +83,6 @@ export function denoTraits(version: string): RuntimeTraits {
   return {
     name: "deno",
     description: `Deno ${version}`,
-    // No copy: with flow control on the TCP handle, copying each chunk no longer helps uploads
-    // and slows downloads (bench, 256 MiB: ~290 vs ~240 MB/s down, same up; bench/README.md).
-    relay: { copyChunks: false, flowControl: denoFlowControl },
+    relay: { flowControl: denoFlowControl },
   };
 }

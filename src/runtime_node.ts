@@ -13,13 +13,13 @@ import type { RuntimeTraits } from "./runtime.ts";
  * @example
  * ```ts
  * import { nodeTraits } from "./runtime_node.ts";
- * if (nodeTraits().relay.copyChunks !== false) throw new Error("unexpected");
+ * if (nodeTraits().name !== "node") throw new Error("unexpected");
  * ```
  */
 export function nodeTraits(): RuntimeTraits {
   return {
     name: "node",
     description: `Node.js ${process.version}`,
-    relay: { copyChunks: false },
+    relay: {},
   };
 }
