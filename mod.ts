@@ -79,7 +79,7 @@ export {
   resolveBundlePaths,
   type TlsCredentials,
 } from "./src/credentials.ts";
-export type { PeerIdentity } from "./src/identity.ts";
+export type { ParsedPeer, PeerIdentity } from "./src/identity.ts";
 export {
   AlreadyExistsError,
   type BundlePaths,

@@ -13,7 +13,7 @@
  */
 
 import type { TLSSocket } from "node:tls";
-import { EKU_CLIENT_AUTH, identityFromDer, type PeerIdentity } from "./identity.ts";
+import { EKU_CLIENT_AUTH, type ParsedPeer, parsePeerCertificate, type PeerIdentity } from "./identity.ts";
 import { evaluatePolicy, type AccessPolicy } from "./policy.ts";
 import type { x509 } from "./x509.ts";
 
@@ -64,30 +64,32 @@ export async function authorizePeer(
     const peer = socket.getPeerCertificate(true);
     const raw = peer?.raw;
     if (!raw || raw.length === 0) return { allow: false, reason: "no client certificate" };
-    const identity = identityFromDer(new Uint8Array(raw));
-    return { ...(await checkIdentity(identity, rules, now)), identity };
+    const parsed = parsePeerCertificate(new Uint8Array(raw));
+    // Only the identity goes on with the connection; the parsed certificate is dropped here.
+    return { ...(await checkIdentity(parsed, rules, now)), identity: parsed.identity };
   } catch (err) {
     return { allow: false, reason: `internal check failed: ${(err as Error).message}` };
   }
 }
 
 /**
- * The certificate checks of {@linkcode authorizePeer} on an already parsed identity.
+ * The certificate checks of {@linkcode authorizePeer} on an already parsed peer certificate.
  *
  * @example
  * ```ts
  * import { checkIdentity } from "./authorize.ts";
  * // deno-lint-ignore no-explicit-any
- * const ca = { isCa: true } as any;
+ * const ca = { identity: { isCa: true } } as any;
  * const d = await checkIdentity(ca, { caCertificates: [], policy: { allowAny: true } });
  * if (d.allow || !d.reason.includes("CA certificate")) throw new Error(d.reason);
  * ```
  */
 export async function checkIdentity(
-  identity: PeerIdentity,
+  peer: ParsedPeer,
   rules: GateRules,
   now: Date = new Date(),
 ): Promise<{ allow: boolean; reason: string }> {
+  const { identity } = peer;
   if (identity.isCa) return { allow: false, reason: "a CA certificate cannot be a client" };
   if (!identity.extKeyUsages?.includes(EKU_CLIENT_AUTH)) {
     return { allow: false, reason: "certificate lacks the clientAuth extended key usage" };
@@ -98,7 +100,7 @@ export async function checkIdentity(
   if (now > identity.notAfter) {
     return { allow: false, reason: `certificate expired ${identity.notAfter.toISOString()}` };
   }
-  if (!(await signedByOneOf(identity.certificate, rules.caCertificates))) {
+  if (!(await signedByOneOf(peer.certificate, rules.caCertificates))) {
     return { allow: false, reason: "certificate not signed by a trusted CA" };
   }
   if (rules.revocations?.serials.has(identity.serial)) {

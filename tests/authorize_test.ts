@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { checkIdentity, type GateRules } from "../src/authorize.ts";
-import { identityFromDer } from "../src/identity.ts";
+import { parsePeerCertificate } from "../src/identity.ts";
 import { createCa, issueClient, issueServer, parseCertificatePem, type PemPair } from "../src/pki.ts";
 
 const ca = await createCa();
 const rules: GateRules = { caCertificates: [parseCertificatePem(ca.certPem)], policy: { allowAny: true } };
-const id = (pair: PemPair) => identityFromDer(new Uint8Array(parseCertificatePem(pair.certPem).rawData));
+const id = (pair: PemPair) => parsePeerCertificate(new Uint8Array(parseCertificatePem(pair.certPem).rawData));
 const DAY = 86_400_000;
 
 Deno.test("a fresh client certificate from our CA passes", async () => {
@@ -40,7 +40,7 @@ Deno.test("a foreign CA with the same subject name does not pass", async () => {
 
 Deno.test("revoked serials and allow-lists are applied after the certificate checks", async () => {
   const bob = id(await issueClient(ca, "bob"));
-  const revoked = await checkIdentity(bob, { ...rules, revocations: { serials: new Set([bob.serial]) } });
+  const revoked = await checkIdentity(bob, { ...rules, revocations: { serials: new Set([bob.identity.serial]) } });
   assert.equal(revoked.allow, false);
   assert.match(revoked.reason, /revoked/);
   const listed = await checkIdentity(bob, { ...rules, policy: { allowCn: ["alice"] } });
