@@ -34,9 +34,35 @@ export interface CertSource {
 
 /** `dockgate keygen …` */
 export type KeygenCommand =
-  | { kind: "keygen"; action: "init"; dir: string; keyType: KeyType; days?: number; caDays?: number; sans: string[]; force: boolean }
-  | { kind: "keygen"; action: "server"; dir: string; keyType: KeyType; days?: number; sans: string[]; force: boolean }
-  | { kind: "keygen"; action: "client"; dir: string; keyType: KeyType; days?: number; name: string; ous: string[]; force: boolean }
+  | {
+    kind: "keygen";
+    action: "init";
+    dir: string;
+    keyType: KeyType;
+    days?: number;
+    caDays?: number;
+    sans: string[];
+    force: boolean;
+  }
+  | {
+    kind: "keygen";
+    action: "server";
+    dir: string;
+    keyType: KeyType;
+    days?: number;
+    sans: string[];
+    force: boolean;
+  }
+  | {
+    kind: "keygen";
+    action: "client";
+    dir: string;
+    keyType: KeyType;
+    days?: number;
+    name: string;
+    ous: string[];
+    force: boolean;
+  }
   | { kind: "keygen"; action: "revoke"; dir: string; subject: string };
 
 /** `dockgate serve …` */
@@ -167,7 +193,11 @@ export function parseCommand(argv: string[], env: Record<string, string | undefi
   }
 }
 
-function parse(args: string[], options: NonNullable<ParseArgsConfig["options"]>, allowPositionals: boolean) {
+function parse(
+  args: string[],
+  options: NonNullable<ParseArgsConfig["options"]>,
+  allowPositionals: boolean,
+) {
   try {
     return nodeParseArgs({ args, options, allowPositionals, strict: true });
   } catch (err) {
@@ -250,7 +280,9 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
       notFor("--ca-days", values["ca-days"] !== undefined);
       return { kind: "keygen", action, dir, keyType, days, name, ous, force };
     case "revoke":
-      if (!name) throw new UsageError(`"keygen revoke" needs a client NAME or a certificate SERIAL`);
+      if (!name) {
+        throw new UsageError(`"keygen revoke" needs a client NAME or a certificate SERIAL`);
+      }
       tooMany(2);
       return { kind: "keygen", action, dir, subject: name };
     default:
@@ -302,8 +334,9 @@ function parseServe(args: string[]): ServeCommand | HelpCommand {
     allowSan: values["allow-san"] as string[],
     allowOu: values["allow-ou"] as string[],
     handshakeTimeoutMs: usage(() => parseDuration(values["handshake-timeout"] as string)),
-    maxConnections: positiveInt(values["max-connections"] as string | undefined, "--max-connections") ??
-      DEFAULTS.maxConnections,
+    maxConnections:
+      positiveInt(values["max-connections"] as string | undefined, "--max-connections") ??
+        DEFAULTS.maxConnections,
     drainTimeoutMs: usage(() => parseDuration(values["drain-timeout"] as string)),
     maxConnLifetimeMs: values["max-conn-lifetime"] === undefined
       ? undefined

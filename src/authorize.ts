@@ -13,8 +13,13 @@
  */
 
 import type { TLSSocket } from "node:tls";
-import { EKU_CLIENT_AUTH, type ParsedPeer, parsePeerCertificate, type PeerIdentity } from "./identity.ts";
-import { evaluatePolicy, type AccessPolicy } from "./policy.ts";
+import {
+  EKU_CLIENT_AUTH,
+  type ParsedPeer,
+  parsePeerCertificate,
+  type PeerIdentity,
+} from "./identity.ts";
+import { type AccessPolicy, evaluatePolicy } from "./policy.ts";
 import type { x509 } from "./x509.ts";
 
 /** Revoked certificates, as loaded from a CRL. */
@@ -95,7 +100,10 @@ export async function checkIdentity(
     return { allow: false, reason: "certificate lacks the clientAuth extended key usage" };
   }
   if (now < identity.notBefore) {
-    return { allow: false, reason: `certificate not valid before ${identity.notBefore.toISOString()}` };
+    return {
+      allow: false,
+      reason: `certificate not valid before ${identity.notBefore.toISOString()}`,
+    };
   }
   if (now > identity.notAfter) {
     return { allow: false, reason: `certificate expired ${identity.notAfter.toISOString()}` };

@@ -151,7 +151,10 @@ export async function connect(options: ConnectOptions): Promise<ConnectHandle> {
       server.listen({ host: listen.host, port: listen.port }, done);
     }
   });
-  server.on("error", (err: Error) => logger.log("error", "listener error", { reason: err.message }));
+  server.on(
+    "error",
+    (err: Error) => logger.log("error", "listener error", { reason: err.message }),
+  );
 
   let address: Address = listen;
   if (listen.transport === "unix") {

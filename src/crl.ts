@@ -79,7 +79,9 @@ export function parseCrlPem(pem: string): x509.X509Crl {
   const m = /-----BEGIN (?:X509 )?CRL-----([\s\S]*?)-----END (?:X509 )?CRL-----/.exec(pem);
   if (!m) throw new TypeError("no X509 CRL PEM block");
   try {
-    return new x509.X509Crl(Uint8Array.from(atob(m[1].replace(/\s+/g, "")), (c) => c.charCodeAt(0)));
+    return new x509.X509Crl(
+      Uint8Array.from(atob(m[1].replace(/\s+/g, "")), (c) => c.charCodeAt(0)),
+    );
   } catch (err) {
     throw new TypeError(`malformed CRL: ${(err as Error).message}`);
   }

@@ -19,7 +19,9 @@ const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 
  */
 export function parseDuration(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!m) throw new TypeError(`Invalid duration "${text}": use a number with ms, s, m or h, as in 10s`);
+  if (!m) {
+    throw new TypeError(`Invalid duration "${text}": use a number with ms, s, m or h, as in 10s`);
+  }
   const ms = Number(m[1]) * UNITS[m[2] ?? "s"];
   if (!Number.isFinite(ms)) throw new TypeError(`Invalid duration "${text}"`);
   return Math.round(ms);

@@ -76,7 +76,9 @@ export function evaluatePolicy(
     }
   }
   for (const san of policy.allowSan ?? []) {
-    if (peer.dnsNames.some((d) => matchName(san, d))) return { allow: true, reason: `allow-san ${san}` };
+    if (peer.dnsNames.some((d) => matchName(san, d))) {
+      return { allow: true, reason: `allow-san ${san}` };
+    }
     if (peer.uris.includes(san)) return { allow: true, reason: `allow-san ${san}` };
     if (peer.ips.some((ip) => sameIp(ip, san))) return { allow: true, reason: `allow-san ${san}` };
   }

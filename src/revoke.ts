@@ -107,7 +107,9 @@ async function readDb(path: string): Promise<StoredEntry[]> {
   }
   try {
     const data = JSON.parse(text);
-    if (!Array.isArray(data) || !data.every((e) => typeof e?.serial === "string")) throw new Error("not a list of entries");
+    if (!Array.isArray(data) || !data.every((e) => typeof e?.serial === "string")) {
+      throw new Error("not a list of entries");
+    }
     return data;
   } catch (err) {
     throw new Error(`Cannot read revocation list "${path}": ${(err as Error).message}`);
@@ -130,4 +132,3 @@ async function exists(path: string): Promise<boolean> {
     return false;
   }
 }
-

@@ -42,7 +42,9 @@ interface DenoTlsHandle {
 export function denoFlowControl(socket: Duplex): FlowControl {
   const handle = (socket as { _handle?: DenoTlsHandle })._handle;
   const tcp = handle?._nativeTcpHandle;
-  if (!handle || !tcp || typeof tcp.readStop !== "function" || typeof tcp.readStart !== "function") {
+  if (
+    !handle || !tcp || typeof tcp.readStop !== "function" || typeof tcp.readStart !== "function"
+  ) {
     return pauseFlowControl(socket);
   }
   // Once the TCP side reached EOF, reading must not be restarted on it.

@@ -45,7 +45,10 @@ export function runtimeDescription(): string {
  * await proveClientAuthEnforced({ certPem, keyPem, caPem });
  * ```
  */
-export async function proveClientAuthEnforced(material: TlsMaterial, timeoutMs = 5000): Promise<void> {
+export async function proveClientAuthEnforced(
+  material: TlsMaterial,
+  timeoutMs = 5000,
+): Promise<void> {
   const foreignCa = await createCa({ commonName: "dockgate self-test foreign CA", days: 1 });
   const foreign = await issueClient(foreignCa, "self-test-intruder", { days: 1 });
   const server = tls.createServer(serverTlsOptions(material));
@@ -61,7 +64,10 @@ export async function proveClientAuthEnforced(material: TlsMaterial, timeoutMs =
   try {
     const probes: [string, tls.ConnectionOptions][] = [
       ["a client without a certificate", {}],
-      ["a client with a certificate from a foreign CA", { cert: foreign.certPem, key: foreign.keyPem }],
+      ["a client with a certificate from a foreign CA", {
+        cert: foreign.certPem,
+        key: foreign.keyPem,
+      }],
     ];
     for (const [what, extra] of probes) {
       const got = await probe(port, extra, timeoutMs);

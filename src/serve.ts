@@ -90,7 +90,9 @@ export interface ServeHandle {
  */
 export async function serve(options: ServeOptions): Promise<ServeHandle> {
   if (options.listen.transport !== "tcp") {
-    throw new TypeError(`Cannot listen on "${formatAddress(options.listen)}": serve listens on TCP only`);
+    throw new TypeError(
+      `Cannot listen on "${formatAddress(options.listen)}": serve listens on TCP only`,
+    );
   }
   const logger = options.logger ?? silentLogger;
   const handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
@@ -166,9 +168,19 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
       const who = displayName(identity);
       let handle: RelayHandle;
       try {
-        handle = await strategy.start({ client, identity, target: options.target, connectTimeoutMs, held });
+        handle = await strategy.start({
+          client,
+          identity,
+          target: options.target,
+          connectTimeoutMs,
+          held,
+        });
       } catch (err) {
-        logger.log("error", "target unavailable", { peer, identity: who, reason: (err as Error).message });
+        logger.log("error", "target unavailable", {
+          peer,
+          identity: who,
+          reason: (err as Error).message,
+        });
         client.destroy();
         return;
       }
@@ -214,7 +226,10 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
       resolve();
     });
   });
-  server.on("error", (err: Error) => logger.log("error", "listener error", { reason: err.message }));
+  server.on(
+    "error",
+    (err: Error) => logger.log("error", "listener error", { reason: err.message }),
+  );
 
   const bound = server.address() as net.AddressInfo;
   const address: Address = { transport: "tcp", host: bound.address, port: bound.port };

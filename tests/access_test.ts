@@ -917,7 +917,11 @@ Deno.test({
     // The refusal reaches the client as the TLS 1.3 "certificate required" alert, or, when the
     // server closes before openssl reads the alert (seen under load), as an EOF/reset. What
     // matters is below: nothing came back and nothing reached the target.
-    assert.match(sText, /alert certificate required|unexpected eof|errno=104|reset by peer/i, sText);
+    assert.match(
+      sText,
+      /alert certificate required|unexpected eof|errno=104|reset by peer/i,
+      sText,
+    );
     assert.doesNotMatch(sText, /HTTP\/1\.1|containers/, "no application data came back");
     assert.deepEqual({ conns: env.target.connections, bytes: env.target.bytes }, before);
     await gate.waitForLog(/WARN refused .*(certificate|CERTIFICATE)/);

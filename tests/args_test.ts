@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DEFAULTS, defaultConnectListen, parseCommand, UsageError } from "../src/args.ts";
+import { defaultConnectListen, DEFAULTS, parseCommand, UsageError } from "../src/args.ts";
 
 const env = { HOME: "/home/u" };
 
@@ -12,16 +12,65 @@ Deno.test("help and version", () => {
 
 Deno.test("keygen forms", () => {
   assert.deepEqual(parseCommand(["keygen"], env), {
-    kind: "keygen", action: "init", dir: "pki", keyType: "p256", days: undefined, caDays: undefined, sans: [], force: false,
+    kind: "keygen",
+    action: "init",
+    dir: "pki",
+    keyType: "p256",
+    days: undefined,
+    caDays: undefined,
+    sans: [],
+    force: false,
   });
-  assert.deepEqual(parseCommand(["keygen", "server", "--san", "a.example", "--san", "10.0.0.5", "--dir", "d", "--force"], env), {
-    kind: "keygen", action: "server", dir: "d", keyType: "p256", days: undefined, sans: ["a.example", "10.0.0.5"], force: true,
-  });
-  assert.deepEqual(parseCommand(["keygen", "client", "alice", "--ou", "ops", "--key-type", "rsa2048", "--days", "30"], env), {
-    kind: "keygen", action: "client", dir: "pki", keyType: "rsa2048", days: 30, name: "alice", ous: ["ops"], force: false,
-  });
+  assert.deepEqual(
+    parseCommand([
+      "keygen",
+      "server",
+      "--san",
+      "a.example",
+      "--san",
+      "10.0.0.5",
+      "--dir",
+      "d",
+      "--force",
+    ], env),
+    {
+      kind: "keygen",
+      action: "server",
+      dir: "d",
+      keyType: "p256",
+      days: undefined,
+      sans: ["a.example", "10.0.0.5"],
+      force: true,
+    },
+  );
+  assert.deepEqual(
+    parseCommand([
+      "keygen",
+      "client",
+      "alice",
+      "--ou",
+      "ops",
+      "--key-type",
+      "rsa2048",
+      "--days",
+      "30",
+    ], env),
+    {
+      kind: "keygen",
+      action: "client",
+      dir: "pki",
+      keyType: "rsa2048",
+      days: 30,
+      name: "alice",
+      ous: ["ops"],
+      force: false,
+    },
+  );
   assert.deepEqual(parseCommand(["keygen", "revoke", "bob", "--dir", "x"], env), {
-    kind: "keygen", action: "revoke", dir: "x", subject: "bob",
+    kind: "keygen",
+    action: "revoke",
+    dir: "x",
+    subject: "bob",
   });
   const init = parseCommand(["keygen", "--ca-days", "100", "--key-type", "P-384"], env);
   assert.equal(init.kind === "keygen" && init.action === "init" && init.caDays, 100);
@@ -46,10 +95,38 @@ Deno.test("serve defaults", () => {
 
 Deno.test("serve flags", () => {
   const c = parseCommand([
-    "serve", "--listen", "tcp://127.0.0.1:0", "--target", "tcp://10.0.0.2:2375", "--cert", "c", "--key", "k", "--ca", "a",
-    "--crl", "r", "--allow-cn", "alice", "--allow-cn", "*.ci", "--allow-san", "spiffe://x", "--allow-ou", "ops",
-    "--handshake-timeout", "500ms", "--max-connections", "3", "--drain-timeout", "2s", "--max-conn-lifetime", "1h",
-    "--insecure-key-perms", "--log-level", "debug",
+    "serve",
+    "--listen",
+    "tcp://127.0.0.1:0",
+    "--target",
+    "tcp://10.0.0.2:2375",
+    "--cert",
+    "c",
+    "--key",
+    "k",
+    "--ca",
+    "a",
+    "--crl",
+    "r",
+    "--allow-cn",
+    "alice",
+    "--allow-cn",
+    "*.ci",
+    "--allow-san",
+    "spiffe://x",
+    "--allow-ou",
+    "ops",
+    "--handshake-timeout",
+    "500ms",
+    "--max-connections",
+    "3",
+    "--drain-timeout",
+    "2s",
+    "--max-conn-lifetime",
+    "1h",
+    "--insecure-key-perms",
+    "--log-level",
+    "debug",
   ], env);
   assert.ok(c.kind === "serve");
   if (c.kind !== "serve") return;
@@ -64,13 +141,18 @@ Deno.test("serve flags", () => {
 });
 
 Deno.test("connect defaults follow the Docker CLI", () => {
-  const c = parseCommand(["connect", "--server", "dock.example"], { HOME: "/home/u", XDG_RUNTIME_DIR: "/run/user/1" });
+  const c = parseCommand(["connect", "--server", "dock.example"], {
+    HOME: "/home/u",
+    XDG_RUNTIME_DIR: "/run/user/1",
+  });
   assert.ok(c.kind === "connect");
   if (c.kind !== "connect") return;
   assert.deepEqual(c.server, { transport: "tcp", host: "dock.example", port: 2376 });
   assert.equal(c.source.certs, "/home/u/.docker");
   assert.deepEqual(c.listen, { transport: "unix", path: "/run/user/1/dockgate.sock" });
-  const d = parseCommand(["connect", "--server", "h:1", "--listen", "tcp://127.0.0.1:2375"], { DOCKER_CERT_PATH: "/certs" });
+  const d = parseCommand(["connect", "--server", "h:1", "--listen", "tcp://127.0.0.1:2375"], {
+    DOCKER_CERT_PATH: "/certs",
+  });
   assert.ok(d.kind === "connect" && d.source.certs === "/certs" && d.listen.transport === "tcp");
   assert.equal(defaultConnectListen({}, 42), "unix:///tmp/dockgate-42.sock");
 });

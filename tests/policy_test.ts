@@ -1,8 +1,23 @@
 import assert from "node:assert/strict";
 import { describePolicy, evaluatePolicy, matchName } from "../src/policy.ts";
 
-const peer = (o: Partial<{ commonName: string; organizationalUnits: string[]; dnsNames: string[]; uris: string[]; ips: string[] }>) => ({
-  commonName: undefined, organizationalUnits: [], dnsNames: [], uris: [], ips: [], ...o,
+const peer = (
+  o: Partial<
+    {
+      commonName: string;
+      organizationalUnits: string[];
+      dnsNames: string[];
+      uris: string[];
+      ips: string[];
+    }
+  >,
+) => ({
+  commonName: undefined,
+  organizationalUnits: [],
+  dnsNames: [],
+  uris: [],
+  ips: [],
+  ...o,
 });
 
 Deno.test("empty policy denies everyone", () => {

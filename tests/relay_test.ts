@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
+import { Duplex } from "node:stream";
+import { setImmediate } from "node:timers";
 import { createHash, randomBytes } from "node:crypto";
 import { HeldInput, relay, type RelayHandle } from "../src/relay.ts";
 
@@ -143,7 +145,9 @@ Deno.test("HeldInput replays early bytes and an early EOF", async () => {
 Deno.test("through serve: a close_notify-only half-close after a large upload survives backpressure", async () => {
   // Regression for Deno 2.9's node:tls, which drops an EOF that arrives while a TLS socket is
   // paused: the Docker CLI ends `docker run -i` stdin exactly this way (close_notify, no FIN).
-  const { createCa, issueClient, issueServer, parseCertificatesPem } = await import("../src/pki.ts");
+  const { createCa, issueClient, issueServer, parseCertificatesPem } = await import(
+    "../src/pki.ts"
+  );
   const { serve } = await import("../src/serve.ts");
   const ca = await createCa();
   const srv = await issueServer(ca);
@@ -169,14 +173,24 @@ Deno.test("through serve: a close_notify-only half-close after a large upload su
     rules: { caCertificates: parseCertificatesPem(ca.certPem), policy: { allowAny: true } },
   });
   try {
-    for (const [name, pem] of [["ca.pem", ca.certPem], ["cert.pem", cli.certPem], ["key.pem", cli.keyPem]]) {
+    for (
+      const [name, pem] of [["ca.pem", ca.certPem], ["cert.pem", cli.certPem], [
+        "key.pem",
+        cli.keyPem,
+      ]]
+    ) {
       await Deno.writeTextFile(`${dir}/${name}`, pem, { mode: 0o600 });
     }
     const payload = randomBytes(24 * 1024 * 1024);
     const child = new Deno.Command("python3", {
       args: [
-        new URL("./tools/close_notify_client.py", import.meta.url).pathname, "127.0.0.1",
-        String((gate.address as { port: number }).port), `${dir}/ca.pem`, `${dir}/cert.pem`, `${dir}/key.pem`, "localhost",
+        new URL("./tools/close_notify_client.py", import.meta.url).pathname,
+        "127.0.0.1",
+        String((gate.address as { port: number }).port),
+        `${dir}/ca.pem`,
+        `${dir}/cert.pem`,
+        `${dir}/key.pem`,
+        "localhost",
       ],
       stdin: "piped",
       stdout: "piped",
@@ -193,4 +207,49 @@ Deno.test("through serve: a close_notify-only half-close after a large upload su
     await new Promise((r) => target.close(r));
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/** Resolves after the check phase of the current event-loop turn. */
+const afterTurn = () => new Promise((r) => setImmediate(r));
+
+/** An in-memory duplex that records how writes reach it (one entry per _write/_writev call). */
+function recordingDuplex() {
+  const calls: number[][] = [];
+  const d = new Duplex({
+    allowHalfOpen: true,
+    read() {},
+    write(chunk: Uint8Array, _enc, cb) {
+      calls.push([chunk.byteLength]);
+      cb();
+    },
+    writev(chunks: { chunk: Uint8Array }[], cb) {
+      calls.push(chunks.map((c) => c.chunk.byteLength));
+      cb();
+    },
+  });
+  return { d, calls };
+}
+
+Deno.test("relay gathers bulk chunks of one event-loop turn into one writev, writes small ones at once", async () => {
+  const src = recordingDuplex();
+  const dst = recordingDuplex();
+  const handle = relay(src.d, dst.d);
+  await afterTurn(); // the relay's resume() takes effect
+  // Four 16 KiB records arriving in one turn (as Node's TLS socket hands them over).
+  for (let i = 0; i < 4; i++) src.d.push(new Uint8Array(16 * 1024).fill(i));
+  // The relay's flush was queued before this, so it has run when this resolves.
+  await afterTurn();
+  assert.deepEqual(dst.calls, [[16384, 16384, 16384, 16384]]);
+  // A small chunk (an interactive keystroke, a ping) goes out at once, not at the turn's end.
+  src.d.push(new Uint8Array(10));
+  await Promise.resolve();
+  assert.deepEqual(dst.calls, [[16384, 16384, 16384, 16384], [10]]);
+  src.d.push(null);
+  dst.d.push(null);
+  const result = await Promise.race([
+    handle.done,
+    new Promise<never>((_, rej) => setTimeout(() => rej(new Error("relay did not finish")), 2000)),
+  ]);
+  assert.equal(result.bytesIn, 4 * 16384 + 10);
+  assert.equal(result.error, undefined);
 });

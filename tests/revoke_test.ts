@@ -34,13 +34,25 @@ Deno.test("revoke by name writes a CRL openssl accepts and that lists the serial
     // openssl: the CRL verifies against the CA, and bob's certificate is reported revoked.
     const ca = join(dir, "ca", "ca.pem");
     const crl = join(dir, "ca", "crl.pem");
-    const text = execFileSync("openssl", ["crl", "-in", crl, "-CAfile", ca, "-noout", "-text"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    const text = execFileSync("openssl", ["crl", "-in", crl, "-CAfile", ca, "-noout", "-text"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     assert.match(text, /Revoked Certificates/);
     const verify = (cert: string) => {
       try {
-        return execFileSync("openssl", ["verify", "-crl_check", "-CAfile", ca, "-CRLfile", crl, cert], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+        return execFileSync("openssl", [
+          "verify",
+          "-crl_check",
+          "-CAfile",
+          ca,
+          "-CRLfile",
+          crl,
+          cert,
+        ], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
       } catch (e) {
-        return String((e as { stdout?: string; stderr?: string }).stdout ?? "") + String((e as { stderr?: string }).stderr ?? "");
+        return String((e as { stdout?: string; stderr?: string }).stdout ?? "") +
+          String((e as { stderr?: string }).stderr ?? "");
       }
     };
     assert.match(verify(bobCert), /revoked/i);
@@ -81,10 +93,16 @@ Deno.test("a CRL signed by another CA, or garbage, is refused by serve's loader"
     const theirs = await createCa({ commonName: "dockgate CA" });
     const forged = join(dir, "forged.pem");
     await writeFile(forged, await createCrl(theirs, []));
-    await assert.rejects(loadCrlFile(forged, [parseCertificatePem(ours.certPem)]), /not signed by the configured CA/);
+    await assert.rejects(
+      loadCrlFile(forged, [parseCertificatePem(ours.certPem)]),
+      /not signed by the configured CA/,
+    );
     const junk = join(dir, "junk.pem");
     await writeFile(junk, "not a crl");
-    await assert.rejects(loadCrlFile(junk, [parseCertificatePem(ours.certPem)]), /Cannot load CRL ".*junk.pem"/);
+    await assert.rejects(
+      loadCrlFile(junk, [parseCertificatePem(ours.certPem)]),
+      /Cannot load CRL ".*junk.pem"/,
+    );
     await assert.rejects(loadCrlFile(join(dir, "missing.pem"), []), /Cannot read CRL/);
   } finally {
     await Deno.remove(dir, { recursive: true });

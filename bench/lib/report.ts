@@ -68,6 +68,7 @@ export class Report {
   #label(id: string): string {
     const base: Record<string, string> = {
       "direct-tls": "direct: loadgen → Node TLS sink (no gate)",
+      "direct-tls-deno": "direct: loadgen → Deno node:tls sink (no gate)",
       "direct-unix": "direct: unix socket, no TLS (no gate)",
       "ssh": "Docker over SSH (ssh://, loopback sshd)",
     };

@@ -142,13 +142,23 @@ export interface Target {
   stop(): Promise<void>;
 }
 
-/** Start `bench/tools/target.mjs` with a TLS sink using `pki`'s server certificate. */
-export async function startTarget(bench: Bench, pki: Pki): Promise<Target> {
-  const dir = await subdir(bench, "target");
+/**
+ * Start `bench/tools/target.mjs` with a TLS sink using `pki`'s server certificate. On Node by
+ * default; `runtime: "deno"` runs the same file on Deno, whose TLS sink is the ceiling for
+ * any relay built on Deno's `node:tls`.
+ */
+export async function startTarget(
+  bench: Bench,
+  pki: Pki,
+  runtime: "node" | "deno" = "node",
+): Promise<Target> {
+  const dir = await subdir(bench, `target-${runtime}`);
   const socket = join(dir, "t.sock");
   const s = pki.serverDir;
+  const cmd = runtime === "node" ? [bench.node] : [bench.deno, "run", "-A", "--quiet"];
   const child = new Deno.Command("bash", {
-    args: withNofile(bench.node, [
+    args: withNofile(cmd[0], [
+      ...cmd.slice(1),
       join(TOOLS, "target.mjs"),
       "--unix",
       socket,
@@ -260,6 +270,35 @@ export async function bulkWorkload(
 ) {
   const res = bench.results;
   const bytes = bench.sizes.bulkBytes;
+  // The same sink on Deno: what Deno's node:tls alone moves, with no relay behind it.
+  let denoSink: Target | undefined;
+  await attempt(bench, `start Deno TLS sink (${pki.keyType})`, async () => {
+    denoSink = await startTarget(bench, pki, "deno");
+  });
+  const baselines = [{
+    id: "direct-tls",
+    endpoint: { port: target.tlsPort },
+    pids: [] as number[],
+  }];
+  if (denoSink) {
+    baselines.push({ id: "direct-tls-deno", endpoint: { port: denoSink.tlsPort }, pids: [] });
+  }
+  try {
+    await bulkRuns(bench, contenders, pki, target, bytes, baselines);
+  } finally {
+    await denoSink?.stop();
+  }
+}
+
+async function bulkRuns(
+  bench: Bench,
+  contenders: Contender[],
+  pki: Pki,
+  target: Target,
+  bytes: number,
+  baselines: { id: string; endpoint: Endpoint; pids: number[] }[],
+) {
+  const res = bench.results;
   await interleaved(bench, contenders, pki, target, async (id, endpoint, pids, runNo) => {
     for (const dir of ["up", "down"]) {
       const gate0 = cpuOfAll(pids);
@@ -275,7 +314,7 @@ export async function bulkWorkload(
       res.add("bulk", pki.keyType, id, `${dir}_MBps`, r.mbps);
       res.add("bulk", pki.keyType, id, `${dir}_loadgen_cpu_pct`, (100 * r.cpuMs) / r.wallMs);
       res.add("bulk", pki.keyType, id, `${dir}_target_cpu_pct`, (100 * tgtCpu * 1000) / r.wallMs);
-      if (id !== "direct-tls") {
+      if (!id.startsWith("direct-")) {
         res.add("bulk", pki.keyType, id, `${dir}_gate_cpu_s_per_GB`, gateCpu / (bytes / 1e9));
       }
       bench.say(
@@ -285,7 +324,7 @@ export async function bulkWorkload(
           } s CPU, ${r.cipher})`,
       );
     }
-  }, [{ id: "direct-tls", endpoint: { port: target.tlsPort }, pids: [] }]);
+  }, baselines);
 }
 
 /** Workload 2: new mTLS connection + GET /_ping + close, at several concurrencies. */

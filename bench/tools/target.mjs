@@ -16,6 +16,7 @@ import net from "node:net";
 import tls from "node:tls";
 import { randomFillSync } from "node:crypto";
 import process from "node:process";
+import { Buffer } from "node:buffer";
 
 const args = new Map();
 for (let i = 2; i < process.argv.length; i += 2) {

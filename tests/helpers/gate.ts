@@ -100,7 +100,10 @@ export function spawnProcess(cmd: string, args: string[], opts: SpawnOptions = {
 }
 
 /** Spawn `dockgate ARGS…` from the repo (cwd defaults to the repo root). */
-export function spawnCli(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): CliProcess {
+export function spawnCli(
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string> } = {},
+): CliProcess {
   return spawnProcess(DENO, ["run", "-A", "--quiet", join(ROOT, "cli.ts"), ...args], {
     cwd: opts.cwd ?? ROOT,
     env: opts.env,
@@ -133,7 +136,10 @@ export interface ServeProcess extends CliProcess {
 /**
  * Start `dockgate serve --listen 127.0.0.1:0 …extra` and wait for its "listening on" line.
  */
-export async function startServe(extra: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<ServeProcess> {
+export async function startServe(
+  extra: string[],
+  opts: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<ServeProcess> {
   const proc = spawnCli(["serve", "--listen", "127.0.0.1:0", ...extra], opts);
   const m = await proc.waitForLog(/listening on tcp:\/\/127\.0\.0\.1:(\d+)/);
   const port = Number(m[1]);
@@ -141,7 +147,10 @@ export async function startServe(extra: string[], opts: { cwd?: string; env?: Re
 }
 
 /** Start `dockgate connect …args` and wait for its "listening on" line; returns the address. */
-export async function startConnect(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<CliProcess & { address: string }> {
+export async function startConnect(
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<CliProcess & { address: string }> {
   const proc = spawnCli(["connect", ...args], opts);
   const m = await proc.waitForLog(/listening on (\S+)/);
   return Object.assign(proc, { address: m[1] });
@@ -151,8 +160,11 @@ export async function startConnect(args: string[], opts: { cwd?: string; env?: R
 export function tlsFlags(bundle: string): string[] {
   return [
     "--tlsverify",
-    "--tlscacert", join(bundle, "ca.pem"),
-    "--tlscert", join(bundle, "cert.pem"),
-    "--tlskey", join(bundle, "key.pem"),
+    "--tlscacert",
+    join(bundle, "ca.pem"),
+    "--tlscert",
+    join(bundle, "cert.pem"),
+    "--tlskey",
+    join(bundle, "key.pem"),
   ];
 }
