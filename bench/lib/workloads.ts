@@ -268,7 +268,6 @@ export async function bulkWorkload(
   pki: Pki,
   target: Target,
 ) {
-  const res = bench.results;
   const bytes = bench.sizes.bulkBytes;
   // The same sink on Deno: what Deno's node:tls alone moves, with no relay behind it.
   let denoSink: Target | undefined;
