@@ -341,6 +341,11 @@ async function main() {
       const wanted = opts.workloads.filter((w) => KEY_WORKLOADS[keyType].includes(w));
       if (!wanted.length) continue;
       const target = await startTarget(bench, pki);
+      if (wanted.includes("bulk") || wanted.includes("latency")) {
+        await attempt(bench, `start the Deno TLS sink (${keyType})`, async () => {
+          target.denoSink = await startTarget(bench, pki, "deno");
+        });
+      }
       try {
         for (const w of wanted) {
           say(`== ${w} (${keyType})`);
@@ -361,6 +366,7 @@ async function main() {
           say(`   (${((Date.now() - started) / 1000).toFixed(0)} s)`);
         }
       } finally {
+        await target.denoSink?.stop();
         await target.stop();
       }
     }

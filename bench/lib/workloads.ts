@@ -138,6 +138,11 @@ export interface Target {
   tlsPort: number;
   /** Its pid. */
   pid: number;
+  /**
+   * The same target run on Deno, when started: its TLS sink is the baseline `direct-tls-deno`,
+   * the ceiling for anything built on Deno's `node:tls`.
+   */
+  denoSink?: Target;
   /** Stop it. */
   stop(): Promise<void>;
 }
@@ -198,6 +203,13 @@ export async function startTarget(
       await child.status;
     },
   };
+}
+
+/** The `direct-tls-deno` baseline, if the target has a Deno sink. */
+function denoSinkBaseline(target: Target) {
+  return target.denoSink
+    ? [{ id: "direct-tls-deno", endpoint: { port: target.denoSink.tlsPort }, pids: [] as number[] }]
+    : [];
 }
 
 /** Start `c` for `target` with `pki` in a fresh dir. */
@@ -269,34 +281,10 @@ export async function bulkWorkload(
   target: Target,
 ) {
   const bytes = bench.sizes.bulkBytes;
-  // The same sink on Deno: what Deno's node:tls alone moves, with no relay behind it.
-  let denoSink: Target | undefined;
-  await attempt(bench, `start Deno TLS sink (${pki.keyType})`, async () => {
-    denoSink = await startTarget(bench, pki, "deno");
-  });
-  const baselines = [{
-    id: "direct-tls",
-    endpoint: { port: target.tlsPort },
-    pids: [] as number[],
-  }];
-  if (denoSink) {
-    baselines.push({ id: "direct-tls-deno", endpoint: { port: denoSink.tlsPort }, pids: [] });
-  }
-  try {
-    await bulkRuns(bench, contenders, pki, target, bytes, baselines);
-  } finally {
-    await denoSink?.stop();
-  }
-}
-
-async function bulkRuns(
-  bench: Bench,
-  contenders: Contender[],
-  pki: Pki,
-  target: Target,
-  bytes: number,
-  baselines: { id: string; endpoint: Endpoint; pids: number[] }[],
-) {
+  const baselines = [
+    { id: "direct-tls", endpoint: { port: target.tlsPort }, pids: [] as number[] },
+    ...denoSinkBaseline(target),
+  ];
   const res = bench.results;
   await interleaved(bench, contenders, pki, target, async (id, endpoint, pids, runNo) => {
     for (const dir of ["up", "down"]) {
@@ -404,6 +392,7 @@ export async function latencyWorkload(
   }, [
     { id: "direct-unix", endpoint: { unix: target.socket }, pids: [] },
     { id: "direct-tls", endpoint: { port: target.tlsPort }, pids: [] },
+    ...denoSinkBaseline(target),
   ]);
 }
 
