@@ -48,7 +48,7 @@ const FULL: Sizes = {
   bulkBytes: 2 * 1024 ** 3,
   concurrency: [1, 16, 64],
   connrateMs: 1500,
-  latencyCount: 5000,
+  latencyCount: 20000,
   holdSteps: [1000, 10_000],
   memoryRuns: 1,
   socatHoldMax: 1000,

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { checkIdentity, type GateRules } from "../src/authorize.ts";
+import { authorizePeer, checkIdentity, type GateRules } from "../src/authorize.ts";
+import { Buffer } from "node:buffer";
 import { parsePeerCertificate } from "../src/identity.ts";
 import {
   createCa,
@@ -77,4 +78,65 @@ Deno.test("revoked serials and allow-lists are applied after the certificate che
   const listed = await checkIdentity(bob, { ...rules, policy: { allowCn: ["alice"] } });
   assert.equal(listed.allow, false);
   assert.equal((await checkIdentity(bob, { ...rules, policy: { allowCn: ["bob"] } })).allow, true);
+});
+
+Deno.test("signature checks hold for every key type, also on the second handshake (cached CA key)", async () => {
+  for (const keyType of ["p384", "rsa2048"] as const) {
+    const typedCa = await createCa({ keyType });
+    const typedRules: GateRules = {
+      caCertificates: [parseCertificatePem(typedCa.certPem)],
+      policy: { allowAny: true },
+    };
+    const client = id(await issueClient(typedCa, "alice", { keyType }));
+    for (let i = 0; i < 2; i++) {
+      const d = await checkIdentity(client, typedRules);
+      assert.equal(d.allow, true, `${keyType} #${i + 1}: ${d.reason}`);
+    }
+    // Same subject, other key: refused, also after the right CA's key was cached.
+    const impostorCa = await createCa({ keyType });
+    const forged = id(await issueClient(impostorCa, "alice", { keyType }));
+    assert.equal(forged.certificate.issuer, client.certificate.issuer);
+    const d = await checkIdentity(forged, typedRules);
+    assert.equal(d.allow, false, keyType);
+    assert.match(d.reason, /not signed by a trusted CA/);
+  }
+});
+
+Deno.test("authorizePeer: a certificate seen before is still checked against the rules of the moment", async () => {
+  const pair = await issueClient(ca, "carol");
+  const der = Buffer.from(parseCertificatePem(pair.certPem).rawData);
+  // What authorizePeer reads from a TLS socket the runtime verified.
+  const socket = {
+    authorized: true,
+    authorizationError: null,
+    getPeerCertificate: () => ({ raw: der }),
+  };
+  // deno-lint-ignore no-explicit-any
+  const decide = (r: GateRules, now?: Date) => authorizePeer(socket as any, r, now);
+  const first = await decide(rules);
+  assert.equal(first.allow, true, first.reason);
+  const serial = first.identity!.serial;
+  // The identity is shared between connections of the same certificate: read-only.
+  assert.throws(() => {
+    (first.identity as { commonName?: string }).commonName = "root";
+  }, TypeError);
+  // Revoked since: refused.
+  const revoked = await decide({ ...rules, revocations: { serials: new Set([serial]) } });
+  assert.equal(revoked.allow, false);
+  assert.match(revoked.reason, /revoked/);
+  // Expired by now: refused.
+  const later = await decide(rules, new Date(Date.now() + 400 * 86_400_000));
+  assert.equal(later.allow, false);
+  assert.match(later.reason, /expired/);
+  // The CA was replaced (reload): the old signature check does not carry over.
+  const otherCa = await createCa();
+  const reloaded = await decide({
+    ...rules,
+    caCertificates: [parseCertificatePem(otherCa.certPem)],
+  });
+  assert.equal(reloaded.allow, false);
+  assert.match(reloaded.reason, /not signed by a trusted CA/);
+  // Policy changed: refused; and the original rules still pass.
+  assert.equal((await decide({ ...rules, policy: { allowCn: ["dave"] } })).allow, false);
+  assert.equal((await decide(rules)).allow, true);
 });
