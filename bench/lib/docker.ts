@@ -203,6 +203,16 @@ export async function dockerWorkload(
             throw new Error(`docker version loop via ${r.id} failed: ${v.stderr.slice(-1000)}`);
           }
           res.add("docker", pki.keyType, r.id, "version_ms", v.ms / n);
+          // `docker ps`: the daemon side is lighter than `version` (which asks containerd and
+          // runs runc for its component versions), so the route weighs more in it.
+          const ps = await run("bash", [
+            "-c",
+            `for i in $(seq ${n}); do ${dockerCmd(r)} ps -a >/dev/null || exit 1; done`,
+          ], { env: r.env, timeoutMs: 600_000 });
+          if (ps.code !== 0) {
+            throw new Error(`docker ps loop via ${r.id} failed: ${ps.stderr.slice(-1000)}`);
+          }
+          res.add("docker", pki.keyType, r.id, "ps_ms", ps.ms / n);
           const sl = await run("bash", [
             "-c",
             `set -o pipefail; ${dockerCmd(r)} save ${IMAGE} | ${dockerCmd(r)} load -q`,
@@ -214,7 +224,7 @@ export async function dockerWorkload(
           bench.say(
             `  docker ${pki.keyType} run ${i + 1} ${r.id}: version ${
               (v.ms / n).toFixed(0)
-            } ms/cmd, ` +
+            } ms/cmd, ps ${(ps.ms / n).toFixed(0)} ms/cmd, ` +
               `save|load ${(sl.ms / 1000).toFixed(2)} s`,
           );
         });

@@ -343,33 +343,30 @@ export class Report {
     for (const k of this.#r.keyTypes("docker")) {
       const metrics: Metric[] = [
         { id: "version_ms", label: "`docker version` ms/cmd", higherBetter: false },
+        { id: "ps_ms", label: "`docker ps` ms/cmd", higherBetter: false },
         { id: "saveload_s", label: "save→load s", higherBetter: false, digits: 2 },
       ];
       out.push("", `## 5. Real Docker CLI against a private dockerd (${k})`, "");
       out.push(
         `\`docker save | docker load\` of a ${this.#info.sizes.imageMiB} MiB image through the same route both ways, ` +
-          `and ${this.#info.sizes.versionCount} sequential \`docker version\` (each a new CLI process and ` +
+          `and ${this.#info.sizes.versionCount} sequential \`docker version\` and as many \`docker ps -a\` (each a new CLI process and ` +
           "connection). TLS gates: Docker CLI `--tlsverify` straight to the gate; tunnel: CLI → unix socket of " +
           "`dockgate connect` → `dockgate serve`; SSH: `DOCKER_HOST=ssh://root@127.0.0.1:PORT` (no connection " +
           "sharing), remote `docker system dial-stdio`. Lower is better; ratios are time ÷ socat's time.",
         "",
       );
+      const vsSsh = ["version_ms", "ps_ms", "saveload_s"];
       out.push(this.#table("docker", k, metrics, ["version_ms", "saveload_s"], (c) => {
-        if (c === "__head__") return ["speed-up vs SSH (version)", "speed-up vs SSH (save→load)"];
-        return [
-          rfmt(
-            ratio(
-              this.#med("docker", k, "ssh", "version_ms"),
-              this.#med("docker", k, c, "version_ms"),
-            ),
-          ),
-          rfmt(
-            ratio(
-              this.#med("docker", k, "ssh", "saveload_s"),
-              this.#med("docker", k, c, "saveload_s"),
-            ),
-          ),
-        ];
+        if (c === "__head__") {
+          return [
+            "speed-up vs SSH (version)",
+            "speed-up vs SSH (ps)",
+            "speed-up vs SSH (save→load)",
+          ];
+        }
+        return vsSsh.map((m) =>
+          rfmt(ratio(this.#med("docker", k, "ssh", m), this.#med("docker", k, c, m)))
+        );
       }));
     }
 
@@ -469,18 +466,22 @@ export class Report {
       }
     }
     for (const k of this.#r.keyTypes("docker")) {
-      for (const c of [...gates, "tunnel-deno"]) {
-        const r = ratio(
-          this.#med("docker", k, "ssh", "version_ms"),
-          this.#med("docker", k, c, "version_ms"),
+      for (const [m, cmd] of [["version_ms", "docker version"], ["ps_ms", "docker ps -a"]]) {
+        // The floor: the same command straight on the daemon's unix socket, no gate at all.
+        const floor = ratio(
+          this.#med("docker", k, "ssh", m),
+          this.#med("docker", k, "direct-unix", m),
         );
-        add(
-          "`docker version` through dockgate ≥5× faster than over SSH",
-          c,
-          k,
-          `${rfmt(r)}`,
-          r === undefined ? undefined : r >= 5,
-        );
+        for (const c of [...gates, "tunnel-deno"]) {
+          const r = ratio(this.#med("docker", k, "ssh", m), this.#med("docker", k, c, m));
+          add(
+            `\`${cmd}\` through dockgate ≥5× faster than over SSH`,
+            c,
+            k,
+            `${rfmt(r)} (no gate at all: ${rfmt(floor)})`,
+            r === undefined ? undefined : r >= 5,
+          );
+        }
       }
     }
     return lines;
