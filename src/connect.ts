@@ -10,7 +10,7 @@ import net from "node:net";
 import process from "node:process";
 import tls from "node:tls";
 import { type Address, formatAddress, isLoopbackHost, type TcpAddress } from "./address.ts";
-import { ConnectionSet, listenErrorText, peerOf } from "./lifecycle.ts";
+import { ConnectionSet, listenOn, peerOf } from "./lifecycle.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { relay } from "./relay.ts";
 import { currentRuntime } from "./runtime.ts";
@@ -129,28 +129,8 @@ export async function connect(options: ConnectOptions): Promise<ConnectHandle> {
   });
 
   if (listen.transport === "unix") await clearStaleSocket(listen.path);
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      reject(new Error(`Cannot listen on "${where}": ${listenErrorText(err)}`));
-    };
-    server.once("error", onError);
-    const done = () => {
-      server.off("error", onError);
-      resolve();
-    };
-    if (listen.transport === "unix") {
-      // Create the socket file 0600 from the start: a chmod afterwards leaves a window in
-      // which another local user could connect and borrow our certificate.
-      const old = process.umask(0o177);
-      try {
-        server.listen({ path: listen.path }, done);
-      } finally {
-        process.umask(old);
-      }
-    } else {
-      server.listen({ host: listen.host, port: listen.port }, done);
-    }
-  });
+  // The local socket is created 0600: only its owner may borrow our client certificate.
+  await listenOn(server, listen, { unixMode: 0o600 });
   server.on(
     "error",
     (err: Error) => logger.log("error", "listener error", { reason: err.message }),

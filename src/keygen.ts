@@ -25,18 +25,7 @@
  * @module
  */
 
-import {
-  chmod,
-  link,
-  lstat,
-  mkdir,
-  open,
-  readdir,
-  readFile,
-  rename,
-  rm,
-  stat,
-} from "node:fs/promises";
+import { chmod, link, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import {
   createCa,
@@ -51,6 +40,10 @@ import {
   validateClientName,
 } from "./pki.ts";
 import { x509 } from "./x509.ts";
+import { pathExists } from "./fs_exists.ts";
+
+// keygen never follows a symlink when asking what is there: a dangling one is not "absent".
+const NO_FOLLOW = { follow: false } as const;
 
 const KEY_MODE = 0o600;
 const CERT_MODE = 0o644;
@@ -204,7 +197,7 @@ export function clientBundlePaths(dir: string, name: string): BundlePaths {
  * ```
  */
 export async function pkiExists(dir: string): Promise<boolean> {
-  return await exists(pkiLayout(dir).caCert);
+  return await pathExists(pkiLayout(dir).caCert, NO_FOLLOW);
 }
 
 /**
@@ -501,7 +494,7 @@ async function requireCa(dir: string): Promise<PemPair> {
 async function refuseExisting(what: string, paths: BundlePaths, force: boolean): Promise<void> {
   if (force) return;
   for (const path of [paths.key, paths.cert]) {
-    if (await exists(path)) {
+    if (await pathExists(path, NO_FOLLOW)) {
       throw new AlreadyExistsError(
         path,
         `${what} already exists ("${path}"): use --force to replace it`,
@@ -511,7 +504,8 @@ async function refuseExisting(what: string, paths: BundlePaths, force: boolean):
 }
 
 async function partState(cert: string, key: string): Promise<PartState> {
-  const count = Number(await exists(cert)) + Number(await exists(key));
+  const count = Number(await pathExists(cert, NO_FOLLOW)) +
+    Number(await pathExists(key, NO_FOLLOW));
   return count === 0 ? "missing" : count === 2 ? "present" : "partial";
 }
 
@@ -532,7 +526,7 @@ async function writeBundle(
   }
   report.kept.push(paths.cert, paths.key);
   // The CA copy is public and derivable: restore it if someone deleted it.
-  if (await exists(paths.ca)) report.kept.push(paths.ca);
+  if (await pathExists(paths.ca, NO_FOLLOW)) report.kept.push(paths.ca);
   else await writeFileSafely(paths.ca, caPem, CERT_MODE, false, report);
 }
 
@@ -577,7 +571,7 @@ async function writeFileSafely(
         }
         // Filesystems without hard links: check, then rename (a small race, still no clobber
         // of anything that existed when we checked).
-        if (await exists(path)) throw new AlreadyExistsError(path);
+        if (await pathExists(path, NO_FOLLOW)) throw new AlreadyExistsError(path);
         await rename(tmp, path);
         moved = true;
       }
@@ -608,16 +602,6 @@ async function ensureDir(path: string, recursive = false): Promise<void> {
   const info = await stat(path);
   if (!info.isDirectory()) {
     throw new Error(`Cannot use "${path}": it exists and is not a directory`);
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch (error) {
-    if (errorCode(error) === "ENOENT") return false;
-    throw new Error(`Cannot access "${path}": ${fsMessage(error)}`, { cause: error });
   }
 }
 

@@ -9,13 +9,14 @@
  * @module
  */
 
-import { chmod, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { chmod, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { createCrl, type RevokedEntry } from "./crl.ts";
 import { normalizeSerial } from "./identity.ts";
 import { clientBundlePaths, loadCa, pkiLayout } from "./keygen.ts";
 import { parseCertificatePem } from "./pki.ts";
+import { pathExists } from "./fs_exists.ts";
 
 /** One entry of `revoked.json`. */
 interface StoredEntry {
@@ -65,7 +66,7 @@ export async function revokeCertificate(dir: string, subject: string): Promise<R
   let serial: string;
   let name: string | undefined;
   const clientCert = clientBundlePaths(dir, subjectAsName(subject) ?? "_").cert;
-  if (subjectAsName(subject) && await exists(clientCert)) {
+  if (subjectAsName(subject) && await pathExists(clientCert)) {
     name = subject;
     const pem = await readFile(clientCert, "utf8");
     serial = normalizeSerial(parseCertificatePem(pem).serialNumber);
@@ -87,7 +88,7 @@ export async function revokeCertificate(dir: string, subject: string): Promise<R
   await writePublic(dbPath, JSON.stringify(entries, null, 2) + "\n", 0o600);
   const written = [join(layout.caDir, "crl.pem"), join(layout.server.dir, "crl.pem")];
   for (const path of written) {
-    if (path.startsWith(layout.server.dir) && !(await exists(layout.server.dir))) continue;
+    if (path.startsWith(layout.server.dir) && !(await pathExists(layout.server.dir))) continue;
     await writePublic(path, crl, 0o644);
   }
   return { serial, name, newlyRevoked, total: entries.length, written };
@@ -122,13 +123,4 @@ async function writePublic(path: string, content: string, mode: number): Promise
   await writeFile(tmp, content, { mode, flag: "wx" });
   await chmod(tmp, mode);
   await rename(tmp, path);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -17,7 +17,7 @@ import { type Address, formatAddress } from "./address.ts";
 import { authorizePeer, type GateRules } from "./authorize.ts";
 import { displayName, type PeerIdentity } from "./identity.ts";
 import { type Logger, silentLogger } from "./logger.ts";
-import { ConnectionSet, listenErrorText, peerOf } from "./lifecycle.ts";
+import { ConnectionSet, listenOn, peerOf } from "./lifecycle.ts";
 import { HeldInput, pauseFlowControl, type RelayHandle } from "./relay.ts";
 import { currentRuntime } from "./runtime.ts";
 import { rawStrategy, type RelayStrategy } from "./strategy.ts";
@@ -214,18 +214,7 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      const where = formatAddress(options.listen);
-      reject(new Error(`Cannot listen on "${where}": ${listenErrorText(err)}`));
-    };
-    server.once("error", onError);
-    const listen = options.listen as { host: string; port: number };
-    server.listen({ host: listen.host, port: listen.port }, () => {
-      server.off("error", onError);
-      resolve();
-    });
-  });
+  await listenOn(server, options.listen);
   server.on(
     "error",
     (err: Error) => logger.log("error", "listener error", { reason: err.message }),

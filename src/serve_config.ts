@@ -11,7 +11,7 @@ import { type CredentialPaths, loadCredentials } from "./credentials.ts";
 import { loadCrlFile } from "./crl.ts";
 import type { AccessPolicy } from "./policy.ts";
 import type { TlsMaterial } from "./tls_config.ts";
-import { stat } from "node:fs/promises";
+import { pathExists } from "./fs_exists.ts";
 
 /** Where serve's configuration comes from. */
 export interface ServeConfigSource {
@@ -63,7 +63,9 @@ export async function loadServeConfig(source: ServeConfigSource): Promise<ServeC
   const files = [source.paths.cert, source.paths.key, source.paths.ca];
   let revocations: GateRules["revocations"];
   let revokedCount: number | undefined;
-  if (source.crlPath && source.crlOptional && !(await exists(source.crlPath))) {
+  if (
+    source.crlPath && source.crlOptional && !(await pathExists(source.crlPath, { what: "CRL" }))
+  ) {
     files.push(source.crlPath); // watched, so the first revocation is picked up
   } else if (source.crlPath) {
     const crl = await loadCrlFile(source.crlPath, creds.caCertificates);
@@ -77,14 +79,4 @@ export async function loadServeConfig(source: ServeConfigSource): Promise<ServeC
     files,
     revokedCount,
   };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
-    throw new Error(`Cannot read CRL "${path}": ${(err as Error).message}`);
-  }
 }
