@@ -113,6 +113,11 @@ Deno.test("bench --quick: bulk, new connections, latency and memory produce numb
     assertPositive(out, "latency", c, "p999_us");
     assert.equal(valuesOf(out, "latency", c, "added_p50_us").length, 1, `${c}: no added latency`);
   }
+  // The Deno node:tls sink: the ceiling of anything on Deno's node:tls.
+  assertPositive(out, "bulk", "direct-tls-deno", "up_MBps");
+  assertPositive(out, "bulk", "direct-tls-deno", "down_MBps");
+  assertPositive(out, "latency", "direct-tls-deno", "p50_us");
+  assert.ok(md.includes("Deno node:tls sink (no gate)"), "report lacks the Deno sink baseline");
   for (const c of contenders) {
     assertPositive(out, "bulk", c, "up_gate_cpu_s_per_GB");
     assert.deepEqual(
@@ -151,9 +156,17 @@ Deno.test({
     assert.deepEqual(out.info.failures, []);
     for (const c of ["direct-unix", ...contenders]) {
       assertPositive(out, "docker", c, "version_ms");
+      assertPositive(out, "docker", c, "ps_ms");
       assertPositive(out, "docker", c, "saveload_s");
     }
-    if (which("sshd") && which("ssh")) assertPositive(out, "docker", "ssh", "version_ms");
+    if (which("sshd") && which("ssh")) {
+      assertPositive(out, "docker", "ssh", "version_ms");
+      assertPositive(out, "docker", "ssh", "ps_ms");
+      assert.match(
+        md,
+        /`docker ps -a` through dockgate ≥5× faster than over SSH .*no gate at all: \d/,
+      );
+    }
     assert.ok(md.includes("## 5. Real Docker"), "report lacks the Docker section");
   },
 });
