@@ -126,7 +126,7 @@ export class HeldInput {
 /**
  * Bulk chunks (this size or more) are gathered per event-loop turn and written with one
  * `writev`. Why: Node's TLS socket hands over one 16 KiB record per 'data' event, and one
- * write syscall per record (each waking the reader) cost ~30 % of the gate's CPU on uploads
+ * write syscall per record (each waking the reader) cost ~25 % of the gate's CPU on uploads
  * (bench: Node upload 270–350 → 400–430 MB/s, gate CPU 6.1 → 4.6 s per 2 GiB). Smaller
  * chunks (interactive traffic) are written at once: no added latency.
  */
