@@ -21,6 +21,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { keyMatchesCertificate, parseCertificatePem, parseCertificatesPem } from "./pki.ts";
 import { x509, type X509Certificate } from "./x509.ts";
+import { fsErrorText } from "./fs_util.ts";
 
 /** Loaded and validated TLS credentials. */
 export interface TlsCredentials {
@@ -297,9 +298,9 @@ async function readText(path: string, what: string): Promise<string> {
   try {
     return await readFile(path, "utf8");
   } catch (error) {
-    // Node messages end with `, open '/path'`; the path is already quoted in ours.
-    const cause = message(error).replace(/, \w+(?: '.*')?$/, "");
-    throw new CredentialsError(`Cannot read ${what} "${path}": ${cause}`, path, { cause: error });
+    throw new CredentialsError(`Cannot read ${what} "${path}": ${fsErrorText(error)}`, path, {
+      cause: error,
+    });
   }
 }
 

@@ -40,7 +40,7 @@ import {
   validateClientName,
 } from "./pki.ts";
 import { x509 } from "./x509.ts";
-import { pathExists } from "./fs_exists.ts";
+import { fsErrorText, pathExists } from "./fs_util.ts";
 
 // keygen never follows a symlink when asking what is there: a dangling one is not "absent".
 const NO_FOLLOW = { follow: false } as const;
@@ -595,7 +595,7 @@ async function ensureDir(path: string, recursive = false): Promise<void> {
       return;
     }
     if (code !== "EEXIST") {
-      throw new Error(`Cannot create directory "${path}": ${fsMessage(error)}`, { cause: error });
+      throw new Error(`Cannot create directory "${path}": ${fsErrorText(error)}`, { cause: error });
     }
   }
   // stat, not lstat: a PKI directory that is a symlink to a directory is fine.
@@ -609,17 +609,12 @@ async function readText(path: string, what: string): Promise<string> {
   try {
     return await readFile(path, "utf8");
   } catch (error) {
-    throw new Error(`Cannot read ${what} "${path}": ${fsMessage(error)}`, { cause: error });
+    throw new Error(`Cannot read ${what} "${path}": ${fsErrorText(error)}`, { cause: error });
   }
 }
 
 function errorCode(error: unknown): string | undefined {
   return (error as { code?: string } | null)?.code;
-}
-
-/** A Node fs error message without its trailing `, open '/path'` (we name the path ourselves). */
-function fsMessage(error: unknown): string {
-  return message(error).replace(/, \w+(?: '.*')?$/, "");
 }
 
 function message(error: unknown): string {

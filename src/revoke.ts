@@ -16,7 +16,7 @@ import { createCrl, type RevokedEntry } from "./crl.ts";
 import { normalizeSerial } from "./identity.ts";
 import { clientBundlePaths, loadCa, pkiLayout } from "./keygen.ts";
 import { parseCertificatePem } from "./pki.ts";
-import { pathExists } from "./fs_exists.ts";
+import { pathExists } from "./fs_util.ts";
 
 /** One entry of `revoked.json`. */
 interface StoredEntry {

@@ -11,7 +11,7 @@ import { type CredentialPaths, loadCredentials } from "./credentials.ts";
 import { loadCrlFile } from "./crl.ts";
 import type { AccessPolicy } from "./policy.ts";
 import type { TlsMaterial } from "./tls_config.ts";
-import { pathExists } from "./fs_exists.ts";
+import { pathExists } from "./fs_util.ts";
 
 /** Where serve's configuration comes from. */
 export interface ServeConfigSource {

@@ -1,7 +1,8 @@
 /**
- * One answer to "is there something at this path?" for keygen, revoke and serve's CRL.
+ * File-system answers shared by keygen, revoke, credentials and serve's CRL: "is there
+ * something at this path?" and a one-line reason for an fs error.
  *
- * Why one helper: "absent" decides whether keygen writes a key, whether revoke finds a client
+ * Why one `pathExists`: "absent" decides whether keygen writes a key, whether revoke finds a client
  * by name and whether serve may run without a CRL, so only ENOENT may mean "absent"; an
  * unreadable directory (EACCES), a symlink loop or an I/O error is an error, said as such.
  *
@@ -27,7 +28,7 @@ export interface PathExistsOptions {
  *
  * @example
  * ```ts
- * import { pathExists } from "./fs_exists.ts";
+ * import { pathExists } from "./fs_util.ts";
  * const dir = await Deno.makeTempDir();
  * if (!(await pathExists(dir)) || await pathExists(`${dir}/nope`)) throw new Error();
  * await Deno.remove(dir);
@@ -41,11 +42,21 @@ export async function pathExists(path: string, options: PathExistsOptions = {}):
     const code = (error as { code?: string } | null)?.code;
     if (code === "ENOENT" || code === "ENOTDIR") return false;
     const what = options.what ? `${options.what} ` : "";
-    // Node's fs messages end in ", stat '/path'": we name the path ourselves.
-    const reason = (error instanceof Error ? error.message : String(error)).replace(
-      /, \w+(?: '.*')?$/,
-      "",
-    );
-    throw new Error(`Cannot access ${what}"${path}": ${reason}`, { cause: error });
+    throw new Error(`Cannot access ${what}"${path}": ${fsErrorText(error)}`, { cause: error });
   }
+}
+
+/**
+ * A Node fs error's message without its trailing `, open '/path'`: our messages quote the
+ * path themselves, as in `Cannot read CA certificate "x": ENOENT: no such file or directory`.
+ *
+ * @example
+ * ```ts
+ * import { fsErrorText } from "./fs_util.ts";
+ * const err = new Error("ENOENT: no such file or directory, open '/x/ca.pem'");
+ * if (fsErrorText(err) !== "ENOENT: no such file or directory") throw new Error(fsErrorText(err));
+ * ```
+ */
+export function fsErrorText(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).replace(/, \w+(?: '.*')?$/, "");
 }
