@@ -7,7 +7,6 @@
 
 import fs from "node:fs";
 import net from "node:net";
-import process from "node:process";
 import tls from "node:tls";
 import { type Address, formatAddress, isLoopbackHost, type TcpAddress } from "./address.ts";
 import { ConnectionSet, listenOn, peerOf } from "./lifecycle.ts";
