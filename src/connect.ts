@@ -129,11 +129,7 @@ export async function connect(options: ConnectOptions): Promise<ConnectHandle> {
 
   if (listen.transport === "unix") await clearStaleSocket(listen.path);
   // The local socket is created 0600: only its owner may borrow our client certificate.
-  await listenOn(server, listen, { unixMode: 0o600 });
-  server.on(
-    "error",
-    (err: Error) => logger.log("error", "listener error", { reason: err.message }),
-  );
+  await listenOn(server, listen, { unixMode: 0o600, logger });
 
   let address: Address = listen;
   if (listen.transport === "unix") {

@@ -121,6 +121,8 @@ export function listenErrorText(err: NodeJS.ErrnoException): string {
 export interface ListenOnOptions {
   /** Permissions of a unix socket file, set at creation. Default `0o600`. */
   unixMode?: number;
+  /** Where errors of the listener after it started go (`listener error`). Default: nowhere. */
+  logger?: Logger;
 }
 
 /**
@@ -156,6 +158,13 @@ export function listenOn(
     server.once("error", onError);
     const done = () => {
       server.off("error", onError);
+      const logger = options.logger;
+      if (logger) {
+        server.on(
+          "error",
+          (err: Error) => logger.log("error", "listener error", { reason: err.message }),
+        );
+      }
       resolve();
     };
     if (address.transport === "unix") {

@@ -214,11 +214,7 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
     });
   });
 
-  await listenOn(server, options.listen);
-  server.on(
-    "error",
-    (err: Error) => logger.log("error", "listener error", { reason: err.message }),
-  );
+  await listenOn(server, options.listen, { logger });
 
   const bound = server.address() as net.AddressInfo;
   const address: Address = { transport: "tcp", host: bound.address, port: bound.port };
