@@ -16,10 +16,10 @@ import { connect } from "./src/connect.ts";
 import { loadCredentials, resolveBundlePaths } from "./src/credentials.ts";
 import { connectTarget } from "./src/strategy.ts";
 import { initPki, issueClientBundle, issueServerBundle, type KeygenReport, pkiExists } from "./src/keygen.ts";
-import { lineLogger, type Logger } from "./src/logger.ts";
+import { lineLogger, type Logger, streamSink } from "./src/logger.ts";
 import { type AccessPolicy, describePolicy } from "./src/policy.ts";
-import { startReloader } from "./src/reloader.ts";
-import { revokeCertificate } from "./src/revoke.ts";
+import { startReloader, warnStaleCrl } from "./src/reloader.ts";
+import { republishCrl, revokeCertificate } from "./src/revoke.ts";
 import { proveClientAuthEnforced } from "./src/self_test.ts";
 import { serve } from "./src/serve.ts";
 import { loadServeConfig, type ServeConfigSource } from "./src/serve_config.ts";
@@ -40,9 +40,13 @@ Client:  docker --tlsverify -H tcp://HOST:2376 --tlscacert pki/clients/default/c
   keygen: `dockgate keygen [--dir DIR] [--key-type T] [--days N] [--ca-days N] [--san NAME|IP]... [--force]
     Create DIR (default ./pki): CA, server bundle, client bundle "default"; keeps what exists.
 dockgate keygen server [--dir DIR] [--san NAME|IP]... [--key-type T] [--days N] [--force]
-dockgate keygen client NAME [--dir DIR] [--ou OU]... [--key-type T] [--days N] [--force]
+dockgate keygen client NAME [--dir DIR] [--ou OU]... [--key-type T] [--days N] [--force [--revoke-old]]
+    --force re-issues; the earlier certificates stay valid unless --revoke-old revokes them.
 dockgate keygen revoke NAME|SERIAL [--dir DIR]
-    Record the revocation and write DIR/ca/crl.pem and DIR/server/crl.pem.
+    Revoke (by NAME: every unexpired certificate ever issued to NAME) and write
+    DIR/ca/crl.pem and DIR/server/crl.pem.
+dockgate keygen crl [--dir DIR]
+    Publish the CRL again from the PKI's revocation record (e.g. after crl.pem was lost).
   --key-type   p256 (default), p384, rsa2048, rsa3072, rsa4096
   --days       leaf validity in days (default 365); --ca-days CA validity (default 3650)
   --san        extra server names/IPs (defaults: localhost, 127.0.0.1, ::1, host name)`,
@@ -57,12 +61,20 @@ dockgate keygen revoke NAME|SERIAL [--dir DIR]
   --allow-san NAME|URI|IP  allow this client SAN (repeatable)
   --allow-ou OU            allow this client OU (repeatable); no allow flag = any cert from the CA
   --handshake-timeout D    drop peers that do not finish the handshake (default ${DEFAULTS.handshakeTimeout})
-  --max-connections N      concurrent connection cap (default ${DEFAULTS.maxConnections})
+  --crl-stale warn|refuse  a CRL past its nextUpdate: warn and keep using it (default), or refuse
+                           every client until a current one is loaded
+  --max-connections N      concurrent authenticated connection cap (default ${DEFAULTS.maxConnections})
+  --max-handshakes N       concurrent TLS handshakes; when full the oldest is dropped (default ${DEFAULTS.maxHandshakes})
+  --max-handshakes-per-address N   concurrent handshakes from one address (default ${DEFAULTS.maxHandshakesPerAddress})
+  --keep-revoked-connections   at a reload, keep open connections of identities now revoked
+                           or no longer allowed (default: they are ended)
   --drain-timeout D        on SIGTERM/SIGINT, let open connections finish this long (default ${DEFAULTS.drainTimeout})
   --max-conn-lifetime D    end connections older than this (default: never)
-  --insecure-key-perms     accept a key file readable by group or others
+  --insecure-key-perms     accept a key file readable by group or others, and trust files or
+                           directories others could write
   --log-level L            debug, info (default), warn, error
-  SIGHUP or a change to any of the files reloads them; open connections are kept.`,
+  SIGHUP or a change to any of the files reloads them (allow-lists come from flags: restart to
+  change them); open connections are kept unless a reload revokes or disallows them.`,
   connect: `dockgate connect --server HOST:PORT [options]
   --listen ADDR            unix:///path (created 0600) or tcp://127.0.0.1:PORT
                            (default $XDG_RUNTIME_DIR/dockgate.sock, else /tmp/dockgate-UID.sock)
@@ -70,17 +82,21 @@ dockgate keygen revoke NAME|SERIAL [--dir DIR]
   --cert F --key F --ca F  individual files (override --certs)
   --server-name NAME       name the server certificate must carry (default: the --server host)
   --unsafe-listen          allow a TCP listen address off loopback
-  --drain-timeout D        on SIGTERM/SIGINT, let open connections finish this long (default 5s)
+  --drain-timeout D        on SIGTERM/SIGINT, let open connections finish this long (default ${DEFAULTS.connectDrainTimeout})
   --insecure-key-perms     accept a key file readable by group or others
   --log-level L            debug, info (default), warn, error`,
 };
 
+// One sink for stderr, installed before anything is logged: its error listener is what keeps
+// a closed stderr (EPIPE, reported asynchronously) from killing the process.
+const STDERR = streamSink(process.stderr);
+
 function stderrLogger(level: ServeCommand["logLevel"]): Logger {
-  return lineLogger((line) => process.stderr.write(line + "\n"), level);
+  return lineLogger(STDERR.write, level);
 }
 
 function say(text: string) {
-  process.stderr.write(text + "\n");
+  STDERR.write(text);
 }
 
 function reportKeygen(report: KeygenReport) {
@@ -99,12 +115,22 @@ async function runKeygen(cmd: Extract<Command, { kind: "keygen" }>): Promise<num
       reportKeygen(await issueServerBundle({ dir: cmd.dir, keyType: cmd.keyType, days: cmd.days, sans: cmd.sans, force: cmd.force }));
       return 0;
     case "client":
-      reportKeygen(await issueClientBundle(cmd.name, { dir: cmd.dir, keyType: cmd.keyType, days: cmd.days, organizationalUnits: cmd.ous, force: cmd.force }));
+      reportKeygen(await issueClientBundle(cmd.name, { dir: cmd.dir, keyType: cmd.keyType, days: cmd.days, organizationalUnits: cmd.ous, force: cmd.force, revokeOld: cmd.revokeOld }));
       say(`use it with: DOCKER_CERT_PATH=${join(cmd.dir, "clients", cmd.name)} DOCKER_TLS_VERIFY=1`);
       return 0;
     case "revoke": {
       const r = await revokeCertificate(cmd.dir, cmd.subject);
-      say(`${r.newlyRevoked ? "revoked" : "already revoked"} serial ${r.serial}${r.name ? ` (client ${r.name})` : ""}; ${r.total} revoked in all`);
+      const already = r.serials.filter((s) => !r.newlyRevokedSerials.includes(s));
+      const whose = r.name ? ` of client ${r.name}` : "";
+      if (r.newlyRevokedSerials.length) say(`revoked ${r.newlyRevokedSerials.length} certificate(s)${whose}: serial ${r.newlyRevokedSerials.join(", ")}`);
+      if (already.length) say(`already revoked${whose}: serial ${already.join(", ")}`);
+      say(`${r.total} revoked in all; CRL number ${r.crlNumber}`);
+      for (const f of r.written) say(`wrote   ${f}`);
+      return 0;
+    }
+    case "crl": {
+      const r = await republishCrl(cmd.dir);
+      say(`published CRL number ${r.number} listing ${r.total} revoked certificate(s)`);
       for (const f of r.written) say(`wrote   ${f}`);
       return 0;
     }
@@ -135,6 +161,9 @@ async function runServe(cmd: ServeCommand): Promise<number> {
     paths,
     crlPath: cmd.crl ?? (cmd.source.certs ? join(cmd.source.certs, "crl.pem") : undefined),
     crlOptional: cmd.crl === undefined,
+    // The PKI that made this bundle (keygen's layout): it says whether anything was revoked.
+    revocationRecord: cmd.crl === undefined && cmd.source.certs ? join(cmd.source.certs, "..", "ca", "revoked.json") : undefined,
+    crlStale: cmd.crlStale,
     policy,
     insecureKeyPerms: cmd.insecureKeyPerms,
   };
@@ -151,6 +180,9 @@ async function runServe(cmd: ServeCommand): Promise<number> {
     logger,
     handshakeTimeoutMs: cmd.handshakeTimeoutMs,
     maxConnections: cmd.maxConnections,
+    maxHandshakes: cmd.maxHandshakes,
+    maxHandshakesPerAddress: cmd.maxHandshakesPerAddress,
+    endRevokedOnReload: !cmd.keepRevokedConnections,
     maxConnLifetimeMs: cmd.maxConnLifetimeMs,
   });
   logger.log("info", `listening on ${formatAddress(gate.address)}`, { target: formatAddress(cmd.target) });
@@ -163,7 +195,8 @@ async function runServe(cmd: ServeCommand): Promise<number> {
       : `tcp://localhost:${(gate.address as { port: number }).port}`;
     logger.log("info", `clients connect with: DOCKER_HOST=${host} DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=${join(DEFAULTS.pkiDir, "clients", "default")} docker version`);
   }
-  const reloader = startReloader({ source, files: config.files, gate, logger });
+  warnStaleCrl(logger, config);
+  const reloader = startReloader({ source, config, gate, logger });
   process.on("SIGHUP", () => void reloader.reload("SIGHUP"));
   onStopSignals((drain) => {
     logger.log("info", drain ? `stopping: draining for up to ${cmd.drainTimeoutMs} ms` : "stopping now");

@@ -62,8 +62,10 @@ export type KeygenCommand =
     name: string;
     ous: string[];
     force: boolean;
+    revokeOld: boolean;
   }
-  | { kind: "keygen"; action: "revoke"; dir: string; subject: string };
+  | { kind: "keygen"; action: "revoke"; dir: string; subject: string }
+  | { kind: "keygen"; action: "crl"; dir: string };
 
 /** `dockgate serve …` */
 export interface ServeCommand {
@@ -87,8 +89,16 @@ export interface ServeCommand {
   allowOu: string[];
   /** Milliseconds. */
   handshakeTimeoutMs: number;
-  /** Concurrent connection cap. */
+  /** Concurrent authenticated connection cap. */
   maxConnections: number;
+  /** Concurrent TLS handshake cap. */
+  maxHandshakes: number;
+  /** Concurrent TLS handshakes per source address. */
+  maxHandshakesPerAddress: number;
+  /** What a CRL past its nextUpdate means. */
+  crlStale: "warn" | "refuse";
+  /** Keep open connections of identities a reload revokes. */
+  keepRevokedConnections: boolean;
   /** Milliseconds. */
   drainTimeoutMs: number;
   /** Milliseconds, when set. */
@@ -145,7 +155,11 @@ export const DEFAULTS = {
   serveCerts: "pki/server",
   handshakeTimeout: "10s",
   maxConnections: 1024,
+  maxHandshakes: 128,
+  maxHandshakesPerAddress: 16,
+  crlStale: "warn",
   drainTimeout: "30s",
+  connectDrainTimeout: "5s",
   keyType: "p256" as KeyType,
 } as const;
 
@@ -229,6 +243,11 @@ function logLevel(text: string) {
   throw new UsageError(`Invalid --log-level "${text}": expected debug, info, warn or error`);
 }
 
+function crlStale(text: string): "warn" | "refuse" {
+  if (text === "warn" || text === "refuse") return text;
+  throw new UsageError(`Invalid --crl-stale "${text}": expected warn or refuse`);
+}
+
 function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
   const { values, positionals } = parse(args, {
     dir: { type: "string", default: DEFAULTS.pkiDir },
@@ -238,6 +257,7 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
     san: { type: "string", multiple: true, default: [] },
     ou: { type: "string", multiple: true, default: [] },
     force: { type: "boolean", default: false },
+    "revoke-old": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   }, true);
   const [action = "init", name, ...extra] = positionals;
@@ -254,6 +274,8 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
   const notFor = (flag: string, present: boolean) => {
     if (present) throw new UsageError(`${flag} does not apply to "keygen ${action}"`);
   };
+  const revokeOld = values["revoke-old"] as boolean;
+  if (action !== "client") notFor("--revoke-old", revokeOld);
   switch (action) {
     case "init":
       tooMany(1);
@@ -278,16 +300,22 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
       tooMany(2);
       notFor("--san", sans.length > 0);
       notFor("--ca-days", values["ca-days"] !== undefined);
-      return { kind: "keygen", action, dir, keyType, days, name, ous, force };
+      if (revokeOld && !force) throw new UsageError(`--revoke-old goes with --force`);
+      return { kind: "keygen", action, dir, keyType, days, name, ous, force, revokeOld };
     case "revoke":
       if (!name) {
         throw new UsageError(`"keygen revoke" needs a client NAME or a certificate SERIAL`);
       }
       tooMany(2);
       return { kind: "keygen", action, dir, subject: name };
+    case "crl":
+      tooMany(1);
+      return { kind: "keygen", action, dir };
     default:
       void extra;
-      throw new UsageError(`Unknown keygen action "${action}" (expected server, client or revoke)`);
+      throw new UsageError(
+        `Unknown keygen action "${action}" (expected server, client, revoke or crl)`,
+      );
   }
 }
 
@@ -311,6 +339,10 @@ function parseServe(args: string[]): ServeCommand | HelpCommand {
     "allow-ou": { type: "string", multiple: true, default: [] },
     "handshake-timeout": { type: "string", default: DEFAULTS.handshakeTimeout },
     "max-connections": { type: "string" },
+    "max-handshakes": { type: "string" },
+    "max-handshakes-per-address": { type: "string" },
+    "crl-stale": { type: "string", default: DEFAULTS.crlStale },
+    "keep-revoked-connections": { type: "boolean", default: false },
     "drain-timeout": { type: "string", default: DEFAULTS.drainTimeout },
     "max-conn-lifetime": { type: "string" },
   }, false);
@@ -337,6 +369,14 @@ function parseServe(args: string[]): ServeCommand | HelpCommand {
     maxConnections:
       positiveInt(values["max-connections"] as string | undefined, "--max-connections") ??
         DEFAULTS.maxConnections,
+    maxHandshakes: positiveInt(values["max-handshakes"] as string | undefined, "--max-handshakes") ??
+      DEFAULTS.maxHandshakes,
+    maxHandshakesPerAddress: positiveInt(
+      values["max-handshakes-per-address"] as string | undefined,
+      "--max-handshakes-per-address",
+    ) ?? DEFAULTS.maxHandshakesPerAddress,
+    crlStale: crlStale(values["crl-stale"] as string),
+    keepRevokedConnections: values["keep-revoked-connections"] as boolean,
     drainTimeoutMs: usage(() => parseDuration(values["drain-timeout"] as string)),
     maxConnLifetimeMs: values["max-conn-lifetime"] === undefined
       ? undefined
@@ -371,7 +411,7 @@ function parseConnect(
     listen: { type: "string" },
     "server-name": { type: "string" },
     "unsafe-listen": { type: "boolean", default: false },
-    "drain-timeout": { type: "string", default: "5s" },
+    "drain-timeout": { type: "string", default: DEFAULTS.connectDrainTimeout },
   }, false);
   if (values.help) return { kind: "help", topic: "connect" };
   if (!values.server) throw new UsageError(`"connect" needs --server HOST:PORT`);

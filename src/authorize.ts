@@ -6,8 +6,11 @@
  * after the handshake completes; Deno's `node:tls` resumes sessions without re-verifying the
  * client and ignores `crl`; older Deno accepted anyone. So we check, every time, resumed or
  * not: the runtime said `authorized`, there is a peer certificate, it is not a CA, it carries
- * the clientAuth EKU, it is within its validity period, it is signed by one of our CAs, it is
- * not revoked, and the access policy in force now allows it.
+ * the clientAuth EKU, its key usage (when present) allows digitalSignature, it is within its
+ * validity period, it is signed by one of our CAs and that CA is within its own validity
+ * period (Deno's `node:tls` does not check trust anchor dates), it is not revoked, the CRL
+ * is current when `--crl-stale refuse` asks for that, and the access policy in force now
+ * allows it.
  *
  * @module
  */
@@ -21,12 +24,22 @@ import {
   type PeerIdentity,
 } from "./identity.ts";
 import { type AccessPolicy, evaluatePolicy } from "./policy.ts";
-import type { x509 } from "./x509.ts";
+import { x509 } from "./x509.ts";
 
 /** Revoked certificates, as loaded from a CRL. */
 export interface Revocations {
   /** Normalised serial numbers (see `normalizeSerial`). */
   serials: ReadonlySet<string>;
+  /** When the CRL was issued (`thisUpdate`). */
+  thisUpdate?: Date;
+  /** When its issuer promised the next one (`nextUpdate`), if it did. */
+  nextUpdate?: Date;
+  /**
+   * What a CRL outside its `thisUpdate`..`nextUpdate` window means: `"warn"` keeps using it
+   * (the serve CLI warns at load and every hour), `"refuse"` refuses every client until a
+   * current CRL is loaded (fail closed). Default: `"warn"`.
+   */
+  stale?: "warn" | "refuse";
 }
 
 /** Everything a decision depends on; swapped as a whole on reload. */
@@ -103,41 +116,104 @@ export async function checkIdentity(
   if (!identity.extKeyUsages?.includes(EKU_CLIENT_AUTH)) {
     return { allow: false, reason: "certificate lacks the clientAuth extended key usage" };
   }
-  if (now < identity.notBefore) {
-    return {
-      allow: false,
-      reason: `certificate not valid before ${identity.notBefore.toISOString()}`,
-    };
+  // A TLS client proves its key by signing: a key usage that rules that out is a misissued
+  // or repurposed certificate (keyAgreement-only, keyCertSign-only).
+  if (
+    identity.keyUsage !== undefined &&
+    (identity.keyUsage & x509.KeyUsageFlags.digitalSignature) === 0
+  ) {
+    return { allow: false, reason: "certificate key usage lacks digitalSignature" };
   }
-  if (now > identity.notAfter) {
-    return { allow: false, reason: `certificate expired ${identity.notAfter.toISOString()}` };
-  }
-  if (!(await signedByOneOf(peer.certificate, rules.caCertificates))) {
-    return { allow: false, reason: "certificate not signed by a trusted CA" };
-  }
-  if (rules.revocations?.serials.has(identity.serial)) {
-    return { allow: false, reason: `certificate serial ${identity.serial} is revoked` };
-  }
+  const dates = outsideValidity("certificate", identity, now);
+  if (dates) return { allow: false, reason: dates };
+  const ca = await signerAmong(peer.certificate, rules.caCertificates);
+  if (!ca) return { allow: false, reason: "certificate not signed by a trusted CA" };
+  const caDates = outsideValidity(`issuing CA "${ca.subject}"`, ca, now);
+  if (caDates) return { allow: false, reason: caDates };
+  const revoked = revocationVerdict(identity.serial, rules.revocations, now);
+  if (revoked) return { allow: false, reason: revoked };
   return evaluatePolicy(rules.policy, identity);
 }
 
-async function signedByOneOf(
+/** Why `what` is not valid at `now`, or `undefined` when it is. */
+function outsideValidity(
+  what: string,
+  dates: { notBefore: Date; notAfter: Date },
+  now: Date,
+): string | undefined {
+  if (now < dates.notBefore) return `${what} not valid before ${dates.notBefore.toISOString()}`;
+  if (now > dates.notAfter) return `${what} expired ${dates.notAfter.toISOString()}`;
+  return undefined;
+}
+
+/**
+ * Why the CRL in force refuses `serial`, or `undefined`. One rule, used for new connections
+ * and for open ones at reload.
+ *
+ * @example
+ * ```ts
+ * import { revocationVerdict } from "./authorize.ts";
+ * const crl = { serials: new Set(["a1"]), nextUpdate: new Date(0), stale: "refuse" as const };
+ * if (!revocationVerdict("a1", crl)?.includes("revoked")) throw new Error();
+ * if (!revocationVerdict("b2", crl)?.includes("CRL")) throw new Error("stale CRL must refuse");
+ * if (revocationVerdict("b2", { serials: new Set() }) !== undefined) throw new Error();
+ * ```
+ */
+export function revocationVerdict(
+  serial: string,
+  revocations: Revocations | undefined,
+  now: Date = new Date(),
+): string | undefined {
+  if (!revocations) return undefined;
+  if (revocations.serials.has(serial)) return `certificate serial ${serial} is revoked`;
+  if (revocations.stale === "refuse") {
+    const stale = crlStaleness(revocations, now);
+    if (stale) return `${stale} (--crl-stale refuse)`;
+  }
+  return undefined;
+}
+
+/**
+ * Why a CRL is outside its validity window at `now` (`nextUpdate` passed, or `thisUpdate`
+ * still to come, which means a wrong clock here or at the CA), or `undefined`.
+ *
+ * @example
+ * ```ts
+ * import { crlStaleness } from "./authorize.ts";
+ * if (!crlStaleness({ nextUpdate: new Date(0) })?.startsWith("CRL expired")) throw new Error();
+ * if (crlStaleness({ thisUpdate: new Date(0) }) !== undefined) throw new Error();
+ * ```
+ */
+export function crlStaleness(
+  crl: { thisUpdate?: Date; nextUpdate?: Date },
+  now: Date = new Date(),
+): string | undefined {
+  if (crl.nextUpdate && now > crl.nextUpdate) {
+    return `CRL expired (nextUpdate ${crl.nextUpdate.toISOString()})`;
+  }
+  if (crl.thisUpdate && now < crl.thisUpdate) {
+    return `CRL not valid yet (thisUpdate ${crl.thisUpdate.toISOString()}; check the clock)`;
+  }
+  return undefined;
+}
+
+async function signerAmong(
   cert: x509.X509Certificate,
   cas: readonly x509.X509Certificate[],
-): Promise<boolean> {
+): Promise<x509.X509Certificate | undefined> {
   for (const ca of cas) {
     if (ca.subject !== cert.issuer) continue;
-    if (verifiedBy.get(cert) === ca) return true;
+    if (verifiedBy.get(cert) === ca) return ca;
     try {
       if (await cert.verify({ publicKey: await publicKeyOf(ca), signatureOnly: true })) {
         verifiedBy.set(cert, ca);
-        return true;
+        return ca;
       }
     } catch {
       // Algorithm mismatch or malformed signature: not this CA.
     }
   }
-  return false;
+  return undefined;
 }
 
 // A CA's public key, imported once per CA certificate object: importing it for every

@@ -22,6 +22,7 @@ import process from "node:process";
 import { keyMatchesCertificate, parseCertificatePem, parseCertificatesPem } from "./pki.ts";
 import { x509, type X509Certificate } from "./x509.ts";
 import { fsErrorText } from "./fs_util.ts";
+import { checkTrustedPath } from "./trust_files.ts";
 
 /** Loaded and validated TLS credentials. */
 export interface TlsCredentials {
@@ -160,7 +161,9 @@ export function resolveBundlePaths(options: BundlePathOptions): CredentialPaths 
 
 /**
  * Read and validate a credential set. Checks, in order: all three files readable; the key
- * file not accessible by group or others (unless `insecureKeyPerms`); each file well-formed
+ * file not accessible by group or others, and all three files and every directory above them
+ * owned by us or root and not writable by others (both unless `insecureKeyPerms`, see
+ * `trust_files.ts`); each file well-formed
  * PEM; every certificate in the CA file a CA (basicConstraints CA:TRUE); the certificate not
  * a CA itself; the key matching the certificate; the certificate signed by a CA in the CA
  * file; certificate and issuing CA valid at `now`; and the extended key usage fitting `role`.
@@ -198,7 +201,12 @@ export async function loadCredentials(
   const certPem = await readText(certPath, "certificate");
   const keyPem = await readText(keyPath, "private key");
   const caPem = await readText(caPath, "CA certificate");
-  if (options.insecureKeyPerms !== true) await checkKeyMode(keyPath);
+  if (options.insecureKeyPerms !== true) {
+    await checkKeyMode(keyPath);
+    await checkTrusted(caPath, "CA certificate");
+    await checkTrusted(certPath, "certificate");
+    await checkTrusted(keyPath, "private key");
+  }
 
   let certificate: X509Certificate;
   try {
@@ -322,6 +330,15 @@ async function checkKeyMode(path: string): Promise<void> {
       `run chmod 600 "${path}"`,
     path,
   );
+}
+
+/** {@linkcode checkTrustedPath}, its refusal as a {@linkcode CredentialsError}. */
+async function checkTrusted(path: string, what: string): Promise<void> {
+  try {
+    await checkTrustedPath(path, what);
+  } catch (error) {
+    throw new CredentialsError(message(error), path, { cause: error });
+  }
 }
 
 function parseCaBundle(caPem: string, caPath: string): { caCertificates: X509Certificate[] } {

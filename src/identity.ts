@@ -42,6 +42,8 @@ export interface PeerIdentity {
   extKeyUsages?: string[];
   /** Whether basicConstraints says CA:TRUE. */
   isCa: boolean;
+  /** Key usage bits (`x509.KeyUsageFlags`), or `undefined` when the extension is absent. */
+  keyUsage?: number;
 }
 
 /**
@@ -122,6 +124,7 @@ export function parsePeerCertificate(der: Uint8Array): ParsedPeer {
   const names = san?.names.items ?? [];
   const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
   const bc = cert.getExtension(x509.BasicConstraintsExtension);
+  const ku = cert.getExtension(x509.KeyUsagesExtension);
   const identity: PeerIdentity = {
     commonName: cns.length === 1 ? cns[0] : undefined,
     organizationalUnits: cert.subjectName.getField("OU"),
@@ -136,6 +139,7 @@ export function parsePeerCertificate(der: Uint8Array): ParsedPeer {
     notAfter: cert.notAfter,
     extKeyUsages: eku ? eku.usages.map(String) : undefined,
     isCa: bc?.ca === true,
+    keyUsage: ku ? ku.usages : undefined,
   };
   return { identity, certificate: cert };
 }

@@ -25,7 +25,9 @@
  * @module
  */
 
-import { chmod, link, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { chmod, link, lstat, mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
+import process from "node:process";
+import { unsafeMode } from "./trust_files.ts";
 import { basename, dirname, join } from "node:path";
 import {
   createCa,
@@ -41,6 +43,15 @@ import {
 } from "./pki.ts";
 import { x509 } from "./x509.ts";
 import { fsErrorText, pathExists } from "./fs_util.ts";
+import { normalizeSerial } from "./identity.ts";
+import {
+  addRevocations,
+  issuedEntry,
+  publishCrl,
+  readIssued,
+  recordIssued,
+  replaceFile,
+} from "./pki_records.ts";
 
 // keygen never follows a symlink when asking what is there: a dangling one is not "absent".
 const NO_FOLLOW = { follow: false } as const;
@@ -85,6 +96,8 @@ export interface KeygenReport {
   kept: string[];
   /** Things the user should know (e.g. options that had no effect on kept files). */
   notes?: string[];
+  /** Serials revoked by the operation (`--revoke-old`). */
+  revoked?: string[];
 }
 
 /** Options shared by the keygen operations. */
@@ -119,6 +132,11 @@ export interface IssueServerBundleOptions extends KeygenCommonOptions {
 export interface IssueClientBundleOptions extends KeygenCommonOptions {
   /** Organizational units in the client certificate's subject. Default: none. */
   organizationalUnits?: string[];
+  /**
+   * With `force`: revoke every earlier unexpired certificate of this client and publish the
+   * CRL. Without it they stay valid until they expire (a note says so). Default: `false`.
+   */
+  revokeOld?: boolean;
 }
 
 /**
@@ -291,7 +309,7 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
   checkDays(options.days, "days");
   checkDays(options.caDays, "caDays");
   const force = options.force === true;
-  const report: Required<KeygenReport> = { created: [], kept: [], notes: [] };
+  const report: Required<Omit<KeygenReport, "revoked">> = { created: [], kept: [], notes: [] };
 
   const caState = await partState(layout.caCert, layout.caKey);
   const serverState = await partState(layout.server.cert, layout.server.key);
@@ -358,12 +376,30 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
   }
   await ensureDir(layout.clientsDir);
   await writeBundle(client, ca.certPem, clientPair, force, report);
+  await recordIssued(layout.caDir, [
+    ...(newCa ? [issuedEntry(ca.certPem, "ca", "ca" as const)] : []),
+    ...(server ? [issuedEntry(server.certPem, "server", "server" as const)] : []),
+    ...(clientPair ? [issuedEntry(clientPair.certPem, clientName, "client" as const)] : []),
+  ]);
+  if (newCa) {
+    // A new CA gets its own CRL at once, in the same step: a server bundle holding the old
+    // CA's CRL next to the new CA would make every reload (and restart) of serve fail. Every
+    // recorded revocation is carried over, and the CRL number keeps growing.
+    const published = await publishCrl({ caDir: layout.caDir, serverDir: layout.server.dir }, ca);
+    report.created.push(...published.written);
+  } else if (server) {
+    await copyCrlToServer(layout, report);
+  }
   if (force) {
     const others = (await readdir(layout.clientsDir)).filter((n) => n !== clientName);
+    report.notes.push(
+      `A new CA was created: a running "dockgate serve" using "${layout.server.dir}" switches ` +
+        `to the new CA, server certificate and CRL at its next reload`,
+    );
     if (others.length > 0) {
       report.notes.push(
-        `A new CA was created: existing client bundles (${others.join(", ")}) no longer work; ` +
-          `reissue them`,
+        `Existing client bundles (${others.join(", ")}) were issued by the old CA and no ` +
+          `longer get in: reissue each with "dockgate keygen client NAME --force"`,
       );
     }
   }
@@ -407,6 +443,8 @@ export async function issueServerBundle(options: IssueServerBundleOptions): Prom
   });
   const report: KeygenReport = { created: [], kept: [] };
   await writeBundle(layout.server, ca.certPem, pair, force, report);
+  await recordIssued(layout.caDir, [issuedEntry(pair.certPem, "server", "server")]);
+  await copyCrlToServer(layout, report);
   return report;
 }
 
@@ -441,20 +479,82 @@ export async function issueClientBundle(
   const keyType = checkKeyType(options.keyType);
   checkDays(options.days, "days");
   const force = options.force === true;
+  if (options.revokeOld && !force) {
+    throw new TypeError("revokeOld (--revoke-old) goes with force (--force)");
+  }
   const ca = await requireCa(options.dir);
   await refuseExisting(`Client bundle "${name}"`, paths, force);
+  const earlier = force ? await clientSerials(options.dir, name) : [];
   const pair = await issueClient(ca, name, {
     keyType,
     days: options.days,
     organizationalUnits: options.organizationalUnits,
   });
-  const report: KeygenReport = { created: [], kept: [] };
-  await ensureDir(pkiLayout(options.dir).clientsDir);
+  const layout = pkiLayout(options.dir);
+  const report: Required<KeygenReport> = { created: [], kept: [], notes: [], revoked: [] };
+  await ensureDir(layout.clientsDir);
   await writeBundle(paths, ca.certPem, pair, force, report);
+  await recordIssued(layout.caDir, [issuedEntry(pair.certPem, name, "client")]);
+  if (earlier.length && options.revokeOld) {
+    const r = await addRevocations(
+      { caDir: layout.caDir, serverDir: layout.server.dir },
+      ca,
+      earlier.map((serial) => ({ serial, name })),
+    );
+    report.revoked.push(...earlier);
+    report.created.push(...r.written);
+    report.notes.push(
+      `Revoked the ${earlier.length} earlier certificate(s) of "${name}" (serial ` +
+        `${earlier.join(", ")}); a running serve refuses them after its next reload`,
+    );
+  } else if (earlier.length) {
+    report.notes.push(
+      `The ${earlier.length} earlier certificate(s) of "${name}" (serial ${earlier.join(", ")}) ` +
+        `STAY VALID until they expire: revoke them with "dockgate keygen revoke SERIAL", or ` +
+        `re-issue with --force --revoke-old`,
+    );
+  }
   return report;
 }
 
+/**
+ * The serials of every unexpired certificate of client `name`: its records in
+ * `DIR/ca/issued.json` and the certificate in its bundle now (a PKI made before the record
+ * existed has only that).
+ *
+ * @example
+ * ```ts ignore
+ * const serials = await clientSerials("pki", "alice");
+ * ```
+ */
+export async function clientSerials(dir: string, name: string, now = new Date()): Promise<string[]> {
+  const serials = new Set<string>();
+  const bundleCert = clientBundlePaths(dir, name).cert;
+  if (await pathExists(bundleCert)) {
+    const pem = await readText(bundleCert, "client certificate");
+    serials.add(normalizeSerial(parseCertificatePem(pem).serialNumber));
+  }
+  for (const e of await readIssued(pkiLayout(dir).caDir)) {
+    if (e.role === "client" && e.name === name && new Date(e.notAfter) > now) {
+      serials.add(normalizeSerial(e.serial));
+    }
+  }
+  return [...serials];
+}
+
 // ---------------------------------------------------------------------------------------------
+
+/**
+ * A new server bundle gets the CA's current CRL: without it, serve would start as if nothing
+ * had ever been revoked.
+ */
+async function copyCrlToServer(layout: PkiLayout, report: KeygenReport): Promise<void> {
+  const crl = join(layout.caDir, "crl.pem");
+  const copy = join(layout.server.dir, "crl.pem");
+  if (!(await pathExists(crl, NO_FOLLOW))) return;
+  await replaceFile(copy, await readText(crl, "CRL"), CERT_MODE);
+  report.created.push(copy);
+}
 
 type PartState = "missing" | "partial" | "present";
 
@@ -488,6 +588,9 @@ async function requireCa(dir: string): Promise<PemPair> {
   if (!await pkiExists(dir)) {
     throw new Error(`No CA in "${layout.caDir}": run "dockgate keygen" first`);
   }
+  // Whoever could write these could have swapped the CA we are about to issue from.
+  await ensureDir(layout.dir);
+  await ensureDir(layout.caDir);
   return await loadCa(dir);
 }
 
@@ -598,11 +701,23 @@ async function ensureDir(path: string, recursive = false): Promise<void> {
       throw new Error(`Cannot create directory "${path}": ${fsErrorText(error)}`, { cause: error });
     }
   }
-  // stat, not lstat: a PKI directory that is a symlink to a directory is fine.
-  const info = await stat(path);
+  // lstat, not stat: a symlinked directory could point anywhere, including into a tree
+  // someone else controls. And a directory we did not create must be ours (or root's) and
+  // not writable by others, or whoever can write it can swap the keys we are about to trust.
+  const info = await lstat(path);
+  if (info.isSymbolicLink()) {
+    throw new Error(
+      `Cannot use "${path}": it is a symlink, and keygen does not follow symlinked directories ` +
+        `(use the real path)`,
+    );
+  }
   if (!info.isDirectory()) {
     throw new Error(`Cannot use "${path}": it exists and is not a directory`);
   }
+  const bad = process.getuid
+    ? unsafeMode(path, { mode: info.mode, uid: info.uid, isDirectory: true }, process.getuid())
+    : undefined;
+  if (bad) throw new Error(`Cannot use "${path}": it is ${bad.problem}: run ${bad.fix}`);
 }
 
 async function readText(path: string, what: string): Promise<string> {

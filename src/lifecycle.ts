@@ -34,6 +34,7 @@ export class ConnectionSet {
   #sockets = new Set<net.Socket>();
   #relays = new Set<RelayHandle>();
   #stopping?: Promise<void>;
+  #endDrain?: () => void;
 
   /** Number of open sockets. */
   get size(): number {
@@ -54,10 +55,14 @@ export class ConnectionSet {
 
   /**
    * Stop `server` from accepting, wait up to `drainMs` for open relays to finish, then abort
-   * whatever is left and resolve once the listener is closed. Idempotent.
+   * whatever is left and resolve once the listener is closed. Idempotent, except that a
+   * later call with `drainMs` 0 (a second SIGTERM) ends a drain in progress at once.
    */
   stop(server: net.Server, drainMs: number, logger?: Logger): Promise<void> {
-    if (this.#stopping) return this.#stopping;
+    if (this.#stopping) {
+      if (drainMs <= 0) this.#endDrain?.();
+      return this.#stopping;
+    }
     this.accepting = false;
     this.#stopping = (async () => {
       const listenerClosed = new Promise<void>((r) => server.close(() => r()));
@@ -66,7 +71,10 @@ export class ConnectionSet {
         logger?.log("info", "draining", { connections: pending.length, deadline_ms: drainMs });
       }
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const deadline = new Promise<void>((r) => (timer = setTimeout(r, drainMs)));
+      const deadline = new Promise<void>((r) => {
+        timer = setTimeout(r, drainMs);
+        this.#endDrain = r;
+      });
       await Promise.race([Promise.all(pending), deadline]);
       clearTimeout(timer);
       const left = this.#relays.size;

@@ -51,13 +51,46 @@ export const silentLogger: Logger = { log() {} };
  * ```
  */
 export function formatLogLine(level: LogLevel, message: string, fields?: LogFields): string {
-  let line = `${level.toUpperCase()} ${message}`;
+  let line = `${level.toUpperCase()} ${escapeControls(message)}`;
   for (const [key, value] of Object.entries(fields ?? {})) {
     if (value === undefined) continue;
     const text = String(value);
-    line += ` ${key}=${/^[^\s"=]+$/.test(text) ? text : JSON.stringify(text)}`;
+    line += ` ${key}=${PLAIN_VALUE.test(text) ? text : quoteValue(text)}`;
   }
   return line;
+}
+
+/** A value that can stand unquoted: printable ASCII without space, quote or `=`. */
+const PLAIN_VALUE = /^[\x21\x23-\x3c\x3e-\x7e]+$/;
+
+/**
+ * Characters that must never reach a log line as themselves: C0/C1 controls (a CN with a
+ * newline or an ANSI escape would forge or hide lines), Unicode format characters (bidi
+ * overrides reorder what an operator reads) and line/paragraph separators.
+ */
+const UNSAFE_CHARS = /[\p{Cc}\p{Cf}\u2028\u2029]/gu;
+
+function escapeChar(c: string): string {
+  return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
+}
+
+/**
+ * Replace every control or format character of `text` by its `\uXXXX` escape, so that text a
+ * peer chose (a certificate name, an error message) cannot forge or hide log lines.
+ *
+ * @example
+ * ```ts
+ * import { escapeControls } from "./logger.ts";
+ * if (escapeControls("a\nb\u202e") !== "a\\u000ab\\u202e") throw new Error(escapeControls("a\nb"));
+ * ```
+ */
+export function escapeControls(text: string): string {
+  return text.replace(UNSAFE_CHARS, escapeChar);
+}
+
+function quoteValue(text: string): string {
+  // JSON.stringify escapes C0 controls, quotes and backslashes; the rest is ours.
+  return JSON.stringify(text).replace(UNSAFE_CHARS, escapeChar);
 }
 
 /**
@@ -86,4 +119,92 @@ export function lineLogger(write: (line: string) => void, minLevel: LogLevel = "
       }
     },
   };
+}
+
+/** Options for {@linkcode streamSink}. */
+export interface StreamSinkOptions {
+  /**
+   * Drop lines while this many bytes are already queued for the stream (a log reader that
+   * stopped reading must not make the gate buffer without bound). Default: 1 MiB.
+   */
+  maxQueuedBytes?: number;
+}
+
+/** The subset of a writable stream {@linkcode streamSink} needs (e.g. `process.stderr`). */
+export interface SinkStream {
+  /** Queue a chunk. */
+  write(chunk: string): unknown;
+  /** Bytes queued and not yet written. */
+  readonly writableLength?: number;
+  /** Register for `error` (EPIPE when the reader is gone) and `drain`. */
+  on(event: "error" | "drain", listener: (...args: unknown[]) => void): unknown;
+}
+
+/** A line writer for {@linkcode lineLogger} that never throws and never grows unbounded. */
+export interface StreamSink {
+  /** Write one line (a newline is added). */
+  write(line: string): void;
+  /** Lines dropped so far (stream gone or too far behind). */
+  readonly dropped: number;
+  /** False once the stream failed (e.g. EPIPE); every later line is dropped. */
+  readonly alive: boolean;
+}
+
+/**
+ * Write log lines to a stream such that logging can never stop the program: the stream's
+ * `error` event (a closed pipe is reported asynchronously, where no try/catch sees it, and
+ * would otherwise be an uncaught exception) marks the sink dead and later lines are counted
+ * and dropped; while more than `maxQueuedBytes` wait to be written, lines are dropped too,
+ * and the next line written says how many were lost.
+ *
+ * @example
+ * ```ts
+ * import { streamSink } from "./logger.ts";
+ * import { EventEmitter } from "node:events";
+ * const written: string[] = [];
+ * const stream = Object.assign(new EventEmitter(), {
+ *   writableLength: 0,
+ *   write: (chunk: string) => written.push(chunk),
+ * });
+ * const sink = streamSink(stream);
+ * sink.write("one");
+ * stream.emit("error", Object.assign(new Error("write EPIPE"), { code: "EPIPE" }));
+ * sink.write("two");
+ * if (written.join("") !== "one\n" || sink.dropped !== 1 || sink.alive) throw new Error();
+ * ```
+ */
+export function streamSink(stream: SinkStream, options: StreamSinkOptions = {}): StreamSink {
+  const maxQueued = options.maxQueuedBytes ?? 1024 * 1024;
+  let alive = true;
+  let dropped = 0;
+  let reported = 0;
+  stream.on("error", () => {
+    alive = false;
+  });
+  const sink: StreamSink = {
+    write(line) {
+      if (!alive || (stream.writableLength ?? 0) > maxQueued) {
+        dropped++;
+        return;
+      }
+      try {
+        if (dropped > reported) {
+          stream.write(`${new Date().toISOString()} WARN log lines dropped count=${dropped - reported}\n`);
+          reported = dropped;
+        }
+        stream.write(line + "\n");
+      } catch {
+        // Some runtimes throw synchronously for a closed descriptor.
+        alive = false;
+        dropped++;
+      }
+    },
+    get dropped() {
+      return dropped;
+    },
+    get alive() {
+      return alive;
+    },
+  };
+  return sink;
 }

@@ -14,9 +14,9 @@ import type { PeerIdentity } from "./identity.ts";
 export interface AccessPolicy {
   /** Accept every certificate our CA signed. Default: `false`. */
   allowAny?: boolean;
-  /** Exact subject common names (or `*` label globs, see {@linkcode matchName}). */
+  /** Subject common names, compared exactly as written (or `*` label globs, see {@linkcode matchName}). */
   allowCn?: readonly string[];
-  /** Subject alternative names: DNS names (globs allowed), URIs or IP addresses, exact. */
+  /** Subject alternative names: DNS names (ASCII case-insensitive, globs allowed), URIs (exact) or IP addresses (by value, IP SANs only). */
   allowSan?: readonly string[];
   /** Exact subject organizational units. */
   allowOu?: readonly string[];
@@ -31,26 +31,100 @@ export interface PolicyDecision {
 }
 
 /**
- * Match a name against a pattern: exact (case-insensitive for DNS-like names), or a `*` that
- * stands for exactly one whole DNS label (`*.ci.example` matches `a.ci.example`, not
- * `a.b.ci.example` nor `ci.example`).
+ * Lower-case ASCII letters only. The one case rule for DNS names (RFC 4343: DNS compares
+ * ASCII case-insensitively and nothing else); full Unicode case mapping would let a Kelvin
+ * sign (U+212A) stand for `k`.
+ *
+ * @example
+ * ```ts
+ * import { asciiLower } from "./policy.ts";
+ * if (asciiLower("Docker.EXAMPLE") !== "docker.example") throw new Error();
+ * if (asciiLower("\u212Aevin") !== "\u212Aevin") throw new Error("only ASCII is folded");
+ * ```
+ */
+export function asciiLower(text: string): string {
+  return text.replace(/[A-Z]+/g, (m) => m.toLowerCase());
+}
+
+/**
+ * Match a name against a pattern, exactly as bytes, where a `*` label stands for exactly one
+ * whole non-empty label (`*.ci.example` matches `a.ci.example`, not `a.b.ci.example` nor
+ * `ci.example`). With `dns: true` ASCII letters compare case-insensitively
+ * ({@linkcode asciiLower}), as DNS does; common names compare exactly, the way keygen tells
+ * client names apart (`alice` and `Alice` are two clients).
  *
  * @example
  * ```ts
  * import { matchName } from "./policy.ts";
  * if (!matchName("*.ci.example", "runner1.ci.example")) throw new Error();
  * if (matchName("*.ci.example", "a.b.ci.example")) throw new Error();
- * if (matchName("alice", "alice2")) throw new Error();
+ * if (matchName("alice", "alice2") || matchName("default", "DEFAULT")) throw new Error();
+ * if (!matchName("Runner.CI.example", "runner.ci.example", { dns: true })) throw new Error();
  * ```
  */
-export function matchName(pattern: string, name: string): boolean {
-  const p = pattern.toLowerCase();
-  const n = name.toLowerCase();
+export function matchName(pattern: string, name: string, options: { dns?: boolean } = {}): boolean {
+  const p = options.dns ? asciiLower(pattern) : pattern;
+  const n = options.dns ? asciiLower(name) : name;
   if (!p.includes("*")) return p === n;
   const pl = p.split(".");
   const nl = n.split(".");
   if (pl.length !== nl.length) return false;
   return pl.every((label, i) => label === "*" ? nl[i].length > 0 : label === nl[i]);
+}
+
+/**
+ * The canonical text of an IP address, so that forms of one address compare equal: IPv4
+ * dotted decimal, IPv6 as eight 4-digit lower-case hex groups (`::1` and `0:0:0:0:0:0:0:1`
+ * both become `0000:…:0001`; an embedded IPv4 tail is converted). `undefined` when `text`
+ * is not an IP address (brackets around IPv6 are accepted; zone ids are not).
+ *
+ * @example
+ * ```ts
+ * import { canonicalIp } from "./policy.ts";
+ * if (canonicalIp("::1") !== canonicalIp("0:0:0:0:0:0:0:1")) throw new Error();
+ * if (canonicalIp("::ffff:1.2.3.4") !== canonicalIp("::ffff:102:304")) throw new Error();
+ * if (canonicalIp("example.com") !== undefined || canonicalIp("1.2.3") !== undefined) throw new Error();
+ * ```
+ */
+export function canonicalIp(text: string): string | undefined {
+  const t = /^\[(.*)\]$/.exec(text)?.[1] ?? text;
+  const v4 = parseIpv4(t);
+  if (v4) return v4.join(".");
+  if (!/^[0-9a-fA-F:.]+$/.test(t) || !t.includes(":")) return undefined;
+  let head = t;
+  let tail: number[] = [];
+  const lastColon = t.lastIndexOf(":");
+  if (t.slice(lastColon + 1).includes(".")) {
+    const quad = parseIpv4(t.slice(lastColon + 1));
+    if (!quad) return undefined;
+    tail = [(quad[0] << 8) | quad[1], (quad[2] << 8) | quad[3]];
+    head = t.slice(0, lastColon + 1);
+    if (head.endsWith(":") && !head.endsWith("::")) head = head.slice(0, -1);
+  }
+  const halves = head.split("::");
+  if (halves.length > 2) return undefined;
+  const groups = (s: string) => (s === "" ? [] : s.split(":"));
+  const left = groups(halves[0]);
+  const right = halves.length === 2 ? groups(halves[1]) : [];
+  if (![...left, ...right].every((g) => /^[0-9a-fA-F]{1,4}$/.test(g))) return undefined;
+  const explicit = left.length + right.length + tail.length;
+  const missing = 8 - explicit;
+  if (halves.length === 2 ? missing < 1 : missing !== 0) return undefined;
+  const all = [
+    ...left.map((g) => parseInt(g, 16)),
+    ...Array(halves.length === 2 ? missing : 0).fill(0),
+    ...right.map((g) => parseInt(g, 16)),
+    ...tail,
+  ];
+  return all.map((g) => g.toString(16).padStart(4, "0")).join(":");
+}
+
+function parseIpv4(text: string): number[] | undefined {
+  const parts = text.split(".");
+  if (parts.length !== 4) return undefined;
+  // No leading zeros: "010" is octal to some parsers and decimal to others.
+  if (!parts.every((p) => /^(0|[1-9][0-9]{0,2})$/.test(p) && Number(p) <= 255)) return undefined;
+  return parts.map(Number);
 }
 
 /**
@@ -76,11 +150,7 @@ export function evaluatePolicy(
     }
   }
   for (const san of policy.allowSan ?? []) {
-    if (peer.dnsNames.some((d) => matchName(san, d))) {
-      return { allow: true, reason: `allow-san ${san}` };
-    }
-    if (peer.uris.includes(san)) return { allow: true, reason: `allow-san ${san}` };
-    if (peer.ips.some((ip) => sameIp(ip, san))) return { allow: true, reason: `allow-san ${san}` };
+    if (sanMatches(san, peer)) return { allow: true, reason: `allow-san ${san}` };
   }
   for (const ou of policy.allowOu ?? []) {
     if (peer.organizationalUnits.includes(ou)) return { allow: true, reason: `allow-ou ${ou}` };
@@ -111,6 +181,16 @@ export function describePolicy(policy: AccessPolicy): string {
   return parts.length ? parts.join("; ") : "nobody is allowed (empty policy)";
 }
 
-function sameIp(a: string, b: string): boolean {
-  return a.toLowerCase() === b.toLowerCase();
+/**
+ * An allow-list SAN written as an IP address matches only IP SANs, by value; anything else
+ * matches DNS SANs (ASCII case-insensitively, globs allowed) or URIs (exactly). Why: a DNS
+ * SAN `127.0.0.1` is not the IP address 127.0.0.1, and a CA may issue one unknowingly.
+ */
+function sanMatches(
+  san: string,
+  peer: Pick<PeerIdentity, "dnsNames" | "uris" | "ips">,
+): boolean {
+  const ip = canonicalIp(san);
+  if (ip !== undefined) return peer.ips.some((p) => canonicalIp(p) === ip);
+  return peer.dnsNames.some((d) => matchName(san, d, { dns: true })) || peer.uris.includes(san);
 }

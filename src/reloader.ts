@@ -13,13 +13,14 @@ import { stat } from "node:fs/promises";
 import type { Logger } from "./logger.ts";
 import type { ServeHandle } from "./serve.ts";
 import { loadServeConfig, type ServeConfig, type ServeConfigSource } from "./serve_config.ts";
+import { crlStaleness } from "./authorize.ts";
 
 /** Options for {@linkcode startReloader}. */
 export interface ReloaderOptions {
   /** What to load. */
   source: ServeConfigSource;
-  /** The files the current configuration was loaded from. */
-  files: string[];
+  /** The configuration in force (its files are watched; the next load is checked against it). */
+  config: ServeConfig;
   /** Where to apply it. */
   gate: Pick<ServeHandle, "reload">;
   /** Where events go. */
@@ -28,6 +29,11 @@ export interface ReloaderOptions {
   pollMs?: number;
   /** Called after each successful reload. */
   onReload?: (config: ServeConfig) => void;
+  /**
+   * How often to repeat the warning about a CRL outside its validity window, in ms; 0
+   * disables it. Default: 3 600 000 (hourly).
+   */
+  crlWarningEveryMs?: number;
 }
 
 /** A running reloader. */
@@ -43,24 +49,27 @@ export interface Reloader {
  *
  * @example
  * ```ts ignore
- * const reloader = startReloader({ source, files: config.files, gate, logger });
+ * const reloader = startReloader({ source, config, gate, logger });
  * process.on("SIGHUP", () => reloader.reload("SIGHUP"));
  * ```
  */
 export function startReloader(options: ReloaderOptions): Reloader {
   const { logger } = options;
-  let files = options.files;
+  let current = options.config;
+  let files = current.files;
   let signature: Promise<string> = fileSignature(files);
   let running: Promise<boolean> | undefined;
   let again = false;
 
   const reloadOnce = async (why: string): Promise<boolean> => {
     try {
-      const config = await loadServeConfig(options.source);
+      const config = await loadServeConfig(options.source, current);
       options.gate.reload({ tls: config.tls, rules: config.rules });
+      current = config;
       files = config.files;
       signature = fileSignature(files);
       logger.log("info", "reloaded", { why, revoked: config.revokedCount });
+      warnStaleCrl(logger, config);
       options.onReload?.(config);
       return true;
     } catch (err) {
@@ -112,10 +121,46 @@ export function startReloader(options: ReloaderOptions): Reloader {
     }, pollMs);
     (timer as { unref?: () => void }).unref?.();
   }
+  const warnEvery = options.crlWarningEveryMs ?? 3_600_000;
+  let warnTimer: ReturnType<typeof setInterval> | undefined;
+  if (warnEvery > 0) {
+    warnTimer = setInterval(() => warnStaleCrl(logger, current), warnEvery);
+    (warnTimer as { unref?: () => void }).unref?.();
+  }
   return {
     reload,
-    stop: () => timer && clearInterval(timer),
+    stop: () => {
+      if (timer) clearInterval(timer);
+      if (warnTimer) clearInterval(warnTimer);
+    },
   };
+}
+
+/**
+ * Log a loud warning when the CRL in force is outside its validity window (checked now, not
+ * at load: a CRL goes stale while the gate runs). Returns whether it warned.
+ *
+ * @example
+ * ```ts
+ * import { warnStaleCrl } from "./reloader.ts";
+ * const lines: string[] = [];
+ * const logger = { log: (_l: string, m: string) => void lines.push(m) };
+ * // deno-lint-ignore no-explicit-any
+ * const config = { crl: { path: "crl.pem", thisUpdate: new Date(0), nextUpdate: new Date(1) } } as any;
+ * if (!warnStaleCrl(logger, config) || !lines[0].includes("CRL")) throw new Error();
+ * ```
+ */
+export function warnStaleCrl(logger: Logger, config: Pick<ServeConfig, "crl" | "rules">): boolean {
+  const crl = config.crl;
+  const why = crl && crlStaleness(crl);
+  if (!crl || !why) return false;
+  const refusing = config.rules?.revocations?.stale === "refuse";
+  logger.log(
+    "warn",
+    refusing ? "CRL is stale: refusing every client" : "CRL is stale: still enforcing it",
+    { crl: crl.path, reason: why, fix: "publish a fresh CRL (dockgate keygen crl)" },
+  );
+  return true;
 }
 
 async function fileSignature(files: string[]): Promise<string> {

@@ -3,58 +3,55 @@
  * a fresh signed CRL to `DIR/ca/crl.pem` and the server bundle's `DIR/server/crl.pem`, which
  * a running serve picks up on its next reload.
  *
- * The list of revocations lives in `DIR/ca/revoked.json` so every new CRL carries all of
- * them (a CRL is a full list, not a delta).
+ * The records live in `DIR/ca/` (see `pki_records.ts`): revoking a client by name revokes
+ * every unexpired certificate ever issued to that name, not only the one in its bundle today.
  *
  * @module
  */
 
-import { chmod, readFile, rename, writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import process from "node:process";
-import { createCrl, type RevokedEntry } from "./crl.ts";
 import { normalizeSerial } from "./identity.ts";
-import { clientBundlePaths, loadCa, pkiLayout } from "./keygen.ts";
-import { parseCertificatePem } from "./pki.ts";
+import { clientBundlePaths, clientSerials, loadCa, pkiLayout } from "./keygen.ts";
 import { pathExists } from "./fs_util.ts";
-
-/** One entry of `revoked.json`. */
-interface StoredEntry {
-  serial: string;
-  revokedAt: string;
-  name?: string;
-}
+import { addRevocations, publishCrl, readIssued, type PublishReport } from "./pki_records.ts";
 
 /** What {@linkcode revokeCertificate} did. */
 export interface RevokeReport {
-  /** The revoked serial (normalised hex). */
+  /** The serials revoked by this call or before (normalised hex); the first is the subject's. */
+  serials: string[];
+  /** The first of `serials` (kept for callers that revoke one serial). */
   serial: string;
   /** The client name, when revoked by name. */
   name?: string;
-  /** False when the serial was already revoked (the CRL is re-issued all the same). */
+  /** Serials this call newly revoked (the CRL is re-issued all the same). */
+  newlyRevokedSerials: string[];
+  /** True when at least one serial was newly revoked. */
   newlyRevoked: boolean;
   /** Total revoked certificates now listed. */
   total: number;
+  /** The CRL number of the CRL written. */
+  crlNumber: bigint;
   /** The CRL files written. */
   written: string[];
 }
 
 /**
- * Revoke a client certificate by client name (`DIR/clients/NAME/cert.pem`) or by serial
- * number (hex, colons allowed), then write the CRL.
+ * Revoke by client name (every unexpired certificate recorded as issued to NAME, plus the one
+ * in `DIR/clients/NAME/cert.pem`) or by serial number (hex, colons allowed), then publish the
+ * CRL.
  *
  * @example
  * ```ts
  * import { mkdtemp, rm } from "node:fs/promises";
  * import { tmpdir } from "node:os";
  * import { join } from "node:path";
- * import { initPki } from "./keygen.ts";
+ * import { initPki, issueClientBundle } from "./keygen.ts";
  * import { revokeCertificate } from "./revoke.ts";
  * const dir = await mkdtemp(join(tmpdir(), "dg-revoke-"));
  * try {
  *   await initPki({ dir });
+ *   await issueClientBundle("default", { dir, force: true }); // the first one stays valid
  *   const r = await revokeCertificate(dir, "default");
- *   if (!r.newlyRevoked || r.total !== 1) throw new Error();
+ *   if (r.newlyRevokedSerials.length !== 2 || r.total !== 2) throw new Error(JSON.stringify(r));
  * } finally {
  *   await rm(dir, { recursive: true });
  * }
@@ -63,64 +60,72 @@ export interface RevokeReport {
 export async function revokeCertificate(dir: string, subject: string): Promise<RevokeReport> {
   const layout = pkiLayout(dir);
   const ca = await loadCa(dir);
-  let serial: string;
-  let name: string | undefined;
-  const clientCert = clientBundlePaths(dir, subjectAsName(subject) ?? "_").cert;
-  if (subjectAsName(subject) && await pathExists(clientCert)) {
-    name = subject;
-    const pem = await readFile(clientCert, "utf8");
-    serial = normalizeSerial(parseCertificatePem(pem).serialNumber);
+  const name = subjectAsName(subject);
+  let serials: string[];
+  let byName: string | undefined;
+  if (name && (await pathExists(clientBundlePaths(dir, name).cert) || await issuedTo(dir, name))) {
+    byName = name;
+    serials = await clientSerials(dir, name);
+    if (serials.length === 0) {
+      throw new Error(`Cannot revoke "${name}": every certificate issued to it has expired`);
+    }
   } else if (/^[0-9a-fA-F:]+$/.test(subject) && /[0-9a-fA-F]/.test(subject)) {
-    serial = normalizeSerial(subject);
+    serials = [normalizeSerial(subject)];
   } else {
     throw new Error(
       `Cannot revoke "${subject}": no client of that name in "${layout.clientsDir}" and not a hex serial`,
     );
   }
-  const dbPath = join(layout.caDir, "revoked.json");
-  const entries = await readDb(dbPath);
-  const newlyRevoked = !entries.some((e) => normalizeSerial(e.serial) === serial);
-  if (newlyRevoked) entries.push({ serial, revokedAt: new Date().toISOString(), name });
-  const crl = await createCrl(
+  const report = await addRevocations(
+    { caDir: layout.caDir, serverDir: layout.server.dir },
     ca,
-    entries.map((e): RevokedEntry => ({ serial: e.serial, revokedAt: new Date(e.revokedAt) })),
+    serials.map((serial) => ({ serial, name: byName })),
   );
-  await writePublic(dbPath, JSON.stringify(entries, null, 2) + "\n", 0o600);
-  const written = [join(layout.caDir, "crl.pem"), join(layout.server.dir, "crl.pem")];
-  for (const path of written) {
-    if (path.startsWith(layout.server.dir) && !(await pathExists(layout.server.dir))) continue;
-    await writePublic(path, crl, 0o644);
-  }
-  return { serial, name, newlyRevoked, total: entries.length, written };
+  return revokeReport(serials, byName, report);
+}
+
+/**
+ * Revoke `serials` (the earlier certificates of client `name`, for `keygen client --force
+ * --revoke-old`) and publish the CRL.
+ */
+export async function revokeSerials(
+  dir: string,
+  serials: string[],
+  name?: string,
+): Promise<RevokeReport> {
+  const layout = pkiLayout(dir);
+  const ca = await loadCa(dir);
+  const report = await addRevocations(
+    { caDir: layout.caDir, serverDir: layout.server.dir },
+    ca,
+    serials.map((serial) => ({ serial, name })),
+  );
+  return revokeReport(serials.map(normalizeSerial), name, report);
+}
+
+/** Publish the CRL again from the record (`dockgate keygen crl`): e.g. after it was lost. */
+export async function republishCrl(dir: string): Promise<PublishReport> {
+  const layout = pkiLayout(dir);
+  return await publishCrl({ caDir: layout.caDir, serverDir: layout.server.dir }, await loadCa(dir));
+}
+
+async function issuedTo(dir: string, name: string): Promise<boolean> {
+  return (await readIssued(pkiLayout(dir).caDir)).some((e) => e.role === "client" && e.name === name);
+}
+
+function revokeReport(serials: string[], name: string | undefined, r: PublishReport): RevokeReport {
+  return {
+    serials,
+    serial: serials[0],
+    name,
+    newlyRevokedSerials: r.added,
+    newlyRevoked: r.added.length > 0,
+    total: r.total,
+    crlNumber: r.number,
+    written: r.written,
+  };
 }
 
 function subjectAsName(subject: string): string | undefined {
   return /^[A-Za-z0-9_@-][A-Za-z0-9._@-]*$/.test(subject) ? subject : undefined;
-}
-
-async function readDb(path: string): Promise<StoredEntry[]> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw new Error(`Cannot read revocation list "${path}": ${(err as Error).message}`);
-  }
-  try {
-    const data = JSON.parse(text);
-    if (!Array.isArray(data) || !data.every((e) => typeof e?.serial === "string")) {
-      throw new Error("not a list of entries");
-    }
-    return data;
-  } catch (err) {
-    throw new Error(`Cannot read revocation list "${path}": ${(err as Error).message}`);
-  }
-}
-
-/** Replace a file atomically (write a temporary sibling, then rename over). */
-async function writePublic(path: string, content: string, mode: number): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-  await writeFile(tmp, content, { mode, flag: "wx" });
-  await chmod(tmp, mode);
-  await rename(tmp, path);
 }

@@ -14,7 +14,9 @@
 import type net from "node:net";
 import tls from "node:tls";
 import { type Address, formatAddress } from "./address.ts";
-import { authorizePeer, type GateRules } from "./authorize.ts";
+import { authorizePeer, type GateRules, revocationVerdict } from "./authorize.ts";
+import { HandshakeSlots, ThrottledRefusals } from "./handshakes.ts";
+import { evaluatePolicy } from "./policy.ts";
 import { displayName, type PeerIdentity } from "./identity.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { ConnectionSet, listenOn, peerOf } from "./lifecycle.ts";
@@ -37,8 +39,20 @@ export interface ServeOptions {
   logger?: Logger;
   /** Drop peers that have not completed the handshake after this long. Default: 10 000 ms. */
   handshakeTimeoutMs?: number;
-  /** Refuse connections beyond this many at once. Default: 1024. */
+  /** Refuse connections beyond this many authenticated ones at once. Default: 1024. */
   maxConnections?: number;
+  /**
+   * TLS handshakes in flight at once; when full, the oldest pending handshake is dropped to
+   * make room (a real client finishes in milliseconds). Default: 128.
+   */
+  maxHandshakes?: number;
+  /** TLS handshakes in flight from one source address; more are refused. Default: 16. */
+  maxHandshakesPerAddress?: number;
+  /**
+   * At a reload with new rules, end the open connections whose identity is now revoked or no
+   * longer allowed (what an operator revoking a stolen key wants). Default: `true`.
+   */
+  endRevokedOnReload?: boolean;
   /** End relayed connections older than this. Default: no limit. */
   maxConnLifetimeMs?: number;
   /** Give up connecting to the target after this long. Default: 10 000 ms. */
@@ -63,7 +77,10 @@ export interface ServeHandle {
   closed: Promise<void>;
   /** Number of open connections (handshaking or relaying). */
   connectionCount(): number;
-  /** Apply new TLS material and rules to new connections; open ones keep going. */
+  /**
+   * Apply new TLS material and rules to new connections. Open ones keep going, except (with
+   * `endRevokedOnReload`) those whose identity the new rules revoke or no longer allow.
+   */
   reload(update: ReloadUpdate): void;
   /** Stop accepting, let open relays finish for up to `drainMs`, then close the rest. */
   shutdown(drainMs?: number): Promise<void>;
@@ -101,7 +118,16 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
   const selectStrategy = options.selectStrategy ?? defaultSelect;
   if (!(handshakeTimeoutMs > 0)) throw new RangeError("handshakeTimeoutMs must be > 0");
   if (!(maxConnections >= 1)) throw new RangeError("maxConnections must be >= 1");
+  const slots = new HandshakeSlots<net.Socket>(
+    options.maxHandshakes ?? 128,
+    options.maxHandshakesPerAddress ?? 16,
+  );
+  const refusals = new ThrottledRefusals(logger);
   let rules = options.rules;
+  let established = 0;
+  // Raw sockets we refused or evicted ourselves: their TLS error is not a second refusal.
+  const refusedHere = new WeakSet<net.Socket>();
+  const open = new Map<RelayHandle, { identity: PeerIdentity; peer: string }>();
 
   const server = tls.createServer({
     ...serverTlsOptions(options.tls),
@@ -110,40 +136,61 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
   const connections = new ConnectionSet();
   const peers = new WeakMap<net.Socket, string>();
 
-  // Counting raw TCP connections (not TLS sessions) bounds handshakes in flight too.
+  // Accept: every TCP socket takes a handshake slot first (bounded in all and per address),
+  // and none is taken while the authenticated connections are at their cap.
   server.on("connection", (raw: net.Socket) => {
-    if (!connections.accepting || connections.size >= maxConnections) {
-      if (connections.accepting) {
-        logger.log("warn", "refused", {
-          peer: peerOf(raw),
-          reason: `connection limit reached (${maxConnections})`,
-        });
-      }
-      raw.destroy();
-      return;
-    }
-    connections.addSocket(raw);
-    // Remember who this is now: after a failed handshake the TLS socket may no longer know.
-    peers.set(raw, peerOf(raw));
+    const peer = peerOf(raw);
     // A peer that resets mid-handshake must not become an unhandled error.
     raw.on("error", () => {});
+    if (!connections.accepting) return void raw.destroy();
+    const address = raw.remoteAddress ?? "local";
+    const refuse = (socket: net.Socket, who: string, reason: string) => {
+      refusedHere.add(socket);
+      refusals.refuse(address, who, reason);
+      socket.destroy();
+    };
+    if (established >= maxConnections) {
+      return refuse(raw, peer, `connection limit reached (${maxConnections})`);
+    }
+    const slot = slots.admit(raw, address);
+    if (!slot.ok) return refuse(raw, peer, slot.reason);
+    if (slot.evicted) {
+      const old = slot.evicted;
+      refusedHere.add(old);
+      refusals.refuse(
+        old.remoteAddress ?? "local",
+        peers.get(old) ?? peerOf(old),
+        `handshake slots full (${slots.max}): dropped the oldest pending handshake`,
+      );
+      old.destroy();
+    }
+    connections.addSocket(raw);
+    raw.once("close", () => slots.release(raw));
+    // Remember who this is now: after a failed handshake the TLS socket may no longer know.
+    peers.set(raw, peer);
   });
 
   server.on("tlsClientError", (err: Error, socket: tls.TLSSocket) => {
+    const raw = parentOf(socket);
+    if (raw) slots.release(raw);
+    // Node leaves the socket open after a handshake timeout: close it ourselves.
+    socket.destroy();
+    if (raw && refusedHere.has(raw)) return; // logged once already, when we refused it
     // Deno's TLSSocket has no remoteAddress before the handshake completes, and a failed
     // one may have lost it: use what was recorded for its TCP socket on arrival.
-    const raw = (socket as { _parent?: net.Socket })._parent;
     const peer = (raw && peers.get(raw)) ?? peerOf(socket);
     // A rejected certificate surfaces as "socket hang up"; the runtime's verdict says why.
     const verdict = socket.authorizationError;
     const reason = verdict ? `certificate not verified: ${String(verdict)}` : tlsErrorReason(err);
     logger.log("warn", "refused", { peer, reason });
-    // Node leaves the socket open after a handshake timeout: close it ourselves.
-    socket.destroy();
   });
 
   server.on("secureConnection", (client: tls.TLSSocket) => {
     const peer = peerOf(client);
+    const raw = parentOf(client);
+    if (raw) slots.release(raw);
+    established++;
+    client.once("close", () => established--);
     client.on("error", () => {}); // reported through the relay result
     // Nothing is forwarded until the decision is made; what arrives meanwhile is held.
     const held = new HeldInput(client, PREAUTH_HOLD_BYTES, flowControlFor(client));
@@ -198,7 +245,9 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
           options.maxConnLifetimeMs,
         );
       }
+      open.set(handle, { identity, peer });
       const result = await connections.addRelay(handle);
+      open.delete(handle);
       if (lifetime) clearTimeout(lifetime);
       logger.log("info", "closed", {
         peer,
@@ -232,7 +281,10 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
       if (update.tls) {
         server.setSecureContext({ ...serverTlsOptions(update.tls) });
       }
-      if (update.rules) rules = update.rules;
+      if (update.rules) {
+        rules = update.rules;
+        if (options.endRevokedOnReload ?? true) endDisallowed(open, rules, logger);
+      }
     },
     shutdown: (drainMs = 30_000) => stop(drainMs),
     close: () => stop(0),
@@ -248,6 +300,35 @@ function defaultSelect(): RelayStrategy {
 const RUNTIME = currentRuntime();
 const DEFAULT_STRATEGY = rawStrategy(RUNTIME.relay);
 const flowControlFor = RUNTIME.relay.flowControl ?? pauseFlowControl;
+
+/**
+ * End the open connections whose identity `rules` now revoke or no longer allow: the same
+ * revocation and policy rules that decide new connections.
+ */
+function endDisallowed(
+  open: Map<RelayHandle, { identity: PeerIdentity; peer: string }>,
+  rules: GateRules,
+  logger: Logger,
+): void {
+  for (const [handle, { identity, peer }] of open) {
+    const policy = evaluatePolicy(rules.policy, identity);
+    const why = revocationVerdict(identity.serial, rules.revocations) ??
+      (policy.allow ? undefined : `no longer allowed: ${policy.reason}`);
+    if (!why) continue;
+    logger.log("warn", "ending connection at reload", {
+      peer,
+      identity: displayName(identity),
+      serial: identity.serial,
+      reason: why,
+    });
+    handle.abort(new Error(`ended at reload: ${why}`));
+  }
+}
+
+/** The TCP socket under a server-side TLS socket (both runtimes keep it as `_parent`). */
+function parentOf(socket: tls.TLSSocket): net.Socket | undefined {
+  return (socket as { _parent?: net.Socket })._parent;
+}
 
 function tlsErrorReason(err: Error): string {
   const code = (err as NodeJS.ErrnoException).code;

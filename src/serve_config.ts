@@ -8,7 +8,10 @@
 
 import type { GateRules } from "./authorize.ts";
 import { type CredentialPaths, loadCredentials } from "./credentials.ts";
-import { loadCrlFile } from "./crl.ts";
+import { crlRollback, type LoadedCrl, loadCrlFile } from "./crl.ts";
+import { crlStaleness } from "./authorize.ts";
+import { readFile } from "node:fs/promises";
+import { checkTrustedPath } from "./trust_files.ts";
 import type { AccessPolicy } from "./policy.ts";
 import type { TlsMaterial } from "./tls_config.ts";
 import { pathExists } from "./fs_util.ts";
@@ -24,9 +27,20 @@ export interface ServeConfigSource {
    * in the `--certs` directory, which appears with the first revocation). Default: false.
    */
   crlOptional?: boolean;
+  /**
+   * The PKI's revocation record (`DIR/ca/revoked.json` of `dockgate keygen`). When it lists
+   * revoked certificates, a missing optional CRL is an error, not "nothing revoked".
+   * Default: none.
+   */
+  revocationRecord?: string;
+  /** What a CRL past its `nextUpdate` means (see `Revocations.stale`). Default: `"warn"`. */
+  crlStale?: "warn" | "refuse";
   /** Who may pass. */
   policy: AccessPolicy;
-  /** Accept a key file readable by group or others. Default: false. */
+  /**
+   * Accept a key file readable by group or others, and trust files or directories that
+   * others could write. Default: false.
+   */
   insecureKeyPerms?: boolean;
 }
 
@@ -40,11 +54,16 @@ export interface ServeConfig {
   files: string[];
   /** Number of revoked serials in the CRL, if one was loaded. */
   revokedCount?: number;
+  /** The CRL in force, if one was loaded (the next load compares against it). */
+  crl?: LoadedCrl;
+  /** Why the CRL is outside its validity window, if it is (for a loud warning). */
+  crlWarning?: string;
 }
 
 /**
  * Load and validate serve's configuration. Rejects with a one-line error naming the file at
- * fault; nothing partial is ever returned.
+ * fault; nothing partial is ever returned. With `previous` (a reload), revocations can only
+ * grow: a CRL that was in force may not disappear, and an older one may not replace it.
  *
  * @example
  * ```ts ignore
@@ -55,28 +74,86 @@ export interface ServeConfig {
  * });
  * ```
  */
-export async function loadServeConfig(source: ServeConfigSource): Promise<ServeConfig> {
+export async function loadServeConfig(
+  source: ServeConfigSource,
+  previous?: ServeConfig,
+): Promise<ServeConfig> {
   const creds = await loadCredentials(source.paths, {
     role: "server",
     insecureKeyPerms: source.insecureKeyPerms,
   });
   const files = [source.paths.cert, source.paths.key, source.paths.ca];
-  let revocations: GateRules["revocations"];
-  let revokedCount: number | undefined;
-  if (
-    source.crlPath && source.crlOptional && !(await pathExists(source.crlPath, { what: "CRL" }))
-  ) {
-    files.push(source.crlPath); // watched, so the first revocation is picked up
-  } else if (source.crlPath) {
-    const crl = await loadCrlFile(source.crlPath, creds.caCertificates);
-    revocations = { serials: crl.serials };
-    revokedCount = crl.serials.size;
-    files.push(source.crlPath);
+  const crl = await loadCrl(source, creds.caCertificates, previous);
+  if (source.crlPath) files.push(source.crlPath); // watched, so the first revocation is picked up
+  const stale = source.crlStale ?? "warn";
+  const crlWarning = crl ? crlStaleness(crl) : undefined;
+  if (crlWarning && stale === "refuse") {
+    throw new Error(`Cannot use CRL "${crl!.path}": ${crlWarning} and --crl-stale is refuse`);
   }
   return {
     tls: { certPem: creds.certPem, keyPem: creds.keyPem, caPem: creds.caPem },
-    rules: { caCertificates: creds.caCertificates, policy: source.policy, revocations },
+    rules: {
+      caCertificates: creds.caCertificates,
+      policy: source.policy,
+      revocations: crl && {
+        serials: crl.serials,
+        thisUpdate: crl.thisUpdate,
+        nextUpdate: crl.nextUpdate,
+        stale,
+      },
+    },
     files,
-    revokedCount,
+    revokedCount: crl?.serials.size,
+    crl,
+    crlWarning,
   };
+}
+
+/** The CRL to enforce, or `undefined` when there is none and that is allowed. */
+async function loadCrl(
+  source: ServeConfigSource,
+  cas: Parameters<typeof loadCrlFile>[1],
+  previous: ServeConfig | undefined,
+): Promise<LoadedCrl | undefined> {
+  const path = source.crlPath;
+  if (!path) return undefined;
+  // lstat: a dangling symlink is a broken CRL, not an absent one.
+  const present = await pathExists(path, { follow: false, what: "CRL" });
+  if (!present && previous?.crl) {
+    throw new Error(
+      `CRL "${path}" was in force (${previous.crl.serials.size} revoked) and is now missing: ` +
+        `keeping the revocations in force (restore it, or run "dockgate keygen crl")`,
+    );
+  }
+  if (!present && source.crlOptional) {
+    const recorded = await recordedRevocations(source.revocationRecord);
+    if (recorded > 0) {
+      throw new Error(
+        `No CRL at "${path}", but the revocation record "${source.revocationRecord}" lists ` +
+          `${recorded} revoked certificate(s): refusing to run without it ` +
+          `(run "dockgate keygen crl" to publish it again)`,
+      );
+    }
+    return undefined;
+  }
+  if (source.insecureKeyPerms !== true) await checkTrustedPath(path, "CRL");
+  const crl = await loadCrlFile(path, cas);
+  const rollback = crlRollback(previous?.crl, crl);
+  if (rollback) throw new Error(rollback);
+  return crl;
+}
+
+/**
+ * How many revocations the PKI's record lists (0 when there is no record). A record that
+ * exists but cannot be read is an error: it is the evidence that something was revoked.
+ */
+async function recordedRevocations(path: string | undefined): Promise<number> {
+  if (!path || !(await pathExists(path, { what: "revocation record" }))) return 0;
+  try {
+    const data = JSON.parse(await readFile(path, "utf8"));
+    if (!Array.isArray(data)) throw new Error("not a list");
+    return data.length;
+  } catch (err) {
+    throw new Error(`Cannot read revocation record "${path}": ${(err as Error).message}`);
+  }
 }

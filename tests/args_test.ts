@@ -64,8 +64,23 @@ Deno.test("keygen forms", () => {
       name: "alice",
       ous: ["ops"],
       force: false,
+      revokeOld: false,
     },
   );
+  assert.equal(
+    (parseCommand(["keygen", "client", "a", "--force", "--revoke-old"], env) as { revokeOld: boolean })
+      .revokeOld,
+    true,
+  );
+  assert.throws(
+    () => parseCommand(["keygen", "client", "a", "--revoke-old"], env),
+    /--revoke-old goes with --force/,
+  );
+  assert.deepEqual(parseCommand(["keygen", "crl", "--dir", "x"], env), {
+    kind: "keygen",
+    action: "crl",
+    dir: "x",
+  });
   assert.deepEqual(parseCommand(["keygen", "revoke", "bob", "--dir", "x"], env), {
     kind: "keygen",
     action: "revoke",
@@ -87,6 +102,10 @@ Deno.test("serve defaults", () => {
   assert.equal(c.defaultCerts, true);
   assert.equal(c.handshakeTimeoutMs, 10_000);
   assert.equal(c.maxConnections, 1024);
+  assert.equal(c.maxHandshakes, 128);
+  assert.equal(c.maxHandshakesPerAddress, 16);
+  assert.equal(c.crlStale, "warn");
+  assert.equal(c.keepRevokedConnections, false);
   assert.equal(c.drainTimeoutMs, 30_000);
   assert.equal(c.maxConnLifetimeMs, undefined);
   assert.equal(c.insecureKeyPerms, false);
@@ -120,6 +139,13 @@ Deno.test("serve flags", () => {
     "500ms",
     "--max-connections",
     "3",
+    "--max-handshakes",
+    "7",
+    "--max-handshakes-per-address",
+    "2",
+    "--crl-stale",
+    "refuse",
+    "--keep-revoked-connections",
     "--drain-timeout",
     "2s",
     "--max-conn-lifetime",
@@ -136,6 +162,9 @@ Deno.test("serve flags", () => {
   assert.deepEqual(c.allowCn, ["alice", "*.ci"]);
   assert.equal(c.handshakeTimeoutMs, 500);
   assert.equal(c.maxConnections, 3);
+  assert.deepEqual([c.maxHandshakes, c.maxHandshakesPerAddress, c.crlStale], [7, 2, "refuse"]);
+  assert.equal(c.keepRevokedConnections, true);
+  assert.throws(() => parseCommand(["serve", "--crl-stale", "maybe"], env), /Invalid --crl-stale/);
   assert.equal(c.maxConnLifetimeMs, 3_600_000);
   assert.equal(c.logLevel, "debug");
 });

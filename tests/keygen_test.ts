@@ -37,6 +37,12 @@ async function snapshot(paths: string[]): Promise<string[]> {
   return await Promise.all(paths.map((p) => readFile(p, "utf8")));
 }
 
+/** The CRLs a new CA publishes at once, in the CA and the server bundle. */
+function crlFiles(dir: string): string[] {
+  const l = pkiLayout(dir);
+  return [join(l.caDir, "crl.pem"), join(l.server.dir, "crl.pem")];
+}
+
 function allFiles(dir: string, client = "default"): string[] {
   const l = pkiLayout(dir);
   const c = clientBundlePaths(dir, client);
@@ -49,7 +55,7 @@ Deno.test("initPki creates the layout with strict modes and a valid chain", asyn
     const report = await initPki({ dir, sans: ["gate.example", "10.9.8.7"] });
     const l = pkiLayout(dir);
     const client = clientBundlePaths(dir, "default");
-    assert.deepEqual([...report.created].sort(), allFiles(dir).sort());
+    assert.deepEqual([...report.created].sort(), [...allFiles(dir), ...crlFiles(dir)].sort());
     assert.deepEqual(report.kept, []);
     assert.equal(report.notes, undefined);
     assert.equal(await pkiExists(dir), true);
@@ -101,7 +107,7 @@ Deno.test("initPki re-run keeps everything; force replaces it", async () => {
 
     await issueClientBundle("alice", { dir });
     const forced = await initPki({ dir, force: true, keyType: "p384", caDays: 100, days: 30 });
-    assert.deepEqual([...forced.created].sort(), allFiles(dir).sort());
+    assert.deepEqual([...forced.created].sort(), [...allFiles(dir), ...crlFiles(dir)].sort());
     const after = await snapshot(allFiles(dir));
     before.forEach((content, i) => assert.notEqual(after[i], content, allFiles(dir)[i]));
     assert.ok(forced.notes?.some((n) => n.includes("alice")));
@@ -127,7 +133,7 @@ Deno.test("initPki issues missing bundles from the existing CA", async () => {
     const ci = clientBundlePaths(dir, "ci");
     assert.deepEqual(
       [...report.created].sort(),
-      [l.server.ca, l.server.cert, l.server.key, ci.ca, ci.cert, ci.key].sort(),
+      [l.server.ca, l.server.cert, l.server.key, ci.ca, ci.cert, ci.key, crlFiles(dir)[1]].sort(),
     );
     assert.ok(report.kept.includes(l.caKey));
     assert.match(opensslVerify(l.caCert, l.server.cert), /OK/);

@@ -57,7 +57,11 @@ Deno.test("allow-san matches DNS (glob), URI and IP; allow-ou exact", () => {
 });
 
 Deno.test("matchName edge cases", () => {
-  assert.ok(matchName("A.Example", "a.example"));
+  // Common names compare exactly (keygen tells "alice" and "Alice" apart); DNS names fold
+  // ASCII case only.
+  assert.ok(!matchName("A.Example", "a.example"));
+  assert.ok(matchName("A.Example", "a.example", { dns: true }));
+  assert.ok(!matchName("kevin", "\u212Aevin", { dns: true }), "Kelvin sign is not K");
   assert.ok(!matchName("*", "a.b"));
   assert.ok(matchName("*", "a"));
   assert.ok(!matchName("*.example", ".example"));

@@ -1,0 +1,224 @@
+/**
+ * The PKI's own records, next to the CA in `DIR/ca/`, so that revocation never depends on
+ * what happens to be in a bundle directory today:
+ *
+ * ```text
+ * issued.json    every certificate keygen issued: serial, name, role, not-after, fingerprint
+ * revoked.json   every revocation (a CRL is a full list, so each new CRL carries all of them)
+ * crlnumber      the number of the last CRL published (hex, as OpenSSL's `crlnumber` file)
+ * crl.pem        the last CRL, also copied to DIR/server/crl.pem for serve
+ * ```
+ *
+ * Why records and not the bundles: `keygen client NAME --force` replaces `clients/NAME/`, but
+ * the old certificate stays valid until it expires; only a record of everything issued lets
+ * `revoke NAME` revoke all of them.
+ *
+ * @module
+ */
+
+import { chmod, readFile, rename, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import process from "node:process";
+import { createCrl, type RevokedEntry } from "./crl.ts";
+import { pathExists } from "./fs_util.ts";
+import { normalizeSerial } from "./identity.ts";
+import { parseCertificatePem, type PemPair } from "./pki.ts";
+
+/** One certificate keygen issued. */
+export interface IssuedEntry {
+  /** Serial, normalised hex. */
+  serial: string;
+  /** Client name, `server`, or the CA's common name. */
+  name: string;
+  /** What it is for. */
+  role: "ca" | "server" | "client";
+  /** Its notAfter, ISO 8601. */
+  notAfter: string;
+  /** SHA-256 of its DER, hex. */
+  fingerprint: string;
+  /** When keygen issued it, ISO 8601. */
+  issuedAt: string;
+}
+
+/** One revocation. */
+export interface RevokedRecord {
+  /** Serial, normalised hex. */
+  serial: string;
+  /** When it was revoked, ISO 8601. */
+  revokedAt: string;
+  /** The client name, when known. */
+  name?: string;
+}
+
+/** Where the records of a PKI live. */
+export interface RecordPaths {
+  /** `DIR/ca`. */
+  caDir: string;
+  /** `DIR/server`: gets a copy of each CRL when it exists. */
+  serverDir: string;
+}
+
+/** The files of the records under `caDir`. */
+export function recordFiles(caDir: string): {
+  issued: string;
+  revoked: string;
+  crlNumber: string;
+  crl: string;
+} {
+  return {
+    issued: join(caDir, "issued.json"),
+    revoked: join(caDir, "revoked.json"),
+    crlNumber: join(caDir, "crlnumber"),
+    crl: join(caDir, "crl.pem"),
+  };
+}
+
+/** The record of certificate `certPem`, issued now to `name` as `role`. */
+export function issuedEntry(
+  certPem: string,
+  name: string,
+  role: IssuedEntry["role"],
+): IssuedEntry {
+  const cert = parseCertificatePem(certPem);
+  return {
+    serial: normalizeSerial(cert.serialNumber),
+    name,
+    role,
+    notAfter: cert.notAfter.toISOString(),
+    fingerprint: createHash("sha256").update(new Uint8Array(cert.rawData)).digest("hex"),
+    issuedAt: new Date().toISOString(),
+  };
+}
+
+/** Append `entries` to `issued.json`. */
+export async function recordIssued(caDir: string, entries: IssuedEntry[]): Promise<void> {
+  if (entries.length === 0) return;
+  const file = recordFiles(caDir).issued;
+  const all = [...await readIssued(caDir), ...entries];
+  await replaceFile(file, JSON.stringify(all, null, 2) + "\n", 0o600);
+}
+
+/** Every certificate keygen recorded as issued (empty for a PKI made before the record). */
+export async function readIssued(caDir: string): Promise<IssuedEntry[]> {
+  return await readList<IssuedEntry>(recordFiles(caDir).issued, "issued-certificate record");
+}
+
+/**
+ * Every revocation recorded. A missing record is an empty list only when no CRL was ever
+ * published: with a CRL present it means the record was lost, and an empty list would
+ * silently un-revoke everything at the next publication.
+ */
+export async function readRevoked(caDir: string): Promise<RevokedRecord[]> {
+  const files = recordFiles(caDir);
+  if (!(await pathExists(files.revoked)) && (await pathExists(files.crl))) {
+    throw new Error(
+      `Revocation record "${files.revoked}" is missing but "${files.crl}" exists: restore the ` +
+        `record from a backup (an empty list would un-revoke every certificate)`,
+    );
+  }
+  return await readList<RevokedRecord>(files.revoked, "revocation record");
+}
+
+/** What {@linkcode addRevocations} and {@linkcode publishCrl} did. */
+export interface PublishReport {
+  /** Serials newly recorded as revoked. */
+  added: string[];
+  /** Total revocations listed in the CRL. */
+  total: number;
+  /** The CRL number written. */
+  number: bigint;
+  /** The CRL files written. */
+  written: string[];
+}
+
+/**
+ * Record `serials` as revoked (those already recorded are left as they are) and publish a
+ * new CRL signed by `ca` to `DIR/ca/crl.pem` and, when the server bundle exists, to
+ * `DIR/server/crl.pem`.
+ */
+export async function addRevocations(
+  paths: RecordPaths,
+  ca: PemPair,
+  revoke: { serial: string; name?: string }[],
+): Promise<PublishReport> {
+  const files = recordFiles(paths.caDir);
+  const entries = await readRevoked(paths.caDir);
+  const known = new Set(entries.map((e) => normalizeSerial(e.serial)));
+  const added: string[] = [];
+  for (const r of revoke) {
+    const serial = normalizeSerial(r.serial);
+    if (known.has(serial)) continue;
+    known.add(serial);
+    added.push(serial);
+    entries.push({ serial, revokedAt: new Date().toISOString(), name: r.name });
+  }
+  // The record first: a CRL must never list less than the record.
+  await replaceFile(files.revoked, JSON.stringify(entries, null, 2) + "\n", 0o600);
+  return { ...(await publishCrl(paths, ca)), added };
+}
+
+/**
+ * Publish a CRL of every recorded revocation, signed by `ca`, with the next CRL number (the
+ * number keeps growing across a re-keyed CA, so no CRL ever looks older than one before it).
+ */
+export async function publishCrl(paths: RecordPaths, ca: PemPair): Promise<PublishReport> {
+  const files = recordFiles(paths.caDir);
+  const entries = await readRevoked(paths.caDir);
+  const number = (await readCrlNumber(files.crlNumber)) + 1n;
+  const crl = await createCrl(
+    ca,
+    entries.map((e): RevokedEntry => ({ serial: e.serial, revokedAt: new Date(e.revokedAt) })),
+    { number },
+  );
+  if (!(await pathExists(files.revoked))) await replaceFile(files.revoked, "[]\n", 0o600);
+  await replaceFile(files.crlNumber, number.toString(16).padStart(2, "0").toUpperCase() + "\n", 0o600);
+  const written = [files.crl];
+  if (await pathExists(paths.serverDir)) written.push(join(paths.serverDir, "crl.pem"));
+  for (const path of written) await replaceFile(path, crl, 0o644);
+  return { added: [], total: entries.length, number, written };
+}
+
+async function readCrlNumber(path: string): Promise<bigint> {
+  let text: string;
+  try {
+    text = (await readFile(path, "utf8")).trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return 0n;
+    throw new Error(`Cannot read CRL number "${path}": ${(err as Error).message}`);
+  }
+  if (!/^[0-9A-Fa-f]{1,40}$/.test(text)) {
+    throw new Error(`Cannot read CRL number "${path}": not a hex number`);
+  }
+  return BigInt(`0x${text}`);
+}
+
+async function readList<T extends { serial: string }>(path: string, what: string): Promise<T[]> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw new Error(`Cannot read ${what} "${path}": ${(err as Error).message}`);
+  }
+  try {
+    const data = JSON.parse(text);
+    if (!Array.isArray(data) || !data.every((e) => typeof e?.serial === "string")) {
+      throw new Error("not a list of entries");
+    }
+    return data;
+  } catch (err) {
+    throw new Error(`Cannot read ${what} "${path}": ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Replace a file atomically with exactly `mode`: write a fresh temporary sibling, then
+ * rename it over, so a reader (a running serve) never sees half a file.
+ */
+export async function replaceFile(path: string, content: string, mode: number): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}-${Date.now()}-${Math.random().toString(16).slice(2)}`;
+  await writeFile(tmp, content, { mode, flag: "wx" });
+  await chmod(tmp, mode);
+  await rename(tmp, path);
+}
