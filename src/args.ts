@@ -369,8 +369,9 @@ function parseServe(args: string[]): ServeCommand | HelpCommand {
     maxConnections:
       positiveInt(values["max-connections"] as string | undefined, "--max-connections") ??
         DEFAULTS.maxConnections,
-    maxHandshakes: positiveInt(values["max-handshakes"] as string | undefined, "--max-handshakes") ??
-      DEFAULTS.maxHandshakes,
+    maxHandshakes:
+      positiveInt(values["max-handshakes"] as string | undefined, "--max-handshakes") ??
+        DEFAULTS.maxHandshakes,
     maxHandshakesPerAddress: positiveInt(
       values["max-handshakes-per-address"] as string | undefined,
       "--max-handshakes-per-address",

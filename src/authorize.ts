@@ -128,7 +128,7 @@ export async function checkIdentity(
   if (dates) return { allow: false, reason: dates };
   const ca = await signerAmong(peer.certificate, rules.caCertificates);
   if (!ca) return { allow: false, reason: "certificate not signed by a trusted CA" };
-  const caDates = outsideValidity(`issuing CA "${ca.subject}"`, ca, now);
+  const caDates = outsideValidity(`issuing CA (${ca.subject})`, ca, now);
   if (caDates) return { allow: false, reason: caDates };
   const revoked = revocationVerdict(identity.serial, rules.revocations, now);
   if (revoked) return { allow: false, reason: revoked };

@@ -527,7 +527,11 @@ export async function issueClientBundle(
  * const serials = await clientSerials("pki", "alice");
  * ```
  */
-export async function clientSerials(dir: string, name: string, now = new Date()): Promise<string[]> {
+export async function clientSerials(
+  dir: string,
+  name: string,
+  now = new Date(),
+): Promise<string[]> {
   const serials = new Set<string>();
   const bundleCert = clientBundlePaths(dir, name).cert;
   if (await pathExists(bundleCert)) {

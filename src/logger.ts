@@ -189,7 +189,9 @@ export function streamSink(stream: SinkStream, options: StreamSinkOptions = {}):
       }
       try {
         if (dropped > reported) {
-          stream.write(`${new Date().toISOString()} WARN log lines dropped count=${dropped - reported}\n`);
+          stream.write(
+            `${new Date().toISOString()} WARN log lines dropped count=${dropped - reported}\n`,
+          );
           reported = dropped;
         }
         stream.write(line + "\n");

@@ -22,6 +22,7 @@
 
 import { isIP } from "node:net";
 import { hostname } from "node:os";
+import { escapeControls } from "./logger.ts";
 import { x509, type X509Certificate } from "./x509.ts";
 
 /** Key algorithm of a generated key pair. */
@@ -547,8 +548,9 @@ function validity(
   return { notBefore, notAfter };
 }
 
-// deno-lint-ignore no-control-regex
-const CONTROL_CHARS = /[\x00-\x1f\x7f]/;
+// C0/C1 controls, Unicode format characters (bidi overrides) and line separators: they would
+// forge or reorder what an operator reads in a log or a certificate listing.
+const CONTROL_CHARS = /[\p{Cc}\p{Cf}\u2028\u2029]/u;
 
 function checkCommonName(value: string, what = "common name"): string {
   // ub-common-name is 64; control characters would be misleading in logs and DNs.
@@ -556,7 +558,9 @@ function checkCommonName(value: string, what = "common name"): string {
     typeof value !== "string" || value.length < 1 || value.length > 64 ||
     CONTROL_CHARS.test(value)
   ) {
-    throw new TypeError(`Invalid ${what} "${value}": expected 1-64 printable characters`);
+    throw new TypeError(
+      `Invalid ${what} "${escapeControls(String(value))}": expected 1-64 printable characters`,
+    );
   }
   return value;
 }

@@ -172,7 +172,11 @@ export async function publishCrl(paths: RecordPaths, ca: PemPair): Promise<Publi
     { number },
   );
   if (!(await pathExists(files.revoked))) await replaceFile(files.revoked, "[]\n", 0o600);
-  await replaceFile(files.crlNumber, number.toString(16).padStart(2, "0").toUpperCase() + "\n", 0o600);
+  await replaceFile(
+    files.crlNumber,
+    number.toString(16).padStart(2, "0").toUpperCase() + "\n",
+    0o600,
+  );
   const written = [files.crl];
   if (await pathExists(paths.serverDir)) written.push(join(paths.serverDir, "crl.pem"));
   for (const path of written) await replaceFile(path, crl, 0o644);

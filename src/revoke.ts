@@ -12,7 +12,7 @@
 import { normalizeSerial } from "./identity.ts";
 import { clientBundlePaths, clientSerials, loadCa, pkiLayout } from "./keygen.ts";
 import { pathExists } from "./fs_util.ts";
-import { addRevocations, publishCrl, readIssued, type PublishReport } from "./pki_records.ts";
+import { addRevocations, publishCrl, type PublishReport, readIssued } from "./pki_records.ts";
 
 /** What {@linkcode revokeCertificate} did. */
 export interface RevokeReport {
@@ -110,7 +110,9 @@ export async function republishCrl(dir: string): Promise<PublishReport> {
 }
 
 async function issuedTo(dir: string, name: string): Promise<boolean> {
-  return (await readIssued(pkiLayout(dir).caDir)).some((e) => e.role === "client" && e.name === name);
+  return (await readIssued(pkiLayout(dir).caDir)).some((e) =>
+    e.role === "client" && e.name === name
+  );
 }
 
 function revokeReport(serials: string[], name: string | undefined, r: PublishReport): RevokeReport {

@@ -8,7 +8,7 @@
 
 import type { GateRules } from "./authorize.ts";
 import { type CredentialPaths, loadCredentials } from "./credentials.ts";
-import { crlRollback, type LoadedCrl, loadCrlFile } from "./crl.ts";
+import { crlRollback, loadCrlFile, type LoadedCrl } from "./crl.ts";
 import { crlStaleness } from "./authorize.ts";
 import { readFile } from "node:fs/promises";
 import { checkTrustedPath } from "./trust_files.ts";

@@ -55,7 +55,10 @@ export function unsafeMode(
   me: number,
 ): UnsafeMode | undefined {
   if (info.uid !== me && info.uid !== 0) {
-    return { problem: `owned by uid ${info.uid}, not by you (uid ${me}) or root`, fix: `chown ${me} "${path}"` };
+    return {
+      problem: `owned by uid ${info.uid}, not by you (uid ${me}) or root`,
+      fix: `chown ${me} "${path}"`,
+    };
   }
   const sticky = (info.mode & 0o1000) !== 0;
   if ((info.mode & 0o022) !== 0 && !(info.isDirectory && sticky && info.uid === 0)) {
@@ -96,7 +99,11 @@ export async function checkTrustedPath(path: string, what: string): Promise<void
   }
   for (let p = real;; p = dirname(p)) {
     const info = await stat(p);
-    const bad = unsafeMode(p, { mode: info.mode, uid: info.uid, isDirectory: info.isDirectory() }, me);
+    const bad = unsafeMode(
+      p,
+      { mode: info.mode, uid: info.uid, isDirectory: info.isDirectory() },
+      me,
+    );
     if (bad) {
       const where = p === real ? `${what} "${path}"` : `Directory "${p}" above ${what} "${path}"`;
       throw new UntrustedPathError(

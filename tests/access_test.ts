@@ -20,266 +20,18 @@ import {
   which,
 } from "./helpers/dockerd.ts";
 import { runCli, type ServeProcess, startServe, tlsFlags } from "./helpers/gate.ts";
-import {
-  type Creds,
-  fdCount,
-  linesAfter,
-  rawAttempt,
-  RecordingTarget,
-  tlsAttempt,
-  tlsConnect,
-  type TlsOutcome,
-  waitForLine,
-} from "./helpers/tls_peers.ts";
-import { clientBundlePaths, initPki, issueClientBundle, loadCa, pkiLayout } from "../src/keygen.ts";
+import { fdCount, linesAfter, rawAttempt, tlsAttempt, waitForLine } from "./helpers/tls_peers.ts";
+import { clientBundlePaths, initPki, loadCa, pkiLayout } from "../src/keygen.ts";
 import { issueClient } from "../src/pki.ts";
-
-// ------------------------------------------------------------------------------ helpers
-
-/** A long-lived, accepted TLS connection through the gate to the echo target. */
-class LiveClient {
-  received = "";
-  closedAt?: number;
-  error?: string;
-  readonly closed: Promise<void>;
-  #waiters: (() => void)[] = [];
-
-  private constructor(readonly socket: tls.TLSSocket) {
-    this.closed = new Promise((resolve) => {
-      socket.on("close", () => {
-        this.closedAt = Date.now();
-        for (const w of this.#waiters) w();
-        resolve();
-      });
-    });
-    socket.on("data", (d: Uint8Array) => {
-      this.received += new TextDecoder().decode(d);
-      for (const w of this.#waiters) w();
-    });
-    socket.on("error", (e: Error) => (this.error ??= e.message));
-  }
-
-  /** Connect, and resolve once a first echo went through (so the gate accepted it). */
-  static async open(port: number, creds: Creds): Promise<LiveClient> {
-    const socket = tlsConnect(port, creds);
-    const c = new LiveClient(socket);
-    await new Promise<void>((resolve, reject) => {
-      socket.once("secureConnect", resolve);
-      socket.once("error", reject);
-    });
-    c.localPort = socket.localPort;
-    await c.echo("hello\n");
-    return c;
-  }
-
-  /** Our local port (the gate logs it as the peer). */
-  localPort?: number;
-
-  get isClosed(): boolean {
-    return this.closedAt !== undefined;
-  }
-
-  serverFingerprint(): string {
-    return this.socket.getPeerCertificate().fingerprint256;
-  }
-
-  /** Send `msg` and wait for it to come back; rejects if the connection closes first. */
-  echo(msg: string, timeoutMs = 5_000): Promise<void> {
-    const from = this.received.length;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => done(new Error(`no echo of ${JSON.stringify(msg)} in ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-      const check = () => {
-        if (this.received.indexOf(msg, from) >= 0) done();
-        else if (this.isClosed) {
-          done(new Error(`connection closed before echo (${this.error ?? "no error"})`));
-        }
-      };
-      const done = (err?: Error) => {
-        clearTimeout(timer);
-        this.#waiters = this.#waiters.filter((w) => w !== check);
-        err ? reject(err) : resolve();
-      };
-      this.#waiters.push(check);
-      this.socket.write(msg);
-      check();
-    });
-  }
-
-  async end(): Promise<void> {
-    this.socket.end();
-    await this.closed;
-  }
-
-  destroy(): void {
-    this.socket.destroy();
-  }
-}
-
-/**
- * Keep data flowing on `client`: one echo round trip every `everyMs` until stopped or the
- * connection closes. Records when each round trip completed.
- */
-function startPump(client: LiveClient, everyMs = 25) {
-  const times: number[] = [];
-  let stopped = false;
-  let failure: string | undefined;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let wake: (() => void) | undefined;
-  const loop = (async () => {
-    for (let i = 0; !stopped; i++) {
-      try {
-        await client.echo(`tick-${i}-${crypto.randomUUID()}\n`);
-        times.push(Date.now());
-      } catch (e) {
-        failure = (e as Error).message;
-        return;
-      }
-      // Pacing, not a readiness wait.
-      await new Promise<void>((r) => {
-        wake = r;
-        timer = setTimeout(r, everyMs);
-      });
-    }
-  })();
-  return {
-    times,
-    get failure() {
-      return failure;
-    },
-    async stop() {
-      stopped = true;
-      clearTimeout(timer);
-      wake?.();
-      await loop;
-      return { count: times.length, failure };
-    },
-  };
-}
-
-function peerRe(port: number | undefined): string {
-  assert.ok(port, "client port known");
-  return `peer=127\\.0\\.0\\.1:${port} `;
-}
-
-function fingerprintOf(pem: string): string {
-  return new X509Certificate(pem).fingerprint256;
-}
-
-/** A PKI, a recording target, and a way to start serve against them. */
-interface Env {
-  dir: string;
-  pki: string;
-  target: RecordingTarget;
-  caPem: string;
-  /** Credentials of client bundle `name` (created on first use). */
-  client(name: string): Promise<Creds>;
-  /** Start serve with `--certs PKI/server --target unix://…` plus `extra`; stopped at the end. */
-  serve(extra?: string[]): Promise<ServeProcess>;
-}
-
-async function withEnv(fn: (env: Env) => Promise<void>): Promise<void> {
-  const dir = await freeTempDir("dg-access-");
-  const target = new RecordingTarget(join(dir, "target.sock"));
-  const gates: ServeProcess[] = [];
-  try {
-    const pki = join(dir, "pki");
-    await initPki({ dir: pki });
-    await target.start();
-    const caPem = await readFile(pkiLayout(pki).caCert, "utf8");
-    const env: Env = {
-      dir,
-      pki,
-      target,
-      caPem,
-      async client(name) {
-        const p = clientBundlePaths(pki, name);
-        try {
-          await readFile(p.cert);
-        } catch {
-          await issueClientBundle(name, { dir: pki });
-        }
-        return {
-          ca: caPem,
-          cert: await readFile(p.cert, "utf8"),
-          key: await readFile(p.key, "utf8"),
-        };
-      },
-      async serve(extra = []) {
-        const gate = await startServe([
-          "--certs",
-          join(pki, "server"),
-          "--target",
-          `unix://${target.path}`,
-          ...extra,
-        ]);
-        gates.push(gate);
-        return gate;
-      },
-    };
-    await fn(env);
-  } finally {
-    for (const g of gates) await g.stop();
-    await target.stop();
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-let seq = 0;
-
-/** A client that must be served: its payload comes back and the gate logs `accepted`. */
-async function assertAccepted(
-  gate: ServeProcess,
-  creds: Creds,
-  identity: string,
-  why?: RegExp,
-): Promise<TlsOutcome> {
-  const payload = `payload-${++seq}-${crypto.randomUUID()}\n`;
-  const out = await tlsAttempt(gate.port, creds, payload);
-  assert.equal(
-    out.data,
-    payload,
-    `${identity} should be served: ${JSON.stringify(out)}\n${gate.log()}`,
-  );
-  const line = (await gate.waitForLog(new RegExp(`INFO accepted ${peerRe(out.localPort)}.*`)))[0];
-  assert.match(line, new RegExp(`identity=${identity.replace(/[.*]/g, "\\$&")} `));
-  if (why) assert.match(line, why);
-  return out;
-}
-
-/** A client that must be refused after its handshake: no data, logged, target untouched. */
-async function assertRefused(
-  env: Env,
-  gate: ServeProcess,
-  creds: Creds,
-  reason: RegExp,
-): Promise<string> {
-  const before = { conns: env.target.connections, bytes: env.target.bytes, log: gate.log().length };
-  const out = await tlsAttempt(
-    gate.port,
-    creds,
-    "GET /containers/json HTTP/1.1\r\nHost: d\r\n\r\n",
-  );
-  assert.equal(out.data, "", `refused client got data: ${JSON.stringify(out)}`);
-  assert.equal(out.timedOut, false, "the gate must close the connection itself");
-  const line = await waitForLine(
-    gate,
-    before.log,
-    new RegExp(`WARN refused ${peerRe(out.localPort)}`),
-  );
-  assert.match(line, reason);
-  // No new target connection, hence not a byte from the refused client (other, already open
-  // connections may be flowing meanwhile).
-  assert.equal(
-    env.target.connections,
-    before.conns,
-    "target saw no connection from the refused client",
-  );
-  assert.equal(env.target.perConnection.length, before.conns);
-  return line;
-}
+import {
+  assertAccepted,
+  assertRefused,
+  fingerprintOf,
+  LiveClient,
+  peerRe,
+  startPump,
+  withEnv,
+} from "./helpers/gate_env.ts";
 
 // ------------------------------------------------------------------------------ allow-lists
 
@@ -381,21 +133,27 @@ Deno.test("revocation: keygen revoke (name, then serial) takes effect on the nex
     const bob = await env.client("bob");
     const carol = await env.client("carol");
     const gate = await env.serve();
-    await gate.waitForLog(/INFO policy: .* crl=none/);
+    // keygen publishes an empty CRL with the CA, so one is in force from the start.
+    await gate.waitForLog(/INFO policy: .* crl="0 revoked"/);
 
-    // Bob's connection opened before the revocation must survive the reload.
+    // Bob's connection opened before the revocation is ended by the reload that revokes him;
+    // alice's open connection keeps flowing through it.
     const bobLive = await LiveClient.open(gate.port, bob);
-    const pump = startPump(bobLive);
+    const aliceLive = await LiveClient.open(gate.port, alice);
+    const pump = startPump(aliceLive);
 
     let m = gate.log().length;
     const r = await runCli(["keygen", "revoke", "bob", "--dir", env.pki]);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /revoked serial [0-9a-f]+ \(client bob\)/);
+    assert.match(r.stderr, /revoked 1 certificate\(s\) of client bob: serial [0-9a-f]+/);
     const t0 = Date.now();
     await waitForLine(gate, m, /INFO reloaded why="files changed" revoked=1/, 5_000);
-    assert.ok(Date.now() - t0 < 3_000, "picked up by polling within ~1 s");
+    assert.ok(Date.now() - t0 < 3_000, "picked up by polling within two seconds");
 
     const bobSerial = new X509Certificate(bob.cert!).serialNumber.toLowerCase().replace(/^0+/, "");
+    const ended = await waitForLine(gate, m, /WARN ending connection at reload/);
+    assert.match(ended, new RegExp(`identity=bob serial=${bobSerial} reason="certificate serial`));
+    await bobLive.closed;
     const line = await assertRefused(
       env,
       gate,
@@ -417,14 +175,30 @@ Deno.test("revocation: keygen revoke (name, then serial) takes effect on the nex
     await assertRefused(env, gate, bob, /is revoked/);
     await assertAccepted(gate, alice, "alice");
 
-    // The already-open bob connection kept flowing through both reloads.
+    // The already-open alice connection kept flowing through both reloads.
     await waitFor(() => pump.times.length > 0 && pump.times[pump.times.length - 1] > reloadedAt, {
-      what: "bob's open connection still flowing after the reloads",
+      what: "alice's open connection still flowing after the reloads",
     });
-    await bobLive.echo("still here\n");
+    await aliceLive.echo("still here\n");
     const { failure } = await pump.stop();
     assert.equal(failure, undefined);
-    assert.equal(bobLive.isClosed, false);
+    assert.equal(aliceLive.isClosed, false);
+    await aliceLive.end();
+  });
+});
+
+Deno.test("--keep-revoked-connections: an open connection of a revoked client lives on", async () => {
+  await withEnv(async (env) => {
+    const bob = await env.client("bob");
+    const gate = await env.serve(["--keep-revoked-connections"]);
+    const bobLive = await LiveClient.open(gate.port, bob);
+    const m = gate.log().length;
+    const r = await runCli(["keygen", "revoke", "bob", "--dir", env.pki]);
+    assert.equal(r.code, 0, r.stderr);
+    await waitForLine(gate, m, /INFO reloaded why="files changed" revoked=1/, 5_000);
+    await bobLive.echo("still open\n");
+    assert.equal(linesAfter(gate, m, /ending connection/).length, 0);
+    await assertRefused(env, gate, bob, /is revoked/);
     await bobLive.end();
   });
 });

@@ -68,7 +68,9 @@ Deno.test("keygen forms", () => {
     },
   );
   assert.equal(
-    (parseCommand(["keygen", "client", "a", "--force", "--revoke-old"], env) as { revokeOld: boolean })
+    (parseCommand(["keygen", "client", "a", "--force", "--revoke-old"], env) as {
+      revokeOld: boolean;
+    })
       .revokeOld,
     true,
   );

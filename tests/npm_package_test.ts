@@ -231,7 +231,9 @@ Deno.test("npm package: build, pack and install; CLI, library API and types unde
       const out = JSON.parse(r.stdout.trim().split("\n").pop()!);
       assert.equal(out.version, f.version);
       assert.match(out.node, /^v\d+\./);
-      assert.equal(out.created, 8);
+      // The CA (2 files), the server and client bundles (3 each), and the CRL a new CA
+      // publishes into ca/ and server/.
+      assert.equal(out.created, 10);
       assert.match(out.gate, /^tcp:\/\/127\.0\.0\.1:\d+$/);
       assert.equal(out.tunnel, `unix://${work}/tunnel.sock`);
       assert.equal(out.tunnelMode, 0o600);

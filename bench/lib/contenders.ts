@@ -83,6 +83,12 @@ function serveArgs(ctx: StartContext, port: number): string[] {
     ctx.pki.serverDir,
     "--max-connections",
     "30000",
+    // Every load generator here is one address (127.0.0.1) opening up to 64 handshakes at
+    // once, and the memory workload thousands: the handshake caps guard untrusted networks.
+    "--max-handshakes",
+    "30000",
+    "--max-handshakes-per-address",
+    "30000",
     "--drain-timeout",
     "1s",
   ];

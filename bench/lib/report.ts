@@ -171,7 +171,8 @@ export class Report {
         "verified against our CA, the same server/client certificates from `dockgate keygen` — and relays to the " +
         "same unix socket. Target: `bench/tools/target.mjs` (Node: a sink/source for bulk and a tiny keep-alive HTTP " +
         "responder for `GET /_ping`). Load generator: `bench/tools/loadgen.mjs` (Node `node:tls` client). " +
-        "dockgate runs with its defaults (info log to a file) plus `--max-connections 30000`; socat " +
+        "dockgate runs with its defaults (info log to a file) plus `--max-connections 30000` and the handshake caps " +
+        "lifted (`--max-handshakes 30000 --max-handshakes-per-address 30000`: the load generator is one address); socat " +
         "`OPENSSL-LISTEN:…,fork,verify=1 UNIX-CONNECT:…`; stunnel4 `verifyChain = yes`, `requireCert = yes`, " +
         "foreground; HAProxy `mode tcp`, `bind … ssl crt … ca-file … verify required` (default threads = 2 here). " +
         "The direct baselines (no gate) show what the load generator and target manage on their own.",

@@ -99,6 +99,45 @@ export function spawnProcess(cmd: string, args: string[], opts: SpawnOptions = {
   return proc;
 }
 
+/** Which runtime runs the CLI: Deno (`deno run cli.ts`) or Node (cli.ts bundled by esbuild). */
+export type Runtime = "deno" | "node";
+
+let nodeBundle: Promise<string> | undefined;
+
+/**
+ * `cli.ts` bundled for Node 20 by esbuild (from node_modules), built once per test process
+ * into a temporary directory: the same sources the npm package ships, without its build.
+ */
+export function nodeCliBundle(): Promise<string> {
+  nodeBundle ??= (async () => {
+    const dir = await Deno.makeTempDir({ prefix: "dg-node-cli-" });
+    globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+    const out = join(dir, "dockgate.mjs");
+    const r = await new Deno.Command(join(ROOT, "node_modules", ".bin", "esbuild"), {
+      args: [
+        join(ROOT, "cli.ts"),
+        "--bundle",
+        "--platform=node",
+        "--format=esm",
+        "--target=node20",
+        `--outfile=${out}`,
+        "--log-level=warning",
+      ],
+      cwd: ROOT,
+      stdin: "null",
+    }).output();
+    if (r.code !== 0) throw new Error(`esbuild failed: ${new TextDecoder().decode(r.stderr)}`);
+    return out;
+  })();
+  return nodeBundle;
+}
+
+/** The command line that runs `dockgate ARGS…` on `runtime`. */
+export async function cliCommand(runtime: Runtime, args: string[]): Promise<[string, string[]]> {
+  if (runtime === "node") return ["node", [await nodeCliBundle(), ...args]];
+  return [DENO, ["run", "-A", "--quiet", join(ROOT, "cli.ts"), ...args]];
+}
+
 /** Spawn `dockgate ARGS…` from the repo (cwd defaults to the repo root). */
 export function spawnCli(
   args: string[],
@@ -110,16 +149,21 @@ export function spawnCli(
   });
 }
 
-/** Run `dockgate ARGS…` to completion. */
+/**
+ * Run `dockgate ARGS…` to completion; killed after `timeoutMs` (default 60 s), so a command
+ * expected to fail that runs on instead (a `serve` that should have refused to start) fails
+ * the test rather than hanging it.
+ */
 export async function runCli(
   args: string[],
-  opts: { cwd?: string; env?: Record<string, string> } = {},
+  opts: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(DENO, {
     args: ["run", "-A", "--quiet", join(ROOT, "cli.ts"), ...args],
     cwd: opts.cwd ?? ROOT,
     env: opts.env,
     stdin: "null",
+    signal: AbortSignal.timeout(opts.timeoutMs ?? 60_000),
   }).output();
   const d = new TextDecoder();
   return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
@@ -138,9 +182,12 @@ export interface ServeProcess extends CliProcess {
  */
 export async function startServe(
   extra: string[],
-  opts: { cwd?: string; env?: Record<string, string> } = {},
+  opts: { cwd?: string; env?: Record<string, string>; runtime?: Runtime } = {},
 ): Promise<ServeProcess> {
-  const proc = spawnCli(["serve", "--listen", "127.0.0.1:0", ...extra], opts);
+  const args = ["serve", "--listen", "127.0.0.1:0", ...extra];
+  const proc = opts.runtime === "node"
+    ? spawnProcess(...await cliCommand("node", args), { cwd: opts.cwd ?? ROOT, env: opts.env })
+    : spawnCli(args, opts);
   const m = await proc.waitForLog(/listening on tcp:\/\/127\.0\.0\.1:(\d+)/);
   const port = Number(m[1]);
   return Object.assign(proc, { port, host: `tcp://127.0.0.1:${port}` });
