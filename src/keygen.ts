@@ -536,7 +536,12 @@ export async function clientSerials(
   const bundleCert = clientBundlePaths(dir, name).cert;
   if (await pathExists(bundleCert)) {
     const pem = await readText(bundleCert, "client certificate");
-    serials.add(normalizeSerial(parseCertificatePem(pem).serialNumber));
+    try {
+      serials.add(normalizeSerial(parseCertificatePem(pem).serialNumber));
+    } catch {
+      // A damaged bundle certificate (what --force is often run to fix) has no serial to
+      // give; the record in issued.json still has it.
+    }
   }
   for (const e of await readIssued(pkiLayout(dir).caDir)) {
     if (e.role === "client" && e.name === name && new Date(e.notAfter) > now) {

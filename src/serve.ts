@@ -142,7 +142,10 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
     const peer = peerOf(raw);
     // A peer that resets mid-handshake must not become an unhandled error.
     raw.on("error", () => {});
-    if (!connections.accepting) return void raw.destroy();
+    if (!connections.accepting) {
+      refusedHere.add(raw); // stopping: not a refusal worth a line
+      return void raw.destroy();
+    }
     const address = raw.remoteAddress ?? "local";
     const refuse = (socket: net.Socket, who: string, reason: string) => {
       refusedHere.add(socket);
