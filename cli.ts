@@ -10,19 +10,19 @@
 import process from "node:process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { type Address, formatAddress } from "./src/address.ts";
-import { type Command, type ConnectCommand, DEFAULTS, parseCommand, type ServeCommand, UsageError } from "./src/args.ts";
+import { type Address, formatAddress } from "./src/net/address.ts";
+import { type Command, type ConnectCommand, DEFAULTS, parseCommand, type ServeCommand, UsageError } from "./src/cli/args.ts";
 import { connect } from "./src/connect.ts";
-import { loadCredentials, resolveBundlePaths } from "./src/credentials.ts";
-import { connectTarget } from "./src/strategy.ts";
-import { initPki, issueClientBundle, issueServerBundle, type KeygenReport, pkiExists } from "./src/keygen.ts";
-import { lineLogger, type Logger, streamSink } from "./src/logger.ts";
-import { type AccessPolicy, describePolicy } from "./src/policy.ts";
-import { startReloader, warnStaleCrl } from "./src/reloader.ts";
-import { republishCrl, revokeCertificate } from "./src/revoke.ts";
-import { proveClientAuthEnforced } from "./src/self_test.ts";
+import { loadCredentials, resolveBundlePaths } from "./src/pki/credentials.ts";
+import { connectTarget } from "./src/net/strategy.ts";
+import { initPki, issueClientBundle, issueServerBundle, type KeygenReport, pkiExists } from "./src/pki/keygen.ts";
+import { lineLogger, type Logger, streamSink } from "./src/observe/logger.ts";
+import { type AccessPolicy, describePolicy } from "./src/access/policy.ts";
+import { startReloader, warnStaleCrl } from "./src/config/reloader.ts";
+import { republishCrl, revokeCertificate } from "./src/pki/revoke.ts";
+import { proveClientAuthEnforced } from "./src/access/self_test.ts";
 import { serve } from "./src/serve.ts";
-import { loadServeConfig, type ServeConfigSource } from "./src/serve_config.ts";
+import { loadServeConfig, type ServeConfigSource } from "./src/config/serve_config.ts";
 import { VERSION } from "./src/version.ts";
 
 const HELP: Record<string, string> = {

@@ -67,8 +67,8 @@ export {
   type ParseAddressOptions,
   type TcpAddress,
   type UnixAddress,
-} from "./src/address.ts";
-export type { GateRules, Revocations } from "./src/authorize.ts";
+} from "./src/net/address.ts";
+export type { GateRules, Revocations } from "./src/access/authorize.ts";
 export { connect, type ConnectHandle, type ConnectOptions } from "./src/connect.ts";
 export {
   type BundlePathOptions,
@@ -78,8 +78,8 @@ export {
   type LoadCredentialsOptions,
   resolveBundlePaths,
   type TlsCredentials,
-} from "./src/credentials.ts";
-export type { ParsedPeer, PeerIdentity } from "./src/identity.ts";
+} from "./src/pki/credentials.ts";
+export type { ParsedPeer, PeerIdentity } from "./src/access/identity.ts";
 export {
   AlreadyExistsError,
   type BundlePaths,
@@ -91,14 +91,14 @@ export {
   type IssueServerBundleOptions,
   type KeygenCommonOptions,
   type KeygenReport,
-} from "./src/keygen.ts";
+} from "./src/pki/keygen.ts";
 export {
   lineLogger,
   type LogFields,
   type Logger,
   type LogLevel,
   silentLogger,
-} from "./src/logger.ts";
+} from "./src/observe/logger.ts";
 export {
   type ClientExtKeyUsage,
   createCa,
@@ -112,8 +112,8 @@ export {
   parseCertificatesPem,
   type PemPair,
   type ValidityOptions,
-} from "./src/pki.ts";
-export { type AccessPolicy, evaluatePolicy, type PolicyDecision } from "./src/policy.ts";
+} from "./src/pki/pki.ts";
+export { type AccessPolicy, evaluatePolicy, type PolicyDecision } from "./src/access/policy.ts";
 export type {
   FlowControl,
   FlowControlFactory,
@@ -121,11 +121,11 @@ export type {
   RelayHandle,
   RelayOptions,
   RelayResult,
-} from "./src/relay.ts";
-export type { X509Certificate } from "./src/x509.ts";
-export { revokeCertificate, type RevokeReport } from "./src/revoke.ts";
+} from "./src/net/relay.ts";
+export type { X509Certificate } from "./src/pki/x509.ts";
+export { revokeCertificate, type RevokeReport } from "./src/pki/revoke.ts";
 export { type ReloadUpdate, serve, type ServeHandle, type ServeOptions } from "./src/serve.ts";
-export { loadServeConfig, type ServeConfig, type ServeConfigSource } from "./src/serve_config.ts";
-export type { AuthorizedConnection, RelayStrategy } from "./src/strategy.ts";
-export type { TlsMaterial } from "./src/tls_config.ts";
+export { loadServeConfig, type ServeConfig, type ServeConfigSource } from "./src/config/serve_config.ts";
+export type { AuthorizedConnection, RelayStrategy } from "./src/net/strategy.ts";
+export type { TlsMaterial } from "./src/net/tls_config.ts";
 export { VERSION } from "./src/version.ts";

@@ -178,6 +178,13 @@ async function makePki(dir: string, keyType: string, deno: string): Promise<Pki>
  * dockgate on Node: the npm build (`npm/`, from `deno task build:npm`) when present, else a
  * bundle of cli.ts made here with esbuild (the local one, or `npx esbuild`).
  */
+/** Every file under `dir`, recursively (src/ is grouped in folders). */
+function sourceFiles(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].flatMap((e) =>
+    e.isDirectory ? sourceFiles(join(dir, e.name)) : [join(dir, e.name)]
+  );
+}
+
 async function nodeDockgate(
   node: string,
   outDir: string,
@@ -191,10 +198,7 @@ async function nodeDockgate(
       const path = join(ROOT, "npm", bin as string);
       const built = (await Deno.stat(path)).mtime!.getTime();
       // A build older than the sources would benchmark old code: bundle instead.
-      const sources = [
-        join(ROOT, "cli.ts"),
-        ...[...Deno.readDirSync(join(ROOT, "src"))].map((e) => join(ROOT, "src", e.name)),
-      ];
+      const sources = [join(ROOT, "cli.ts"), ...sourceFiles(join(ROOT, "src"))];
       const newest = Math.max(...sources.map((f) => Deno.statSync(f).mtime!.getTime()));
       if (built >= newest) {
         // Snapshot it: npm/ may be rebuilt by someone else while the bench runs.

@@ -8,12 +8,12 @@
 import fs from "node:fs";
 import net from "node:net";
 import tls from "node:tls";
-import { type Address, formatAddress, isLoopbackHost, type TcpAddress } from "./address.ts";
-import { ConnectionSet, listenOn, peerOf } from "./lifecycle.ts";
-import { type Logger, silentLogger } from "./logger.ts";
-import { relay } from "./relay.ts";
-import { currentRuntime } from "./runtime.ts";
-import { clientTlsOptions, type TlsMaterial } from "./tls_config.ts";
+import { type Address, formatAddress, isLoopbackHost, type TcpAddress } from "./net/address.ts";
+import { ConnectionSet, listenOn, peerOf } from "./net/lifecycle.ts";
+import { type Logger, silentLogger } from "./observe/logger.ts";
+import { relay } from "./net/relay.ts";
+import { currentRuntime } from "./net/runtime.ts";
+import { clientTlsOptions, type TlsMaterial } from "./net/tls_config.ts";
 
 /** Options for {@linkcode connect}. */
 export interface ConnectOptions {

@@ -13,17 +13,17 @@
 
 import type net from "node:net";
 import tls from "node:tls";
-import { type Address, formatAddress } from "./address.ts";
-import { authorizePeer, type GateRules, revocationVerdict } from "./authorize.ts";
-import { HandshakeSlots, ThrottledRefusals } from "./handshakes.ts";
-import { evaluatePolicy } from "./policy.ts";
-import { displayName, type PeerIdentity } from "./identity.ts";
-import { type Logger, silentLogger } from "./logger.ts";
-import { ConnectionSet, listenOn, peerOf } from "./lifecycle.ts";
-import { HeldInput, pauseFlowControl, type RelayHandle } from "./relay.ts";
-import { currentRuntime } from "./runtime.ts";
-import { rawStrategy, type RelayStrategy } from "./strategy.ts";
-import { serverTlsOptions, type TlsMaterial } from "./tls_config.ts";
+import { type Address, formatAddress } from "./net/address.ts";
+import { authorizePeer, type GateRules, revocationVerdict } from "./access/authorize.ts";
+import { HandshakeSlots, ThrottledRefusals } from "./net/handshakes.ts";
+import { evaluatePolicy } from "./access/policy.ts";
+import { displayName, type PeerIdentity } from "./access/identity.ts";
+import { type Logger, silentLogger } from "./observe/logger.ts";
+import { ConnectionSet, listenOn, peerOf } from "./net/lifecycle.ts";
+import { HeldInput, pauseFlowControl, type RelayHandle } from "./net/relay.ts";
+import { currentRuntime } from "./net/runtime.ts";
+import { rawStrategy, type RelayStrategy } from "./net/strategy.ts";
+import { serverTlsOptions, type TlsMaterial } from "./net/tls_config.ts";
 
 /** Options for {@linkcode serve}. */
 export interface ServeOptions {

@@ -21,8 +21,8 @@ import {
 } from "./helpers/dockerd.ts";
 import { runCli, type ServeProcess, startServe, tlsFlags } from "./helpers/gate.ts";
 import { fdCount, linesAfter, rawAttempt, tlsAttempt, waitForLine } from "./helpers/tls_peers.ts";
-import { clientBundlePaths, initPki, loadCa, pkiLayout } from "../src/keygen.ts";
-import { issueClient } from "../src/pki.ts";
+import { clientBundlePaths, initPki, loadCa, pkiLayout } from "../src/pki/keygen.ts";
+import { issueClient } from "../src/pki/pki.ts";
 import {
   assertAccepted,
   assertRefused,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { formatAddress, isLoopbackHost, parseAddress } from "../src/address.ts";
+import { formatAddress, isLoopbackHost, parseAddress } from "../src/net/address.ts";
 
 Deno.test("parseAddress accepts Docker's -H forms", () => {
   assert.deepEqual(parseAddress("unix:///var/run/docker.sock"), {

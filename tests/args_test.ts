@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { defaultConnectListen, DEFAULTS, parseCommand, UsageError } from "../src/args.ts";
+import { defaultConnectListen, DEFAULTS, parseCommand, UsageError } from "../src/cli/args.ts";
 
 const env = { HOME: "/home/u" };
 

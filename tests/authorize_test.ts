@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
-import { authorizePeer, checkIdentity, type GateRules } from "../src/authorize.ts";
+import { authorizePeer, checkIdentity, type GateRules } from "../src/access/authorize.ts";
 import { Buffer } from "node:buffer";
-import { parsePeerCertificate } from "../src/identity.ts";
+import { parsePeerCertificate } from "../src/access/identity.ts";
 import {
   createCa,
   issueClient,
   issueServer,
   parseCertificatePem,
   type PemPair,
-} from "../src/pki.ts";
+} from "../src/pki/pki.ts";
 
 const ca = await createCa();
 const rules: GateRules = {

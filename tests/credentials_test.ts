@@ -8,9 +8,9 @@ import {
   loadCaBundle,
   loadCredentials,
   resolveBundlePaths,
-} from "../src/credentials.ts";
-import { clientBundlePaths, initPki, pkiLayout } from "../src/keygen.ts";
-import { createCa, issueServer, type PemPair } from "../src/pki.ts";
+} from "../src/pki/credentials.ts";
+import { clientBundlePaths, initPki, pkiLayout } from "../src/pki/keygen.ts";
+import { createCa, issueServer, type PemPair } from "../src/pki/pki.ts";
 
 interface Fixture {
   root: string;

@@ -6,14 +6,14 @@
 
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
-import { createCa } from "../src/pki.ts";
-import { createCrl, crlRollback, loadCrlFile } from "../src/crl.ts";
-import { HandshakeSlots, ThrottledRefusals } from "../src/handshakes.ts";
-import { formatLogLine, streamSink } from "../src/logger.ts";
-import { canonicalIp, evaluatePolicy } from "../src/policy.ts";
-import { crlStaleness, revocationVerdict } from "../src/authorize.ts";
-import { unsafeMode } from "../src/trust_files.ts";
-import { parseCertificatePem } from "../src/pki.ts";
+import { createCa } from "../src/pki/pki.ts";
+import { createCrl, crlRollback, loadCrlFile } from "../src/pki/crl.ts";
+import { HandshakeSlots, ThrottledRefusals } from "../src/net/handshakes.ts";
+import { formatLogLine, streamSink } from "../src/observe/logger.ts";
+import { canonicalIp, evaluatePolicy } from "../src/access/policy.ts";
+import { crlStaleness, revocationVerdict } from "../src/access/authorize.ts";
+import { unsafeMode } from "../src/pki/trust_files.ts";
+import { parseCertificatePem } from "../src/pki/pki.ts";
 
 Deno.test("HandshakeSlots: per-address cap, oldest evicted when full, release is idempotent", () => {
   const slots = new HandshakeSlots<string>(3, 2);

@@ -12,9 +12,9 @@ import {
   loadCa,
   pkiExists,
   pkiLayout,
-} from "../src/keygen.ts";
-import { createCa, parseCertificatePem } from "../src/pki.ts";
-import { x509 } from "../src/x509.ts";
+} from "../src/pki/keygen.ts";
+import { createCa, parseCertificatePem } from "../src/pki/pki.ts";
+import { x509 } from "../src/pki/x509.ts";
 
 async function withPkiDir(fn: (dir: string, root: string) => Promise<void>): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), "dockgate-keygen-test-"));

@@ -14,8 +14,8 @@ import {
   parseCertificatesPem,
   parseKeyType,
   validateClientName,
-} from "../src/pki.ts";
-import { x509, type X509Certificate } from "../src/x509.ts";
+} from "../src/pki/pki.ts";
+import { x509, type X509Certificate } from "../src/pki/x509.ts";
 
 const DAY = 86_400_000;
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { describePolicy, evaluatePolicy, matchName } from "../src/policy.ts";
+import { describePolicy, evaluatePolicy, matchName } from "../src/access/policy.ts";
 
 const peer = (
   o: Partial<

@@ -3,7 +3,7 @@ import net from "node:net";
 import { Duplex } from "node:stream";
 import { setImmediate } from "node:timers";
 import { createHash, randomBytes } from "node:crypto";
-import { HeldInput, relay, type RelayHandle } from "../src/relay.ts";
+import { HeldInput, relay, type RelayHandle } from "../src/net/relay.ts";
 
 /** A relay front (TCP) → back (unix, run by `backHandler`) in a temp dir. */
 async function withRelay(
@@ -146,7 +146,7 @@ Deno.test("through serve: a close_notify-only half-close after a large upload su
   // Regression for Deno 2.9's node:tls, which drops an EOF that arrives while a TLS socket is
   // paused: the Docker CLI ends `docker run -i` stdin exactly this way (close_notify, no FIN).
   const { createCa, issueClient, issueServer, parseCertificatesPem } = await import(
-    "../src/pki.ts"
+    "../src/pki/pki.ts"
   );
   const { serve } = await import("../src/serve.ts");
   const ca = await createCa();

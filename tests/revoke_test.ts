@@ -2,11 +2,11 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { createCrl, loadCrlFile, parseCrlPem } from "../src/crl.ts";
-import { normalizeSerial } from "../src/identity.ts";
-import { initPki, issueClientBundle } from "../src/keygen.ts";
-import { createCa, parseCertificatePem, parseCertificatesPem } from "../src/pki.ts";
-import { revokeCertificate } from "../src/revoke.ts";
+import { createCrl, loadCrlFile, parseCrlPem } from "../src/pki/crl.ts";
+import { normalizeSerial } from "../src/access/identity.ts";
+import { initPki, issueClientBundle } from "../src/pki/keygen.ts";
+import { createCa, parseCertificatePem, parseCertificatesPem } from "../src/pki/pki.ts";
+import { revokeCertificate } from "../src/pki/revoke.ts";
 
 async function tempPki() {
   const dir = await Deno.makeTempDir({ prefix: "dg-revoke-" });

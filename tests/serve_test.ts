@@ -23,8 +23,8 @@ import {
   tlsAttempt,
   waitForLine,
 } from "./helpers/tls_peers.ts";
-import { clientBundlePaths, initPki, issueClientBundle, loadCa, pkiLayout } from "../src/keygen.ts";
-import { createCa, issueClient } from "../src/pki.ts";
+import { clientBundlePaths, initPki, issueClientBundle, loadCa, pkiLayout } from "../src/pki/keygen.ts";
+import { createCa, issueClient } from "../src/pki/pki.ts";
 
 // ------------------------------------------------------------------------------ helpers
 

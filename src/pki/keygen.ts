@@ -43,7 +43,7 @@ import {
 } from "./pki.ts";
 import { x509 } from "./x509.ts";
 import { fsErrorText, pathExists } from "./fs_util.ts";
-import { normalizeSerial } from "./identity.ts";
+import { normalizeSerial } from "../access/identity.ts";
 import {
   addRevocations,
   issuedEntry,
@@ -51,7 +51,7 @@ import {
   readIssued,
   recordIssued,
   replaceFile,
-} from "./pki_records.ts";
+} from "./records.ts";
 
 // keygen never follows a symlink when asking what is there: a dangling one is not "absent".
 const NO_FOLLOW = { follow: false } as const;

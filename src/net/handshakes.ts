@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { Logger } from "./logger.ts";
+import type { Logger } from "../observe/logger.ts";
 
 /** The outcome of {@linkcode HandshakeSlots.admit}. */
 export type Admission<S> =

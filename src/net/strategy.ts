@@ -11,7 +11,7 @@
 import net from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Address } from "./address.ts";
-import type { PeerIdentity } from "./identity.ts";
+import type { PeerIdentity } from "../access/identity.ts";
 import { type HeldInput, relay, type RelayHandle, type RelayOptions } from "./relay.ts";
 
 /** One authorized connection, handed to a strategy. */

@@ -6,15 +6,15 @@
  * @module
  */
 
-import type { GateRules } from "./authorize.ts";
-import { type CredentialPaths, loadCredentials } from "./credentials.ts";
-import { crlRollback, loadCrlFile, type LoadedCrl } from "./crl.ts";
-import { crlStaleness } from "./authorize.ts";
+import type { GateRules } from "../access/authorize.ts";
+import { type CredentialPaths, loadCredentials } from "../pki/credentials.ts";
+import { crlRollback, loadCrlFile, type LoadedCrl } from "../pki/crl.ts";
+import { crlStaleness } from "../access/authorize.ts";
 import { readFile } from "node:fs/promises";
-import { checkTrustedPath } from "./trust_files.ts";
-import type { AccessPolicy } from "./policy.ts";
-import type { TlsMaterial } from "./tls_config.ts";
-import { pathExists } from "./fs_util.ts";
+import { checkTrustedPath } from "../pki/trust_files.ts";
+import type { AccessPolicy } from "../access/policy.ts";
+import type { TlsMaterial } from "../net/tls_config.ts";
+import { pathExists } from "../pki/fs_util.ts";
 
 /** Where serve's configuration comes from. */
 export interface ServeConfigSource {

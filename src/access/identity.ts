@@ -7,7 +7,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { x509 } from "./x509.ts";
+import { x509 } from "../pki/x509.ts";
 
 /** OID of the clientAuth extended key usage. */
 export const EKU_CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
@@ -80,7 +80,7 @@ export function normalizeSerial(serial: string): string {
  * @example
  * ```ts
  * import { identityFromDer } from "./identity.ts";
- * import { x509 } from "./x509.ts";
+ * import { x509 } from "../pki/x509.ts";
  * const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
  * const keys = await crypto.subtle.generateKey(alg, true, ["sign", "verify"]);
  * const cert = await x509.X509CertificateGenerator.createSelfSigned({
@@ -101,7 +101,7 @@ export function identityFromDer(der: Uint8Array): PeerIdentity {
  * @example
  * ```ts
  * import { parsePeerCertificate } from "./identity.ts";
- * import { x509 } from "./x509.ts";
+ * import { x509 } from "../pki/x509.ts";
  * const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
  * const keys = await crypto.subtle.generateKey(alg, true, ["sign", "verify"]);
  * const cert = await x509.X509CertificateGenerator.createSelfSigned({

@@ -22,7 +22,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { createCrl, type RevokedEntry } from "./crl.ts";
 import { pathExists } from "./fs_util.ts";
-import { normalizeSerial } from "./identity.ts";
+import { normalizeSerial } from "../access/identity.ts";
 import { parseCertificatePem, type PemPair } from "./pki.ts";
 
 /** One certificate keygen issued. */

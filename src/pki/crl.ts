@@ -10,7 +10,7 @@
  */
 
 import { readFile } from "node:fs/promises";
-import { normalizeSerial } from "./identity.ts";
+import { normalizeSerial } from "../access/identity.ts";
 import { importPrivateKeyPem, parseCertificatePem, type PemPair } from "./pki.ts";
 import { x509 } from "./x509.ts";
 

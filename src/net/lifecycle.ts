@@ -11,7 +11,7 @@
 import type net from "node:net";
 import process from "node:process";
 import { type Address, formatAddress } from "./address.ts";
-import type { Logger } from "./logger.ts";
+import type { Logger } from "../observe/logger.ts";
 import type { RelayHandle } from "./relay.ts";
 
 /**

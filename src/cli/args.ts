@@ -7,9 +7,9 @@
 
 import process from "node:process";
 import { parseArgs as nodeParseArgs, type ParseArgsConfig } from "node:util";
-import { type Address, parseAddress, type TcpAddress } from "./address.ts";
+import { type Address, parseAddress, type TcpAddress } from "../net/address.ts";
 import { parseDuration } from "./duration.ts";
-import { type KeyType, parseKeyType } from "./pki.ts";
+import { type KeyType, parseKeyType } from "../pki/pki.ts";
 
 /** A usage mistake: the CLI prints the message and exits with code 2. */
 export class UsageError extends Error {

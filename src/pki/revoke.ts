@@ -9,10 +9,10 @@
  * @module
  */
 
-import { normalizeSerial } from "./identity.ts";
+import { normalizeSerial } from "../access/identity.ts";
 import { clientBundlePaths, clientSerials, loadCa, pkiLayout } from "./keygen.ts";
 import { pathExists } from "./fs_util.ts";
-import { addRevocations, publishCrl, type PublishReport, readIssued } from "./pki_records.ts";
+import { addRevocations, publishCrl, type PublishReport, readIssued } from "./records.ts";
 
 /** What {@linkcode revokeCertificate} did. */
 export interface RevokeReport {

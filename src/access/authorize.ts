@@ -24,7 +24,7 @@ import {
   type PeerIdentity,
 } from "./identity.ts";
 import { type AccessPolicy, evaluatePolicy } from "./policy.ts";
-import { x509 } from "./x509.ts";
+import { x509 } from "../pki/x509.ts";
 
 /** Revoked certificates, as loaded from a CRL. */
 export interface Revocations {

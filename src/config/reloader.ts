@@ -10,10 +10,10 @@
  */
 
 import { stat } from "node:fs/promises";
-import type { Logger } from "./logger.ts";
-import type { ServeHandle } from "./serve.ts";
+import type { Logger } from "../observe/logger.ts";
+import type { ServeHandle } from "../serve.ts";
 import { loadServeConfig, type ServeConfig, type ServeConfigSource } from "./serve_config.ts";
-import { crlStaleness } from "./authorize.ts";
+import { crlStaleness } from "../access/authorize.ts";
 
 /** Options for {@linkcode startReloader}. */
 export interface ReloaderOptions {

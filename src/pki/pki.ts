@@ -22,7 +22,7 @@
 
 import { isIP } from "node:net";
 import { hostname } from "node:os";
-import { escapeControls } from "./logger.ts";
+import { escapeControls } from "../observe/logger.ts";
 import { x509, type X509Certificate } from "./x509.ts";
 
 /** Key algorithm of a generated key pair. */

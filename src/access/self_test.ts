@@ -8,9 +8,9 @@
 
 import type net from "node:net";
 import tls from "node:tls";
-import { createCa, issueClient } from "./pki.ts";
-import { currentRuntime } from "./runtime.ts";
-import { serverTlsOptions, type TlsMaterial } from "./tls_config.ts";
+import { createCa, issueClient } from "../pki/pki.ts";
+import { currentRuntime } from "../net/runtime.ts";
+import { serverTlsOptions, type TlsMaterial } from "../net/tls_config.ts";
 
 /** Thrown when the runtime lets an unauthenticated client through. Serve must not start. */
 export class RuntimeTrustError extends Error {
