@@ -11,16 +11,28 @@ import process from "node:process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { type Address, formatAddress } from "./src/net/address.ts";
-import { type Command, type ConnectCommand, DEFAULTS, parseCommand, type ServeCommand, UsageError } from "./src/cli/args.ts";
+import {
+  type Command,
+  type ConnectCommand,
+  DEFAULTS,
+  parseCommand,
+  type ServeCommand,
+  UsageError,
+} from "./src/cli/args.ts";
 import { connect } from "./src/connect.ts";
 import { loadCredentials, resolveBundlePaths } from "./src/pki/credentials.ts";
 import { connectTarget } from "./src/net/strategy.ts";
-import { initPki, issueClientBundle, issueServerBundle, type KeygenReport, pkiExists } from "./src/pki/keygen.ts";
+import {
+  initPki,
+  issueClientBundle,
+  issueServerBundle,
+  type KeygenReport,
+  pkiExists,
+} from "./src/pki/keygen.ts";
 import { lineLogger, type Logger, streamSink } from "./src/observe/logger.ts";
 import { type AccessPolicy, describePolicy } from "./src/access/policy.ts";
 import { startReloader, warnStaleCrl } from "./src/config/reloader.ts";
 import { republishCrl, revokeCertificate } from "./src/pki/revoke.ts";
-import { proveClientAuthEnforced } from "./src/access/self_test.ts";
 import { serve } from "./src/serve.ts";
 import { loadServeConfig, type ServeConfigSource } from "./src/config/serve_config.ts";
 import { VERSION } from "./src/version.ts";
@@ -37,7 +49,8 @@ Usage:
 Quickstart (Docker host):  dockgate serve      (creates ./pki on first run)
 Client:  docker --tlsverify -H tcp://HOST:2376 --tlscacert pki/clients/default/ca.pem \\
            --tlscert pki/clients/default/cert.pem --tlskey pki/clients/default/key.pem version`,
-  keygen: `dockgate keygen [--dir DIR] [--key-type T] [--days N] [--ca-days N] [--san NAME|IP]... [--force]
+  keygen:
+    `dockgate keygen [--dir DIR] [--key-type T] [--days N] [--ca-days N] [--san NAME|IP]... [--force]
     Create DIR (default ./pki): CA, server bundle, client bundle "default"; keeps what exists.
 dockgate keygen server [--dir DIR] [--san NAME|IP]... [--key-type T] [--days N] [--force]
 dockgate keygen client NAME [--dir DIR] [--ou OU]... [--key-type T] [--days N] [--force [--revoke-old]]
@@ -108,21 +121,57 @@ function reportKeygen(report: KeygenReport) {
 async function runKeygen(cmd: Extract<Command, { kind: "keygen" }>): Promise<number> {
   switch (cmd.action) {
     case "init":
-      reportKeygen(await initPki({ dir: cmd.dir, keyType: cmd.keyType, days: cmd.days, caDays: cmd.caDays, sans: cmd.sans, force: cmd.force }));
-      say(`client bundle for the Docker CLI: DOCKER_CERT_PATH=${join(cmd.dir, "clients", "default")}`);
+      reportKeygen(
+        await initPki({
+          dir: cmd.dir,
+          keyType: cmd.keyType,
+          days: cmd.days,
+          caDays: cmd.caDays,
+          sans: cmd.sans,
+          force: cmd.force,
+        }),
+      );
+      say(
+        `client bundle for the Docker CLI: DOCKER_CERT_PATH=${join(cmd.dir, "clients", "default")}`,
+      );
       return 0;
     case "server":
-      reportKeygen(await issueServerBundle({ dir: cmd.dir, keyType: cmd.keyType, days: cmd.days, sans: cmd.sans, force: cmd.force }));
+      reportKeygen(
+        await issueServerBundle({
+          dir: cmd.dir,
+          keyType: cmd.keyType,
+          days: cmd.days,
+          sans: cmd.sans,
+          force: cmd.force,
+        }),
+      );
       return 0;
     case "client":
-      reportKeygen(await issueClientBundle(cmd.name, { dir: cmd.dir, keyType: cmd.keyType, days: cmd.days, organizationalUnits: cmd.ous, force: cmd.force, revokeOld: cmd.revokeOld }));
-      say(`use it with: DOCKER_CERT_PATH=${join(cmd.dir, "clients", cmd.name)} DOCKER_TLS_VERIFY=1`);
+      reportKeygen(
+        await issueClientBundle(cmd.name, {
+          dir: cmd.dir,
+          keyType: cmd.keyType,
+          days: cmd.days,
+          organizationalUnits: cmd.ous,
+          force: cmd.force,
+          revokeOld: cmd.revokeOld,
+        }),
+      );
+      say(
+        `use it with: DOCKER_CERT_PATH=${join(cmd.dir, "clients", cmd.name)} DOCKER_TLS_VERIFY=1`,
+      );
       return 0;
     case "revoke": {
       const r = await revokeCertificate(cmd.dir, cmd.subject);
       const already = r.serials.filter((s) => !r.newlyRevokedSerials.includes(s));
       const whose = r.name ? ` of client ${r.name}` : "";
-      if (r.newlyRevokedSerials.length) say(`revoked ${r.newlyRevokedSerials.length} certificate(s)${whose}: serial ${r.newlyRevokedSerials.join(", ")}`);
+      if (r.newlyRevokedSerials.length) {
+        say(
+          `revoked ${r.newlyRevokedSerials.length} certificate(s)${whose}: serial ${
+            r.newlyRevokedSerials.join(", ")
+          }`,
+        );
+      }
       if (already.length) say(`already revoked${whose}: serial ${already.join(", ")}`);
       say(`${r.total} revoked in all; CRL number ${r.crlNumber}`);
       for (const f of r.written) say(`wrote   ${f}`);
@@ -149,7 +198,9 @@ async function runServe(cmd: ServeCommand): Promise<number> {
   const logger = stderrLogger(cmd.logLevel);
   if (cmd.defaultCerts && !existsSync(cmd.source.certs!)) {
     const dir = DEFAULTS.pkiDir;
-    if (!(await pkiExists(dir))) logger.log("info", `no certificates yet: creating a PKI in ./${dir} (as "dockgate keygen")`);
+    if (!(await pkiExists(dir))) {
+      logger.log("info", `no certificates yet: creating a PKI in ./${dir} (as "dockgate keygen")`);
+    }
     const report = await initPki({ dir });
     for (const f of report.created) logger.log("info", "created", { file: f });
   }
@@ -162,13 +213,14 @@ async function runServe(cmd: ServeCommand): Promise<number> {
     crlPath: cmd.crl ?? (cmd.source.certs ? join(cmd.source.certs, "crl.pem") : undefined),
     crlOptional: cmd.crl === undefined,
     // The PKI that made this bundle (keygen's layout): it says whether anything was revoked.
-    revocationRecord: cmd.crl === undefined && cmd.source.certs ? join(cmd.source.certs, "..", "ca", "revoked.json") : undefined,
+    revocationRecord: cmd.crl === undefined && cmd.source.certs
+      ? join(cmd.source.certs, "..", "ca", "revoked.json")
+      : undefined,
     crlStale: cmd.crlStale,
     policy,
     insecureKeyPerms: cmd.insecureKeyPerms,
   };
   const config = await loadServeConfig(source);
-  await proveClientAuthEnforced(config.tls);
   // Say at once if the target is not there, rather than on the first client.
   (await connectTarget(cmd.target, 5000)).destroy();
 
@@ -176,7 +228,8 @@ async function runServe(cmd: ServeCommand): Promise<number> {
     listen: cmd.listen,
     target: cmd.target,
     tls: config.tls,
-    rules: config.rules,
+    policy: config.policy,
+    revocations: config.revocations,
     logger,
     handshakeTimeoutMs: cmd.handshakeTimeoutMs,
     maxConnections: cmd.maxConnections,
@@ -185,21 +238,32 @@ async function runServe(cmd: ServeCommand): Promise<number> {
     endRevokedOnReload: !cmd.keepRevokedConnections,
     maxConnLifetimeMs: cmd.maxConnLifetimeMs,
   });
-  logger.log("info", `listening on ${formatAddress(gate.address)}`, { target: formatAddress(cmd.target) });
+  logger.log("info", `listening on ${formatAddress(gate.address)}`, {
+    target: formatAddress(cmd.target),
+  });
   logger.log("info", `policy: ${describePolicy(policy)}`, {
     crl: config.revokedCount === undefined ? "none" : `${config.revokedCount} revoked`,
   });
   if (cmd.defaultCerts) {
-    const host = gate.address.transport === "tcp" && gate.address.host !== "0.0.0.0" && gate.address.host !== "::"
+    const host = gate.address.transport === "tcp" && gate.address.host !== "0.0.0.0" &&
+        gate.address.host !== "::"
       ? formatAddress(gate.address)
       : `tcp://localhost:${(gate.address as { port: number }).port}`;
-    logger.log("info", `clients connect with: DOCKER_HOST=${host} DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=${join(DEFAULTS.pkiDir, "clients", "default")} docker version`);
+    logger.log(
+      "info",
+      `clients connect with: DOCKER_HOST=${host} DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=${
+        join(DEFAULTS.pkiDir, "clients", "default")
+      } docker version`,
+    );
   }
   warnStaleCrl(logger, config);
   const reloader = startReloader({ source, config, gate, logger });
   process.on("SIGHUP", () => void reloader.reload("SIGHUP"));
   onStopSignals((drain) => {
-    logger.log("info", drain ? `stopping: draining for up to ${cmd.drainTimeoutMs} ms` : "stopping now");
+    logger.log(
+      "info",
+      drain ? `stopping: draining for up to ${cmd.drainTimeoutMs} ms` : "stopping now",
+    );
     reloader.stop();
     void (drain ? gate.shutdown(cmd.drainTimeoutMs) : gate.close());
   });
@@ -222,8 +286,13 @@ async function runConnect(cmd: ConnectCommand): Promise<number> {
     unsafeListen: cmd.unsafeListen,
     logger,
   });
-  const hint = (a: Address) => a.transport === "unix" ? `docker -H ${formatAddress(a)} version` : `curl http://${formatAddress(a).slice(6)}/_ping`;
-  logger.log("info", `listening on ${formatAddress(tunnel.address)}`, { server: formatAddress(cmd.server) });
+  const hint = (a: Address) =>
+    a.transport === "unix"
+      ? `docker -H ${formatAddress(a)} version`
+      : `curl http://${formatAddress(a).slice(6)}/_ping`;
+  logger.log("info", `listening on ${formatAddress(tunnel.address)}`, {
+    server: formatAddress(cmd.server),
+  });
   logger.log("info", `try: ${hint(tunnel.address)}`);
   onStopSignals((drain) => void (drain ? tunnel.shutdown(cmd.drainTimeoutMs) : tunnel.close()));
   await tunnel.closed;

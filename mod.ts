@@ -18,7 +18,6 @@
  *   issueClient,
  *   issueServer,
  *   parseAddress,
- *   parseCertificatesPem,
  *   serve,
  * } from "./mod.ts";
  *
@@ -34,7 +33,7 @@
  *   listen: parseAddress("tcp://127.0.0.1:0"),
  *   target: { transport: "tcp", host: "127.0.0.1", port: (echo.address() as AddressInfo).port },
  *   tls: { ...server, caPem: ca.certPem },
- *   rules: { caCertificates: parseCertificatesPem(ca.certPem), policy: { allowCn: ["alice"] } },
+ *   policy: { allowCn: ["alice"] },
  * });
  * if (gate.address.transport !== "tcp") throw new Error("serve listens on TCP");
  * const tunnel = await connect({
@@ -68,7 +67,7 @@ export {
   type TcpAddress,
   type UnixAddress,
 } from "./src/net/address.ts";
-export type { GateRules, Revocations } from "./src/access/authorize.ts";
+export type { Revocations } from "./src/access/authorize.ts";
 export { connect, type ConnectHandle, type ConnectOptions } from "./src/connect.ts";
 export {
   type BundlePathOptions,
@@ -79,7 +78,7 @@ export {
   resolveBundlePaths,
   type TlsCredentials,
 } from "./src/pki/credentials.ts";
-export type { ParsedPeer, PeerIdentity } from "./src/access/identity.ts";
+export type { PeerIdentity } from "./src/access/identity.ts";
 export {
   AlreadyExistsError,
   type BundlePaths,
@@ -108,24 +107,17 @@ export {
   issueServer,
   type IssueServerOptions,
   type KeyType,
-  parseCertificatePem,
-  parseCertificatesPem,
   type PemPair,
   type ValidityOptions,
 } from "./src/pki/pki.ts";
 export { type AccessPolicy, evaluatePolicy, type PolicyDecision } from "./src/access/policy.ts";
-export type {
-  FlowControl,
-  FlowControlFactory,
-  HeldInput,
-  RelayHandle,
-  RelayOptions,
-  RelayResult,
-} from "./src/net/relay.ts";
-export type { X509Certificate } from "./src/pki/x509.ts";
+export type { RelayHandle, RelayResult } from "./src/net/relay.ts";
 export { revokeCertificate, type RevokeReport } from "./src/pki/revoke.ts";
 export { type ReloadUpdate, serve, type ServeHandle, type ServeOptions } from "./src/serve.ts";
-export { loadServeConfig, type ServeConfig, type ServeConfigSource } from "./src/config/serve_config.ts";
-export type { AuthorizedConnection, RelayStrategy } from "./src/net/strategy.ts";
+export {
+  loadServeConfig,
+  type ServeConfig,
+  type ServeConfigSource,
+} from "./src/config/serve_config.ts";
 export type { TlsMaterial } from "./src/net/tls_config.ts";
 export { VERSION } from "./src/version.ts";

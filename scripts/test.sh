@@ -6,9 +6,12 @@
 #    ca-certificates). Not root: installs nothing, just runs (dockerd tests then SKIP loudly,
 #    except under CI=true where they fail).
 # 2. npm ci (installs Deno and the npm deps; `npm install` when there is no lock file).
-# 3. deno test tests/ and the doc tests (mod.ts, src/), console output as usual, JUnit XML
+# 3. Static checks, each counted as one test (JUnit in .test-results/static.xml): deno fmt
+#    --check, deno lint, deno check of every file (cli.ts, mod.ts, src, tests, scripts, bench),
+#    deno doc --lint mod.ts.
+# 4. deno test tests/ and the doc tests (mod.ts, src/), console output as usual, JUnit XML
 #    into .test-results/.
-# 4. Prints the closing line `N passed, N failed, N skipped` counted from the JUnit results
+# 5. Prints the closing line `N passed, N failed, N skipped` counted from the JUnit results
 #    (top-level tests; see scripts/junit_summary.ts) and exits non-zero if anything failed.
 #
 # Extra arguments replace `tests/` as what `deno test` runs, and skip the doc tests:
@@ -103,9 +106,37 @@ run_deno() {
   summary_args+=("$name" "$status" "$RESULTS/$name.xml" "$RESULTS/$name.log")
 }
 
+# static_checks: one JUnit testcase per check, so a formatting slip fails the run visibly.
+static_checks() {
+  local xml="$RESULTS/static.xml" log="$RESULTS/static.log" cases="" failed=0 status=0
+  : >"$log"
+  local checks=(
+    "deno fmt --check|$DENO fmt --check"
+    "deno lint|$DENO lint"
+    "deno check (every file)|$DENO check cli.ts mod.ts src tests scripts bench"
+    "deno doc --lint mod.ts|$DENO doc --lint mod.ts"
+  )
+  for entry in "${checks[@]}"; do
+    local name=${entry%%|*} cmd=${entry#*|}
+    log "$name"
+    if out=$($cmd 2>&1); then
+      cases+="<testcase classname=\"static\" name=\"$name\"/>"
+    else
+      failed=$((failed + 1))
+      printf '%s\n' "$out" | tail -40 | tee -a "$log" >&2
+      cases+="<testcase classname=\"static\" name=\"$name\"><failure message=\"failed\"/></testcase>"
+    fi
+  done
+  [ "$failed" -eq 0 ] || status=1
+  printf '<?xml version="1.0"?><testsuites><testsuite name="static" tests="%d" failures="%d">%s</testsuite></testsuites>\n' \
+    "${#checks[@]}" "$failed" "$cases" >"$xml"
+  summary_args+=(static "$status" "$xml" "$log")
+}
+
 if [ "$#" -gt 0 ]; then
   run_deno junit "$@"
 else
+  static_checks
   run_deno junit tests/
   doc_targets=()
   [ -f mod.ts ] && doc_targets+=(mod.ts)

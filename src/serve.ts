@@ -14,9 +14,16 @@
 import type net from "node:net";
 import tls from "node:tls";
 import { type Address, formatAddress } from "./net/address.ts";
-import { authorizePeer, type GateRules, revocationVerdict } from "./access/authorize.ts";
+import {
+  authorizePeer,
+  type GateRules,
+  type Revocations,
+  revocationVerdict,
+} from "./access/authorize.ts";
+import { proveClientAuthEnforced } from "./access/self_test.ts";
+import { parseCertificatesPem } from "./pki/pki.ts";
 import { HandshakeSlots, ThrottledRefusals } from "./net/handshakes.ts";
-import { evaluatePolicy } from "./access/policy.ts";
+import { type AccessPolicy, evaluatePolicy } from "./access/policy.ts";
 import { displayName, type PeerIdentity } from "./access/identity.ts";
 import { type Logger, silentLogger } from "./observe/logger.ts";
 import { ConnectionSet, listenOn, peerOf } from "./net/lifecycle.ts";
@@ -31,10 +38,18 @@ export interface ServeOptions {
   listen: Address;
   /** Where allowed connections are relayed to (unix socket or TCP). */
   target: Address;
-  /** Our certificate and key, and the CA bundle clients must chain to. */
+  /** Our certificate and key, and the CA bundle clients must chain to (and are checked against). */
   tls: TlsMaterial;
-  /** CA certificates, access policy and revocations used for every decision. */
-  rules: GateRules;
+  /** Who may pass, once the certificate checks succeeded. */
+  policy: AccessPolicy;
+  /** Revoked certificates (from a CRL, see `loadServeConfig`). Default: none. */
+  revocations?: Revocations;
+  /**
+   * Before listening, prove on loopback that this runtime's TLS refuses a client without a
+   * certificate and one from a foreign CA, and reject otherwise (older Deno accepted anyone).
+   * Default: `true`; turn it off only where it was proven already for this runtime.
+   */
+  selfTest?: boolean;
   /** Where events go. Default: nowhere. */
   logger?: Logger;
   /** Drop peers that have not completed the handshake after this long. Default: 10 000 ms. */
@@ -57,16 +72,23 @@ export interface ServeOptions {
   maxConnLifetimeMs?: number;
   /** Give up connecting to the target after this long. Default: 10 000 ms. */
   targetConnectTimeoutMs?: number;
-  /** Choose the relay for an identity. Default: the raw byte relay for everyone. */
+  /**
+   * Choose the relay for an identity. Default: the raw byte relay for everyone. Experimental
+   * and internal until the Docker-API strategy exists (its types are not public yet).
+   *
+   * @ignore
+   */
   selectStrategy?: (identity: PeerIdentity) => RelayStrategy;
 }
 
 /** New material for {@linkcode ServeHandle.reload}; absent parts stay as they are. */
 export interface ReloadUpdate {
-  /** New certificate/key/CA for handshakes from now on. */
+  /** New certificate, key and CA bundle for handshakes and decisions from now on. */
   tls?: TlsMaterial;
-  /** New CA list, policy and revocations for decisions from now on. */
-  rules?: GateRules;
+  /** New policy for decisions from now on. */
+  policy?: AccessPolicy;
+  /** New revocations for decisions from now on; `null` removes them. */
+  revocations?: Revocations | null;
 }
 
 /** A running gate. */
@@ -99,7 +121,7 @@ export interface ServeHandle {
  *   listen: { transport: "tcp", host: "127.0.0.1", port: 0 },
  *   target: { transport: "unix", path: "/var/run/docker.sock" },
  *   tls: { certPem, keyPem, caPem },
- *   rules: { caCertificates, policy: { allowAny: true } },
+ *   policy: { allowAny: true },
  * });
  * console.log(gate.address);
  * await gate.shutdown(30_000);
@@ -123,7 +145,14 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
     options.maxHandshakesPerAddress ?? 16,
   );
   const refusals = new ThrottledRefusals(logger);
-  let rules = options.rules;
+  if (options.selfTest ?? true) await proveClientAuthEnforced(options.tls);
+  // The CA is given once, as PEM: the certificates every decision checks against are derived
+  // from the very bundle the TLS layer verifies with, so the two cannot disagree.
+  let rules: GateRules = {
+    caCertificates: parseCertificatesPem(options.tls.caPem),
+    policy: options.policy,
+    revocations: options.revocations,
+  };
   let established = 0;
   // Raw sockets we refused or evicted ourselves: their TLS error is not a second refusal.
   const refusedHere = new WeakSet<net.Socket>();
@@ -281,13 +310,16 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
     closed,
     connectionCount: () => connections.size,
     reload(update) {
-      if (update.tls) {
-        server.setSecureContext({ ...serverTlsOptions(update.tls) });
-      }
-      if (update.rules) {
-        rules = update.rules;
-        if (options.endRevokedOnReload ?? true) endDisallowed(open, rules, logger);
-      }
+      const next: GateRules = {
+        caCertificates: update.tls ? parseCertificatesPem(update.tls.caPem) : rules.caCertificates,
+        policy: update.policy ?? rules.policy,
+        revocations: update.revocations === undefined
+          ? rules.revocations
+          : update.revocations ?? undefined,
+      };
+      if (update.tls) server.setSecureContext({ ...serverTlsOptions(update.tls) });
+      rules = next;
+      if (options.endRevokedOnReload ?? true) endDisallowed(open, rules, logger);
     },
     shutdown: (drainMs = 30_000) => stop(drainMs),
     close: () => stop(0),

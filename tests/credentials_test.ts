@@ -10,7 +10,13 @@ import {
   resolveBundlePaths,
 } from "../src/pki/credentials.ts";
 import { clientBundlePaths, initPki, pkiLayout } from "../src/pki/keygen.ts";
-import { createCa, issueServer, type PemPair } from "../src/pki/pki.ts";
+import {
+  createCa,
+  issueServer,
+  parseCertificatePem,
+  parseCertificatesPem,
+  type PemPair,
+} from "../src/pki/pki.ts";
 
 interface Fixture {
   root: string;
@@ -78,11 +84,11 @@ Deno.test("valid server and client credentials load", async () => {
   await withFixture(async (f) => {
     const server = await loadCredentials(f.server, { role: "server" });
     assert.equal(server.certPath, f.server.cert);
-    assert.equal(server.caCertificates.length, 1);
-    assert.equal(server.caCertificates[0].subject, "CN=dockgate CA");
+    assert.equal(parseCertificatesPem(server.caPem).length, 1);
+    assert.equal(parseCertificatesPem(server.caPem)[0].subject, "CN=dockgate CA");
     assert.ok(server.keyPem.includes("PRIVATE KEY"));
     const client = await loadCredentials(f.client, { role: "client" });
-    assert.equal(client.certificate.subject, "CN=default");
+    assert.equal(parseCertificatePem(client.certPem).subject, "CN=default");
     const bundle = await loadCaBundle(f.client.ca);
     assert.equal(bundle.caPem, client.caPem);
     assert.equal(bundle.caPath, f.client.ca);
@@ -185,7 +191,7 @@ Deno.test("a certificate from a foreign CA", async () => {
       0o644,
     );
     const ok = await loadCredentials({ ...f.server, ca: bundle }, { role: "server" });
-    assert.equal(ok.caCertificates.length, 2);
+    assert.equal(parseCertificatesPem(ok.caPem).length, 2);
   });
 });
 
@@ -279,6 +285,6 @@ Deno.test("P-384 credentials load", async () => {
     );
     const caPath = await f.put("p384-ca.pem", ca.certPem, 0o644);
     const creds = await loadCredentials({ ...pair, ca: caPath }, { role: "server" });
-    assert.equal(creds.caCertificates[0].subject, "CN=dockgate CA");
+    assert.equal(parseCertificatesPem(creds.caPem)[0].subject, "CN=dockgate CA");
   });
 });

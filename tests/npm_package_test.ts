@@ -353,7 +353,8 @@ const gate = await serve({
   listen: parseAddress("tcp://127.0.0.1:0"),
   target: { transport: "tcp", host: "127.0.0.1", port: echo.address().port },
   tls: config.tls,
-  rules: config.rules,
+  policy: config.policy,
+  revocations: config.revocations,
   logger: lineLogger((l) => {
     lines.push(l);
     if (l.includes(" WARN refused ")) sawRefusal();
@@ -432,7 +433,7 @@ export async function start(dir: string): Promise<[ServeHandle, ConnectHandle]> 
   const config = await loadServeConfig({ paths: resolveBundlePaths({ certs: dir + "/server" }), policy });
   const logger: Logger = lineLogger((line) => console.error(line), "debug");
   const target: Address = parseAddress("unix:///var/run/docker.sock");
-  const gate = await serve({ listen: parseAddress("tcp://127.0.0.1:0"), target, tls: config.tls, rules: config.rules, logger });
+  const gate = await serve({ listen: parseAddress("tcp://127.0.0.1:0"), target, tls: config.tls, policy, logger });
   const ca: PemPair = await createCa({ keyType: "p384", days: 30 });
   const server: PemPair = await issueServer(ca, { sans: ["localhost"] });
   const alice = await issueClient(ca, "alice", { organizationalUnits: ["ops"] });

@@ -170,7 +170,7 @@ Deno.test("through serve: a close_notify-only half-close after a large upload su
     listen: { transport: "tcp", host: "127.0.0.1", port: 0 },
     target: { transport: "unix", path },
     tls: { certPem: srv.certPem, keyPem: srv.keyPem, caPem: ca.certPem },
-    rules: { caCertificates: parseCertificatesPem(ca.certPem), policy: { allowAny: true } },
+    policy: { allowAny: true },
   });
   try {
     for (

@@ -23,7 +23,13 @@ import {
   tlsAttempt,
   waitForLine,
 } from "./helpers/tls_peers.ts";
-import { clientBundlePaths, initPki, issueClientBundle, loadCa, pkiLayout } from "../src/pki/keygen.ts";
+import {
+  clientBundlePaths,
+  initPki,
+  issueClientBundle,
+  loadCa,
+  pkiLayout,
+} from "../src/pki/keygen.ts";
 import { createCa, issueClient } from "../src/pki/pki.ts";
 
 // ------------------------------------------------------------------------------ helpers

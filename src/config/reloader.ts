@@ -12,7 +12,12 @@
 import { stat } from "node:fs/promises";
 import type { Logger } from "../observe/logger.ts";
 import type { ServeHandle } from "../serve.ts";
-import { loadServeConfig, type ServeConfig, type ServeConfigSource } from "./serve_config.ts";
+import {
+  crlInForce,
+  loadServeConfig,
+  type ServeConfig,
+  type ServeConfigSource,
+} from "./serve_config.ts";
 import { crlStaleness } from "../access/authorize.ts";
 
 /** Options for {@linkcode startReloader}. */
@@ -64,7 +69,11 @@ export function startReloader(options: ReloaderOptions): Reloader {
   const reloadOnce = async (why: string): Promise<boolean> => {
     try {
       const config = await loadServeConfig(options.source, current);
-      options.gate.reload({ tls: config.tls, rules: config.rules });
+      options.gate.reload({
+        tls: config.tls,
+        policy: config.policy,
+        revocations: config.revocations ?? null,
+      });
       current = config;
       files = config.files;
       signature = fileSignature(files);
@@ -141,20 +150,16 @@ export function startReloader(options: ReloaderOptions): Reloader {
  * at load: a CRL goes stale while the gate runs). Returns whether it warned.
  *
  * @example
- * ```ts
- * import { warnStaleCrl } from "./reloader.ts";
- * const lines: string[] = [];
- * const logger = { log: (_l: string, m: string) => void lines.push(m) };
- * // deno-lint-ignore no-explicit-any
- * const config = { crl: { path: "crl.pem", thisUpdate: new Date(0), nextUpdate: new Date(1) } } as any;
- * if (!warnStaleCrl(logger, config) || !lines[0].includes("CRL")) throw new Error();
+ * ```ts ignore
+ * const config = await loadServeConfig(source);
+ * warnStaleCrl(logger, config); // "WARN CRL is stale: still enforcing it crl=… reason=…"
  * ```
  */
-export function warnStaleCrl(logger: Logger, config: Pick<ServeConfig, "crl" | "rules">): boolean {
-  const crl = config.crl;
+export function warnStaleCrl(logger: Logger, config: ServeConfig): boolean {
+  const crl = crlInForce(config);
   const why = crl && crlStaleness(crl);
   if (!crl || !why) return false;
-  const refusing = config.rules?.revocations?.stale === "refuse";
+  const refusing = config.revocations?.stale === "refuse";
   logger.log(
     "warn",
     refusing ? "CRL is stale: refusing every client" : "CRL is stale: still enforcing it",

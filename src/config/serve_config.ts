@@ -6,7 +6,8 @@
  * @module
  */
 
-import type { GateRules } from "../access/authorize.ts";
+import type { Revocations } from "../access/authorize.ts";
+import { parseCertificatesPem } from "../pki/pki.ts";
 import { type CredentialPaths, loadCredentials } from "../pki/credentials.ts";
 import { crlRollback, loadCrlFile, type LoadedCrl } from "../pki/crl.ts";
 import { crlStaleness } from "../access/authorize.ts";
@@ -46,18 +47,30 @@ export interface ServeConfigSource {
 
 /** A loaded configuration, ready for `serve` or `ServeHandle.reload`. */
 export interface ServeConfig {
-  /** TLS material for the listener. */
+  /** TLS material for the listener (its CA bundle is what clients must chain to). */
   tls: TlsMaterial;
-  /** Decision rules. */
-  rules: GateRules;
+  /** Who may pass. */
+  policy: AccessPolicy;
+  /** Revoked certificates, when a CRL was loaded. */
+  revocations?: Revocations;
   /** The files it was read from (for change watching). */
   files: string[];
   /** Number of revoked serials in the CRL, if one was loaded. */
   revokedCount?: number;
-  /** The CRL in force, if one was loaded (the next load compares against it). */
-  crl?: LoadedCrl;
   /** Why the CRL is outside its validity window, if it is (for a loud warning). */
   crlWarning?: string;
+}
+
+/**
+ * The CRL each configuration enforces, for the next load to compare against (a rollback
+ * check) and for the hourly staleness warning. Kept beside the configuration, not in it: it
+ * holds parsed certificates, which are no part of the public API.
+ */
+const crlOf = new WeakMap<ServeConfig, LoadedCrl>();
+
+/** The CRL `config` enforces, if any. */
+export function crlInForce(config: ServeConfig): LoadedCrl | undefined {
+  return crlOf.get(config);
 }
 
 /**
@@ -83,30 +96,29 @@ export async function loadServeConfig(
     insecureKeyPerms: source.insecureKeyPerms,
   });
   const files = [source.paths.cert, source.paths.key, source.paths.ca];
-  const crl = await loadCrl(source, creds.caCertificates, previous);
+  // The CA bundle was validated by loadCredentials; the CRL is checked against it.
+  const crl = await loadCrl(source, parseCertificatesPem(creds.caPem), previous);
   if (source.crlPath) files.push(source.crlPath); // watched, so the first revocation is picked up
   const stale = source.crlStale ?? "warn";
   const crlWarning = crl ? crlStaleness(crl) : undefined;
   if (crlWarning && stale === "refuse") {
     throw new Error(`Cannot use CRL "${crl!.path}": ${crlWarning} and --crl-stale is refuse`);
   }
-  return {
+  const config: ServeConfig = {
     tls: { certPem: creds.certPem, keyPem: creds.keyPem, caPem: creds.caPem },
-    rules: {
-      caCertificates: creds.caCertificates,
-      policy: source.policy,
-      revocations: crl && {
-        serials: crl.serials,
-        thisUpdate: crl.thisUpdate,
-        nextUpdate: crl.nextUpdate,
-        stale,
-      },
+    policy: source.policy,
+    revocations: crl && {
+      serials: crl.serials,
+      thisUpdate: crl.thisUpdate,
+      nextUpdate: crl.nextUpdate,
+      stale,
     },
     files,
     revokedCount: crl?.serials.size,
-    crl,
     crlWarning,
   };
+  if (crl) crlOf.set(config, crl);
+  return config;
 }
 
 /** The CRL to enforce, or `undefined` when there is none and that is allowed. */
@@ -119,9 +131,10 @@ async function loadCrl(
   if (!path) return undefined;
   // lstat: a dangling symlink is a broken CRL, not an absent one.
   const present = await pathExists(path, { follow: false, what: "CRL" });
-  if (!present && previous?.crl) {
+  const before = previous && crlOf.get(previous);
+  if (!present && before) {
     throw new Error(
-      `CRL "${path}" was in force (${previous.crl.serials.size} revoked) and is now missing: ` +
+      `CRL "${path}" was in force (${before.serials.size} revoked) and is now missing: ` +
         `keeping the revocations in force (restore it, or run "dockgate keygen crl")`,
     );
   }
@@ -138,7 +151,7 @@ async function loadCrl(
   }
   if (source.insecureKeyPerms !== true) await checkTrustedPath(path, "CRL");
   const crl = await loadCrlFile(path, cas);
-  const rollback = crlRollback(previous?.crl, crl);
+  const rollback = crlRollback(before, crl);
   if (rollback) throw new Error(rollback);
   return crl;
 }

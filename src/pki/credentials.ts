@@ -38,10 +38,6 @@ export interface TlsCredentials {
   keyPath: string;
   /** Where the CA bundle was read from. */
   caPath: string;
-  /** The parsed certificate (the first one in `certPem`). */
-  certificate: X509Certificate;
-  /** The parsed CA certificates, in file order. */
-  caCertificates: X509Certificate[];
 }
 
 /** A loaded and validated CA bundle. */
@@ -265,7 +261,7 @@ export async function loadCredentials(
     );
   }
 
-  return { certPem, keyPem, caPem, certPath, keyPath, caPath, certificate, caCertificates };
+  return { certPem, keyPem, caPem, certPath, keyPath, caPath };
 }
 
 /**
