@@ -36,6 +36,7 @@ import { republishCrl, revokeCertificate } from "./src/pki/revoke.ts";
 import { serve } from "./src/serve.ts";
 import { loadServeConfig, type ServeConfigSource } from "./src/config/serve_config.ts";
 import { VERSION } from "./src/version.ts";
+import { DEFAULT_MS } from "./src/config/defaults.ts";
 
 const HELP: Record<string, string> = {
   main: `dockgate ${VERSION}: mutual TLS in front of the Docker API
@@ -222,7 +223,7 @@ async function runServe(cmd: ServeCommand): Promise<number> {
   };
   const config = await loadServeConfig(source);
   // Say at once if the target is not there, rather than on the first client.
-  (await connectTarget(cmd.target, 5000)).destroy();
+  (await connectTarget(cmd.target, DEFAULT_MS.targetStartupCheck)).destroy();
 
   const gate = await serve({
     listen: cmd.listen,

@@ -8,6 +8,7 @@
 import fs from "node:fs";
 import net from "node:net";
 import tls from "node:tls";
+import { DEFAULT_MS } from "./config/defaults.ts";
 import { type Address, formatAddress, isLoopbackHost, type TcpAddress } from "./net/address.ts";
 import { ConnectionSet, listenOn, peerOf } from "./net/lifecycle.ts";
 import { type Logger, silentLogger } from "./observe/logger.ts";
@@ -41,7 +42,10 @@ export interface ConnectHandle {
   closed: Promise<void>;
   /** Number of open local connections. */
   connectionCount(): number;
-  /** Stop accepting, let open connections finish for up to `drainMs`, then close the rest. */
+  /**
+   * Stop accepting, let open connections finish for up to `drainMs` (default 5 000 ms, as
+   * `connect --drain-timeout`), then close the rest.
+   */
   shutdown(drainMs?: number): Promise<void>;
   /** Stop accepting and close everything now. */
   close(): Promise<void>;
@@ -68,7 +72,7 @@ export async function connect(options: ConnectOptions): Promise<ConnectHandle> {
   const logger = options.logger ?? silentLogger;
   const listen = options.listen;
   const serverName = options.serverName ?? options.server.host;
-  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
+  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_MS.handshakeTimeout;
   const where = formatAddress(listen);
   if (listen.transport === "tcp" && !isLoopbackHost(listen.host) && !options.unsafeListen) {
     throw new TypeError(
@@ -156,7 +160,7 @@ export async function connect(options: ConnectOptions): Promise<ConnectHandle> {
     address,
     closed,
     connectionCount: () => connections.size,
-    shutdown: (drainMs = 30_000) => stop(drainMs),
+    shutdown: (drainMs = DEFAULT_MS.connectDrainTimeout) => stop(drainMs),
     close: () => stop(0),
   };
 }

@@ -14,6 +14,7 @@
 import type net from "node:net";
 import tls from "node:tls";
 import { type Address, formatAddress } from "./net/address.ts";
+import { DEFAULT_MS, DEFAULTS } from "./config/defaults.ts";
 import {
   authorizePeer,
   type GateRules,
@@ -134,15 +135,15 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
     );
   }
   const logger = options.logger ?? silentLogger;
-  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
-  const maxConnections = options.maxConnections ?? 1024;
-  const connectTimeoutMs = options.targetConnectTimeoutMs ?? 10_000;
+  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_MS.handshakeTimeout;
+  const maxConnections = options.maxConnections ?? DEFAULTS.maxConnections;
+  const connectTimeoutMs = options.targetConnectTimeoutMs ?? DEFAULT_MS.targetConnectTimeout;
   const selectStrategy = options.selectStrategy ?? defaultSelect;
   if (!(handshakeTimeoutMs > 0)) throw new RangeError("handshakeTimeoutMs must be > 0");
   if (!(maxConnections >= 1)) throw new RangeError("maxConnections must be >= 1");
   const slots = new HandshakeSlots<net.Socket>(
-    options.maxHandshakes ?? 128,
-    options.maxHandshakesPerAddress ?? 16,
+    options.maxHandshakes ?? DEFAULTS.maxHandshakes,
+    options.maxHandshakesPerAddress ?? DEFAULTS.maxHandshakesPerAddress,
   );
   const refusals = new ThrottledRefusals(logger);
   if (options.selfTest ?? true) await proveClientAuthEnforced(options.tls);
@@ -321,7 +322,7 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
       rules = next;
       if (options.endRevokedOnReload ?? true) endDisallowed(open, rules, logger);
     },
-    shutdown: (drainMs = 30_000) => stop(drainMs),
+    shutdown: (drainMs = DEFAULT_MS.drainTimeout) => stop(drainMs),
     close: () => stop(0),
   };
 }

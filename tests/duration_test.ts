@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseDuration } from "../src/cli/duration.ts";
+import { parseDuration } from "../src/config/duration.ts";
 
 Deno.test("parseDuration units", () => {
   assert.equal(parseDuration("500ms"), 500);

@@ -8,7 +8,8 @@
 import process from "node:process";
 import { parseArgs as nodeParseArgs, type ParseArgsConfig } from "node:util";
 import { type Address, parseAddress, type TcpAddress } from "../net/address.ts";
-import { parseDuration } from "./duration.ts";
+import { parseDuration } from "../config/duration.ts";
+import { DEFAULTS } from "../config/defaults.ts";
 import { type KeyType, parseKeyType } from "../pki/pki.ts";
 
 /** A usage mistake: the CLI prints the message and exits with code 2. */
@@ -147,21 +148,8 @@ export type Command =
   | ServeCommand
   | ConnectCommand;
 
-/** Defaults, documented in one place (and in the README's flag table). */
-export const DEFAULTS = {
-  pkiDir: "pki",
-  serveListen: "tcp://0.0.0.0:2376",
-  serveTarget: "unix:///var/run/docker.sock",
-  serveCerts: "pki/server",
-  handshakeTimeout: "10s",
-  maxConnections: 1024,
-  maxHandshakes: 128,
-  maxHandshakesPerAddress: 16,
-  crlStale: "warn",
-  drainTimeout: "30s",
-  connectDrainTimeout: "5s",
-  keyType: "p256" as KeyType,
-} as const;
+/** The defaults table (`src/config/defaults.ts`), re-exported for the CLI's help text. */
+export { DEFAULTS };
 
 const COMMON_TLS = {
   certs: { type: "string" },

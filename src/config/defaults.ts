@@ -1,0 +1,62 @@
+/**
+ * Every default of dockgate in one table, read by the argument parser, the help text, the
+ * README's flag table (by hand: keep it in step), `serve()` and `connect()`. Durations are
+ * written as the CLI takes them; {@linkcode DEFAULT_MS} has them in milliseconds for the
+ * library.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MS, DEFAULTS } from "./defaults.ts";
+ * if (DEFAULTS.handshakeTimeout !== "10s" || DEFAULT_MS.handshakeTimeout !== 10_000) throw new Error();
+ * ```
+ *
+ * @module
+ */
+
+import { parseDuration } from "./duration.ts";
+
+/** The defaults, as the command line spells them. */
+export const DEFAULTS = {
+  /** `keygen --dir`. */
+  pkiDir: "pki",
+  /** `keygen --key-type`. */
+  keyType: "p256",
+  /** `serve --listen`. */
+  serveListen: "tcp://0.0.0.0:2376",
+  /** `serve --target`. */
+  serveTarget: "unix:///var/run/docker.sock",
+  /** `serve --certs`. */
+  serveCerts: "pki/server",
+  /** `serve --handshake-timeout`, also connect's handshake with the server. */
+  handshakeTimeout: "10s",
+  /** `serve --max-connections`. */
+  maxConnections: 1024,
+  /** `serve --max-handshakes`. */
+  maxHandshakes: 128,
+  /** `serve --max-handshakes-per-address`. */
+  maxHandshakesPerAddress: 16,
+  /** `serve --crl-stale`. */
+  crlStale: "warn",
+  /** `serve --drain-timeout`. */
+  drainTimeout: "30s",
+  /** `connect --drain-timeout`. */
+  connectDrainTimeout: "5s",
+  /** How long serve waits for the target to accept a connection. */
+  targetConnectTimeout: "10s",
+  /** How long serve's startup check of the target waits. */
+  targetStartupCheck: "5s",
+} as const;
+
+/** The duration defaults of {@linkcode DEFAULTS}, in milliseconds. */
+export const DEFAULT_MS = {
+  /** {@linkcode DEFAULTS.handshakeTimeout}. */
+  handshakeTimeout: parseDuration(DEFAULTS.handshakeTimeout),
+  /** {@linkcode DEFAULTS.drainTimeout}. */
+  drainTimeout: parseDuration(DEFAULTS.drainTimeout),
+  /** {@linkcode DEFAULTS.connectDrainTimeout}. */
+  connectDrainTimeout: parseDuration(DEFAULTS.connectDrainTimeout),
+  /** {@linkcode DEFAULTS.targetConnectTimeout}. */
+  targetConnectTimeout: parseDuration(DEFAULTS.targetConnectTimeout),
+  /** {@linkcode DEFAULTS.targetStartupCheck}. */
+  targetStartupCheck: parseDuration(DEFAULTS.targetStartupCheck),
+} as const;
