@@ -25,6 +25,7 @@ import {
 } from "./identity.ts";
 import { type AccessPolicy, evaluatePolicy } from "./policy.ts";
 import { x509 } from "../pki/x509.ts";
+import { signerOf } from "../pki/verify.ts";
 
 /** Revoked certificates, as loaded from a CRL. */
 export interface Revocations {
@@ -126,7 +127,7 @@ export async function checkIdentity(
   }
   const dates = outsideValidity("certificate", identity, now);
   if (dates) return { allow: false, reason: dates };
-  const ca = await signerAmong(peer.certificate, rules.caCertificates);
+  const ca = await signerOf(peer.certificate, rules.caCertificates);
   if (!ca) return { allow: false, reason: "certificate not signed by a trusted CA" };
   const caDates = outsideValidity(`issuing CA (${ca.subject})`, ca, now);
   if (caDates) return { allow: false, reason: caDates };
@@ -197,47 +198,12 @@ export function crlStaleness(
   return undefined;
 }
 
-async function signerAmong(
-  cert: x509.X509Certificate,
-  cas: readonly x509.X509Certificate[],
-): Promise<x509.X509Certificate | undefined> {
-  for (const ca of cas) {
-    if (ca.subject !== cert.issuer) continue;
-    if (verifiedBy.get(cert) === ca) return ca;
-    try {
-      if (await cert.verify({ publicKey: await publicKeyOf(ca), signatureOnly: true })) {
-        verifiedBy.set(cert, ca);
-        return ca;
-      }
-    } catch {
-      // Algorithm mismatch or malformed signature: not this CA.
-    }
-  }
-  return undefined;
-}
-
-// A CA's public key, imported once per CA certificate object: importing it for every
-// handshake was ~0.35 ms each on Node (bench, connection rate). Reloaded CA files are new
-// objects, so they get new entries; old ones go with their objects.
-const caKeys = new WeakMap<x509.X509Certificate, Promise<CryptoKey>>();
-function publicKeyOf(ca: x509.X509Certificate): Promise<CryptoKey> {
-  let key = caKeys.get(ca);
-  if (!key) {
-    key = ca.publicKey.export();
-    caKeys.set(ca, key);
-    // A key that cannot be imported is not cached: the caller treats the error as "not
-    // this CA", and the next handshake tries again.
-    key.catch(() => caKeys.delete(ca));
-  }
-  return key;
-}
-
 /**
  * Parsed peer certificates by SHA-256 of their DER, most recently used last. Why: parsing a
  * certificate with @peculiar/x509 was ~1.5 ms of JavaScript per handshake on Node, 38 % of
  * the gate's main thread at 16 concurrent new connections, and the same few client
  * certificates reconnect all the time (the Docker CLI opens a connection per command). Only
- * what follows from the DER alone is reused: the parse, and below, which CA object's
+ * what follows from the DER alone is reused: the parse, and (in verify.ts) which CA object's
  * signature check it passed. Validity dates, EKU, revocation and policy are checked anew
  * for every connection.
  */
@@ -264,9 +230,3 @@ function deepFreeze(o: object): void {
   for (const v of Object.values(o)) if (v && typeof v === "object") deepFreeze(v);
   Object.freeze(o);
 }
-
-/**
- * Which CA certificate object a (cached) peer certificate's signature was verified with.
- * A reload brings new CA objects, so after one every signature is checked again.
- */
-const verifiedBy = new WeakMap<x509.X509Certificate, x509.X509Certificate>();

@@ -23,6 +23,7 @@ import { keyMatchesCertificate, parseCertificatePem, parseCertificatesPem } from
 import { x509, type X509Certificate } from "./x509.ts";
 import { fsErrorText } from "./fs_util.ts";
 import { checkTrustedPath } from "./trust_files.ts";
+import { signerOf } from "./verify.ts";
 
 /** Loaded and validated TLS credentials. */
 export interface TlsCredentials {
@@ -236,7 +237,7 @@ export async function loadCredentials(
     );
   }
 
-  const issuer = await findIssuer(certificate, caCertificates);
+  const issuer = await signerOf(certificate, caCertificates);
   if (issuer === undefined) {
     throw new CredentialsError(
       `Certificate "${certPath}" (${certificate.subject}, issued by ${certificate.issuer}) ` +
@@ -364,20 +365,6 @@ function isCa(cert: X509Certificate): boolean {
   if (cert.getExtension(x509.BasicConstraintsExtension)?.ca !== true) return false;
   const usage = cert.getExtension(x509.KeyUsagesExtension);
   return !usage || (usage.usages & x509.KeyUsageFlags.keyCertSign) !== 0;
-}
-
-async function findIssuer(
-  cert: X509Certificate,
-  cas: X509Certificate[],
-): Promise<X509Certificate | undefined> {
-  const issuer = new Uint8Array(cert.issuerName.toArrayBuffer());
-  for (const ca of cas) {
-    // TLS stacks chain by name first; a matching signature under another name would still fail.
-    const subject = new Uint8Array(ca.subjectName.toArrayBuffer());
-    if (subject.length !== issuer.length || !subject.every((b, i) => b === issuer[i])) continue;
-    if (await cert.verify({ publicKey: ca, signatureOnly: true })) return ca;
-  }
-  return undefined;
 }
 
 function checkValidity(cert: X509Certificate, now: Date, label: string, path: string): void {

@@ -13,6 +13,7 @@ import { readFile } from "node:fs/promises";
 import { normalizeSerial } from "../access/identity.ts";
 import { importPrivateKeyPem, parseCertificatePem, type PemPair } from "./pki.ts";
 import { x509 } from "./x509.ts";
+import { signerOf } from "./verify.ts";
 
 /** One revoked certificate. */
 export interface RevokedEntry {
@@ -143,16 +144,7 @@ export async function loadCrlFile(
   } catch (err) {
     throw new Error(`Cannot load CRL "${path}": ${(err as Error).message}`);
   }
-  let signer: x509.X509Certificate | undefined;
-  for (const ca of caCertificates) {
-    if (ca.subject !== crl.issuer) continue;
-    try {
-      if (await crl.verify({ publicKey: ca })) signer = ca;
-    } catch {
-      // Not this CA.
-    }
-    if (signer) break;
-  }
+  const signer = await signerOf(crl, caCertificates);
   if (!signer) throw new Error(`Cannot load CRL "${path}": not signed by the configured CA`);
   let number: bigint | undefined;
   const ext = crl.extensions.find((e) => e.type === OID_CRL_NUMBER);
