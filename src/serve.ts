@@ -13,7 +13,8 @@
 
 import type net from "node:net";
 import tls from "node:tls";
-import { type Address, formatAddress } from "./net/address.ts";
+import { formatAddress } from "./net/address.ts";
+import type { Address } from "./net/address.ts";
 import { DEFAULT_MS, DEFAULTS } from "./config/defaults.ts";
 import {
   authorizePeer,
@@ -129,202 +130,260 @@ export interface ServeHandle {
  * ```
  */
 export async function serve(options: ServeOptions): Promise<ServeHandle> {
-  if (options.listen.transport !== "tcp") {
-    throw new TypeError(
-      `Cannot listen on "${formatAddress(options.listen)}": serve listens on TCP only`,
-    );
-  }
-  const logger = options.logger ?? silentLogger;
-  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_MS.handshakeTimeout;
-  const maxConnections = options.maxConnections ?? DEFAULTS.maxConnections;
-  const connectTimeoutMs = options.targetConnectTimeoutMs ?? DEFAULT_MS.targetConnectTimeout;
-  const selectStrategy = options.selectStrategy ?? defaultSelect;
-  if (!(handshakeTimeoutMs > 0)) throw new RangeError("handshakeTimeoutMs must be > 0");
-  if (!(maxConnections >= 1)) throw new RangeError("maxConnections must be >= 1");
-  const slots = new HandshakeSlots<net.Socket>(
-    options.maxHandshakes ?? DEFAULTS.maxHandshakes,
-    options.maxHandshakesPerAddress ?? DEFAULTS.maxHandshakesPerAddress,
-  );
-  const refusals = new ThrottledRefusals(logger);
+  const gate = new Gate(options);
   if (options.selfTest ?? true) await proveClientAuthEnforced(options.tls);
-  // The CA is given once, as PEM: the certificates every decision checks against are derived
-  // from the very bundle the TLS layer verifies with, so the two cannot disagree.
-  let rules: GateRules = {
-    caCertificates: parseCertificatesPem(options.tls.caPem),
-    policy: options.policy,
-    revocations: options.revocations,
-  };
-  let established = 0;
-  // Raw sockets we refused or evicted ourselves: their TLS error is not a second refusal.
-  const refusedHere = new WeakSet<net.Socket>();
-  const open = new Map<RelayHandle, { identity: PeerIdentity; peer: string }>();
-
   const server = tls.createServer({
     ...serverTlsOptions(options.tls),
-    handshakeTimeout: handshakeTimeoutMs,
+    handshakeTimeout: gate.handshakeTimeoutMs,
   });
-  const connections = new ConnectionSet();
-  const peers = new WeakMap<net.Socket, string>();
+  // One connection, in order: accept (caps) -> handshake (or its failure) -> admit (the
+  // gate's own decision) -> relay -> closed.
+  server.on("connection", (raw: net.Socket) => gate.accept(raw));
+  server.on("tlsClientError", (err: Error, socket: tls.TLSSocket) => gate.failed(err, socket));
+  server.on("secureConnection", (client: tls.TLSSocket) => void gate.admit(client));
+  await listenOn(server, options.listen, { logger: gate.logger });
+  return gate.handle(server);
+}
 
-  // Accept: every TCP socket takes a handshake slot first (bounded in all and per address),
-  // and none is taken while the authenticated connections are at their cap.
-  server.on("connection", (raw: net.Socket) => {
+/** One gate's state, and the steps of a connection through it, in the order they happen. */
+class Gate {
+  readonly logger: Logger;
+  readonly handshakeTimeoutMs: number;
+  readonly #options: ServeOptions;
+  readonly #maxConnections: number;
+  readonly #connectTimeoutMs: number;
+  readonly #selectStrategy: (identity: PeerIdentity) => RelayStrategy;
+  readonly #slots: HandshakeSlots<net.Socket>;
+  readonly #refusals: ThrottledRefusals;
+  readonly #connections = new ConnectionSet();
+  /** Each TCP socket's peer as recorded on arrival (a failed TLS socket may have lost it). */
+  readonly #peers = new WeakMap<net.Socket, string>();
+  /** Raw sockets refused or evicted here: their TLS error is not a second refusal line. */
+  readonly #refusedHere = new WeakSet<net.Socket>();
+  /** Relays running, with whom, for the re-check at reload. */
+  readonly #open = new Map<RelayHandle, { identity: PeerIdentity; peer: string }>();
+  #established = 0;
+  #rules: GateRules;
+
+  constructor(options: ServeOptions) {
+    if (options.listen.transport !== "tcp") {
+      throw new TypeError(
+        `Cannot listen on "${formatAddress(options.listen)}": serve listens on TCP only`,
+      );
+    }
+    this.#options = options;
+    this.logger = options.logger ?? silentLogger;
+    this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_MS.handshakeTimeout;
+    this.#maxConnections = options.maxConnections ?? DEFAULTS.maxConnections;
+    this.#connectTimeoutMs = options.targetConnectTimeoutMs ?? DEFAULT_MS.targetConnectTimeout;
+    this.#selectStrategy = options.selectStrategy ?? defaultSelect;
+    if (!(this.handshakeTimeoutMs > 0)) throw new RangeError("handshakeTimeoutMs must be > 0");
+    if (!(this.#maxConnections >= 1)) throw new RangeError("maxConnections must be >= 1");
+    this.#slots = new HandshakeSlots<net.Socket>(
+      options.maxHandshakes ?? DEFAULTS.maxHandshakes,
+      options.maxHandshakesPerAddress ?? DEFAULTS.maxHandshakesPerAddress,
+    );
+    this.#refusals = new ThrottledRefusals(this.logger);
+    this.#rules = rulesFrom(options.tls, options.policy, options.revocations);
+  }
+
+  /**
+   * 1. Accept: every TCP socket takes a handshake slot first (bounded in all and per
+   * address), and none is taken while the authenticated connections are at their cap.
+   */
+  accept(raw: net.Socket): void {
     const peer = peerOf(raw);
     // A peer that resets mid-handshake must not become an unhandled error.
     raw.on("error", () => {});
-    if (!connections.accepting) {
-      refusedHere.add(raw); // stopping: not a refusal worth a line
+    if (!this.#connections.accepting) {
+      this.#refusedHere.add(raw); // stopping: not a refusal worth a line
       return void raw.destroy();
     }
-    const address = raw.remoteAddress ?? "local";
-    const refuse = (socket: net.Socket, who: string, reason: string) => {
-      refusedHere.add(socket);
-      refusals.refuse(address, who, reason);
-      socket.destroy();
-    };
-    if (established >= maxConnections) {
-      return refuse(raw, peer, `connection limit reached (${maxConnections})`);
+    if (this.#established >= this.#maxConnections) {
+      return this.#refuse(raw, peer, `connection limit reached (${this.#maxConnections})`);
     }
-    const slot = slots.admit(raw, address);
-    if (!slot.ok) return refuse(raw, peer, slot.reason);
+    const slot = this.#slots.admit(raw, addressOf(raw));
+    if (!slot.ok) return this.#refuse(raw, peer, slot.reason);
     if (slot.evicted) {
       const old = slot.evicted;
-      refusedHere.add(old);
-      refusals.refuse(
-        old.remoteAddress ?? "local",
-        peers.get(old) ?? peerOf(old),
-        `handshake slots full (${slots.max}): dropped the oldest pending handshake`,
+      this.#refuse(
+        old,
+        this.#peers.get(old) ?? peerOf(old),
+        `handshake slots full (${this.#slots.max}): dropped the oldest pending handshake`,
       );
-      old.destroy();
     }
-    connections.addSocket(raw);
-    raw.once("close", () => slots.release(raw));
-    // Remember who this is now: after a failed handshake the TLS socket may no longer know.
-    peers.set(raw, peer);
-  });
+    this.#connections.addSocket(raw);
+    raw.once("close", () => this.#slots.release(raw));
+    this.#peers.set(raw, peer);
+  }
 
-  server.on("tlsClientError", (err: Error, socket: tls.TLSSocket) => {
+  /** 2a. The handshake failed (the runtime refused the certificate, garbage, timeout). */
+  failed(err: Error, socket: tls.TLSSocket): void {
     const raw = parentOf(socket);
-    if (raw) slots.release(raw);
+    if (raw) this.#slots.release(raw);
     // Node leaves the socket open after a handshake timeout: close it ourselves.
     socket.destroy();
-    if (raw && refusedHere.has(raw)) return; // logged once already, when we refused it
+    if (raw && this.#refusedHere.has(raw)) return; // logged once already, when refused
     // Deno's TLSSocket has no remoteAddress before the handshake completes, and a failed
     // one may have lost it: use what was recorded for its TCP socket on arrival.
-    const peer = (raw && peers.get(raw)) ?? peerOf(socket);
+    const peer = (raw && this.#peers.get(raw)) ?? peerOf(socket);
     // A rejected certificate surfaces as "socket hang up"; the runtime's verdict says why.
     const verdict = socket.authorizationError;
     const reason = verdict ? `certificate not verified: ${String(verdict)}` : tlsErrorReason(err);
-    logger.log("warn", "refused", { peer, reason });
-  });
+    this.logger.log("warn", "refused", { peer, reason });
+  }
 
-  server.on("secureConnection", (client: tls.TLSSocket) => {
+  /**
+   * 2b. The handshake succeeded: 3. admit (the gate's own decision, before a byte is
+   * forwarded), 4. relay with the strategy chosen for the identity, 5. log the close.
+   */
+  async admit(client: tls.TLSSocket): Promise<void> {
     const peer = peerOf(client);
     const raw = parentOf(client);
-    if (raw) slots.release(raw);
-    established++;
-    client.once("close", () => established--);
+    if (raw) this.#slots.release(raw);
+    this.#established++;
+    client.once("close", () => this.#established--);
     client.on("error", () => {}); // reported through the relay result
     // Nothing is forwarded until the decision is made; what arrives meanwhile is held.
     const held = new HeldInput(client, PREAUTH_HOLD_BYTES, flowControlFor(client));
     const since = Date.now();
-    authorizePeer(client, rules).then(async (decision) => {
+    try {
+      const decision = await authorizePeer(client, this.#rules);
       if (!decision.allow) {
-        logger.log("warn", "refused", {
+        this.logger.log("warn", "refused", {
           peer,
           identity: decision.identity ? displayName(decision.identity) : undefined,
           serial: decision.identity?.serial,
           reason: decision.reason,
         });
-        client.destroy();
-        return;
+        return void client.destroy();
       }
-      if (!connections.accepting || client.destroyed) {
-        client.destroy();
-        return;
-      }
-      const identity = decision.identity;
-      const strategy = selectStrategy(identity);
-      const who = displayName(identity);
-      let handle: RelayHandle;
-      try {
-        handle = await strategy.start({
-          client,
-          identity,
-          target: options.target,
-          connectTimeoutMs,
-          held,
-        });
-      } catch (err) {
-        logger.log("error", "target unavailable", {
-          peer,
-          identity: who,
-          reason: (err as Error).message,
-        });
-        client.destroy();
-        return;
-      }
-      logger.log("info", "accepted", {
+      if (!this.#connections.accepting || client.destroyed) return void client.destroy();
+      const handle = await this.#startRelay(client, decision.identity, decision.reason, held, peer);
+      if (!handle) return;
+      const result = await this.#relayUntilDone(handle, decision.identity, peer);
+      this.logger.log("info", "closed", {
         peer,
-        identity: who,
-        serial: identity.serial,
-        why: decision.reason,
-        relay: strategy.name,
-      });
-      let lifetime: ReturnType<typeof setTimeout> | undefined;
-      if (options.maxConnLifetimeMs) {
-        lifetime = setTimeout(
-          () => handle.abort(new Error("maximum connection lifetime reached")),
-          options.maxConnLifetimeMs,
-        );
-      }
-      open.set(handle, { identity, peer });
-      const result = await connections.addRelay(handle);
-      open.delete(handle);
-      if (lifetime) clearTimeout(lifetime);
-      logger.log("info", "closed", {
-        peer,
-        identity: who,
+        identity: displayName(decision.identity),
         bytes_in: result.bytesIn,
         bytes_out: result.bytesOut,
         ms: Date.now() - since,
         error: result.error?.message,
       });
-    }).catch((err) => {
-      logger.log("error", "connection failed", { peer, reason: (err as Error).message });
+    } catch (err) {
+      this.logger.log("error", "connection failed", { peer, reason: (err as Error).message });
       client.destroy();
+    }
+  }
+
+  /** 4. Connect to the target with the identity's strategy; `undefined` when it failed. */
+  async #startRelay(
+    client: tls.TLSSocket,
+    identity: PeerIdentity,
+    why: string,
+    held: HeldInput,
+    peer: string,
+  ): Promise<RelayHandle | undefined> {
+    const strategy = this.#selectStrategy(identity);
+    const who = displayName(identity);
+    let handle: RelayHandle;
+    try {
+      handle = await strategy.start({
+        client,
+        identity,
+        target: this.#options.target,
+        connectTimeoutMs: this.#connectTimeoutMs,
+        held,
+      });
+    } catch (err) {
+      this.logger.log("error", "target unavailable", {
+        peer,
+        identity: who,
+        reason: (err as Error).message,
+      });
+      client.destroy();
+      return undefined;
+    }
+    this.logger.log("info", "accepted", {
+      peer,
+      identity: who,
+      serial: identity.serial,
+      why,
+      relay: strategy.name,
     });
-  });
+    return handle;
+  }
 
-  await listenOn(server, options.listen, { logger });
+  /** The relay's life: bounded by `maxConnLifetimeMs`, re-checked at every reload. */
+  async #relayUntilDone(handle: RelayHandle, identity: PeerIdentity, peer: string) {
+    const lifetimeMs = this.#options.maxConnLifetimeMs;
+    const lifetime = lifetimeMs
+      ? setTimeout(() => handle.abort(new Error("maximum connection lifetime reached")), lifetimeMs)
+      : undefined;
+    this.#open.set(handle, { identity, peer });
+    try {
+      return await this.#connections.addRelay(handle);
+    } finally {
+      this.#open.delete(handle);
+      if (lifetime) clearTimeout(lifetime);
+    }
+  }
 
-  const bound = server.address() as net.AddressInfo;
-  const address: Address = { transport: "tcp", host: bound.address, port: bound.port };
+  #refuse(socket: net.Socket, peer: string, reason: string): void {
+    this.#refusedHere.add(socket);
+    this.#refusals.refuse(addressOf(socket), peer, reason);
+    socket.destroy();
+  }
 
-  let resolveClosed!: () => void;
-  const closed = new Promise<void>((r) => (resolveClosed = r));
-  const stop = (drainMs: number) =>
-    connections.stop(server, drainMs, logger).then(() => resolveClosed());
+  /** The handle `serve` returns, for `server` listening. */
+  handle(server: tls.Server): ServeHandle {
+    const bound = server.address() as net.AddressInfo;
+    let resolveClosed!: () => void;
+    const closed = new Promise<void>((r) => (resolveClosed = r));
+    const stop = (drainMs: number) =>
+      this.#connections.stop(server, drainMs, this.logger).then(() => resolveClosed());
+    return {
+      address: { transport: "tcp", host: bound.address, port: bound.port },
+      closed,
+      connectionCount: () => this.#connections.size,
+      reload: (update) => {
+        const rules = this.#rules;
+        const next = rulesFrom(
+          update.tls,
+          update.policy ?? rules.policy,
+          update.revocations === undefined ? rules.revocations : update.revocations ?? undefined,
+          rules,
+        );
+        if (update.tls) server.setSecureContext({ ...serverTlsOptions(update.tls) });
+        this.#rules = next;
+        if (this.#options.endRevokedOnReload ?? true) {
+          endDisallowed(this.#open, next, this.logger);
+        }
+      },
+      shutdown: (drainMs = DEFAULT_MS.drainTimeout) => stop(drainMs),
+      close: () => stop(0),
+    };
+  }
+}
 
-  return {
-    address,
-    closed,
-    connectionCount: () => connections.size,
-    reload(update) {
-      const next: GateRules = {
-        caCertificates: update.tls ? parseCertificatesPem(update.tls.caPem) : rules.caCertificates,
-        policy: update.policy ?? rules.policy,
-        revocations: update.revocations === undefined
-          ? rules.revocations
-          : update.revocations ?? undefined,
-      };
-      if (update.tls) server.setSecureContext({ ...serverTlsOptions(update.tls) });
-      rules = next;
-      if (options.endRevokedOnReload ?? true) endDisallowed(open, rules, logger);
-    },
-    shutdown: (drainMs = DEFAULT_MS.drainTimeout) => stop(drainMs),
-    close: () => stop(0),
-  };
+/**
+ * The rules every decision uses. The CA is given once, as PEM: the certificates decisions
+ * check against are parsed from the very bundle the TLS layer verifies with, so the two
+ * cannot disagree. Without `tls`, `previous`'s CA certificates are kept.
+ */
+function rulesFrom(
+  tls: TlsMaterial | undefined,
+  policy: AccessPolicy,
+  revocations: Revocations | undefined,
+  previous?: GateRules,
+): GateRules {
+  const caCertificates = tls ? parseCertificatesPem(tls.caPem) : previous!.caCertificates;
+  return { caCertificates, policy, revocations };
+}
+
+/** The source address a socket's per-address handshake cap and refusal throttle key on. */
+function addressOf(socket: net.Socket): string {
+  return socket.remoteAddress ?? "local";
 }
 
 /** Input held per connection while its decision and target connection are pending. */

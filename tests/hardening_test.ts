@@ -39,6 +39,20 @@ function serialOf(pem: string): string {
   return new X509Certificate(pem).serialNumber.toLowerCase().replace(/^0+/, "");
 }
 
+/** `serve` on port 0 in front of `env`'s target with its PKI's server bundle. */
+function serveArgs(env: Env): string[] {
+  const server = pkiLayout(env.pki).server.dir;
+  return [
+    "serve",
+    "--listen",
+    "127.0.0.1:0",
+    "--certs",
+    server,
+    "--target",
+    `unix://${env.target.path}`,
+  ];
+}
+
 /** Revoke `name` with keygen and wait until the running gate has reloaded `count` revocations. */
 async function revokeAndWait(env: Env, gate: { log(): string }, name: string, count: number) {
   const m = gate.log().length;
@@ -93,15 +107,7 @@ Deno.test("at startup: no CRL while the PKI's record lists revocations is refuse
     const r = await runCli(["keygen", "revoke", "bob", "--dir", env.pki]);
     assert.equal(r.code, 0, r.stderr);
     const server = pkiLayout(env.pki).server.dir;
-    const args = [
-      "serve",
-      "--listen",
-      "127.0.0.1:0",
-      "--certs",
-      server,
-      "--target",
-      `unix://${env.target.path}`,
-    ];
+    const args = serveArgs(env);
 
     await rm(join(server, "crl.pem"));
     let out = await runCli(args, { timeoutMs: 20_000 });
@@ -501,15 +507,7 @@ Deno.test({
   fn: async () => {
     await withEnv(async (env) => {
       const server = pkiLayout(env.pki).server.dir;
-      const args = [
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--certs",
-        server,
-        "--target",
-        `unix://${env.target.path}`,
-      ];
+      const args = serveArgs(env);
       await chown(server, 65534, 65534);
       let out = await runCli(args, { timeoutMs: 20_000 });
       assert.equal(out.code, 1, out.stderr);

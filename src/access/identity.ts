@@ -11,8 +11,6 @@ import { x509 } from "../pki/x509.ts";
 
 /** OID of the clientAuth extended key usage. */
 export const EKU_CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
-/** OID of the serverAuth extended key usage. */
-export const EKU_SERVER_AUTH = "1.3.6.1.5.5.7.3.1";
 
 /** Fields of a peer certificate that access decisions use. */
 export interface PeerIdentity {
@@ -72,26 +70,6 @@ export interface ParsedPeer {
 export function normalizeSerial(serial: string): string {
   const hex = serial.replace(/[:\s]/g, "").toLowerCase().replace(/^0+/, "");
   return hex === "" ? "0" : hex;
-}
-
-/**
- * Parse a DER certificate into a {@linkcode PeerIdentity}. Throws `TypeError` on garbage.
- *
- * @example
- * ```ts
- * import { identityFromDer } from "./identity.ts";
- * import { x509 } from "../pki/x509.ts";
- * const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
- * const keys = await crypto.subtle.generateKey(alg, true, ["sign", "verify"]);
- * const cert = await x509.X509CertificateGenerator.createSelfSigned({
- *   name: "CN=alice, OU=ops", keys, signingAlgorithm: alg, serialNumber: "0a",
- * });
- * const id = identityFromDer(new Uint8Array(cert.rawData));
- * if (id.commonName !== "alice" || id.organizationalUnits[0] !== "ops" || id.serial !== "a") throw new Error();
- * ```
- */
-export function identityFromDer(der: Uint8Array): PeerIdentity {
-  return parsePeerCertificate(der).identity;
 }
 
 /**

@@ -21,16 +21,8 @@ export class RuntimeTrustError extends Error {
   }
 }
 
-/**
- * A short description of the running runtime, for error messages.
- *
- * @example
- * ```ts
- * import { runtimeDescription } from "./self_test.ts";
- * if (!/^(Deno|Node\.js) /.test(runtimeDescription())) throw new Error(runtimeDescription());
- * ```
- */
-export function runtimeDescription(): string {
+/** "Deno 2.9.5" or "Node.js v20.20.2", for the refusal messages. */
+function runtimeDescription(): string {
   return currentRuntime().description;
 }
 
