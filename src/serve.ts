@@ -23,7 +23,7 @@ import {
   revocationVerdict,
 } from "./access/authorize.ts";
 import { proveClientAuthEnforced } from "./access/self_test.ts";
-import { parseCertificatesPem } from "./pki/pki.ts";
+import { parseCertificatesPem } from "./pki/pem.ts";
 import { HandshakeSlots, ThrottledRefusals } from "./net/handshakes.ts";
 import { type AccessPolicy, evaluatePolicy } from "./access/policy.ts";
 import { displayName, type PeerIdentity } from "./access/identity.ts";

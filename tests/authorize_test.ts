@@ -2,13 +2,8 @@ import assert from "node:assert/strict";
 import { authorizePeer, checkIdentity, type GateRules } from "../src/access/authorize.ts";
 import { Buffer } from "node:buffer";
 import { parsePeerCertificate } from "../src/access/identity.ts";
-import {
-  createCa,
-  issueClient,
-  issueServer,
-  parseCertificatePem,
-  type PemPair,
-} from "../src/pki/pki.ts";
+import { createCa, issueClient, issueServer, type PemPair } from "../src/pki/pki.ts";
+import { parseCertificatePem } from "../src/pki/pem.ts";
 
 const ca = await createCa();
 const rules: GateRules = {

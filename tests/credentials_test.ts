@@ -10,13 +10,8 @@ import {
   resolveBundlePaths,
 } from "../src/pki/credentials.ts";
 import { clientBundlePaths, initPki, pkiLayout } from "../src/pki/keygen.ts";
-import {
-  createCa,
-  issueServer,
-  parseCertificatePem,
-  parseCertificatesPem,
-  type PemPair,
-} from "../src/pki/pki.ts";
+import { createCa, issueServer, type PemPair } from "../src/pki/pki.ts";
+import { parseCertificatePem, parseCertificatesPem } from "../src/pki/pem.ts";
 
 interface Fixture {
   root: string;

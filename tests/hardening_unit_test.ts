@@ -13,7 +13,7 @@ import { formatLogLine, streamSink } from "../src/observe/logger.ts";
 import { canonicalIp, evaluatePolicy } from "../src/access/policy.ts";
 import { crlStaleness, revocationVerdict } from "../src/access/authorize.ts";
 import { unsafeMode } from "../src/pki/trust_files.ts";
-import { parseCertificatePem } from "../src/pki/pki.ts";
+import { parseCertificatePem } from "../src/pki/pem.ts";
 
 Deno.test("HandshakeSlots: per-address cap, oldest evicted when full, release is idempotent", () => {
   const slots = new HandshakeSlots<string>(3, 2);

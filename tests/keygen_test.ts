@@ -13,7 +13,8 @@ import {
   pkiExists,
   pkiLayout,
 } from "../src/pki/keygen.ts";
-import { createCa, parseCertificatePem } from "../src/pki/pki.ts";
+import { createCa } from "../src/pki/pki.ts";
+import { parseCertificatePem } from "../src/pki/pem.ts";
 import { x509 } from "../src/pki/x509.ts";
 
 async function withPkiDir(fn: (dir: string, root: string) => Promise<void>): Promise<void> {

@@ -176,7 +176,7 @@ Deno.test("npm package: build, pack and install; CLI, library API and types unde
       }
       assert.deepEqual([...seenPackages].sort(), ["@peculiar/x509", "reflect-metadata"]);
       // x509.js loads the Reflect polyfill before @peculiar/x509.
-      assert.deepEqual(specifiers(await readFile(join(f.npmDir, "esm/src/x509.js"), "utf8")), [
+      assert.deepEqual(specifiers(await readFile(join(f.npmDir, "esm/src/pki/x509.js"), "utf8")), [
         "reflect-metadata",
         "@peculiar/x509",
       ]);

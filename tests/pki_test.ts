@@ -6,15 +6,17 @@ import { join } from "node:path";
 import {
   createCa,
   defaultServerSans,
-  importPrivateKeyPem,
   issueClient,
   issueServer,
-  keyMatchesCertificate,
-  parseCertificatePem,
-  parseCertificatesPem,
   parseKeyType,
   validateClientName,
 } from "../src/pki/pki.ts";
+import {
+  importPrivateKeyPem,
+  keyMatchesCertificate,
+  parseCertificatePem,
+  parseCertificatesPem,
+} from "../src/pki/pem.ts";
 import { x509, type X509Certificate } from "../src/pki/x509.ts";
 
 const DAY = 86_400_000;
@@ -310,6 +312,24 @@ Deno.test("keyMatchesCertificate and importPrivateKeyPem", async () => {
   assert.equal(key.type, "private");
   assert.equal(key.extractable, false);
   await assert.rejects(importPrivateKeyPem(rsa.keyPem, parseCertificatePem(a.certPem)), TypeError);
+});
+
+Deno.test("an encrypted private key gets one clear line, not a crypto error", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dg-pki-enc-" });
+  try {
+    const a = await createCa();
+    const plain = join(dir, "key.pem");
+    await Deno.writeTextFile(plain, a.keyPem);
+    for (const args of [["pkcs8", "-topk8", "-v2", "aes-128-cbc"], ["ec", "-aes128"]]) {
+      const enc = openssl(...args, "-in", plain, "-passout", "pass:secret");
+      await assert.rejects(
+        keyMatchesCertificate(enc, a.certPem),
+        /encrypted private keys are not supported; decrypt it with openssl first/,
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("legacy EC and RSA private key PEM forms are accepted", async () => {

@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { createCrl, loadCrlFile, parseCrlPem } from "../src/pki/crl.ts";
 import { normalizeSerial } from "../src/access/identity.ts";
 import { initPki, issueClientBundle } from "../src/pki/keygen.ts";
-import { createCa, parseCertificatePem, parseCertificatesPem } from "../src/pki/pki.ts";
+import { createCa } from "../src/pki/pki.ts";
+import { parseCertificatePem, parseCertificatesPem } from "../src/pki/pem.ts";
 import { revokeCertificate } from "../src/pki/revoke.ts";
 
 async function tempPki() {

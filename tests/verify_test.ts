@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { signerOf } from "../src/pki/verify.ts";
-import { parseCertificatePem } from "../src/pki/pki.ts";
+import { parseCertificatePem } from "../src/pki/pem.ts";
 import { parseCrlPem } from "../src/pki/crl.ts";
 import { CLIENT_EXT, OpensslCa } from "./helpers/openssl_ca.ts";
 

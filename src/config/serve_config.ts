@@ -7,7 +7,7 @@
  */
 
 import type { Revocations } from "../access/authorize.ts";
-import { parseCertificatesPem } from "../pki/pki.ts";
+import { parseCertificatesPem } from "../pki/pem.ts";
 import { type CredentialPaths, loadCredentials } from "../pki/credentials.ts";
 import { crlRollback, loadCrlFile, type LoadedCrl } from "../pki/crl.ts";
 import { crlStaleness } from "../access/authorize.ts";

@@ -16,12 +16,13 @@
  * @module
  */
 
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
-import { keyMatchesCertificate, parseCertificatePem, parseCertificatesPem } from "./pki.ts";
+import { keyMatchesCertificate, parseCertificatePem, parseCertificatesPem } from "./pem.ts";
 import { x509, type X509Certificate } from "./x509.ts";
-import { fsErrorText } from "./fs_util.ts";
+import { errorMessage } from "../observe/errors.ts";
+import { readText as readTextFile } from "./fs_util.ts";
 import { checkTrustedPath } from "./trust_files.ts";
 import { signerOf } from "./verify.ts";
 
@@ -209,9 +210,13 @@ export async function loadCredentials(
   try {
     certificate = parseCertificatePem(certPem);
   } catch (error) {
-    throw new CredentialsError(`Invalid certificate "${certPath}": ${message(error)}`, certPath, {
-      cause: error,
-    });
+    throw new CredentialsError(
+      `Invalid certificate "${certPath}": ${errorMessage(error)}`,
+      certPath,
+      {
+        cause: error,
+      },
+    );
   }
   const { caCertificates } = parseCaBundle(caPem, caPath);
   if (isCa(certificate)) {
@@ -226,9 +231,13 @@ export async function loadCredentials(
   try {
     matches = await keyMatchesCertificate(keyPem, certPem);
   } catch (error) {
-    throw new CredentialsError(`Invalid private key "${keyPath}": ${message(error)}`, keyPath, {
-      cause: error,
-    });
+    throw new CredentialsError(
+      `Invalid private key "${keyPath}": ${errorMessage(error)}`,
+      keyPath,
+      {
+        cause: error,
+      },
+    );
   }
   if (!matches) {
     throw new CredentialsError(
@@ -296,16 +305,13 @@ export async function loadCaBundle(
 
 // ---------------------------------------------------------------------------------------------
 
+/** {@linkcode readTextFile}, its failure as a {@linkcode CredentialsError} about `path`. */
 async function readText(path: string, what: string): Promise<string> {
-  if (typeof path !== "string" || path === "") {
-    throw new TypeError(`Invalid ${what} path "${path}"`);
-  }
   try {
-    return await readFile(path, "utf8");
+    return await readTextFile(path, what);
   } catch (error) {
-    throw new CredentialsError(`Cannot read ${what} "${path}": ${fsErrorText(error)}`, path, {
-      cause: error,
-    });
+    if (error instanceof TypeError) throw error;
+    throw new CredentialsError(errorMessage(error), path, { cause: error });
   }
 }
 
@@ -316,7 +322,7 @@ async function checkKeyMode(path: string): Promise<void> {
   try {
     mode = (await stat(path)).mode & 0o777;
   } catch (error) {
-    throw new CredentialsError(`Cannot read private key "${path}": ${message(error)}`, path, {
+    throw new CredentialsError(`Cannot read private key "${path}": ${errorMessage(error)}`, path, {
       cause: error,
     });
   }
@@ -334,7 +340,7 @@ async function checkTrusted(path: string, what: string): Promise<void> {
   try {
     await checkTrustedPath(path, what);
   } catch (error) {
-    throw new CredentialsError(message(error), path, { cause: error });
+    throw new CredentialsError(errorMessage(error), path, { cause: error });
   }
 }
 
@@ -343,9 +349,13 @@ function parseCaBundle(caPem: string, caPath: string): { caCertificates: X509Cer
   try {
     caCertificates = parseCertificatesPem(caPem);
   } catch (error) {
-    throw new CredentialsError(`Invalid CA certificate "${caPath}": ${message(error)}`, caPath, {
-      cause: error,
-    });
+    throw new CredentialsError(
+      `Invalid CA certificate "${caPath}": ${errorMessage(error)}`,
+      caPath,
+      {
+        cause: error,
+      },
+    );
   }
   for (const ca of caCertificates) {
     if (!isCa(ca)) {
@@ -377,8 +387,4 @@ function checkValidity(cert: X509Certificate, now: Date, label: string, path: st
   if (now.getTime() > cert.notAfter.getTime()) {
     throw new CredentialsError(`${label} expired on ${cert.notAfter.toISOString()}`, path);
   }
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -11,8 +11,10 @@
 
 import { readFile } from "node:fs/promises";
 import { normalizeSerial } from "../access/identity.ts";
-import { importPrivateKeyPem, parseCertificatePem, type PemPair } from "./pki.ts";
+import { type PemPair } from "./pki.ts";
+import { importPrivateKeyPem, parseCertificatePem } from "./pem.ts";
 import { x509 } from "./x509.ts";
+import { signingAlgorithm } from "./pki.ts";
 import { signerOf } from "./verify.ts";
 
 /** One revoked certificate. */
@@ -64,7 +66,7 @@ export async function createCrl(
     issuer: caCert.subjectName,
     thisUpdate,
     nextUpdate: new Date(thisUpdate.getTime() + days * 86_400_000),
-    signingAlgorithm: crlSigningAlgorithm(signingKey.algorithm),
+    signingAlgorithm: signingAlgorithm(signingKey.algorithm),
     signingKey,
     extensions: options.number === undefined ? [] : [
       new x509.Extension(OID_CRL_NUMBER, false, derInteger(options.number)),
@@ -224,12 +226,4 @@ function parseDerInteger(der: Uint8Array): bigint {
 
 function evenHex(hex: string): string {
   return hex.length % 2 ? `0${hex}` : hex;
-}
-
-function crlSigningAlgorithm(key: KeyAlgorithm): Algorithm | EcdsaParams {
-  if (key.name === "ECDSA") {
-    const curve = (key as EcKeyAlgorithm).namedCurve;
-    return { name: "ECDSA", hash: curve === "P-384" ? "SHA-384" : "SHA-256" } as EcdsaParams;
-  }
-  return { name: key.name, hash: "SHA-256" } as Algorithm;
 }

@@ -25,33 +25,26 @@
  * @module
  */
 
-import { chmod, link, lstat, mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
+import { chmod, lstat, mkdir, readdir } from "node:fs/promises";
 import process from "node:process";
 import { unsafeMode } from "./trust_files.ts";
-import { basename, dirname, join } from "node:path";
+import { basename, join } from "node:path";
 import {
   createCa,
   defaultServerSans,
   issueClient,
   issueServer,
   KEY_TYPES,
-  keyMatchesCertificate,
   type KeyType,
-  parseCertificatePem,
   type PemPair,
   validateClientName,
 } from "./pki.ts";
+import { keyMatchesCertificate, parseCertificatePem } from "./pem.ts";
 import { x509 } from "./x509.ts";
-import { fsErrorText, pathExists } from "./fs_util.ts";
+import { errorMessage } from "../observe/errors.ts";
+import { fsErrorText, pathExists, readText, writeFileAtomic } from "./fs_util.ts";
 import { normalizeSerial } from "../access/identity.ts";
-import {
-  addRevocations,
-  issuedEntry,
-  publishCrl,
-  readIssued,
-  recordIssued,
-  replaceFile,
-} from "./records.ts";
+import { addRevocations, issuedEntry, publishCrl, readIssued, recordIssued } from "./records.ts";
 
 // keygen never follows a symlink when asking what is there: a dangling one is not "absent".
 const NO_FOLLOW = { follow: false } as const;
@@ -248,7 +241,7 @@ export async function loadCa(dir: string): Promise<PemPair> {
   try {
     cert = parseCertificatePem(certPem);
   } catch (error) {
-    throw new Error(`Invalid CA certificate "${layout.caCert}": ${message(error)}`, {
+    throw new Error(`Invalid CA certificate "${layout.caCert}": ${errorMessage(error)}`, {
       cause: error,
     });
   }
@@ -259,7 +252,7 @@ export async function loadCa(dir: string): Promise<PemPair> {
   try {
     matches = await keyMatchesCertificate(keyPem, certPem);
   } catch (error) {
-    throw new Error(`Invalid CA private key "${layout.caKey}": ${message(error)}`, {
+    throw new Error(`Invalid CA private key "${layout.caKey}": ${errorMessage(error)}`, {
       cause: error,
     });
   }
@@ -561,7 +554,7 @@ async function copyCrlToServer(layout: PkiLayout, report: KeygenReport): Promise
   const crl = join(layout.caDir, "crl.pem");
   const copy = join(layout.server.dir, "crl.pem");
   if (!(await pathExists(crl, NO_FOLLOW))) return;
-  await replaceFile(copy, await readText(crl, "CRL"), CERT_MODE);
+  await writeFileAtomic(copy, await readText(crl, "CRL"), { mode: CERT_MODE, replace: true });
   report.created.push(copy);
 }
 
@@ -642,12 +635,7 @@ async function writeBundle(
   else await writeFileSafely(paths.ca, caPem, CERT_MODE, false, report);
 }
 
-/**
- * Write `data` to `path` with exactly `mode`, never exposing partial content: write a fresh
- * temporary file in the same directory (O_EXCL, so no symlink or stale file is followed),
- * then move it into place. Without `force` the move is a hard link, which fails atomically
- * if `path` appeared meanwhile, so an existing file is never replaced.
- */
+/** {@linkcode writeFileAtomic}; an existing file without `force` is an AlreadyExistsError. */
 async function writeFileSafely(
   path: string,
   data: string,
@@ -655,41 +643,13 @@ async function writeFileSafely(
   force: boolean,
   report: KeygenReport,
 ): Promise<void> {
-  const suffix = Array.from(
-    crypto.getRandomValues(new Uint8Array(6)),
-    (b) => b.toString(16).padStart(2, "0"),
-  ).join("");
-  const tmp = join(dirname(path), `.${basename(path)}.${suffix}.tmp`);
-  const handle = await open(tmp, "wx", mode);
-  let moved = false;
   try {
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
+    await writeFileAtomic(path, data, { mode, replace: force });
+  } catch (error) {
+    if (errorCode(error) === "EEXIST") {
+      throw new AlreadyExistsError(path, `"${path}" already exists: use --force to replace it`);
     }
-    // The open() mode is filtered by the umask; set the exact mode explicitly.
-    await chmod(tmp, mode);
-    if (force) {
-      await rename(tmp, path);
-      moved = true;
-    } else {
-      try {
-        await link(tmp, path);
-      } catch (error) {
-        if (errorCode(error) === "EEXIST") {
-          throw new AlreadyExistsError(path, `"${path}" already exists: use --force to replace it`);
-        }
-        // Filesystems without hard links: check, then rename (a small race, still no clobber
-        // of anything that existed when we checked).
-        if (await pathExists(path, NO_FOLLOW)) throw new AlreadyExistsError(path);
-        await rename(tmp, path);
-        moved = true;
-      }
-    }
-  } finally {
-    if (!moved) await rm(tmp, { force: true });
+    throw error;
   }
   report.created.push(path);
 }
@@ -729,18 +689,6 @@ async function ensureDir(path: string, recursive = false): Promise<void> {
   if (bad) throw new Error(`Cannot use "${path}": it is ${bad.problem}: run ${bad.fix}`);
 }
 
-async function readText(path: string, what: string): Promise<string> {
-  try {
-    return await readFile(path, "utf8");
-  } catch (error) {
-    throw new Error(`Cannot read ${what} "${path}": ${fsErrorText(error)}`, { cause: error });
-  }
-}
-
 function errorCode(error: unknown): string | undefined {
   return (error as { code?: string } | null)?.code;
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -9,7 +9,8 @@
  *
  * @example Issue a CA, a server and a client certificate
  * ```ts
- * import { createCa, issueClient, issueServer, parseCertificatePem } from "./pki.ts";
+ * import { createCa, issueClient, issueServer } from "./pki.ts";
+ * import { parseCertificatePem } from "./pem.ts";
  * const ca = await createCa();
  * const server = await issueServer(ca, { sans: ["localhost", "127.0.0.1"] });
  * const alice = await issueClient(ca, "alice");
@@ -24,6 +25,14 @@ import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { escapeControls } from "../observe/logger.ts";
 import { x509, type X509Certificate } from "./x509.ts";
+import {
+  certToPem,
+  exportKeyPem,
+  importPrivateKeyPem,
+  keyMatchesCertificate,
+  parseCertificatePem,
+} from "./pem.ts";
+import { errorMessage } from "../observe/errors.ts";
 
 /** Key algorithm of a generated key pair. */
 export type KeyType = "p256" | "p384" | "rsa2048" | "rsa3072" | "rsa4096";
@@ -95,8 +104,6 @@ const CLOCK_SKEW = 5 * MINUTE;
 const MAX_DAYS = 36500;
 const OID_CN = "2.5.4.3";
 const OID_OU = "2.5.4.11";
-const OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1";
-const OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1";
 
 const KEY_TYPE_ALIASES: Record<string, KeyType> = {
   p256: "p256",
@@ -189,7 +196,8 @@ export function defaultServerSans(): string[] {
  *
  * @example
  * ```ts
- * import { createCa, parseCertificatePem } from "./pki.ts";
+ * import { createCa } from "./pki.ts";
+ * import { parseCertificatePem } from "./pem.ts";
  * const ca = await createCa({ commonName: "test CA", days: 30 });
  * const cert = parseCertificatePem(ca.certPem);
  * if (cert.subject !== "CN=test CA") throw new Error(cert.subject);
@@ -234,7 +242,8 @@ export async function createCa(options: CreateCaOptions = {}): Promise<PemPair> 
  *
  * @example
  * ```ts
- * import { createCa, issueServer, parseCertificatePem } from "./pki.ts";
+ * import { createCa, issueServer } from "./pki.ts";
+ * import { parseCertificatePem } from "./pem.ts";
  * import { x509 } from "./x509.ts";
  * const ca = await createCa();
  * const server = await issueServer(ca, { commonName: "docker1", sans: ["docker1.lan", "10.0.0.5"] });
@@ -268,7 +277,8 @@ export async function issueServer(ca: PemPair, options: IssueServerOptions = {})
  *
  * @example
  * ```ts
- * import { createCa, issueClient, parseCertificatePem } from "./pki.ts";
+ * import { createCa, issueClient } from "./pki.ts";
+ * import { parseCertificatePem } from "./pem.ts";
  * const ca = await createCa();
  * const bob = await issueClient(ca, "bob", { organizationalUnits: ["ops"], days: 7 });
  * if (parseCertificatePem(bob.certPem).subject !== "OU=ops, CN=bob") throw new Error("unexpected");
@@ -299,102 +309,6 @@ export async function issueClient(
     options.sans ?? [],
     ekus.map((e) => x509.ExtendedKeyUsage[e]),
   );
-}
-
-/**
- * Parse the first certificate of a PEM text. Throws `TypeError` when there is no
- * `CERTIFICATE` block or it is malformed.
- *
- * @example
- * ```ts
- * import { createCa, parseCertificatePem } from "./pki.ts";
- * const { certPem } = await createCa();
- * if (parseCertificatePem(certPem).subject !== "CN=dockgate CA") throw new Error("unexpected");
- * ```
- */
-export function parseCertificatePem(pem: string): X509Certificate {
-  return parseCertificatesPem(pem)[0];
-}
-
-/**
- * Parse every certificate of a PEM bundle, in order; other PEM blocks are ignored. Throws
- * `TypeError` when there is no `CERTIFICATE` block or one is malformed.
- *
- * @example
- * ```ts
- * import { createCa, parseCertificatesPem } from "./pki.ts";
- * const a = await createCa({ commonName: "A" });
- * const b = await createCa({ commonName: "B" });
- * const certs = parseCertificatesPem(a.certPem + b.certPem);
- * if (certs.map((c) => c.subject).join() !== "CN=A,CN=B") throw new Error("unexpected");
- * ```
- */
-export function parseCertificatesPem(pem: string): X509Certificate[] {
-  const blocks = pemBlocks(pem).filter((b) => b.type === "CERTIFICATE");
-  if (blocks.length === 0) throw new TypeError('no PEM "CERTIFICATE" block found');
-  return blocks.map((block, i) => {
-    try {
-      return new x509.X509Certificate(block.der);
-    } catch (error) {
-      throw new TypeError(`malformed certificate #${i + 1}: ${message(error)}`, { cause: error });
-    }
-  });
-}
-
-/**
- * Import a PEM private key for signing with the algorithm of `cert`'s public key. Accepts
- * PKCS#8 (`BEGIN PRIVATE KEY`) and the legacy OpenSSL forms `BEGIN EC PRIVATE KEY` (SEC 1)
- * and `BEGIN RSA PRIVATE KEY` (PKCS#1); encrypted keys are not supported. Throws `TypeError`
- * when the key is missing, malformed, encrypted, or of a different algorithm than `cert`.
- * The returned key is not extractable.
- *
- * @example
- * ```ts
- * import { createCa, importPrivateKeyPem, parseCertificatePem } from "./pki.ts";
- * const ca = await createCa();
- * const key = await importPrivateKeyPem(ca.keyPem, parseCertificatePem(ca.certPem));
- * if (key.type !== "private") throw new Error("unexpected");
- * ```
- */
-export async function importPrivateKeyPem(
-  pem: string,
-  cert: X509Certificate,
-): Promise<CryptoKey> {
-  const prepared = preparePrivateKey(pem, cert);
-  if (!prepared.sameAlgorithm) {
-    throw new TypeError(
-      `private key algorithm differs from the certificate's (${describeKey(cert)})`,
-    );
-  }
-  return await importPkcs8(prepared.pkcs8, prepared.algorithm, false);
-}
-
-/**
- * Whether the PEM private key `keyPem` belongs to the first certificate in `certPem`, by
- * comparing the public key derived from the private key with the certificate's. Resolves
- * `false` for a key of another algorithm or curve; throws `TypeError` for input that is not
- * a usable certificate or private key.
- *
- * @example
- * ```ts
- * import { createCa, keyMatchesCertificate } from "./pki.ts";
- * const a = await createCa();
- * const b = await createCa();
- * if (!await keyMatchesCertificate(a.keyPem, a.certPem)) throw new Error("should match");
- * if (await keyMatchesCertificate(b.keyPem, a.certPem)) throw new Error("should not match");
- * ```
- */
-export async function keyMatchesCertificate(keyPem: string, certPem: string): Promise<boolean> {
-  const cert = parseCertificatePem(certPem);
-  const prepared = preparePrivateKey(keyPem, cert);
-  if (!prepared.sameAlgorithm) return false;
-  const privateKey = await importPkcs8(prepared.pkcs8, prepared.algorithm, true);
-  const privateJwk = await crypto.subtle.exportKey("jwk", privateKey);
-  const publicKey = await cert.publicKey.export(prepared.algorithm, ["verify"]);
-  const publicJwk = await crypto.subtle.exportKey("jwk", publicKey);
-  const fields = publicJwk.kty === "EC" ? ["crv", "x", "y"] as const : ["n", "e"] as const;
-  return privateJwk.kty === publicJwk.kty &&
-    fields.every((f) => privateJwk[f] !== undefined && privateJwk[f] === publicJwk[f]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -470,7 +384,7 @@ async function loadCaPair(ca: PemPair): Promise<{ caCert: X509Certificate; caKey
   try {
     caCert = parseCertificatePem(ca.certPem);
   } catch (error) {
-    throw new TypeError(`Invalid CA certificate: ${message(error)}`, { cause: error });
+    throw new TypeError(`Invalid CA certificate: ${errorMessage(error)}`, { cause: error });
   }
   if (caCert.getExtension(x509.BasicConstraintsExtension)?.ca !== true) {
     throw new TypeError(`Certificate "${caCert.subject}" is not a CA certificate`);
@@ -479,7 +393,7 @@ async function loadCaPair(ca: PemPair): Promise<{ caCert: X509Certificate; caKey
   try {
     matches = await keyMatchesCertificate(ca.keyPem, ca.certPem);
   } catch (error) {
-    throw new TypeError(`Invalid CA private key: ${message(error)}`, { cause: error });
+    throw new TypeError(`Invalid CA private key: ${errorMessage(error)}`, { cause: error });
   }
   if (!matches) throw new TypeError("CA private key does not match the CA certificate");
   return { caCert, caKey: await importPrivateKeyPem(ca.keyPem, caCert) };
@@ -510,7 +424,7 @@ async function generateKeyPair(keyType: KeyType): Promise<CryptoKeyPair> {
 }
 
 /** Signature parameters for a signer key: ECDSA hashes match the curve size. */
-function signingAlgorithm(keyAlgorithm: Algorithm): EcdsaParams | Algorithm {
+export function signingAlgorithm(keyAlgorithm: Algorithm): EcdsaParams | Algorithm {
   if (keyAlgorithm.name === "ECDSA") {
     const curve = (keyAlgorithm as EcKeyAlgorithm).namedCurve;
     return { name: "ECDSA", hash: curve === "P-384" ? "SHA-384" : "SHA-256" } as EcdsaParams;
@@ -627,205 +541,4 @@ function dedupeSans(sans: string[]): x509.JsonGeneralName[] {
     }
   }
   return out;
-}
-
-function certToPem(cert: X509Certificate): string {
-  return `${cert.toString("pem")}\n`;
-}
-
-async function exportKeyPem(key: CryptoKey): Promise<string> {
-  const pkcs8 = await crypto.subtle.exportKey("pkcs8", key);
-  return `${x509.PemConverter.encode(pkcs8, "PRIVATE KEY")}\n`;
-}
-
-interface PemBlock {
-  type: string;
-  der: Uint8Array<ArrayBuffer>;
-  encrypted: boolean;
-}
-
-function pemBlocks(text: string): PemBlock[] {
-  if (typeof text !== "string") throw new TypeError("PEM input must be a string");
-  const blocks: PemBlock[] = [];
-  const re = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;
-  for (const match of text.matchAll(re)) {
-    let body = match[2];
-    // RFC 1421 headers (legacy encrypted keys) end with an empty line.
-    const encrypted = /Proc-Type:\s*4,ENCRYPTED/i.test(body);
-    if (/^[A-Za-z-]+:/m.test(body)) body = body.replace(/^[\s\S]*?\r?\n\r?\n/, "");
-    const b64 = body.replace(/\s+/g, "");
-    if (encrypted) {
-      blocks.push({ type: match[1], der: new Uint8Array(0), encrypted });
-      continue;
-    }
-    if (b64 === "" || b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) {
-      throw new TypeError(`malformed PEM "${match[1]}" block: invalid base64`);
-    }
-    blocks.push({
-      type: match[1],
-      der: Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)),
-      encrypted,
-    });
-  }
-  return blocks;
-}
-
-// Minimal DER reading/writing, enough to inspect and wrap private keys without extra deps.
-
-interface Tlv {
-  tag: number;
-  start: number; // first content byte
-  end: number; // one past the last content byte
-  headerStart: number;
-}
-
-function readTlv(der: Uint8Array, offset: number): Tlv {
-  const fail = () => new TypeError("malformed DER structure");
-  if (offset + 2 > der.length) throw fail();
-  const tag = der[offset];
-  let length = der[offset + 1];
-  let start = offset + 2;
-  if (length & 0x80) {
-    const count = length & 0x7f;
-    if (count === 0 || count > 4 || start + count > der.length) throw fail();
-    length = 0;
-    for (let i = 0; i < count; i++) length = length * 256 + der[start + i];
-    start += count;
-  }
-  if (start + length > der.length) throw fail();
-  return { tag, start, end: start + length, headerStart: offset };
-}
-
-function derLength(length: number): number[] {
-  if (length < 0x80) return [length];
-  const bytes: number[] = [];
-  for (let n = length; n > 0; n = Math.floor(n / 256)) bytes.unshift(n & 0xff);
-  return [0x80 | bytes.length, ...bytes];
-}
-
-function derWrap(tag: number, content: Uint8Array): Uint8Array<ArrayBuffer> {
-  const header = [tag, ...derLength(content.length)];
-  const out = new Uint8Array(header.length + content.length);
-  out.set(header);
-  out.set(content, header.length);
-  return out;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
-/** The DER AlgorithmIdentifier of a SubjectPublicKeyInfo. */
-function spkiAlgorithm(cert: X509Certificate): Uint8Array {
-  const spki = new Uint8Array(cert.publicKey.rawData);
-  const outer = readTlv(spki, 0);
-  const alg = readTlv(spki, outer.start);
-  return spki.subarray(alg.headerStart, alg.end);
-}
-
-/** The algorithm OID (dotted) at the start of a DER AlgorithmIdentifier. */
-function algorithmOid(algId: Uint8Array): string {
-  const seq = readTlv(algId, 0);
-  const oid = readTlv(algId, seq.start);
-  if (oid.tag !== 0x06) throw new TypeError("malformed DER structure");
-  const bytes = algId.subarray(oid.start, oid.end);
-  const parts: number[] = [];
-  let value = 0;
-  for (const byte of bytes) {
-    value = value * 128 + (byte & 0x7f);
-    if (!(byte & 0x80)) {
-      parts.push(value);
-      value = 0;
-    }
-  }
-  const first = parts.shift() ?? 0;
-  return [first < 80 ? Math.floor(first / 40) : 2, first < 80 ? first % 40 : first - 80, ...parts]
-    .join(".");
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
-}
-
-interface PreparedKey {
-  pkcs8: Uint8Array<ArrayBuffer>;
-  algorithm: EcKeyImportParams | RsaHashedImportParams;
-  sameAlgorithm: boolean;
-}
-
-function preparePrivateKey(pem: string, cert: X509Certificate): PreparedKey {
-  const blocks = pemBlocks(pem).filter((b) => b.type.endsWith("PRIVATE KEY"));
-  if (blocks.length === 0) throw new TypeError('no PEM "PRIVATE KEY" block found');
-  const block = blocks[0];
-  if (block.encrypted || block.type === "ENCRYPTED PRIVATE KEY") {
-    throw new TypeError("encrypted private keys are not supported; decrypt it with openssl first");
-  }
-  const certAlg = spkiAlgorithm(cert);
-  const certOid = algorithmOid(certAlg);
-  const algorithm = importAlgorithm(cert);
-  switch (block.type) {
-    case "PRIVATE KEY": {
-      // PrivateKeyInfo ::= SEQUENCE { version INTEGER, privateKeyAlgorithm AlgorithmIdentifier, ... }
-      const seq = readTlv(block.der, 0);
-      const version = readTlv(block.der, seq.start);
-      const alg = readTlv(block.der, version.end);
-      if (seq.tag !== 0x30 || version.tag !== 0x02 || alg.tag !== 0x30) {
-        throw new TypeError("malformed PKCS#8 private key");
-      }
-      const keyAlg = block.der.subarray(alg.headerStart, alg.end);
-      return { pkcs8: block.der, algorithm, sameAlgorithm: sameBytes(keyAlg, certAlg) };
-    }
-    case "EC PRIVATE KEY":
-    case "RSA PRIVATE KEY": {
-      const wanted = block.type === "EC PRIVATE KEY" ? OID_EC_PUBLIC_KEY : OID_RSA_ENCRYPTION;
-      // Wrap SEC 1 / PKCS#1 in PKCS#8 reusing the certificate's AlgorithmIdentifier (which
-      // carries the curve); WebCrypto only imports PKCS#8.
-      const pkcs8 = derWrap(
-        0x30,
-        concat(new Uint8Array([0x02, 0x01, 0x00]), certAlg, derWrap(0x04, block.der)),
-      );
-      return { pkcs8, algorithm, sameAlgorithm: certOid === wanted };
-    }
-    default:
-      throw new TypeError(`unsupported private key type "${block.type}"`);
-  }
-}
-
-function importAlgorithm(cert: X509Certificate): EcKeyImportParams | RsaHashedImportParams {
-  const alg = cert.publicKey.algorithm as Algorithm & { namedCurve?: string };
-  if (alg.name === "ECDSA" && (alg.namedCurve === "P-256" || alg.namedCurve === "P-384")) {
-    return { name: "ECDSA", namedCurve: alg.namedCurve };
-  }
-  if (alg.name === "RSASSA-PKCS1-v1_5") return { name: alg.name, hash: "SHA-256" };
-  throw new TypeError(`unsupported certificate key algorithm (${describeKey(cert)})`);
-}
-
-async function importPkcs8(
-  pkcs8: Uint8Array<ArrayBuffer>,
-  algorithm: EcKeyImportParams | RsaHashedImportParams,
-  extractable: boolean,
-): Promise<CryptoKey> {
-  try {
-    return await crypto.subtle.importKey("pkcs8", pkcs8, algorithm, extractable, ["sign"]);
-  } catch (error) {
-    throw new TypeError(`malformed private key: ${message(error)}`, { cause: error });
-  }
-}
-
-function describeKey(cert: X509Certificate): string {
-  const alg = cert.publicKey.algorithm as Algorithm & {
-    namedCurve?: string;
-    modulusLength?: number;
-  };
-  return [alg.name, alg.namedCurve ?? alg.modulusLength].filter((x) => x !== undefined).join(" ");
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -16,14 +16,14 @@
  * @module
  */
 
-import { chmod, readFile, rename, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import process from "node:process";
 import { createCrl, type RevokedEntry } from "./crl.ts";
-import { pathExists } from "./fs_util.ts";
+import { pathExists, writeFileAtomic } from "./fs_util.ts";
 import { normalizeSerial } from "../access/identity.ts";
-import { parseCertificatePem, type PemPair } from "./pki.ts";
+import { type PemPair } from "./pki.ts";
+import { parseCertificatePem } from "./pem.ts";
 
 /** One certificate keygen issued. */
 export interface IssuedEntry {
@@ -216,13 +216,7 @@ async function readList<T extends { serial: string }>(path: string, what: string
   }
 }
 
-/**
- * Replace a file atomically with exactly `mode`: write a fresh temporary sibling, then
- * rename it over, so a reader (a running serve) never sees half a file.
- */
-export async function replaceFile(path: string, content: string, mode: number): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}-${Math.random().toString(16).slice(2)}`;
-  await writeFile(tmp, content, { mode, flag: "wx" });
-  await chmod(tmp, mode);
-  await rename(tmp, path);
+/** Replace `path` atomically with exactly `mode` (a running serve never sees half a file). */
+function replaceFile(path: string, content: string, mode: number): Promise<void> {
+  return writeFileAtomic(path, content, { mode, replace: true });
 }

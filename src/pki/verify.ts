@@ -21,7 +21,8 @@ export type Signed = x509.X509Certificate | x509.X509Crl;
  *
  * @example
  * ```ts
- * import { createCa, issueClient, parseCertificatePem } from "./pki.ts";
+ * import { createCa, issueClient } from "./pki.ts";
+ * import { parseCertificatePem } from "./pem.ts";
  * import { signerOf } from "./verify.ts";
  * const ca = await createCa();
  * const other = await createCa(); // the same subject, "CN=dockgate CA", another key
