@@ -10,10 +10,10 @@ import net from "node:net";
 import tls from "node:tls";
 import { DEFAULT_MS } from "./config/defaults.ts";
 import { type Address, formatAddress, isLoopbackHost, type TcpAddress } from "./net/address.ts";
-import { ConnectionSet, listenOn, peerOf } from "./net/lifecycle.ts";
+import { ConnectionSet, peerOf } from "./net/connections.ts";
+import { listenOn } from "./net/listen.ts";
 import { type Logger, silentLogger } from "./observe/logger.ts";
 import { relay } from "./net/relay.ts";
-import { currentRuntime } from "./net/runtime.ts";
 import { clientTlsOptions, type TlsMaterial } from "./net/tls_config.ts";
 
 /** Options for {@linkcode connect}. */
@@ -71,22 +71,43 @@ export interface ConnectHandle {
 export async function connect(options: ConnectOptions): Promise<ConnectHandle> {
   const logger = options.logger ?? silentLogger;
   const listen = options.listen;
-  const serverName = options.serverName ?? options.server.host;
-  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_MS.handshakeTimeout;
-  const where = formatAddress(listen);
-  if (listen.transport === "tcp" && !isLoopbackHost(listen.host) && !options.unsafeListen) {
-    throw new TypeError(
-      `Refusing to listen on "${where}": not a loopback address, so anyone who can reach it ` +
-        `would use your certificate (pass --unsafe-listen to do it anyway)`,
-    );
-  }
-  const tlsOptions = clientTlsOptions(options.tls, serverName);
+  refuseUnsafeListen(options);
   const connections = new ConnectionSet();
-
+  // One connection, in order: accept a local client -> dial the server in mTLS -> check the
+  // server -> relay -> closed.
+  const dial = dialer(options, logger);
   const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (local) => {
     if (!connections.accepting) return void local.destroy();
     connections.addSocket(local);
     local.on("error", () => {});
+    dial(local, connections);
+  });
+  if (listen.transport === "unix") await clearStaleSocket(listen.path);
+  // The local socket is created 0600: only its owner may borrow our client certificate.
+  await listenOn(server, listen, { unixMode: 0o600, logger });
+  return tunnelHandle(server, listen, connections, logger);
+}
+
+/** A TCP listen address off loopback lends our certificate to anyone who can reach it. */
+function refuseUnsafeListen(options: ConnectOptions): void {
+  const listen = options.listen;
+  if (listen.transport === "tcp" && !isLoopbackHost(listen.host) && !options.unsafeListen) {
+    throw new TypeError(
+      `Refusing to listen on "${formatAddress(listen)}": not a loopback address, so anyone who ` +
+        `can reach it would use your certificate (pass --unsafe-listen to do it anyway)`,
+    );
+  }
+}
+
+/**
+ * For each local client: dial the server in mutual TLS (bounded by the handshake timeout),
+ * check it, then relay; every failure closes the local side and says why once.
+ */
+function dialer(options: ConnectOptions, logger: Logger) {
+  const serverName = options.serverName ?? options.server.host;
+  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_MS.handshakeTimeout;
+  const tlsOptions = clientTlsOptions(options.tls, serverName);
+  return (local: net.Socket, connections: ConnectionSet) => {
     const since = Date.now();
     const remote = tls.connect({
       ...tlsOptions,
@@ -97,6 +118,7 @@ export async function connect(options: ConnectOptions): Promise<ConnectHandle> {
     const timer = setTimeout(() => {
       remote.destroy(new Error(`TLS handshake timed out after ${handshakeTimeoutMs} ms`));
     }, handshakeTimeoutMs);
+    let relayed = false;
     remote.once("error", (err: Error) => {
       clearTimeout(timer);
       if (!remote.authorized && !relayed) {
@@ -107,7 +129,6 @@ export async function connect(options: ConnectOptions): Promise<ConnectHandle> {
       }
       local.destroy();
     });
-    let relayed = false;
     remote.once("secureConnect", () => {
       clearTimeout(timer);
       // rejectUnauthorized already enforced this; check again rather than assume.
@@ -119,7 +140,7 @@ export async function connect(options: ConnectOptions): Promise<ConnectHandle> {
       }
       relayed = true;
       local.resume();
-      connections.addRelay(relay(local, remote, currentRuntime().relay)).then((result) => {
+      connections.addRelay(relay(local, remote)).then((result) => {
         logger.log("debug", "closed", {
           peer: peerOf(local),
           bytes_in: result.bytesIn,
@@ -129,12 +150,16 @@ export async function connect(options: ConnectOptions): Promise<ConnectHandle> {
         });
       });
     });
-  });
+  };
+}
 
-  if (listen.transport === "unix") await clearStaleSocket(listen.path);
-  // The local socket is created 0600: only its owner may borrow our client certificate.
-  await listenOn(server, listen, { unixMode: 0o600, logger });
-
+/** The handle `connect` returns; stopping removes the unix socket file. */
+function tunnelHandle(
+  server: net.Server,
+  listen: Address,
+  connections: ConnectionSet,
+  logger: Logger,
+): ConnectHandle {
   let address: Address = listen;
   if (listen.transport === "unix") {
     fs.chmodSync(listen.path, 0o600);
@@ -142,7 +167,6 @@ export async function connect(options: ConnectOptions): Promise<ConnectHandle> {
     const bound = server.address() as net.AddressInfo;
     address = { transport: "tcp", host: bound.address, port: bound.port };
   }
-
   let resolveClosed!: () => void;
   const closed = new Promise<void>((r) => (resolveClosed = r));
   const stop = (drainMs: number) =>

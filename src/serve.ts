@@ -28,9 +28,9 @@ import { HandshakeSlots, ThrottledRefusals } from "./net/handshakes.ts";
 import { type AccessPolicy, evaluatePolicy } from "./access/policy.ts";
 import { displayName, type PeerIdentity } from "./access/identity.ts";
 import { type Logger, silentLogger } from "./observe/logger.ts";
-import { ConnectionSet, listenOn, peerOf } from "./net/lifecycle.ts";
-import { HeldInput, pauseFlowControl, type RelayHandle } from "./net/relay.ts";
-import { currentRuntime } from "./net/runtime.ts";
+import { ConnectionSet, peerOf } from "./net/connections.ts";
+import { listenOn } from "./net/listen.ts";
+import { HeldInput, type RelayHandle } from "./net/relay.ts";
 import { rawStrategy, type RelayStrategy } from "./net/strategy.ts";
 import { serverTlsOptions, type TlsMaterial } from "./net/tls_config.ts";
 
@@ -245,7 +245,7 @@ class Gate {
     client.once("close", () => this.#established--);
     client.on("error", () => {}); // reported through the relay result
     // Nothing is forwarded until the decision is made; what arrives meanwhile is held.
-    const held = new HeldInput(client, PREAUTH_HOLD_BYTES, flowControlFor(client));
+    const held = new HeldInput(client, PREAUTH_HOLD_BYTES);
     const since = Date.now();
     try {
       const decision = await authorizePeer(client, this.#rules);
@@ -392,9 +392,7 @@ const PREAUTH_HOLD_BYTES = 64 * 1024;
 function defaultSelect(): RelayStrategy {
   return DEFAULT_STRATEGY;
 }
-const RUNTIME = currentRuntime();
-const DEFAULT_STRATEGY = rawStrategy(RUNTIME.relay);
-const flowControlFor = RUNTIME.relay.flowControl ?? pauseFlowControl;
+const DEFAULT_STRATEGY = rawStrategy();
 
 /**
  * End the open connections whose identity `rules` now revoke or no longer allow: the same

@@ -9,7 +9,7 @@
 import type net from "node:net";
 import tls from "node:tls";
 import { createCa, issueClient } from "../pki/pki.ts";
-import { currentRuntime } from "../net/runtime.ts";
+import { RUNTIME } from "../net/runtime.ts";
 import { serverTlsOptions, type TlsMaterial } from "../net/tls_config.ts";
 
 /** Thrown when the runtime lets an unauthenticated client through. Serve must not start. */
@@ -23,7 +23,7 @@ export class RuntimeTrustError extends Error {
 
 /** "Deno 2.9.5" or "Node.js v20.20.2", for the refusal messages. */
 function runtimeDescription(): string {
-  return currentRuntime().description;
+  return RUNTIME.description;
 }
 
 /**

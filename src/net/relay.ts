@@ -9,6 +9,7 @@
  * @module
  */
 
+import { RUNTIME } from "./runtime.ts";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { setImmediate } from "node:timers";
@@ -27,8 +28,8 @@ export interface RelayResult {
 export interface RelayOptions {
   /**
    * How to stop and restart reading from a source socket under backpressure. Default:
-   * {@linkcode pauseFlowControl} (`pause()`/`resume()`). The runtime layer supplies another
-   * where pausing a socket is unsafe (Deno's `node:tls`, see `runtime_deno.ts`).
+   * {@linkcode runtimeFlowControl}, the runtime's (`pause()`/`resume()` on Node; on Deno,
+   * where pausing a TLS socket is unsafe, see `runtime_deno.ts`).
    */
   flowControl?: FlowControlFactory;
 }
@@ -43,6 +44,23 @@ export interface FlowControl {
 
 /** Makes the {@linkcode FlowControl} for a socket. */
 export type FlowControlFactory = (socket: Duplex) => FlowControl;
+
+/**
+ * The flow control of the runtime this process runs on (chosen once, in `runtime.ts`): the
+ * one route by which it reaches both {@linkcode HeldInput} and {@linkcode relay}.
+ *
+ * @example
+ * ```ts
+ * import { PassThrough } from "node:stream";
+ * import { runtimeFlowControl } from "./relay.ts";
+ * const fc = runtimeFlowControl(new PassThrough());
+ * fc.stop();
+ * fc.start();
+ * ```
+ */
+export function runtimeFlowControl(socket: Duplex): FlowControl {
+  return (RUNTIME.relay.flowControl ?? pauseFlowControl)(socket);
+}
 
 /**
  * The ordinary flow control: `pause()` and `resume()` the stream.
@@ -102,7 +120,7 @@ export class HeldInput {
   constructor(
     socket: Duplex,
     limitBytes: number,
-    flowControl: FlowControl = pauseFlowControl(socket),
+    flowControl: FlowControl = runtimeFlowControl(socket),
   ) {
     this.#socket = socket;
     this.flowControl = flowControl;
@@ -178,7 +196,7 @@ export function relay(
   heldA?: HeldInput,
 ): RelayHandle {
   const result: RelayResult = { bytesIn: 0, bytesOut: 0 };
-  const makeFlowControl = options.flowControl ?? pauseFlowControl;
+  const makeFlowControl = options.flowControl ?? runtimeFlowControl;
   let closed = 0;
   let resolveDone!: (r: RelayResult) => void;
   const done = new Promise<RelayResult>((r) => (resolveDone = r));

@@ -34,3 +34,6 @@ export function currentRuntime(): RuntimeTraits {
   const deno = (globalThis as { Deno?: { version?: { deno?: string } } }).Deno;
   return deno?.version?.deno ? denoTraits(deno.version.deno) : nodeTraits();
 }
+
+/** The runtime this process runs on, detected once at load. */
+export const RUNTIME: RuntimeTraits = currentRuntime();

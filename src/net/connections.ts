@@ -1,6 +1,6 @@
 /**
- * Bookkeeping shared by `serve` and `connect`: which sockets and relays are open, and the
- * graceful stop (stop accepting, drain up to a deadline, close the rest).
+ * Connection bookkeeping shared by `serve` and `connect`: which sockets and relays are open,
+ * and the graceful stop (stop accepting, drain up to a deadline, close the rest).
  *
  * Why a drain deadline and no idle timeout: `docker events` and `docker logs -f` stay silent
  * for hours and must not be cut while running; they are only cut when the process stops.
@@ -9,8 +9,6 @@
  */
 
 import type net from "node:net";
-import process from "node:process";
-import { type Address, formatAddress } from "./address.ts";
 import type { Logger } from "../observe/logger.ts";
 import type { RelayHandle } from "./relay.ts";
 
@@ -20,7 +18,7 @@ import type { RelayHandle } from "./relay.ts";
  * @example
  * ```ts
  * import net from "node:net";
- * import { ConnectionSet } from "./lifecycle.ts";
+ * import { ConnectionSet } from "./connections.ts";
  * const set = new ConnectionSet();
  * const server = net.createServer();
  * await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -92,7 +90,7 @@ export class ConnectionSet {
  *
  * @example
  * ```ts
- * import { peerOf } from "./lifecycle.ts";
+ * import { peerOf } from "./connections.ts";
  * // deno-lint-ignore no-explicit-any
  * if (peerOf({ remoteAddress: "::1", remotePort: 5 } as any) !== "[::1]:5") throw new Error();
  * ```
@@ -101,89 +99,4 @@ export function peerOf(socket: Pick<net.Socket, "remoteAddress" | "remotePort">)
   const host = socket.remoteAddress;
   if (!host) return "local";
   return `${host.includes(":") ? `[${host}]` : host}:${socket.remotePort ?? "?"}`;
-}
-
-/**
- * Turn a listen error into a short cause for `Cannot listen on "x": …`.
- *
- * @example
- * ```ts
- * import { listenErrorText } from "./lifecycle.ts";
- * if (listenErrorText(Object.assign(new Error("x"), { code: "EADDRINUSE" })) !== "address already in use") throw new Error();
- * ```
- */
-export function listenErrorText(err: NodeJS.ErrnoException): string {
-  switch (err.code) {
-    case "EADDRINUSE":
-      return "address already in use";
-    case "EACCES":
-      return "permission denied";
-    case "EADDRNOTAVAIL":
-      return "address not available on this host";
-    default:
-      return err.message;
-  }
-}
-
-/** Options for {@linkcode listenOn}. */
-export interface ListenOnOptions {
-  /** Permissions of a unix socket file, set at creation. Default `0o600`. */
-  unixMode?: number;
-  /** Where errors of the listener after it started go (`listener error`). Default: nowhere. */
-  logger?: Logger;
-}
-
-/**
- * Start `server` listening on `address`. Rejects with one line,
- * `Cannot listen on "tcp://127.0.0.1:2376": address already in use`, and leaves no error
- * listener of its own behind.
- *
- * A unix socket file gets `unixMode` from its creation (the umask is narrowed while binding):
- * a chmod afterwards would leave a window in which another local user could connect.
- *
- * @example
- * ```ts
- * import net from "node:net";
- * import { listenOn } from "./lifecycle.ts";
- * const a = net.createServer();
- * await listenOn(a, { transport: "tcp", host: "127.0.0.1", port: 0 });
- * const port = (a.address() as net.AddressInfo).port;
- * const b = net.createServer();
- * const err = await listenOn(b, { transport: "tcp", host: "127.0.0.1", port }).catch((e) => e);
- * a.close();
- * if (!/address already in use$/.test(err.message)) throw new Error(err.message);
- * ```
- */
-export function listenOn(
-  server: net.Server,
-  address: Address,
-  options: ListenOnOptions = {},
-): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      reject(new Error(`Cannot listen on "${formatAddress(address)}": ${listenErrorText(err)}`));
-    };
-    server.once("error", onError);
-    const done = () => {
-      server.off("error", onError);
-      const logger = options.logger;
-      if (logger) {
-        server.on(
-          "error",
-          (err: Error) => logger.log("error", "listener error", { reason: err.message }),
-        );
-      }
-      resolve();
-    };
-    if (address.transport === "unix") {
-      const old = process.umask(~(options.unixMode ?? 0o600) & 0o777);
-      try {
-        server.listen({ path: address.path }, done);
-      } finally {
-        process.umask(old);
-      }
-    } else {
-      server.listen({ host: address.host, port: address.port }, done);
-    }
-  });
 }

@@ -1,0 +1,79 @@
+/**
+ * The help text of every command (`dockgate help [TOPIC]`, `dockgate VERB --help`), its
+ * defaults read from the one DEFAULTS table.
+ *
+ * @example
+ * ```ts
+ * import { HELP } from "./help.ts";
+ * if (!HELP.serve.includes("--max-handshakes")) throw new Error();
+ * ```
+ *
+ * @module
+ */
+
+import { DEFAULTS } from "../config/defaults.ts";
+import { VERSION } from "../version.ts";
+
+/** Help text by topic: `main`, `keygen`, `serve`, `connect`. */
+export const HELP: Record<string, string> = {
+  main: `dockgate ${VERSION}: mutual TLS in front of the Docker API
+
+Usage:
+  dockgate keygen [server|client NAME|revoke NAME|SERIAL] [options]   create or extend the PKI
+  dockgate serve [options]      TLS listener that demands a client certificate, relays to Docker
+  dockgate connect --server HOST:PORT [options]   local socket that wraps connections in mTLS
+  dockgate help COMMAND         options of one command
+
+Quickstart (Docker host):  dockgate serve      (creates ./pki on first run)
+Client:  docker --tlsverify -H tcp://HOST:2376 --tlscacert pki/clients/default/ca.pem \\
+           --tlscert pki/clients/default/cert.pem --tlskey pki/clients/default/key.pem version`,
+  keygen:
+    `dockgate keygen [--dir DIR] [--key-type T] [--days N] [--ca-days N] [--san NAME|IP]... [--force]
+    Create DIR (default ./pki): CA, server bundle, client bundle "default"; keeps what exists.
+dockgate keygen server [--dir DIR] [--san NAME|IP]... [--key-type T] [--days N] [--force]
+dockgate keygen client NAME [--dir DIR] [--ou OU]... [--key-type T] [--days N] [--force [--revoke-old]]
+    --force re-issues; the earlier certificates stay valid unless --revoke-old revokes them.
+dockgate keygen revoke NAME|SERIAL [--dir DIR]
+    Revoke (by NAME: every unexpired certificate ever issued to NAME) and write
+    DIR/ca/crl.pem and DIR/server/crl.pem.
+dockgate keygen crl [--dir DIR]
+    Publish the CRL again from the PKI's revocation record (e.g. after crl.pem was lost).
+  --key-type   p256 (default), p384, rsa2048, rsa3072, rsa4096
+  --days       leaf validity in days (default 365); --ca-days CA validity (default 3650)
+  --san        extra server names/IPs (defaults: localhost, 127.0.0.1, ::1, host name)`,
+  serve: `dockgate serve [options]
+  --listen ADDR            TCP address (default ${DEFAULTS.serveListen}; port 0 = any free port)
+  --target ADDR            unix:///path or tcp://host:port (default ${DEFAULTS.serveTarget})
+  --certs DIR              bundle with ca.pem, cert.pem, key.pem [, crl.pem] (default ./${DEFAULTS.serveCerts};
+                           created with the whole PKI on first run when no TLS flag is given)
+  --cert F --key F --ca F  individual files (override --certs)
+  --crl F                  CRL file (default: crl.pem in --certs when present)
+  --allow-cn NAME          allow this client CN (repeatable; * matches one DNS label)
+  --allow-san NAME|URI|IP  allow this client SAN (repeatable)
+  --allow-ou OU            allow this client OU (repeatable); no allow flag = any cert from the CA
+  --handshake-timeout D    drop peers that do not finish the handshake (default ${DEFAULTS.handshakeTimeout})
+  --crl-stale warn|refuse  a CRL past its nextUpdate: warn and keep using it (default), or refuse
+                           every client until a current one is loaded
+  --max-connections N      concurrent authenticated connection cap (default ${DEFAULTS.maxConnections})
+  --max-handshakes N       concurrent TLS handshakes; when full the oldest is dropped (default ${DEFAULTS.maxHandshakes})
+  --max-handshakes-per-address N   concurrent handshakes from one address (default ${DEFAULTS.maxHandshakesPerAddress})
+  --keep-revoked-connections   at a reload, keep open connections of identities now revoked
+                           or no longer allowed (default: they are ended)
+  --drain-timeout D        on SIGTERM/SIGINT, let open connections finish this long (default ${DEFAULTS.drainTimeout})
+  --max-conn-lifetime D    end connections older than this (default: never)
+  --insecure-key-perms     accept a key file readable by group or others, and trust files or
+                           directories others could write
+  --log-level L            debug, info (default), warn, error
+  SIGHUP or a change to any of the files reloads them (allow-lists come from flags: restart to
+  change them); open connections are kept unless a reload revokes or disallows them.`,
+  connect: `dockgate connect --server HOST:PORT [options]
+  --listen ADDR            unix:///path (created 0600) or tcp://127.0.0.1:PORT
+                           (default $XDG_RUNTIME_DIR/dockgate.sock, else /tmp/dockgate-UID.sock)
+  --certs DIR              client bundle (default $DOCKER_CERT_PATH, then ~/.docker)
+  --cert F --key F --ca F  individual files (override --certs)
+  --server-name NAME       name the server certificate must carry (default: the --server host)
+  --unsafe-listen          allow a TCP listen address off loopback
+  --drain-timeout D        on SIGTERM/SIGINT, let open connections finish this long (default ${DEFAULTS.connectDrainTimeout})
+  --insecure-key-perms     accept a key file readable by group or others
+  --log-level L            debug, info (default), warn, error`,
+};

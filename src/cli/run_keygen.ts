@@ -1,0 +1,89 @@
+/**
+ * `dockgate keygen …`: the library's keygen, revoke and CRL functions, reported line by line.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import type { KeygenCommand } from "./args.ts";
+import type { CliIo } from "./io.ts";
+import { initPki, issueClientBundle, issueServerBundle, type KeygenReport } from "../pki/keygen.ts";
+import { republishCrl, revokeCertificate } from "../pki/revoke.ts";
+
+function reportKeygen(io: CliIo, report: KeygenReport) {
+  for (const f of report.created) io.say(`created ${f}`);
+  for (const f of report.kept) io.say(`kept    ${f} (exists; use --force to replace)`);
+  for (const n of report.notes ?? []) io.say(`note: ${n}`);
+}
+
+/** `dockgate keygen …`: create or extend the PKI, revoke, publish the CRL. */
+export async function runKeygen(cmd: KeygenCommand, io: CliIo): Promise<number> {
+  switch (cmd.action) {
+    case "init":
+      reportKeygen(
+        io,
+        await initPki({
+          dir: cmd.dir,
+          keyType: cmd.keyType,
+          days: cmd.days,
+          caDays: cmd.caDays,
+          sans: cmd.sans,
+          force: cmd.force,
+        }),
+      );
+      io.say(
+        `client bundle for the Docker CLI: DOCKER_CERT_PATH=${join(cmd.dir, "clients", "default")}`,
+      );
+      return 0;
+    case "server":
+      reportKeygen(
+        io,
+        await issueServerBundle({
+          dir: cmd.dir,
+          keyType: cmd.keyType,
+          days: cmd.days,
+          sans: cmd.sans,
+          force: cmd.force,
+        }),
+      );
+      return 0;
+    case "client":
+      reportKeygen(
+        io,
+        await issueClientBundle(cmd.name, {
+          dir: cmd.dir,
+          keyType: cmd.keyType,
+          days: cmd.days,
+          organizationalUnits: cmd.ous,
+          force: cmd.force,
+          revokeOld: cmd.revokeOld,
+        }),
+      );
+      io.say(
+        `use it with: DOCKER_CERT_PATH=${join(cmd.dir, "clients", cmd.name)} DOCKER_TLS_VERIFY=1`,
+      );
+      return 0;
+    case "revoke": {
+      const r = await revokeCertificate(cmd.dir, cmd.subject);
+      const already = r.serials.filter((s) => !r.newlyRevokedSerials.includes(s));
+      const whose = r.name ? ` of client ${r.name}` : "";
+      if (r.newlyRevokedSerials.length) {
+        io.say(
+          `revoked ${r.newlyRevokedSerials.length} certificate(s)${whose}: serial ${
+            r.newlyRevokedSerials.join(", ")
+          }`,
+        );
+      }
+      if (already.length) io.say(`already revoked${whose}: serial ${already.join(", ")}`);
+      io.say(`${r.total} revoked in all; CRL number ${r.crlNumber}`);
+      for (const f of r.written) io.say(`wrote   ${f}`);
+      return 0;
+    }
+    case "crl": {
+      const r = await republishCrl(cmd.dir);
+      io.say(`published CRL number ${r.number} listing ${r.total} revoked certificate(s)`);
+      for (const f of r.written) io.say(`wrote   ${f}`);
+      return 0;
+    }
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * `dockgate serve …`: the first-run PKI, the configuration as one unit, the gate, the
+ * reloader, and the signals (SIGHUP reloads; SIGTERM/SIGINT drain, a second one stops).
+ *
+ * @module
+ */
+
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { type ServeCommand } from "./args.ts";
+import { type CliIo, onStopSignals } from "./io.ts";
+import { DEFAULT_MS, DEFAULTS } from "../config/defaults.ts";
+import { startReloader, warnStaleCrl } from "../config/reloader.ts";
+import { loadServeConfig, type ServeConfigSource } from "../config/serve_config.ts";
+import { type AccessPolicy, describePolicy } from "../access/policy.ts";
+import { formatAddress } from "../net/address.ts";
+import { connectTarget } from "../net/strategy.ts";
+import { resolveBundlePaths } from "../pki/credentials.ts";
+import { initPki, pkiExists } from "../pki/keygen.ts";
+import { serve } from "../serve.ts";
+
+/** `dockgate serve …`: load the configuration, start the gate, reload and stop on signals. */
+export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
+  const logger = io.logger(cmd.logLevel);
+  if (cmd.defaultCerts && !existsSync(cmd.source.certs!)) {
+    const dir = DEFAULTS.pkiDir;
+    if (!(await pkiExists(dir))) {
+      logger.log("info", `no certificates yet: creating a PKI in ./${dir} (as "dockgate keygen")`);
+    }
+    const report = await initPki({ dir });
+    for (const f of report.created) logger.log("info", "created", { file: f });
+  }
+  const paths = resolveBundlePaths(cmd.source);
+  const policy: AccessPolicy = cmd.allowCn.length + cmd.allowSan.length + cmd.allowOu.length === 0
+    ? { allowAny: true }
+    : { allowCn: cmd.allowCn, allowSan: cmd.allowSan, allowOu: cmd.allowOu };
+  const source: ServeConfigSource = {
+    paths,
+    crlPath: cmd.crl ?? (cmd.source.certs ? join(cmd.source.certs, "crl.pem") : undefined),
+    crlOptional: cmd.crl === undefined,
+    // The PKI that made this bundle (keygen's layout): it says whether anything was revoked.
+    revocationRecord: cmd.crl === undefined && cmd.source.certs
+      ? join(cmd.source.certs, "..", "ca", "revoked.json")
+      : undefined,
+    crlStale: cmd.crlStale,
+    policy,
+    insecureKeyPerms: cmd.insecureKeyPerms,
+  };
+  const config = await loadServeConfig(source);
+  // Say at once if the target is not there, rather than on the first client.
+  (await connectTarget(cmd.target, DEFAULT_MS.targetStartupCheck)).destroy();
+
+  const gate = await serve({
+    listen: cmd.listen,
+    target: cmd.target,
+    tls: config.tls,
+    policy: config.policy,
+    revocations: config.revocations,
+    logger,
+    handshakeTimeoutMs: cmd.handshakeTimeoutMs,
+    maxConnections: cmd.maxConnections,
+    maxHandshakes: cmd.maxHandshakes,
+    maxHandshakesPerAddress: cmd.maxHandshakesPerAddress,
+    endRevokedOnReload: !cmd.keepRevokedConnections,
+    maxConnLifetimeMs: cmd.maxConnLifetimeMs,
+  });
+  logger.log("info", `listening on ${formatAddress(gate.address)}`, {
+    target: formatAddress(cmd.target),
+  });
+  logger.log("info", `policy: ${describePolicy(policy)}`, {
+    crl: config.revokedCount === undefined ? "none" : `${config.revokedCount} revoked`,
+  });
+  if (cmd.defaultCerts) {
+    const host = gate.address.transport === "tcp" && gate.address.host !== "0.0.0.0" &&
+        gate.address.host !== "::"
+      ? formatAddress(gate.address)
+      : `tcp://localhost:${(gate.address as { port: number }).port}`;
+    logger.log(
+      "info",
+      `clients connect with: DOCKER_HOST=${host} DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=${
+        join(DEFAULTS.pkiDir, "clients", "default")
+      } docker version`,
+    );
+  }
+  warnStaleCrl(logger, config);
+  const reloader = startReloader({ source, config, gate, logger });
+  io.onSignal("SIGHUP", () => void reloader.reload("SIGHUP"));
+  onStopSignals(io, (drain) => {
+    logger.log(
+      "info",
+      drain ? `stopping: draining for up to ${cmd.drainTimeoutMs} ms` : "stopping now",
+    );
+    reloader.stop();
+    void (drain ? gate.shutdown(cmd.drainTimeoutMs) : gate.close());
+  });
+  await gate.closed;
+  logger.log("info", "stopped");
+  return 0;
+}
