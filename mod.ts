@@ -119,5 +119,6 @@ export {
   type ServeConfig,
   type ServeConfigSource,
 } from "./src/config/serve_config.ts";
+export { type Reloader, type ReloaderOptions, startReloader } from "./src/config/reloader.ts";
 export type { TlsMaterial } from "./src/net/tls_config.ts";
 export { VERSION } from "./src/version.ts";

@@ -12,13 +12,8 @@ import { X509Certificate } from "node:crypto";
 import tls from "node:tls";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import {
-  dockerdUnavailable,
-  freeTempDir,
-  startDockerd,
-  waitFor,
-  which,
-} from "./helpers/dockerd.ts";
+import { dockerdUnavailable, startDockerd, which } from "./helpers/dockerd.ts";
+import { freeTempDir, waitFor } from "./helpers/wait.ts";
 import { runCli, type ServeProcess, startServe, tlsFlags } from "./helpers/gate.ts";
 import { fdCount, linesAfter, rawAttempt, tlsAttempt, waitForLine } from "./helpers/tls_peers.ts";
 import { clientBundlePaths, initPki, loadCa, pkiLayout } from "../src/pki/keygen.ts";

@@ -6,7 +6,8 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { dockerdUnavailable, freeTempDir, which } from "./helpers/dockerd.ts";
+import { dockerdUnavailable, which } from "./helpers/dockerd.ts";
+import { freeTempDir } from "./helpers/wait.ts";
 import { DENO, ROOT } from "./helpers/gate.ts";
 
 interface Sample {

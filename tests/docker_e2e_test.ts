@@ -21,12 +21,11 @@ import {
   dockerdUnavailable,
   type DockerResult,
   type DockerRunOptions,
-  freeTempDir,
   makeBigImage,
   startDockerd,
-  waitFor,
   which,
 } from "./helpers/dockerd.ts";
+import { freeTempDir, waitFor } from "./helpers/wait.ts";
 import {
   type CliProcess,
   runCli,

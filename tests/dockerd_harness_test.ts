@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { dockerdUnavailable, makeBigImage, startDockerd, waitFor } from "./helpers/dockerd.ts";
+import { dockerdUnavailable, makeBigImage, startDockerd } from "./helpers/dockerd.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 Deno.test({
   name: "dockerd harness: real docker CLI on the raw socket",

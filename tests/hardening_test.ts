@@ -14,7 +14,7 @@ import { X509Certificate } from "node:crypto";
 import { chmod, chown, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { join } from "node:path";
-import { freeTempDir, waitFor } from "./helpers/dockerd.ts";
+import { freeTempDir, waitFor } from "./helpers/wait.ts";
 import { cliCommand, runCli, type Runtime, startServe } from "./helpers/gate.ts";
 import {
   assertAccepted,

@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { chmod, copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { freeTempDir, waitFor } from "./helpers/dockerd.ts";
+import { freeTempDir, waitFor } from "./helpers/wait.ts";
 import { runCli, type ServeProcess, startServe } from "./helpers/gate.ts";
 import {
   type Creds,

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { waitFor } from "../../tests/helpers/dockerd.ts";
+import { waitFor } from "../../tests/helpers/wait.ts";
 
 /** Open-files limit asked for every child (10,000 held connections need 2 fds each in a gate). */
 export const NOFILE = 65536;

@@ -5,7 +5,7 @@
 
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
-import { waitFor } from "./dockerd.ts";
+import { waitFor } from "./wait.ts";
 
 /** Repository root. */
 export const ROOT: string = join(dirname(fileURLToPath(import.meta.url)), "..", "..");

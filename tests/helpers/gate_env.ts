@@ -9,7 +9,7 @@ import { X509Certificate } from "node:crypto";
 import tls from "node:tls";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { freeTempDir } from "./dockerd.ts";
+import { freeTempDir } from "./wait.ts";
 import { type Runtime, type ServeProcess, startServe } from "./gate.ts";
 import {
   type Creds,

@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { type Dockerd, freeTempDir } from "./dockerd.ts";
+import { type Dockerd } from "./dockerd.ts";
+import { freeTempDir } from "./wait.ts";
 import { type CliProcess, spawnProcess, tlsFlags } from "./gate.ts";
 
 const dec = new TextDecoder();

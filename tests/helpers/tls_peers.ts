@@ -7,7 +7,7 @@
 import { rm } from "node:fs/promises";
 import net from "node:net";
 import tls from "node:tls";
-import { waitFor } from "./dockerd.ts";
+import { waitFor } from "./wait.ts";
 import type { ServeProcess } from "./gate.ts";
 
 /** A unix-socket echo server that records every connection and byte it receives. */
