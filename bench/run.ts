@@ -14,6 +14,7 @@
  * @module
  */
 
+import { nodeBundleArgs } from "../scripts/lib/build_common.ts";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ALL_CONTENDERS, type Contender, type Pki } from "./lib/contenders.ts";
@@ -221,15 +222,7 @@ async function nodeDockgate(
   const esbuild = findExe("esbuild")
     ? "esbuild"
     : (await Deno.stat(local).then(() => local, () => undefined));
-  const args = [
-    join(ROOT, "cli.ts"),
-    "--bundle",
-    "--platform=node",
-    "--format=esm",
-    "--target=node20",
-    `--outfile=${out}`,
-    "--log-level=warning",
-  ];
+  const args = nodeBundleArgs(join(ROOT, "cli.ts"), out);
   const r = esbuild
     ? await run(esbuild, args, { cwd: ROOT })
     : await run("npx", ["--yes", "esbuild@0.25", ...args], { cwd: ROOT });

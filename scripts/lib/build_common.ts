@@ -92,3 +92,25 @@ export async function buildMain(command: BuildCommand): Promise<void> {
     process.exit(1);
   }
 }
+
+/**
+ * esbuild's arguments for bundling `entry` (cli.ts) into one ESM file for Node 20 at `out`:
+ * the Node build of dockgate used by the tests and the bench without the npm build.
+ *
+ * @example
+ * ```ts
+ * import { nodeBundleArgs } from "./build_common.ts";
+ * if (!nodeBundleArgs("cli.ts", "out.mjs").includes("--outfile=out.mjs")) throw new Error();
+ * ```
+ */
+export function nodeBundleArgs(entry: string, out: string): string[] {
+  return [
+    entry,
+    "--bundle",
+    "--platform=node",
+    "--format=esm",
+    "--target=node20",
+    `--outfile=${out}`,
+    "--log-level=warning",
+  ];
+}

@@ -3,6 +3,7 @@
  * read its bound address from the log, as a user would.
  */
 
+import { nodeBundleArgs } from "../../scripts/lib/build_common.ts";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 import { waitFor } from "./wait.ts";
@@ -114,15 +115,7 @@ export function nodeCliBundle(): Promise<string> {
     globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
     const out = join(dir, "dockgate.mjs");
     const r = await new Deno.Command(join(ROOT, "node_modules", ".bin", "esbuild"), {
-      args: [
-        join(ROOT, "cli.ts"),
-        "--bundle",
-        "--platform=node",
-        "--format=esm",
-        "--target=node20",
-        `--outfile=${out}`,
-        "--log-level=warning",
-      ],
+      args: nodeBundleArgs(join(ROOT, "cli.ts"), out),
       cwd: ROOT,
       stdin: "null",
     }).output();
