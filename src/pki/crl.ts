@@ -15,6 +15,7 @@ import { type PemPair } from "./pki.ts";
 import { importPrivateKeyPem, parseCertificatePem } from "./pem.ts";
 import { x509 } from "./x509.ts";
 import { signingAlgorithm } from "./pki.ts";
+import { errorMessage } from "../observe/errors.ts";
 import { signerOf } from "./verify.ts";
 
 /** One revoked certificate. */
@@ -90,14 +91,16 @@ export async function createCrl(
  * ```
  */
 export function parseCrlPem(pem: string): x509.X509Crl {
-  const m = /-----BEGIN (?:X509 )?CRL-----([\s\S]*?)-----END (?:X509 )?CRL-----/.exec(pem);
-  if (!m) throw new TypeError("no X509 CRL PEM block");
+  const block = typeof pem === "string"
+    ? x509.PemConverter.decodeWithHeaders(pem).find((b) =>
+      b.type === "X509 CRL" || b.type === "CRL"
+    )
+    : undefined;
+  if (!block) throw new TypeError("no X509 CRL PEM block");
   try {
-    return new x509.X509Crl(
-      Uint8Array.from(atob(m[1].replace(/\s+/g, "")), (c) => c.charCodeAt(0)),
-    );
+    return new x509.X509Crl(block.rawData);
   } catch (err) {
-    throw new TypeError(`malformed CRL: ${(err as Error).message}`);
+    throw new TypeError(`malformed CRL: ${errorMessage(err)}`);
   }
 }
 
