@@ -11,8 +11,8 @@ import { parseCertificatesPem } from "../pki/pem.ts";
 import { type CredentialPaths, loadCredentials } from "../pki/credentials.ts";
 import { crlRollback, loadCrlFile, type LoadedCrl } from "../pki/crl.ts";
 import { crlStaleness } from "../access/authorize.ts";
-import { readFile } from "node:fs/promises";
 import { checkTrustedPath } from "../pki/trust_files.ts";
+import { readRevokedFile } from "../pki/records.ts";
 import type { AccessPolicy } from "../access/policy.ts";
 import type { TlsMaterial } from "../net/tls_config.ts";
 import { pathExists } from "../pki/fs_util.ts";
@@ -156,17 +156,7 @@ async function loadCrl(
   return crl;
 }
 
-/**
- * How many revocations the PKI's record lists (0 when there is no record). A record that
- * exists but cannot be read is an error: it is the evidence that something was revoked.
- */
+/** How many revocations the PKI's record lists (0 when there is no record). */
 async function recordedRevocations(path: string | undefined): Promise<number> {
-  if (!path || !(await pathExists(path, { what: "revocation record" }))) return 0;
-  try {
-    const data = JSON.parse(await readFile(path, "utf8"));
-    if (!Array.isArray(data)) throw new Error("not a list");
-    return data.length;
-  } catch (err) {
-    throw new Error(`Cannot read revocation record "${path}": ${(err as Error).message}`);
-  }
+  return path ? (await readRevokedFile(path)).length : 0;
 }

@@ -117,7 +117,15 @@ export async function readRevoked(caDir: string): Promise<RevokedRecord[]> {
         `record from a backup (an empty list would un-revoke every certificate)`,
     );
   }
-  return await readList<RevokedRecord>(files.revoked, "revocation record");
+  return await readRevokedFile(files.revoked);
+}
+
+/**
+ * The revocation record at `path`, empty when there is none; anything else unreadable or
+ * malformed is an error (it is the evidence that something was revoked).
+ */
+export async function readRevokedFile(path: string): Promise<RevokedRecord[]> {
+  return await readList<RevokedRecord>(path, "revocation record");
 }
 
 /** What {@linkcode addRevocations} and {@linkcode publishCrl} did. */

@@ -100,42 +100,11 @@ export class OpensslCa {
       "[ext]\nbasicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign\n" +
         "subjectKeyIdentifier = hash\n",
     );
-    openssl([
-      "req",
-      "-new",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-keyout",
-      ca.keyPath,
-      "-out",
-      join(dir, "ca.csr"),
-      "-subj",
-      `/CN=${opts.name ?? "openssl test CA"}`,
-    ]);
-    openssl([
-      "ca",
-      "-batch",
-      "-config",
-      join(dir, "openssl.cnf"),
+    ca.#keyAndCsr(ca.keyPath, join(dir, "ca.csr"), `/CN=${opts.name ?? "openssl test CA"}`);
+    ca.#sign(join(dir, "ca.csr"), ca.certPath, join(dir, "ca-ext.cnf"), opts, [
       "-selfsign",
       "-keyfile",
       ca.keyPath,
-      "-in",
-      join(dir, "ca.csr"),
-      "-out",
-      ca.certPath,
-      "-notext",
-      "-extfile",
-      join(dir, "ca-ext.cnf"),
-      "-extensions",
-      "ext",
-      "-startdate",
-      opensslDate(opts.notBefore ?? daysFromNow(-1)),
-      "-enddate",
-      opensslDate(opts.notAfter ?? daysFromNow(30)),
     ]);
     chmodSync(ca.keyPath, 0o600);
     return ca;
@@ -147,42 +116,8 @@ export class OpensslCa {
     const base = join(this.dir, `${name}-${n}`);
     const ext = `${base}.ext`;
     writeFileSync(ext, `[ext]\n${opts.extensions.join("\n")}\n`);
-    openssl([
-      "req",
-      "-new",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-keyout",
-      `${base}-key.pem`,
-      "-out",
-      `${base}.csr`,
-      "-subj",
-      opts.subject,
-      "-utf8",
-    ]);
-    openssl([
-      "ca",
-      "-batch",
-      "-config",
-      join(this.dir, "openssl.cnf"),
-      "-in",
-      `${base}.csr`,
-      "-out",
-      `${base}-cert.pem`,
-      "-notext",
-      "-utf8",
-      "-extfile",
-      ext,
-      "-extensions",
-      "ext",
-      "-startdate",
-      opensslDate(opts.notBefore ?? daysFromNow(-1)),
-      "-enddate",
-      opensslDate(opts.notAfter ?? daysFromNow(30)),
-    ]);
+    this.#keyAndCsr(`${base}-key.pem`, `${base}.csr`, opts.subject);
+    this.#sign(`${base}.csr`, `${base}-cert.pem`, ext, opts);
     chmodSync(`${base}-key.pem`, 0o600);
     return {
       certPath: `${base}-cert.pem`,
@@ -204,6 +139,57 @@ export class OpensslCa {
     if (opts.nextUpdate) args.push("-crl_nextupdate", opensslDate(opts.nextUpdate));
     openssl(args);
     return readFileSync(path, "utf8");
+  }
+
+  /** A new P-256 key at `keyPath` and a request for `subject` (UTF-8) at `csrPath`. */
+  #keyAndCsr(keyPath: string, csrPath: string, subject: string): void {
+    openssl([
+      "req",
+      "-new",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      keyPath,
+      "-out",
+      csrPath,
+      "-subj",
+      subject,
+      "-utf8",
+    ]);
+  }
+
+  /** Sign `csr` into `out` with the `[ext]` section of `extFile`, valid for the given dates. */
+  #sign(
+    csr: string,
+    out: string,
+    extFile: string,
+    dates: { notBefore?: Date; notAfter?: Date },
+    extra: string[] = [],
+  ): void {
+    openssl([
+      "ca",
+      "-batch",
+      "-config",
+      join(this.dir, "openssl.cnf"),
+      ...extra,
+      "-in",
+      csr,
+      "-out",
+      out,
+      "-notext",
+      "-utf8",
+      "-extfile",
+      extFile,
+      "-extensions",
+      "ext",
+      "-startdate",
+      opensslDate(dates.notBefore ?? daysFromNow(-1)),
+      "-enddate",
+      opensslDate(dates.notAfter ?? daysFromNow(30)),
+    ]);
   }
 
   #config(): string {
