@@ -16,6 +16,7 @@ import type { CliIo } from "./src/cli/io.ts";
 import { runConnect } from "./src/cli/run_connect.ts";
 import { runKeygen } from "./src/cli/run_keygen.ts";
 import { runServe } from "./src/cli/run_serve.ts";
+import { runPolicyCheck } from "./src/cli/run_policy.ts";
 import { lineLogger, streamSink } from "./src/observe/logger.ts";
 import { VERSION } from "./src/version.ts";
 
@@ -25,6 +26,7 @@ const STDERR = streamSink(process.stderr);
 
 const io: CliIo = {
   say: STDERR.write,
+  out: (line) => void process.stdout.write(line + "\n"),
   logger: (level) => lineLogger(STDERR.write, level),
   onSignal: (signal, fn) => void process.on(signal, fn),
 };
@@ -50,7 +52,7 @@ async function main(argv: string[]): Promise<number> {
       case "help": {
         const text = HELP[cmd.topic ?? "main"];
         if (!text) {
-          say(`dockgate: no help for "${cmd.topic}" (try keygen, serve or connect)`);
+          say(`dockgate: no help for "${cmd.topic}" (try keygen, serve, connect or policy)`);
           return 2;
         }
         process.stdout.write(text + "\n");
@@ -65,6 +67,8 @@ async function main(argv: string[]): Promise<number> {
         return await runServe(cmd, io);
       case "connect":
         return await runConnect(cmd, io);
+      case "policy-check":
+        return await runPolicyCheck(cmd, io);
     }
   } catch (err) {
     const e = err as Error;

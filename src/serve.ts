@@ -17,6 +17,7 @@ import { formatAddress } from "./net/address.ts";
 import type { Address } from "./net/address.ts";
 import { DEFAULT_MS, DEFAULTS } from "./config/defaults.ts";
 import {
+  admission,
   authorizePeer,
   type GateRules,
   type Revocations,
@@ -25,7 +26,10 @@ import {
 import { proveClientAuthEnforced } from "./access/self_test.ts";
 import { parseCertificatesPem } from "./pki/pem.ts";
 import { HandshakeSlots, ThrottledRefusals } from "./net/handshakes.ts";
-import { type AccessPolicy, evaluatePolicy } from "./access/policy.ts";
+import type { AccessPolicy } from "./access/policy.ts";
+import { type ApiPolicy, roleFor } from "./docker/api_policy.ts";
+import { apiStrategy } from "./docker/strategy.ts";
+import type { AuditSink } from "./observe/audit.ts";
 import { displayName, type PeerIdentity } from "./access/identity.ts";
 import { type Logger, silentLogger } from "./observe/logger.ts";
 import { ConnectionSet, peerOf } from "./net/connections.ts";
@@ -75,7 +79,19 @@ export interface ServeOptions {
   /** Give up connecting to the target after this long. Default: 10 000 ms. */
   targetConnectTimeoutMs?: number;
   /**
-   * Choose the relay for an identity. Default: the raw byte relay for everyone. Experimental
+   * Per-identity Docker API rules (see `loadApiPolicyFile`). An identity without a role is
+   * refused at the handshake; `full` roles get the raw relay, the others the HTTP-aware
+   * relay that decides every request. Default: none (everyone allowed gets the raw relay).
+   */
+  apiPolicy?: ApiPolicy;
+  /** `enforce` refuses what the API policy denies; `audit` forwards it and logs `would_deny`. Default: `enforce`. */
+  policyMode?: "enforce" | "audit";
+  /** Where the audit records go (a line per restricted request, and per connection). Default: none. */
+  audit?: AuditSink;
+  /** The largest request body read for inspection (bigger ones get 413). Default: 1 MiB. */
+  maxBodyBytes?: number;
+  /**
+   * Choose the relay for an identity. Default: from the API policy's role. Experimental
    * and internal until the Docker-API strategy exists (its types are not public yet).
    *
    * @ignore
@@ -91,6 +107,8 @@ export interface ReloadUpdate {
   policy?: AccessPolicy;
   /** New revocations for decisions from now on; `null` removes them. */
   revocations?: Revocations | null;
+  /** New API policy for new connections and the next request of open ones; `null` removes it. */
+  apiPolicy?: ApiPolicy | null;
 }
 
 /** A running gate. */
@@ -152,7 +170,7 @@ class Gate {
   readonly #options: ServeOptions;
   readonly #maxConnections: number;
   readonly #connectTimeoutMs: number;
-  readonly #selectStrategy: (identity: PeerIdentity) => RelayStrategy;
+  readonly #selectStrategy?: (identity: PeerIdentity) => RelayStrategy;
   readonly #slots: HandshakeSlots<net.Socket>;
   readonly #refusals: ThrottledRefusals;
   readonly #connections = new ConnectionSet();
@@ -161,7 +179,7 @@ class Gate {
   /** Raw sockets refused or evicted here: their TLS error is not a second refusal line. */
   readonly #refusedHere = new WeakSet<net.Socket>();
   /** Relays running, with whom, for the re-check at reload. */
-  readonly #open = new Map<RelayHandle, { identity: PeerIdentity; peer: string }>();
+  readonly #open = new Map<RelayHandle, OpenRelay>();
   #established = 0;
   #rules: GateRules;
 
@@ -176,7 +194,7 @@ class Gate {
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_MS.handshakeTimeout;
     this.#maxConnections = options.maxConnections ?? DEFAULTS.maxConnections;
     this.#connectTimeoutMs = options.targetConnectTimeoutMs ?? DEFAULT_MS.targetConnectTimeout;
-    this.#selectStrategy = options.selectStrategy ?? defaultSelect;
+    this.#selectStrategy = options.selectStrategy;
     if (!(this.handshakeTimeoutMs > 0)) throw new RangeError("handshakeTimeoutMs must be > 0");
     if (!(this.#maxConnections >= 1)) throw new RangeError("maxConnections must be >= 1");
     this.#slots = new HandshakeSlots<net.Socket>(
@@ -184,7 +202,7 @@ class Gate {
       options.maxHandshakesPerAddress ?? DEFAULTS.maxHandshakesPerAddress,
     );
     this.#refusals = new ThrottledRefusals(this.logger);
-    this.#rules = rulesFrom(options.tls, options.policy, options.revocations);
+    this.#rules = rulesFrom(options.tls, options.policy, options.revocations, options.apiPolicy);
   }
 
   /**
@@ -259,12 +277,35 @@ class Gate {
         return void client.destroy();
       }
       if (!this.#connections.accepting || client.destroyed) return void client.destroy();
-      const handle = await this.#startRelay(client, decision.identity, decision.reason, held, peer);
-      if (!handle) return;
-      const result = await this.#relayUntilDone(handle, decision.identity, peer);
+      const started = await this.#startRelay(
+        client,
+        decision.identity,
+        decision.reason,
+        held,
+        peer,
+      );
+      if (!started) return;
+      const result = await this.#relayUntilDone(started.handle, {
+        identity: decision.identity,
+        peer,
+        relay: started.relay,
+      });
+      const who = displayName(decision.identity);
       this.logger.log("info", "closed", {
         peer,
-        identity: displayName(decision.identity),
+        identity: who,
+        bytes_in: result.bytesIn,
+        bytes_out: result.bytesOut,
+        ms: Date.now() - since,
+        error: result.error?.message,
+      });
+      this.#options.audit?.write({
+        event: "connection",
+        identity: who,
+        serial: decision.identity.serial,
+        peer,
+        role: started.role,
+        relay: started.relay,
         bytes_in: result.bytesIn,
         bytes_out: result.bytesOut,
         ms: Date.now() - since,
@@ -283,8 +324,9 @@ class Gate {
     why: string,
     held: HeldInput,
     peer: string,
-  ): Promise<RelayHandle | undefined> {
-    const strategy = this.#selectStrategy(identity);
+  ): Promise<{ handle: RelayHandle; relay: string; role?: string } | undefined> {
+    const role = this.#rules.apiPolicy && roleFor(this.#rules.apiPolicy, identity);
+    const strategy = this.#strategyFor(identity, peer);
     const who = displayName(identity);
     let handle: RelayHandle;
     try {
@@ -311,16 +353,39 @@ class Gate {
       why,
       relay: strategy.name,
     });
-    return handle;
+    return { handle, relay: strategy.name, role: role?.name };
+  }
+
+  /**
+   * The relay for an identity: without an API policy (or for a `full` role) the raw byte
+   * relay; for a restricted role the HTTP-aware one, which reads the role in force for every
+   * request (a reload applies to the next request of an open connection).
+   */
+  #strategyFor(identity: PeerIdentity, peer: string): RelayStrategy {
+    if (this.#selectStrategy) return this.#selectStrategy(identity);
+    const policy = this.#rules.apiPolicy;
+    const role = policy && roleFor(policy, identity);
+    if (!role || role.preset === "full") return DEFAULT_STRATEGY;
+    return apiStrategy({
+      role: () => {
+        const now = this.#rules.apiPolicy;
+        return now && roleFor(now, identity);
+      },
+      mode: this.#options.policyMode ?? "enforce",
+      who: { identity: displayName(identity), serial: identity.serial, peer },
+      audit: this.#options.audit,
+      maxBodyBytes: this.#options.maxBodyBytes,
+      resolveSymlinks: this.#options.target.transport === "unix",
+    });
   }
 
   /** The relay's life: bounded by `maxConnLifetimeMs`, re-checked at every reload. */
-  async #relayUntilDone(handle: RelayHandle, identity: PeerIdentity, peer: string) {
+  async #relayUntilDone(handle: RelayHandle, open: OpenRelay) {
     const lifetimeMs = this.#options.maxConnLifetimeMs;
     const lifetime = lifetimeMs
       ? setTimeout(() => handle.abort(new Error("maximum connection lifetime reached")), lifetimeMs)
       : undefined;
-    this.#open.set(handle, { identity, peer });
+    this.#open.set(handle, open);
     try {
       return await this.#connections.addRelay(handle);
     } finally {
@@ -352,6 +417,7 @@ class Gate {
           update.tls,
           update.policy ?? rules.policy,
           update.revocations === undefined ? rules.revocations : update.revocations ?? undefined,
+          update.apiPolicy === undefined ? rules.apiPolicy : update.apiPolicy ?? undefined,
           rules,
         );
         if (update.tls) server.setSecureContext({ ...serverTlsOptions(update.tls) });
@@ -375,10 +441,19 @@ function rulesFrom(
   tls: TlsMaterial | undefined,
   policy: AccessPolicy,
   revocations: Revocations | undefined,
+  apiPolicy: ApiPolicy | undefined,
   previous?: GateRules,
 ): GateRules {
   const caCertificates = tls ? parseCertificatesPem(tls.caPem) : previous!.caCertificates;
-  return { caCertificates, policy, revocations };
+  return { caCertificates, policy, revocations, apiPolicy };
+}
+
+/** An open relay, for the re-check at reload. */
+interface OpenRelay {
+  identity: PeerIdentity;
+  peer: string;
+  /** `raw` or `docker-api`. */
+  relay: string;
 }
 
 /** The source address a socket's per-address handshake cap and refusal throttle key on. */
@@ -389,24 +464,26 @@ function addressOf(socket: net.Socket): string {
 /** Input held per connection while its decision and target connection are pending. */
 const PREAUTH_HOLD_BYTES = 64 * 1024;
 
-function defaultSelect(): RelayStrategy {
-  return DEFAULT_STRATEGY;
-}
 const DEFAULT_STRATEGY = rawStrategy();
 
 /**
  * End the open connections whose identity `rules` now revoke or no longer allow: the same
- * revocation and policy rules that decide new connections.
+ * revocation and admission rules that decide new connections. A raw relay whose identity's
+ * role is no longer `full` ends too: a raw byte stream cannot be restricted midway.
  */
 function endDisallowed(
-  open: Map<RelayHandle, { identity: PeerIdentity; peer: string }>,
+  open: Map<RelayHandle, OpenRelay>,
   rules: GateRules,
   logger: Logger,
 ): void {
-  for (const [handle, { identity, peer }] of open) {
-    const policy = evaluatePolicy(rules.policy, identity);
+  for (const [handle, { identity, peer, relay }] of open) {
+    const admitted = admission(identity, rules);
+    const role = rules.apiPolicy && roleFor(rules.apiPolicy, identity);
     const why = revocationVerdict(identity.serial, rules.revocations) ??
-      (policy.allow ? undefined : `no longer allowed: ${policy.reason}`);
+      (admitted.allow ? undefined : `no longer allowed: ${admitted.reason}`) ??
+      (relay === "raw" && role && role.preset !== "full"
+        ? `role ${role.name} is now ${role.preset}: a raw relay cannot be restricted`
+        : undefined);
     if (!why) continue;
     logger.log("warn", "ending connection at reload", {
       peer,

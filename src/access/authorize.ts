@@ -24,6 +24,7 @@ import {
   type PeerIdentity,
 } from "./identity.ts";
 import { type AccessPolicy, evaluatePolicy } from "./policy.ts";
+import { type ApiPolicy, roleFor } from "../docker/api_policy.ts";
 import { x509 } from "../pki/x509.ts";
 import { signerOf } from "../pki/verify.ts";
 
@@ -51,6 +52,8 @@ export interface GateRules {
   policy: AccessPolicy;
   /** Revoked serials, if a CRL is loaded. */
   revocations?: Revocations;
+  /** Per-identity Docker API rules; an identity without a role there is refused. */
+  apiPolicy?: ApiPolicy;
 }
 
 /** The outcome of {@linkcode authorizePeer}. */
@@ -133,7 +136,30 @@ export async function checkIdentity(
   if (caDates) return { allow: false, reason: caDates };
   const revoked = revocationVerdict(identity.serial, rules.revocations, now);
   if (revoked) return { allow: false, reason: revoked };
-  return evaluatePolicy(rules.policy, identity);
+  return admission(identity, rules);
+}
+
+/**
+ * Whether the rules in force admit an identity whose certificate checks passed: the
+ * allow-lists, then (with an API policy) a role for it. One rule, used for new connections
+ * and for open ones at reload.
+ *
+ * @example
+ * ```ts
+ * import { admission } from "./authorize.ts";
+ * const peer = { commonName: "a", organizationalUnits: [], dnsNames: [], uris: [], ips: [] };
+ * if (!admission(peer, { caCertificates: [], policy: { allowAny: true } }).allow) throw new Error();
+ * ```
+ */
+export function admission(
+  identity: Pick<PeerIdentity, "commonName" | "organizationalUnits" | "dnsNames" | "uris" | "ips">,
+  rules: Pick<GateRules, "policy" | "apiPolicy">,
+): { allow: boolean; reason: string } {
+  const listed = evaluatePolicy(rules.policy, identity);
+  if (!listed.allow || !rules.apiPolicy) return listed;
+  const role = roleFor(rules.apiPolicy, identity);
+  if (!role) return { allow: false, reason: "no role for this identity in the API policy" };
+  return { allow: true, reason: `${listed.reason}; role ${role.name}` };
 }
 
 /** Why `what` is not valid at `now`, or `undefined` when it is. */

@@ -184,9 +184,17 @@ export function describePolicy(policy: AccessPolicy): string {
 /**
  * An allow-list SAN written as an IP address matches only IP SANs, by value; anything else
  * matches DNS SANs (ASCII case-insensitively, globs allowed) or URIs (exactly). Why: a DNS
- * SAN `127.0.0.1` is not the IP address 127.0.0.1, and a CA may issue one unknowingly.
+ * SAN `127.0.0.1` is not the IP address 127.0.0.1, and a CA may issue one unknowingly. The
+ * one SAN rule: allow-lists and the API policy's identities both use it.
+ *
+ * @example
+ * ```ts
+ * import { sanMatches } from "./policy.ts";
+ * const peer = { dnsNames: ["Runner.ci.example"], uris: [], ips: ["::1"] };
+ * if (!sanMatches("*.ci.example", peer) || !sanMatches("0:0:0:0:0:0:0:1", peer)) throw new Error();
+ * ```
  */
-function sanMatches(
+export function sanMatches(
   san: string,
   peer: Pick<PeerIdentity, "dnsNames" | "uris" | "ips">,
 ): boolean {

@@ -108,6 +108,34 @@ export interface ServeCommand {
   insecureKeyPerms: boolean;
   /** Log verbosity. */
   logLevel: "debug" | "info" | "warn" | "error";
+  /** The API policy file. */
+  policy?: string;
+  /** Enforce the API policy, or only record what it would deny. */
+  policyMode: "enforce" | "audit";
+  /** The audit log file (default: stderr, when there is a policy). */
+  auditLog?: string;
+  /** The largest request body read for inspection. */
+  maxBodyBytes: number;
+}
+
+/** `dockgate policy check FILE --identity CN METHOD PATH [--body FILE]` */
+export interface PolicyCheckCommand {
+  /** Discriminant. */
+  kind: "policy-check";
+  /** The policy file. */
+  file: string;
+  /** The identity's common name. */
+  identity: string;
+  /** Its organizational units. */
+  ous: string[];
+  /** Its DNS, URI or IP subject alternative names. */
+  sans: string[];
+  /** The request method. */
+  method: string;
+  /** The request target (`/v1.41/containers/create?name=x`). */
+  path: string;
+  /** A file with the request body. */
+  body?: string;
 }
 
 /** `dockgate connect …` */
@@ -146,7 +174,8 @@ export type Command =
   | { kind: "version" }
   | KeygenCommand
   | ServeCommand
-  | ConnectCommand;
+  | ConnectCommand
+  | PolicyCheckCommand;
 
 /** The defaults table (`src/config/defaults.ts`), re-exported for the CLI's help text. */
 export { DEFAULTS };
@@ -190,8 +219,12 @@ export function parseCommand(argv: string[], env: Record<string, string | undefi
       return parseServe(rest);
     case "connect":
       return parseConnect(rest, env);
+    case "policy":
+      return parsePolicy(rest);
     default:
-      throw new UsageError(`Unknown command "${first}" (expected keygen, serve or connect)`);
+      throw new UsageError(
+        `Unknown command "${first}" (expected keygen, serve, connect or policy)`,
+      );
   }
 }
 
@@ -333,6 +366,10 @@ function parseServe(args: string[]): ServeCommand | HelpCommand {
     "keep-revoked-connections": { type: "boolean", default: false },
     "drain-timeout": { type: "string", default: DEFAULTS.drainTimeout },
     "max-conn-lifetime": { type: "string" },
+    policy: { type: "string" },
+    "policy-mode": { type: "string", default: DEFAULTS.policyMode },
+    "audit-log": { type: "string" },
+    "max-body": { type: "string", default: DEFAULTS.maxBody },
   }, false);
   void positionals;
   if (values.help) return { kind: "help", topic: "serve" };
@@ -372,6 +409,70 @@ function parseServe(args: string[]): ServeCommand | HelpCommand {
       : usage(() => parseDuration(values["max-conn-lifetime"] as string)),
     insecureKeyPerms: values["insecure-key-perms"] as boolean,
     logLevel: logLevel(values["log-level"] as string),
+    policy: values.policy as string | undefined,
+    policyMode: oneOf(values["policy-mode"] as string, "--policy-mode", ["enforce", "audit"]),
+    auditLog: values["audit-log"] as string | undefined,
+    maxBodyBytes: usage(() => parseSize(values["max-body"] as string, "--max-body")),
+  };
+}
+
+/**
+ * A byte size: `1048576`, `512KiB`, `1MiB` (also `K`/`KB`/`M`/`MB`, all binary).
+ *
+ * @example
+ * ```ts
+ * import { parseSize } from "./args.ts";
+ * if (parseSize("1MiB", "--max-body") !== 1048576 || parseSize("512k", "--max-body") !== 524288) throw new Error();
+ * ```
+ */
+export function parseSize(text: string, flag: string): number {
+  const m = /^([0-9]+)\s*(|b|k|kb|kib|m|mb|mib)$/i.exec(text.trim());
+  const n = m ? Number(m[1]) * ({ k: 1024, m: 1024 * 1024 }[m[2][0]?.toLowerCase()] ?? 1) : NaN;
+  if (!(n >= 1) || !Number.isSafeInteger(n)) {
+    throw new RangeError(`Invalid ${flag} "${text}": expected a size like 1048576, 512KiB or 1MiB`);
+  }
+  return n;
+}
+
+function oneOf<T extends string>(value: string, flag: string, allowed: readonly T[]): T {
+  if (!allowed.includes(value as T)) {
+    throw new UsageError(`Invalid ${flag} "${value}" (expected ${allowed.join(" or ")})`);
+  }
+  return value as T;
+}
+
+function parsePolicy(args: string[]): PolicyCheckCommand | HelpCommand {
+  const [action, ...rest] = args;
+  if (action === undefined || action === "--help" || action === "-h") {
+    return { kind: "help", topic: "policy" };
+  }
+  if (action !== "check") {
+    throw new UsageError(`Unknown policy action "${action}" (expected check)`);
+  }
+  const { values, positionals } = parse(rest, {
+    identity: { type: "string" },
+    ou: { type: "string", multiple: true, default: [] },
+    san: { type: "string", multiple: true, default: [] },
+    body: { type: "string" },
+    help: { type: "boolean", short: "h", default: false },
+  }, true);
+  if (values.help) return { kind: "help", topic: "policy" };
+  if (positionals.length !== 3) {
+    throw new UsageError(`"policy check" needs FILE METHOD PATH (got ${positionals.length} of 3)`);
+  }
+  if (!values.identity) throw new UsageError(`"policy check" needs --identity CN`);
+  const [file, method, path] = positionals;
+  if (!/^[A-Z]+$/.test(method)) throw new UsageError(`Invalid METHOD "${method}" (e.g. GET, POST)`);
+  if (!path.startsWith("/")) throw new UsageError(`Invalid PATH "${path}" (must start with /)`);
+  return {
+    kind: "policy-check",
+    file,
+    identity: values.identity as string,
+    ous: values.ou as string[],
+    sans: values.san as string[],
+    method,
+    path,
+    body: values.body as string | undefined,
   };
 }
 

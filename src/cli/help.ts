@@ -22,6 +22,7 @@ Usage:
   dockgate keygen [server|client NAME|revoke NAME|SERIAL] [options]   create or extend the PKI
   dockgate serve [options]      TLS listener that demands a client certificate, relays to Docker
   dockgate connect --server HOST:PORT [options]   local socket that wraps connections in mTLS
+  dockgate policy check FILE --identity CN METHOD PATH [--body F]   what an API policy decides
   dockgate help COMMAND         options of one command
 
 Quickstart (Docker host):  dockgate serve      (creates ./pki on first run)
@@ -64,8 +65,19 @@ dockgate keygen crl [--dir DIR]
   --insecure-key-perms     accept a key file readable by group or others, and trust files or
                            directories others could write
   --log-level L            debug, info (default), warn, error
+  --policy FILE            per-identity Docker API rules (JSON or YAML; see README "API policy");
+                           an identity without a role is refused
+  --policy-mode M          enforce (default ${DEFAULTS.policyMode}) or audit (forward, log would_deny)
+  --audit-log FILE         JSON lines: every request of a restricted role, every connection
+                           (default: stderr when --policy is given; reopened on SIGHUP)
+  --max-body SIZE          largest request body read for inspection, 413 above (default ${DEFAULTS.maxBody})
   SIGHUP or a change to any of the files reloads them (allow-lists come from flags: restart to
   change them); open connections are kept unless a reload revokes or disallows them.`,
+  policy:
+    `dockgate policy check FILE --identity CN [--ou OU]... [--san NAME]... METHOD PATH [--body F]
+    Print what the API policy FILE decides for this request and the rule that decided it.
+    Exit 0 when allowed, 1 when denied (2 for usage errors). PATH may carry /vN.NN and a query.
+    Example: dockgate policy check policy.json --identity ci-runner POST /v1.41/containers/create --body create.json`,
   connect: `dockgate connect --server HOST:PORT [options]
   --listen ADDR            unix:///path (created 0600) or tcp://127.0.0.1:PORT
                            (default $XDG_RUNTIME_DIR/dockgate.sock, else /tmp/dockgate-UID.sock)

@@ -12,6 +12,8 @@ import type { Logger, LogLevel } from "../observe/logger.ts";
 export interface CliIo {
   /** Write one line to stderr (progress, results, errors). */
   say(line: string): void;
+  /** Write one line to stdout (a command's answer, e.g. `policy check`). */
+  out(line: string): void;
   /** A logger at `level` writing to stderr. */
   logger(level: LogLevel): Logger;
   /** Call `fn` on each delivery of `signal`. */

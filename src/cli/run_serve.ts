@@ -18,6 +18,9 @@ import { connectTarget } from "../net/strategy.ts";
 import { resolveBundlePaths } from "../pki/credentials.ts";
 import { initPki, pkiExists } from "../pki/keygen.ts";
 import { serve } from "../serve.ts";
+import { type AuditFile, type AuditSink, lineAuditSink, openAuditFile } from "../observe/audit.ts";
+import { closeSync, openSync } from "node:fs";
+import { fsErrorText } from "../pki/fs_util.ts";
 
 /** `dockgate serve …`: load the configuration, start the gate, reload and stop on signals. */
 export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
@@ -44,9 +47,14 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
       : undefined,
     crlStale: cmd.crlStale,
     policy,
+    apiPolicyPath: cmd.policy,
     insecureKeyPerms: cmd.insecureKeyPerms,
   };
   const config = await loadServeConfig(source);
+  const auditFile = cmd.auditLog ? openAudit(cmd.auditLog) : undefined;
+  // With a policy, the audit trail goes to stderr unless a file is given.
+  const audit: AuditSink | undefined = auditFile ??
+    (cmd.policy ? lineAuditSink(io.say) : undefined);
   // Say at once if the target is not there, rather than on the first client.
   (await connectTarget(cmd.target, DEFAULT_MS.targetStartupCheck)).destroy();
 
@@ -63,6 +71,10 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     maxHandshakesPerAddress: cmd.maxHandshakesPerAddress,
     endRevokedOnReload: !cmd.keepRevokedConnections,
     maxConnLifetimeMs: cmd.maxConnLifetimeMs,
+    apiPolicy: config.apiPolicy,
+    policyMode: cmd.policyMode,
+    audit,
+    maxBodyBytes: cmd.maxBodyBytes,
   });
   logger.log("info", `listening on ${formatAddress(gate.address)}`, {
     target: formatAddress(cmd.target),
@@ -82,9 +94,21 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
       } docker version`,
     );
   }
+  if (config.apiPolicy) {
+    const roles = [...config.apiPolicy.roles.values()].map((r) => `${r.name}=${r.preset}`);
+    logger.log("info", `API policy: ${roles.join(", ")}`, {
+      file: cmd.policy,
+      mode: cmd.policyMode,
+      identities: config.apiPolicy.identities.length,
+      audit: cmd.auditLog ?? "stderr",
+    });
+  }
   warnStaleCrl(logger, config);
   const reloader = startReloader({ source, config, gate, logger });
-  io.onSignal("SIGHUP", () => void reloader.reload("SIGHUP"));
+  io.onSignal("SIGHUP", () => {
+    auditFile?.reopen(); // after logrotate moved it
+    void reloader.reload("SIGHUP");
+  });
   onStopSignals(io, (drain) => {
     logger.log(
       "info",
@@ -94,6 +118,17 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     void (drain ? gate.shutdown(cmd.drainTimeoutMs) : gate.close());
   });
   await gate.closed;
+  await auditFile?.close();
   logger.log("info", "stopped");
   return 0;
+}
+
+/** Open the audit log, with one clear line if it cannot be written. */
+function openAudit(path: string): AuditFile {
+  try {
+    closeSync(openSync(path, "a", 0o600));
+  } catch (err) {
+    throw new Error(`Cannot open audit log "${path}": ${fsErrorText(err)}`);
+  }
+  return openAuditFile(path);
 }

@@ -39,6 +39,10 @@ export const DEFAULTS = {
   crlStale: "warn",
   /** `serve --drain-timeout`. */
   drainTimeout: "30s",
+  /** `serve --policy-mode`. */
+  policyMode: "enforce",
+  /** `serve --max-body`: the largest request body read for inspection. */
+  maxBody: "1MiB",
   /** `connect --drain-timeout`. */
   connectDrainTimeout: "5s",
   /** How long serve waits for the target to accept a connection. */

@@ -73,6 +73,7 @@ export function startReloader(options: ReloaderOptions): Reloader {
         tls: config.tls,
         policy: config.policy,
         revocations: config.revocations ?? null,
+        apiPolicy: config.apiPolicy ?? null,
       });
       current = config;
       files = config.files;

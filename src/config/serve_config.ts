@@ -16,6 +16,8 @@ import { readRevokedFile } from "../pki/records.ts";
 import type { AccessPolicy } from "../access/policy.ts";
 import type { TlsMaterial } from "../net/tls_config.ts";
 import { pathExists } from "../pki/fs_util.ts";
+import type { ApiPolicy } from "../docker/api_policy.ts";
+import { loadApiPolicyFile } from "./policy_file.ts";
 
 /** Where serve's configuration comes from. */
 export interface ServeConfigSource {
@@ -38,6 +40,8 @@ export interface ServeConfigSource {
   crlStale?: "warn" | "refuse";
   /** Who may pass. */
   policy: AccessPolicy;
+  /** The API policy file (`--policy`), JSON or YAML. Default: none. */
+  apiPolicyPath?: string;
   /**
    * Accept a key file readable by group or others, and trust files or directories that
    * others could write. Default: false.
@@ -53,6 +57,8 @@ export interface ServeConfig {
   policy: AccessPolicy;
   /** Revoked certificates, when a CRL was loaded. */
   revocations?: Revocations;
+  /** Per-identity Docker API rules, when a policy file was given. */
+  apiPolicy?: ApiPolicy;
   /** The files it was read from (for change watching). */
   files: string[];
   /** Number of revoked serials in the CRL, if one was loaded. */
@@ -99,6 +105,10 @@ export async function loadServeConfig(
   // The CA bundle was validated by loadCredentials; the CRL is checked against it.
   const crl = await loadCrl(source, parseCertificatesPem(creds.caPem), previous);
   if (source.crlPath) files.push(source.crlPath); // watched, so the first revocation is picked up
+  const apiPolicy = source.apiPolicyPath
+    ? await loadApiPolicyFile(source.apiPolicyPath, { insecurePerms: source.insecureKeyPerms })
+    : undefined;
+  if (source.apiPolicyPath) files.push(source.apiPolicyPath);
   const stale = source.crlStale ?? "warn";
   const crlWarning = crl ? crlStaleness(crl) : undefined;
   if (crlWarning && stale === "refuse") {
@@ -113,6 +123,7 @@ export async function loadServeConfig(
       nextUpdate: crl.nextUpdate,
       stale,
     },
+    apiPolicy,
     files,
     revokedCount: crl?.serials.size,
     crlWarning,

@@ -1,0 +1,368 @@
+/**
+ * Per-identity Docker API rules: roles (a preset plus allowed and denied operations and
+ * allowances), identities mapped to roles, and the one decision for a request.
+ *
+ * Presets: `full` is everything (and keeps the raw byte relay); `read-only` is the GET/HEAD
+ * routes that only read state (no file downloads unless `allowDownloads`); `no-escape` is
+ * every route except those that can reach the host, with request bodies read field by field
+ * (`no_escape.ts`). Extra `allow` operations never lift the no-escape body checks: only a
+ * `full` role can escape.
+ *
+ * @module
+ */
+
+import { matchName, sanMatches } from "../access/policy.ts";
+import type { PeerIdentity } from "../access/identity.ts";
+import { type ApiTarget, MIN_API_VERSION, queryValues, versionBelow } from "./api_path.ts";
+import { compilePattern, type Inspection, matchRoutes, type Route } from "./routes.ts";
+import { checkBody, cleanPath, type EscapeAllowances } from "./no_escape.ts";
+import { isJsonObject, type JsonValue } from "./strict_json.ts";
+
+/** The presets a role starts from. */
+export type Preset = "read-only" | "no-escape" | "full";
+
+/** A role as written in the policy file. */
+export interface RoleSpec extends EscapeAllowances {
+  /** What the role starts from. */
+  preset: Preset;
+  /** Extra operations, `METHOD /path/pattern` (`*` one segment, `**` several). */
+  allow?: readonly string[];
+  /** Operations refused even if the preset allows them (checked first). */
+  deny?: readonly string[];
+  /** Let a read-only role download files (`archive`, `export`, image `get`). Default: false. */
+  allowDownloads?: boolean;
+}
+
+/** One identity entry: exactly one of `cn`, `san`, `ou`, matched as the allow-lists match. */
+export interface IdentitySpec {
+  /** Subject common name (exact, `*` label globs). */
+  cn?: string;
+  /** Subject alternative name (DNS ASCII-folded with globs, URI exact, IP by value). */
+  san?: string;
+  /** Organizational unit (exact). */
+  ou?: string;
+  /** The role's name. */
+  role: string;
+}
+
+/** The policy file's content. */
+export interface ApiPolicySpec {
+  /** Roles by name. */
+  roles: Record<string, RoleSpec>;
+  /** Identities in order; the first that matches decides the role. */
+  identities: IdentitySpec[];
+}
+
+/** An operation pattern, compiled. */
+interface Operation {
+  text: string;
+  method: string;
+  regex: RegExp;
+}
+
+/** A role, validated and compiled. */
+export interface Role {
+  /** Its name. */
+  name: string;
+  /** Its preset. */
+  preset: Preset;
+  /** The spec it came from. */
+  spec: RoleSpec;
+  allow: Operation[];
+  deny: Operation[];
+}
+
+/** A validated policy, ready for decisions. */
+export interface ApiPolicy {
+  /** Roles by name. */
+  roles: ReadonlyMap<string, Role>;
+  /** Identities in order. */
+  identities: readonly IdentitySpec[];
+}
+
+/** The outcome of a decision. */
+export interface ApiDecision {
+  /** Whether the request may be forwarded. */
+  allow: boolean;
+  /** The rule that decided (for the log and the refusal message). */
+  rule: string;
+}
+
+/** A request as the policy sees it. */
+export interface ApiRequest {
+  /** The method. */
+  method: string;
+  /** The parsed target. */
+  target: ApiTarget;
+  /** The parsed JSON body, for routes that need one inspected. */
+  body?: JsonValue;
+  /** Whether a body was sent at all (a non-empty one). */
+  hasBody?: boolean;
+}
+
+const PRESETS: readonly Preset[] = ["read-only", "no-escape", "full"];
+const ROLE_KEYS = new Set([
+  "preset",
+  "allow",
+  "deny",
+  "allowDownloads",
+  "allowBindMounts",
+  "allowCapabilities",
+  "allowSysctls",
+  "allowRuntimes",
+  "allowVolumesFrom",
+  "allowLogDrivers",
+  "nonRootUser",
+]);
+const LIST_KEYS = [
+  "allow",
+  "deny",
+  "allowBindMounts",
+  "allowCapabilities",
+  "allowSysctls",
+  "allowRuntimes",
+  "allowVolumesFrom",
+  "allowLogDrivers",
+] as const;
+
+/**
+ * Validate a policy (parsed from JSON or YAML) and compile it. Throws a `TypeError` naming
+ * the exact rule and field at fault: `Policy "p.json": roles.ci.allowBindMounts[0]: …`.
+ *
+ * @example
+ * ```ts
+ * import { compileApiPolicy } from "./api_policy.ts";
+ * const p = compileApiPolicy({
+ *   roles: { monitor: { preset: "read-only" } },
+ *   identities: [{ cn: "grafana", role: "monitor" }],
+ * }, "example");
+ * if (p.roles.get("monitor")?.preset !== "read-only") throw new Error();
+ * ```
+ */
+export function compileApiPolicy(value: unknown, source: string): ApiPolicy {
+  const fail = (where: string, what: string): never => {
+    throw new TypeError(`Policy "${source}": ${where}: ${what}`);
+  };
+  if (!isPlainObject(value)) fail("top level", "must be an object with roles and identities");
+  const top = value as Record<string, unknown>;
+  for (const k of Object.keys(top)) {
+    if (k !== "roles" && k !== "identities") fail(k, "unknown key (expected roles, identities)");
+  }
+  if (!isPlainObject(top.roles)) fail("roles", "must be an object of named roles");
+  const roles = new Map<string, Role>();
+  for (const [name, raw] of Object.entries(top.roles as Record<string, unknown>)) {
+    roles.set(name, compileRole(name, raw, (w, m) => fail(`roles.${name}${w}`, m)));
+  }
+  if (!Array.isArray(top.identities)) fail("identities", "must be a list");
+  const identities = (top.identities as unknown[]).map((raw, i) => {
+    const at = `identities[${i}]`;
+    if (!isPlainObject(raw)) fail(at, "must be an object like {cn, role}");
+    const e = raw as Record<string, unknown>;
+    for (const k of Object.keys(e)) {
+      if (!["cn", "san", "ou", "role"].includes(k)) fail(`${at}.${k}`, "unknown key");
+    }
+    const keys = ["cn", "san", "ou"].filter((k) => e[k] !== undefined);
+    if (keys.length !== 1) fail(at, "needs exactly one of cn, san, ou");
+    const key = keys[0];
+    if (typeof e[key] !== "string" || e[key] === "") fail(`${at}.${key}`, "must be a name");
+    if (typeof e.role !== "string") fail(`${at}.role`, "must be a role name");
+    if (!roles.has(e.role as string)) fail(`${at}.role`, `no role named "${e.role}"`);
+    return { [key]: e[key], role: e.role } as IdentitySpec;
+  });
+  return { roles, identities };
+}
+
+function compileRole(
+  name: string,
+  raw: unknown,
+  fail: (where: string, what: string) => never,
+): Role {
+  if (!isPlainObject(raw)) fail("", "must be an object with a preset");
+  const r = raw as Record<string, unknown>;
+  for (const k of Object.keys(r)) if (!ROLE_KEYS.has(k)) fail(`.${k}`, "unknown option");
+  if (!PRESETS.includes(r.preset as Preset)) {
+    fail(".preset", `must be one of ${PRESETS.join(", ")}`);
+  }
+  for (const k of LIST_KEYS) {
+    if (r[k] === undefined) continue;
+    if (!Array.isArray(r[k])) fail(`.${k}`, "must be a list of strings");
+    (r[k] as unknown[]).forEach((v, i) => {
+      if (typeof v !== "string" || v === "") fail(`.${k}[${i}]`, "must be a non-empty string");
+    });
+  }
+  for (const k of ["allowDownloads", "nonRootUser"]) {
+    if (r[k] !== undefined && typeof r[k] !== "boolean") fail(`.${k}`, "must be true or false");
+  }
+  ((r.allowBindMounts ?? []) as string[]).forEach((p, i) => {
+    if (!p.startsWith("/")) fail(`.allowBindMounts[${i}]`, "must be an absolute path");
+    if (cleanPath(p) === "/") fail(`.allowBindMounts[${i}]`, "the root directory is the host");
+  });
+  const ops = (key: "allow" | "deny") =>
+    ((r[key] ?? []) as string[]).map((text, i) => {
+      const m = /^([A-Z]+|\*) (\/\S*)$/.exec(text);
+      if (!m) fail(`.${key}[${i}]`, `must be "METHOD /path/pattern", got "${text}"`);
+      return { text, method: m![1], regex: compilePattern(m![2]) };
+    });
+  const spec = { ...r } as unknown as RoleSpec;
+  return { name, preset: r.preset as Preset, spec, allow: ops("allow"), deny: ops("deny") };
+}
+
+function isPlainObject(v: unknown): boolean {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * The role of `identity`: the first identity entry that matches it, or `undefined` (such a
+ * peer is refused at the handshake).
+ *
+ * @example
+ * ```ts
+ * import { compileApiPolicy, roleFor } from "./api_policy.ts";
+ * const p = compileApiPolicy({ roles: { r: { preset: "full" } }, identities: [{ ou: "ops", role: "r" }] }, "x");
+ * const peer = { commonName: "a", organizationalUnits: ["ops"], dnsNames: [], uris: [], ips: [] };
+ * if (roleFor(p, peer)?.name !== "r") throw new Error();
+ * ```
+ */
+export function roleFor(
+  policy: ApiPolicy,
+  identity: Pick<PeerIdentity, "commonName" | "organizationalUnits" | "dnsNames" | "uris" | "ips">,
+): Role | undefined {
+  for (const e of policy.identities) {
+    const hit = e.cn !== undefined
+      ? identity.commonName !== undefined && matchName(e.cn, identity.commonName)
+      : e.san !== undefined
+      ? sanMatches(e.san, identity)
+      : identity.organizationalUnits.includes(e.ou!);
+    if (hit) return policy.roles.get(e.role);
+  }
+  return undefined;
+}
+
+function opMatches(op: Operation, method: string, path: string): boolean {
+  return (op.method === "*" || op.method === method) && op.regex.test(path);
+}
+
+/**
+ * Which body the policy must read before deciding on `method path` for `role`, if any.
+ *
+ * @example
+ * ```ts
+ * import { compileApiPolicy, inspectionFor } from "./api_policy.ts";
+ * const p = compileApiPolicy({ roles: { r: { preset: "no-escape" } }, identities: [] }, "x");
+ * if (inspectionFor(p.roles.get("r")!, "POST", "/containers/create") !== "create") throw new Error();
+ * ```
+ */
+export function inspectionFor(role: Role, method: string, path: string): Inspection | undefined {
+  if (role.preset === "full") return undefined;
+  // A build's body is its context (large, a tar): only its query is checked.
+  for (const r of matchRoutes(method, path)) {
+    if (r.inspect && r.inspect !== "build") return r.inspect;
+  }
+  return undefined;
+}
+
+/**
+ * The one decision for a request of `role`: deny entries first, then the preset and the
+ * role's allow entries per matched route, then the no-escape body and query checks.
+ *
+ * @example
+ * ```ts
+ * import { compileApiPolicy, decideRequest } from "./api_policy.ts";
+ * import { parseApiTarget } from "./api_path.ts";
+ * const p = compileApiPolicy({ roles: { m: { preset: "read-only" } }, identities: [] }, "x");
+ * const m = p.roles.get("m")!;
+ * if (!decideRequest(m, { method: "GET", target: parseApiTarget("/v1.41/containers/json") }).allow) throw new Error();
+ * if (decideRequest(m, { method: "POST", target: parseApiTarget("/containers/create") }).allow) throw new Error();
+ * ```
+ */
+export function decideRequest(
+  role: Role,
+  request: ApiRequest,
+  options: { resolveSymlinks?: boolean } = {},
+): ApiDecision {
+  const { method, target } = request;
+  const path = target.path;
+  for (const op of role.deny) {
+    if (opMatches(op, method, path)) return { allow: false, rule: `deny ${op.text}` };
+  }
+  if (role.preset === "full") return { allow: true, rule: "full" };
+  if (target.version !== undefined && versionBelow(target.version, MIN_API_VERSION)) {
+    return {
+      allow: false,
+      rule:
+        `API version ${target.version} is below ${MIN_API_VERSION} (it applied HostConfig at start)`,
+    };
+  }
+  const extra = role.allow.find((op) => opMatches(op, method, path));
+  const routes = matchRoutes(method, path);
+  if (routes.length === 0) {
+    return extra
+      ? { allow: true, rule: `allow ${extra.text}` }
+      : { allow: false, rule: `${role.preset}: not a Docker API route the policy knows` };
+  }
+  let rule = extra ? `allow ${extra.text}` : role.preset;
+  for (const route of routes) {
+    const verdict = routeVerdict(role, route, extra !== undefined);
+    if (verdict) return { allow: false, rule: verdict };
+    const check = inspect(role, route, request, options);
+    if (check) return { allow: false, rule: `${role.preset}: ${check}` };
+    if (route.inspect) rule = `${rule} (${route.inspect} body checked)`;
+  }
+  return { allow: true, rule };
+}
+
+/** Whether the role's preset (or an allow entry) permits the route; the refusal if not. */
+function routeVerdict(role: Role, route: Route, extra: boolean): string | undefined {
+  if (route.kind === "escape") {
+    return `${role.preset}: ${route.method} ${route.pattern} can reach the host (only a full role may)`;
+  }
+  if (role.preset === "no-escape" || extra) return undefined;
+  if (route.kind === "read") return undefined;
+  if (route.kind === "download" && role.spec.allowDownloads) return undefined;
+  return route.kind === "download"
+    ? "read-only: downloads files (allowDownloads is off)"
+    : `read-only: ${route.method} ${route.pattern} changes state`;
+}
+
+/** The body and query checks a route needs; the violation, if any. */
+function inspect(
+  role: Role,
+  route: Route,
+  request: ApiRequest,
+  options: { resolveSymlinks?: boolean },
+): string | undefined {
+  const ctx = { allow: role.spec, resolveSymlinks: options.resolveSymlinks };
+  switch (route.inspect) {
+    case undefined:
+      return undefined;
+    case "start":
+      if (!request.hasBody) return undefined;
+      if (
+        request.body === null ||
+        (isJsonObject(request.body) && Object.keys(request.body).length === 0)
+      ) return undefined;
+      return "a body on start (API < 1.24 applied a HostConfig sent there)";
+    case "build":
+      return buildQuery(request.target);
+    default:
+      if (request.body === undefined) return `${route.inspect} needs a JSON body to inspect`;
+      return checkBody(route.inspect, request.body, ctx);
+  }
+}
+
+/** `POST /build`: query parameters that reach the host. */
+function buildQuery(target: ApiTarget): string | undefined {
+  for (const mode of queryValues(target, "networkmode")) {
+    const m = mode.toLowerCase();
+    if (m === "host" || m.startsWith("container:") || m.startsWith("ns:")) {
+      return `build networkmode=${mode} shares a namespace outside the container`;
+    }
+  }
+  if (queryValues(target, "cgroupparent").some((v) => v !== "")) {
+    return "build cgroupparent places build containers outside their cgroup";
+  }
+  if (queryValues(target, "version").some((v) => v !== "1" && v !== "")) {
+    return "BuildKit builds carry entitlements in a session the gate cannot inspect (use version=1)";
+  }
+  return undefined;
+}

@@ -1,0 +1,643 @@
+/**
+ * The HTTP-aware relay for restricted roles: each request is read (head always, body when the
+ * policy must inspect it), decided, and only then forwarded; responses are read far enough to
+ * keep requests and responses in step and to see the switch to a raw stream.
+ *
+ * One connection, in order: client bytes -> request head (strict, `http.ts`) -> target path
+ * (`api_path.ts`) -> body: streamed, or collected (capped) and read as strict JSON -> decision
+ * (`api_policy.ts`) -> forwarded, or answered here (403 keeps the connection, 400/413 close
+ * it). The target's answers come back in order, with the gate's own answers slotted in at the
+ * place of the request they refuse. After `101 Switching Protocols` (or attach's raw-stream
+ * answer) the connection is a raw relay for the rest of its life; that head is written as a
+ * TLS record of its own first (docker-py reads it through a buffered reader and loses stream
+ * bytes that arrive in the same read, docker/docker-py#425).
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+import type { Duplex } from "node:stream";
+import {
+  type BodyFraming,
+  ChunkedReader,
+  findHeadEnd,
+  gateResponse,
+  headerValues,
+  HttpError,
+  parseRequestHead,
+  parseResponseHead,
+  type RequestHead,
+  responseFraming,
+  serializeRequestHead,
+} from "./http.ts";
+import { type ApiTarget, parseApiTarget } from "./api_path.ts";
+import { type ApiDecision, decideRequest, inspectionFor, type Role } from "./api_policy.ts";
+import { JsonError, parseStrictJson } from "./strict_json.ts";
+import type { AuditRecord, AuditSink } from "../observe/audit.ts";
+import type { HeldInput, RelayHandle, RelayResult } from "../net/relay.ts";
+import { type FlowControl, runtimeFlowControl } from "../net/relay.ts";
+
+/** What the relay needs to know, besides the two sockets. */
+export interface ApiRelayOptions {
+  /** The identity's role now (re-read for every request: a reload applies to the next one). */
+  role: () => Role | undefined;
+  /** `enforce` refuses what the policy denies; `audit` forwards it and records `would_deny`. */
+  mode: "enforce" | "audit";
+  /** Who, for the refusal message and the audit record. */
+  who: { identity: string; serial: string; peer: string };
+  /** Where request records go. Default: nowhere. */
+  audit?: AuditSink;
+  /** The largest body read for inspection; bigger ones get 413. Default: 1 MiB. */
+  maxBodyBytes?: number;
+  /** Resolve symlinks in bind sources (the target is on this host). Default: false. */
+  resolveSymlinks?: boolean;
+}
+
+/** The default cap of an inspected body. */
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+/** Requests in flight (pipelined) before the gate stops reading the client. */
+const MAX_IN_FLIGHT = 32;
+/** Bytes held while waiting for an answer that may switch to a raw stream. */
+const MAX_HELD_BYTES = 256 * 1024;
+
+/** One request in flight, from its head to the end of its answer. */
+interface Exchange {
+  method: string;
+  path: string;
+  decision: ApiDecision;
+  role: string;
+  started: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** The gate's own answer (a refusal), sent when this exchange reaches the head of the line. */
+  local?: { response: Buffer; status: number; close: boolean };
+  /** The answer may switch the connection to a raw stream. */
+  mayUpgrade: boolean;
+  /** The status of the target's answer, once its head was read. */
+  status?: number;
+}
+
+type ClientPhase =
+  | { kind: "head" }
+  | { kind: "stream"; framing: BodyFraming; left: number; chunked?: ChunkedReader; next: Next }
+  | { kind: "collect"; collect: Collector }
+  | { kind: "discard"; left: number; chunked?: ChunkedReader; next: Next }
+  | { kind: "wait-upgrade" }
+  | { kind: "raw" }
+  | { kind: "closing" };
+
+/** What follows a body: the next head, a wait for a possible upgrade, or nothing. */
+type Next = "head" | "wait-upgrade" | "closing";
+
+interface Collector {
+  head: RequestHead;
+  target: ApiTarget;
+  role: Role;
+  exchange: Exchange;
+  left: number;
+  chunked?: ChunkedReader;
+  data: Buffer[];
+  size: number;
+  next: Next;
+}
+
+type ResponsePhase =
+  | { kind: "head" }
+  | { kind: "body"; left: number; chunked?: ChunkedReader; close: boolean }
+  | { kind: "raw" };
+
+/**
+ * Relay `client` (TLS, already authorized) and `upstream` (the daemon) through the policy.
+ * Returns the same handle as the raw relay.
+ */
+export function apiRelay(
+  client: Duplex,
+  upstream: Duplex,
+  options: ApiRelayOptions,
+  held?: HeldInput,
+): RelayHandle {
+  return new ApiRelay(client, upstream, options, held).handle;
+}
+
+class ApiRelay {
+  readonly handle: RelayHandle;
+  readonly #client: Duplex;
+  readonly #upstream: Duplex;
+  readonly #options: ApiRelayOptions;
+  readonly #maxBody: number;
+  readonly #clientFlow: FlowControl;
+  readonly #upstreamFlow: FlowControl;
+  readonly #result: RelayResult = { bytesIn: 0, bytesOut: 0 };
+  readonly #queue: Exchange[] = [];
+  #phase: ClientPhase = { kind: "head" };
+  #response: ResponsePhase = { kind: "head" };
+  #pending: Buffer = Buffer.alloc(0);
+  #responseBuf: Buffer = Buffer.alloc(0);
+  #clientEnded = false;
+  #upstreamEnded = false;
+  /** Stream bytes that wait while the switching head is handed to TLS. */
+  #rawHold: Buffer[] | undefined;
+  #upstreamBlocked = false;
+  #clientBlocked = false;
+  #clientStopped = false;
+  #closed = 0;
+  #resolve!: (r: RelayResult) => void;
+
+  constructor(client: Duplex, upstream: Duplex, options: ApiRelayOptions, held?: HeldInput) {
+    this.#client = client;
+    this.#upstream = upstream;
+    this.#options = options;
+    this.#maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    held?.release();
+    this.#clientFlow = held?.flowControl ?? runtimeFlowControl(client);
+    this.#upstreamFlow = runtimeFlowControl(upstream);
+    const done = new Promise<RelayResult>((r) => (this.#resolve = r));
+    this.handle = { done, abort: (reason) => this.#abort(reason) };
+    for (const s of [client, upstream]) {
+      s.once("error", (err: Error) => this.#abort(err));
+      s.once("close", () => this.#onClose(s));
+      (s as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
+    }
+    client.on("data", (chunk: Buffer) => this.#onClientData(chunk));
+    client.once("end", () => this.#onClientEnd());
+    upstream.on("data", (chunk: Buffer) => this.#onUpstreamData(chunk));
+    upstream.once("end", () => this.#onUpstreamEnd());
+    for (const chunk of held?.chunks ?? []) this.#onClientData(Buffer.from(chunk));
+    if (held?.ended) this.#onClientEnd();
+    this.#clientFlow.start();
+    client.resume();
+    upstream.resume();
+  }
+
+  // ------------------------------------------------------------ client -> target
+
+  #onClientData(chunk: Buffer): void {
+    this.#result.bytesIn += chunk.length;
+    if (this.#phase.kind === "raw") return this.#toUpstream(chunk);
+    if (this.#phase.kind === "closing") return;
+    this.#pending = this.#pending.length ? Buffer.concat([this.#pending, chunk]) : chunk;
+    this.#pump();
+  }
+
+  /** Work through the held client bytes as far as the current phase allows. */
+  #pump(): void {
+    try {
+      while (this.#pending.length > 0 || this.#phase.kind === "collect") {
+        const before = this.#pending.length;
+        const phase = this.#phase;
+        if (phase.kind === "head") {
+          if (!this.#readHead()) break;
+        } else if (phase.kind === "stream" || phase.kind === "discard") {
+          this.#passBody(phase);
+        } else if (phase.kind === "collect") {
+          if (!this.#collect(phase.collect)) break;
+        } else if (phase.kind === "raw") {
+          const rest = this.#pending;
+          this.#pending = Buffer.alloc(0);
+          this.#toUpstream(rest);
+        } else if (phase.kind === "closing") {
+          this.#pending = Buffer.alloc(0);
+        } else break; // wait-upgrade: hold until the answer says what comes next
+        if (this.#pending.length === before && this.#phase === phase) break;
+      }
+    } catch (err) {
+      this.#protocolError(err);
+    }
+    this.#finishClientEnd();
+    this.#updateClientFlow();
+  }
+
+  /** Read one request head; false when more bytes are needed (or reading must pause). */
+  #readHead(): boolean {
+    if (this.#queue.length >= MAX_IN_FLIGHT) return false;
+    const end = findHeadEnd(this.#pending);
+    if (end === -1) return false;
+    const head = parseRequestHead(this.#pending.subarray(0, end));
+    const target = parseApiTarget(head.target);
+    this.#pending = this.#pending.subarray(end);
+    const role = this.#options.role();
+    if (!role) throw new HttpError(403, "the identity has no role in the policy any more");
+    const inspection = inspectionFor(role, head.method, target.path);
+    const hasBody = head.framing.kind === "chunked" ||
+      (head.framing.kind === "length" && head.framing.length > 0);
+    const exchange = this.#exchange(head, target, role);
+    exchange.bytesIn = end;
+    const next: Next = head.close ? "closing" : exchange.mayUpgrade ? "wait-upgrade" : "head";
+    if (inspection && hasBody) {
+      const length = head.framing.kind === "length" ? head.framing.length : 0;
+      if (length > this.#maxBody) {
+        throw new HttpError(413, `body over ${this.#maxBody} bytes cannot be inspected`);
+      }
+      this.#phase = {
+        kind: "collect",
+        collect: {
+          head,
+          target,
+          role,
+          exchange,
+          left: length,
+          chunked: head.framing.kind === "chunked" ? new ChunkedReader() : undefined,
+          data: [],
+          size: 0,
+          next,
+        },
+      };
+      return true;
+    }
+    const decision = decideRequest(role, { method: head.method, target, hasBody }, {
+      resolveSymlinks: this.#options.resolveSymlinks,
+    });
+    // What is forwarded is the head as parsed: every line was checked, none is reinterpreted.
+    this.#decided(exchange, decision, head.framing, next, () => {
+      this.#toUpstream(serializeRequestHead(head));
+    });
+    return true;
+  }
+
+  #exchange(head: RequestHead, target: ApiTarget, role: Role): Exchange {
+    const hijack = head.method === "POST" &&
+      (/^\/containers\/.+\/attach$/.test(target.path) || /^\/exec\/.+\/start$/.test(target.path));
+    return {
+      method: head.method,
+      path: target.path,
+      decision: { allow: false, rule: "undecided" },
+      role: role.name,
+      started: Date.now(),
+      bytesIn: 0,
+      bytesOut: 0,
+      mayUpgrade: head.upgrade || hijack,
+    };
+  }
+
+  /** Act on a decision: forward (and stream the body), or answer here (and drop the body). */
+  #decided(
+    exchange: Exchange,
+    decision: ApiDecision,
+    framing: BodyFraming,
+    next: Next,
+    forward: () => void,
+  ): void {
+    exchange.decision = decision;
+    const pass = decision.allow || this.#options.mode === "audit";
+    const left = framing.kind === "length" ? framing.length : 0;
+    const chunked = framing.kind === "chunked" ? new ChunkedReader() : undefined;
+    if (pass) {
+      this.#queue.push(exchange);
+      forward();
+      this.#phase = left > 0 || chunked
+        ? { kind: "stream", framing, left, chunked, next }
+        : this.#after(next);
+      return;
+    }
+    this.#refuse(exchange, 403, this.#denial(exchange, decision.rule), false);
+    this.#phase = left > 0 || chunked
+      ? { kind: "discard", left, chunked, next: next === "wait-upgrade" ? "head" : next }
+      : this.#after(next === "wait-upgrade" ? "head" : next);
+  }
+
+  #after(next: Next): ClientPhase {
+    return { kind: next };
+  }
+
+  #denial(exchange: Exchange, rule: string): string {
+    return `dockgate: ${this.#options.who.identity} may not ${exchange.method} ${exchange.path}: ${rule}`;
+  }
+
+  /** Forward (stream) or drop (discard) body bytes of the current request. */
+  #passBody(phase: Extract<ClientPhase, { kind: "stream" | "discard" }>): void {
+    let used: number;
+    if (phase.chunked) used = phase.chunked.feed(this.#pending);
+    else used = Math.min(phase.left, this.#pending.length);
+    const bytes = this.#pending.subarray(0, used);
+    this.#pending = this.#pending.subarray(used);
+    if (phase.kind === "stream") {
+      const ex = this.#queue[this.#queue.length - 1];
+      if (ex) ex.bytesIn += used;
+      this.#toUpstream(bytes);
+    }
+    if (!phase.chunked) phase.left -= used;
+    if (phase.chunked ? phase.chunked.done : phase.left === 0) {
+      this.#phase = this.#after(phase.next);
+    }
+  }
+
+  /** Collect an inspected body; once complete, decide on it. False while more is needed. */
+  #collect(c: Collector): boolean {
+    if (!c.chunked || !c.chunked.done) {
+      if (this.#pending.length === 0 && (c.chunked || c.left > 0)) return false;
+      let used: number;
+      if (c.chunked) {
+        used = c.chunked.feed(this.#pending, (d) => {
+          c.data.push(Buffer.from(d));
+          c.size += d.length;
+        });
+      } else {
+        used = Math.min(c.left, this.#pending.length);
+        c.data.push(this.#pending.subarray(0, used));
+        c.size += used;
+        c.left -= used;
+      }
+      this.#pending = this.#pending.subarray(used);
+      c.exchange.bytesIn += used;
+      if (c.size > this.#maxBody) {
+        throw new HttpError(413, `body over ${this.#maxBody} bytes cannot be inspected`);
+      }
+      const complete = c.chunked ? c.chunked.done : c.left === 0;
+      if (!complete) return false;
+    }
+    const body = Buffer.concat(c.data);
+    const decision = this.#inspect(c, body);
+    this.#decided(c.exchange, decision, { kind: "none" }, c.next, () => {
+      this.#toUpstream(Buffer.concat([serializeRequestHead(c.head, body.length), body]));
+    });
+    return true;
+  }
+
+  /** The decision on a collected body: content type, strict JSON, then the policy. */
+  #inspect(c: Collector, body: Buffer): ApiDecision {
+    const types = headerValues(c.head.headers, "content-type");
+    const media = types.length === 1 ? types[0].split(";")[0].trim().toLowerCase() : "";
+    if (types.length > 1) return { allow: false, rule: "more than one Content-Type" };
+    if (media !== "application/json") {
+      return {
+        allow: false,
+        rule: `a body to inspect must be application/json, not "${types[0] ?? ""}"`,
+      };
+    }
+    let json;
+    try {
+      json = parseStrictJson(body);
+    } catch (err) {
+      if (err instanceof JsonError) return { allow: false, rule: `body: ${err.message}` };
+      throw err;
+    }
+    return decideRequest(c.role, {
+      method: c.head.method,
+      target: c.target,
+      body: json,
+      hasBody: true,
+    }, { resolveSymlinks: this.#options.resolveSymlinks });
+  }
+
+  /** Queue the gate's own answer in line; `close` ends the connection after it. */
+  #refuse(exchange: Exchange, status: number, message: string, close: boolean): void {
+    exchange.local = { response: gateResponse(status, message, close), status, close };
+    this.#queue.push(exchange);
+    this.#flushLocal();
+  }
+
+  /** A request that cannot be read unambiguously: answer it (in line) and stop reading. */
+  #protocolError(err: unknown): void {
+    const e = err instanceof HttpError ? err : new HttpError(400, (err as Error).message);
+    const exchange: Exchange = {
+      method: "-",
+      path: "-",
+      decision: { allow: false, rule: e.message },
+      role: this.#options.role()?.name ?? "-",
+      started: Date.now(),
+      bytesIn: this.#pending.length,
+      bytesOut: 0,
+      mayUpgrade: false,
+    };
+    this.#phase = { kind: "closing" };
+    this.#pending = Buffer.alloc(0);
+    const message = `dockgate: ${e.message}`;
+    this.#refuse(exchange, e.status === 403 ? 403 : e.status, message, true);
+  }
+
+  #toUpstream(bytes: Buffer): void {
+    if (bytes.length === 0 || this.#upstream.destroyed) return;
+    if (!this.#upstream.write(bytes) && !this.#upstreamBlocked) {
+      this.#upstreamBlocked = true;
+      this.#upstream.once("drain", () => {
+        this.#upstreamBlocked = false;
+        this.#updateClientFlow();
+        this.#pump();
+      });
+    }
+  }
+
+  /**
+   * Read the client only while the target keeps up, the line of requests is short, and the
+   * client reads its answers (a flood of refused requests must not queue answers unbounded).
+   */
+  #updateClientFlow(): void {
+    const stop = this.#upstreamBlocked || this.#queue.length >= MAX_IN_FLIGHT ||
+      this.#pending.length > MAX_HELD_BYTES || this.#clientBlocked;
+    if (stop && !this.#clientStopped) {
+      this.#clientStopped = true;
+      this.#clientFlow.stop();
+    } else if (!stop && this.#clientStopped) {
+      this.#clientStopped = false;
+      this.#clientFlow.start();
+    }
+  }
+
+  #onClientEnd(): void {
+    this.#clientEnded = true;
+    this.#finishClientEnd();
+  }
+
+  /**
+   * Pass the client's half-close on once every complete request it sent has been forwarded.
+   * An incomplete request (a head or an inspected body cut short) is never forwarded.
+   */
+  #finishClientEnd(): void {
+    if (!this.#clientEnded || this.#upstream.destroyed || this.#upstream.writableEnded) return;
+    const k = this.#phase.kind;
+    if (k === "wait-upgrade") return; // decided once the answer is in
+    if (k === "head" && this.#pending.length > 0 && this.#queue.length >= MAX_IN_FLIGHT) return;
+    if (k === "raw" && this.#pending.length > 0) return;
+    this.#pending = Buffer.alloc(0);
+    this.#upstream.end();
+  }
+
+  // ------------------------------------------------------------ target -> client
+
+  #onUpstreamData(chunk: Buffer): void {
+    this.#result.bytesOut += chunk.length;
+    if (this.#rawHold) return void this.#rawHold.push(chunk);
+    if (this.#response.kind === "raw") return this.#toClient(chunk);
+    this.#responseBuf = this.#responseBuf.length
+      ? Buffer.concat([this.#responseBuf, chunk])
+      : chunk;
+    try {
+      this.#pumpResponses();
+    } catch (err) {
+      this.#abort(new Error(`target: ${(err as Error).message}`));
+    }
+  }
+
+  #pumpResponses(): void {
+    while (this.#responseBuf.length > 0 && this.#response.kind !== "raw") {
+      const exchange = this.#queue[0];
+      if (!exchange || exchange.local) throw new Error("answer without a request");
+      if (this.#response.kind === "head") {
+        const end = findHeadEnd(this.#responseBuf);
+        if (end === -1) return;
+        const head = parseResponseHead(this.#responseBuf.subarray(0, end));
+        const headBytes = this.#responseBuf.subarray(0, end);
+        this.#responseBuf = this.#responseBuf.subarray(end);
+        exchange.bytesOut += end;
+        if (this.#switchesToRaw(exchange, head.status, head.headers)) {
+          return this.#goRaw(exchange, head.status, headBytes);
+        }
+        this.#toClient(headBytes);
+        if (head.status < 200) continue; // 100 Continue: the final answer follows
+        const framing = responseFraming(head, exchange.method);
+        this.#response = framing.kind === "none"
+          ? { kind: "head" }
+          : framing.kind === "length"
+          ? { kind: "body", left: framing.length, close: false }
+          : framing.kind === "chunked"
+          ? { kind: "body", left: 0, chunked: new ChunkedReader(), close: false }
+          : { kind: "body", left: 0, close: true };
+        exchange.status = head.status;
+        if (framing.kind === "none" || (framing.kind === "length" && framing.length === 0)) {
+          this.#response = { kind: "head" };
+          this.#answered(exchange);
+        }
+        continue;
+      }
+      const r = this.#response;
+      let used: number;
+      if (r.close) used = this.#responseBuf.length;
+      else if (r.chunked) used = r.chunked.feed(this.#responseBuf);
+      else used = Math.min(r.left, this.#responseBuf.length);
+      this.#toClient(this.#responseBuf.subarray(0, used));
+      this.#responseBuf = this.#responseBuf.subarray(used);
+      exchange.bytesOut += used;
+      if (!r.close && !r.chunked) r.left -= used;
+      if (!r.close && (r.chunked ? r.chunked.done : r.left === 0)) {
+        this.#response = { kind: "head" };
+        this.#answered(exchange);
+      }
+    }
+  }
+
+  #switchesToRaw(exchange: Exchange, status: number, headers: RequestHead["headers"]): boolean {
+    if (status === 101) return true;
+    if (!exchange.mayUpgrade || status !== 200) return false;
+    const type = headerValues(headers, "content-type")[0]?.split(";")[0].trim().toLowerCase();
+    return type === "application/vnd.docker.raw-stream" ||
+      type === "application/vnd.docker.multiplexed-stream";
+  }
+
+  /**
+   * The answer switched protocols: write its head as a TLS record of its own (the stream's
+   * bytes wait until the head was handed to TLS), then relay raw both ways (the held client
+   * bytes first) for the rest of the connection.
+   */
+  #goRaw(exchange: Exchange, status: number, headBytes: Buffer): void {
+    this.#response = { kind: "raw" };
+    exchange.status = status;
+    this.#rawHold = this.#responseBuf.length ? [this.#responseBuf] : [];
+    this.#responseBuf = Buffer.alloc(0);
+    this.#client.write(Buffer.from(headBytes), () => {
+      const held = this.#rawHold ?? [];
+      this.#rawHold = undefined;
+      for (const b of held) this.#toClient(b);
+      if (this.#upstreamEnded) this.#endClient();
+    });
+    this.#answered(exchange);
+    if (this.#queue.length > 0) {
+      return this.#abort(new Error("target switched protocols with requests still in line"));
+    }
+    this.#phase = { kind: "raw" };
+    this.#pump();
+  }
+
+  /** An exchange is complete: record it, and send the gate's answers now at the head of the line. */
+  #answered(exchange: Exchange): void {
+    this.#queue.shift();
+    this.#record(exchange, exchange.status ?? 0);
+    if (this.#phase.kind === "wait-upgrade" && this.#response.kind !== "raw") {
+      this.#phase = { kind: "head" };
+    }
+    this.#flushLocal();
+    if (this.#response.kind !== "raw") this.#pump();
+  }
+
+  #flushLocal(): void {
+    while (this.#queue[0]?.local) {
+      const exchange = this.#queue.shift()!;
+      const local = exchange.local!;
+      exchange.bytesOut = local.response.length;
+      this.#toClient(local.response);
+      this.#record(exchange, local.status);
+      if (local.close) {
+        this.#client.end();
+        this.#upstream.destroy();
+        return;
+      }
+    }
+  }
+
+  #record(exchange: Exchange, status: number): void {
+    const { audit, who, mode } = this.#options;
+    if (!audit) return;
+    const denied = !exchange.decision.allow;
+    const record: AuditRecord = {
+      event: "request",
+      identity: who.identity,
+      serial: who.serial,
+      peer: who.peer,
+      role: exchange.role,
+      method: exchange.method,
+      path: exchange.path,
+      decision: !denied ? "allow" : exchange.local || mode === "enforce" ? "deny" : "would_deny",
+      rule: exchange.decision.rule,
+      status,
+      bytes_in: exchange.bytesIn,
+      bytes_out: exchange.bytesOut,
+      ms: Date.now() - exchange.started,
+    };
+    audit.write(record);
+  }
+
+  #toClient(bytes: Buffer): void {
+    if (bytes.length === 0 || this.#client.destroyed) return;
+    if (!this.#client.write(bytes) && !this.#clientBlocked) {
+      this.#clientBlocked = true;
+      this.#upstreamFlow.stop();
+      this.#client.once("drain", () => {
+        this.#clientBlocked = false;
+        this.#upstreamFlow.start();
+        this.#pump();
+      });
+    }
+  }
+
+  #onUpstreamEnd(): void {
+    this.#upstreamEnded = true;
+    const r = this.#response;
+    const exchange = this.#queue[0];
+    if (r.kind === "body" && r.close && exchange && !exchange.local) {
+      this.#response = { kind: "head" };
+      this.#queue.shift();
+      this.#record(exchange, exchange.status ?? 0);
+    }
+    if (!this.#rawHold) this.#endClient();
+  }
+
+  #endClient(): void {
+    if (!this.#client.destroyed && !this.#client.writableEnded) this.#client.end();
+  }
+
+  // ------------------------------------------------------------ both
+
+  #abort(reason?: Error): void {
+    if (reason && !this.#result.error) this.#result.error = reason;
+    this.#client.destroy();
+    this.#upstream.destroy();
+  }
+
+  #onClose(s: Duplex): void {
+    const other = s === this.#client ? this.#upstream : this.#client;
+    if (!other.destroyed) {
+      if (s === this.#upstream && !other.writableEnded) other.end();
+      else if (s === this.#client) other.destroy();
+    }
+    if (++this.#closed === 2) this.#resolve(this.#result);
+  }
+}

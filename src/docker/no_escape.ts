@@ -1,0 +1,581 @@
+/**
+ * The no-escape rules: what in a request body or query could reach the host, read field by
+ * field as dockerd would read it.
+ *
+ * Every object below is checked against the full list of its Go struct's fields (moby
+ * `api/types/container`, `mount`, `network`). A key that is not spelled exactly as a field is
+ * refused: if it folds to one (Go's decoder matches keys case-insensitively with Unicode
+ * simple folding, so `privileged`, `PRIVILEGED` and `Privileſed` all set `Privileged`) it is
+ * a disguise, and if it folds to none it is a field nobody has decided about yet. Values of
+ * the wrong type are refused too (fail closed; the daemon would refuse them as well).
+ *
+ * @module
+ */
+
+import { realpathSync } from "node:fs";
+import { isJsonObject, type JsonValue } from "./strict_json.ts";
+
+/** What a role allows beyond the preset (see the policy file's role options). */
+export interface EscapeAllowances {
+  /** Host directories that bind mounts may come from (whole path components). */
+  allowBindMounts?: readonly string[];
+  /** Capabilities `CapAdd` may name beyond Docker's default set (upper case, no `CAP_`). */
+  allowCapabilities?: readonly string[];
+  /** Sysctl names `Sysctls` may set. */
+  allowSysctls?: readonly string[];
+  /** Runtimes besides the default (`runc`). */
+  allowRuntimes?: readonly string[];
+  /** Containers `VolumesFrom` may name. */
+  allowVolumesFrom?: readonly string[];
+  /** Log drivers besides `json-file`, `local`, `journald` and `none`. */
+  allowLogDrivers?: readonly string[];
+  /** Refuse containers and execs that would run as root (`User` empty, `0`, `root`, …). */
+  nonRootUser?: boolean;
+}
+
+/** How the rules look at the host. */
+export interface EscapeContext {
+  /** The role's allowances. */
+  allow: EscapeAllowances;
+  /**
+   * Resolve symbolic links in bind sources before comparing them with `allowBindMounts` (the
+   * gate runs on the daemon's host, i.e. the target is a unix socket). Default: false.
+   */
+  resolveSymlinks?: boolean;
+}
+
+/** A refusal: which field, and why. */
+export type Violation = string;
+
+type Check = (value: JsonValue, ctx: EscapeContext, at: string) => Violation | undefined;
+
+/** Go's `encoding/json` key folding, as a superset: ASCII case, `ſ` (U+017F) and the Kelvin sign. */
+export function foldKey(key: string): string {
+  return key.replaceAll("\u017f", "s").toLowerCase();
+}
+
+const any: Check = () => undefined;
+
+/** A struct: every key spelled exactly as one of `fields`, each value checked. */
+function struct(fields: Record<string, Check>): Check {
+  const folded = new Map(Object.keys(fields).map((f) => [foldKey(f), f]));
+  return (value, ctx, at) => {
+    if (value === null) return undefined;
+    if (!isJsonObject(value)) return `${at || "body"} is not an object`;
+    for (const [key, v] of Object.entries(value)) {
+      const where = at ? `${at}.${key}` : key;
+      const check = Object.hasOwn(fields, key) ? fields[key] : undefined;
+      if (!check) {
+        const meant = folded.get(foldKey(key));
+        return meant
+          ? `${where}: key is not spelled as the field "${meant}" (Go would read it as that)`
+          : `${where}: unknown field (denied until the policy knows it)`;
+      }
+      const bad = check(v, ctx, where);
+      if (bad) return bad;
+    }
+    return undefined;
+  };
+}
+
+function list(item: Check): Check {
+  return (value, ctx, at) => {
+    if (value === null) return undefined;
+    if (!Array.isArray(value)) return `${at} is not a list`;
+    for (let i = 0; i < value.length; i++) {
+      const bad = item(value[i], ctx, `${at}[${i}]`);
+      if (bad) return bad;
+    }
+    return undefined;
+  };
+}
+
+function stringValue(value: JsonValue, at: string): string | Violation {
+  return typeof value === "string" ? value : `${at} is not a string`;
+}
+
+const mustBeEmpty = (why: string): Check => (value, _ctx, at) => {
+  if (value === null || value === "" || value === false || value === 0) return undefined;
+  if (Array.isArray(value) && value.length === 0) return undefined;
+  if (isJsonObject(value) && Object.keys(value).length === 0) return undefined;
+  return `${at}: ${why}`;
+};
+
+/** Namespace modes: `host`, `container:…` and `ns:…` join namespaces outside the container. */
+const namespaceMode: Check = (value, _ctx, at) => {
+  if (value === null) return undefined;
+  if (typeof value !== "string") return `${at} is not a string`;
+  const v = value.toLowerCase();
+  if (v === "host" || v.startsWith("container:") || v.startsWith("ns:")) {
+    return `${at}=${value} shares a namespace outside the container`;
+  }
+  return undefined;
+};
+
+/** Capabilities Docker grants by default: adding them again changes nothing. */
+const DEFAULT_CAPS = new Set([
+  "CHOWN",
+  "DAC_OVERRIDE",
+  "FSETID",
+  "FOWNER",
+  "MKNOD",
+  "NET_RAW",
+  "SETGID",
+  "SETUID",
+  "SETFCAP",
+  "SETPCAP",
+  "NET_BIND_SERVICE",
+  "SYS_CHROOT",
+  "KILL",
+  "AUDIT_WRITE",
+]);
+
+/**
+ * A capability name as the daemon reads it: case-insensitive, `CAP_` optional.
+ *
+ * @example
+ * ```ts
+ * import { normalizeCapability } from "./no_escape.ts";
+ * if (normalizeCapability("cap_sys_admin") !== "SYS_ADMIN") throw new Error();
+ * ```
+ */
+export function normalizeCapability(name: string): string {
+  const upper = name.toUpperCase();
+  return upper.startsWith("CAP_") ? upper.slice(4) : upper;
+}
+
+const capAdd: Check = list((value, ctx, at) => {
+  const s = stringValue(value, at);
+  if (s !== value) return s;
+  const cap = normalizeCapability(s);
+  if (
+    DEFAULT_CAPS.has(cap) || ctx.allow.allowCapabilities?.map(normalizeCapability).includes(cap)
+  ) {
+    return undefined;
+  }
+  return `${at}=${s}: capability not allowed`;
+});
+
+/** `--security-opt` values that only restrict; everything else loosens or relabels. */
+const SAFE_SECURITY_OPT = /^no-new-privileges([=:](true|false))?$/;
+
+const securityOpt: Check = list((value, _ctx, at) => {
+  const s = stringValue(value, at);
+  if (s !== value) return s;
+  return SAFE_SECURITY_OPT.test(s)
+    ? undefined
+    : `${at}=${s}: only no-new-privileges is allowed (seccomp, apparmor, label and systempaths options can lift confinement)`;
+});
+
+const onList = (option: keyof EscapeAllowances, what: string): Check => (value, ctx, at) => {
+  if (value === null || value === "") return undefined;
+  if (typeof value !== "string") return `${at} is not a string`;
+  const allowed = ctx.allow[option] as readonly string[] | undefined;
+  return allowed?.includes(value)
+    ? undefined
+    : `${at}=${value}: ${what} not on the role's ${option}`;
+};
+
+const sysctls: Check = (value, ctx, at) => {
+  if (value === null) return undefined;
+  if (!isJsonObject(value)) return `${at} is not an object`;
+  for (const key of Object.keys(value)) {
+    if (!ctx.allow.allowSysctls?.includes(key)) {
+      return `${at}.${key}: sysctl not on the role's allowSysctls`;
+    }
+  }
+  return undefined;
+};
+
+const volumesFrom: Check = list(onList("allowVolumesFrom", "container"));
+
+const runtime: Check = (value, ctx, at) =>
+  value === "runc" ? undefined : onList("allowRuntimes", "runtime")(value, ctx, at);
+
+const logConfig: Check = struct({
+  Type: (value, ctx, at) =>
+    typeof value === "string" && ["", "json-file", "local", "journald", "none"].includes(value)
+      ? undefined
+      : onList("allowLogDrivers", "log driver")(value, ctx, at),
+  Config: any,
+});
+
+const nonNegative = (why: string): Check => (value, _ctx, at) =>
+  value === null || (typeof value === "number" && value >= 0) ? undefined : `${at}: ${why}`;
+
+const zeroOnly = (why: string): Check => (value, _ctx, at) =>
+  value === null || value === 0 ? undefined : `${at}: ${why}`;
+
+/**
+ * Clean a path as Go's `filepath.Clean` does (`//`, `.` and `..` resolved lexically).
+ *
+ * @example
+ * ```ts
+ * import { cleanPath } from "./no_escape.ts";
+ * if (cleanPath("/srv/ci/../../etc/") !== "/etc") throw new Error();
+ * ```
+ */
+export function cleanPath(path: string): string {
+  const out: string[] = [];
+  for (const part of path.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") out.pop();
+    else out.push(part);
+  }
+  return "/" + out.join("/");
+}
+
+/** The real path of `path`, resolving links in its longest existing prefix. */
+function realPath(path: string): string {
+  const parts = path.split("/").slice(1);
+  for (let n = parts.length; n >= 0; n--) {
+    const prefix = "/" + parts.slice(0, n).join("/");
+    try {
+      const real = realpathSync.native(prefix);
+      return cleanPath([real, ...parts.slice(n)].join("/"));
+    } catch {
+      // not there (yet): the daemon creates missing bind sources; look one level up
+    }
+  }
+  return path;
+}
+
+/** Whether `path` is `root` or below it, by whole components. */
+function under(path: string, root: string): boolean {
+  return root === "/" || path === root || path.startsWith(root + "/");
+}
+
+/**
+ * The one bind-source rule: the cleaned (and, on the daemon's host, symlink-resolved)
+ * source must be under one of the role's `allowBindMounts`.
+ */
+function bindSource(source: string, ctx: EscapeContext, at: string): Violation | undefined {
+  if (!source.startsWith("/")) return `${at}=${source}: bind source is not an absolute path`;
+  const resolve = (p: string) => ctx.resolveSymlinks ? realPath(cleanPath(p)) : cleanPath(p);
+  const path = resolve(source);
+  const roots = (ctx.allow.allowBindMounts ?? []).map(resolve);
+  return roots.some((r) => under(path, r))
+    ? undefined
+    : `${at}=${source}: bind mount of ${path} is not under the role's allowBindMounts`;
+}
+
+const binds: Check = list((value, ctx, at) => {
+  const s = stringValue(value, at);
+  if (s !== value) return s;
+  const parts = s.split(":");
+  if (parts.length < 2) return undefined; // an anonymous volume
+  const source = parts[0];
+  // A source that is not a path is a named volume (its driver options were checked when it
+  // was created through this gate, see volumeOptions).
+  if (!source.startsWith("/") && !source.startsWith(".") && !source.includes("/")) return undefined;
+  return bindSource(source, ctx, at);
+});
+
+/**
+ * Local-driver volume options that mount a host path: `type=none,o=bind,device=/x` (a bind
+ * in disguise) or a `device` that is a host path or block device.
+ */
+function volumeOptions(
+  driver: JsonValue | undefined,
+  options: JsonValue | undefined,
+  ctx: EscapeContext,
+  at: string,
+): Violation | undefined {
+  if (options === null || options === undefined) return undefined;
+  if (!isJsonObject(options)) return `${at} is not an object`;
+  if (driver !== undefined && driver !== null && typeof driver !== "string") {
+    return `${at}: driver is not a string`;
+  }
+  if (driver && driver !== "local") return undefined; // an installed plugin's own options
+  const device = options["device"];
+  if (device === undefined || device === null) return undefined;
+  if (typeof device !== "string") return `${at}.device is not a string`;
+  const type = typeof options["type"] === "string" ? options["type"] : "";
+  if (type === "tmpfs" || !device.startsWith("/")) return undefined; // tmpfs, NFS (":/path")
+  return bindSource(device, ctx, `${at}.device`);
+}
+
+const driverConfig: Check = struct({
+  Name: any,
+  Options: any,
+});
+
+const subpath: Check = (value, _ctx, at) =>
+  value === null || (typeof value === "string" && !value.split("/").includes(".."))
+    ? undefined
+    : `${at}: subpath must not contain '..'`;
+
+const mountShape: Check = struct({
+  Type: any,
+  Source: any,
+  Target: any,
+  ReadOnly: any,
+  Consistency: any,
+  BindOptions: struct({
+    Propagation: any,
+    NonRecursive: any,
+    CreateMountpoint: any,
+    ReadOnlyNonRecursive: any,
+    ReadOnlyForceRecursive: any,
+  }),
+  VolumeOptions: struct({
+    NoCopy: any,
+    Labels: any,
+    Subpath: subpath,
+    DriverConfig: driverConfig,
+  }),
+  ImageOptions: struct({ Subpath: subpath }),
+  TmpfsOptions: struct({ SizeBytes: any, Mode: any, Options: any }),
+  ClusterOptions: mustBeEmpty("cluster volumes are not inspected"),
+});
+
+const mount: Check = (value, ctx, at) => {
+  const shape = mountShape(value, ctx, at);
+  if (shape || !isJsonObject(value)) return shape;
+  const type = value["Type"];
+  if (type === "bind") {
+    const source = stringValue(value["Source"] ?? "", `${at}.Source`);
+    return source === value["Source"] ? bindSource(source, ctx, `${at}.Source`) : source;
+  }
+  if (type === "volume") {
+    const vo = value["VolumeOptions"];
+    const dc = isJsonObject(vo) ? vo["DriverConfig"] : undefined;
+    if (isJsonObject(dc)) {
+      return volumeOptions(dc["Name"], dc["Options"], ctx, `${at}.VolumeOptions.DriverConfig`);
+    }
+    return undefined;
+  }
+  if (type === "tmpfs" || type === "image") return undefined;
+  return `${at}.Type=${JSON.stringify(type)}: mount type not allowed`;
+};
+
+const mounts: Check = list(mount);
+
+/** Resources: shared by HostConfig and UpdateConfig. */
+const RESOURCES: Record<string, Check> = {
+  CpuShares: any,
+  Memory: any,
+  NanoCpus: any,
+  CgroupParent: mustBeEmpty("a cgroup parent places the container outside its own cgroup"),
+  BlkioWeight: any,
+  BlkioWeightDevice: any,
+  BlkioDeviceReadBps: any,
+  BlkioDeviceWriteBps: any,
+  BlkioDeviceReadIOps: any,
+  BlkioDeviceWriteIOps: any,
+  CpuPeriod: any,
+  CpuQuota: any,
+  CpuRealtimePeriod: any,
+  CpuRealtimeRuntime: zeroOnly("real-time CPU time can starve the host"),
+  CpusetCpus: any,
+  CpusetMems: any,
+  Devices: mustBeEmpty("host devices are not allowed"),
+  DeviceCgroupRules: mustBeEmpty("device cgroup rules are not allowed"),
+  DeviceRequests: mustBeEmpty("device requests (GPUs, drivers) are not allowed"),
+  KernelMemory: any,
+  KernelMemoryTCP: any,
+  MemoryReservation: any,
+  MemorySwap: any,
+  MemorySwappiness: any,
+  OomKillDisable: any,
+  PidsLimit: any,
+  Ulimits: any,
+  CpuCount: any,
+  CpuPercent: any,
+  IOMaximumIOps: any,
+  IOMaximumBandwidth: any,
+};
+
+const hostConfig: Check = struct({
+  ...RESOURCES,
+  Binds: binds,
+  ContainerIDFile: any,
+  LogConfig: logConfig,
+  NetworkMode: namespaceMode,
+  PortBindings: any,
+  RestartPolicy: any,
+  AutoRemove: any,
+  VolumeDriver: any,
+  VolumesFrom: volumesFrom,
+  ConsoleSize: any,
+  Annotations: mustBeEmpty("runtime annotations are not allowed"),
+  CapAdd: capAdd,
+  CapDrop: any,
+  CgroupnsMode: namespaceMode,
+  Dns: any,
+  DnsOptions: any,
+  DnsSearch: any,
+  ExtraHosts: any,
+  GroupAdd: any,
+  IpcMode: namespaceMode,
+  Cgroup: mustBeEmpty("joining another cgroup is not allowed"),
+  Links: any,
+  OomScoreAdj: nonNegative("a negative OOM score makes the host kill its own processes first"),
+  PidMode: namespaceMode,
+  Privileged: (value, _ctx, at) =>
+    value === null || value === false ? undefined : `${at}: privileged containers are not allowed`,
+  PublishAllPorts: any,
+  ReadonlyRootfs: any,
+  SecurityOpt: securityOpt,
+  StorageOpt: any,
+  Tmpfs: any,
+  UTSMode: namespaceMode,
+  UsernsMode: namespaceMode,
+  ShmSize: any,
+  Sysctls: sysctls,
+  Runtime: runtime,
+  Isolation: any,
+  Mounts: mounts,
+  MaskedPaths: (value, _ctx, at) =>
+    value === null ? undefined : `${at}: replacing the masked paths unmasks host kernel files`,
+  ReadonlyPaths: (value, _ctx, at) =>
+    value === null ? undefined : `${at}: replacing the read-only paths makes host files writable`,
+  Init: any,
+});
+
+/**
+ * Whether `user` (a `User` field: `name`, `uid`, `uid:gid`) is root in the container. An
+ * empty user is the image's default, which is root unless the image says otherwise.
+ *
+ * @example
+ * ```ts
+ * import { isRootUser } from "./no_escape.ts";
+ * for (const u of ["", "0", "00", "0000:5", "root", "root:root"]) if (!isRootUser(u)) throw new Error(u);
+ * if (isRootUser("1000") || isRootUser("nobody")) throw new Error();
+ * ```
+ */
+export function isRootUser(user: string): boolean {
+  const name = user.split(":")[0];
+  return name === "" || name === "root" || /^0+$/.test(name);
+}
+
+const user: Check = (value, ctx, at) => {
+  if (!ctx.allow.nonRootUser) return undefined;
+  if (value === null) return `${at}: the role runs nothing as root (set a non-root user)`;
+  if (typeof value !== "string") return `${at} is not a string`;
+  return isRootUser(value) ? `${at}=${value || '""'}: the role runs nothing as root` : undefined;
+};
+
+const endpointSettings: Check = struct({
+  IPAMConfig: any,
+  Links: any,
+  Aliases: any,
+  DriverOpts: any,
+  GwPriority: any,
+  NetworkID: any,
+  EndpointID: any,
+  Gateway: any,
+  IPAddress: any,
+  MacAddress: any,
+  IPPrefixLen: any,
+  IPv6Gateway: any,
+  GlobalIPv6Address: any,
+  GlobalIPv6PrefixLen: any,
+  DNSNames: any,
+});
+
+const networkingConfig: Check = struct({
+  EndpointsConfig: (value, ctx, at) => {
+    if (value === null) return undefined;
+    if (!isJsonObject(value)) return `${at} is not an object`;
+    for (const [network, settings] of Object.entries(value)) {
+      if (network === "host") return `${at}.host: the host network is not allowed`;
+      const bad = endpointSettings(settings, ctx, `${at}.${network}`);
+      if (bad) return bad;
+    }
+    return undefined;
+  },
+});
+
+/** `POST /containers/create`: the container config with its HostConfig and networking. */
+const createBody: Check = struct({
+  Hostname: any,
+  Domainname: any,
+  User: user,
+  AttachStdin: any,
+  AttachStdout: any,
+  AttachStderr: any,
+  ExposedPorts: any,
+  Tty: any,
+  OpenStdin: any,
+  StdinOnce: any,
+  Env: any,
+  Cmd: any,
+  Healthcheck: any,
+  ArgsEscaped: any,
+  Image: any,
+  Volumes: any,
+  WorkingDir: any,
+  Entrypoint: any,
+  NetworkDisabled: any,
+  MacAddress: any,
+  OnBuild: any,
+  Labels: any,
+  StopSignal: any,
+  StopTimeout: any,
+  Shell: any,
+  HostConfig: hostConfig,
+  NetworkingConfig: networkingConfig,
+});
+
+/** `POST /containers/{id}/exec`. */
+const execBody: Check = struct({
+  User: user,
+  Privileged: (value, _ctx, at) =>
+    value === null || value === false ? undefined : `${at}: privileged exec is not allowed`,
+  Tty: any,
+  ConsoleSize: any,
+  AttachStdin: any,
+  AttachStderr: any,
+  AttachStdout: any,
+  Detach: any,
+  DetachKeys: any,
+  Env: any,
+  WorkingDir: any,
+  Cmd: any,
+});
+
+/** `POST /containers/{id}/update`. */
+const updateBody: Check = struct({ ...RESOURCES, RestartPolicy: any });
+
+/** `POST /volumes/create`. */
+const volumeBody: Check = (value, ctx, at) => {
+  const shape = struct({
+    Name: any,
+    Driver: any,
+    DriverOpts: any,
+    Labels: any,
+    ClusterVolumeSpec: mustBeEmpty("cluster volumes are not inspected"),
+  })(value, ctx, at);
+  if (shape || !isJsonObject(value)) return shape;
+  return volumeOptions(value["Driver"], value["DriverOpts"], ctx, "DriverOpts");
+};
+
+/** The body checks by route inspection kind. */
+export const BODY_CHECKS = {
+  create: createBody,
+  exec: execBody,
+  update: updateBody,
+  volume: volumeBody,
+} as const;
+
+/**
+ * Check a parsed body of kind `kind`; the violation, or `undefined` when nothing in it can
+ * reach the host.
+ *
+ * @example
+ * ```ts
+ * import { checkBody } from "./no_escape.ts";
+ * const ctx = { allow: { allowBindMounts: ["/srv/ci"] } };
+ * if (checkBody("create", { Image: "busybox", HostConfig: { Binds: ["/srv/ci/x:/x"] } }, ctx)) throw new Error();
+ * if (!checkBody("create", { HostConfig: { privileged: true } }, ctx)) throw new Error("folded key");
+ * ```
+ */
+export function checkBody(
+  kind: keyof typeof BODY_CHECKS,
+  body: JsonValue,
+  ctx: EscapeContext,
+): Violation | undefined {
+  if (!isJsonObject(body)) return "body is not a JSON object";
+  return BODY_CHECKS[kind](body, ctx, "");
+}

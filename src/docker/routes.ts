@@ -1,0 +1,205 @@
+/**
+ * The Docker Engine API's routes (dockerd's router, API 1.24 to 1.5x), each with what it
+ * does to the host: read, download files, write, or reach past the container boundary. A
+ * request that matches no route here matches no preset (a new endpoint is denied until
+ * someone decides).
+ *
+ * Patterns follow dockerd's router: `{name}` stands for a container, image or plugin name and
+ * may span segments (image names have `/`), `{id}` for exactly one segment.
+ *
+ * @module
+ */
+
+/** What a route does, for the presets. */
+export type RouteClass =
+  /** Reads state: allowed to read-only roles. */
+  | "read"
+  /** Reads files out of containers or images (archive, export, image save). */
+  | "download"
+  /** Changes state without reaching the host: allowed to no-escape roles. */
+  | "write"
+  /** Can reach the host (or cannot be inspected): only `full` roles. */
+  | "escape";
+
+/** Which body or query check a route needs under a restricted role. */
+export type Inspection = "create" | "exec" | "update" | "volume" | "start" | "build";
+
+/** One route of the API. */
+export interface Route {
+  /** The method (`GET`, `POST`, …). */
+  method: string;
+  /** The pattern as written in the table. */
+  pattern: string;
+  /** The compiled pattern. */
+  regex: RegExp;
+  /** What it does. */
+  kind: RouteClass;
+  /** The check it needs before it may be forwarded for a restricted role. */
+  inspect?: Inspection;
+}
+
+/** `METHOD pattern kind [inspection]`, one per line, in dockerd's registration order. */
+const TABLE = `
+GET /_ping read
+HEAD /_ping read
+GET /version read
+GET /info read
+GET /events read
+GET /system/df read
+POST /auth write
+GET /containers/json read
+POST /containers/create write create
+POST /containers/prune write
+GET /containers/{name}/json read
+GET /containers/{name}/top read
+GET /containers/{name}/logs read
+GET /containers/{name}/changes read
+GET /containers/{name}/stats read
+GET /containers/{name}/export download
+GET /containers/{name}/archive download
+HEAD /containers/{name}/archive download
+PUT /containers/{name}/archive write
+GET /containers/{name}/attach/ws write
+POST /containers/{name}/attach write
+POST /containers/{name}/start write start
+POST /containers/{name}/stop write
+POST /containers/{name}/restart write
+POST /containers/{name}/kill write
+POST /containers/{name}/pause write
+POST /containers/{name}/unpause write
+POST /containers/{name}/wait write
+POST /containers/{name}/resize write
+POST /containers/{name}/rename write
+POST /containers/{name}/update write update
+POST /containers/{name}/exec write exec
+GET /containers/{name}/checkpoints read
+POST /containers/{name}/checkpoints escape
+DELETE /containers/{name}/checkpoints/{id} write
+DELETE /containers/{name} write
+POST /containers/{name}/copy escape
+GET /exec/{name}/json read
+POST /exec/{name}/start write
+POST /exec/{name}/resize write
+GET /images/json read
+GET /images/search read
+GET /images/get download
+POST /images/create write
+POST /images/load write
+POST /images/prune write
+GET /images/{name}/json read
+GET /images/{name}/history read
+GET /images/{name}/get download
+POST /images/{name}/push write
+POST /images/{name}/tag write
+DELETE /images/{name} write
+POST /commit write
+POST /build write build
+POST /build/prune write
+POST /build/cancel write
+POST /session escape
+POST /grpc escape
+GET /networks read
+GET /networks/{id} read
+POST /networks/create write
+POST /networks/prune write
+POST /networks/{id}/connect write
+POST /networks/{id}/disconnect write
+DELETE /networks/{id} write
+GET /volumes read
+GET /volumes/{name} read
+POST /volumes/create write volume
+POST /volumes/prune write
+DELETE /volumes/{name} write
+GET /distribution/{name}/json read
+GET /plugins read
+GET /plugins/privileges read
+GET /plugins/{name}/json read
+POST /plugins/pull escape
+POST /plugins/create escape
+POST /plugins/{name}/enable escape
+POST /plugins/{name}/upgrade escape
+POST /plugins/{name}/set escape
+POST /plugins/{name}/disable write
+POST /plugins/{name}/push write
+DELETE /plugins/{name} write
+GET /swarm read
+GET /swarm/unlockkey escape
+POST /swarm/init escape
+POST /swarm/join escape
+POST /swarm/leave write
+POST /swarm/update escape
+POST /swarm/unlock escape
+GET /nodes read
+GET /nodes/{id} read
+POST /nodes/{id}/update write
+DELETE /nodes/{id} write
+GET /services read
+GET /services/{id} read
+GET /services/{id}/logs read
+POST /services/create escape
+POST /services/{id}/update escape
+DELETE /services/{id} write
+GET /tasks read
+GET /tasks/{id} read
+GET /tasks/{id}/logs read
+GET /secrets read
+GET /secrets/{id} read
+POST /secrets/create write
+POST /secrets/{id}/update write
+DELETE /secrets/{id} write
+GET /configs read
+GET /configs/{id} read
+POST /configs/create write
+POST /configs/{id}/update write
+DELETE /configs/{id} write
+`;
+
+/**
+ * Compile a path pattern: `{id}` and `*` are one segment, `{name}` and `**` one or more
+ * (dockerd's `{name:.*}`), everything else literal.
+ *
+ * @example
+ * ```ts
+ * import { compilePattern } from "./routes.ts";
+ * if (!compilePattern("/images/{name}/json").test("/images/library/busybox/json")) throw new Error();
+ * if (compilePattern("/nodes/{id}").test("/nodes/a/b")) throw new Error();
+ * ```
+ */
+export function compilePattern(pattern: string): RegExp {
+  if (!pattern.startsWith("/")) throw new TypeError(`Path pattern must start with "/": ${pattern}`);
+  const parts = pattern.split(/(\{name\}|\{id\}|\*\*|\*)/);
+  const body = parts.map((p) => {
+    if (p === "{name}" || p === "**") return "[^]+";
+    if (p === "{id}" || p === "*") return "[^/]+";
+    return p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  }).join("");
+  return new RegExp(`^${body}$`);
+}
+
+/** Every route, compiled once. */
+export const ROUTES: readonly Route[] = TABLE.trim().split("\n").map((line) => {
+  const [method, pattern, kind, inspect] = line.trim().split(/\s+/);
+  return {
+    method,
+    pattern,
+    regex: compilePattern(pattern),
+    kind: kind as RouteClass,
+    inspect: inspect as Inspection | undefined,
+  };
+});
+
+/**
+ * Every route that `method` and the canonical `path` match (usually one; a container named
+ * `a/exec/b` makes some paths match two, and the stricter one then decides).
+ *
+ * @example
+ * ```ts
+ * import { matchRoutes } from "./routes.ts";
+ * const [r] = matchRoutes("POST", "/containers/create");
+ * if (r.inspect !== "create") throw new Error();
+ * if (matchRoutes("GET", "/debug/pprof/").length !== 0) throw new Error();
+ * ```
+ */
+export function matchRoutes(method: string, path: string): Route[] {
+  return ROUTES.filter((r) => r.method === method && r.regex.test(path));
+}

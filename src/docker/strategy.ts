@@ -1,0 +1,28 @@
+/**
+ * The Docker-API strategy: what `serve` runs for an identity whose role is restricted.
+ *
+ * @module
+ */
+
+import { connectTarget, type RelayStrategy } from "../net/strategy.ts";
+import { apiRelay, type ApiRelayOptions } from "./api_relay.ts";
+
+/**
+ * The HTTP-aware relay as a strategy for `serve`.
+ *
+ * @example
+ * ```ts
+ * import { apiStrategy } from "./strategy.ts";
+ * const s = apiStrategy({ role: () => undefined, mode: "enforce", who: { identity: "a", serial: "1", peer: "p" } });
+ * if (s.name !== "docker-api") throw new Error();
+ * ```
+ */
+export function apiStrategy(options: ApiRelayOptions): RelayStrategy {
+  return {
+    name: "docker-api",
+    async start(conn) {
+      const upstream = await connectTarget(conn.target, conn.connectTimeoutMs);
+      return apiRelay(conn.client, upstream, options, conn.held);
+    },
+  };
+}

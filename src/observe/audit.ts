@@ -1,0 +1,131 @@
+/**
+ * The audit log: one JSON line per request of a restricted identity and one per connection of
+ * every identity, to a file (reopened on SIGHUP, for log rotation) or to the stderr sink.
+ *
+ * Why JSON lines and not the log format: an audit trail is read by machines (SIEM, `jq`),
+ * and JSON quoting already keeps a peer's bytes from forging lines (every control character
+ * is escaped by `JSON.stringify`; format characters are escaped here too).
+ *
+ * @module
+ */
+
+import { createWriteStream, type WriteStream } from "node:fs";
+import { escapeControls, type StreamSink, streamSink } from "./logger.ts";
+
+/** One audit record; `time` is added when it is written. */
+export interface AuditRecord {
+  /** `request` or `connection`. */
+  event: "request" | "connection";
+  /** The client certificate's common name. */
+  identity: string;
+  /** Its serial number (hex). */
+  serial: string;
+  /** The peer address. */
+  peer: string;
+  /** The role from the API policy (none without a policy). */
+  role?: string;
+  /** Request: method. */
+  method?: string;
+  /** Request: the normalised path (no version prefix, no query). */
+  path?: string;
+  /** Request: `allow`, `deny` or `would_deny` (audit mode). */
+  decision?: "allow" | "deny" | "would_deny";
+  /** Request: the rule that decided. */
+  rule?: string;
+  /** Request: the HTTP status the client got (101 for a switch to a raw stream). */
+  status?: number;
+  /** Connection: the relay used (`raw` or `docker-api`). */
+  relay?: string;
+  /** Bytes from the client. */
+  bytes_in: number;
+  /** Bytes to the client. */
+  bytes_out: number;
+  /** Duration in milliseconds. */
+  ms: number;
+  /** Why a connection ended with an error. */
+  error?: string;
+}
+
+/** Where audit records go. Writing never throws and never blocks the gate. */
+export interface AuditSink {
+  /** Write one record. */
+  write(record: AuditRecord): void;
+}
+
+/**
+ * The JSON line of `record` at `time`: keys in a fixed order, format characters escaped.
+ *
+ * @example
+ * ```ts
+ * import { auditLine } from "./audit.ts";
+ * const line = auditLine({ event: "connection", identity: "a\u202e", serial: "01", peer: "p", bytes_in: 1, bytes_out: 2, ms: 3 }, new Date(0));
+ * if (!line.startsWith('{"time":"1970-01-01T00:00:00.000Z","event":"connection"') || line.includes("\u202e")) throw new Error(line);
+ * ```
+ */
+export function auditLine(record: AuditRecord, time: Date = new Date()): string {
+  return escapeControls(JSON.stringify({ time: time.toISOString(), ...record }));
+}
+
+/**
+ * An audit sink on a line writer (e.g. the CLI's stderr sink).
+ *
+ * @example
+ * ```ts
+ * import { lineAuditSink } from "./audit.ts";
+ * const lines: string[] = [];
+ * lineAuditSink((l) => lines.push(l)).write({ event: "connection", identity: "a", serial: "1", peer: "p", bytes_in: 0, bytes_out: 0, ms: 0 });
+ * if (JSON.parse(lines[0]).identity !== "a") throw new Error();
+ * ```
+ */
+export function lineAuditSink(write: (line: string) => void): AuditSink {
+  return {
+    write(record) {
+      try {
+        write(auditLine(record));
+      } catch {
+        // An audit writer that fails must not stop the gate (the stderr sink counts drops).
+      }
+    },
+  };
+}
+
+/** An audit log file that can be reopened (after rotation) and closed. */
+export interface AuditFile extends AuditSink {
+  /** Close the current file and open the path again (SIGHUP, after `logrotate` moved it). */
+  reopen(): void;
+  /** Close the file. */
+  close(): Promise<void>;
+}
+
+/**
+ * Append audit records to `path` (created 0600). Lines are dropped, and counted, while the
+ * file cannot be written or is more than 1 MiB behind.
+ *
+ * @example
+ * ```ts
+ * import { openAuditFile } from "./audit.ts";
+ * const dir = Deno.makeTempDirSync();
+ * const audit = openAuditFile(`${dir}/audit.log`);
+ * audit.write({ event: "connection", identity: "a", serial: "1", peer: "p", bytes_in: 0, bytes_out: 0, ms: 0 });
+ * await audit.close();
+ * if (!Deno.readTextFileSync(`${dir}/audit.log`).includes('"identity":"a"')) throw new Error();
+ * ```
+ */
+export function openAuditFile(path: string): AuditFile {
+  let stream: WriteStream;
+  let sink: StreamSink;
+  const open = () => {
+    stream = createWriteStream(path, { flags: "a", mode: 0o600 });
+    sink = streamSink(stream);
+  };
+  open();
+  return {
+    write: (record) => sink.write(auditLine(record)),
+    reopen() {
+      const old = stream;
+      open();
+      old.end();
+    },
+    close: () => new Promise<void>((resolve) => stream.end(() => resolve())),
+  };
+}
