@@ -464,7 +464,8 @@ function addressOf(socket: net.Socket): string {
 /** Input held per connection while its decision and target connection are pending. */
 const PREAUTH_HOLD_BYTES = 64 * 1024;
 
-const DEFAULT_STRATEGY = rawStrategy();
+// The raw relay sends a switching head apart from the stream after it, as dockerd's TLS does.
+const DEFAULT_STRATEGY = rawStrategy({ splitSwitchingHead: true });
 
 /**
  * End the open connections whose identity `rules` now revoke or no longer allow: the same

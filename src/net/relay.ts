@@ -13,6 +13,7 @@ import { RUNTIME } from "./runtime.ts";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { setImmediate } from "node:timers";
+import { Buffer } from "node:buffer";
 
 /** What a finished relay moved, and why it ended. */
 export interface RelayResult {
@@ -32,6 +33,28 @@ export interface RelayOptions {
    * where pausing a TLS socket is unsafe, see `runtime_deno.ts`).
    */
   flowControl?: FlowControlFactory;
+  /**
+   * When a chunk from the second socket (the target) starts with an `HTTP/1.1 101` head and
+   * carries stream bytes after it, write the head on its own first (its own TLS record) and
+   * the rest once it was handed over. Why: docker-py reads that head through a buffered
+   * reader and loses stream bytes that arrive in the same read (docker/docker-py#425);
+   * dockerd's own TLS sends them apart. Costs a byte compare per chunk. Default: false.
+   */
+  splitSwitchingHead?: boolean;
+}
+
+const SWITCHING = Buffer.from("HTTP/1.1 101 ");
+/** Stands for the source's end among held chunks. */
+const END_MARK = new Uint8Array(0);
+const HEAD_END = Buffer.from("\r\n\r\n");
+
+/** Where a `101 Switching Protocols` head at the start of `chunk` ends, if stream bytes follow. */
+function switchingHeadEnd(chunk: Uint8Array): number {
+  if (chunk.byteLength <= SWITCHING.length || chunk[9] !== 0x31 || chunk[0] !== 0x48) return -1;
+  const b = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  if (b.compare(SWITCHING, 0, SWITCHING.length, 0, SWITCHING.length) !== 0) return -1;
+  const end = b.indexOf(HEAD_END);
+  return end === -1 || end + 4 >= b.length ? -1 : end + 4;
 }
 
 /** Stops and restarts reading from one socket. */
@@ -207,7 +230,13 @@ export function relay(
     b.destroy();
   };
 
-  const pump = (src: Duplex, dst: Duplex, count: (n: number) => void, held?: HeldInput) => {
+  const pump = (
+    src: Duplex,
+    dst: Duplex,
+    count: (n: number) => void,
+    held?: HeldInput,
+    splitHead = false,
+  ) => {
     held?.release();
     const flow = held?.flowControl ?? makeFlowControl(src);
     let stopped = false;
@@ -231,8 +260,22 @@ export function relay(
       corked = false;
       if (!dst.destroyed) dst.uncork();
     };
+    let holding: Uint8Array[] | undefined;
     src.on("data", (chunk: Uint8Array) => {
       count(chunk.byteLength);
+      if (holding) return void holding.push(chunk);
+      const headEnd = splitHead ? switchingHeadEnd(chunk) : -1;
+      if (headEnd > 0) {
+        holding = [chunk.subarray(headEnd)];
+        flow.stop();
+        dst.write(chunk.subarray(0, headEnd), () => {
+          const rest = holding!;
+          holding = undefined;
+          for (const c of rest) c === END_MARK ? passEnd() : dst.write(c);
+          if (!stopped) flow.start();
+        });
+        return;
+      }
       if (!corked && chunk.byteLength >= COALESCE_MIN_CHUNK) {
         corked = true;
         dst.cork();
@@ -245,8 +288,12 @@ export function relay(
       }
     });
     // FIN / close_notify from src: pass the half-close on, keep the other way open.
-    src.once("end", () => {
+    const passEnd = () => {
       if (!dst.destroyed && !dst.writableEnded) dst.end();
+    };
+    src.once("end", () => {
+      if (holding) holding.push(END_MARK);
+      else passEnd();
     });
   };
 
@@ -275,7 +322,7 @@ export function relay(
   // (bench: `docker version` through the gate on Node 170 → ~95 ms). No-op on unix sockets.
   for (const s of [a, b]) (s as Partial<Pick<Socket, "setNoDelay">>).setNoDelay?.(true);
   pump(a, b, (n) => (result.bytesIn += n), heldA);
-  pump(b, a, (n) => (result.bytesOut += n));
+  pump(b, a, (n) => (result.bytesOut += n), undefined, options.splitSwitchingHead);
   // A held socket may have been stopped at its pre-authorization limit; others may have
   // been created paused. A 'data' listener alone does not restart either.
   if (heldA) heldA.flowControl.start();
