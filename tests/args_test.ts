@@ -216,3 +216,73 @@ Deno.test("usage errors are UsageError with a clear message", () => {
     });
   }
 });
+
+Deno.test("serve: API policy flags, defaults and mistakes", () => {
+  const d = parseCommand(["serve"], env);
+  assert.ok(d.kind === "serve");
+  assert.equal(d.policy, undefined);
+  assert.equal(d.policyMode, "enforce");
+  assert.equal(d.auditLog, undefined);
+  assert.equal(d.maxBodyBytes, 1024 * 1024);
+  const c = parseCommand([
+    "serve",
+    "--policy",
+    "p.yaml",
+    "--policy-mode",
+    "audit",
+    "--audit-log",
+    "/var/log/dockgate.audit",
+    "--max-body",
+    "256KiB",
+  ], env);
+  assert.ok(c.kind === "serve");
+  assert.deepEqual(
+    [c.policy, c.policyMode, c.auditLog, c.maxBodyBytes],
+    ["p.yaml", "audit", "/var/log/dockgate.audit", 256 * 1024],
+  );
+  assert.throws(
+    () => parseCommand(["serve", "--policy-mode", "warn"], env),
+    /--policy-mode "warn"/,
+  );
+  assert.throws(() => parseCommand(["serve", "--max-body", "lots"], env), UsageError);
+  assert.throws(() => parseCommand(["serve", "--max-body", "0"], env), /--max-body/);
+});
+
+Deno.test("policy check: FILE METHOD PATH with --identity, and its mistakes", () => {
+  assert.deepEqual(
+    parseCommand([
+      "policy",
+      "check",
+      "p.json",
+      "--identity",
+      "ci-runner",
+      "--ou",
+      "ci",
+      "POST",
+      "/v1.41/containers/create",
+      "--body",
+      "b.json",
+    ], env),
+    {
+      kind: "policy-check",
+      file: "p.json",
+      identity: "ci-runner",
+      ous: ["ci"],
+      sans: [],
+      method: "POST",
+      path: "/v1.41/containers/create",
+      body: "b.json",
+    },
+  );
+  assert.deepEqual(parseCommand(["policy"], env), { kind: "help", topic: "policy" });
+  assert.throws(() => parseCommand(["policy", "lint", "p"], env), /Unknown policy action "lint"/);
+  assert.throws(() => parseCommand(["policy", "check", "p", "GET", "/x"], env), /--identity/);
+  assert.throws(
+    () => parseCommand(["policy", "check", "p", "--identity", "a", "GET"], env),
+    /FILE METHOD PATH/,
+  );
+  assert.throws(
+    () => parseCommand(["policy", "check", "p", "--identity", "a", "get", "/x"], env),
+    /Invalid METHOD/,
+  );
+});

@@ -31,11 +31,12 @@ export interface PolicyFileOptions {
  * ```
  */
 export function parseApiPolicyText(text: string, source: string): ApiPolicy {
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  const doc = parseDocument(text, { uniqueKeys: true });
   if (doc.errors.length > 0) {
     const e = doc.errors[0];
-    const where = e.linePos?.[0] ? `line ${e.linePos[0].line}` : "parse";
-    throw new TypeError(`Policy "${source}": ${where}: ${e.message.split("\n")[0]}`);
+    const line = e.linePos?.[0]?.line;
+    const what = e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "");
+    throw new TypeError(`Policy "${source}": ${line ? `line ${line}` : "parse"}: ${what}`);
   }
   return compileApiPolicy(doc.toJS(), source);
 }

@@ -577,5 +577,9 @@ export function checkBody(
   ctx: EscapeContext,
 ): Violation | undefined {
   if (!isJsonObject(body)) return "body is not a JSON object";
+  if (ctx.allow.nonRootUser && (kind === "create" || kind === "exec") && !("User" in body)) {
+    // No user means the image's default, which is root unless the image says otherwise.
+    return "User: not set (the image's default may be root; the role runs nothing as root)";
+  }
   return BODY_CHECKS[kind](body, ctx, "");
 }

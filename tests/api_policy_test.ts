@@ -1,0 +1,265 @@
+/**
+ * Unit tests of src/docker/api_policy.ts, routes.ts and config/policy_file.ts: presets per
+ * route, allow/deny entries, versions, build queries, the policy file's validation messages.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  compileApiPolicy,
+  decideRequest,
+  inspectionFor,
+  type Role,
+  roleFor,
+} from "../src/docker/api_policy.ts";
+import { parseApiTarget } from "../src/docker/api_path.ts";
+import { matchRoutes, ROUTES } from "../src/docker/routes.ts";
+import { loadApiPolicyFile, parseApiPolicyText } from "../src/config/policy_file.ts";
+
+const POLICY = compileApiPolicy({
+  roles: {
+    monitor: { preset: "read-only" },
+    dl: { preset: "read-only", allowDownloads: true },
+    ops: { preset: "read-only", allow: ["POST /containers/*/restart"], deny: ["GET /info"] },
+    ci: { preset: "no-escape", allowBindMounts: ["/srv/ci"], deny: ["DELETE /images/**"] },
+    admin: { preset: "full", deny: ["POST /swarm/leave"] },
+  },
+  identities: [
+    { cn: "grafana", role: "monitor" },
+    { san: "*.ci.example", role: "ci" },
+    { ou: "ops", role: "ops" },
+    { cn: "dl", role: "dl" },
+    { cn: "alice", role: "admin" },
+  ],
+}, "test");
+const role = (n: string) => POLICY.roles.get(n)!;
+const decide = (r: Role, method: string, target: string, body?: unknown) =>
+  decideRequest(r, {
+    method,
+    target: parseApiTarget(target),
+    body: body as never,
+    hasBody: body !== undefined,
+  });
+
+Deno.test("roles are found by CN, SAN (DNS folded) and OU, first entry wins", () => {
+  const peer = (
+    p: Partial<{ commonName: string; dnsNames: string[]; organizationalUnits: string[] }>,
+  ) => ({
+    commonName: p.commonName,
+    organizationalUnits: p.organizationalUnits ?? [],
+    dnsNames: p.dnsNames ?? [],
+    uris: [],
+    ips: [],
+  });
+  assert.equal(roleFor(POLICY, peer({ commonName: "grafana" }))?.name, "monitor");
+  assert.equal(roleFor(POLICY, peer({ commonName: "Grafana" })), undefined, "CNs compare exactly");
+  assert.equal(
+    roleFor(POLICY, peer({ commonName: "x", dnsNames: ["Runner1.CI.example"] }))?.name,
+    "ci",
+  );
+  assert.equal(
+    roleFor(POLICY, peer({ commonName: "grafana", organizationalUnits: ["ops"] }))?.name,
+    "monitor",
+  );
+  assert.equal(roleFor(POLICY, peer({ commonName: "nobody" })), undefined);
+});
+
+Deno.test("read-only: reads pass, writes and downloads do not", () => {
+  const m = role("monitor");
+  for (
+    const [method, path] of [
+      ["GET", "/v1.41/containers/json"],
+      ["GET", "/containers/abc/json"],
+      ["GET", "/containers/abc/logs?follow=1"],
+      ["GET", "/containers/abc/stats"],
+      ["GET", "/events"],
+      ["GET", "/version"],
+      ["GET", "/info"],
+      ["HEAD", "/_ping"],
+      ["GET", "/images/json"],
+      ["GET", "/images/registry:5000/a/b:tag/json"],
+      ["GET", "/networks"],
+      ["GET", "/volumes/v"],
+    ]
+  ) assert.ok(decide(m, method, path).allow, `${method} ${path}`);
+  for (
+    const [method, path, re] of [
+      ["POST", "/containers/create", /changes state/],
+      ["POST", "/containers/abc/exec", /changes state/],
+      ["DELETE", "/containers/abc", /changes state/],
+      ["GET", "/containers/abc/archive?path=/etc", /downloads files/],
+      ["HEAD", "/containers/abc/archive?path=/etc", /downloads files/],
+      ["GET", "/containers/abc/export", /downloads files/],
+      ["GET", "/images/bb/get", /downloads files/],
+      ["GET", "/images/get?names=bb", /downloads files/],
+      ["GET", "/containers/abc/attach/ws", /changes state/],
+      ["GET", "/swarm/unlockkey", /can reach the host/],
+      ["GET", "/debug/pprof/profile", /not a Docker API route/],
+      ["OPTIONS", "/containers/json", /not a Docker API route/],
+      ["get", "/containers/json", /not a Docker API route/],
+    ] as const
+  ) {
+    const d = decide(m, method, path);
+    assert.equal(d.allow, false, `${method} ${path}`);
+    assert.match(d.rule, re, `${method} ${path}`);
+  }
+  assert.ok(decide(role("dl"), "GET", "/containers/abc/archive?path=/").allow, "allowDownloads");
+});
+
+Deno.test("allow and deny entries; deny wins; full keeps its deny entries", () => {
+  const ops = role("ops");
+  assert.ok(decide(ops, "POST", "/v1.41/containers/web/restart").allow);
+  assert.match(decide(ops, "POST", "/v1.41/containers/web/restart").rule, /allow POST/);
+  assert.equal(decide(ops, "POST", "/containers/web/kill").allow, false);
+  assert.match(decide(ops, "GET", "/info").rule, /deny GET \/info/);
+  assert.match(decide(role("ci"), "DELETE", "/images/library/bb:latest").rule, /deny DELETE/);
+  assert.ok(decide(role("admin"), "POST", "/plugins/pull").allow);
+  assert.equal(decide(role("admin"), "POST", "/swarm/leave").allow, false);
+});
+
+Deno.test("no-escape: host-reaching routes refused, bodies inspected, old versions refused", () => {
+  const ci = role("ci");
+  for (
+    const path of [
+      "/plugins/pull",
+      "/plugins/x/enable",
+      "/plugins/x/set",
+      "/plugins/x/upgrade",
+      "/swarm/init",
+      "/swarm/join",
+      "/session",
+      "/grpc",
+      "/services/create",
+      "/containers/abc/copy",
+    ]
+  ) assert.match(decide(ci, "POST", path).rule, /can reach the host|not a Docker API route/, path);
+  assert.equal(inspectionFor(ci, "POST", "/containers/create"), "create");
+  assert.equal(inspectionFor(ci, "POST", "/containers/a/exec"), "exec");
+  assert.equal(inspectionFor(ci, "POST", "/volumes/create"), "volume");
+  assert.equal(inspectionFor(ci, "POST", "/containers/a/start"), "start");
+  assert.equal(inspectionFor(ci, "POST", "/build"), undefined, "a build's body is its context");
+  assert.equal(inspectionFor(role("admin"), "POST", "/containers/create"), undefined);
+  assert.equal(
+    decide(ci, "POST", "/containers/create").allow,
+    false,
+    "no body: nothing to inspect",
+  );
+  assert.ok(decide(ci, "POST", "/containers/create", { Image: "bb" }).allow);
+  assert.match(
+    decide(ci, "POST", "/containers/create", { HostConfig: { Privileged: true } }).rule,
+    /Privileged/,
+  );
+  assert.ok(decide(ci, "POST", "/containers/a/start").allow);
+  assert.ok(decide(ci, "POST", "/containers/a/start", {}).allow);
+  assert.match(
+    decide(ci, "POST", "/containers/a/start", { Privileged: true }).rule,
+    /body on start/,
+  );
+  assert.match(decide(ci, "POST", "/v1.23/containers/a/start").rule, /below 1\.24/);
+  assert.match(decide(role("monitor"), "GET", "/v1.12/containers/json").rule, /below 1\.24/);
+  assert.match(decide(ci, "POST", "/build?networkmode=host").rule, /networkmode=host/);
+  assert.match(decide(ci, "POST", "/build?networkmode=container:x").rule, /networkmode/);
+  assert.match(
+    decide(ci, "POST", "/build?t=a&networkmode=default&networkmode=host").rule,
+    /networkmode=host/,
+  );
+  assert.match(decide(ci, "POST", "/build?cgroupparent=/x").rule, /cgroupparent/);
+  assert.match(decide(ci, "POST", "/build?version=2").rule, /BuildKit/);
+  assert.ok(decide(ci, "POST", "/build?t=x&networkmode=default&version=1").allow);
+});
+
+Deno.test("routes: every line of the table compiles; dockerd's multi-segment names", () => {
+  assert.ok(ROUTES.length > 100);
+  for (const r of ROUTES) {
+    assert.ok(["read", "download", "write", "escape"].includes(r.kind), r.pattern);
+  }
+  assert.equal(matchRoutes("GET", "/images/library/bb:1/json")[0].pattern, "/images/{name}/json");
+  assert.equal(matchRoutes("GET", "/nodes/a/b").length, 0, "{id} is one segment");
+  // A container named a/exec: the stricter of the matching routes decides.
+  const both = matchRoutes("DELETE", "/containers/x/checkpoints/y");
+  assert.equal(both.length, 2);
+});
+
+Deno.test("the policy file: the issue's JSON, YAML, and one clear error per mistake", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "dg-pol-"));
+  try {
+    const json = join(dir, "policy.json");
+    await writeFile(
+      json,
+      `{ "roles": { "monitor": { "preset": "read-only" },
+             "ci": { "preset": "no-escape", "allowBindMounts": ["/srv/ci"] },
+             "admin": { "preset": "full" } },
+  "identities": [ { "cn": "grafana", "role": "monitor" },
+                  { "cn": "ci-runner", "role": "ci" },
+                  { "cn": "alice", "role": "admin" } ] }`,
+      { mode: 0o600 },
+    );
+    const p = await loadApiPolicyFile(json);
+    assert.deepEqual([...p.roles.values()].map((r) => `${r.name}=${r.preset}`), [
+      "monitor=read-only",
+      "ci=no-escape",
+      "admin=full",
+    ]);
+    const yaml = parseApiPolicyText(
+      'roles:\n  m:\n    preset: read-only\n    allow: ["POST /containers/*/restart"]\nidentities:\n  - {ou: ops, role: m}\n',
+      "p.yaml",
+    );
+    assert.equal(yaml.roles.get("m")!.allow.length, 1);
+    for (
+      const [text, re] of [
+        [
+          "roles: {a: {preset: x}}\nidentities: []",
+          /roles\.a\.preset: must be one of read-only, no-escape, full/,
+        ],
+        [
+          "roles: {a: {preset: full, allowBindMount: []}}\nidentities: []",
+          /roles\.a\.allowBindMount: unknown option/,
+        ],
+        [
+          "roles: {a: {preset: no-escape, allowBindMounts: [srv]}}\nidentities: []",
+          /allowBindMounts\[0\]: must be an absolute path/,
+        ],
+        [
+          "roles: {a: {preset: no-escape, allowBindMounts: [/]}}\nidentities: []",
+          /the root directory is the host/,
+        ],
+        [
+          "roles: {a: {preset: full, allow: [containers]}}\nidentities: []",
+          /roles\.a\.allow\[0\]: must be "METHOD \/path\/pattern"/,
+        ],
+        [
+          "roles: {a: {preset: full}}\nidentities: [{cn: x, role: b}]",
+          /identities\[0\]\.role: no role named "b"/,
+        ],
+        [
+          "roles: {a: {preset: full}}\nidentities: [{cn: x, ou: y, role: a}]",
+          /identities\[0\]: needs exactly one of cn, san, ou/,
+        ],
+        [
+          "roles: {a: {preset: full}}\nidentities: [{cn: x, role: a, extra: 1}]",
+          /identities\[0\]\.extra: unknown key/,
+        ],
+        [
+          '{"roles": {"a": {"preset": "full"}, "a": {"preset": "read-only"}}, "identities": []}',
+          /line 1: .*[Uu]nique|line 1: .*duplicate|line 1/,
+        ],
+        ["roles: {}\nidentities: {}\nother: 1", /other: unknown key/],
+        ["[1, 2", /line/],
+      ] as const
+    ) {
+      assert.throws(() => parseApiPolicyText(text, "p.yaml"), (e: unknown) => {
+        assert.ok(e instanceof TypeError, String(e));
+        assert.match(e.message, /^Policy "p\.yaml": /);
+        assert.match(e.message, re);
+        assert.ok(!e.message.includes("\n"), "one line");
+        return true;
+      }, text);
+    }
+    await writeFile(join(dir, "open.json"), "{}", { mode: 0o666 });
+    await Deno.chmod(join(dir, "open.json"), 0o666);
+    await assert.rejects(loadApiPolicyFile(join(dir, "open.json")), /writable by group\/others/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,243 @@
+/**
+ * Unit tests of src/docker/no_escape.ts: each no-escape rule, its folded and disguised forms,
+ * and the nearest allowed body.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, rm, symlink } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  checkBody,
+  cleanPath,
+  type EscapeContext,
+  foldKey,
+  isRootUser,
+  normalizeCapability,
+} from "../src/docker/no_escape.ts";
+import { parseStrictJson } from "../src/docker/strict_json.ts";
+
+const ctx: EscapeContext = { allow: { allowBindMounts: ["/srv/ci"] } };
+const create = (hostConfig: unknown, top: Record<string, unknown> = {}) =>
+  checkBody("create", { Image: "bb", ...top, HostConfig: hostConfig } as never, ctx);
+const denied = (v: string | undefined, re: RegExp, what: string) => {
+  assert.ok(v, `${what} must be denied`);
+  assert.match(v!, re, what);
+};
+
+Deno.test("no-escape: a plain container and the Docker CLI's defaults pass", () => {
+  assert.equal(
+    create({ Binds: null, NetworkMode: "default", CapAdd: null, Privileged: false }),
+    undefined,
+  );
+  assert.equal(create({ Binds: ["/srv/ci/work:/w:ro", "named:/data", "/anon"] }), undefined);
+  assert.equal(
+    create({ CapAdd: ["NET_BIND_SERVICE", "cap_chown"], SecurityOpt: ["no-new-privileges"] }),
+    undefined,
+  );
+  assert.equal(
+    create({
+      Mounts: [{ Type: "tmpfs", Target: "/t" }, { Type: "volume", Source: "v", Target: "/v" }],
+    }),
+    undefined,
+  );
+  assert.equal(create({ NetworkMode: "none", IpcMode: "shareable", PidMode: "" }), undefined);
+  assert.equal(create(null), undefined);
+});
+
+Deno.test("no-escape: privileged, namespaces, capabilities, devices", () => {
+  denied(create({ Privileged: true }), /Privileged/, "Privileged");
+  for (const f of ["NetworkMode", "PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode"]) {
+    for (const v of ["host", "HOST", "container:abc", "ns:/proc/1/ns/net"]) {
+      denied(create({ [f]: v }), /shares a namespace/, `${f}=${v}`);
+    }
+  }
+  for (const cap of ["SYS_ADMIN", "sys_admin", "CAP_SYS_ADMIN", "cap_Sys_Admin", "ALL", "all"]) {
+    denied(create({ CapAdd: [cap] }), /capability not allowed/, cap);
+  }
+  assert.equal(
+    checkBody("create", { HostConfig: { CapAdd: ["cap_net_admin"] } }, {
+      allow: { allowCapabilities: ["NET_ADMIN"] },
+    }),
+    undefined,
+    "allowCapabilities, normalised",
+  );
+  denied(
+    create({ Devices: [{ PathOnHost: "/dev/sda", PathInContainer: "/d" }] }),
+    /host devices/,
+    "Devices",
+  );
+  denied(create({ DeviceRequests: [{ Count: -1 }] }), /device requests/, "DeviceRequests");
+  denied(create({ DeviceCgroupRules: ["a *:* rwm"] }), /cgroup rules/, "DeviceCgroupRules");
+  assert.equal(create({ Devices: [] }), undefined, "an empty list is nothing");
+});
+
+Deno.test("no-escape: security options, masked paths, sysctls, cgroups, runtimes, logs", () => {
+  for (
+    const opt of [
+      "seccomp=unconfined",
+      "seccomp:unconfined",
+      "seccomp={}",
+      "apparmor=unconfined",
+      "label=disable",
+      "label:disable",
+      "label=type:spc_t",
+      "systempaths=unconfined",
+      "writable-cgroups=true",
+    ]
+  ) denied(create({ SecurityOpt: [opt] }), /only no-new-privileges/, opt);
+  denied(create({ MaskedPaths: [] }), /masked paths/, "MaskedPaths []");
+  denied(create({ ReadonlyPaths: [] }), /read-only paths/, "ReadonlyPaths []");
+  denied(create({ Sysctls: { "kernel.core_pattern": "|/x" } }), /allowSysctls/, "Sysctls");
+  denied(create({ CgroupParent: "/" }), /cgroup parent/, "CgroupParent");
+  denied(create({ Cgroup: "container:x" }), /cgroup/, "Cgroup");
+  denied(create({ VolumesFrom: ["other"] }), /allowVolumesFrom/, "VolumesFrom");
+  denied(create({ Runtime: "kata" }), /allowRuntimes/, "Runtime");
+  assert.equal(create({ Runtime: "runc" }), undefined);
+  denied(create({ LogConfig: { Type: "syslog", Config: {} } }), /allowLogDrivers/, "log driver");
+  denied(create({ OomScoreAdj: -1000 }), /OOM/, "OomScoreAdj");
+  denied(create({ CpuRealtimeRuntime: 950000 }), /real-time/, "CpuRealtimeRuntime");
+  denied(create({ Annotations: { a: "b" } }), /annotations/, "Annotations");
+  denied(
+    create({}, { NetworkingConfig: { EndpointsConfig: { host: {} } } }),
+    /host network/,
+    "EndpointsConfig.host",
+  );
+});
+
+Deno.test("no-escape: bind mounts, cleaned, by whole components, and in disguise", () => {
+  for (
+    const bind of [
+      "/:/host",
+      "/etc:/e",
+      "/srv/ci/../../etc:/h",
+      "/srv/ci/../ci2:/h",
+      "/srv/cix:/h",
+      "//etc:/h",
+      "/srv/./ci/../../:/h",
+    ]
+  ) denied(create({ Binds: [bind] }), /not under the role's allowBindMounts/, bind);
+  assert.equal(create({ Binds: ["/srv/ci:/ci", "/srv/ci/a/../b:/b", "/srv//ci/x:/x"] }), undefined);
+  denied(
+    create({ Mounts: [{ Type: "bind", Source: "/", Target: "/h" }] }),
+    /Mounts\[0\]\.Source/,
+    "Mounts bind",
+  );
+  denied(
+    create({
+      Mounts: [{
+        Type: "volume",
+        Target: "/h",
+        VolumeOptions: {
+          DriverConfig: { Name: "local", Options: { type: "none", o: "bind", device: "/etc" } },
+        },
+      }],
+    }),
+    /DriverConfig\.device=\/etc/,
+    "local-driver bind volume",
+  );
+  denied(
+    checkBody("volume", { Name: "v", DriverOpts: { type: "ext4", device: "/dev/sda1" } }, ctx),
+    /device/,
+    "a host block device",
+  );
+  denied(
+    checkBody("volume", {
+      Name: "v",
+      Driver: "local",
+      DriverOpts: { type: "none", o: "bind", device: "/" },
+    }, ctx),
+    /device=\//,
+    "volume create bind",
+  );
+  assert.equal(
+    checkBody("volume", {
+      Name: "v",
+      DriverOpts: { type: "nfs", o: "addr=10.0.0.1", device: ":/export" },
+    }, ctx),
+    undefined,
+  );
+  assert.equal(
+    checkBody("volume", { Name: "v", DriverOpts: { type: "tmpfs", device: "tmpfs" } }, ctx),
+    undefined,
+  );
+  denied(
+    create({ Mounts: [{ Type: "npipe", Source: "x", Target: "/x" }] }),
+    /mount type not allowed/,
+    "npipe",
+  );
+  denied(
+    create({
+      Mounts: [{
+        Type: "volume",
+        Source: "v",
+        Target: "/v",
+        VolumeOptions: { Subpath: "../../etc" },
+      }],
+    }),
+    /subpath/,
+    "Subpath ..",
+  );
+  assert.equal(cleanPath("/a//b/./c/../d/"), "/a/b/d");
+  assert.equal(cleanPath("/../.."), "/");
+});
+
+Deno.test("no-escape: a symlink under an allowed root is followed on the daemon's host", async () => {
+  const root = await mkdtemp(join(tmpdir(), "dg-ne-"));
+  try {
+    await symlink("/etc", join(root, "escape"));
+    const local: EscapeContext = { allow: { allowBindMounts: [root] }, resolveSymlinks: true };
+    denied(
+      checkBody("create", { HostConfig: { Binds: [`${root}/escape:/h`] } }, local),
+      /bind mount of \/etc /,
+      "symlink to /etc",
+    );
+    assert.equal(
+      checkBody("create", { HostConfig: { Binds: [`${root}/new/dir:/h`] } }, local),
+      undefined,
+    );
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+Deno.test("no-escape: keys Go would fold onto a field are refused, unknown fields too", () => {
+  const body = (text: string) => parseStrictJson(new TextEncoder().encode(text));
+  for (
+    const text of [
+      '{"HostConfig":{"privileged":true}}',
+      '{"HostConfig":{"PRIVILEGED":true}}',
+      '{"hostconfig":{"Privileged":true}}',
+      '{"Hoſtconfig":{"Privileged":true}}',
+      '{"HostConfig":{"ſecurityOpt":["seccomp=unconfined"]}}',
+      '{"HostConfig":{"Networ\u212aMode":"host"}}',
+      '{"HostConfig":{"capadd":["SYS_ADMIN"]}}',
+    ]
+  ) denied(checkBody("create", body(text), ctx), /not spelled as the field/, text);
+  denied(
+    checkBody("create", body('{"HostConfig":{"Capabilities":["ALL"]}}'), ctx),
+    /unknown field/,
+    "Capabilities",
+  );
+  denied(checkBody("create", body('{"Sneaky":1}'), ctx), /unknown field/, "top level");
+  denied(checkBody("exec", body('{"privileged":true,"Cmd":["sh"]}'), ctx), /not spelled/, "exec");
+  assert.equal(foldKey("Hoſt\u212aey"), "hostkey");
+  // Map keys (labels, sysctls, options) are not fields: their case is kept as sent.
+  assert.equal(
+    checkBody("create", body('{"Labels":{"privileged":"x","Privileged":"y"}}'), ctx),
+    undefined,
+  );
+});
+
+Deno.test("no-escape: wrong types and root users", () => {
+  denied(create({ Privileged: 1 }), /Privileged/, "Privileged as a number");
+  denied(create({ Binds: "/:/h" }), /not a list/, "Binds as a string");
+  denied(create({ NetworkMode: ["host"] }), /not a string/, "NetworkMode as a list");
+  for (const u of ["", "0", "00", "0000:5", "root", "root:root"]) assert.ok(isRootUser(u), u);
+  assert.ok(!isRootUser("1000:1000") && !isRootUser("nobody"));
+  const nonRoot: EscapeContext = { allow: { nonRootUser: true } };
+  denied(checkBody("create", { Image: "bb", User: "0" }, nonRoot), /root/, "User 0");
+  denied(checkBody("create", { Image: "bb" }, nonRoot), /root/, "no User");
+  assert.equal(checkBody("create", { Image: "bb", User: "1000" }, nonRoot), undefined);
+  denied(checkBody("exec", { Cmd: ["sh"], User: "root" }, nonRoot), /root/, "exec as root");
+  assert.equal(normalizeCapability("Cap_Net_Raw"), "NET_RAW");
+});

@@ -1,0 +1,65 @@
+/**
+ * `dockgate policy check` through the real CLI: the decision on stdout, exit 0 allow, 1 deny,
+ * 2 for usage, one error line for a broken policy.
+ */
+import assert from "node:assert/strict";
+import { rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { runCli } from "./helpers/gate.ts";
+import { freeTempDir } from "./helpers/wait.ts";
+
+Deno.test("policy check: decisions, rules and exit codes", async () => {
+  const dir = await freeTempDir("dg-pc-");
+  try {
+    const policy = join(dir, "policy.yaml");
+    await writeFile(
+      policy,
+      `roles:
+  monitor: {preset: read-only}
+  ci: {preset: no-escape, allowBindMounts: [/srv/ci]}
+identities:
+  - {cn: grafana, role: monitor}
+  - {cn: ci-runner, role: ci}
+`,
+    );
+    const body = join(dir, "create.json");
+    await writeFile(body, JSON.stringify({ Image: "bb", HostConfig: { Binds: ["/:/host"] } }));
+    const folded = join(dir, "folded.json");
+    await writeFile(folded, '{"Image":"bb","HostConfig":{"privileged":true}}');
+    const ok = join(dir, "ok.json");
+    await writeFile(ok, JSON.stringify({ Image: "bb", HostConfig: { Binds: ["/srv/ci/w:/w"] } }));
+    const check = (...args: string[]) => runCli(["policy", "check", policy, ...args]);
+
+    let r = await check("--identity", "grafana", "GET", "/v1.41/containers/json?all=1");
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, "allow monitor: read-only\n");
+    r = await check("--identity", "grafana", "POST", "/v1.41/containers/create");
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /^deny monitor: read-only: POST \/containers\/create changes state\n$/);
+    r = await check("--identity", "ci-runner", "POST", "/containers/create", "--body", body);
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /bind mount of \/ is not under the role's allowBindMounts/);
+    r = await check("--identity", "ci-runner", "POST", "/containers/create", "--body", folded);
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /not spelled as the field "Privileged"/);
+    r = await check("--identity", "ci-runner", "POST", "/containers/create", "--body", ok);
+    assert.equal(r.code, 0, r.stdout);
+    r = await check("--identity", "mallory", "GET", "/_ping");
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /no role for this identity/);
+    r = await check("--identity", "ci-runner", "POST", "/containers/x/../create");
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /400: dot segment/);
+    r = await check("--identity", "grafana", "GET");
+    assert.equal(r.code, 2);
+    await writeFile(policy, "roles: {m: {preset: readonly}}\nidentities: []\n");
+    r = await check("--identity", "grafana", "GET", "/_ping");
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      /^dockgate: error: Policy ".*policy\.yaml": roles\.m\.preset: must be one of/m,
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
