@@ -1,0 +1,161 @@
+/**
+ * An in-process gate with an API policy in front of a recording HTTP target: a `node:http`
+ * server on a unix socket (llhttp, a parser that is not ours) that records every request it
+ * parses and answers it; `POST /containers/{id}/attach` with `Upgrade: tcp` switches to a
+ * raw echo, as dockerd does. Real TLS, real sockets.
+ */
+
+import { Buffer } from "node:buffer";
+import http from "node:http";
+import type net from "node:net";
+import { readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { initPki, issueClientBundle, pkiLayout } from "../../src/pki/keygen.ts";
+import { resolveBundlePaths } from "../../src/pki/credentials.ts";
+import { loadServeConfig } from "../../src/config/serve_config.ts";
+import { serve, type ServeHandle } from "../../src/serve.ts";
+import { type ApiPolicy, compileApiPolicy } from "../../src/docker/api_policy.ts";
+import type { AuditRecord } from "../../src/observe/audit.ts";
+import type { Creds } from "./tls_peers.ts";
+import { freeTempDir } from "./wait.ts";
+
+/** A request as the recording target parsed it. */
+export interface Recorded {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** The fixture. */
+export interface ApiGate {
+  gate: ServeHandle;
+  port: number;
+  policy: ApiPolicy;
+  recorded: Recorded[];
+  audit: AuditRecord[];
+  /** Raw upgraded streams the target saw, per connection: what the client sent after 101. */
+  upgraded: Buffer[];
+  creds(name: string): Promise<Creds>;
+}
+
+/** The test policy: `ro` read-only, `ci` no-escape (binds under /srv/ci), `root` full. */
+export const TEST_POLICY = {
+  roles: {
+    ro: { preset: "read-only" },
+    ci: { preset: "no-escape", allowBindMounts: ["/srv/ci"] },
+    root: { preset: "full" },
+  },
+  identities: [
+    { cn: "ro", role: "ro" },
+    { cn: "ci", role: "ci" },
+    { cn: "root", role: "root" },
+  ],
+};
+
+/** Run `fn` with a gate (policy {@linkcode TEST_POLICY}) and a recording target. */
+export async function withApiGate(
+  fn: (f: ApiGate) => Promise<void>,
+  options: { mode?: "enforce" | "audit"; maxBodyBytes?: number } = {},
+): Promise<void> {
+  const dir = await freeTempDir("dg-api-");
+  const recorded: Recorded[] = [];
+  const upgraded: Buffer[] = [];
+  const sockets = new Set<net.Socket>();
+  const target = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      recorded.push({
+        method: req.method!,
+        url: req.url!,
+        headers: req.headers,
+        body: Buffer.concat(chunks),
+      });
+      if (/\/attach$/.test(req.url!.split("?")[0])) {
+        res.writeHead(404, { "content-type": "application/json" });
+        return res.end('{"message":"no such container"}');
+      }
+      const body = JSON.stringify({ ok: true, url: req.url });
+      res.writeHead(200, { "content-type": "application/json", "content-length": body.length });
+      res.end(body);
+    });
+  });
+  // dockerd's hijack: 101, then a raw echo with half-close.
+  target.on("upgrade", (req, socket: net.Socket, head: Buffer) => {
+    recorded.push({
+      method: req.method!,
+      url: req.url!,
+      headers: req.headers,
+      body: Buffer.alloc(0),
+    });
+    const seen: Buffer[] = [head];
+    const index = upgraded.push(Buffer.alloc(0)) - 1;
+    socket.write(
+      "HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n" +
+        "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
+    );
+    socket.write("stream-start\n");
+    if (head.length) socket.write(head);
+    socket.on("data", (d: Buffer) => {
+      seen.push(d);
+      socket.write(d);
+    });
+    socket.on("end", () => {
+      upgraded[index] = Buffer.concat(seen);
+      socket.end("stream-end\n");
+    });
+    socket.on("error", () => {});
+  });
+  target.on("connection", (s: net.Socket) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+  const sock = join(dir, "target.sock");
+  await new Promise<void>((r) => target.listen(sock, () => r()));
+  let gate: ServeHandle | undefined;
+  try {
+    await initPki({ dir: join(dir, "pki") });
+    const config = await loadServeConfig({
+      paths: resolveBundlePaths({ certs: pkiLayout(join(dir, "pki")).server.dir }),
+      policy: { allowAny: true },
+    });
+    const policy = compileApiPolicy(TEST_POLICY, "test");
+    const audit: AuditRecord[] = [];
+    gate = await serve({
+      listen: { transport: "tcp", host: "127.0.0.1", port: 0 },
+      target: { transport: "unix", path: sock },
+      tls: config.tls,
+      policy: config.policy,
+      apiPolicy: policy,
+      policyMode: options.mode,
+      maxBodyBytes: options.maxBodyBytes,
+      audit: { write: (r) => void audit.push(r) },
+      selfTest: false,
+    });
+    const caPem = config.tls.caPem;
+    const port = (gate.address as { port: number }).port;
+    await fn({
+      gate,
+      port,
+      policy,
+      recorded,
+      audit,
+      upgraded,
+      async creds(name) {
+        const bundle = join(dir, "pki", "clients", name);
+        await issueClientBundle(name, { dir: join(dir, "pki") }).catch(() => {});
+        return {
+          ca: caPem,
+          cert: await readFile(join(bundle, "cert.pem"), "utf8"),
+          key: await readFile(join(bundle, "key.pem"), "utf8"),
+        };
+      },
+    });
+  } finally {
+    await gate?.close();
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => target.close(() => r()));
+    await rm(dir, { recursive: true, force: true });
+  }
+}
