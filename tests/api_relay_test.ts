@@ -206,7 +206,10 @@ Deno.test("api relay: a reload that restricts a full identity ends its raw conne
       () => f.audit.find((a) => a.event === "connection" && a.identity === "root"),
       { what: "the raw connection ended" },
     );
-    assert.match(ended.error ?? "", /ended at reload: role root is now read-only: a raw relay cannot be restricted/);
+    assert.match(
+      ended.error ?? "",
+      /ended at reload: role root is now read-only: a raw relay cannot be restricted/,
+    );
     socket.destroy();
   });
 });

@@ -25,6 +25,8 @@ export interface Recorded {
   url: string;
   headers: http.IncomingHttpHeaders;
   body: Buffer;
+  /** An upgrade request that was not switched: its body was not handed to the target's code. */
+  bodyUnseen?: boolean;
 }
 
 /** The fixture. */
@@ -83,6 +85,20 @@ export async function withApiGate(
   });
   // dockerd's hijack: 101, then a raw echo with half-close.
   target.on("upgrade", (req, socket: net.Socket, head: Buffer) => {
+    socket.on("error", () => {});
+    if (!/\/attach$/.test(req.url!.split("?")[0])) {
+      // Like dockerd, only attach switches; any other request is answered as usual. Its body
+      // is not handed over here (Deno's node:http keeps it), so it is recorded as unseen.
+      recorded.push({
+        method: req.method!,
+        url: req.url!,
+        headers: req.headers,
+        body: Buffer.alloc(0),
+        bodyUnseen: true,
+      });
+      socket.end("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+      return;
+    }
     recorded.push({
       method: req.method!,
       url: req.url!,
