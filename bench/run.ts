@@ -5,8 +5,9 @@
  *   deno task bench            full run (~20 min), writes bench/RESULTS.md
  *   deno task bench --quick    tiny smoke run, writes bench/out/RESULTS-quick.md
  *
- * Options: --quick, --runs N, --workloads bulk,connrate,latency,memory,docker,
- * --contenders dockgate-deno,dockgate-node,tunnel-deno,socat,stunnel,haproxy,
+ * Options: --quick, --runs N, --workloads bulk,connrate,latency,memory,docker,policy,
+ * --contenders dockgate-deno,dockgate-node,dockgate-deno-policy,dockgate-node-policy,
+ * tunnel-deno,socat,stunnel,haproxy,
  * --keys ecdsa-p256,rsa-2048, --out FILE, --json FILE, --no-install, --keep, and size overrides
  * --bulk-mib N, --hold N,N (connection counts for the memory workload); --render FILE.json writes
  * the report again from saved results without measuring.
@@ -29,12 +30,14 @@ import {
   connrateWorkload,
   latencyWorkload,
   memoryWorkload,
+  POLICY_PAIRS,
+  policyWorkload,
   type Sizes,
   startTarget,
 } from "./lib/workloads.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
-const WORKLOADS = ["bulk", "connrate", "latency", "memory", "docker"];
+const WORKLOADS = ["bulk", "connrate", "latency", "memory", "docker", "policy"];
 /**
  * Which workloads run with each certificate type. The certificate type only matters for
  * handshakes, so the RSA run is the connection-rate workload.
@@ -331,7 +334,11 @@ async function main() {
       say(`skipping ${c.label}: ${why}`);
     } else contenders.push(c);
   }
-  const gatesOnly = contenders.filter((c) => c.id !== "tunnel-deno");
+  // The policy contenders are measured in their own workload (6), against the raw relay.
+  const gatesOnly = contenders.filter((c) =>
+    c.id !== "tunnel-deno" && !POLICY_PAIRS.some(([, p]) => p === c.id)
+  );
+  const others = contenders.filter((c) => !POLICY_PAIRS.some(([, p]) => p === c.id));
   try {
     for (const keyType of opts.keys) {
       const pki = await makePki(join(tmp, `pki-${keyType}`), keyType, deno);
@@ -350,14 +357,23 @@ async function main() {
           await attempt(bench, `${w} (${keyType})`, async () => {
             if (w === "bulk") await bulkWorkload(bench, gatesOnly, pki, target);
             if (w === "connrate") await connrateWorkload(bench, gatesOnly, pki, target);
-            if (w === "latency") await latencyWorkload(bench, contenders, pki, target);
+            if (w === "latency") await latencyWorkload(bench, others, pki, target);
             if (w === "memory") await memoryWorkload(bench, gatesOnly, pki, target);
+            if (w === "policy") {
+              const ids = POLICY_PAIRS.flat();
+              await policyWorkload(
+                bench,
+                contenders.filter((c) => ids.includes(c.id)),
+                pki,
+                target,
+              );
+            }
             if (w === "docker") {
               const why = dockerMissing();
               if (why) {
                 skipped.push(`workload 5, real Docker (${why})`);
                 say(`skipping docker: ${why}`);
-              } else await dockerWorkload(bench, contenders, pki);
+              } else await dockerWorkload(bench, others, pki);
             }
           });
           say(`   (${((Date.now() - started) / 1000).toFixed(0)} s)`);

@@ -366,10 +366,17 @@ class Gate {
     const policy = this.#rules.apiPolicy;
     const role = policy && roleFor(policy, identity);
     if (!role || role.preset === "full") return DEFAULT_STRATEGY;
+    // The role in force for each request: looked up again only when a reload changed the policy.
+    let seen: ApiPolicy | undefined = policy;
+    let current: typeof role | undefined = role;
     return apiStrategy({
       role: () => {
         const now = this.#rules.apiPolicy;
-        return now && roleFor(now, identity);
+        if (now !== seen) {
+          seen = now;
+          current = now && roleFor(now, identity);
+        }
+        return current;
       },
       mode: this.#options.policyMode ?? "enforce",
       who: { identity: displayName(identity), serial: identity.serial, peer },

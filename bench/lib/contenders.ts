@@ -94,9 +94,18 @@ function serveArgs(ctx: StartContext, port: number): string[] {
   ];
 }
 
-async function startDockgate(ctx: StartContext, cmd: string[], what: string): Promise<Running> {
+async function startDockgate(
+  ctx: StartContext,
+  cmd: string[],
+  what: string,
+  extra: string[] = [],
+): Promise<Running> {
   const port = freePort();
-  const proc = startProc(cmd[0], [...cmd.slice(1), ...serveArgs(ctx, port)], join(ctx.dir, "log"));
+  const proc = startProc(
+    cmd[0],
+    [...cmd.slice(1), ...serveArgs(ctx, port), ...extra],
+    join(ctx.dir, "log"),
+  );
   await waitForLog(proc, /INFO listening on tcp:\/\//, what);
   return single(proc, port);
 }
@@ -121,6 +130,44 @@ export const dockgateNode: Contender = {
     c,
   ) => (c.nodeDockgate ? undefined : "no Node build of dockgate (npm/ missing and esbuild failed)"),
   start: (ctx) => startDockgate(ctx, ctx.nodeDockgate!, "dockgate serve (Node)"),
+};
+
+/**
+ * The API policy the `-policy` contenders run with: the bench's client ("default") is a
+ * no-escape identity, so every request goes through the HTTP-aware relay; its audit trail goes
+ * to a file, as an operator would run it.
+ */
+async function policyArgs(ctx: StartContext): Promise<string[]> {
+  const file = join(ctx.dir, "policy.json");
+  await Deno.writeTextFile(
+    file,
+    JSON.stringify({
+      roles: { ci: { preset: "no-escape" } },
+      identities: [{ cn: "default", role: "ci" }],
+    }),
+    { mode: 0o600 },
+  );
+  return ["--policy", file, "--audit-log", join(ctx.dir, "audit.log")];
+}
+
+/** dockgate serve on Deno, the client a no-escape identity (the policy relay). */
+export const dockgateDenoPolicy: Contender = {
+  id: "dockgate-deno-policy",
+  label: "dockgate no-escape (Deno)",
+  peer: false,
+  missing: () => undefined,
+  start: async (ctx) =>
+    startDockgate(ctx, denoCmd(ctx), "dockgate serve --policy (Deno)", await policyArgs(ctx)),
+};
+
+/** dockgate serve on Node, the client a no-escape identity (the policy relay). */
+export const dockgateNodePolicy: Contender = {
+  id: "dockgate-node-policy",
+  label: "dockgate no-escape (Node)",
+  peer: false,
+  missing: (c) => dockgateNode.missing(c),
+  start: async (ctx) =>
+    startDockgate(ctx, ctx.nodeDockgate!, "dockgate serve --policy (Node)", await policyArgs(ctx)),
 };
 
 /**
@@ -256,6 +303,8 @@ export const haproxy: Contender = {
 export const ALL_CONTENDERS: Contender[] = [
   dockgateDeno,
   dockgateNode,
+  dockgateDenoPolicy,
+  dockgateNodePolicy,
   tunnelDeno,
   socat,
   stunnel,

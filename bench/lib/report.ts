@@ -371,6 +371,8 @@ export class Report {
       }));
     }
 
+    for (const k of this.#r.keyTypes("policy")) out.push(...this.#policySection(k));
+
     if (i.failures.length) {
       out.push(
         "",
@@ -381,6 +383,61 @@ export class Report {
     }
     out.push("", "## Targets", "", ...this.#targets(), "", "## Reading", "", this.#reading(), "");
     return out.join("\n");
+  }
+
+  /** The policy relay's rows: each runtime's no-escape gate against its own raw relay. */
+  #policyPairs(k: string): { raw: string; policy: string }[] {
+    const have = new Set(this.#r.contenders("policy", k));
+    return [["dockgate-deno", "dockgate-deno-policy"], ["dockgate-node", "dockgate-node-policy"]]
+      .filter(([r, p]) => have.has(r) && have.has(p)).map(([raw, policy]) => ({ raw, policy }));
+  }
+
+  #policySection(k: string): string[] {
+    const out = [
+      "",
+      `## 6. Policy relay: a no-escape identity against the raw relay (${k})`,
+      "",
+      "The same gate, the client's certificate mapped to a `no-escape` role by `--policy` (every request " +
+      "head parsed, decided and forwarded by the HTTP-aware relay; audit log to a file) against a `full` " +
+      "identity's raw byte relay. New connections: full mTLS handshake + `GET /v1.41/containers/json` + close; " +
+      "latency: the same request on one keep-alive connection, added over the paired direct unix request; " +
+      "upload: one `POST /v1.41/images/load` with a Content-Length body (`docker load`'s shape), streamed " +
+      "through uninspected. Ratio = policy ÷ raw (for latency: added policy ÷ added raw, lower is better).",
+      "",
+    ];
+    const conc = [
+      ...new Set(this.#r.samples.filter((s) => s.workload === "policy").map((s) => s.metric)),
+    ]
+      .filter((m) => /^c\d+_per_s$/.test(m));
+    const metrics = [
+      ...conc.map((m) => ({ id: m, label: `conns/s c=${m.slice(1, -6)}`, digits: 0 })),
+      { id: "added_p50_us", label: "added p50 µs", digits: 0 },
+      { id: "added_p99_us", label: "added p99 µs", digits: 0 },
+      { id: "upload_MBps", label: "upload MB/s", digits: 0 },
+      { id: "upload_gate_cpu_s_per_GB", label: "gate CPU s/GB upload", digits: 2 },
+    ];
+    out.push(
+      `| relay | ${metrics.map((m) => m.label).join(" | ")} |`,
+      `|---|${metrics.map(() => "---").join("|")}|`,
+    );
+    for (const { raw, policy } of this.#policyPairs(k)) {
+      for (const c of [raw, policy]) {
+        out.push(
+          `| ${this.#label(c)} | ${
+            metrics.map((m) => cell(this.#r.get("policy", k, c, m.id), m.digits)).join(" | ")
+          } |`,
+        );
+      }
+      out.push(
+        `| ratio policy ÷ raw | ${
+          metrics.map((m) =>
+            rfmt(ratio(this.#med("policy", k, policy, m.id), this.#med("policy", k, raw, m.id)))
+          )
+            .join(" | ")
+        } |`,
+      );
+    }
+    return out;
   }
 
   #targets(): string[] {
@@ -428,6 +485,39 @@ export class Report {
             rs === undefined || rt === undefined ? undefined : rs >= 3 && rt >= 1,
           );
         }
+      }
+    }
+    for (const k of this.#r.keyTypes("policy")) {
+      const conc = [
+        ...new Set(this.#r.samples.filter((s) => s.workload === "policy").map((s) => s.metric)),
+      ]
+        .filter((m) => /^c\d+_per_s$/.test(m));
+      for (const { raw, policy } of this.#policyPairs(k)) {
+        const r = (m: string) =>
+          ratio(this.#med("policy", k, policy, m), this.#med("policy", k, raw, m));
+        for (const m of conc) {
+          add(
+            `policy relay conns/s c=${m.slice(1, -6)} ≥0.8× the raw relay's`,
+            policy,
+            k,
+            rfmt(r(m)),
+            r(m) === undefined ? undefined : r(m)! >= 0.8,
+          );
+        }
+        add(
+          "policy relay added p50 ≤1.5× the raw relay's",
+          policy,
+          k,
+          rfmt(r("added_p50_us")),
+          r("added_p50_us") === undefined ? undefined : r("added_p50_us")! <= 1.5,
+        );
+        add(
+          "policy relay upload ≥0.9× the raw relay's",
+          policy,
+          k,
+          rfmt(r("upload_MBps")),
+          r("upload_MBps") === undefined ? undefined : r("upload_MBps")! >= 0.9,
+        );
       }
     }
     for (const k of this.#r.keyTypes("latency")) {

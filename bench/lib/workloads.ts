@@ -504,3 +504,69 @@ async function holdOnce(
     }
   }
 }
+
+/** The contenders of workload 6: each gate on its raw relay, and the same gate with a policy. */
+export const POLICY_PAIRS: [raw: string, policy: string][] = [
+  ["dockgate-deno", "dockgate-deno-policy"],
+  ["dockgate-node", "dockgate-node-policy"],
+];
+
+/**
+ * Workload 6: the policy relay (a no-escape identity: every request parsed and decided)
+ * against the raw relay of the same runtime: new connections/s with one
+ * `GET /v1.41/containers/json` each, keep-alive latency of the same request, and an upload in
+ * `docker load`'s shape (one `POST /images/load` with a Content-Length body streamed through).
+ */
+export async function policyWorkload(
+  bench: Bench,
+  contenders: Contender[],
+  pki: Pki,
+  target: Target,
+) {
+  const res = bench.results;
+  const path = "/v1.41/containers/json";
+  const k = pki.keyType;
+  await interleaved(bench, contenders, pki, target, async (id, endpoint, pids, runNo) => {
+    for (const c of bench.sizes.concurrency.filter((c) => c <= 16)) {
+      const r = await loadgen(bench, "connrate", endpoint, pki, [
+        "--concurrency",
+        String(c),
+        "--duration-ms",
+        String(bench.sizes.connrateMs),
+        "--path",
+        path,
+      ]);
+      res.add("policy", k, id, `c${c}_per_s`, r.perSec);
+      res.add("policy", k, id, `c${c}_errors`, r.errors);
+      bench.say(`  policy ${k} run ${runNo + 1} ${id} c=${c}: ${r.perSec.toFixed(0)} conns/s`);
+    }
+    const l = await loadgen(bench, "latency", endpoint, pki, [
+      "--count",
+      String(bench.sizes.latencyCount),
+      "--baseline-unix",
+      target.socket,
+      "--path",
+      path,
+    ]);
+    res.add("policy", k, id, "p50_us", l.p50us);
+    res.add("policy", k, id, "added_p50_us", l.p50us - l.baseP50us);
+    res.add("policy", k, id, "added_p99_us", l.p99us - l.baseP99us);
+    const gate0 = cpuOfAll(pids);
+    const u = await loadgen(bench, "upload", endpoint, pki, [
+      "--bytes",
+      String(bench.sizes.bulkBytes),
+    ]);
+    res.add("policy", k, id, "upload_MBps", u.mbps);
+    res.add(
+      "policy",
+      k,
+      id,
+      "upload_gate_cpu_s_per_GB",
+      (cpuOfAll(pids) - gate0) / (u.bytes / 1e9),
+    );
+    bench.say(
+      `  policy ${k} run ${runNo + 1} ${id}: added p50 ${(l.p50us - l.baseP50us).toFixed(0)} µs, ` +
+        `upload ${u.mbps.toFixed(0)} MB/s`,
+    );
+  }, []);
+}

@@ -3,6 +3,8 @@
 //
 // Usage: node loadgen.mjs MODE (--port N [--host H] --ca F --cert F --key F | --unix PATH) ...
 //   bulk     --dir up|down --bytes N         one connection, N bytes through the target's sink
+//   upload   --bytes N                       one HTTP POST /v1.41/images/load of N bytes
+//            (Content-Length, docker load's shape) on one connection; waits for the 200
 //   connrate --concurrency C --duration-ms D new mTLS connection + GET /_ping + close, in a loop
 //   latency  --count N [--warmup W]          GET /_ping N times on one keep-alive connection
 //   hold     --steps 1000,10000 [--parallel P]
@@ -57,10 +59,13 @@ const cpuMs = (since) => {
   return (u.user + u.system) / 1000;
 };
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+// --path picks the request (default GET /_ping; the policy rows use /v1.41/containers/json,
+// a route the policy relay decides like any other).
+const PATH = args.get("path") ?? "/_ping";
 const PING = Buffer.from(
-  "GET /_ping HTTP/1.1\r\nHost: docker\r\nUser-Agent: dockgate-bench\r\n\r\n",
+  `GET ${PATH} HTTP/1.1\r\nHost: docker\r\nUser-Agent: dockgate-bench\r\n\r\n`,
 );
-const PING_CLOSE = Buffer.from("GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n");
+const PING_CLOSE = Buffer.from(`GET ${PATH} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n`);
 
 /** Resolves with the text once a whole 200 response with body "OK" has arrived on `s`. */
 function readResponse(s) {
@@ -153,6 +158,38 @@ async function bulk() {
     cipher,
     protocol,
   });
+}
+
+async function upload() {
+  const total = num("bytes");
+  const s = await open();
+  const block = randomFillSync(Buffer.alloc(1 << 20));
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const answered = readResponse(s);
+  s.write(
+    `POST /v1.41/images/load?quiet=1 HTTP/1.1\r\nHost: docker\r\nContent-Type: application/x-tar\r\n` +
+      `Content-Length: ${total}\r\n\r\n`,
+  );
+  let sent = 0;
+  await new Promise((resolve) => {
+    const pump = () => {
+      while (sent < total) {
+        const n = Math.min(block.length, total - sent);
+        sent += n;
+        if (!s.write(n === block.length ? block : block.subarray(0, n))) {
+          s.once("drain", pump);
+          return;
+        }
+      }
+      resolve();
+    };
+    pump();
+  });
+  await answered;
+  const wallMs = performance.now() - t0;
+  s.end();
+  out({ mode, bytes: total, wallMs, cpuMs: cpuMs(cpu0), mbps: total / 1e6 / (wallMs / 1000) });
 }
 
 async function connrate() {
@@ -316,7 +353,7 @@ async function hold() {
   out(final);
 }
 
-const modes = { bulk, connrate, latency, hold };
+const modes = { bulk, upload, connrate, latency, hold };
 if (!modes[mode]) {
   process.stderr.write(`loadgen: unknown mode ${mode}\n`);
   process.exit(2);

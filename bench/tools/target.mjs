@@ -5,8 +5,9 @@
 // Per connection, the first bytes pick the mode:
 //   "UP <n>\n" + n bytes   the sink counts n bytes, answers "OK\n" and ends
 //   "DOWN <n>\n"           the source writes n bytes (a reused 1 MiB block) and ends
-//   "GET ..." (HTTP/1.1)   a tiny keep-alive responder: every request gets 200 "OK"
-//                          (Connection: close is honoured), like dockerd's GET /_ping
+//   HTTP/1.1 requests      a tiny keep-alive responder: every request gets 200 "OK"
+//                          (Connection: close is honoured), like dockerd's GET /_ping; a
+//                          Content-Length body is read and dropped first
 //
 // Usage: node target.mjs --unix PATH [--tls-port N --cert F --key F --ca F]
 // Prints one JSON line {"ready":true,"tlsPort":N} on stdout once listening.
@@ -81,19 +82,33 @@ function source(s, total) {
 }
 
 function http(s, first) {
-  let buf = "";
+  // Heads are parsed as text; a Content-Length body (the upload rows: docker load's shape) is
+  // counted and dropped without being converted.
+  let buf = Buffer.alloc(0);
+  let skip = 0;
   const feed = (chunk) => {
-    buf += chunk.toString("latin1");
+    if (skip > 0) {
+      const n = Math.min(skip, chunk.length);
+      skip -= n;
+      chunk = chunk.subarray(n);
+      if (skip === 0) s.write(PING_OK);
+      if (chunk.length === 0) return;
+    }
+    buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
     let end;
-    while ((end = buf.indexOf("\r\n\r\n")) >= 0) {
-      const req = buf.slice(0, end);
-      buf = buf.slice(end + 4);
+    while (skip === 0 && (end = buf.indexOf("\r\n\r\n")) >= 0) {
+      const req = buf.subarray(0, end).toString("latin1");
+      buf = buf.subarray(end + 4);
       if (/\r\nconnection:\s*close/i.test(req)) {
         s.end(PING_CLOSE);
         s.off("data", feed);
         return;
       }
-      s.write(PING_OK);
+      const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(req)?.[1] ?? 0);
+      const have = Math.min(length, buf.length);
+      buf = buf.subarray(have);
+      skip = length - have;
+      if (skip === 0) s.write(PING_OK);
     }
   };
   s.on("data", feed);

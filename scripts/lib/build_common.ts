@@ -110,6 +110,10 @@ export function nodeBundleArgs(entry: string, out: string): string[] {
     "--platform=node",
     "--format=esm",
     "--target=node20",
+    // CommonJS dependencies (yaml) call require("process") etc.; an ESM bundle has no
+    // require of its own, so give it Node's.
+    "--banner:js=import { createRequire as __dgCreateRequire } from 'node:module'; " +
+    "const require = __dgCreateRequire(import.meta.url);",
     `--outfile=${out}`,
     "--log-level=warning",
   ];

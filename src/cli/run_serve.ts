@@ -19,7 +19,6 @@ import { resolveBundlePaths } from "../pki/credentials.ts";
 import { initPki, pkiExists } from "../pki/keygen.ts";
 import { serve } from "../serve.ts";
 import { type AuditFile, type AuditSink, lineAuditSink, openAuditFile } from "../observe/audit.ts";
-import { closeSync, openSync } from "node:fs";
 import { fsErrorText } from "../pki/fs_util.ts";
 
 /** `dockgate serve …`: load the configuration, start the gate, reload and stop on signals. */
@@ -126,9 +125,8 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
 /** Open the audit log, with one clear line if it cannot be written. */
 function openAudit(path: string): AuditFile {
   try {
-    closeSync(openSync(path, "a", 0o600));
+    return openAuditFile(path);
   } catch (err) {
     throw new Error(`Cannot open audit log "${path}": ${fsErrorText(err)}`);
   }
-  return openAuditFile(path);
 }

@@ -13,7 +13,13 @@
 
 import { matchName, sanMatches } from "../access/policy.ts";
 import type { PeerIdentity } from "../access/identity.ts";
-import { type ApiTarget, MIN_API_VERSION, queryValues, versionBelow } from "./api_path.ts";
+import {
+  type ApiTarget,
+  MIN_API_VERSION,
+  parseApiTarget,
+  queryValues,
+  versionBelow,
+} from "./api_path.ts";
 import { compilePattern, type Inspection, matchRoutes, type Route } from "./routes.ts";
 import { checkBody, cleanPath, type EscapeAllowances } from "./no_escape.ts";
 import { isJsonObject, type JsonValue } from "./strict_json.ts";
@@ -365,4 +371,50 @@ function buildQuery(target: ApiTarget): string | undefined {
     return "BuildKit builds carry entitlements in a session the gate cannot inspect (use version=1)";
   }
   return undefined;
+}
+
+/** What {@linkcode routeRequest} knows about a request before its body. */
+export interface RoutedRequest {
+  /** The parsed target. */
+  target: ApiTarget;
+  /** The body the policy must read, if any. */
+  inspection?: Inspection;
+  /** The decision, when no body can change it (no inspection). */
+  decision?: ApiDecision;
+}
+
+/** Routed requests per role (a reload makes new roles, so old entries go with the old role). */
+const ROUTED = new WeakMap<Role, Map<string, RoutedRequest>>();
+const ROUTED_MAX = 512;
+
+/**
+ * Parse `rawTarget`, find the inspection `method` needs, and decide when no body can change
+ * the decision: the same as {@linkcode decideRequest}, remembered per role for the last few
+ * hundred method and target pairs (a client repeats `GET /v1.41/containers/json` all day).
+ * Throws the target's `HttpError` (never remembered).
+ *
+ * @example
+ * ```ts
+ * import { compileApiPolicy, routeRequest } from "./api_policy.ts";
+ * const p = compileApiPolicy({ roles: { m: { preset: "read-only" } }, identities: [] }, "x");
+ * const r = routeRequest(p.roles.get("m")!, "GET", "/v1.41/containers/json?all=1");
+ * if (!r.decision?.allow || r.target.path !== "/containers/json") throw new Error();
+ * ```
+ */
+export function routeRequest(role: Role, method: string, rawTarget: string): RoutedRequest {
+  let cache = ROUTED.get(role);
+  if (!cache) ROUTED.set(role, cache = new Map());
+  const key = `${method} ${rawTarget}`;
+  const hit = cache.get(key);
+  if (hit) return hit;
+  const target = parseApiTarget(rawTarget);
+  const inspection = inspectionFor(role, method, target.path);
+  const routed: RoutedRequest = {
+    target,
+    inspection,
+    decision: inspection ? undefined : decideRequest(role, { method, target }),
+  };
+  if (cache.size >= ROUTED_MAX) cache.clear();
+  cache.set(key, routed);
+  return routed;
 }

@@ -201,5 +201,9 @@ export const ROUTES: readonly Route[] = TABLE.trim().split("\n").map((line) => {
  * ```
  */
 export function matchRoutes(method: string, path: string): Route[] {
-  return ROUTES.filter((r) => r.method === method && r.regex.test(path));
+  return (BY_METHOD.get(method) ?? []).filter((r) => r.regex.test(path));
 }
+
+/** The routes of each method (a request is matched against its method's only). */
+const BY_METHOD = new Map<string, Route[]>();
+for (const r of ROUTES) BY_METHOD.set(r.method, [...(BY_METHOD.get(r.method) ?? []), r]);
