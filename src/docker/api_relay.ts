@@ -251,10 +251,13 @@ class ApiRelay {
 
   #flushBulk(): void {
     if (this.#bulk.length === 0) return;
-    const bytes = joined(this.#bulk);
+    const pieces = this.#bulk;
     this.#bulk = [];
     this.#bulkBytes = 0;
-    this.#writeUpstream(bytes);
+    // One writev (the target is a plain socket: no copy into one buffer needed).
+    this.#upstream.cork();
+    for (const piece of pieces) this.#writeUpstream(piece);
+    this.#upstream.uncork();
     this.#finishClientEnd();
   }
 
@@ -493,7 +496,12 @@ class ApiRelay {
 
   #writeUpstream(bytes: Buffer): void {
     if (bytes.length === 0 || this.#upstream.destroyed) return;
-    if (!this.#upstream.write(bytes) && !this.#upstreamBlocked) {
+    // Held back only once a good deal waits (as the raw relay does): stopping the client at
+    // every full 16 KiB write buffer cost a third of an upload's throughput on Node.
+    if (
+      !this.#upstream.write(bytes) && this.#upstream.writableLength >= BULK_MAX &&
+      !this.#upstreamBlocked
+    ) {
       this.#upstreamBlocked = true;
       this.#upstream.once("drain", () => {
         this.#upstreamBlocked = false;
@@ -694,7 +702,9 @@ class ApiRelay {
 
   #writeClient(bytes: Buffer): void {
     if (bytes.length === 0 || this.#client.destroyed) return;
-    if (!this.#client.write(bytes) && !this.#clientBlocked) {
+    if (
+      !this.#client.write(bytes) && this.#client.writableLength >= BULK_MAX && !this.#clientBlocked
+    ) {
       this.#clientBlocked = true;
       this.#upstreamFlow.stop();
       this.#client.once("drain", () => {
