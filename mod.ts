@@ -112,6 +112,41 @@ export {
 } from "./src/pki/pki.ts";
 export { type AccessPolicy, evaluatePolicy, type PolicyDecision } from "./src/access/policy.ts";
 export type { RelayHandle, RelayResult } from "./src/net/relay.ts";
+export {
+  type ApiDecision,
+  type ApiPolicy,
+  type ApiPolicySpec,
+  type ApiRequest,
+  compileApiPolicy,
+  decideRequest,
+  type IdentitySpec,
+  type Operation,
+  type Preset,
+  type Role,
+  roleFor,
+  type RoleSpec,
+} from "./src/docker/api_policy.ts";
+export type { EscapeAllowances } from "./src/docker/no_escape.ts";
+export { type ApiTarget, parseApiTarget } from "./src/docker/api_path.ts";
+export { HttpError } from "./src/docker/http.ts";
+export {
+  JsonError,
+  type JsonObject,
+  type JsonValue,
+  parseStrictJson,
+} from "./src/docker/strict_json.ts";
+export {
+  loadApiPolicyFile,
+  parseApiPolicyText,
+  type PolicyFileOptions,
+} from "./src/config/policy_file.ts";
+export {
+  type AuditFile,
+  type AuditRecord,
+  type AuditSink,
+  lineAuditSink,
+  openAuditFile,
+} from "./src/observe/audit.ts";
 export { revokeCertificate, type RevokeReport } from "./src/pki/revoke.ts";
 export { type ReloadUpdate, serve, type ServeHandle, type ServeOptions } from "./src/serve.ts";
 export {

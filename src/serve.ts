@@ -91,8 +91,8 @@ export interface ServeOptions {
   /** The largest request body read for inspection (bigger ones get 413). Default: 1 MiB. */
   maxBodyBytes?: number;
   /**
-   * Choose the relay for an identity. Default: from the API policy's role. Experimental
-   * and internal until the Docker-API strategy exists (its types are not public yet).
+   * Choose the relay for an identity, overriding the API policy's choice. For tests of the
+   * relays; its types are internal.
    *
    * @ignore
    */

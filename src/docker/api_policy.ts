@@ -59,10 +59,13 @@ export interface ApiPolicySpec {
   identities: IdentitySpec[];
 }
 
-/** An operation pattern, compiled. */
-interface Operation {
+/** An operation pattern of a role's `allow` or `deny`, compiled. */
+export interface Operation {
+  /** As written, `METHOD /path/pattern`. */
   text: string;
+  /** The method, or `*` for any. */
   method: string;
+  /** The compiled path pattern. */
   regex: RegExp;
 }
 
@@ -74,7 +77,9 @@ export interface Role {
   preset: Preset;
   /** The spec it came from. */
   spec: RoleSpec;
+  /** Extra operations the role may perform. */
   allow: Operation[];
+  /** Operations refused whatever the preset says. */
   deny: Operation[];
 }
 

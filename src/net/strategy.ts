@@ -1,9 +1,8 @@
 /**
  * Relay strategies: what runs for a connection once its identity is decided.
  *
- * Today every allowed identity gets the raw byte relay. The seam exists so that restricted
- * identities can later get an HTTP-aware relay (read-only clients, no privileged
- * containers) without touching the handshake or the policy code.
+ * Identities without a restricted role get the raw byte relay here; restricted ones get the
+ * HTTP-aware relay of `docker/strategy.ts`. Neither touches the handshake or the policy code.
  *
  * @module
  */
