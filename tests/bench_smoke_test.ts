@@ -171,3 +171,29 @@ Deno.test({
     assert.ok(md.includes("## 5. Real Docker"), "report lacks the Docker section");
   },
 });
+
+Deno.test("bench --quick: the policy relay rows produce numbers next to the raw relay", async () => {
+  const contenders = [
+    "dockgate-deno",
+    "dockgate-deno-policy",
+    "dockgate-node",
+    "dockgate-node-policy",
+  ];
+  const { out, md, log } = await runBench([
+    "--workloads",
+    "policy",
+    "--contenders",
+    contenders.join(","),
+  ]);
+  assert.deepEqual(out.info.failures, [], `measurements failed:\n${log.slice(-2000)}`);
+  for (const c of contenders) {
+    for (const n of [1, 16]) {
+      assertPositive(out, "policy", c, `c${n}_per_s`);
+      assert.deepEqual(valuesOf(out, "policy", c, `c${n}_errors`), [0], `${c} c=${n}: errors`);
+    }
+    assertPositive(out, "policy", c, "p50_us");
+    assertPositive(out, "policy", c, "upload_MBps");
+  }
+  assert.ok(md.includes("## 6. Policy relay"), "report lacks the policy section");
+  assert.match(md, /policy relay added p50 ≤1\.5× the raw relay's \| dockgate no-escape \(Deno\)/);
+});

@@ -15,7 +15,7 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { dockerdUnavailable, type DockerResult, startDockerd, which } from "./helpers/dockerd.ts";
 import { freeTempDir, waitFor } from "./helpers/wait.ts";
@@ -139,7 +139,9 @@ Deno.test({
         "/ro-target\n",
       );
       assert.equal(ok("logs", await as("grafana", ["logs", "ro-target"])).stdout, "logged-line\n");
-      const ev = ok("events", await as("grafana", ["events", "--since", "10m", "--until", "0s"]));
+      // --until takes whole seconds: "now" can cut off what happened in this second.
+      const until = String(Math.floor(Date.now() / 1000) + 2);
+      const ev = ok("events", await as("grafana", ["events", "--since", "10m", "--until", until]));
       assert.match(ev.stdout, /container (create|start)/);
       ok("version", await as("grafana", ["version"]));
     });
@@ -575,6 +577,23 @@ Deno.test({
         l.identity === "ci-runner" && l.decision === "allow" && l.path === "/containers/create"
       );
       assert.ok(allowed && allowed.status === 201, "an allowed create with the daemon's status");
+      // Rotation: move the file away, SIGHUP, and the next lines go to a new file.
+      await rename(auditLog, `${auditLog}.1`);
+      const mark = gate.log().length;
+      gate.kill("SIGHUP");
+      await waitFor(() => gate.log().slice(mark).includes("INFO reloaded"), { what: "SIGHUP" });
+      ok("ps after rotation", await as("grafana", ["ps"]));
+      const fresh = await waitFor(
+        () =>
+          readFile(auditLog, "utf8").then(
+            (t) => t.includes('"identity":"grafana"') ? t : undefined,
+            () => undefined,
+          ),
+        { what: "a new audit file" },
+      );
+      assert.ok(!fresh.includes('"identity":"alice"'), "old lines stay in the rotated file");
+      assert.match(await readFile(`${auditLog}.1`, "utf8"), /"identity":"alice"/);
+      assert.equal((await Deno.stat(auditLog)).mode! & 0o777, 0o600);
     });
 
     await t.step("policy reload applies to the next request of an open connection", async () => {
@@ -615,6 +634,50 @@ Deno.test({
         await writeFile(policyFile, ISSUE_POLICY);
       }
     });
+
+    await t.step(
+      "on Node too: the policy relay runs, streams stdin, refuses, keeps attach output",
+      async () => {
+        const nodeGate = await startServe([
+          "--target",
+          d.host,
+          "--certs",
+          join(pki, "server"),
+          "--policy",
+          policyFile,
+        ], { runtime: "node" });
+        gates.push(nodeGate);
+        const viaNode = (who: string, args: string[], stdin?: string) =>
+          d.docker([...tlsFlags(join(pki, "clients", who)), ...args], {
+            host: nodeGate.host,
+            stdin,
+            timeoutMs: 60_000,
+          });
+        const md5 = ok(
+          "run -i",
+          await viaNode("ci-runner", ["run", "--rm", "-i", d.image, "md5sum"], "y".repeat(200_000)),
+        );
+        assert.match(md5.stdout, /^[0-9a-f]{32} {2}-\n$/);
+        refused(
+          "--privileged",
+          await viaNode("ci-runner", ["run", "--rm", "--privileged", d.image, "true"]),
+          "ci-runner",
+        );
+        refused(
+          "read-only run",
+          await viaNode("grafana", ["run", "--rm", d.image, "true"]),
+          "grafana",
+        );
+        const out = await new Deno.Command("/usr/bin/python3", {
+          args: ["-c", ATTACH_PY, String(nodeGate.port), join(pki, "clients", "ci-runner"), "8"],
+          env: pythonEnv(),
+          clearEnv: true,
+          signal: AbortSignal.timeout(120_000),
+        }).output();
+        const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+        assert.match(text, /lost 0 of 8/, text);
+      },
+    );
 
     await t.step("--policy-mode audit forwards what enforce would deny, and says so", async () => {
       const auditGate = await startServe([

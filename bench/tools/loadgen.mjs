@@ -97,6 +97,25 @@ function readResponse(s) {
   });
 }
 
+/** Write `total` bytes of `block` (repeated) to `s`, with backpressure. */
+function sendBlocks(s, block, total) {
+  let sent = 0;
+  return new Promise((resolve) => {
+    const pump = () => {
+      while (sent < total) {
+        const n = Math.min(block.length, total - sent);
+        sent += n;
+        if (!s.write(n === block.length ? block : block.subarray(0, n))) {
+          s.once("drain", pump);
+          return;
+        }
+      }
+      resolve();
+    };
+    pump();
+  });
+}
+
 async function bulk() {
   const dir = args.get("dir");
   const total = num("bytes");
@@ -119,21 +138,7 @@ async function bulk() {
       s.on("error", reject);
     });
     s.write(`UP ${total}\n`);
-    let sent = 0;
-    await new Promise((resolve) => {
-      const pump = () => {
-        while (sent < total) {
-          const n = Math.min(block.length, total - sent);
-          sent += n;
-          if (!s.write(n === block.length ? block : block.subarray(0, n))) {
-            s.once("drain", pump);
-            return;
-          }
-        }
-        resolve();
-      };
-      pump();
-    });
+    await sendBlocks(s, block, total);
     await answered;
     s.end();
   } else {
@@ -171,21 +176,7 @@ async function upload() {
     `POST /v1.41/images/load?quiet=1 HTTP/1.1\r\nHost: docker\r\nContent-Type: application/x-tar\r\n` +
       `Content-Length: ${total}\r\n\r\n`,
   );
-  let sent = 0;
-  await new Promise((resolve) => {
-    const pump = () => {
-      while (sent < total) {
-        const n = Math.min(block.length, total - sent);
-        sent += n;
-        if (!s.write(n === block.length ? block : block.subarray(0, n))) {
-          s.once("drain", pump);
-          return;
-        }
-      }
-      resolve();
-    };
-    pump();
-  });
+  await sendBlocks(s, block, total);
   await answered;
   const wallMs = performance.now() - t0;
   s.end();

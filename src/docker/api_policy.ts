@@ -112,19 +112,6 @@ export interface ApiRequest {
 }
 
 const PRESETS: readonly Preset[] = ["read-only", "no-escape", "full"];
-const ROLE_KEYS = new Set([
-  "preset",
-  "allow",
-  "deny",
-  "allowDownloads",
-  "allowBindMounts",
-  "allowCapabilities",
-  "allowSysctls",
-  "allowRuntimes",
-  "allowVolumesFrom",
-  "allowLogDrivers",
-  "nonRootUser",
-]);
 const LIST_KEYS = [
   "allow",
   "deny",
@@ -135,6 +122,7 @@ const LIST_KEYS = [
   "allowVolumesFrom",
   "allowLogDrivers",
 ] as const;
+const ROLE_KEYS = new Set<string>(["preset", ...LIST_KEYS, "allowDownloads", "nonRootUser"]);
 
 /**
  * Validate a policy (parsed from JSON or YAML) and compile it. Throws a `TypeError` naming
