@@ -232,3 +232,36 @@ Deno.test("api relay: a flood of refused requests does not stop the gate or reor
     assert.ok(statuses.every((s, i) => s === (i % 2 ? 200 : 403)));
   });
 });
+
+Deno.test("api relay: a raw stream nobody reads holds the client back (the gate does not buffer it)", async () => {
+  await withApiGate(async (f) => {
+    const ci = await f.creds("ci");
+    const socket = tlsConnect(f.port, ci);
+    socket.on("error", () => {});
+    await new Promise((r) => socket.once("secureConnect", r));
+    let got = "";
+    socket.on("data", (d: Buffer) => (got += d.toString("latin1")));
+    socket.write(
+      "POST /v1.41/containers/c1/attach?stream=1&stdin=1&hold=1 HTTP/1.1\r\nHost: d\r\n" +
+        "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
+    );
+    await waitFor(() => got.includes("stream-start"), { what: "the switch" });
+    const total = 64 << 20;
+    const block = Buffer.alloc(1 << 20, 0x61);
+    for (let i = 0; i < total / block.length; i++) socket.write(block);
+    // Kernel buffers take a few MiB and the gate at most 256 KiB; without backpressure the gate
+    // took all 64 MiB within ~1.5 s. Watch for 4 s that the client's queue does not drain.
+    const drained = await waitFor(
+      () => socket.writableLength < total - (24 << 20) ? true : undefined,
+      { what: "the client's queue draining", timeoutMs: 4000 },
+    ).then(() => true, () => false);
+    assert.equal(
+      drained,
+      false,
+      `the gate took ${
+        ((total - socket.writableLength) / 2 ** 20).toFixed(1)
+      } MiB from a stream nobody reads`,
+    );
+    socket.destroy();
+  });
+});

@@ -503,6 +503,7 @@ class ApiRelay {
       !this.#upstreamBlocked
     ) {
       this.#upstreamBlocked = true;
+      this.#updateClientFlow(); // raw streams too (stdin to a container that does not read)
       this.#upstream.once("drain", () => {
         this.#upstreamBlocked = false;
         this.#updateClientFlow();

@@ -112,6 +112,8 @@ export async function withApiGate(
         "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
     );
     socket.write("stream-start\n");
+    // A container that never reads its stdin: nothing is read from the stream.
+    if (req.url!.includes("hold=1")) return void socket.pause();
     if (head.length) socket.write(head);
     socket.on("data", (d: Buffer) => {
       seen.push(d);
