@@ -148,7 +148,7 @@ export async function checkIdentity(
  * ```ts
  * import { admission } from "./authorize.ts";
  * const peer = { commonName: "a", organizationalUnits: [], dnsNames: [], uris: [], ips: [] };
- * if (!admission(peer, { caCertificates: [], policy: { allowAny: true } }).allow) throw new Error();
+ * if (!admission(peer, { policy: { allowAny: true } }).allow) throw new Error();
  * ```
  */
 export function admission(
