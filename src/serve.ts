@@ -27,7 +27,7 @@ import { proveClientAuthEnforced } from "./access/self_test.ts";
 import { parseCertificatesPem } from "./pki/pem.ts";
 import { HandshakeSlots, ThrottledRefusals } from "./net/handshakes.ts";
 import type { AccessPolicy } from "./access/policy.ts";
-import { type ApiPolicy, roleFor } from "./docker/api_policy.ts";
+import { type ApiPolicy, type Role, roleFor } from "./docker/api_policy.ts";
 import { apiStrategy } from "./docker/strategy.ts";
 import type { AuditSink } from "./observe/audit.ts";
 import { displayName, type PeerIdentity } from "./access/identity.ts";
@@ -325,8 +325,9 @@ class Gate {
     held: HeldInput,
     peer: string,
   ): Promise<{ handle: RelayHandle; relay: string; role?: string } | undefined> {
-    const role = this.#rules.apiPolicy && roleFor(this.#rules.apiPolicy, identity);
-    const strategy = this.#strategyFor(identity, peer);
+    const policy = this.#rules.apiPolicy;
+    const role = policy && roleFor(policy, identity);
+    const strategy = this.#strategyFor(identity, peer, policy, role);
     const who = displayName(identity);
     let handle: RelayHandle;
     try {
@@ -361,14 +362,17 @@ class Gate {
    * relay; for a restricted role the HTTP-aware one, which reads the role in force for every
    * request (a reload applies to the next request of an open connection).
    */
-  #strategyFor(identity: PeerIdentity, peer: string): RelayStrategy {
+  #strategyFor(
+    identity: PeerIdentity,
+    peer: string,
+    policy: ApiPolicy | undefined,
+    role: Role | undefined,
+  ): RelayStrategy {
     if (this.#selectStrategy) return this.#selectStrategy(identity);
-    const policy = this.#rules.apiPolicy;
-    const role = policy && roleFor(policy, identity);
     if (!role || role.preset === "full") return DEFAULT_STRATEGY;
     // The role in force for each request: looked up again only when a reload changed the policy.
     let seen: ApiPolicy | undefined = policy;
-    let current: typeof role | undefined = role;
+    let current: Role | undefined = role;
     return apiStrategy({
       role: () => {
         const now = this.#rules.apiPolicy;
