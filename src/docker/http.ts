@@ -97,12 +97,6 @@ export function headerName(name: string): string {
   return name.toLowerCase();
 }
 
-/** The values of every header called `name` (case-insensitive). */
-export function headerValues(headers: readonly HeaderField[], name: string): string[] {
-  const want = headerName(name);
-  return headers.filter((h) => headerName(h.name) === want).map((h) => h.value);
-}
-
 const CRLF2 = Buffer.from("\r\n\r\n");
 /** RFC 9110 token characters. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
