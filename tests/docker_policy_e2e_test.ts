@@ -679,6 +679,75 @@ Deno.test({
       },
     );
 
+    await t.step("no-escape: swarm services get the container rules", async () => {
+      ok("swarm init", await d.docker(["swarm", "init", "--advertise-addr", "127.0.0.1"]));
+      try {
+        refused(
+          "swarm join",
+          await as("ci-runner", ["swarm", "join", "--token", "x", "127.0.0.1:2377"]),
+          "ci-runner",
+        );
+        ok(
+          "a plain service",
+          await as("ci-runner", [
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "svc1",
+            d.image,
+            "sleep",
+            "60",
+          ]),
+        );
+        refused(
+          "service with / bind",
+          await as("ci-runner", [
+            "service",
+            "create",
+            "--detach",
+            "--mount",
+            "type=bind,src=/,dst=/h",
+            d.image,
+            "true",
+          ]),
+          "ci-runner",
+          /TaskTemplate\.ContainerSpec\.Mounts\[0\]\.Source=\//,
+        );
+        refused(
+          "service with SYS_ADMIN",
+          await as("ci-runner", [
+            "service",
+            "create",
+            "--detach",
+            "--cap-add",
+            "SYS_ADMIN",
+            d.image,
+            "true",
+          ]),
+          "ci-runner",
+          /CapabilityAdd/,
+        );
+        refused(
+          "service update adding a bind",
+          await as("ci-runner", [
+            "service",
+            "update",
+            "--detach",
+            "--mount-add",
+            "type=bind,src=/etc,dst=/e",
+            "svc1",
+          ]),
+          "ci-runner",
+          /bind mount of \/etc/,
+        );
+        const ls = ok("service ls", await d.docker(["service", "ls", "--format", "{{.Name}}"]));
+        assert.equal(ls.stdout, "svc1\n");
+      } finally {
+        await d.docker(["swarm", "leave", "--force"]);
+      }
+    });
+
     await t.step("--policy-mode audit forwards what enforce would deny, and says so", async () => {
       const auditGate = await startServe([
         "--target",

@@ -241,3 +241,42 @@ Deno.test("no-escape: wrong types and root users", () => {
   denied(checkBody("exec", { Cmd: ["sh"], User: "root" }, nonRoot), /root/, "exec as root");
   assert.equal(normalizeCapability("Cap_Net_Raw"), "NET_RAW");
 });
+
+Deno.test("no-escape: swarm services get the container rules, in swarm's field names", () => {
+  const service = (containerSpec: unknown, task: Record<string, unknown> = {}) =>
+    checkBody("service", {
+      Name: "web",
+      TaskTemplate: { ContainerSpec: { Image: "bb", ...containerSpec as object }, ...task },
+      Mode: { Replicated: { Replicas: 1 } },
+    } as never, ctx);
+  assert.equal(
+    service({ Command: ["sleep", "1"], CapabilityAdd: ["NET_BIND_SERVICE"] }),
+    undefined,
+  );
+  assert.equal(
+    service({ Mounts: [{ Type: "bind", Source: "/srv/ci/w", Target: "/w" }] }),
+    undefined,
+  );
+  denied(
+    service({ Mounts: [{ Type: "bind", Source: "/", Target: "/h" }] }),
+    /allowBindMounts/,
+    "bind /",
+  );
+  denied(service({ CapabilityAdd: ["CAP_SYS_ADMIN"] }), /capability not allowed/, "CapabilityAdd");
+  denied(service({ Privileges: { Seccomp: { Mode: "unconfined" } } }), /seccomp/, "seccomp");
+  denied(service({ Privileges: { AppArmor: { Mode: "disabled" } } }), /AppArmor/, "apparmor");
+  denied(service({ Privileges: { SELinuxContext: { Disable: true } } }), /SELinux/, "selinux");
+  denied(service({ Sysctls: { "kernel.shmmax": "1" } }), /allowSysctls/, "Sysctls");
+  denied(service({ privileges: {} }), /not spelled as the field "Privileges"/, "folded key");
+  denied(service({}, { PluginSpec: { Name: "evil/plugin" } }), /plugin/, "PluginSpec");
+  denied(service({}, { Runtime: "plugin" }), /only container tasks/, "Runtime plugin");
+  denied(service({}, { Networks: [{ Target: "host" }] }), /host network/, "host network");
+  denied(service({}, { LogDriver: { Name: "syslog" } }), /allowLogDrivers/, "log driver");
+  denied(
+    checkBody("service", { TaskTemplate: { ContainerSpec: { Image: "bb" } } }, {
+      allow: { nonRootUser: true },
+    }),
+    /User: not set/,
+    "nonRootUser",
+  );
+});

@@ -192,13 +192,13 @@ const volumesFrom: Check = list(onList("allowVolumesFrom", "container"));
 const runtime: Check = (value, ctx, at) =>
   value === "runc" ? undefined : onList("allowRuntimes", "runtime")(value, ctx, at);
 
-const logConfig: Check = struct({
-  Type: (value, ctx, at) =>
-    typeof value === "string" && ["", "json-file", "local", "journald", "none"].includes(value)
-      ? undefined
-      : onList("allowLogDrivers", "log driver")(value, ctx, at),
-  Config: any,
-});
+/** A log driver name: the local ones, or one on the role's list. */
+const logConfigType: Check = (value, ctx, at) =>
+  typeof value === "string" && ["", "json-file", "local", "journald", "none"].includes(value)
+    ? undefined
+    : onList("allowLogDrivers", "log driver")(value, ctx, at);
+
+const logConfig: Check = struct({ Type: logConfigType, Config: any });
 
 const nonNegative = (why: string): Check => (value, _ctx, at) =>
   value === null || (typeof value === "number" && value >= 0) ? undefined : `${at}: ${why}`;
@@ -552,11 +552,100 @@ const volumeBody: Check = (value, ctx, at) => {
 };
 
 /** The body checks by route inspection kind. */
+/** A swarm service's container: the same rules as a container's, in swarm's field names. */
+const serviceContainer: Check = struct({
+  Image: any,
+  Labels: any,
+  Command: any,
+  Args: any,
+  Hostname: any,
+  Env: any,
+  Dir: any,
+  User: user,
+  Groups: any,
+  Privileges: struct({
+    CredentialSpec: any,
+    SELinuxContext: mustBeEmpty("SELinux label overrides are not allowed"),
+    Seccomp: struct({
+      Mode: (value, _ctx, at) =>
+        value === null || value === "" || value === "default"
+          ? undefined
+          : `${at}=${JSON.stringify(value)}: only the default seccomp profile is allowed`,
+      Profile: mustBeEmpty("custom seccomp profiles are not allowed"),
+    }),
+    AppArmor: struct({
+      Mode: (value, _ctx, at) =>
+        value === null || value === "" || value === "default"
+          ? undefined
+          : `${at}=${JSON.stringify(value)}: AppArmor must stay on`,
+    }),
+    NoNewPrivileges: any,
+  }),
+  Init: any,
+  StopSignal: any,
+  TTY: any,
+  OpenStdin: any,
+  ReadOnly: any,
+  Mounts: mounts,
+  StopGracePeriod: any,
+  Healthcheck: any,
+  Hosts: any,
+  DNSConfig: any,
+  Secrets: any,
+  Configs: any,
+  Isolation: any,
+  Sysctls: sysctls,
+  CapabilityAdd: capAdd,
+  CapabilityDrop: any,
+  Ulimits: any,
+  OomScoreAdj: nonNegative("a negative OOM score makes the host kill its own processes first"),
+});
+
+/** A service's network attachments: never the host network. */
+const serviceNetworks: Check = list((value, ctx, at) => {
+  const bad = struct({ Target: any, Aliases: any, DriverOpts: any })(value, ctx, at);
+  if (bad || !isJsonObject(value)) return bad;
+  return value["Target"] === "host"
+    ? `${at}.Target=host: the host network is not allowed`
+    : undefined;
+});
+
+/** `POST /services/create` and `/services/{id}/update`: a ServiceSpec. */
+const serviceBody: Check = struct({
+  Name: any,
+  Labels: any,
+  TaskTemplate: struct({
+    ContainerSpec: serviceContainer,
+    PluginSpec: mustBeEmpty("plugin services install plugins"),
+    NetworkAttachmentSpec: mustBeEmpty("network attachment tasks are swarm-internal"),
+    Resources: any,
+    RestartPolicy: any,
+    Placement: any,
+    Networks: serviceNetworks,
+    LogDriver: struct({
+      Name: (value, ctx, at) => logConfigType(value, ctx, at),
+      Options: any,
+    }),
+    ForceUpdate: any,
+    Runtime: (value, _ctx, at) =>
+      value === null || value === "" || value === "container"
+        ? undefined
+        : `${at}=${JSON.stringify(value)}: only container tasks are allowed`,
+  }),
+  Mode: any,
+  UpdateConfig: any,
+  RollbackConfig: any,
+  Networks: serviceNetworks,
+  EndpointSpec: any,
+});
+
+/** The body checks by route inspection kind. */
 export const BODY_CHECKS = {
   create: createBody,
   exec: execBody,
   update: updateBody,
   volume: volumeBody,
+  service: serviceBody,
 } as const;
 
 /**
@@ -577,9 +666,18 @@ export function checkBody(
   ctx: EscapeContext,
 ): Violation | undefined {
   if (!isJsonObject(body)) return "body is not a JSON object";
-  if (ctx.allow.nonRootUser && (kind === "create" || kind === "exec") && !("User" in body)) {
+  if (ctx.allow.nonRootUser) {
     // No user means the image's default, which is root unless the image says otherwise.
-    return "User: not set (the image's default may be root; the role runs nothing as root)";
+    const task = kind === "service" && isJsonObject(body["TaskTemplate"])
+      ? body["TaskTemplate"]
+      : undefined;
+    const spec = task && isJsonObject(task["ContainerSpec"]) ? task["ContainerSpec"] : undefined;
+    const unset = kind === "create" || kind === "exec"
+      ? !("User" in body)
+      : kind === "service" && !(spec && "User" in spec);
+    if (unset) {
+      return "User: not set (the image's default may be root; the role runs nothing as root)";
+    }
   }
   return BODY_CHECKS[kind](body, ctx, "");
 }

@@ -22,7 +22,7 @@ export type RouteClass =
   | "escape";
 
 /** Which body or query check a route needs under a restricted role. */
-export type Inspection = "create" | "exec" | "update" | "volume" | "start" | "build";
+export type Inspection = "create" | "exec" | "update" | "volume" | "service" | "start" | "build";
 
 /** One route of the API. */
 export interface Route {
@@ -136,8 +136,8 @@ DELETE /nodes/{id} write
 GET /services read
 GET /services/{id} read
 GET /services/{id}/logs read
-POST /services/create escape
-POST /services/{id}/update escape
+POST /services/create write service
+POST /services/{id}/update write service
 DELETE /services/{id} write
 GET /tasks read
 GET /tasks/{id} read
