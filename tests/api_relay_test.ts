@@ -160,6 +160,24 @@ Deno.test("api relay: a body too big to inspect is refused with 413 and never fo
   }, { maxBodyBytes: 4096 });
 });
 
+Deno.test("api relay: an over-long head gets 400 and the connection closes; nothing is forwarded", async () => {
+  await withApiGate(async (f) => {
+    const ci = await f.creds("ci");
+    const ex = await tlsExchange(
+      f.port,
+      ci,
+      `GET /v1.41/_ping HTTP/1.1\r\nHost: d\r\nX-Pad: ${"a".repeat(70 * 1024)}\r\n\r\n`,
+      { keepOpen: true },
+    );
+    const [r] = splitResponses(ex.data);
+    assert.equal(r.status, 400);
+    assert.match(r.body, /message head too long/);
+    assert.equal(r.headers.connection, "close");
+    assert.equal(ex.timedOut, false, "the gate closes the connection itself");
+    assert.equal(f.recorded.length, 0);
+  });
+});
+
 Deno.test("api relay: audit mode forwards what enforce would deny and records would_deny", async () => {
   await withApiGate(async (f) => {
     const ro = await f.creds("ro");

@@ -82,7 +82,7 @@ const NONE: string[] = [];
 
 /** A request or response that cannot be read unambiguously; `status` is what to answer. */
 export class HttpError extends Error {
-  /** The HTTP status to answer with (400, 413, 431, …). */
+  /** The HTTP status to answer with (400, 403, 413, 502). */
   readonly status: number;
   /** Make one; the message says exactly what was wrong. */
   constructor(status: number, message: string) {
@@ -137,10 +137,11 @@ export function findHeadEnd(buffer: Buffer, maxBytes = MAX_HEAD_BYTES): number {
     );
   }
   if (end === -1) {
-    if (buffer.length > maxBytes) throw new HttpError(431, "message head too long");
+    // 400 like every other unreadable head (the issue's rule; 431 would also be right).
+    if (buffer.length > maxBytes) throw new HttpError(400, "message head too long");
     return -1;
   }
-  if (end + 4 > maxBytes) throw new HttpError(431, "message head too long");
+  if (end + 4 > maxBytes) throw new HttpError(400, "message head too long");
   return end + 4;
 }
 
@@ -379,7 +380,6 @@ const REASONS: Record<number, string> = {
   400: "Bad Request",
   403: "Forbidden",
   413: "Content Too Large",
-  431: "Request Header Fields Too Large",
   502: "Bad Gateway",
 };
 
