@@ -9,10 +9,14 @@ import { readFile } from "node:fs/promises";
 import type { PolicyCheckCommand } from "./args.ts";
 import type { CliIo } from "./io.ts";
 import { loadApiPolicyFile } from "../config/policy_file.ts";
-import { type ApiDecision, decideRequest, inspectionFor, roleFor } from "../docker/api_policy.ts";
-import { parseApiTarget } from "../docker/api_path.ts";
+import {
+  type ApiDecision,
+  decideBody,
+  decideRequest,
+  roleFor,
+  routeRequest,
+} from "../docker/api_policy.ts";
 import { HttpError } from "../docker/http.ts";
-import { JsonError, parseStrictJson } from "../docker/strict_json.ts";
 import { fsErrorText } from "../pki/fs_util.ts";
 
 /** Decide, print `allow|deny <role>: <rule>` on stdout, and return the exit code. */
@@ -34,35 +38,26 @@ export async function runPolicyCheck(cmd: PolicyCheckCommand, io: CliIo): Promis
     if (!role) {
       return { allow: false, rule: "no role for this identity (refused at the handshake)" };
     }
-    let target;
+    let routed;
     try {
-      target = parseApiTarget(cmd.path);
+      routed = routeRequest(role, cmd.method, cmd.path);
     } catch (err) {
       if (err instanceof HttpError) return { allow: false, rule: `${err.status}: ${err.message}` };
       throw err;
     }
-    let body;
-    if (cmd.body !== undefined) {
-      let bytes: Uint8Array;
-      try {
-        bytes = await readFile(cmd.body);
-      } catch (err) {
-        throw new Error(`Cannot read request body "${cmd.body}": ${fsErrorText(err)}`);
-      }
-      if (inspectionFor(role, cmd.method, target.path) && bytes.length > 0) {
-        try {
-          body = parseStrictJson(bytes);
-        } catch (err) {
-          if (err instanceof JsonError) return { allow: false, rule: `body: ${err.message}` };
-          throw err;
-        }
-      }
+    const bytes = cmd.body === undefined ? undefined : await readBody(cmd.body);
+    if (bytes === undefined || !routed.inspection) {
+      return routed.decision ??
+        decideRequest(role, { method: cmd.method, target: routed.target });
     }
-    return decideRequest(role, {
-      method: cmd.method,
-      target,
-      body,
-      hasBody: cmd.body !== undefined,
-    });
+    return decideBody(role, cmd.method, routed.target, bytes);
+  }
+}
+
+async function readBody(path: string): Promise<Uint8Array> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new Error(`Cannot read request body "${path}": ${fsErrorText(err)}`);
   }
 }

@@ -22,7 +22,7 @@ import {
 } from "./api_path.ts";
 import { compilePattern, type Inspection, matchRoutes, type Route } from "./routes.ts";
 import { checkBody, cleanPath, type EscapeAllowances } from "./no_escape.ts";
-import { isJsonObject, type JsonValue } from "./strict_json.ts";
+import { isJsonObject, JsonError, type JsonValue, parseStrictJson } from "./strict_json.ts";
 
 /** The presets a role starts from. */
 export type Preset = "read-only" | "no-escape" | "full";
@@ -410,4 +410,38 @@ export function routeRequest(role: Role, method: string, rawTarget: string): Rou
   if (cache.size >= ROUTED_MAX) cache.clear();
   cache.set(key, routed);
   return routed;
+}
+
+/**
+ * The decision on a request whose body the policy inspects: `bytes` read as strict JSON (a
+ * body two readers could read differently is refused with its reason), then
+ * {@linkcode decideRequest}. An empty body is no body. The one path for the relay and for
+ * `dockgate policy check`.
+ *
+ * @example
+ * ```ts
+ * import { compileApiPolicy, decideBody } from "./api_policy.ts";
+ * import { parseApiTarget } from "./api_path.ts";
+ * const p = compileApiPolicy({ roles: { ci: { preset: "no-escape" } }, identities: [] }, "x");
+ * const body = new TextEncoder().encode('{"Image":"bb","HostConfig":{"Privileged":false,"Privileged":true}}');
+ * const d = decideBody(p.roles.get("ci")!, "POST", parseApiTarget("/containers/create"), body);
+ * if (d.allow || !d.rule.includes("duplicate key")) throw new Error(d.rule);
+ * ```
+ */
+export function decideBody(
+  role: Role,
+  method: string,
+  target: ApiTarget,
+  bytes: Uint8Array,
+  options: { resolveSymlinks?: boolean } = {},
+): ApiDecision {
+  if (bytes.length === 0) return decideRequest(role, { method, target, hasBody: false }, options);
+  let body: JsonValue;
+  try {
+    body = parseStrictJson(bytes);
+  } catch (err) {
+    if (err instanceof JsonError) return { allow: false, rule: `body: ${err.message}` };
+    throw err;
+  }
+  return decideRequest(role, { method, target, body, hasBody: true }, options);
 }

@@ -33,8 +33,13 @@ import {
   valuesOf,
 } from "./http.ts";
 import type { ApiTarget } from "./api_path.ts";
-import { type ApiDecision, decideRequest, type Role, routeRequest } from "./api_policy.ts";
-import { JsonError, parseStrictJson } from "./strict_json.ts";
+import {
+  type ApiDecision,
+  decideBody,
+  decideRequest,
+  type Role,
+  routeRequest,
+} from "./api_policy.ts";
 import type { AuditRecord, AuditSink } from "../observe/audit.ts";
 import type { HeldInput, RelayHandle, RelayResult } from "../net/relay.ts";
 import { type FlowControl, runtimeFlowControl } from "../net/relay.ts";
@@ -447,19 +452,9 @@ class ApiRelay {
         rule: `a body to inspect must be application/json, not "${types[0] ?? ""}"`,
       };
     }
-    let json;
-    try {
-      json = parseStrictJson(body);
-    } catch (err) {
-      if (err instanceof JsonError) return { allow: false, rule: `body: ${err.message}` };
-      throw err;
-    }
-    return decideRequest(c.role, {
-      method: c.head.method,
-      target: c.target,
-      body: json,
-      hasBody: true,
-    }, { resolveSymlinks: this.#options.resolveSymlinks });
+    return decideBody(c.role, c.head.method, c.target, body, {
+      resolveSymlinks: this.#options.resolveSymlinks,
+    });
   }
 
   /** Queue the gate's own answer in line; `close` ends the connection after it. */

@@ -203,6 +203,10 @@ const logConfig: Check = struct({ Type: logConfigType, Config: any });
 const nonNegative = (why: string): Check => (value, _ctx, at) =>
   value === null || (typeof value === "number" && value >= 0) ? undefined : `${at}: ${why}`;
 
+/** `Privileged` unset or false. */
+const notPrivileged = (why: string): Check => (value, _ctx, at) =>
+  value === null || value === false ? undefined : `${at}: ${why}`;
+
 const zeroOnly = (why: string): Check => (value, _ctx, at) =>
   value === null || value === 0 ? undefined : `${at}: ${why}`;
 
@@ -412,8 +416,7 @@ const hostConfig: Check = struct({
   Links: any,
   OomScoreAdj: nonNegative("a negative OOM score makes the host kill its own processes first"),
   PidMode: namespaceMode,
-  Privileged: (value, _ctx, at) =>
-    value === null || value === false ? undefined : `${at}: privileged containers are not allowed`,
+  Privileged: notPrivileged("privileged containers are not allowed"),
   PublishAllPorts: any,
   ReadonlyRootfs: any,
   SecurityOpt: securityOpt,
@@ -521,8 +524,7 @@ const createBody: Check = struct({
 /** `POST /containers/{id}/exec`. */
 const execBody: Check = struct({
   User: user,
-  Privileged: (value, _ctx, at) =>
-    value === null || value === false ? undefined : `${at}: privileged exec is not allowed`,
+  Privileged: notPrivileged("privileged exec is not allowed"),
   Tty: any,
   ConsoleSize: any,
   AttachStdin: any,
