@@ -490,7 +490,7 @@ function endDisallowed(
 ): void {
   for (const [handle, { identity, peer, relay }] of open) {
     const admitted = admission(identity, rules);
-    const role = rules.apiPolicy && roleFor(rules.apiPolicy, identity);
+    const role = admitted.role;
     const why = revocationVerdict(identity.serial, rules.revocations) ??
       (admitted.allow ? undefined : `no longer allowed: ${admitted.reason}`) ??
       (relay === "raw" && role && role.preset !== "full"

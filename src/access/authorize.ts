@@ -24,7 +24,7 @@ import {
   type PeerIdentity,
 } from "./identity.ts";
 import { type AccessPolicy, evaluatePolicy } from "./policy.ts";
-import { type ApiPolicy, roleFor } from "../docker/api_policy.ts";
+import { type ApiPolicy, type Role, roleFor } from "../docker/api_policy.ts";
 import { x509 } from "../pki/x509.ts";
 import { signerOf } from "../pki/verify.ts";
 
@@ -154,12 +154,12 @@ export async function checkIdentity(
 export function admission(
   identity: Pick<PeerIdentity, "commonName" | "organizationalUnits" | "dnsNames" | "uris" | "ips">,
   rules: Pick<GateRules, "policy" | "apiPolicy">,
-): { allow: boolean; reason: string } {
+): { allow: boolean; reason: string; role?: Role } {
   const listed = evaluatePolicy(rules.policy, identity);
   if (!listed.allow || !rules.apiPolicy) return listed;
   const role = roleFor(rules.apiPolicy, identity);
   if (!role) return { allow: false, reason: "no role for this identity in the API policy" };
-  return { allow: true, reason: `${listed.reason}; role ${role.name}` };
+  return { allow: true, reason: `${listed.reason}; role ${role.name}`, role };
 }
 
 /** Why `what` is not valid at `now`, or `undefined` when it is. */
