@@ -23,6 +23,7 @@ import {
 import { compilePattern, type Inspection, matchRoutes, type Route } from "./routes.ts";
 import { checkBody, cleanPath, type EscapeAllowances } from "./no_escape.ts";
 import { isJsonObject, JsonError, type JsonValue, parseStrictJson } from "./strict_json.ts";
+import { reservedLabels } from "./isolation.ts";
 
 /** The presets a role starts from. */
 export type Preset = "read-only" | "no-escape" | "full";
@@ -37,6 +38,13 @@ export interface RoleSpec extends EscapeAllowances {
   deny?: readonly string[];
   /** Let a read-only role download files (`archive`, `export`, image `get`). Default: false. */
   allowDownloads?: boolean;
+  /**
+   * Isolate per owner: the identity sees and touches only the containers, volumes and
+   * networks it created (see `isolation.ts`). Not with `full`. Default: false.
+   */
+  isolate?: boolean;
+  /** The answer for another owner's object: 404 (as if missing) or 403. Default: 404. */
+  othersStatus?: 404 | 403;
 }
 
 /** One identity entry: exactly one of `cn`, `san`, `ou`, matched as the allow-lists match. */
@@ -57,6 +65,8 @@ export interface ApiPolicySpec {
   roles: Record<string, RoleSpec>;
   /** Identities in order; the first that matches decides the role. */
   identities: IdentitySpec[];
+  /** Volumes and networks every isolated identity may use (not remove). */
+  shared?: { volumes?: string[]; networks?: string[] };
 }
 
 /** An operation pattern of a role's `allow` or `deny`, compiled. */
@@ -81,6 +91,12 @@ export interface Role {
   allow: Operation[];
   /** Operations refused whatever the preset says. */
   deny: Operation[];
+  /** Whether it is isolated per owner. */
+  isolate: boolean;
+  /** The answer for another owner's object. */
+  othersStatus: 404 | 403;
+  /** The policy's shared volumes and networks. */
+  shared: { volumes: readonly string[]; networks: readonly string[] };
 }
 
 /** A validated policy, ready for decisions. */
@@ -122,7 +138,14 @@ const LIST_KEYS = [
   "allowVolumesFrom",
   "allowLogDrivers",
 ] as const;
-const ROLE_KEYS = new Set<string>(["preset", ...LIST_KEYS, "allowDownloads", "nonRootUser"]);
+const ROLE_KEYS = new Set<string>([
+  "preset",
+  ...LIST_KEYS,
+  "allowDownloads",
+  "nonRootUser",
+  "isolate",
+  "othersStatus",
+]);
 
 /**
  * Validate a policy (parsed from JSON or YAML) and compile it. Throws a `TypeError` naming
@@ -145,12 +168,15 @@ export function compileApiPolicy(value: unknown, source: string): ApiPolicy {
   if (!isPlainObject(value)) fail("top level", "must be an object with roles and identities");
   const top = value as Record<string, unknown>;
   for (const k of Object.keys(top)) {
-    if (k !== "roles" && k !== "identities") fail(k, "unknown key (expected roles, identities)");
+    if (!["roles", "identities", "shared"].includes(k)) {
+      fail(k, "unknown key (expected roles, identities, shared)");
+    }
   }
+  const shared = compileShared(top.shared, fail);
   if (!isPlainObject(top.roles)) fail("roles", "must be an object of named roles");
   const roles = new Map<string, Role>();
   for (const [name, raw] of Object.entries(top.roles as Record<string, unknown>)) {
-    roles.set(name, compileRole(name, raw, (w, m) => fail(`roles.${name}${w}`, m)));
+    roles.set(name, compileRole(name, raw, shared, (w, m) => fail(`roles.${name}${w}`, m)));
   }
   if (!Array.isArray(top.identities)) fail("identities", "must be a list");
   const identities = (top.identities as unknown[]).map((raw, i) => {
@@ -171,9 +197,34 @@ export function compileApiPolicy(value: unknown, source: string): ApiPolicy {
   return { roles, identities };
 }
 
+/** The policy's `shared` names: `{volumes: [...], networks: [...]}`. */
+function compileShared(
+  raw: unknown,
+  fail: (where: string, what: string) => never,
+): Role["shared"] {
+  if (raw === undefined) return { volumes: [], networks: [] };
+  if (!isPlainObject(raw)) fail("shared", "must be an object like {volumes: [], networks: []}");
+  const r = raw as Record<string, unknown>;
+  for (const k of Object.keys(r)) {
+    if (k !== "volumes" && k !== "networks") fail(`shared.${k}`, "unknown key (expected volumes, networks)");
+  }
+  const names = (k: "volumes" | "networks"): string[] => {
+    if (r[k] === undefined) return [];
+    if (!Array.isArray(r[k])) fail(`shared.${k}`, "must be a list of names");
+    return (r[k] as unknown[]).map((v, i) => {
+      if (typeof v !== "string" || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(v)) {
+        fail(`shared.${k}[${i}]`, "must be a volume or network name");
+      }
+      return v as string;
+    });
+  };
+  return { volumes: names("volumes"), networks: names("networks") };
+}
+
 function compileRole(
   name: string,
   raw: unknown,
+  shared: Role["shared"],
   fail: (where: string, what: string) => never,
 ): Role {
   if (!isPlainObject(raw)) fail("", "must be an object with a preset");
@@ -189,8 +240,17 @@ function compileRole(
       if (typeof v !== "string" || v === "") fail(`.${k}[${i}]`, "must be a non-empty string");
     });
   }
-  for (const k of ["allowDownloads", "nonRootUser"]) {
+  for (const k of ["allowDownloads", "nonRootUser", "isolate"]) {
     if (r[k] !== undefined && typeof r[k] !== "boolean") fail(`.${k}`, "must be true or false");
+  }
+  if (r.isolate === true && r.preset === "full") {
+    fail(".isolate", "a full role is relayed raw and cannot be isolated (use no-escape)");
+  }
+  if (r.othersStatus !== undefined && r.othersStatus !== 404 && r.othersStatus !== 403) {
+    fail(".othersStatus", "must be 404 or 403");
+  }
+  if (r.othersStatus !== undefined && r.isolate !== true) {
+    fail(".othersStatus", "only means something with isolate: true");
   }
   ((r.allowBindMounts ?? []) as string[]).forEach((p, i) => {
     if (!p.startsWith("/")) fail(`.allowBindMounts[${i}]`, "must be an absolute path");
@@ -203,7 +263,16 @@ function compileRole(
       return { text, method: m![1], regex: compilePattern(m![2]) };
     });
   const spec = { ...r } as unknown as RoleSpec;
-  return { name, preset: r.preset as Preset, spec, allow: ops("allow"), deny: ops("deny") };
+  return {
+    name,
+    preset: r.preset as Preset,
+    spec,
+    allow: ops("allow"),
+    deny: ops("deny"),
+    isolate: r.isolate === true,
+    othersStatus: (r.othersStatus as 404 | 403 | undefined) ?? 404,
+    shared,
+  };
 }
 
 function isPlainObject(v: unknown): boolean {
@@ -330,7 +399,7 @@ function inspect(
   request: ApiRequest,
   options: { resolveSymlinks?: boolean },
 ): string | undefined {
-  const ctx = { allow: role.spec, resolveSymlinks: options.resolveSymlinks };
+  const ctx = { allow: role.spec, resolveSymlinks: options.resolveSymlinks, isolated: role.isolate };
   switch (route.inspect) {
     case undefined:
       return undefined;
@@ -345,7 +414,8 @@ function inspect(
       return buildQuery(request.target);
     default:
       if (request.body === undefined) return `${route.inspect} needs a JSON body to inspect`;
-      return checkBody(route.inspect, request.body, ctx);
+      return checkBody(route.inspect, request.body, ctx) ??
+        reservedLabels(route.inspect, request.body);
   }
 }
 

@@ -41,6 +41,17 @@ import {
   routeRequest,
 } from "./api_policy.ts";
 import type { AuditRecord, AuditSink } from "../observe/audit.ts";
+import { DaemonClient } from "./daemon_client.ts";
+import {
+  type AnswerRule,
+  filterAnswer,
+  type IsolationPlan,
+  IsolationRefusal,
+  type IsolationSettings,
+  planIsolation,
+} from "./isolation.ts";
+import { checkOwners } from "./owner_check.ts";
+import { JsonDocument } from "./strict_json.ts";
 import type { HeldInput, RelayHandle, RelayResult } from "../net/relay.ts";
 import { type FlowControl, runtimeFlowControl } from "../net/relay.ts";
 
@@ -58,6 +69,11 @@ export interface ApiRelayOptions {
   maxBodyBytes?: number;
   /** Resolve symlinks in bind sources (the target is on this host). Default: false. */
   resolveSymlinks?: boolean;
+  /**
+   * Open a connection to the daemon for the owner checks of isolated roles. Without it an
+   * isolated role's requests that name objects are refused (502).
+   */
+  connectDaemon?: () => Promise<Duplex>;
 }
 
 /** Pieces this big are bulk (an upload): gathered per event-loop turn before writing. */
@@ -93,6 +109,10 @@ interface Exchange {
   mayUpgrade: boolean;
   /** The status of the target's answer, once its head was read. */
   status?: number;
+  /** The owner decision, for the audit record. */
+  owner?: string;
+  /** The answer is filtered or checked before the client sees it. */
+  answer?: { rule: AnswerRule; owner: string; own: ReadonlySet<string> };
 }
 
 type ClientPhase =
@@ -101,6 +121,7 @@ type ClientPhase =
   | { kind: "collect"; collect: Collector }
   | { kind: "discard"; left: number; chunked?: ChunkedReader; next: Next }
   | { kind: "wait-upgrade" }
+  | { kind: "resolving" }
   | { kind: "raw" }
   | { kind: "closing" };
 
@@ -122,7 +143,11 @@ interface Collector {
 type ResponsePhase =
   | { kind: "head" }
   | { kind: "body"; left: number; chunked?: ChunkedReader; close: boolean }
+  | { kind: "filter"; head: ResponseHead; left: number; chunked?: ChunkedReader; data: Buffer[]; size: number }
   | { kind: "raw" };
+
+/** The largest answer the gate reads whole to filter it for an owner. */
+const MAX_FILTERED_ANSWER = 16 * 1024 * 1024;
 
 /**
  * Relay `client` (TLS, already authorized) and `upstream` (the daemon) through the policy.
@@ -167,6 +192,8 @@ class ApiRelay {
   #clientStopped = false;
   #closed = 0;
   #resolve!: (r: RelayResult) => void;
+  /** The owner checks' own connection to the daemon, opened when first needed. */
+  #daemon: DaemonClient | undefined;
 
   constructor(client: Duplex, upstream: Duplex, options: ApiRelayOptions, held?: HeldInput) {
     this.#client = client;
@@ -338,6 +365,10 @@ class ApiRelay {
       });
     // The head is forwarded as sent: every byte of it was checked above, and a head that two
     // parsers could read differently was refused (an inspected body is re-framed, see #collect).
+    if (role.isolate && decision.allow) {
+      this.#isolate(exchange, decision, head.framing, next, head, target, role, undefined);
+      return true;
+    }
     this.#decided(exchange, decision, head.framing, next, () => this.#toUpstream(headBytes));
     return true;
   }
@@ -364,6 +395,7 @@ class ApiRelay {
     framing: BodyFraming,
     next: Next,
     forward: () => void,
+    refusal?: { status: number; message: string },
   ): void {
     exchange.decision = decision;
     const pass = decision.allow || this.#options.mode === "audit";
@@ -377,7 +409,12 @@ class ApiRelay {
         : this.#after(next);
       return;
     }
-    this.#refuse(exchange, 403, this.#denial(exchange, decision.rule), false);
+    this.#refuse(
+      exchange,
+      refusal?.status ?? 403,
+      refusal?.message ?? this.#denial(exchange, decision.rule),
+      false,
+    );
     this.#phase = left > 0 || chunked
       ? { kind: "discard", left, chunked, next: next === "wait-upgrade" ? "head" : next }
       : this.#after(next === "wait-upgrade" ? "head" : next);
@@ -435,10 +472,100 @@ class ApiRelay {
     }
     const body = Buffer.concat(c.data);
     const decision = this.#inspect(c, body);
+    if (c.role.isolate && decision.allow) {
+      this.#isolate(c.exchange, decision, { kind: "none" }, c.next, c.head, c.target, c.role, body);
+      return true;
+    }
     this.#decided(c.exchange, decision, { kind: "none" }, c.next, () => {
       this.#toUpstream(Buffer.concat([serializeRequestHead(c.head, body.length), body]));
     });
     return true;
+  }
+
+  /**
+   * An isolated role's allowed request: plan the isolation (labels, filters, references),
+   * check the owners of the objects it names (asynchronously: the client's further bytes wait
+   * meanwhile), then forward it as edited, or refuse it (404 or 403).
+   */
+  #isolate(
+    exchange: Exchange,
+    decision: ApiDecision,
+    framing: BodyFraming,
+    next: Next,
+    head: RequestHead,
+    target: ApiTarget,
+    role: Role,
+    body: Buffer | undefined,
+  ): void {
+    const settings: IsolationSettings = {
+      owner: this.#options.who.identity,
+      othersStatus: role.othersStatus,
+      sharedVolumes: role.shared.volumes,
+      sharedNetworks: role.shared.networks,
+      allowVolumesFrom: role.spec.allowVolumesFrom ?? [],
+    };
+    let plan: IsolationPlan;
+    try {
+      const doc = body && body.length > 0 ? new JsonDocument(body) : undefined;
+      plan = planIsolation(settings, head.method, head.target, target, doc);
+    } catch (err) {
+      if (!(err instanceof IsolationRefusal)) throw err;
+      return this.#refuseIsolated(exchange, err, framing, next, head, body);
+    }
+    const forward = (own: ReadonlySet<string>, notes: string[]) => {
+      exchange.owner = [...plan.notes, ...notes].join(", ") || undefined;
+      if (plan.answer) exchange.answer = { rule: plan.answer, owner: settings.owner, own };
+      const newTarget = plan.target.changed ? plan.target.toString() : undefined;
+      const edited = plan.body?.edited ? Buffer.from(plan.body.result()) : body;
+      this.#decided(exchange, decision, framing, next, () => {
+        if (edited === undefined && newTarget === undefined) {
+          return this.#toUpstream(serializeRequestHead(head));
+        }
+        const headBytes = serializeRequestHead(head, edited?.length, newTarget);
+        this.#toUpstream(edited ? Buffer.concat([headBytes, edited]) : headBytes);
+      });
+    };
+    if (plan.refs.length === 0) return forward(new Set(), []);
+    this.#phase = { kind: "resolving" };
+    this.#daemon ??= this.#options.connectDaemon
+      ? new DaemonClient(this.#options.connectDaemon)
+      : undefined;
+    const checks = this.#daemon
+      ? checkOwners(plan, settings, this.#daemon, head.method)
+      : Promise.reject(new Error("no connection to the daemon for owner checks"));
+    checks.then(
+      (result) => this.#corked(() => {
+        forward(result.ownContainers ?? new Set(), result.notes);
+        this.#pump();
+      }),
+      (err) => this.#corked(() => {
+        const refusal = err instanceof IsolationRefusal
+          ? err
+          : new IsolationRefusal(502, `owner check failed: ${(err as Error).message}`);
+        this.#refuseIsolated(exchange, refusal, framing, next, head, body);
+        this.#pump();
+      }),
+    );
+  }
+
+  /** Refuse for isolation: 404 in the daemon's words (nothing to tell apart), else 403/400/502. */
+  #refuseIsolated(
+    exchange: Exchange,
+    refusal: IsolationRefusal,
+    framing: BodyFraming,
+    next: Next,
+    head: RequestHead,
+    body: Buffer | undefined,
+  ): void {
+    exchange.owner = `refused: ${refusal.message}`;
+    const decision = { allow: false, rule: `isolate: ${refusal.message}` };
+    const status = refusal.status;
+    const message = status === 404 ? refusal.message : this.#denial(exchange, decision.rule);
+    this.#decided(exchange, decision, framing, next, () => {
+      // Audit mode: the request goes on as the client sent it.
+      const bytes = serializeRequestHead(head, body?.length);
+      this.#toUpstream(body ? Buffer.concat([bytes, body]) : bytes);
+    }, { status, message });
   }
 
   /** The decision on a collected body: content type, strict JSON, then the policy. */
@@ -459,7 +586,10 @@ class ApiRelay {
 
   /** Queue the gate's own answer in line; `close` ends the connection after it. */
   #refuse(exchange: Exchange, status: number, message: string, close: boolean): void {
-    exchange.local = { response: gateResponse(status, message, close), status, close };
+    let response = gateResponse(status, message, close);
+    // An answer to HEAD has no body (its Content-Length stays, as the daemon's would).
+    if (exchange.method === "HEAD") response = response.subarray(0, findHeadEnd(response));
+    exchange.local = { response, status, close };
     this.#queue.push(exchange);
     this.#flushLocal();
   }
@@ -536,7 +666,7 @@ class ApiRelay {
     if (!this.#clientEnded || this.#upstream.destroyed || this.#upstream.writableEnded) return;
     if (this.#batch || this.#bulk.length > 0) return; // after what is still to be written
     const k = this.#phase.kind;
-    if (k === "wait-upgrade") return; // decided once the answer is in
+    if (k === "wait-upgrade" || k === "resolving") return; // decided once the answer is in
     if (k === "head" && this.#pending.length > 0 && this.#queue.length >= MAX_IN_FLIGHT) return;
     if (k === "raw" && this.#pending.length > 0) return;
     this.#pending = Buffer.alloc(0);
@@ -575,9 +705,22 @@ class ApiRelay {
         if (this.#switchesToRaw(exchange, head)) {
           return this.#goRaw(exchange, head.status, headBytes);
         }
+        const framing = responseFraming(head, exchange.method);
+        if (exchange.answer && head.status >= 200 && framing.kind !== "none") {
+          if (framing.kind === "close") throw new Error("an answer to filter has no length");
+          exchange.status = head.status;
+          this.#response = {
+            kind: "filter",
+            head,
+            left: framing.kind === "length" ? framing.length : 0,
+            chunked: framing.kind === "chunked" ? new ChunkedReader() : undefined,
+            data: [],
+            size: 0,
+          };
+          continue;
+        }
         this.#toClient(headBytes);
         if (head.status < 200) continue; // 100 Continue: the final answer follows
-        const framing = responseFraming(head, exchange.method);
         this.#response = framing.kind === "none"
           ? { kind: "head" }
           : framing.kind === "length"
@@ -590,6 +733,10 @@ class ApiRelay {
           this.#response = { kind: "head" };
           this.#answered(exchange);
         }
+        continue;
+      }
+      if (this.#response.kind === "filter") {
+        this.#filterAnswer(exchange, this.#response);
         continue;
       }
       const r = this.#response;
@@ -606,6 +753,35 @@ class ApiRelay {
         this.#answered(exchange);
       }
     }
+  }
+
+  /** Read an answer to filter whole, then send the owner's view of it. */
+  #filterAnswer(exchange: Exchange, r: Extract<ResponsePhase, { kind: "filter" }>): void {
+    let used: number;
+    if (r.chunked) {
+      used = r.chunked.feed(this.#responseBuf, (d) => {
+        r.data.push(Buffer.from(d));
+        r.size += d.length;
+      });
+    } else {
+      used = Math.min(r.left, this.#responseBuf.length);
+      r.data.push(this.#responseBuf.subarray(0, used));
+      r.size += used;
+      r.left -= used;
+    }
+    this.#responseBuf = this.#responseBuf.subarray(used);
+    exchange.bytesOut += used;
+    if (r.size > MAX_FILTERED_ANSWER) throw new Error("an answer to filter is too big");
+    if (r.chunked ? !r.chunked.done : r.left > 0) return;
+    const a = exchange.answer!;
+    const body = Buffer.concat(r.data);
+    const out = filterAnswer(a.rule, r.head.status, body, a.owner, a.own);
+    const status = out?.status ?? r.head.status;
+    const data = out ? Buffer.from(out.body) : body;
+    this.#toClient(Buffer.concat([responseHeadWith(r.head, status, data.length), data]));
+    exchange.status = status;
+    this.#response = { kind: "head" };
+    this.#answered(exchange);
   }
 
   #switchesToRaw(exchange: Exchange, head: ResponseHead): boolean {
@@ -682,6 +858,7 @@ class ApiRelay {
       path: exchange.path,
       decision: !denied ? "allow" : exchange.local || mode === "enforce" ? "deny" : "would_deny",
       rule: exchange.decision.rule,
+      ...(exchange.owner ? { owner: exchange.owner } : {}),
       status,
       bytes_in: exchange.bytesIn,
       bytes_out: exchange.bytesOut,
@@ -741,6 +918,21 @@ class ApiRelay {
       if (s === this.#upstream && !other.writableEnded) other.end();
       else if (s === this.#client) other.destroy();
     }
-    if (++this.#closed === 2) this.#resolve(this.#result);
+    if (++this.#closed === 2) {
+      this.#daemon?.close();
+      this.#resolve(this.#result);
+    }
   }
+}
+
+/** A response head like `head` with `status` and a `Content-Length` of `length`. */
+function responseHeadWith(head: ResponseHead, status: number, length: number): Buffer {
+  const reasons: Record<number, string> = { 200: "OK", 201: "Created", 409: "Conflict" };
+  let text = `HTTP/1.1 ${status} ${reasons[status] ?? "Status"}\r\n`;
+  for (const h of head.headers) {
+    const n = h.name.toLowerCase();
+    if (n === "content-length" || n === "transfer-encoding") continue;
+    text += `${h.name}: ${h.value}\r\n`;
+  }
+  return Buffer.from(`${text}Content-Length: ${length}\r\n\r\n`, "latin1");
 }

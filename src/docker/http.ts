@@ -384,11 +384,16 @@ const REASONS: Record<number, string> = {
 };
 
 /**
- * Serialize a request head again with `framing` replacing its body framing headers (an
- * inspected chunked body is forwarded with the `Content-Length` of what was checked).
+ * Serialize a request head again, with `bodyLength` replacing its body framing headers (an
+ * inspected chunked body is forwarded with the `Content-Length` of what was checked) and
+ * `target` its request target (an isolated role's request carries full IDs).
  */
-export function serializeRequestHead(head: RequestHead, bodyLength?: number): Buffer {
-  let text = `${head.method} ${head.target} HTTP/${head.version}\r\n`;
+export function serializeRequestHead(
+  head: RequestHead,
+  bodyLength?: number,
+  target: string = head.target,
+): Buffer {
+  let text = `${head.method} ${target} HTTP/${head.version}\r\n`;
   for (const h of head.headers) {
     const n = headerName(h.name);
     if (bodyLength !== undefined && (n === "content-length" || n === "transfer-encoding")) {

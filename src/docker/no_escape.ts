@@ -42,6 +42,11 @@ export interface EscapeContext {
    * gate runs on the daemon's host, i.e. the target is a unix socket). Default: false.
    */
   resolveSymlinks?: boolean;
+  /**
+   * The role is isolated per owner: `VolumesFrom` and `NetworkMode: container:…` may name the
+   * caller's own containers, which the owner check (`isolation.ts`) then confirms. Default: false.
+   */
+  isolated?: boolean;
 }
 
 /** A refusal: which field, and why. */
@@ -187,7 +192,18 @@ const sysctls: Check = (value, ctx, at) => {
   return undefined;
 };
 
-const volumesFrom: Check = list(onList("allowVolumesFrom", "container"));
+const volumesFrom: Check = (value, ctx, at) =>
+  // Isolated: the caller's own containers (checked by owner), or those on the list.
+  ctx.isolated ? list(stringItem)(value, ctx, at) : list(onList("allowVolumesFrom", "container"))(value, ctx, at);
+
+const stringItem: Check = (value, _ctx, at) =>
+  typeof value === "string" ? undefined : `${at} is not a string`;
+
+/** The network mode: the namespace rule, except an isolated role's own containers. */
+const networkMode: Check = (value, ctx, at) =>
+  ctx.isolated && typeof value === "string" && value.startsWith("container:")
+    ? undefined
+    : namespaceMode(value, ctx, at);
 
 const runtime: Check = (value, ctx, at) =>
   value === "runc" ? undefined : onList("allowRuntimes", "runtime")(value, ctx, at);
@@ -395,7 +411,7 @@ const hostConfig: Check = struct({
   Binds: binds,
   ContainerIDFile: any,
   LogConfig: logConfig,
-  NetworkMode: namespaceMode,
+  NetworkMode: networkMode,
   PortBindings: any,
   RestartPolicy: any,
   AutoRemove: any,
@@ -553,7 +569,33 @@ const volumeBody: Check = (value, ctx, at) => {
   return volumeOptions(value["Driver"], value["DriverOpts"], ctx, "DriverOpts");
 };
 
-/** The body checks by route inspection kind. */
+/** `POST /networks/create`: moby's `network.CreateRequest`. */
+const networkBody: Check = struct({
+  Name: any,
+  CheckDuplicate: any,
+  Driver: any,
+  Scope: any,
+  EnableIPv4: any,
+  EnableIPv6: any,
+  IPAM: any,
+  Internal: any,
+  Attachable: any,
+  Ingress: any,
+  ConfigOnly: any,
+  ConfigFrom: struct({ Network: any }),
+  Options: any,
+  Labels: any,
+});
+
+/** `POST /networks/{id}/connect`. */
+const connectBody: Check = struct({
+  Container: any,
+  EndpointConfig: endpointSettings,
+});
+
+/** `POST /networks/{id}/disconnect`. */
+const disconnectBody: Check = struct({ Container: any, Force: any });
+
 /** A swarm service's container: the same rules as a container's, in swarm's field names. */
 const serviceContainer: Check = struct({
   Image: any,
@@ -647,6 +689,9 @@ export const BODY_CHECKS = {
   exec: execBody,
   update: updateBody,
   volume: volumeBody,
+  network: networkBody,
+  connect: connectBody,
+  disconnect: disconnectBody,
   service: serviceBody,
 } as const;
 

@@ -22,7 +22,17 @@ export type RouteClass =
   | "escape";
 
 /** Which body or query check a route needs under a restricted role. */
-export type Inspection = "create" | "exec" | "update" | "volume" | "service" | "start" | "build";
+export type Inspection =
+  | "create"
+  | "exec"
+  | "update"
+  | "volume"
+  | "network"
+  | "connect"
+  | "disconnect"
+  | "service"
+  | "start"
+  | "build";
 
 /** One route of the API. */
 export interface Route {
@@ -100,10 +110,10 @@ POST /session escape
 POST /grpc escape
 GET /networks read
 GET /networks/{id} read
-POST /networks/create write
+POST /networks/create write network
 POST /networks/prune write
-POST /networks/{id}/connect write
-POST /networks/{id}/disconnect write
+POST /networks/{id}/connect write connect
+POST /networks/{id}/disconnect write disconnect
 DELETE /networks/{id} write
 GET /volumes read
 GET /volumes/{name} read

@@ -22,7 +22,10 @@ export function apiStrategy(options: ApiRelayOptions): RelayStrategy {
     name: "docker-api",
     async start(conn) {
       const upstream = await connectTarget(conn.target, conn.connectTimeoutMs);
-      return apiRelay(conn.client, upstream, options, conn.held);
+      // Owner checks of isolated roles ask the daemon over a connection of their own.
+      const connectDaemon = options.connectDaemon ??
+        (() => connectTarget(conn.target, conn.connectTimeoutMs));
+      return apiRelay(conn.client, upstream, { ...options, connectDaemon }, conn.held);
     },
   };
 }

@@ -6,7 +6,7 @@
  * decoder does the same, but a policy that reads a body must see the one value the daemon
  * will act on, with no doubt left. `{"Privileged":false,"Privileged":true}` is refused here,
  * not judged. (Case-folded keys, which Go also matches, are the schema checker's job, see
- * `body_rules.ts`.)
+ * `no_escape.ts`.)
  *
  * @module
  */
@@ -43,23 +43,150 @@ export const MAX_JSON_DEPTH = 64;
  * ```
  */
 export function parseStrictJson(bytes: Uint8Array): JsonValue {
+  return parse(bytes, undefined).value;
+}
+
+/** Where a value sits in a document's text: `[start, end)` in UTF-16 units. */
+export interface Span {
+  /** Offset of the value's first character. */
+  start: number;
+  /** Offset just after the value. */
+  end: number;
+}
+
+/** An object's span and, for each key, the key's and the value's spans. */
+export interface ObjectSpan extends Span {
+  /** The member spans by key. */
+  members: Map<string, { key: Span; value: Span }>;
+}
+
+/** An array's span and its items' spans. */
+export interface ArraySpan extends Span {
+  /** The item spans in order. */
+  items: Span[];
+}
+
+/**
+ * A parsed body that can be edited in place: the text, the value, and where each object and
+ * array (and each of their members) sits in the text. Edits change only the bytes they name,
+ * so numbers, escapes and order stay exactly as the client sent them.
+ */
+export class JsonDocument {
+  /** The document's text. */
+  readonly text: string;
+  /** Its value (the same as {@linkcode parseStrictJson} gives). */
+  readonly value: JsonValue;
+  readonly #spans: WeakMap<object, ObjectSpan | ArraySpan>;
+  readonly #edits: { start: number; end: number; text: string }[] = [];
+
+  /**
+   * Parse `bytes` strictly (see {@linkcode parseStrictJson}), keeping the spans.
+   *
+   * @example
+   * ```ts
+   * import { JsonDocument } from "./strict_json.ts";
+   * const doc = new JsonDocument(new TextEncoder().encode('{"Labels":{"a":"1"},"N":1e400}'));
+   * doc.insertMember(doc.value as object, "Extra", "true");
+   * if (doc.result() !== '{"Extra":true,"Labels":{"a":"1"},"N":1e400}') throw new Error(doc.result());
+   * ```
+   */
+  constructor(bytes: Uint8Array) {
+    const spans = new WeakMap<object, ObjectSpan | ArraySpan>();
+    const { text, value } = parse(bytes, spans);
+    this.text = text;
+    this.value = value;
+    this.#spans = spans;
+  }
+
+  /** The span of an object or array of this document. */
+  spanOf(node: object): ObjectSpan | ArraySpan {
+    const span = this.#spans.get(node);
+    if (!span) throw new TypeError("not an object or array of this document");
+    return span;
+  }
+
+  /** Replace the value of `key` in `object` by the JSON text `json`. */
+  replaceValue(object: object, key: string, json: string): void {
+    const member = (this.spanOf(object) as ObjectSpan).members?.get(key);
+    if (!member) throw new RangeError(`no key "${key}" to replace`);
+    this.#edit(member.value.start, member.value.end, json);
+  }
+
+  /** Rename `key` of `object` to `newKey` (the value stays). */
+  renameKey(object: object, key: string, newKey: string): void {
+    const member = (this.spanOf(object) as ObjectSpan).members?.get(key);
+    if (!member) throw new RangeError(`no key "${key}" to rename`);
+    this.#edit(member.key.start, member.key.end, JSON.stringify(newKey));
+  }
+
+  /** Replace item `index` of `array` by the JSON text `json`. */
+  replaceItem(array: object, index: number, json: string): void {
+    const item = (this.spanOf(array) as ArraySpan).items?.[index];
+    if (!item) throw new RangeError(`no item ${index} to replace`);
+    this.#edit(item.start, item.end, json);
+  }
+
+  /** Add `key` with the JSON text `json` as the first member of `object`. */
+  insertMember(object: object, key: string, json: string): void {
+    const span = this.spanOf(object) as ObjectSpan;
+    if (!span.members) throw new TypeError("not an object");
+    if (span.members.has(key)) throw new RangeError(`key "${key}" is there already`);
+    const comma = span.members.size > 0 ? "," : "";
+    this.#edit(span.start + 1, span.start + 1, `${JSON.stringify(key)}:${json}${comma}`);
+  }
+
+  #edit(start: number, end: number, text: string): void {
+    for (const e of this.#edits) {
+      if (start < e.end && e.start < end) throw new RangeError("overlapping edits");
+      if (start === end && e.start === e.end && start === e.start) {
+        throw new RangeError("two insertions at one place");
+      }
+    }
+    this.#edits.push({ start, end, text });
+  }
+
+  /** Whether any edit was made. */
+  get edited(): boolean {
+    return this.#edits.length > 0;
+  }
+
+  /** The text with every edit applied. */
+  result(): string {
+    const edits = [...this.#edits].sort((a, b) => a.start - b.start);
+    let out = "";
+    let at = 0;
+    for (const e of edits) {
+      out += this.text.slice(at, e.start) + e.text;
+      at = e.end;
+    }
+    return out + this.text.slice(at);
+  }
+}
+
+function parse(
+  bytes: Uint8Array,
+  spans: WeakMap<object, ObjectSpan | ArraySpan> | undefined,
+): { text: string; value: JsonValue } {
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch {
     throw new JsonError("body is not valid UTF-8");
   }
-  const p = new Parser(text);
+  const p = new Parser(text, spans);
   p.ws();
   const value = p.value(0);
   p.ws();
   if (p.i !== text.length) throw new JsonError("data after the JSON value");
-  return value;
+  return { text, value };
 }
 
 class Parser {
   i = 0;
-  constructor(readonly s: string) {}
+  constructor(
+    readonly s: string,
+    readonly spans: WeakMap<object, ObjectSpan | ArraySpan> | undefined,
+  ) {}
 
   ws(): void {
     while (this.i < this.s.length) {
@@ -158,43 +285,63 @@ class Parser {
   }
 
   array(depth: number): JsonValue[] {
+    const span: ArraySpan | undefined = this.spans ? { start: this.i, end: 0, items: [] } : undefined;
     this.i++;
     const out: JsonValue[] = [];
+    if (span) this.spans!.set(out, span);
     this.ws();
     if (this.s[this.i] === "]") {
       this.i++;
+      if (span) span.end = this.i;
       return out;
     }
     for (;;) {
       this.ws();
+      const start = this.i;
       out.push(this.value(depth + 1));
+      span?.items.push({ start, end: this.i });
       this.ws();
       const c = this.s[this.i++];
-      if (c === "]") return out;
+      if (c === "]") {
+        if (span) span.end = this.i;
+        return out;
+      }
       if (c !== ",") this.fail("expected ',' or ']'");
     }
   }
 
   object(depth: number): JsonObject {
+    const span: ObjectSpan | undefined = this.spans
+      ? { start: this.i, end: 0, members: new Map() }
+      : undefined;
     this.i++;
     const out: JsonObject = Object.create(null);
+    if (span) this.spans!.set(out, span);
     this.ws();
     if (this.s[this.i] === "}") {
       this.i++;
+      if (span) span.end = this.i;
       return out;
     }
     for (;;) {
       this.ws();
       if (this.s[this.i] !== '"') this.fail("expected a key");
+      const keyStart = this.i;
       const key = this.string();
+      const keyEnd = this.i;
       if (Object.hasOwn(out, key)) throw new JsonError(`duplicate key "${key}"`);
       this.ws();
       if (this.s[this.i++] !== ":") this.fail("expected ':'");
       this.ws();
+      const start = this.i;
       out[key] = this.value(depth + 1);
+      span?.members.set(key, { key: { start: keyStart, end: keyEnd }, value: { start, end: this.i } });
       this.ws();
       const c = this.s[this.i++];
-      if (c === "}") return out;
+      if (c === "}") {
+        if (span) span.end = this.i;
+        return out;
+      }
       if (c !== ",") this.fail("expected ',' or '}'");
     }
   }

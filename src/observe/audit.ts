@@ -33,6 +33,8 @@ export interface AuditRecord {
   decision?: "allow" | "deny" | "would_deny";
   /** Request: the rule that decided. */
   rule?: string;
+  /** Request of an isolated role: the owner decision (`own container 3f2a…`, `owner filter`). */
+  owner?: string;
   /** Request: the HTTP status the client got (101 for a switch to a raw stream). */
   status?: number;
   /** Connection: the relay used (`raw` or `docker-api`). */

@@ -1,0 +1,620 @@
+/**
+ * Owner isolation for shared Docker hosts: what a request of an isolated role must have
+ * changed or checked before it is forwarded. Pure: {@linkcode planIsolation} reads the
+ * request and says what to do; `owner_check.ts` does the daemon lookups it asks for.
+ *
+ * - Creates (containers, volumes, networks) get the label `dockgate.owner=<identity>`; a
+ *   client that sets a `dockgate.` label itself is refused.
+ * - Lists, events and prunes get `label=dockgate.owner=<identity>` merged into `filters`
+ *   (the client's filters stay, and the daemon ANDs label filters).
+ * - Every object a request names (in the path, the query or the body) is a reference the
+ *   gate resolves with a fresh inspect; the request is forwarded with the full ID the check
+ *   saw, so that the daemon cannot resolve the name to anything else in between.
+ * - Answers that list objects the filters cannot reach (`/system/df`, a shared network's
+ *   containers) are filtered; answers that would name another owner's object are replaced.
+ *
+ * @module
+ */
+
+import type { ApiTarget } from "./api_path.ts";
+import { HttpError } from "./http.ts";
+import { matchRoutes } from "./routes.ts";
+import { isJsonObject, JsonDocument, type JsonObject, type JsonValue } from "./strict_json.ts";
+import { JsonError, parseStrictJson } from "./strict_json.ts";
+
+/** The label that says who owns an object. */
+export const OWNER_LABEL = "dockgate.owner";
+
+/** The daemon's own networks, shared by every owner. */
+export const BUILTIN_NETWORKS: readonly string[] = ["bridge", "host", "none"];
+
+/** How an isolated role is isolated. */
+export interface IsolationSettings {
+  /** The owner: the identity's name (its certificate's common name). */
+  owner: string;
+  /** The answer for another owner's object: 404 (as if missing, the default) or 403. */
+  othersStatus: 404 | 403;
+  /** Volumes every isolated identity may use (not remove). */
+  sharedVolumes: readonly string[];
+  /** Networks every isolated identity may use, besides the built-in ones. */
+  sharedNetworks: readonly string[];
+  /** Containers the role's `allowVolumesFrom` names: usable without an owner check. */
+  allowVolumesFrom: readonly string[];
+}
+
+/** The kinds of object an owner has. */
+export type ObjectKind = "container" | "exec" | "volume" | "network";
+
+/** An object a request names, to be resolved and checked by the gate. */
+export interface ObjectRef {
+  /** What kind of object. */
+  kind: ObjectKind;
+  /** The name, ID or ID prefix as the client wrote it. */
+  name: string;
+  /** Where the request names it (for the log). */
+  at: string;
+  /** The request removes it (a shared object may be used, not removed). */
+  remove?: boolean;
+  /** Put the full ID the check resolved where the client's name was. */
+  rewrite?: (id: string) => void;
+  /** A named volume a container mounts: created with the owner label when it is missing. */
+  volume?: { Driver?: string; DriverOpts?: JsonObject; Labels?: JsonObject };
+}
+
+/** What to do with the daemon's answer. */
+export type AnswerRule =
+  /** Keep only the owner's containers and volumes. */
+  | { kind: "system-df" }
+  /** Keep only the owner's containers in a network's `Containers`. */
+  | { kind: "network-containers" }
+  /** A created (or existing, same name) volume must be the owner's. */
+  | { kind: "volume-owner"; name: string }
+  /** A name conflict on create must not name the other container. */
+  | { kind: "create-conflict"; name: string };
+
+/** What {@linkcode planIsolation} decided for one request. */
+export interface IsolationPlan {
+  /** Objects to resolve and check. */
+  refs: ObjectRef[];
+  /** The target, edited in place as references resolve. */
+  target: TargetEditor;
+  /** The body, when it is edited (labels, full IDs). */
+  body?: JsonDocument;
+  /** The answer's treatment, if any. */
+  answer?: AnswerRule;
+  /** What was done, for the audit record. */
+  notes: string[];
+}
+
+/** A request refused by the isolation rules. */
+export class IsolationRefusal extends Error {
+  /** The status to answer with. */
+  readonly status: number;
+  /** Make one. */
+  constructor(status: number, message: string) {
+    super(message);
+    this.name = "IsolationRefusal";
+    this.status = status;
+  }
+}
+
+/**
+ * A request target that can be changed (a path segment, a query value) and serialized again.
+ * Unchanged, it serializes to exactly what the client sent.
+ */
+export class TargetEditor {
+  readonly #raw: string;
+  readonly #target: ApiTarget;
+  #segments: string[];
+  #query: [string, string][];
+  #changed = false;
+
+  /** Wrap `target`, parsed from `raw`. */
+  constructor(raw: string, target: ApiTarget) {
+    this.#raw = raw;
+    this.#target = target;
+    this.#segments = target.path.split("/").slice(1);
+    this.#query = target.query.map(([k, v]) => [k, v]);
+  }
+
+  /** The path's segments (without the version). */
+  get segments(): readonly string[] {
+    return this.#segments;
+  }
+
+  /** Replace path segment `index`. */
+  setSegment(index: number, value: string): void {
+    if (this.#segments[index] === value) return;
+    this.#segments[index] = value;
+    this.#changed = true;
+  }
+
+  /** The values of query parameter `name`. */
+  query(name: string): string[] {
+    return this.#query.filter(([k]) => k === name).map(([, v]) => v);
+  }
+
+  /** Set query parameter `name` to the one value `value` (in place of the first). */
+  setQuery(name: string, value: string): void {
+    const i = this.#query.findIndex(([k]) => k === name);
+    this.#query = this.#query.filter(([k], j) => k !== name || j === i);
+    if (i === -1) this.#query.push([name, value]);
+    else this.#query[this.#query.findIndex(([k]) => k === name)] = [name, value];
+    this.#changed = true;
+  }
+
+  /** Whether anything changed. */
+  get changed(): boolean {
+    return this.#changed;
+  }
+
+  /** The origin-form target to forward. */
+  toString(): string {
+    if (!this.#changed) return this.#raw;
+    const version = this.#target.version === undefined ? "" : `/v${this.#target.version}`;
+    const path = this.#segments.map(encodeURIComponent).join("/");
+    const query = this.#query.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`)
+      .join("&");
+    return `${version}/${path}${query ? `?${query}` : ""}`;
+  }
+}
+
+/** Paths whose answers list objects: the owner filter goes into their `filters`. */
+const FILTERED = new Set([
+  "GET /containers/json",
+  "GET /volumes",
+  "GET /networks",
+  "GET /events",
+  "POST /containers/prune",
+  "POST /volumes/prune",
+  "POST /networks/prune",
+]);
+
+/** Swarm objects are not owned: an isolated role has none of their routes. */
+const SWARM_OBJECTS = new Set(["nodes", "services", "tasks", "secrets", "configs"]);
+
+/** Names as the daemon allows them for containers and volumes (and IDs, and prefixes). */
+const OBJECT_NAME = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+/**
+ * Plan the isolation of one request of an isolated role: `target` parsed from `rawTarget`,
+ * `body` the inspected body (a {@linkcode JsonDocument}) when the route has one. Throws an
+ * {@linkcode IsolationRefusal} for a request that isolation refuses outright.
+ *
+ * @example
+ * ```ts
+ * import { planIsolation } from "./isolation.ts";
+ * import { parseApiTarget } from "./api_path.ts";
+ * const settings = { owner: "ci-a", othersStatus: 404 as const, sharedVolumes: [], sharedNetworks: [], allowVolumesFrom: [] };
+ * const raw = "/v1.41/containers/json?all=1";
+ * const plan = planIsolation(settings, "GET", raw, parseApiTarget(raw));
+ * if (plan.target.toString() !== "/v1.41/containers/json?all=1&filters=%7B%22label%22%3A%7B%22dockgate.owner%3Dci-a%22%3Atrue%7D%7D") throw new Error(plan.target.toString());
+ * const logs = planIsolation(settings, "GET", "/containers/web/logs", parseApiTarget("/containers/web/logs"));
+ * if (logs.refs[0].kind !== "container" || logs.refs[0].name !== "web") throw new Error();
+ * ```
+ */
+export function planIsolation(
+  settings: IsolationSettings,
+  method: string,
+  rawTarget: string,
+  target: ApiTarget,
+  body?: JsonDocument,
+): IsolationPlan {
+  const editor = new TargetEditor(rawTarget, target);
+  const plan: IsolationPlan = { refs: [], target: editor, notes: [] };
+  const segs = editor.segments;
+  const route = `${method} ${target.path}`;
+  if (SWARM_OBJECTS.has(segs[0])) {
+    throw new IsolationRefusal(
+      403,
+      `swarm ${segs[0]} have no owner: an isolated role may not use them`,
+    );
+  }
+  if (FILTERED.has(route)) {
+    const values = editor.query("filters");
+    if (values.length > 1) throw new IsolationRefusal(400, "more than one filters parameter");
+    editor.setQuery("filters", mergeOwnerFilter(values[0], settings.owner));
+    plan.notes.push("owner filter");
+  }
+  if (route === "GET /system/df") plan.answer = { kind: "system-df" };
+  pathReference(plan, method, segs);
+  if (route === "POST /commit") {
+    const [name] = editor.query("container");
+    if (name !== undefined && name !== "") {
+      plan.refs.push({
+        kind: "container",
+        name,
+        at: "query container",
+        rewrite: (id) => editor.setQuery("container", id),
+      });
+    }
+  }
+  if (body) bodyReferences(settings, plan, route, body);
+  return plan;
+}
+
+/** The object a path names (`/containers/{name}/…`, `/exec/{id}/…`, `/volumes/{name}`, …). */
+function pathReference(plan: IsolationPlan, method: string, segs: readonly string[]): void {
+  const [collection, name] = segs;
+  if (name === undefined) return;
+  const literal: Record<string, string[]> = {
+    containers: ["json", "create", "prune"],
+    volumes: ["create", "prune"],
+    networks: ["create", "prune"],
+    exec: [],
+  };
+  const kinds: Record<string, ObjectKind> = {
+    containers: "container",
+    volumes: "volume",
+    networks: "network",
+    exec: "exec",
+  };
+  const kind = kinds[collection];
+  if (!kind) return;
+  if (segs.length === 2 && literal[collection].includes(name)) return;
+  const routes = matchRoutes(method, `/${segs.join("/")}`);
+  const named = routes.filter((r) => /^\/[a-z]+\/\{(name|id)\}/.test(r.pattern));
+  if (named.length === 0) return;
+  // Container and volume names have no '/': a name spanning segments names nothing.
+  const exact = named.some((r) => r.pattern.split("/").length === segs.length + 1);
+  if (!exact || (kind !== "network" && !OBJECT_NAME.test(name))) {
+    throw new IsolationRefusal(404, missingMessage(kind, exact ? name : segs.slice(1).join("/")));
+  }
+  const editor = plan.target;
+  plan.refs.push({
+    kind,
+    name,
+    at: "path",
+    remove: method === "DELETE" && segs.length === 2,
+    rewrite: kind === "volume" || kind === "exec" ? undefined : (id) => editor.setSegment(1, id),
+  });
+}
+
+/** The daemon's message for an object that does not exist (the same for another owner's). */
+export function missingMessage(kind: ObjectKind, name: string): string {
+  switch (kind) {
+    case "container":
+      return `No such container: ${name}`;
+    case "exec":
+      return `No such exec instance: ${name}`;
+    case "volume":
+      return `get ${name}: no such volume`;
+    case "network":
+      return `network ${name} not found`;
+  }
+}
+
+/**
+ * `filters` (the query's JSON, either of the daemon's two forms) with the owner's label
+ * filter added; the client's filters stay. Throws an {@linkcode IsolationRefusal} (400) for
+ * filters the gate cannot read.
+ *
+ * @example
+ * ```ts
+ * import { mergeOwnerFilter } from "./isolation.ts";
+ * const f = JSON.parse(mergeOwnerFilter('{"label":["app=web"],"status":["exited"]}', "ci-a"));
+ * if (!f.label["app=web"] || !f.label["dockgate.owner=ci-a"] || !f.status.exited) throw new Error();
+ * ```
+ */
+export function mergeOwnerFilter(filters: string | undefined, owner: string): string {
+  const out: Record<string, Record<string, boolean>> = Object.create(null);
+  if (filters !== undefined && filters !== "" && filters !== "null") {
+    let value: JsonValue;
+    try {
+      value = parseStrictJson(new TextEncoder().encode(filters));
+    } catch (err) {
+      if (err instanceof JsonError) throw new IsolationRefusal(400, `filters: ${err.message}`);
+      throw err;
+    }
+    if (!isJsonObject(value)) throw new IsolationRefusal(400, "filters: not a JSON object");
+    for (const [key, values] of Object.entries(value)) {
+      const set: Record<string, boolean> = out[key] = Object.create(null);
+      const items = Array.isArray(values)
+        ? values
+        : isJsonObject(values)
+        ? Object.keys(values).filter((k) => typeof values[k] === "boolean")
+        : undefined;
+      if (!items || items.some((v) => typeof v !== "string")) {
+        throw new IsolationRefusal(400, `filters.${key}: not a list of strings`);
+      }
+      if (isJsonObject(values) && items.length !== Object.keys(values).length) {
+        throw new IsolationRefusal(400, `filters.${key}: values must be true or false`);
+      }
+      for (const v of items as string[]) set[v] = true;
+    }
+  }
+  out.label ??= Object.create(null);
+  out.label[`${OWNER_LABEL}=${owner}`] = true;
+  return JSON.stringify(out);
+}
+
+/** Labels, references and answer rules of the inspected bodies. */
+function bodyReferences(
+  settings: IsolationSettings,
+  plan: IsolationPlan,
+  route: string,
+  doc: JsonDocument,
+): void {
+  const root = doc.value;
+  if (!isJsonObject(root)) return; // the policy refused it already
+  plan.body = doc;
+  if (route === "POST /containers/create") {
+    addOwnerLabel(doc, root, settings.owner);
+    const [name] = plan.target.query("name");
+    plan.answer = { kind: "create-conflict", name: name ?? "" };
+    containerReferences(settings, plan, doc, root);
+  } else if (route === "POST /volumes/create") {
+    const name = typeof root.Name === "string" ? root.Name : "";
+    if (name && settings.sharedVolumes.includes(name)) {
+      throw new IsolationRefusal(403, `volume ${name} is shared: an admin creates it`);
+    }
+    addOwnerLabel(doc, root, settings.owner);
+    if (name) plan.answer = { kind: "volume-owner", name };
+  } else if (route === "POST /networks/create") {
+    const name = typeof root.Name === "string" ? root.Name : "";
+    if (BUILTIN_NETWORKS.includes(name) || settings.sharedNetworks.includes(name)) {
+      throw new IsolationRefusal(403, `network ${name} is shared: an admin creates it`);
+    }
+    addOwnerLabel(doc, root, settings.owner);
+    // Two networks of one name make the name ambiguous for both owners: refuse duplicates.
+    if (root.CheckDuplicate === false) {
+      throw new IsolationRefusal(403, "CheckDuplicate=false: an isolated role may not duplicate a name");
+    }
+    if (!("CheckDuplicate" in root)) doc.insertMember(root, "CheckDuplicate", "true");
+    const from = root.ConfigFrom;
+    if (isJsonObject(from) && typeof from.Network === "string" && from.Network !== "") {
+      plan.refs.push({
+        kind: "network",
+        name: from.Network,
+        at: "ConfigFrom.Network",
+        rewrite: (id) => doc.replaceValue(from, "Network", JSON.stringify(id)),
+      });
+    }
+  } else if (/^POST \/networks\/[^/]+\/(connect|disconnect)$/.test(route)) {
+    if (typeof root.Container === "string" && root.Container !== "") {
+      plan.refs.push({
+        kind: "container",
+        name: root.Container,
+        at: "Container",
+        rewrite: (id) => doc.replaceValue(root, "Container", JSON.stringify(id)),
+      });
+    }
+    if (isJsonObject(root.EndpointConfig)) endpointLinks(plan, doc, root.EndpointConfig, "EndpointConfig");
+  }
+}
+
+/** Add the owner label to `object.Labels`; a `dockgate.` label set by the client is refused. */
+function addOwnerLabel(doc: JsonDocument, object: JsonObject, owner: string): void {
+  const labels = object.Labels;
+  const value = JSON.stringify(owner);
+  if (labels === undefined) return doc.insertMember(object, "Labels", `{"${OWNER_LABEL}":${value}}`);
+  if (labels === null) return doc.replaceValue(object, "Labels", `{"${OWNER_LABEL}":${value}}`);
+  if (!isJsonObject(labels)) throw new IsolationRefusal(400, "Labels is not an object");
+  refuseOwnLabels(labels, "Labels");
+  doc.insertMember(labels, OWNER_LABEL, value);
+}
+
+/**
+ * The `dockgate.` labels a restricted role's create body sets (only the gate sets the owner:
+ * a label set by a client could hand its object to another identity, or pose as one).
+ *
+ * @example
+ * ```ts
+ * import { reservedLabels } from "./isolation.ts";
+ * if (!reservedLabels("volume", { Labels: { "dockgate.owner": "other" } })) throw new Error();
+ * if (reservedLabels("volume", { Labels: { app: "x" } })) throw new Error();
+ * ```
+ */
+export function reservedLabels(kind: string, body: JsonValue): string | undefined {
+  if (!isJsonObject(body) || !["create", "volume", "network"].includes(kind)) return undefined;
+  try {
+    refuseOwnLabels(body.Labels, "Labels");
+    const host = isJsonObject(body.HostConfig) ? body.HostConfig : undefined;
+    if (host && Array.isArray(host.Mounts)) {
+      host.Mounts.forEach((m, i) => {
+        if (isJsonObject(m) && isJsonObject(m.VolumeOptions)) {
+          refuseOwnLabels(m.VolumeOptions.Labels, `HostConfig.Mounts[${i}].VolumeOptions.Labels`);
+        }
+      });
+    }
+  } catch (err) {
+    if (err instanceof IsolationRefusal) return err.message;
+    throw err;
+  }
+  return undefined;
+}
+
+/** Refuse labels in the gate's `dockgate.` namespace (only the gate sets the owner). */
+export function refuseOwnLabels(labels: JsonValue | undefined, at: string): void {
+  if (!isJsonObject(labels)) return;
+  for (const key of Object.keys(labels)) {
+    if (key.toLowerCase().startsWith("dockgate.")) {
+      throw new IsolationRefusal(403, `${at}.${key}: the dockgate. labels are the gate's to set`);
+    }
+  }
+}
+
+/** References in a container's create body: volumes-from, links, networks, named volumes. */
+function containerReferences(
+  settings: IsolationSettings,
+  plan: IsolationPlan,
+  doc: JsonDocument,
+  root: JsonObject,
+): void {
+  const host = isJsonObject(root.HostConfig) ? root.HostConfig : undefined;
+  if (host) {
+    const from = host.VolumesFrom;
+    if (Array.isArray(from)) {
+      from.forEach((item, i) => {
+        if (typeof item !== "string") return;
+        const [name, ...mode] = item.split(":");
+        if (settings.allowVolumesFrom.includes(name)) return;
+        plan.refs.push({
+          kind: "container",
+          name,
+          at: `HostConfig.VolumesFrom[${i}]`,
+          rewrite: (id) => doc.replaceItem(from, i, JSON.stringify([id, ...mode].join(":"))),
+        });
+      });
+    }
+    linkReferences(plan, doc, host.Links, "HostConfig.Links");
+    const mode = host.NetworkMode;
+    if (typeof mode === "string" && mode.startsWith("container:")) {
+      plan.refs.push({
+        kind: "container",
+        name: mode.slice("container:".length),
+        at: "HostConfig.NetworkMode",
+        rewrite: (id) => doc.replaceValue(host, "NetworkMode", JSON.stringify(`container:${id}`)),
+      });
+    } else if (typeof mode === "string" && !["", "default", ...BUILTIN_NETWORKS].includes(mode)) {
+      plan.refs.push({
+        kind: "network",
+        name: mode,
+        at: "HostConfig.NetworkMode",
+        rewrite: (id) => doc.replaceValue(host, "NetworkMode", JSON.stringify(id)),
+      });
+    }
+    volumeReferences(plan, host);
+  }
+  const net = isJsonObject(root.NetworkingConfig) ? root.NetworkingConfig : undefined;
+  const endpoints = net && isJsonObject(net.EndpointsConfig) ? net.EndpointsConfig : undefined;
+  for (const [name, settingsOf] of Object.entries(endpoints ?? {})) {
+    if (isJsonObject(settingsOf)) endpointLinks(plan, doc, settingsOf, `EndpointsConfig.${name}`);
+    if (BUILTIN_NETWORKS.includes(name)) continue;
+    plan.refs.push({
+      kind: "network",
+      name,
+      at: `NetworkingConfig.EndpointsConfig.${name}`,
+      rewrite: (id) => {
+        if (id !== name) doc.renameKey(endpoints!, name, id);
+      },
+    });
+  }
+}
+
+/** `Links` entries (`name[:alias]`): container references, forwarded as `ID:alias`. */
+function linkReferences(plan: IsolationPlan, doc: JsonDocument, links: JsonValue | undefined, at: string): void {
+  if (!Array.isArray(links)) return;
+  links.forEach((item, i) => {
+    if (typeof item !== "string") return;
+    const [name, alias] = item.split(":");
+    const keep = alias ?? name.replace(/^\//, "");
+    plan.refs.push({
+      kind: "container",
+      name,
+      at: `${at}[${i}]`,
+      rewrite: (id) => doc.replaceItem(links, i, JSON.stringify(`${id}:${keep}`)),
+    });
+  });
+}
+
+function endpointLinks(plan: IsolationPlan, doc: JsonDocument, endpoint: JsonObject, at: string): void {
+  linkReferences(plan, doc, endpoint.Links, `${at}.Links`);
+}
+
+/** Named volumes in `Binds` and `Mounts`: owned ones, shared ones, or created for the owner. */
+function volumeReferences(plan: IsolationPlan, host: JsonObject): void {
+  const driver = typeof host.VolumeDriver === "string" && host.VolumeDriver !== ""
+    ? host.VolumeDriver
+    : undefined;
+  if (Array.isArray(host.Binds)) {
+    host.Binds.forEach((item, i) => {
+      if (typeof item !== "string") return;
+      const parts = item.split(":");
+      if (parts.length < 2 || parts[0].startsWith("/") || parts[0] === "") return;
+      plan.refs.push({
+        kind: "volume",
+        name: parts[0],
+        at: `HostConfig.Binds[${i}]`,
+        volume: { Driver: driver },
+      });
+    });
+  }
+  if (Array.isArray(host.Mounts)) {
+    host.Mounts.forEach((m, i) => {
+      if (!isJsonObject(m) || m.Type !== "volume" || typeof m.Source !== "string" || !m.Source) return;
+      const options = isJsonObject(m.VolumeOptions) ? m.VolumeOptions : undefined;
+      const config = options && isJsonObject(options.DriverConfig) ? options.DriverConfig : undefined;
+      refuseOwnLabels(options?.Labels, `HostConfig.Mounts[${i}].VolumeOptions.Labels`);
+      plan.refs.push({
+        kind: "volume",
+        name: m.Source,
+        at: `HostConfig.Mounts[${i}]`,
+        volume: {
+          Driver: typeof config?.Name === "string" && config.Name ? config.Name : driver,
+          DriverOpts: isJsonObject(config?.Options) ? config!.Options as JsonObject : undefined,
+          Labels: isJsonObject(options?.Labels) ? options!.Labels as JsonObject : undefined,
+        },
+      });
+    });
+  }
+}
+
+/** The owner label of an object's labels, if any. */
+export function ownerOf(labels: unknown): string | undefined {
+  if (typeof labels !== "object" || labels === null) return undefined;
+  const v = (labels as Record<string, unknown>)[OWNER_LABEL];
+  return typeof v === "string" ? v : undefined;
+}
+
+/**
+ * The answer a rule makes of the daemon's `status` and JSON `body` for `owner`; `undefined`
+ * keeps it as it is. `ownContainers` are the owner's container IDs (for a network's list).
+ *
+ * @example
+ * ```ts
+ * import { filterAnswer } from "./isolation.ts";
+ * const body = new TextEncoder().encode(JSON.stringify({ Containers: [{ Id: "a", Labels: { "dockgate.owner": "x" } }, { Id: "b", Labels: {} }], Volumes: [] }));
+ * const out = filterAnswer({ kind: "system-df" }, 200, body, "x", new Set());
+ * if (JSON.parse(new TextDecoder().decode(out!.body)).Containers.length !== 1) throw new Error();
+ * ```
+ */
+export function filterAnswer(
+  rule: AnswerRule,
+  status: number,
+  body: Uint8Array,
+  owner: string,
+  ownContainers: ReadonlySet<string>,
+): { status: number; body: Uint8Array } | undefined {
+  const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v) + "\n");
+  const parsed = () => {
+    try {
+      return JSON.parse(new TextDecoder().decode(body));
+    } catch {
+      throw new HttpError(502, "the daemon's answer is not JSON");
+    }
+  };
+  switch (rule.kind) {
+    case "system-df": {
+      if (status !== 200) return undefined;
+      const df = parsed();
+      const mine = (o: { Labels?: unknown }) => ownerOf(o?.Labels) === owner;
+      if (Array.isArray(df.Containers)) df.Containers = df.Containers.filter(mine);
+      if (Array.isArray(df.Volumes)) df.Volumes = df.Volumes.filter(mine);
+      return { status, body: json(df) };
+    }
+    case "network-containers": {
+      if (status !== 200) return undefined;
+      const n = parsed();
+      if (n.Containers && typeof n.Containers === "object") {
+        for (const id of Object.keys(n.Containers)) {
+          if (!ownContainers.has(id)) delete n.Containers[id];
+        }
+      }
+      return { status, body: json(n) };
+    }
+    case "volume-owner": {
+      if (status !== 201 && status !== 200) return undefined;
+      if (ownerOf(parsed().Labels) === owner) return undefined;
+      return { status: 409, body: json({ message: `volume name ${rule.name} is already in use` }) };
+    }
+    case "create-conflict":
+      if (status !== 409) return undefined;
+      return {
+        status,
+        body: json({
+          message: `Conflict. The container name "/${rule.name.replace(/^\//, "")}" is already in use.`,
+        }),
+      };
+  }
+}

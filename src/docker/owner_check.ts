@@ -1,0 +1,169 @@
+/**
+ * The owner checks of an isolation plan: each object the request names is inspected fresh
+ * (the daemon resolves names, IDs and ID prefixes its own way, so the gate asks it), its owner
+ * label compared, and the full ID written back into the request. Nothing is cached beyond one
+ * request: the same object named twice in one request is looked up once.
+ *
+ * @module
+ */
+
+import type { DaemonClient } from "./daemon_client.ts";
+import {
+  BUILTIN_NETWORKS,
+  type IsolationPlan,
+  IsolationRefusal,
+  type IsolationSettings,
+  mergeOwnerFilter,
+  missingMessage,
+  type ObjectKind,
+  type ObjectRef,
+  OWNER_LABEL,
+  ownerOf,
+} from "./isolation.ts";
+
+/** An object as the daemon described it. */
+interface Found {
+  /** The full ID (a volume's name). */
+  id: string;
+  /** Its name. */
+  name: string;
+  /** Its owner label. */
+  owner?: string;
+}
+
+/** What the checks found, for the relay. */
+export interface OwnerCheckResult {
+  /** What was decided, for the audit record (`own container 3f2a…`, `shared network bridge`). */
+  notes: string[];
+  /** The owner's container IDs, when the answer must be filtered by them. */
+  ownContainers?: Set<string>;
+}
+
+/**
+ * Resolve and check every reference of `plan`, then edit the request (full IDs). Throws an
+ * {@linkcode IsolationRefusal} for another owner's object (404 or 403 by the role), a
+ * missing one (404), or a shared one being removed (403); an `Error` when the daemon cannot
+ * be asked (the relay then refuses with 502).
+ */
+export async function checkOwners(
+  plan: IsolationPlan,
+  settings: IsolationSettings,
+  client: DaemonClient,
+  method: string,
+): Promise<OwnerCheckResult> {
+  const seen = new Map<string, Promise<Found | undefined>>();
+  const notes: string[] = [];
+  const result: OwnerCheckResult = { notes };
+  for (const ref of plan.refs) {
+    const key = `${ref.kind} ${ref.name}`;
+    if (!seen.has(key)) seen.set(key, lookup(client, ref.kind, ref.name));
+    let found = await seen.get(key)!;
+    if (!found && ref.volume && !settings.sharedVolumes.includes(ref.name)) {
+      found = await createVolume(client, ref, settings.owner);
+      if (found?.owner === settings.owner) notes.push(`created volume ${ref.name}`);
+      seen.set(key, Promise.resolve(found));
+    }
+    if (!found) throw new IsolationRefusal(404, missingMessage(ref.kind, ref.name));
+    const verdict = judge(ref, found, settings);
+    if (verdict === "other") {
+      throw new IsolationRefusal(
+        settings.othersStatus,
+        settings.othersStatus === 404
+          ? missingMessage(ref.kind, ref.name)
+          : `${ref.kind} ${ref.name} belongs to another owner`,
+      );
+    }
+    if (verdict === "shared" && ref.remove) {
+      throw new IsolationRefusal(403, `${ref.kind} ${ref.name} is shared: only an admin removes it`);
+    }
+    notes.push(`${verdict} ${ref.kind} ${short(found.id)}`);
+    ref.rewrite?.(found.id);
+    if (verdict === "shared" && ref.kind === "network" && ref.at === "path" && method === "GET") {
+      plan.answer = { kind: "network-containers" };
+      result.ownContainers = await ownContainers(client, settings.owner);
+    }
+  }
+  return result;
+}
+
+function short(id: string): string {
+  return /^[0-9a-f]{64}$/.test(id) ? id.slice(0, 12) : id;
+}
+
+/** Whose the object is, for this request. */
+function judge(ref: ObjectRef, found: Found, settings: IsolationSettings): "own" | "shared" | "other" {
+  if (found.owner === settings.owner) return "own";
+  if (found.owner !== undefined) return "other";
+  if (ref.kind === "network") {
+    if (BUILTIN_NETWORKS.includes(found.name) || settings.sharedNetworks.includes(found.name)) {
+      return "shared";
+    }
+  }
+  if (ref.kind === "volume" && settings.sharedVolumes.includes(found.name)) return "shared";
+  return "other";
+}
+
+/** A fresh inspect of one object; `undefined` when the daemon has no such object. */
+async function lookup(
+  client: DaemonClient,
+  kind: ObjectKind,
+  name: string,
+): Promise<Found | undefined> {
+  const id = encodeURIComponent(name);
+  if (kind === "exec") {
+    const exec = await get(client, `/exec/${id}/json`);
+    if (!exec || typeof exec.ContainerID !== "string") return undefined;
+    const container = await lookup(client, "container", exec.ContainerID);
+    return container && { ...container, id: String(exec.ID ?? name) };
+  }
+  const path = kind === "container"
+    ? `/containers/${id}/json`
+    : kind === "volume"
+    ? `/volumes/${id}`
+    : `/networks/${id}`;
+  const body = await get(client, path);
+  if (!body) return undefined;
+  const labels = kind === "container" ? body.Config?.Labels : body.Labels;
+  const fullId = kind === "volume" ? body.Name : body.Id;
+  if (typeof fullId !== "string" || fullId === "") throw new Error(`inspect of ${kind} ${name}: no ID`);
+  return { id: fullId, name: String(body.Name ?? "").replace(/^\//, ""), owner: ownerOf(labels) };
+}
+
+/** GET a JSON object; `undefined` for 404 (and the 4xx of a name the daemon cannot read). */
+// deno-lint-ignore no-explicit-any
+async function get(client: DaemonClient, path: string): Promise<any | undefined> {
+  const answer = await client.request("GET", path);
+  if (answer.status === 200) return JSON.parse(answer.body.toString("utf8"));
+  if (answer.status >= 400 && answer.status < 500) return undefined;
+  throw new Error(`owner check ${path}: the daemon answered ${answer.status}`);
+}
+
+/** Create a named volume a container mounts, for the owner (the daemon would, without a label). */
+async function createVolume(
+  client: DaemonClient,
+  ref: ObjectRef,
+  owner: string,
+): Promise<Found | undefined> {
+  const spec = ref.volume!;
+  const answer = await client.request("POST", "/volumes/create", {
+    Name: ref.name,
+    ...(spec.Driver ? { Driver: spec.Driver } : {}),
+    ...(spec.DriverOpts ? { DriverOpts: spec.DriverOpts } : {}),
+    Labels: { ...(spec.Labels ?? {}), [OWNER_LABEL]: owner },
+  });
+  if (answer.status !== 201 && answer.status !== 200) {
+    throw new IsolationRefusal(answer.status, `volume ${ref.name} could not be created`);
+  }
+  const body = JSON.parse(answer.body.toString("utf8"));
+  // Created meanwhile by someone else: the daemon returns that volume, with its labels.
+  return { id: body.Name, name: body.Name, owner: ownerOf(body.Labels) };
+}
+
+/** The owner's container IDs. */
+async function ownContainers(client: DaemonClient, owner: string): Promise<Set<string>> {
+  const filters = encodeURIComponent(mergeOwnerFilter(undefined, owner));
+  const answer = await client.request("GET", `/containers/json?all=1&filters=${filters}`);
+  if (answer.status !== 200) throw new Error(`listing the owner's containers: ${answer.status}`);
+  const list = JSON.parse(answer.body.toString("utf8")) as { Id: string }[];
+  return new Set(list.map((c) => c.Id));
+}
