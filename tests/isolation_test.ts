@@ -24,12 +24,22 @@ const A: IsolationSettings = {
 };
 const enc = (s: string) => new TextEncoder().encode(s);
 const plan = (method: string, raw: string, body?: string) =>
-  planIsolation(A, method, raw, parseApiTarget(raw), body ? new JsonDocument(enc(body)) : undefined);
+  planIsolation(
+    A,
+    method,
+    raw,
+    parseApiTarget(raw),
+    body ? new JsonDocument(enc(body)) : undefined,
+  );
 const refusal = (fn: () => unknown, status: number, re: RegExp) =>
-  assert.throws(fn, (e) => e instanceof IsolationRefusal && e.status === status && re.test(e.message));
+  assert.throws(
+    fn,
+    (e) => e instanceof IsolationRefusal && e.status === status && re.test(e.message),
+  );
 
 Deno.test("JsonDocument: edits change only what they name", () => {
-  const text = '{ "Image" : "bb", "N": 12345678901234567890, "E":"\\u00e9", "L":{}, "A":["x","y"] }';
+  const text =
+    '{ "Image" : "bb", "N": 12345678901234567890, "E":"\\u00e9", "L":{}, "A":["x","y"] }';
   const doc = new JsonDocument(enc(text));
   const v = doc.value as Record<string, unknown>;
   doc.insertMember(v.L as object, "k", '"v"');
@@ -44,15 +54,17 @@ Deno.test("JsonDocument: edits change only what they name", () => {
 });
 
 Deno.test("isolation: lists, events and prunes get the owner filter, client filters kept", () => {
-  for (const [m, p] of [
-    ["GET", "/containers/json"],
-    ["GET", "/volumes"],
-    ["GET", "/networks"],
-    ["GET", "/events"],
-    ["POST", "/containers/prune"],
-    ["POST", "/volumes/prune"],
-    ["POST", "/networks/prune"],
-  ]) {
+  for (
+    const [m, p] of [
+      ["GET", "/containers/json"],
+      ["GET", "/volumes"],
+      ["GET", "/networks"],
+      ["GET", "/events"],
+      ["POST", "/containers/prune"],
+      ["POST", "/volumes/prune"],
+      ["POST", "/networks/prune"],
+    ]
+  ) {
     const t = plan(m, `/v1.41${p}?filters=${encodeURIComponent('{"label":["app=x"]}')}`).target;
     const q = parseApiTarget(t.toString());
     assert.equal(q.version, "1.41");
@@ -62,13 +74,18 @@ Deno.test("isolation: lists, events and prunes get the owner filter, client filt
   // The legacy map form, and no filters at all.
   const legacy = JSON.parse(mergeOwnerFilter('{"status":{"exited":true}}', "o"));
   assert.deepEqual(legacy, { status: { exited: true }, label: { "dockgate.owner=o": true } });
-  assert.deepEqual(JSON.parse(mergeOwnerFilter(undefined, "o")), { label: { "dockgate.owner=o": true } });
+  assert.deepEqual(JSON.parse(mergeOwnerFilter(undefined, "o")), {
+    label: { "dockgate.owner=o": true },
+  });
   // Filters the gate cannot read, or two of them, are refused (never passed through).
   refusal(() => mergeOwnerFilter('{"label":"x"}', "o"), 400, /not a list/);
   refusal(() => mergeOwnerFilter('{"label":["a"],"label":["b"]}', "o"), 400, /duplicate/);
   refusal(() => plan("GET", "/containers/json?filters={}&filters={}"), 400, /more than one/);
   // Other requests' targets are forwarded byte for byte.
-  assert.equal(plan("GET", "/v1.41/images/json?all=1").target.toString(), "/v1.41/images/json?all=1");
+  assert.equal(
+    plan("GET", "/v1.41/images/json?all=1").target.toString(),
+    "/v1.41/images/json?all=1",
+  );
 });
 
 Deno.test("isolation: the objects a path or query names, and full IDs forwarded", () => {
@@ -76,7 +93,10 @@ Deno.test("isolation: the objects a path or query names, and full IDs forwarded"
   assert.deepEqual(logs.refs.map((r) => [r.kind, r.name]), [["container", "web"]]);
   logs.refs[0].rewrite!("f".repeat(64));
   assert.equal(logs.target.toString(), `/v1.41/containers/${"f".repeat(64)}/logs?stdout=1`);
-  assert.deepEqual(plan("DELETE", "/volumes/v1").refs.map((r) => [r.kind, r.remove]), [["volume", true]]);
+  assert.deepEqual(plan("DELETE", "/volumes/v1").refs.map((r) => [r.kind, r.remove]), [[
+    "volume",
+    true,
+  ]]);
   assert.equal(plan("GET", "/exec/abc/json").refs[0].kind, "exec");
   assert.equal(plan("POST", "/networks/n1/connect", '{"Container":"c1"}').refs.length, 2);
   assert.equal(plan("GET", "/containers/json/json").refs[0].name, "json"); // a container named json
@@ -100,13 +120,26 @@ Deno.test("isolation: creates get the owner label; a dockgate. label is refused"
     plan("POST", "/networks/create", '{"Name":"n","Labels":null}').body!.result(),
     '{"CheckDuplicate":true,"Name":"n","Labels":{"dockgate.owner":"team-a"}}',
   );
-  refusal(() => plan("POST", "/containers/create", '{"Labels":{"dockgate.owner":"team-b"}}'), 403, /gate's to set/);
+  refusal(
+    () => plan("POST", "/containers/create", '{"Labels":{"dockgate.owner":"team-b"}}'),
+    403,
+    /gate's to set/,
+  );
   refusal(() => plan("POST", "/volumes/create", '{"Name":"cache"}'), 403, /shared/);
   refusal(() => plan("POST", "/networks/create", '{"Name":"bridge"}'), 403, /shared/);
-  refusal(() => plan("POST", "/networks/create", '{"Name":"n","CheckDuplicate":false}'), 403, /duplicate/);
+  refusal(
+    () => plan("POST", "/networks/create", '{"Name":"n","CheckDuplicate":false}'),
+    403,
+    /duplicate/,
+  );
   // The same rule for a restricted role that is not isolated (it could hand objects over).
   const p = compileApiPolicy({ roles: { r: { preset: "no-escape" } }, identities: [] }, "t");
-  const d = decideBody(p.roles.get("r")!, "POST", parseApiTarget("/volumes/create"), enc('{"Labels":{"dockgate.owner":"x"}}'));
+  const d = decideBody(
+    p.roles.get("r")!,
+    "POST",
+    parseApiTarget("/volumes/create"),
+    enc('{"Labels":{"dockgate.owner":"x"}}'),
+  );
   assert.equal(d.allow, false);
   assert.match(d.rule, /gate's to set/);
 });
@@ -132,7 +165,11 @@ Deno.test("isolation: references in a create body, rewritten to full IDs", () =>
     "volume:m1@HostConfig.Mounts[0]",
     "network:appnet@NetworkingConfig.EndpointsConfig.appnet",
   ]);
-  const ids: Record<string, string> = { src: "1".repeat(64), db: "2".repeat(64), appnet: "3".repeat(64) };
+  const ids: Record<string, string> = {
+    src: "1".repeat(64),
+    db: "2".repeat(64),
+    appnet: "3".repeat(64),
+  };
   for (const r of c.refs) r.rewrite?.(ids[r.name] ?? r.name);
   const out = JSON.parse(c.body!.result());
   assert.deepEqual(out.HostConfig.VolumesFrom, [`${ids.src}:ro`]);
@@ -144,19 +181,56 @@ Deno.test("isolation: references in a create body, rewritten to full IDs", () =>
 
 Deno.test("isolation: answers that list every owner's objects are filtered", () => {
   const mine = { Id: "a", Labels: { "dockgate.owner": "team-a" } };
-  const df = { Containers: [mine, { Id: "b", Labels: { "dockgate.owner": "team-b" } }], Volumes: [{ Name: "x", Labels: null }], Images: [{}] };
-  const out = filterAnswer({ kind: "system-df" }, 200, enc(JSON.stringify(df)), "team-a", new Set())!;
+  const df = {
+    Containers: [mine, { Id: "b", Labels: { "dockgate.owner": "team-b" } }],
+    Volumes: [{ Name: "x", Labels: null }],
+    Images: [{}],
+  };
+  const out = filterAnswer(
+    { kind: "system-df" },
+    200,
+    enc(JSON.stringify(df)),
+    "team-a",
+    new Set(),
+  )!;
   const got = JSON.parse(new TextDecoder().decode(out.body));
   assert.deepEqual(got.Containers, [mine]);
   assert.deepEqual(got.Volumes, []);
   assert.equal(got.Images.length, 1);
   const net = { Name: "bridge", Containers: { a: {}, b: {} } };
-  const n = filterAnswer({ kind: "network-containers" }, 200, enc(JSON.stringify(net)), "team-a", new Set(["a"]))!;
+  const n = filterAnswer(
+    { kind: "network-containers" },
+    200,
+    enc(JSON.stringify(net)),
+    "team-a",
+    new Set(["a"]),
+  )!;
   assert.deepEqual(Object.keys(JSON.parse(new TextDecoder().decode(n.body)).Containers), ["a"]);
-  const v = filterAnswer({ kind: "volume-owner", name: "v" }, 201, enc('{"Name":"v","Labels":{"dockgate.owner":"team-b"}}'), "team-a", new Set())!;
+  const v = filterAnswer(
+    { kind: "volume-owner", name: "v" },
+    201,
+    enc('{"Name":"v","Labels":{"dockgate.owner":"team-b"}}'),
+    "team-a",
+    new Set(),
+  )!;
   assert.equal(v.status, 409);
-  assert.equal(filterAnswer({ kind: "volume-owner", name: "v" }, 201, enc('{"Labels":{"dockgate.owner":"team-a"}}'), "team-a", new Set()), undefined);
-  const conflict = filterAnswer({ kind: "create-conflict", name: "w" }, 409, enc('{"message":"... by container \\"0123abcd\\""}'), "team-a", new Set())!;
+  assert.equal(
+    filterAnswer(
+      { kind: "volume-owner", name: "v" },
+      201,
+      enc('{"Labels":{"dockgate.owner":"team-a"}}'),
+      "team-a",
+      new Set(),
+    ),
+    undefined,
+  );
+  const conflict = filterAnswer(
+    { kind: "create-conflict", name: "w" },
+    409,
+    enc('{"message":"... by container \\"0123abcd\\""}'),
+    "team-a",
+    new Set(),
+  )!;
   assert.doesNotMatch(new TextDecoder().decode(conflict.body), /0123abcd/);
 });
 
@@ -165,9 +239,14 @@ Deno.test("isolation: policy options are validated", () => {
     assert.throws(() => compileApiPolicy({ roles, identities: [], ...extra }, "p"), re);
   bad({ r: { preset: "full", isolate: true } }, /roles\.r\.isolate: a full role is relayed raw/);
   bad({ r: { preset: "no-escape", isolate: "yes" } }, /roles\.r\.isolate: must be true or false/);
-  bad({ r: { preset: "no-escape", isolate: true, othersStatus: 401 } }, /othersStatus: must be 404 or 403/);
+  bad(
+    { r: { preset: "no-escape", isolate: true, othersStatus: 401 } },
+    /othersStatus: must be 404 or 403/,
+  );
   bad({ r: { preset: "no-escape", othersStatus: 403 } }, /only means something with isolate/);
-  bad({}, /shared\.volumes\[0\]: must be a volume or network name/, { shared: { volumes: ["a b"] } });
+  bad({}, /shared\.volumes\[0\]: must be a volume or network name/, {
+    shared: { volumes: ["a b"] },
+  });
   bad({}, /shared\.disks: unknown key/, { shared: { disks: [] } });
   const p = compileApiPolicy({
     roles: { t: { preset: "no-escape", isolate: true, othersStatus: 403 } },

@@ -206,7 +206,9 @@ function compileShared(
   if (!isPlainObject(raw)) fail("shared", "must be an object like {volumes: [], networks: []}");
   const r = raw as Record<string, unknown>;
   for (const k of Object.keys(r)) {
-    if (k !== "volumes" && k !== "networks") fail(`shared.${k}`, "unknown key (expected volumes, networks)");
+    if (k !== "volumes" && k !== "networks") {
+      fail(`shared.${k}`, "unknown key (expected volumes, networks)");
+    }
   }
   const names = (k: "volumes" | "networks"): string[] => {
     if (r[k] === undefined) return [];
@@ -399,7 +401,11 @@ function inspect(
   request: ApiRequest,
   options: { resolveSymlinks?: boolean },
 ): string | undefined {
-  const ctx = { allow: role.spec, resolveSymlinks: options.resolveSymlinks, isolated: role.isolate };
+  const ctx = {
+    allow: role.spec,
+    resolveSymlinks: options.resolveSymlinks,
+    isolated: role.isolate,
+  };
   switch (route.inspect) {
     case undefined:
       return undefined;

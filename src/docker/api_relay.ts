@@ -143,7 +143,14 @@ interface Collector {
 type ResponsePhase =
   | { kind: "head" }
   | { kind: "body"; left: number; chunked?: ChunkedReader; close: boolean }
-  | { kind: "filter"; head: ResponseHead; left: number; chunked?: ChunkedReader; data: Buffer[]; size: number }
+  | {
+    kind: "filter";
+    head: ResponseHead;
+    left: number;
+    chunked?: ChunkedReader;
+    data: Buffer[];
+    size: number;
+  }
   | { kind: "raw" };
 
 /** The largest answer the gate reads whole to filter it for an owner. */
@@ -534,17 +541,19 @@ class ApiRelay {
       ? checkOwners(plan, settings, this.#daemon, head.method)
       : Promise.reject(new Error("no connection to the daemon for owner checks"));
     checks.then(
-      (result) => this.#corked(() => {
-        forward(result.ownContainers ?? new Set(), result.notes);
-        this.#pump();
-      }),
-      (err) => this.#corked(() => {
-        const refusal = err instanceof IsolationRefusal
-          ? err
-          : new IsolationRefusal(502, `owner check failed: ${(err as Error).message}`);
-        this.#refuseIsolated(exchange, refusal, framing, next, head, body);
-        this.#pump();
-      }),
+      (result) =>
+        this.#corked(() => {
+          forward(result.ownContainers ?? new Set(), result.notes);
+          this.#pump();
+        }),
+      (err) =>
+        this.#corked(() => {
+          const refusal = err instanceof IsolationRefusal
+            ? err
+            : new IsolationRefusal(502, `owner check failed: ${(err as Error).message}`);
+          this.#refuseIsolated(exchange, refusal, framing, next, head, body);
+          this.#pump();
+        }),
     );
   }
 

@@ -90,9 +90,7 @@ export class DaemonClient {
     const socket = await this.#open();
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const head = `${method} ${path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: dockgate\r\n` +
-      (payload
-        ? `Content-Type: application/json\r\nContent-Length: ${payload.length}\r\n`
-        : "") +
+      (payload ? `Content-Type: application/json\r\nContent-Length: ${payload.length}\r\n` : "") +
       "\r\n";
     socket.write(payload ? Buffer.concat([Buffer.from(head), payload]) : Buffer.from(head));
     const end = await this.#until(() => findHeadEnd(this.#buffer));

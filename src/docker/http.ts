@@ -379,6 +379,8 @@ export function gateResponse(status: number, message: string, close: boolean): B
 const REASONS: Record<number, string> = {
   400: "Bad Request",
   403: "Forbidden",
+  404: "Not Found",
+  409: "Conflict",
   413: "Content Too Large",
   502: "Bad Gateway",
 };

@@ -358,7 +358,10 @@ function bodyReferences(
     addOwnerLabel(doc, root, settings.owner);
     // Two networks of one name make the name ambiguous for both owners: refuse duplicates.
     if (root.CheckDuplicate === false) {
-      throw new IsolationRefusal(403, "CheckDuplicate=false: an isolated role may not duplicate a name");
+      throw new IsolationRefusal(
+        403,
+        "CheckDuplicate=false: an isolated role may not duplicate a name",
+      );
     }
     if (!("CheckDuplicate" in root)) doc.insertMember(root, "CheckDuplicate", "true");
     const from = root.ConfigFrom;
@@ -379,7 +382,9 @@ function bodyReferences(
         rewrite: (id) => doc.replaceValue(root, "Container", JSON.stringify(id)),
       });
     }
-    if (isJsonObject(root.EndpointConfig)) endpointLinks(plan, doc, root.EndpointConfig, "EndpointConfig");
+    if (isJsonObject(root.EndpointConfig)) {
+      endpointLinks(plan, doc, root.EndpointConfig, "EndpointConfig");
+    }
   }
 }
 
@@ -387,7 +392,9 @@ function bodyReferences(
 function addOwnerLabel(doc: JsonDocument, object: JsonObject, owner: string): void {
   const labels = object.Labels;
   const value = JSON.stringify(owner);
-  if (labels === undefined) return doc.insertMember(object, "Labels", `{"${OWNER_LABEL}":${value}}`);
+  if (labels === undefined) {
+    return doc.insertMember(object, "Labels", `{"${OWNER_LABEL}":${value}}`);
+  }
   if (labels === null) return doc.replaceValue(object, "Labels", `{"${OWNER_LABEL}":${value}}`);
   if (!isJsonObject(labels)) throw new IsolationRefusal(400, "Labels is not an object");
   refuseOwnLabels(labels, "Labels");
@@ -480,7 +487,7 @@ function containerReferences(
   const endpoints = net && isJsonObject(net.EndpointsConfig) ? net.EndpointsConfig : undefined;
   for (const [name, settingsOf] of Object.entries(endpoints ?? {})) {
     if (isJsonObject(settingsOf)) endpointLinks(plan, doc, settingsOf, `EndpointsConfig.${name}`);
-    if (BUILTIN_NETWORKS.includes(name)) continue;
+    if (name === "default" || BUILTIN_NETWORKS.includes(name)) continue;
     plan.refs.push({
       kind: "network",
       name,
@@ -493,7 +500,12 @@ function containerReferences(
 }
 
 /** `Links` entries (`name[:alias]`): container references, forwarded as `ID:alias`. */
-function linkReferences(plan: IsolationPlan, doc: JsonDocument, links: JsonValue | undefined, at: string): void {
+function linkReferences(
+  plan: IsolationPlan,
+  doc: JsonDocument,
+  links: JsonValue | undefined,
+  at: string,
+): void {
   if (!Array.isArray(links)) return;
   links.forEach((item, i) => {
     if (typeof item !== "string") return;
@@ -508,7 +520,12 @@ function linkReferences(plan: IsolationPlan, doc: JsonDocument, links: JsonValue
   });
 }
 
-function endpointLinks(plan: IsolationPlan, doc: JsonDocument, endpoint: JsonObject, at: string): void {
+function endpointLinks(
+  plan: IsolationPlan,
+  doc: JsonDocument,
+  endpoint: JsonObject,
+  at: string,
+): void {
   linkReferences(plan, doc, endpoint.Links, `${at}.Links`);
 }
 
@@ -532,9 +549,13 @@ function volumeReferences(plan: IsolationPlan, host: JsonObject): void {
   }
   if (Array.isArray(host.Mounts)) {
     host.Mounts.forEach((m, i) => {
-      if (!isJsonObject(m) || m.Type !== "volume" || typeof m.Source !== "string" || !m.Source) return;
+      if (!isJsonObject(m) || m.Type !== "volume" || typeof m.Source !== "string" || !m.Source) {
+        return;
+      }
       const options = isJsonObject(m.VolumeOptions) ? m.VolumeOptions : undefined;
-      const config = options && isJsonObject(options.DriverConfig) ? options.DriverConfig : undefined;
+      const config = options && isJsonObject(options.DriverConfig)
+        ? options.DriverConfig
+        : undefined;
       refuseOwnLabels(options?.Labels, `HostConfig.Mounts[${i}].VolumeOptions.Labels`);
       plan.refs.push({
         kind: "volume",
@@ -613,7 +634,9 @@ export function filterAnswer(
       return {
         status,
         body: json({
-          message: `Conflict. The container name "/${rule.name.replace(/^\//, "")}" is already in use.`,
+          message: `Conflict. The container name "/${
+            rule.name.replace(/^\//, "")
+          }" is already in use.`,
         }),
       };
   }

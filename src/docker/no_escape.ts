@@ -194,7 +194,9 @@ const sysctls: Check = (value, ctx, at) => {
 
 const volumesFrom: Check = (value, ctx, at) =>
   // Isolated: the caller's own containers (checked by owner), or those on the list.
-  ctx.isolated ? list(stringItem)(value, ctx, at) : list(onList("allowVolumesFrom", "container"))(value, ctx, at);
+  ctx.isolated
+    ? list(stringItem)(value, ctx, at)
+    : list(onList("allowVolumesFrom", "container"))(value, ctx, at);
 
 const stringItem: Check = (value, _ctx, at) =>
   typeof value === "string" ? undefined : `${at} is not a string`;

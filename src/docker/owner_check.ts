@@ -74,7 +74,10 @@ export async function checkOwners(
       );
     }
     if (verdict === "shared" && ref.remove) {
-      throw new IsolationRefusal(403, `${ref.kind} ${ref.name} is shared: only an admin removes it`);
+      throw new IsolationRefusal(
+        403,
+        `${ref.kind} ${ref.name} is shared: only an admin removes it`,
+      );
     }
     notes.push(`${verdict} ${ref.kind} ${short(found.id)}`);
     ref.rewrite?.(found.id);
@@ -91,7 +94,11 @@ function short(id: string): string {
 }
 
 /** Whose the object is, for this request. */
-function judge(ref: ObjectRef, found: Found, settings: IsolationSettings): "own" | "shared" | "other" {
+function judge(
+  ref: ObjectRef,
+  found: Found,
+  settings: IsolationSettings,
+): "own" | "shared" | "other" {
   if (found.owner === settings.owner) return "own";
   if (found.owner !== undefined) return "other";
   if (ref.kind === "network") {
@@ -125,7 +132,9 @@ async function lookup(
   if (!body) return undefined;
   const labels = kind === "container" ? body.Config?.Labels : body.Labels;
   const fullId = kind === "volume" ? body.Name : body.Id;
-  if (typeof fullId !== "string" || fullId === "") throw new Error(`inspect of ${kind} ${name}: no ID`);
+  if (typeof fullId !== "string" || fullId === "") {
+    throw new Error(`inspect of ${kind} ${name}: no ID`);
+  }
   return { id: fullId, name: String(body.Name ?? "").replace(/^\//, ""), owner: ownerOf(labels) };
 }
 

@@ -285,7 +285,9 @@ class Parser {
   }
 
   array(depth: number): JsonValue[] {
-    const span: ArraySpan | undefined = this.spans ? { start: this.i, end: 0, items: [] } : undefined;
+    const span: ArraySpan | undefined = this.spans
+      ? { start: this.i, end: 0, items: [] }
+      : undefined;
     this.i++;
     const out: JsonValue[] = [];
     if (span) this.spans!.set(out, span);
@@ -335,7 +337,10 @@ class Parser {
       this.ws();
       const start = this.i;
       out[key] = this.value(depth + 1);
-      span?.members.set(key, { key: { start: keyStart, end: keyEnd }, value: { start, end: this.i } });
+      span?.members.set(key, {
+        key: { start: keyStart, end: keyEnd },
+        value: { start, end: this.i },
+      });
       this.ws();
       const c = this.s[this.i++];
       if (c === "}") {
