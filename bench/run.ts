@@ -5,9 +5,9 @@
  *   deno task bench            full run (~20 min), writes bench/RESULTS.md
  *   deno task bench --quick    tiny smoke run, writes bench/out/RESULTS-quick.md
  *
- * Options: --quick, --runs N, --workloads bulk,connrate,latency,memory,docker,policy,
+ * Options: --quick, --runs N, --workloads bulk,connrate,latency,memory,docker,policy,isolation,
  * --contenders dockgate-deno,dockgate-node,dockgate-deno-policy,dockgate-node-policy,
- * tunnel-deno,socat,stunnel,haproxy,
+ * dockgate-deno-isolated,dockgate-node-isolated,tunnel-deno,socat,stunnel,haproxy,
  * --keys ecdsa-p256,rsa-2048, --out FILE, --json FILE, --no-install, --keep, and size overrides
  * --bulk-mib N, --hold N,N (connection counts for the memory workload); --render FILE.json writes
  * the report again from saved results without measuring.
@@ -31,13 +31,15 @@ import {
   latencyWorkload,
   memoryWorkload,
   POLICY_PAIRS,
+  ISOLATION_PAIRS,
+  isolationWorkload,
   policyWorkload,
   type Sizes,
   startTarget,
 } from "./lib/workloads.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
-const WORKLOADS = ["bulk", "connrate", "latency", "memory", "docker", "policy"];
+const WORKLOADS = ["bulk", "connrate", "latency", "memory", "docker", "policy", "isolation"];
 /**
  * Which workloads run with each certificate type. The certificate type only matters for
  * handshakes, so the RSA run is the connection-rate workload.
@@ -335,10 +337,10 @@ async function main() {
     } else contenders.push(c);
   }
   // The policy contenders are measured in their own workload (6), against the raw relay.
-  const gatesOnly = contenders.filter((c) =>
-    c.id !== "tunnel-deno" && !POLICY_PAIRS.some(([, p]) => p === c.id)
-  );
-  const others = contenders.filter((c) => !POLICY_PAIRS.some(([, p]) => p === c.id));
+  const special = (id: string) =>
+    POLICY_PAIRS.some(([, p]) => p === id) || ISOLATION_PAIRS.some(([, i]) => i === id);
+  const gatesOnly = contenders.filter((c) => c.id !== "tunnel-deno" && !special(c.id));
+  const others = contenders.filter((c) => !special(c.id));
   try {
     for (const keyType of opts.keys) {
       const pki = await makePki(join(tmp, `pki-${keyType}`), keyType, deno);
@@ -362,6 +364,15 @@ async function main() {
             if (w === "policy") {
               const ids = POLICY_PAIRS.flat();
               await policyWorkload(
+                bench,
+                contenders.filter((c) => ids.includes(c.id)),
+                pki,
+                target,
+              );
+            }
+            if (w === "isolation") {
+              const ids = ISOLATION_PAIRS.flat();
+              await isolationWorkload(
                 bench,
                 contenders.filter((c) => ids.includes(c.id)),
                 pki,

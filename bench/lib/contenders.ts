@@ -137,12 +137,12 @@ export const dockgateNode: Contender = {
  * no-escape identity, so every request goes through the HTTP-aware relay; its audit trail goes
  * to a file, as an operator would run it.
  */
-async function policyArgs(ctx: StartContext): Promise<string[]> {
+async function policyArgs(ctx: StartContext, isolate = false): Promise<string[]> {
   const file = join(ctx.dir, "policy.json");
   await Deno.writeTextFile(
     file,
     JSON.stringify({
-      roles: { ci: { preset: "no-escape" } },
+      roles: { ci: { preset: "no-escape", ...(isolate ? { isolate: true } : {}) } },
       identities: [{ cn: "default", role: "ci" }],
     }),
     { mode: 0o600 },
@@ -168,6 +168,36 @@ export const dockgateNodePolicy: Contender = {
   missing: (c) => dockgateNode.missing(c),
   start: async (ctx) =>
     startDockgate(ctx, ctx.nodeDockgate!, "dockgate serve --policy (Node)", await policyArgs(ctx)),
+};
+
+/** dockgate serve on Deno, the client a no-escape identity isolated per owner. */
+export const dockgateDenoIsolated: Contender = {
+  id: "dockgate-deno-isolated",
+  label: "dockgate isolated (Deno)",
+  peer: false,
+  missing: () => undefined,
+  start: async (ctx) =>
+    startDockgate(
+      ctx,
+      denoCmd(ctx),
+      "dockgate serve --policy, isolate (Deno)",
+      await policyArgs(ctx, true),
+    ),
+};
+
+/** dockgate serve on Node, the client a no-escape identity isolated per owner. */
+export const dockgateNodeIsolated: Contender = {
+  id: "dockgate-node-isolated",
+  label: "dockgate isolated (Node)",
+  peer: false,
+  missing: (c) => dockgateNode.missing(c),
+  start: async (ctx) =>
+    startDockgate(
+      ctx,
+      ctx.nodeDockgate!,
+      "dockgate serve --policy, isolate (Node)",
+      await policyArgs(ctx, true),
+    ),
 };
 
 /**
@@ -305,6 +335,8 @@ export const ALL_CONTENDERS: Contender[] = [
   dockgateNode,
   dockgateDenoPolicy,
   dockgateNodePolicy,
+  dockgateDenoIsolated,
+  dockgateNodeIsolated,
   tunnelDeno,
   socat,
   stunnel,

@@ -372,6 +372,7 @@ export class Report {
     }
 
     for (const k of this.#r.keyTypes("policy")) out.push(...this.#policySection(k));
+    for (const k of this.#r.keyTypes("isolation")) out.push(...this.#isolationSection(k));
 
     if (i.failures.length) {
       out.push(
@@ -434,6 +435,51 @@ export class Report {
             rfmt(ratio(this.#med("policy", k, policy, m.id), this.#med("policy", k, raw, m.id)))
           )
             .join(" | ")
+        } |`,
+      );
+    }
+    return out;
+  }
+
+  /** The isolation rows: each runtime's isolated gate against its plain no-escape gate. */
+  #isolationPairs(k: string): { plain: string; isolated: string }[] {
+    const have = new Set(this.#r.contenders("isolation", k));
+    return [
+      ["dockgate-deno-policy", "dockgate-deno-isolated"],
+      ["dockgate-node-policy", "dockgate-node-isolated"],
+    ].filter(([p, i]) => have.has(p) && have.has(i)).map(([plain, isolated]) => ({ plain, isolated }));
+  }
+
+  #isolationSection(k: string): string[] {
+    const out = [
+      "",
+      `## 7. Owner isolation: an isolated identity against a plain no-escape one (${k})`,
+      "",
+      "`docker inspect`'s request, `GET /v1.41/containers/bench/json` (a ~3 KiB answer), on keep-alive " +
+      "connections, in requests per second. The isolated role's gate first inspects the container itself " +
+      "over its own daemon connection (the owner check: a fresh lookup every request, nothing cached), then " +
+      "forwards the request with the full ID; the plain no-escape role forwards it as it is. " +
+      "Ratio = isolated ÷ no-escape.",
+      "",
+    ];
+    const metrics = [1, 8].map((c) => ({ id: `c${c}_req_per_s`, label: `req/s c=${c}`, digits: 0 }));
+    out.push(
+      `| relay | ${metrics.map((m) => m.label).join(" | ")} |`,
+      `|---|${metrics.map(() => "---").join("|")}|`,
+    );
+    for (const { plain, isolated } of this.#isolationPairs(k)) {
+      for (const c of [plain, isolated]) {
+        out.push(
+          `| ${this.#label(c)} | ${
+            metrics.map((m) => cell(this.#r.get("isolation", k, c, m.id), m.digits)).join(" | ")
+          } |`,
+        );
+      }
+      out.push(
+        `| ratio isolated ÷ no-escape | ${
+          metrics.map((m) =>
+            rfmt(ratio(this.#med("isolation", k, isolated, m.id), this.#med("isolation", k, plain, m.id)))
+          ).join(" | ")
         } |`,
       );
     }
@@ -518,6 +564,22 @@ export class Report {
           rfmt(r("upload_MBps")),
           r("upload_MBps") === undefined ? undefined : r("upload_MBps")! >= 0.9,
         );
+      }
+    }
+    for (const k of this.#r.keyTypes("isolation")) {
+      for (const { plain, isolated } of this.#isolationPairs(k)) {
+        for (const c of [1, 8]) {
+          const m = `c${c}_req_per_s`;
+          const r = ratio(this.#med("isolation", k, isolated, m), this.#med("isolation", k, plain, m));
+          // One extra inspect per request: half the rate is the floor of doing it at all.
+          add(
+            `isolated inspect req/s c=${c} ≥0.5× the no-escape role's`,
+            isolated,
+            k,
+            rfmt(r),
+            r === undefined ? undefined : r >= 0.5,
+          );
+        }
       }
     }
     for (const k of this.#r.keyTypes("latency")) {

@@ -570,3 +570,40 @@ export async function policyWorkload(
     );
   }, []);
 }
+
+/** The isolation rows: each runtime's isolated gate against its plain no-escape gate. */
+export const ISOLATION_PAIRS: [plain: string, isolated: string][] = [
+  ["dockgate-deno-policy", "dockgate-deno-isolated"],
+  ["dockgate-node-policy", "dockgate-node-isolated"],
+];
+
+/**
+ * Workload 7: owner isolation. `docker inspect`'s request (`GET /v1.41/containers/bench/json`,
+ * a ~3 KiB answer) on keep-alive connections, as requests per second, through an isolated
+ * role (one owner-check inspect by the gate per request, then the forwarded one) and through
+ * a plain no-escape role (the request forwarded as it is).
+ */
+export async function isolationWorkload(
+  bench: Bench,
+  contenders: Contender[],
+  pki: Pki,
+  target: Target,
+) {
+  const res = bench.results;
+  const k = pki.keyType;
+  await interleaved(bench, contenders, pki, target, async (id, endpoint, _pids, runNo) => {
+    for (const c of [1, 8]) {
+      const r = await loadgen(bench, "requests", endpoint, pki, [
+        "--concurrency",
+        String(c),
+        "--duration-ms",
+        String(bench.sizes.connrateMs * 2),
+        "--path",
+        "/v1.41/containers/bench/json",
+      ]);
+      if (r.errors) throw new Error(`${id}: ${r.errors} errors, last: ${r.lastError}`);
+      res.add("isolation", k, id, `c${c}_req_per_s`, r.perSec);
+      bench.say(`  isolation ${k} run ${runNo + 1} ${id} c=${c}: ${r.perSec.toFixed(0)} req/s`);
+    }
+  }, []);
+}

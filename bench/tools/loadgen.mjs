@@ -227,6 +227,52 @@ async function connrate() {
   });
 }
 
+// Keep-alive requests: --concurrency connections, each sending PATH and reading the answer in
+// turn until --duration-ms ends (the isolation rows: `docker inspect`'s request).
+async function requests() {
+  const concurrency = num("concurrency", 1);
+  const durationMs = num("duration-ms", 2000);
+  let done = 0;
+  let errors = 0;
+  let lastError = "";
+  const sockets = await Promise.all(Array.from({ length: concurrency }, () => open()));
+  for (const s of sockets) s.setNoDelay?.(true);
+  // One warm-up request per connection (the gate's own daemon connection opens on the first).
+  for (const s of sockets) {
+    s.write(PING);
+    await readResponse(s);
+  }
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const deadline = t0 + durationMs;
+  const worker = async (s) => {
+    while (performance.now() < deadline) {
+      try {
+        s.write(PING);
+        await readResponse(s);
+        done++;
+      } catch (e) {
+        errors++;
+        lastError = e.message;
+        return;
+      }
+    }
+  };
+  await Promise.all(sockets.map(worker));
+  const wallMs = performance.now() - t0;
+  for (const s of sockets) s.end();
+  out({
+    mode,
+    concurrency,
+    done,
+    errors,
+    lastError,
+    wallMs,
+    cpuMs: cpuMs(cpu0),
+    perSec: done / (wallMs / 1000),
+  });
+}
+
 async function latency() {
   const count = num("count", 1000);
   const warmup = num("warmup", Math.min(200, count));
@@ -344,7 +390,7 @@ async function hold() {
   out(final);
 }
 
-const modes = { bulk, upload, connrate, latency, hold };
+const modes = { bulk, upload, connrate, latency, hold, requests };
 if (!modes[mode]) {
   process.stderr.write(`loadgen: unknown mode ${mode}\n`);
   process.exit(2);

@@ -7,7 +7,9 @@
 //   "DOWN <n>\n"           the source writes n bytes (a reused 1 MiB block) and ends
 //   HTTP/1.1 requests      a tiny keep-alive responder: every request gets 200 "OK"
 //                          (Connection: close is honoured), like dockerd's GET /_ping; a
-//                          Content-Length body is read and dropped first
+//                          Content-Length body is read and dropped first; GET
+//                          /containers/{name}/json answers an inspect (Id, owner label
+//                          "default": the isolation rows' owner check reads it)
 //
 // Usage: node target.mjs --unix PATH [--tls-port N --cert F --key F --ca F]
 // Prints one JSON line {"ready":true,"tlsPort":N} on stdout once listening.
@@ -31,6 +33,20 @@ const PING_OK = Buffer.from(
 const PING_CLOSE = Buffer.from(
   "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK",
 );
+
+// An inspect answer of the size dockerd gives for a small container (~3 KiB).
+const INSPECT_BODY = Buffer.from(JSON.stringify({
+  Id: "b".repeat(64),
+  Name: "/bench",
+  Config: { Labels: { "dockgate.owner": "default", "com.example.pad": "x".repeat(2800) } },
+}));
+const INSPECT_OK = Buffer.concat([
+  Buffer.from(
+    `HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\nContent-Length: ${INSPECT_BODY.length}\r\n\r\n`,
+  ),
+  INSPECT_BODY,
+]);
+const INSPECT = /^GET \S*\/containers\/[^/ ]+\/json[ ?]/;
 
 /** @param {net.Socket} s */
 function handle(s) {
@@ -103,6 +119,10 @@ function http(s, first) {
         s.end(PING_CLOSE);
         s.off("data", feed);
         return;
+      }
+      if (INSPECT.test(req)) {
+        s.write(INSPECT_OK);
+        continue;
       }
       const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(req)?.[1] ?? 0);
       const have = Math.min(length, buf.length);
