@@ -543,6 +543,35 @@ networks: { back: {} }
       ok("down b", await compose("team-b", ["down", "-v"]));
     });
 
+    await t.step("the same isolation on Node", async () => {
+      const node = await startServe([
+        "--target",
+        d.host,
+        "--certs",
+        join(pki, "server"),
+        "--policy",
+        policyFile,
+        "--audit-log",
+        join(work, "audit-node.log"),
+      ], { runtime: "node" });
+      try {
+        const viaNode = (who: string, args: string[]) =>
+          d.docker([...tlsFlags(join(pki, "clients", who)), ...args], {
+            host: node.host,
+            timeoutMs: 60_000,
+          });
+        const ps = lines(ok("ps", await viaNode("team-b", ["ps", "-a", "--format", "{{.Names}}"])));
+        assert.ok(ps.includes("b1") && !ps.includes("a1"), String(ps));
+        missing("inspect a1", await viaNode("team-b", ["inspect", "a1"]));
+        assert.equal(
+          ok("exec", await viaNode("team-b", ["exec", "b1", "echo", "node-b"])).stdout,
+          "node-b\n",
+        );
+      } finally {
+        await node.stop();
+      }
+    });
+
     await t.step("the audit line says the owner decision", async () => {
       await waitFor(async () => (await readFile(auditLog, "utf8")).includes('"owner":"other'), {
         timeoutMs: 10_000,

@@ -63,3 +63,42 @@ identities:
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+Deno.test("policy check: an isolated role says what isolation does", async () => {
+  const dir = await freeTempDir("dg-pc-iso-");
+  try {
+    const policy = join(dir, "policy.json");
+    await writeFile(
+      policy,
+      JSON.stringify({
+        roles: { tenant: { preset: "no-escape", isolate: true } },
+        identities: [{ cn: "team-a", role: "tenant" }],
+      }),
+    );
+    const body = join(dir, "create.json");
+    await writeFile(body, JSON.stringify({ Image: "bb", HostConfig: { VolumesFrom: ["db"] } }));
+    const planted = join(dir, "planted.json");
+    await writeFile(
+      planted,
+      JSON.stringify({ Image: "bb", Labels: { "dockgate.owner": "team-b" } }),
+    );
+    const check = (...args: string[]) => runCli(["policy", "check", policy, ...args]);
+    let r = await check("--identity", "team-a", "GET", "/v1.41/containers/json");
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, "allow tenant: no-escape\nisolate: owner filter\n");
+    r = await check("--identity", "team-a", "POST", "/containers/create", "--body", body);
+    assert.equal(r.code, 0, r.stdout);
+    assert.match(
+      r.stdout,
+      /isolate: owner label added; owner of container db \(HostConfig\.VolumesFrom\[0\]\) checked at run time/,
+    );
+    r = await check("--identity", "team-a", "POST", "/containers/create", "--body", planted);
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /dockgate\. labels are the gate's to set/);
+    r = await check("--identity", "team-a", "GET", "/tasks");
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /deny tenant: isolate: 403: swarm tasks have no owner/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

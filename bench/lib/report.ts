@@ -447,7 +447,10 @@ export class Report {
     return [
       ["dockgate-deno-policy", "dockgate-deno-isolated"],
       ["dockgate-node-policy", "dockgate-node-isolated"],
-    ].filter(([p, i]) => have.has(p) && have.has(i)).map(([plain, isolated]) => ({ plain, isolated }));
+    ].filter(([p, i]) => have.has(p) && have.has(i)).map(([plain, isolated]) => ({
+      plain,
+      isolated,
+    }));
   }
 
   #isolationSection(k: string): string[] {
@@ -462,7 +465,11 @@ export class Report {
       "Ratio = isolated ÷ no-escape.",
       "",
     ];
-    const metrics = [1, 8].map((c) => ({ id: `c${c}_req_per_s`, label: `req/s c=${c}`, digits: 0 }));
+    const metrics = [1, 8].map((c) => ({
+      id: `c${c}_req_per_s`,
+      label: `req/s c=${c}`,
+      digits: 0,
+    }));
     out.push(
       `| relay | ${metrics.map((m) => m.label).join(" | ")} |`,
       `|---|${metrics.map(() => "---").join("|")}|`,
@@ -478,7 +485,12 @@ export class Report {
       out.push(
         `| ratio isolated ÷ no-escape | ${
           metrics.map((m) =>
-            rfmt(ratio(this.#med("isolation", k, isolated, m.id), this.#med("isolation", k, plain, m.id)))
+            rfmt(
+              ratio(
+                this.#med("isolation", k, isolated, m.id),
+                this.#med("isolation", k, plain, m.id),
+              ),
+            )
           ).join(" | ")
         } |`,
       );
@@ -570,7 +582,10 @@ export class Report {
       for (const { plain, isolated } of this.#isolationPairs(k)) {
         for (const c of [1, 8]) {
           const m = `c${c}_req_per_s`;
-          const r = ratio(this.#med("isolation", k, isolated, m), this.#med("isolation", k, plain, m));
+          const r = ratio(
+            this.#med("isolation", k, isolated, m),
+            this.#med("isolation", k, plain, m),
+          );
           // One extra inspect per request: half the rate is the floor of doing it at all.
           add(
             `isolated inspect req/s c=${c} ≥0.5× the no-escape role's`,

@@ -1,6 +1,7 @@
 /**
  * `dockgate policy check FILE --identity CN METHOD PATH [--body FILE]`: what an API policy
- * decides for one request, for CI checks of a policy. Exit 0 allow, 1 deny.
+ * decides for one request, for CI checks of a policy. Exit 0 allow, 1 deny. For an isolated
+ * role a second line says what isolation does to the request (label, filter, owner checks).
  *
  * @module
  */
@@ -17,10 +18,14 @@ import {
   routeRequest,
 } from "../docker/api_policy.ts";
 import { HttpError } from "../docker/http.ts";
+import { parseApiTarget } from "../docker/api_path.ts";
+import { IsolationRefusal, planIsolation } from "../docker/isolation.ts";
+import { JsonDocument } from "../docker/strict_json.ts";
 import { fsErrorText } from "../pki/fs_util.ts";
 
 /** Decide, print `allow|deny <role>: <rule>` on stdout, and return the exit code. */
 export async function runPolicyCheck(cmd: PolicyCheckCommand, io: CliIo): Promise<number> {
+  let bodyBytes: Uint8Array | undefined;
   const policy = await loadApiPolicyFile(cmd.file, { insecurePerms: true });
   const identity = {
     commonName: cmd.identity,
@@ -30,9 +35,37 @@ export async function runPolicyCheck(cmd: PolicyCheckCommand, io: CliIo): Promis
     ips: cmd.sans,
   };
   const role = roleFor(policy, identity);
-  const decision = await decide();
+  let decision = await decide();
+  let owner: string | undefined;
+  if (decision.allow && role?.isolate) [decision, owner] = isolation(decision);
   io.out(`${decision.allow ? "allow" : "deny"} ${role?.name ?? "-"}: ${decision.rule}`);
+  // The owner checks need the daemon: say what the gate will check when the request comes.
+  if (owner) io.out(`isolate: ${owner}`);
   return decision.allow ? 0 : 1;
+
+  function isolation(allowed: ApiDecision): [ApiDecision, string | undefined] {
+    const target = parseApiTarget(cmd.path);
+    const settings = {
+      owner: cmd.identity,
+      othersStatus: role!.othersStatus,
+      sharedVolumes: role!.shared.volumes,
+      sharedNetworks: role!.shared.networks,
+      allowVolumesFrom: role!.spec.allowVolumesFrom ?? [],
+    };
+    try {
+      const doc = bodyBytes?.length ? new JsonDocument(bodyBytes) : undefined;
+      const plan = planIsolation(settings, cmd.method, cmd.path, target, doc);
+      const what = [
+        ...plan.notes,
+        ...(doc?.edited ? ["owner label added"] : []),
+        ...plan.refs.map((r) => `owner of ${r.kind} ${r.name} (${r.at}) checked at run time`),
+      ];
+      return [allowed, what.join("; ") || "nothing to check"];
+    } catch (err) {
+      if (!(err instanceof IsolationRefusal)) throw err;
+      return [{ allow: false, rule: `isolate: ${err.status}: ${err.message}` }, undefined];
+    }
+  }
 
   async function decide(): Promise<ApiDecision> {
     if (!role) {
@@ -46,6 +79,7 @@ export async function runPolicyCheck(cmd: PolicyCheckCommand, io: CliIo): Promis
       throw err;
     }
     const bytes = cmd.body === undefined ? undefined : await readBody(cmd.body);
+    bodyBytes = bytes;
     if (bytes === undefined || !routed.inspection) {
       return routed.decision ??
         decideRequest(role, { method: cmd.method, target: routed.target });

@@ -413,9 +413,14 @@ function addOwnerLabel(doc: JsonDocument, object: JsonObject, owner: string): vo
  * ```
  */
 export function reservedLabels(kind: string, body: JsonValue): string | undefined {
-  if (!isJsonObject(body) || !["create", "volume", "network"].includes(kind)) return undefined;
+  if (!isJsonObject(body) || !["create", "volume", "network", "service"].includes(kind)) {
+    return undefined;
+  }
   try {
     refuseOwnLabels(body.Labels, "Labels");
+    const task = isJsonObject(body.TaskTemplate) ? body.TaskTemplate : undefined;
+    const spec = task && isJsonObject(task.ContainerSpec) ? task.ContainerSpec : undefined;
+    refuseOwnLabels(spec?.Labels, "TaskTemplate.ContainerSpec.Labels");
     const host = isJsonObject(body.HostConfig) ? body.HostConfig : undefined;
     if (host && Array.isArray(host.Mounts)) {
       host.Mounts.forEach((m, i) => {
