@@ -197,3 +197,27 @@ Deno.test("bench --quick: the policy relay rows produce numbers next to the raw 
   assert.ok(md.includes("## 6. Policy relay"), "report lacks the policy section");
   assert.match(md, /policy relay added p50 ≤1\.5× the raw relay's \| dockgate no-escape \(Deno\)/);
 });
+
+Deno.test("bench --quick: the isolation rows produce numbers next to the no-escape role", async () => {
+  const contenders = [
+    "dockgate-deno-policy",
+    "dockgate-deno-isolated",
+    "dockgate-node-policy",
+    "dockgate-node-isolated",
+  ];
+  const { out, md, log } = await runBench([
+    "--workloads",
+    "isolation",
+    "--contenders",
+    contenders.join(","),
+  ]);
+  assert.deepEqual(out.info.failures, [], `measurements failed:\n${log.slice(-2000)}`);
+  for (const c of contenders) {
+    for (const n of [1, 8]) assertPositive(out, "isolation", c, `c${n}_req_per_s`);
+  }
+  assert.ok(md.includes("## 7. Owner isolation"), "report lacks the isolation section");
+  assert.match(
+    md,
+    /isolated inspect req\/s c=8 ≥0\.5× the no-escape role's \| dockgate isolated \(Node\)/,
+  );
+});

@@ -258,3 +258,11 @@ Deno.test("isolation: policy options are validated", () => {
   assert.equal(t.othersStatus, 403);
   assert.deepEqual(t.shared.volumes, ["cache"]);
 });
+
+Deno.test("isolation: a build's network is an owner-checked reference", () => {
+  const b = plan("POST", "/v1.41/build?networkmode=appnet&t=x");
+  assert.deepEqual(b.refs.map((r) => [r.kind, r.name]), [["network", "appnet"]]);
+  b.refs[0].rewrite!("9".repeat(64));
+  assert.equal(b.target.toString(), `/v1.41/build?networkmode=${"9".repeat(64)}&t=x`);
+  assert.equal(plan("POST", "/build?networkmode=default").refs.length, 0);
+});

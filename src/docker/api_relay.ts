@@ -153,6 +153,18 @@ type ResponsePhase =
   }
   | { kind: "raw" };
 
+/** Owner checks that take longer than this are refused (502): a hung daemon stalls no client. */
+const OWNER_CHECK_MS = 30_000;
+
+/** `promise`, or a rejection after `ms`. */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from the daemon in ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
 /** The largest answer the gate reads whole to filter it for an owner. */
 const MAX_FILTERED_ANSWER = 16 * 1024 * 1024;
 
@@ -538,7 +550,7 @@ class ApiRelay {
       ? new DaemonClient(this.#options.connectDaemon)
       : undefined;
     const checks = this.#daemon
-      ? checkOwners(plan, settings, this.#daemon, head.method)
+      ? withTimeout(checkOwners(plan, settings, this.#daemon, head.method), OWNER_CHECK_MS)
       : Promise.reject(new Error("no connection to the daemon for owner checks"));
     checks.then(
       (result) =>

@@ -229,6 +229,18 @@ export function planIsolation(
       });
     }
   }
+  if (route === "POST /build") {
+    // Build containers join the network named here: another owner's would be reached.
+    const [mode] = editor.query("networkmode");
+    if (mode && !["default", ...BUILTIN_NETWORKS].includes(mode)) {
+      plan.refs.push({
+        kind: "network",
+        name: mode,
+        at: "query networkmode",
+        rewrite: (id) => editor.setQuery("networkmode", id),
+      });
+    }
+  }
   if (body) bodyReferences(settings, plan, route, body);
   return plan;
 }
