@@ -560,6 +560,11 @@ class ApiRelay {
         }),
       (err) =>
         this.#corked(() => {
+          if (!(err instanceof IsolationRefusal)) {
+            // A daemon connection that failed or hung is not used again.
+            this.#daemon?.close();
+            this.#daemon = undefined;
+          }
           const refusal = err instanceof IsolationRefusal
             ? err
             : new IsolationRefusal(502, `owner check failed: ${(err as Error).message}`);
