@@ -283,3 +283,27 @@ Deno.test("api relay: a raw stream nobody reads holds the client back (the gate 
     socket.destroy();
   });
 });
+
+Deno.test("api relay: an owner check that cannot read the daemon's answer fails closed, in line", async () => {
+  await withApiGate(async (f) => {
+    const iso = await f.creds("iso");
+    // The recording target answers an inspect with {"ok":true}: no ID, no owner.
+    const ex = await tlsExchange(
+      f.port,
+      iso,
+      GET("/v1.41/_ping") + GET("/v1.41/containers/web/logs") + GET("/v1.41/version") +
+        GET("/v1.41/containers/json?all=1"),
+    );
+    const rs = splitResponses(ex.data);
+    assert.deepEqual(rs.map((r) => r.status), [200, 502, 200, 200]);
+    assert.match(rs[1].body, /owner check failed: inspect of container web: no ID/);
+    // The gate's own inspect reached the target; the logs request never did.
+    const urls = f.recorded.map((r) => r.url);
+    assert.ok(urls.includes("/containers/web/json"), String(urls));
+    assert.ok(!urls.some((u) => u.includes("/logs")), String(urls));
+    const list = urls.find((u) => u.startsWith("/v1.41/containers/json"))!;
+    const filters = new URL(list, "http://x").searchParams.get("filters")!;
+    assert.deepEqual(JSON.parse(filters), { label: { "dockgate.owner=iso": true } });
+    assert.equal(new URL(list, "http://x").searchParams.get("all"), "1");
+  });
+});

@@ -41,16 +41,21 @@ export interface ApiGate {
   creds(name: string): Promise<Creds>;
 }
 
-/** The test policy: `ro` read-only, `ci` no-escape (binds under /srv/ci), `root` full. */
+/**
+ * The test policy: `ro` read-only, `ci` no-escape (binds under /srv/ci), `iso` no-escape
+ * isolated per owner, `root` full.
+ */
 export const TEST_POLICY = {
   roles: {
     ro: { preset: "read-only" },
     ci: { preset: "no-escape", allowBindMounts: ["/srv/ci"] },
+    iso: { preset: "no-escape", isolate: true },
     root: { preset: "full" },
   },
   identities: [
     { cn: "ro", role: "ro" },
     { cn: "ci", role: "ci" },
+    { cn: "iso", role: "iso" },
     { cn: "root", role: "root" },
   ],
 };
