@@ -193,6 +193,8 @@ Deno.test({
         await as("team-a", ["network", "rm", "ci-net"]),
         /shared: only an admin removes it/,
       );
+      ok("rm own", await as("team-a", ["rm", "-f", "a-net"]));
+      assert.equal((await d.docker(["inspect", "a-net"])).code, 1, "a-net removed by its owner");
     });
 
     await t.step(
