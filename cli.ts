@@ -27,7 +27,12 @@ const STDERR = streamSink(process.stderr);
 const io: CliIo = {
   say: STDERR.write,
   out: (line) => void process.stdout.write(line + "\n"),
-  logger: (level) => lineLogger(STDERR.write, level),
+  logger: (level, format = "text") =>
+    lineLogger(STDERR.write, level, {
+      format,
+      // Colour only for a person at a terminal, and never when NO_COLOR is set (no-color.org).
+      color: format === "text" && process.stderr.isTTY === true && !process.env.NO_COLOR,
+    }),
   onSignal: (signal, fn) => void process.on(signal, fn),
 };
 

@@ -31,6 +31,7 @@ import { type ApiPolicy, type Role, roleFor } from "./docker/api_policy.ts";
 import { apiStrategy } from "./docker/strategy.ts";
 import type { AuditSink } from "./observe/audit.ts";
 import { displayName, type PeerIdentity } from "./access/identity.ts";
+import type { GateMetrics } from "./observe/metrics.ts";
 import { type Logger, silentLogger } from "./observe/logger.ts";
 import { ConnectionSet, peerOf } from "./net/connections.ts";
 import { listenOn } from "./net/listen.ts";
@@ -76,6 +77,8 @@ export interface ServeOptions {
   endRevokedOnReload?: boolean;
   /** End relayed connections older than this. Default: no limit. */
   maxConnLifetimeMs?: number;
+  /** Where connection counts, refusals, bytes and handshake times are reported. Default: nowhere. */
+  metrics?: GateMetrics;
   /** Give up connecting to the target after this long. Default: 10 000 ms. */
   targetConnectTimeoutMs?: number;
   /**
@@ -176,6 +179,8 @@ class Gate {
   readonly #connections = new ConnectionSet();
   /** Each TCP socket's peer as recorded on arrival (a failed TLS socket may have lost it). */
   readonly #peers = new WeakMap<net.Socket, string>();
+  /** When each TCP socket arrived (for the handshake duration). */
+  readonly #arrived = new WeakMap<net.Socket, number>();
   /** Raw sockets refused or evicted here: their TLS error is not a second refusal line. */
   readonly #refusedHere = new WeakSet<net.Socket>();
   /** Relays running, with whom, for the re-check at reload. */
@@ -233,6 +238,7 @@ class Gate {
     this.#connections.addSocket(raw);
     raw.once("close", () => this.#slots.release(raw));
     this.#peers.set(raw, peer);
+    if (this.#options.metrics) this.#arrived.set(raw, performance.now());
   }
 
   /** 2a. The handshake failed (the runtime refused the certificate, garbage, timeout). */
@@ -249,6 +255,7 @@ class Gate {
     const verdict = socket.authorizationError;
     const reason = verdict ? `certificate not verified: ${String(verdict)}` : tlsErrorReason(err);
     this.logger.log("warn", "refused", { peer, reason });
+    this.#options.metrics?.refused("tls");
   }
 
   /**
@@ -259,6 +266,9 @@ class Gate {
     const peer = peerOf(client);
     const raw = parentOf(client);
     if (raw) this.#slots.release(raw);
+    const metrics = this.#options.metrics;
+    const arrived = raw && this.#arrived.get(raw);
+    if (metrics && arrived) metrics.handshake((performance.now() - arrived) / 1000);
     this.#established++;
     client.once("close", () => this.#established--);
     client.on("error", () => {}); // reported through the relay result
@@ -274,6 +284,7 @@ class Gate {
           serial: decision.identity?.serial,
           reason: decision.reason,
         });
+        metrics?.refused(decision.kind ?? "certificate");
         return void client.destroy();
       }
       if (!this.#connections.accepting || client.destroyed) return void client.destroy();
@@ -285,12 +296,14 @@ class Gate {
         peer,
       );
       if (!started) return;
+      const who = displayName(decision.identity);
+      metrics?.opened(who);
       const result = await this.#relayUntilDone(started.handle, {
         identity: decision.identity,
         peer,
         relay: started.relay,
       });
-      const who = displayName(decision.identity);
+      metrics?.closed(who, result.bytesIn, result.bytesOut, result.error !== undefined);
       this.logger.log("info", "closed", {
         peer,
         identity: who,
@@ -344,6 +357,7 @@ class Gate {
         identity: who,
         reason: (err as Error).message,
       });
+      this.#options.metrics?.refused("target");
       client.destroy();
       return undefined;
     }
@@ -406,6 +420,7 @@ class Gate {
   }
 
   #refuse(socket: net.Socket, peer: string, reason: string): void {
+    this.#options.metrics?.refused("limit");
     this.#refusedHere.add(socket);
     this.#refusals.refuse(addressOf(socket), peer, reason);
     socket.destroy();

@@ -59,7 +59,10 @@ export interface GateRules {
 /** The outcome of {@linkcode authorizePeer}. */
 export type Decision =
   | { allow: true; identity: PeerIdentity; reason: string }
-  | { allow: false; reason: string; identity?: PeerIdentity };
+  | { allow: false; reason: string; identity?: PeerIdentity; kind?: RefusalKind };
+
+/** What kind of refusal a decision is (for metrics: a few values, never a name). */
+export type RefusalKind = "certificate" | "revoked" | "not_allowed";
 
 /**
  * Decide whether a freshly handshaken TLS socket may be relayed. Never throws: any
@@ -114,7 +117,7 @@ export async function checkIdentity(
   peer: ParsedPeer,
   rules: GateRules,
   now: Date = new Date(),
-): Promise<{ allow: boolean; reason: string }> {
+): Promise<{ allow: boolean; reason: string; kind?: RefusalKind }> {
   const { identity } = peer;
   if (identity.isCa) return { allow: false, reason: "a CA certificate cannot be a client" };
   if (!identity.extKeyUsages?.includes(EKU_CLIENT_AUTH)) {
@@ -135,8 +138,9 @@ export async function checkIdentity(
   const caDates = outsideValidity(`issuing CA (${ca.subject})`, ca, now);
   if (caDates) return { allow: false, reason: caDates };
   const revoked = revocationVerdict(identity.serial, rules.revocations, now);
-  if (revoked) return { allow: false, reason: revoked };
-  return admission(identity, rules);
+  if (revoked) return { allow: false, reason: revoked, kind: "revoked" };
+  const admitted = admission(identity, rules);
+  return admitted.allow ? admitted : { ...admitted, kind: "not_allowed" };
 }
 
 /**

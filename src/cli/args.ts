@@ -7,7 +7,7 @@
 
 import process from "node:process";
 import { parseArgs as nodeParseArgs, type ParseArgsConfig } from "node:util";
-import { type Address, parseAddress, type TcpAddress } from "../net/address.ts";
+import { type Address, isLoopbackHost, parseAddress, type TcpAddress } from "../net/address.ts";
 import { parseDuration } from "../config/duration.ts";
 import { DEFAULTS } from "../config/defaults.ts";
 import { type KeyType, parseKeyType } from "../pki/pki.ts";
@@ -108,6 +108,12 @@ export interface ServeCommand {
   insecureKeyPerms: boolean;
   /** Log verbosity. */
   logLevel: "debug" | "info" | "warn" | "error";
+  /** Log line format: `text` (`LEVEL message key=value`) or `json` (one object per line). */
+  logFormat: "text" | "json";
+  /** Where to serve `/metrics` and `/healthz`, if anywhere. */
+  metrics?: TcpAddress;
+  /** Fail at start when the target does not answer (default: warn and keep going). */
+  requireTarget: boolean;
   /** The API policy file. */
   policy?: string;
   /** Enforce the API policy, or only record what it would deny. */
@@ -158,6 +164,8 @@ export interface ConnectCommand {
   drainTimeoutMs: number;
   /** Log verbosity. */
   logLevel: "debug" | "info" | "warn" | "error";
+  /** Log line format. */
+  logFormat: "text" | "json";
 }
 
 /** `dockgate help [TOPIC]`, or `-h` on any command. */
@@ -187,6 +195,7 @@ const COMMON_TLS = {
   ca: { type: "string" },
   "insecure-key-perms": { type: "boolean", default: false },
   "log-level": { type: "string", default: "info" },
+  "log-format": { type: "string", default: "text" },
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
@@ -370,6 +379,9 @@ function parseServe(args: string[]): ServeCommand | HelpCommand {
     "policy-mode": { type: "string", default: DEFAULTS.policyMode },
     "audit-log": { type: "string" },
     "max-body": { type: "string", default: DEFAULTS.maxBody },
+    metrics: { type: "string" },
+    "unsafe-metrics": { type: "boolean", default: false },
+    "require-target": { type: "boolean", default: false },
   }, false);
   void positionals;
   if (values.help) return { kind: "help", topic: "serve" };
@@ -413,7 +425,34 @@ function parseServe(args: string[]): ServeCommand | HelpCommand {
     policyMode: oneOf(values["policy-mode"] as string, "--policy-mode", ["enforce", "audit"]),
     auditLog: values["audit-log"] as string | undefined,
     maxBodyBytes: usage(() => parseSize(values["max-body"] as string, "--max-body")),
+    logFormat: logFormat(values["log-format"] as string),
+    metrics: values.metrics === undefined ? undefined : metricsAddress(
+      values.metrics as string,
+      values["unsafe-metrics"] as boolean,
+    ),
+    requireTarget: values["require-target"] as boolean,
   };
+}
+
+/** `--metrics ADDR`: a TCP address, on loopback unless `--unsafe-metrics`. */
+function metricsAddress(text: string, unsafe: boolean): TcpAddress {
+  const a = usage(() => parseAddress(text, { defaultPort: 9323 }));
+  if (a.transport !== "tcp") {
+    throw new UsageError(
+      `Invalid --metrics "${text}": expected a TCP address like tcp://127.0.0.1:9323`,
+    );
+  }
+  if (!unsafe && !isLoopbackHost(a.host)) {
+    throw new UsageError(
+      `Invalid --metrics "${text}": not a loopback address (metrics name every identity; add --unsafe-metrics to serve them off loopback)`,
+    );
+  }
+  return a;
+}
+
+function logFormat(text: string): "text" | "json" {
+  if (text === "text" || text === "json") return text;
+  throw new UsageError(`Invalid --log-format "${text}": expected text or json`);
 }
 
 /**
@@ -526,5 +565,6 @@ function parseConnect(
     insecureKeyPerms: values["insecure-key-perms"] as boolean,
     drainTimeoutMs: usage(() => parseDuration(values["drain-timeout"] as string)),
     logLevel: logLevel(values["log-level"] as string),
+    logFormat: logFormat(values["log-format"] as string),
   };
 }

@@ -65,6 +65,11 @@ dockgate keygen crl [--dir DIR]
   --insecure-key-perms     accept a key file readable by group or others, and trust files or
                            directories others could write
   --log-level L            debug, info (default), warn, error
+  --log-format F           text (default; the level coloured on a terminal unless NO_COLOR) or json
+  --metrics ADDR           serve Prometheus /metrics and /healthz on ADDR (loopback, e.g.
+                           tcp://127.0.0.1:9323; --unsafe-metrics allows any address)
+  --require-target         fail at start when the target does not answer (default: warn, start,
+                           and relay once it answers; /healthz says 503 meanwhile)
   --policy FILE            per-identity Docker API rules (JSON or YAML; see README "API policy");
                            an identity without a role is refused
   --policy-mode M          enforce (default ${DEFAULTS.policyMode}) or audit (forward, log would_deny)
@@ -87,5 +92,6 @@ dockgate keygen crl [--dir DIR]
   --unsafe-listen          allow a TCP listen address off loopback
   --drain-timeout D        on SIGTERM/SIGINT, let open connections finish this long (default ${DEFAULTS.connectDrainTimeout})
   --insecure-key-perms     accept a key file readable by group or others
-  --log-level L            debug, info (default), warn, error`,
+  --log-level L            debug, info (default), warn, error
+  --log-format F           text (default) or json`,
 };

@@ -14,8 +14,8 @@ export interface CliIo {
   say(line: string): void;
   /** Write one line to stdout (a command's answer, e.g. `policy check`). */
   out(line: string): void;
-  /** A logger at `level` writing to stderr. */
-  logger(level: LogLevel): Logger;
+  /** A logger at `level` writing to stderr, as `format` lines (default text). */
+  logger(level: LogLevel, format?: "text" | "json"): Logger;
   /** Call `fn` on each delivery of `signal`. */
   onSignal(signal: "SIGHUP" | "SIGTERM" | "SIGINT", fn: () => void): void;
 }

@@ -12,7 +12,7 @@ import { loadCredentials, resolveBundlePaths } from "../pki/credentials.ts";
 
 /** `dockgate connect …`: the client tunnel until a signal stops it. */
 export async function runConnect(cmd: ConnectCommand, io: CliIo): Promise<number> {
-  const logger = io.logger(cmd.logLevel);
+  const logger = io.logger(cmd.logLevel, cmd.logFormat);
   const creds = await loadCredentials(resolveBundlePaths(cmd.source), {
     role: "client",
     insecureKeyPerms: cmd.insecureKeyPerms,

@@ -11,7 +11,12 @@ import { type ServeCommand } from "./args.ts";
 import { type CliIo, onStopSignals } from "./io.ts";
 import { DEFAULT_MS, DEFAULTS } from "../config/defaults.ts";
 import { startReloader, warnStaleCrl } from "../config/reloader.ts";
-import { loadServeConfig, type ServeConfigSource } from "../config/serve_config.ts";
+import {
+  crlInForce,
+  loadServeConfig,
+  type ServeConfig,
+  type ServeConfigSource,
+} from "../config/serve_config.ts";
 import { type AccessPolicy, describePolicy } from "../access/policy.ts";
 import { formatAddress } from "../net/address.ts";
 import { connectTarget } from "../net/strategy.ts";
@@ -20,10 +25,16 @@ import { initPki, pkiExists } from "../pki/keygen.ts";
 import { serve } from "../serve.ts";
 import { type AuditFile, type AuditSink, lineAuditSink, openAuditFile } from "../observe/audit.ts";
 import { fsErrorText } from "../pki/fs_util.ts";
+import { PrometheusMetrics } from "../observe/metrics.ts";
+import { type Health, startMetricsServer } from "../observe/metrics_server.ts";
+import { DaemonClient } from "../docker/daemon_client.ts";
+import { RUNTIME } from "../net/runtime.ts";
+import { VERSION } from "../version.ts";
+import { parseCertificatesPem } from "../pki/pem.ts";
 
 /** `dockgate serve …`: load the configuration, start the gate, reload and stop on signals. */
 export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
-  const logger = io.logger(cmd.logLevel);
+  const logger = io.logger(cmd.logLevel, cmd.logFormat);
   if (cmd.defaultCerts && !existsSync(cmd.source.certs!)) {
     const dir = DEFAULTS.pkiDir;
     if (!(await pkiExists(dir))) {
@@ -54,8 +65,21 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   // With a policy, the audit trail goes to stderr unless a file is given.
   const audit: AuditSink | undefined = auditFile ??
     (cmd.policy ? lineAuditSink(io.say) : undefined);
-  // Say at once if the target is not there, rather than on the first client.
-  (await connectTarget(cmd.target, DEFAULT_MS.targetStartupCheck)).destroy();
+  // Say at once if the target is not there, rather than on the first client; without
+  // --require-target the gate starts anyway (dockerd restarting, or started after us).
+  try {
+    (await connectTarget(cmd.target, DEFAULT_MS.targetStartupCheck)).destroy();
+  } catch (err) {
+    if (cmd.requireTarget) throw err;
+    logger.log("warn", "target not answering yet: relaying as soon as it answers", {
+      target: formatAddress(cmd.target),
+      reason: (err as Error).message,
+    });
+  }
+  const metrics = cmd.metrics
+    ? new PrometheusMetrics({ version: VERSION, runtime: RUNTIME.name })
+    : undefined;
+  if (metrics) recordExpiries(metrics, config);
 
   const gate = await serve({
     listen: cmd.listen,
@@ -74,7 +98,23 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     policyMode: cmd.policyMode,
     audit,
     maxBodyBytes: cmd.maxBodyBytes,
+    metrics,
   });
+  const metricsServer = metrics && cmd.metrics
+    ? await startMetricsServer({
+      address: cmd.metrics,
+      metrics,
+      health: () => health(cmd, metrics),
+    }).catch(async (err) => {
+      await gate.close();
+      throw err;
+    })
+    : undefined;
+  if (metricsServer) {
+    logger.log("info", `metrics on http://${formatHostPort(metricsServer.address)}/metrics`, {
+      healthz: `http://${formatHostPort(metricsServer.address)}/healthz`,
+    });
+  }
   logger.log("info", `listening on ${formatAddress(gate.address)}`, {
     target: formatAddress(cmd.target),
   });
@@ -103,7 +143,17 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     });
   }
   warnStaleCrl(logger, config);
-  const reloader = startReloader({ source, config, gate, logger });
+  const reloader = startReloader({
+    source,
+    config,
+    gate,
+    logger,
+    onReload: (c) => {
+      metrics?.reload(true);
+      if (metrics) recordExpiries(metrics, c);
+    },
+    onReloadFailed: () => metrics?.reload(false),
+  });
   io.onSignal("SIGHUP", () => {
     auditFile?.reopen(); // after logrotate moved it
     void reloader.reload("SIGHUP");
@@ -117,9 +167,50 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     void (drain ? gate.shutdown(cmd.drainTimeoutMs) : gate.close());
   });
   await gate.closed;
+  await metricsServer?.close();
   await auditFile?.close();
   logger.log("info", "stopped");
   return 0;
+}
+
+/** The server certificate's, the CA's (the earliest) and the CRL's dates, as gauges. */
+function recordExpiries(metrics: PrometheusMetrics, config: ServeConfig): void {
+  try {
+    metrics.expiry("server", parseCertificatesPem(config.tls.certPem)[0]?.notAfter);
+    const cas = parseCertificatesPem(config.tls.caPem).map((c) => c.notAfter.getTime());
+    metrics.expiry("ca", cas.length ? new Date(Math.min(...cas)) : undefined);
+  } catch {
+    // The files were checked when loaded; a gauge is never a reason to stop.
+  }
+  metrics.expiry("crl", crlInForce(config)?.nextUpdate);
+}
+
+/** `/healthz`: the last reload applied, and the target answering `/_ping` (a Docker daemon). */
+async function health(cmd: ServeCommand, metrics: PrometheusMetrics): Promise<Health> {
+  if (!metrics.lastReloadOk) return { ok: false, reason: "the last reload failed" };
+  const client = new DaemonClient(() => connectTarget(cmd.target, 2000));
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const answer = await Promise.race([
+      client.request("GET", "/_ping"),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("no answer in 2 s")), 2000);
+      }),
+    ]);
+    if (answer.status !== 200) {
+      return { ok: false, reason: `target answered /_ping with ${answer.status}` };
+    }
+    return { ok: true };
+  } catch (err) {
+    return { ok: false, reason: `target ${formatAddress(cmd.target)}: ${(err as Error).message}` };
+  } finally {
+    clearTimeout(timer);
+    client.close();
+  }
+}
+
+function formatHostPort(a: { host: string; port: number }): string {
+  return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
 }
 
 /** Open the audit log, with one clear line if it cannot be written. */

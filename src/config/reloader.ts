@@ -34,6 +34,8 @@ export interface ReloaderOptions {
   pollMs?: number;
   /** Called after each successful reload. */
   onReload?: (config: ServeConfig) => void;
+  /** Called after each failed reload (the previous configuration stays). */
+  onReloadFailed?: (err: Error) => void;
   /**
    * How often to repeat the warning about a CRL outside its validity window, in ms; 0
    * disables it. Default: 3 600 000 (hourly).
@@ -89,6 +91,7 @@ export function startReloader(options: ReloaderOptions): Reloader {
         why,
         reason: (err as Error).message,
       });
+      options.onReloadFailed?.(err as Error);
       return false;
     }
   };

@@ -107,18 +107,73 @@ function quoteValue(text: string): string {
  * if (lines.length !== 1 || !lines[0].endsWith("INFO kept")) throw new Error("unexpected");
  * ```
  */
-export function lineLogger(write: (line: string) => void, minLevel: LogLevel = "info"): Logger {
+export function lineLogger(
+  write: (line: string) => void,
+  minLevel: LogLevel = "info",
+  options: LineLoggerOptions = {},
+): Logger {
   const order: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+  const format = options.format ?? "text";
   return {
     log(level, message, fields) {
       if (order[level] < order[minLevel]) return;
       try {
-        write(`${new Date().toISOString()} ${formatLogLine(level, message, fields)}`);
+        const time = new Date().toISOString();
+        if (format === "json") return write(formatJsonLogLine(time, level, message, fields));
+        const line = formatLogLine(level, message, fields);
+        write(`${time} ${options.color ? colorLevel(level, line) : line}`);
       } catch {
         // A broken log sink must never take the gate down.
       }
     },
   };
+}
+
+/** Options for {@linkcode lineLogger}. */
+export interface LineLoggerOptions {
+  /** `text` (`LEVEL message key=value …`, the default) or `json` (one object per line). */
+  format?: "text" | "json";
+  /** Colour the level (text only; the CLI sets it on a TTY without `NO_COLOR`). Default: false. */
+  color?: boolean;
+}
+
+const COLORS: Record<LogLevel, string> = {
+  debug: "\x1b[2m",
+  info: "\x1b[36m",
+  warn: "\x1b[33m",
+  error: "\x1b[31m",
+};
+
+/** The line with its level word coloured (the rest is already escaped: no peer's ANSI). */
+function colorLevel(level: LogLevel, line: string): string {
+  const word = level.toUpperCase();
+  return `${COLORS[level]}${word}\x1b[0m${line.slice(word.length)}`;
+}
+
+/**
+ * One event as a JSON line (for journald, Loki, `jq`): `time`, `level`, `msg`, then the
+ * fields; control and format characters escaped as in text lines.
+ *
+ * @example
+ * ```ts
+ * import { formatJsonLogLine } from "./logger.ts";
+ * const line = formatJsonLogLine("1970-01-01T00:00:00.000Z", "warn", "refused", { peer: "p", reason: "x\u202e" });
+ * const v = JSON.parse(line);
+ * if (v.level !== "warn" || v.msg !== "refused" || v.peer !== "p" || line.includes("\u202e")) throw new Error(line);
+ * ```
+ */
+export function formatJsonLogLine(
+  time: string,
+  level: LogLevel,
+  message: string,
+  fields?: LogFields,
+): string {
+  const record: Record<string, unknown> = { time, level, msg: message };
+  for (const [k, v] of Object.entries(fields ?? {})) {
+    if (v !== undefined && !(k in record)) record[k] = v;
+  }
+  const json = JSON.stringify(record);
+  return /^[\x20-\x7e]*$/.test(json) ? json : escapeControls(json);
 }
 
 /** Options for {@linkcode streamSink}. */
