@@ -77,6 +77,11 @@ export interface ServeOptions {
   endRevokedOnReload?: boolean;
   /** End relayed connections older than this. Default: no limit. */
   maxConnLifetimeMs?: number;
+  /**
+   * An already listening socket to accept on (systemd socket activation: fd 3); `listen` then
+   * only names it in errors. Default: bind `listen`.
+   */
+  listenFd?: number;
   /** Where connection counts, refusals, bytes and handshake times are reported. Default: nowhere. */
   metrics?: GateMetrics;
   /** Give up connecting to the target after this long. Default: 10 000 ms. */
@@ -162,7 +167,7 @@ export async function serve(options: ServeOptions): Promise<ServeHandle> {
   server.on("connection", (raw: net.Socket) => gate.accept(raw));
   server.on("tlsClientError", (err: Error, socket: tls.TLSSocket) => gate.failed(err, socket));
   server.on("secureConnection", (client: tls.TLSSocket) => void gate.admit(client));
-  await listenOn(server, options.listen, { logger: gate.logger });
+  await listenOn(server, options.listen, { logger: gate.logger, fd: options.listenFd });
   return gate.handle(server);
 }
 

@@ -30,6 +30,8 @@ import { type Health, startMetricsServer } from "../observe/metrics_server.ts";
 import { DaemonClient } from "../docker/daemon_client.ts";
 import { RUNTIME } from "../net/runtime.ts";
 import { VERSION } from "../version.ts";
+import process from "node:process";
+import { listenFdFromEnv, systemdNotifier } from "../net/systemd.ts";
 import { parseCertificatesPem } from "../pki/pem.ts";
 
 /** `dockgate serve …`: load the configuration, start the gate, reload and stop on signals. */
@@ -81,8 +83,11 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     : undefined;
   if (metrics) recordExpiries(metrics, config);
 
+  const listenFd = listenFdFromEnv();
+  const notifier = systemdNotifier(undefined, (m) => logger.log("warn", m));
   const gate = await serve({
     listen: cmd.listen,
+    listenFd,
     target: cmd.target,
     tls: config.tls,
     policy: config.policy,
@@ -117,6 +122,7 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   }
   logger.log("info", `listening on ${formatAddress(gate.address)}`, {
     target: formatAddress(cmd.target),
+    ...(listenFd === undefined ? {} : { from: `systemd (fd ${listenFd})` }),
   });
   logger.log("info", `policy: ${describePolicy(policy)}`, {
     crl: config.revokedCount === undefined ? "none" : `${config.revokedCount} revoked`,
@@ -156,9 +162,13 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   });
   io.onSignal("SIGHUP", () => {
     auditFile?.reopen(); // after logrotate moved it
-    void reloader.reload("SIGHUP");
+    void notifier.send("RELOADING=1", `MONOTONIC_USEC=${monotonicMicros()}`)
+      .then(() => reloader.reload("SIGHUP"))
+      .then((ok) => notifier.send("READY=1", `STATUS=${ok ? "reloaded" : "reload failed"}`));
   });
+  await notifier.send("READY=1", `STATUS=listening on ${formatAddress(gate.address)}`);
   onStopSignals(io, (drain) => {
+    void notifier.send("STOPPING=1");
     logger.log(
       "info",
       drain ? `stopping: draining for up to ${cmd.drainTimeoutMs} ms` : "stopping now",
@@ -167,10 +177,16 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     void (drain ? gate.shutdown(cmd.drainTimeoutMs) : gate.close());
   });
   await gate.closed;
+  notifier.close();
   await metricsServer?.close();
   await auditFile?.close();
   logger.log("info", "stopped");
   return 0;
+}
+
+/** CLOCK_MONOTONIC in microseconds (what `RELOADING=1` is stamped with). */
+function monotonicMicros(): string {
+  return String(process.hrtime.bigint() / 1000n);
 }
 
 /** The server certificate's, the CA's (the earliest) and the CRL's dates, as gauges. */

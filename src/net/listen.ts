@@ -39,6 +39,11 @@ export interface ListenOnOptions {
   unixMode?: number;
   /** Where errors of the listener after it started go (`listener error`). Default: nowhere. */
   logger?: Logger;
+  /**
+   * Listen on this already listening socket instead (systemd socket activation passes fd 3);
+   * `address` then only names it in errors. Default: bind `address`.
+   */
+  fd?: number;
 }
 
 /**
@@ -83,7 +88,9 @@ export function listenOn(
       }
       resolve();
     };
-    if (address.transport === "unix") {
+    if (options.fd !== undefined) {
+      server.listen({ fd: options.fd }, done);
+    } else if (address.transport === "unix") {
       const old = process.umask(~(options.unixMode ?? 0o600) & 0o777);
       try {
         server.listen({ path: address.path }, done);
