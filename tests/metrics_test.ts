@@ -223,9 +223,7 @@ Deno.test({
       "127.0.0.1:0",
       "--log-format",
       "json",
-    ]).catch(async (e) => {
-      throw e;
-    });
+    ]);
     const warn = await gate.waitForLog(/\{[^\n]*"msg":"target not answering yet[^\n]*\}/);
     const line = JSON.parse(warn[0]);
     assert.equal(line.level, "warn");
