@@ -17,6 +17,7 @@ import { runConnect } from "./src/cli/run_connect.ts";
 import { runKeygen } from "./src/cli/run_keygen.ts";
 import { runServe } from "./src/cli/run_serve.ts";
 import { runPolicyCheck } from "./src/cli/run_policy.ts";
+import { runEnv } from "./src/cli/run_env.ts";
 import { lineLogger, streamSink } from "./src/observe/logger.ts";
 import { VERSION } from "./src/version.ts";
 
@@ -57,7 +58,7 @@ async function main(argv: string[]): Promise<number> {
       case "help": {
         const text = HELP[cmd.topic ?? "main"];
         if (!text) {
-          say(`dockgate: no help for "${cmd.topic}" (try keygen, serve, connect or policy)`);
+          say(`dockgate: no help for "${cmd.topic}" (try keygen, serve, connect, policy or env)`);
           return 2;
         }
         process.stdout.write(text + "\n");
@@ -74,6 +75,8 @@ async function main(argv: string[]): Promise<number> {
         return await runConnect(cmd, io);
       case "policy-check":
         return await runPolicyCheck(cmd, io);
+      case "env":
+        return await runEnv(cmd, io);
     }
   } catch (err) {
     const e = err as Error;

@@ -6,6 +6,7 @@
  */
 
 import process from "node:process";
+import { hostname } from "node:os";
 import { parseArgs as nodeParseArgs, type ParseArgsConfig } from "node:util";
 import { type Address, isLoopbackHost, parseAddress, type TcpAddress } from "../net/address.ts";
 import { parseDuration } from "../config/duration.ts";
@@ -183,7 +184,26 @@ export type Command =
   | KeygenCommand
   | ServeCommand
   | ConnectCommand
-  | PolicyCheckCommand;
+  | PolicyCheckCommand
+  | EnvCommand;
+
+/** `dockgate env NAME [--dir DIR] [--host HOST:PORT] [--context [--apply]] [--bundle F]`. */
+export interface EnvCommand {
+  /** Discriminant. */
+  kind: "env";
+  /** The client's name (its bundle is DIR/clients/NAME). */
+  name: string;
+  /** The PKI directory. */
+  dir: string;
+  /** The gate's address as clients reach it, `HOST:PORT`. */
+  host: string;
+  /** Print (or apply) a `docker context create` instead of shell lines. */
+  context: boolean;
+  /** Run the context command. */
+  apply: boolean;
+  /** Pack the bundle into this `.tar.gz` instead. */
+  bundle?: string;
+}
 
 /** The defaults table (`src/config/defaults.ts`), re-exported for the CLI's help text. */
 export { DEFAULTS };
@@ -230,6 +250,8 @@ export function parseCommand(argv: string[], env: Record<string, string | undefi
       return parseConnect(rest, env);
     case "policy":
       return parsePolicy(rest);
+    case "env":
+      return parseEnv(rest);
     default:
       throw new UsageError(
         `Unknown command "${first}" (expected keygen, serve, connect or policy)`,
@@ -247,8 +269,42 @@ function parse(
   } catch (err) {
     // node:util messages carry a hint tail; keep the first sentence of the first line only.
     const msg = (err as Error).message.split("\n")[0].split(". ")[0].replace(/\.$/, "");
-    throw new UsageError(msg);
+    const unknown = /^Unknown option '(--[^']+)'/.exec(msg);
+    const near = unknown && closest(unknown[1].slice(2).split("=")[0], Object.keys(options));
+    throw new UsageError(near ? `${msg} (did you mean --${near}?)` : msg);
   }
+}
+
+/**
+ * The option name nearest `name` (edit distance at most a third of its length, at least 1),
+ * for "did you mean".
+ *
+ * @example
+ * ```ts
+ * import { closest } from "./args.ts";
+ * if (closest("listn", ["listen", "target"]) !== "listen" || closest("zzz", ["listen"])) throw new Error();
+ * ```
+ */
+export function closest(name: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.max(1, Math.floor(name.length / 3)) + 1;
+  for (const c of candidates) {
+    const d = editDistance(name, c);
+    if (d < bestDistance) [best, bestDistance] = [c, d];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length];
 }
 
 function usage<T>(fn: () => T): T {
@@ -478,6 +534,40 @@ function oneOf<T extends string>(value: string, flag: string, allowed: readonly 
     throw new UsageError(`Invalid ${flag} "${value}" (expected ${allowed.join(" or ")})`);
   }
   return value as T;
+}
+
+function parseEnv(args: string[]): EnvCommand | HelpCommand {
+  const { values, positionals } = parse(args, {
+    dir: { type: "string", default: DEFAULTS.pkiDir },
+    host: { type: "string" },
+    context: { type: "boolean", default: false },
+    apply: { type: "boolean", default: false },
+    bundle: { type: "string" },
+    help: { type: "boolean", short: "h", default: false },
+  }, true);
+  if (values.help) return { kind: "help", topic: "env" };
+  if (positionals.length !== 1) {
+    throw new UsageError(`"env" needs one client NAME (got ${positionals.length})`);
+  }
+  if (values.apply && !values.context) throw new UsageError(`--apply goes with --context`);
+  if (values.bundle !== undefined && (values.context || !/\.(tar\.gz|tgz)$/.test(values.bundle as string))) {
+    throw new UsageError(`--bundle takes a FILE.tar.gz (and not --context)`);
+  }
+  const host = (values.host as string | undefined) ?? `${hostname()}:2376`;
+  if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/.test(host)) {
+    throw new UsageError(
+      `Invalid --host "${host}": expected HOST:PORT (e.g. gate.example.com:2376)`,
+    );
+  }
+  return {
+    kind: "env",
+    name: positionals[0],
+    dir: values.dir as string,
+    host,
+    context: values.context as boolean,
+    apply: values.apply as boolean,
+    bundle: values.bundle as string | undefined,
+  };
 }
 
 function parsePolicy(args: string[]): PolicyCheckCommand | HelpCommand {

@@ -23,7 +23,8 @@ Usage:
   dockgate serve [options]      TLS listener that demands a client certificate, relays to Docker
   dockgate connect --server HOST:PORT [options]   local socket that wraps connections in mTLS
   dockgate policy check FILE --identity CN METHOD PATH [--body F]   what an API policy decides
-  dockgate help COMMAND         options of one command
+  dockgate env NAME [--host HOST:PORT] [--context [--apply]] [--bundle F]   how a client connects
+  dockgate help COMMAND         options of one command (also: dockgate COMMAND --help)
 
 Quickstart (Docker host):  dockgate serve      (creates ./pki on first run)
 Client:  docker --tlsverify -H tcp://HOST:2376 --tlscacert pki/clients/default/ca.pem \\
@@ -83,6 +84,14 @@ dockgate keygen crl [--dir DIR]
     Print what the API policy FILE decides for this request and the rule that decided it.
     Exit 0 when allowed, 1 when denied (2 for usage errors). PATH may carry /vN.NN and a query.
     Example: dockgate policy check policy.json --identity ci-runner POST /v1.41/containers/create --body create.json`,
+  env:
+    `dockgate env NAME [--dir DIR] [--host HOST:PORT] [--context [--apply]] [--bundle FILE.tar.gz]
+    How client NAME (bundle DIR/clients/NAME, DIR default ./${DEFAULTS.pkiDir}) reaches the gate at
+    HOST:PORT (default: this host's name, port 2376):
+    (default)    shell lines: eval "$(dockgate env alice --host gate.example.com:2376)"
+    --context    the "docker context create" command; with --apply, run it
+    --bundle F   pack ca.pem, cert.pem, key.pem into F (created 0600, never over a file)
+    Example: dockgate env alice --host gate.example.com:2376 --context --apply && docker --context alice ps`,
   connect: `dockgate connect --server HOST:PORT [options]
   --listen ADDR            unix:///path (created 0600) or tcp://127.0.0.1:PORT
                            (default $XDG_RUNTIME_DIR/dockgate.sock, else /tmp/dockgate-UID.sock)

@@ -62,6 +62,12 @@ export async function runKeygen(cmd: KeygenCommand, io: CliIo): Promise<number> 
       io.say(
         `use it with: DOCKER_CERT_PATH=${join(cmd.dir, "clients", cmd.name)} DOCKER_TLS_VERIFY=1`,
       );
+      io.say("next steps:");
+      io.say(`  eval "$(dockgate env ${cmd.name} --dir ${cmd.dir} --host HOST:2376)"`);
+      io.say(`  dockgate env ${cmd.name} --dir ${cmd.dir} --host HOST:2376 --context --apply`);
+      io.say(
+        `  dockgate env ${cmd.name} --dir ${cmd.dir} --bundle ${cmd.name}.tar.gz   (to copy it)`,
+      );
       return 0;
     case "revoke": {
       const r = await revokeCertificate(cmd.dir, cmd.subject);
