@@ -18,6 +18,7 @@ import { runKeygen } from "./src/cli/run_keygen.ts";
 import { runServe } from "./src/cli/run_serve.ts";
 import { runPolicyCheck } from "./src/cli/run_policy.ts";
 import { runEnv } from "./src/cli/run_env.ts";
+import { runInspect } from "./src/cli/run_inspect.ts";
 import { lineLogger, streamSink } from "./src/observe/logger.ts";
 import { VERSION } from "./src/version.ts";
 
@@ -58,7 +59,9 @@ async function main(argv: string[]): Promise<number> {
       case "help": {
         const text = HELP[cmd.topic ?? "main"];
         if (!text) {
-          say(`dockgate: no help for "${cmd.topic}" (try keygen, serve, connect, policy or env)`);
+          say(
+            `dockgate: no help for "${cmd.topic}" (try keygen, serve, connect, policy, env or inspect)`,
+          );
           return 2;
         }
         process.stdout.write(text + "\n");
@@ -77,6 +80,8 @@ async function main(argv: string[]): Promise<number> {
         return await runPolicyCheck(cmd, io);
       case "env":
         return await runEnv(cmd, io);
+      case "inspect":
+        return await runInspect(cmd, io);
     }
   } catch (err) {
     const e = err as Error;

@@ -185,7 +185,20 @@ export type Command =
   | ServeCommand
   | ConnectCommand
   | PolicyCheckCommand
-  | EnvCommand;
+  | EnvCommand
+  | InspectCommand;
+
+/** `dockgate inspect [PATH…] [--json] [--fail-within DAYS]`. */
+export interface InspectCommand {
+  /** Discriminant. */
+  kind: "inspect";
+  /** PKI or bundle directories, or PEM files (default: the PKI directory). */
+  paths: string[];
+  /** JSON instead of a table. */
+  json: boolean;
+  /** Exit 1 when a certificate expires within this many days. */
+  failWithinDays?: number;
+}
 
 /** `dockgate env NAME [--dir DIR] [--host HOST:PORT] [--context [--apply]] [--bundle F]`. */
 export interface EnvCommand {
@@ -252,6 +265,8 @@ export function parseCommand(argv: string[], env: Record<string, string | undefi
       return parsePolicy(rest);
     case "env":
       return parseEnv(rest);
+    case "inspect":
+      return parseInspect(rest);
     default:
       throw new UsageError(
         `Unknown command "${first}" (expected keygen, serve, connect or policy)`,
@@ -536,6 +551,25 @@ function oneOf<T extends string>(value: string, flag: string, allowed: readonly 
   return value as T;
 }
 
+function parseInspect(args: string[]): InspectCommand | HelpCommand {
+  const { values, positionals } = parse(args, {
+    json: { type: "boolean", default: false },
+    "fail-within": { type: "string" },
+    help: { type: "boolean", short: "h", default: false },
+  }, true);
+  if (values.help) return { kind: "help", topic: "inspect" };
+  const within = values["fail-within"] as string | undefined;
+  if (within !== undefined && !/^[0-9]+$/.test(within)) {
+    throw new UsageError(`Invalid --fail-within "${within}": expected a number of days`);
+  }
+  return {
+    kind: "inspect",
+    paths: positionals.length ? positionals : [DEFAULTS.pkiDir],
+    json: values.json as boolean,
+    failWithinDays: within === undefined ? undefined : Number(within),
+  };
+}
+
 function parseEnv(args: string[]): EnvCommand | HelpCommand {
   const { values, positionals } = parse(args, {
     dir: { type: "string", default: DEFAULTS.pkiDir },
@@ -550,7 +584,10 @@ function parseEnv(args: string[]): EnvCommand | HelpCommand {
     throw new UsageError(`"env" needs one client NAME (got ${positionals.length})`);
   }
   if (values.apply && !values.context) throw new UsageError(`--apply goes with --context`);
-  if (values.bundle !== undefined && (values.context || !/\.(tar\.gz|tgz)$/.test(values.bundle as string))) {
+  if (
+    values.bundle !== undefined &&
+    (values.context || !/\.(tar\.gz|tgz)$/.test(values.bundle as string))
+  ) {
     throw new UsageError(`--bundle takes a FILE.tar.gz (and not --context)`);
   }
   const host = (values.host as string | undefined) ?? `${hostname()}:2376`;

@@ -24,6 +24,7 @@ Usage:
   dockgate connect --server HOST:PORT [options]   local socket that wraps connections in mTLS
   dockgate policy check FILE --identity CN METHOD PATH [--body F]   what an API policy decides
   dockgate env NAME [--host HOST:PORT] [--context [--apply]] [--bundle F]   how a client connects
+  dockgate inspect [DIR|FILE]... [--json] [--fail-within DAYS]   certificates and their dates
   dockgate help COMMAND         options of one command (also: dockgate COMMAND --help)
 
 Quickstart (Docker host):  dockgate serve      (creates ./pki on first run)

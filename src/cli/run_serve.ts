@@ -9,6 +9,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { type ServeCommand } from "./args.ts";
 import { type CliIo, onStopSignals } from "./io.ts";
+import type { Logger } from "../observe/logger.ts";
 import { DEFAULT_MS, DEFAULTS } from "../config/defaults.ts";
 import { startReloader, warnStaleCrl } from "../config/reloader.ts";
 import {
@@ -149,12 +150,18 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     });
   }
   warnStaleCrl(logger, config);
+  // At start and daily: a certificate or CRL that runs out within 30 days is worth a line.
+  let inForce = config;
+  warnExpiring(logger, inForce);
+  const daily = setInterval(() => warnExpiring(logger, inForce), 86_400_000);
+  (daily as { unref?: () => void }).unref?.();
   const reloader = startReloader({
     source,
     config,
     gate,
     logger,
     onReload: (c) => {
+      inForce = c;
       metrics?.reload(true);
       if (metrics) recordExpiries(metrics, c);
     },
@@ -177,11 +184,48 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     void (drain ? gate.shutdown(cmd.drainTimeoutMs) : gate.close());
   });
   await gate.closed;
+  clearInterval(daily);
   notifier.close();
   await metricsServer?.close();
   await auditFile?.close();
   logger.log("info", "stopped");
   return 0;
+}
+
+/** Days before an end date from which serve warns. */
+const EXPIRY_WARNING_DAYS = 30;
+
+/** Warn about the server certificate, the CA and the CRL if any runs out within 30 days. */
+function warnExpiring(logger: Logger, config: ServeConfig, now = new Date()): void {
+  const dates: [string, Date | undefined, string][] = [];
+  try {
+    dates.push([
+      "server certificate",
+      parseCertificatesPem(config.tls.certPem)[0]?.notAfter,
+      "dockgate keygen server --force",
+    ]);
+    for (const ca of parseCertificatesPem(config.tls.caPem)) {
+      dates.push([
+        `CA certificate (${ca.subject})`,
+        ca.notAfter,
+        "issue a new CA and roll it out beside the old one",
+      ]);
+    }
+  } catch {
+    // Checked when loaded.
+  }
+  dates.push(["CRL (its nextUpdate)", crlInForce(config)?.nextUpdate, "dockgate keygen crl"]);
+  for (const [what, when, fix] of dates) {
+    if (!when) continue;
+    const days = Math.floor((when.getTime() - now.getTime()) / 86_400_000);
+    if (days < EXPIRY_WARNING_DAYS) {
+      logger.log("warn", `${what} ${days < 0 ? "has expired" : "expires soon"}`, {
+        not_after: when.toISOString(),
+        days,
+        fix,
+      });
+    }
+  }
 }
 
 /** CLOCK_MONOTONIC in microseconds (what `RELOADING=1` is stamped with). */
