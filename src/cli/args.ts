@@ -57,6 +57,16 @@ export type KeygenCommand =
   }
   | {
     kind: "keygen";
+    action: "renew";
+    dir: string;
+    /** `server` or a client name. */
+    name: string;
+    days?: number;
+    newKey: boolean;
+    revokeOld: boolean;
+  }
+  | {
+    kind: "keygen";
     action: "client";
     dir: string;
     keyType: KeyType;
@@ -359,6 +369,7 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
     ou: { type: "string", multiple: true, default: [] },
     force: { type: "boolean", default: false },
     "revoke-old": { type: "boolean", default: false },
+    "new-key": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   }, true);
   const [action = "init", name, ...extra] = positionals;
@@ -376,8 +387,25 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
     if (present) throw new UsageError(`${flag} does not apply to "keygen ${action}"`);
   };
   const revokeOld = values["revoke-old"] as boolean;
-  if (action !== "client") notFor("--revoke-old", revokeOld);
+  if (action !== "client" && action !== "renew") notFor("--revoke-old", revokeOld);
+  if (action !== "renew") notFor("--new-key", values["new-key"] as boolean);
   switch (action) {
+    case "renew":
+      if (!name) throw new UsageError(`"keygen renew" needs a client NAME or "server"`);
+      tooMany(2);
+      notFor("--san", sans.length > 0);
+      notFor("--ou", ous.length > 0);
+      notFor("--force", force);
+      notFor("--ca-days", values["ca-days"] !== undefined);
+      return {
+        kind: "keygen",
+        action,
+        dir,
+        name,
+        days,
+        newKey: values["new-key"] as boolean,
+        revokeOld,
+      };
     case "init":
       tooMany(1);
       notFor("--ou", ous.length > 0);
@@ -415,7 +443,7 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
     default:
       void extra;
       throw new UsageError(
-        `Unknown keygen action "${action}" (expected server, client, revoke or crl)`,
+        `Unknown keygen action "${action}" (expected server, client, renew, revoke or crl)`,
       );
   }
 }

@@ -19,7 +19,7 @@ export const HELP: Record<string, string> = {
   main: `dockgate ${VERSION}: mutual TLS in front of the Docker API
 
 Usage:
-  dockgate keygen [server|client NAME|revoke NAME|SERIAL] [options]   create or extend the PKI
+  dockgate keygen [server|client NAME|renew NAME|revoke NAME|SERIAL] [options]   the PKI
   dockgate serve [options]      TLS listener that demands a client certificate, relays to Docker
   dockgate connect --server HOST:PORT [options]   local socket that wraps connections in mTLS
   dockgate policy check FILE --identity CN METHOD PATH [--body F]   what an API policy decides
@@ -36,6 +36,9 @@ Client:  docker --tlsverify -H tcp://HOST:2376 --tlscacert pki/clients/default/c
 dockgate keygen server [--dir DIR] [--san NAME|IP]... [--key-type T] [--days N] [--force]
 dockgate keygen client NAME [--dir DIR] [--ou OU]... [--key-type T] [--days N] [--force [--revoke-old]]
     --force re-issues; the earlier certificates stay valid unless --revoke-old revokes them.
+dockgate keygen renew NAME|server [--dir DIR] [--days N] [--new-key] [--revoke-old]
+    A new certificate, same names, same key (or --new-key); the old one stays valid until it
+    expires unless --revoke-old. A running serve picks a renewed server certificate up itself.
 dockgate keygen revoke NAME|SERIAL [--dir DIR]
     Revoke (by NAME: every unexpired certificate ever issued to NAME) and write
     DIR/ca/crl.pem and DIR/server/crl.pem.

@@ -7,7 +7,13 @@
 import { join } from "node:path";
 import type { KeygenCommand } from "./args.ts";
 import type { CliIo } from "./io.ts";
-import { initPki, issueClientBundle, issueServerBundle, type KeygenReport } from "../pki/keygen.ts";
+import {
+  initPki,
+  issueClientBundle,
+  issueServerBundle,
+  type KeygenReport,
+  renewBundle,
+} from "../pki/keygen.ts";
 import { republishCrl, revokeCertificate } from "../pki/revoke.ts";
 
 function reportKeygen(io: CliIo, report: KeygenReport) {
@@ -44,6 +50,17 @@ export async function runKeygen(cmd: KeygenCommand, io: CliIo): Promise<number> 
           days: cmd.days,
           sans: cmd.sans,
           force: cmd.force,
+        }),
+      );
+      return 0;
+    case "renew":
+      reportKeygen(
+        io,
+        await renewBundle(cmd.name, {
+          dir: cmd.dir,
+          days: cmd.days,
+          newKey: cmd.newKey,
+          revokeOld: cmd.revokeOld,
         }),
       );
       return 0;

@@ -25,7 +25,7 @@
  * @module
  */
 
-import { chmod, lstat, mkdir, readdir } from "node:fs/promises";
+import { chmod, lstat, mkdir, readdir, readFile } from "node:fs/promises";
 import process from "node:process";
 import { unsafeMode } from "./trust_files.ts";
 import { basename, join } from "node:path";
@@ -37,6 +37,7 @@ import {
   KEY_TYPES,
   type KeyType,
   type PemPair,
+  renewLeaf,
   validateClientName,
 } from "./pki.ts";
 import { keyMatchesCertificate, parseCertificatePem } from "./pem.ts";
@@ -691,4 +692,78 @@ async function ensureDir(path: string, recursive = false): Promise<void> {
 
 function errorCode(error: unknown): string | undefined {
   return (error as { code?: string } | null)?.code;
+}
+
+/** Options for {@linkcode renewBundle}. */
+export interface RenewBundleOptions {
+  /** The PKI directory. */
+  dir: string;
+  /** Days the new certificate is valid. Default: 365. */
+  days?: number;
+  /** A new key of the same type instead of the same key. Default: false. */
+  newKey?: boolean;
+  /** Revoke the old certificate (and publish the CRL). Default: false: it stays valid. */
+  revokeOld?: boolean;
+}
+
+/**
+ * Renew `which` (`"server"` or a client name): a new certificate with the same subject, names
+ * and usages, for the same key (or with `newKey` a new one), written over the bundle's
+ * certificate (and key). The old certificate stays valid until it expires, unless
+ * `revokeOld`, so clients rotate without an outage; a running serve picks a renewed server
+ * certificate up at its next reload (it watches the files).
+ *
+ * @example
+ * ```ts ignore
+ * const report = await renewBundle("alice", { dir: "pki", days: 90 });
+ * ```
+ */
+export async function renewBundle(
+  which: string,
+  options: RenewBundleOptions,
+): Promise<Required<KeygenReport>> {
+  checkDays(options.days, "days");
+  const layout = pkiLayout(options.dir);
+  const server = which === "server";
+  if (!server) validateClientName(which);
+  const paths = server ? layout.server : clientBundlePaths(options.dir, which);
+  const what = server ? "Server bundle" : `Client bundle "${which}"`;
+  const read = (path: string) =>
+    readFile(path, "utf8").catch((err) => {
+      throw new Error(`Cannot renew ${what}: cannot read "${path}": ${fsErrorText(err)}`);
+    });
+  const [certPem, keyPem] = [await read(paths.cert), await read(paths.key)];
+  if (!(await keyMatchesCertificate(keyPem, certPem))) {
+    throw new Error(`Cannot renew ${what}: "${paths.key}" is not the key of "${paths.cert}"`);
+  }
+  const ca = await requireCa(options.dir);
+  const old = parseCertificatePem(certPem);
+  const renewed = await renewLeaf(ca, certPem, { days: options.days, newKey: options.newKey });
+  const report: Required<KeygenReport> = { created: [], kept: [], notes: [], revoked: [] };
+  // The key first: a certificate is never on disk beside a key that is not its own for long.
+  if (renewed.keyPem) await writeFileSafely(paths.key, renewed.keyPem, KEY_MODE, true, report);
+  await writeFileSafely(paths.cert, renewed.certPem, CERT_MODE, true, report);
+  await writeFileSafely(paths.ca, ca.certPem, CERT_MODE, true, report);
+  await recordIssued(layout.caDir, [
+    issuedEntry(renewed.certPem, server ? "server" : which, server ? "server" : "client"),
+  ]);
+  const oldSerial = normalizeSerial(old.serialNumber);
+  const until = parseCertificatePem(renewed.certPem).notAfter.toISOString();
+  report.notes.push(`renewed ${server ? "the server" : `"${which}"`} until ${until}`);
+  if (options.revokeOld) {
+    const r = await addRevocations(
+      { caDir: layout.caDir, serverDir: layout.server.dir },
+      ca,
+      [{ serial: oldSerial, name: server ? "server" : which }],
+    );
+    report.revoked.push(oldSerial);
+    report.created.push(...r.written);
+    report.notes.push(`revoked the old certificate (serial ${oldSerial})`);
+  } else {
+    report.notes.push(
+      `the old certificate (serial ${oldSerial}) STAYS VALID until ${old.notAfter.toISOString()}: ` +
+        `revoke it with "dockgate keygen revoke ${oldSerial}" once nothing uses it`,
+    );
+  }
+  return report;
 }

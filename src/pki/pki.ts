@@ -227,7 +227,7 @@ export async function createCa(options: CreateCaOptions = {}): Promise<PemPair> 
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  return { certPem: certToPem(cert), keyPem: await exportKeyPem(keys.privateKey) };
+  return { certPem: certToPem(cert), keyPem: keys ? await exportKeyPem(keys.privateKey) : "" };
 }
 
 /**
@@ -327,12 +327,56 @@ function defaultServerCommonName(): string {
   return host !== "" && host.length <= 64 ? host : "dockgate server";
 }
 
+/**
+ * A new certificate for the same subject, names and usages as `oldCertPem` (a leaf this CA
+ * issued), valid for `days` from now: for the same public key, or with `newKey` for a new key
+ * of the same type (then `keyPem` is the new key). The old certificate stays valid.
+ *
+ * @example
+ * ```ts
+ * import { createCa, issueClient, renewLeaf } from "./pki.ts";
+ * import { parseCertificatePem } from "./pem.ts";
+ * const ca = await createCa();
+ * const old = await issueClient(ca, "alice", { days: 10 });
+ * const renewed = await renewLeaf(ca, old.certPem, { days: 90 });
+ * const a = parseCertificatePem(old.certPem), b = parseCertificatePem(renewed.certPem);
+ * if (b.subject !== a.subject || b.serialNumber === a.serialNumber || renewed.keyPem) throw new Error();
+ * ```
+ */
+export async function renewLeaf(
+  ca: PemPair,
+  oldCertPem: string,
+  options: ValidityOptions & { newKey?: boolean } = {},
+): Promise<{ certPem: string; keyPem?: string }> {
+  const old = parseCertificatePem(oldCertPem);
+  if (old.getExtension(x509.BasicConstraintsExtension)?.ca) {
+    throw new TypeError(`"${old.subject}" is a CA certificate: renew leaves only`);
+  }
+  const ekus = old.getExtension(x509.ExtendedKeyUsageExtension)?.usages.map(String) ?? [];
+  const sans = old.getExtension(x509.SubjectAlternativeNameExtension);
+  const keyType = keyTypeOf(old.publicKey.algorithm);
+  const pair = await issueLeaf(ca, { ...options, keyType }, old.subjectName, [], ekus, {
+    publicKey: options.newKey ? undefined : await old.publicKey.export(),
+    sanExtension: sans ?? undefined,
+  });
+  return options.newKey ? pair : { certPem: pair.certPem };
+}
+
+/** The {@linkcode KeyType} of a certificate's public key algorithm. */
+function keyTypeOf(algorithm: Algorithm): KeyType {
+  const a = algorithm as { name: string; namedCurve?: string; modulusLength?: number };
+  if (a.name === "ECDSA") return a.namedCurve === "P-384" ? "p384" : "p256";
+  const bits = a.modulusLength ?? 2048;
+  return bits >= 4096 ? "rsa4096" : bits >= 3072 ? "rsa3072" : "rsa2048";
+}
+
 async function issueLeaf(
   ca: PemPair,
   options: ValidityOptions,
-  subject: Record<string, string[]>[],
+  subject: Record<string, string[]>[] | x509.Name,
   sans: string[],
   ekus: string[],
+  reuse: { publicKey?: CryptoKey; sanExtension?: x509.SubjectAlternativeNameExtension } = {},
 ): Promise<PemPair> {
   const keyType = options.keyType ?? "p256";
   const names = dedupeSans(sans);
@@ -349,7 +393,8 @@ async function issueLeaf(
   if (notAfter.getTime() <= requested.notBefore.getTime()) {
     throw new RangeError("Invalid validity: notAfter (clamped to the CA's) is not after notBefore");
   }
-  const keys = await generateKeyPair(keyType);
+  const keys = reuse.publicKey ? undefined : await generateKeyPair(keyType);
+  const publicKey = reuse.publicKey ?? keys!.publicKey;
   const caSki = caCert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId ??
     (await x509.SubjectKeyIdentifierExtension.create(caCert.publicKey)).keyId;
   const usages = x509.KeyUsageFlags.digitalSignature |
@@ -359,10 +404,13 @@ async function issueLeaf(
     new x509.BasicConstraintsExtension(false, undefined, true),
     new x509.KeyUsagesExtension(usages, true),
     new x509.ExtendedKeyUsageExtension(ekus, false),
-    await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    await x509.SubjectKeyIdentifierExtension.create(publicKey),
     new x509.AuthorityKeyIdentifierExtension(caSki, false),
   ];
-  if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
+  if (reuse.sanExtension) extensions.push(reuse.sanExtension);
+  else if (names.length > 0) {
+    extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
+  }
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
     subject,
@@ -370,12 +418,12 @@ async function issueLeaf(
     issuer: caCert.subjectName,
     notBefore: requested.notBefore,
     notAfter,
-    publicKey: keys.publicKey,
+    publicKey,
     signingKey: caKey,
     signingAlgorithm: signingAlgorithm(caCert.publicKey.algorithm),
     extensions,
   });
-  return { certPem: certToPem(cert), keyPem: await exportKeyPem(keys.privateKey) };
+  return { certPem: certToPem(cert), keyPem: keys ? await exportKeyPem(keys.privateKey) : "" };
 }
 
 async function loadCaPair(ca: PemPair): Promise<{ caCert: X509Certificate; caKey: CryptoKey }> {
