@@ -19,6 +19,7 @@ import { runServe } from "./src/cli/run_serve.ts";
 import { runPolicyCheck } from "./src/cli/run_policy.ts";
 import { runEnv } from "./src/cli/run_env.ts";
 import { runInspect } from "./src/cli/run_inspect.ts";
+import { bashCompletion } from "./src/cli/completion.ts";
 import { lineLogger, streamSink } from "./src/observe/logger.ts";
 import { VERSION } from "./src/version.ts";
 
@@ -60,7 +61,7 @@ async function main(argv: string[]): Promise<number> {
         const text = HELP[cmd.topic ?? "main"];
         if (!text) {
           say(
-            `dockgate: no help for "${cmd.topic}" (try keygen, serve, connect, policy, env or inspect)`,
+            `dockgate: no help for "${cmd.topic}" (try keygen, serve, connect, policy, env, inspect or completion)`,
           );
           return 2;
         }
@@ -82,6 +83,9 @@ async function main(argv: string[]): Promise<number> {
         return await runEnv(cmd, io);
       case "inspect":
         return await runInspect(cmd, io);
+      case "completion":
+        process.stdout.write(bashCompletion());
+        return 0;
     }
   } catch (err) {
     const e = err as Error;

@@ -196,7 +196,8 @@ export type Command =
   | ConnectCommand
   | PolicyCheckCommand
   | EnvCommand
-  | InspectCommand;
+  | InspectCommand
+  | { kind: "completion"; shell: "bash" };
 
 /** `dockgate inspect [PATH…] [--json] [--fail-within DAYS]`. */
 export interface InspectCommand {
@@ -277,6 +278,14 @@ export function parseCommand(argv: string[], env: Record<string, string | undefi
       return parseEnv(rest);
     case "inspect":
       return parseInspect(rest);
+    case "completion":
+      if (rest[0] === "--help" || rest[0] === "-h") return { kind: "help", topic: "completion" };
+      if (rest.length !== 1 || rest[0] !== "bash") {
+        throw new UsageError(
+          `"completion" takes one shell: bash (e.g. source <(dockgate completion bash))`,
+        );
+      }
+      return { kind: "completion", shell: "bash" };
     default:
       throw new UsageError(
         `Unknown command "${first}" (expected keygen, serve, connect or policy)`,

@@ -25,7 +25,9 @@ Usage:
   dockgate policy check FILE --identity CN METHOD PATH [--body F]   what an API policy decides
   dockgate env NAME [--host HOST:PORT] [--context [--apply]] [--bundle F]   how a client connects
   dockgate inspect [DIR|FILE]... [--json] [--fail-within DAYS]   certificates and their dates
+  dockgate completion bash      bash completion: source <(dockgate completion bash)
   dockgate help COMMAND         options of one command (also: dockgate COMMAND --help)
+  dockgate --version
 
 Quickstart (Docker host):  dockgate serve      (creates ./pki on first run)
 Client:  docker --tlsverify -H tcp://HOST:2376 --tlscacert pki/clients/default/ca.pem \\
@@ -46,7 +48,8 @@ dockgate keygen crl [--dir DIR]
     Publish the CRL again from the PKI's revocation record (e.g. after crl.pem was lost).
   --key-type   p256 (default), p384, rsa2048, rsa3072, rsa4096
   --days       leaf validity in days (default 365); --ca-days CA validity (default 3650)
-  --san        extra server names/IPs (defaults: localhost, 127.0.0.1, ::1, host name)`,
+  --san        extra server names/IPs (defaults: localhost, 127.0.0.1, ::1, host name)
+    Example: dockgate keygen --dir /etc/dockgate/pki --san gate.example.com && dockgate keygen client ci-runner --dir /etc/dockgate/pki`,
   serve: `dockgate serve [options]
   --listen ADDR            TCP address (default ${DEFAULTS.serveListen}; port 0 = any free port)
   --target ADDR            unix:///path or tcp://host:port (default ${DEFAULTS.serveTarget})
@@ -82,12 +85,22 @@ dockgate keygen crl [--dir DIR]
                            (default: stderr when --policy is given; reopened on SIGHUP)
   --max-body SIZE          largest request body read for inspection, 413 above (default ${DEFAULTS.maxBody})
   SIGHUP or a change to any of the files reloads them (allow-lists come from flags: restart to
-  change them); open connections are kept unless a reload revokes or disallows them.`,
+  change them); open connections are kept unless a reload revokes or disallows them.
+    Example: dockgate serve --certs /etc/dockgate/pki/server --policy policy.yaml --metrics tcp://127.0.0.1:9323`,
   policy:
     `dockgate policy check FILE --identity CN [--ou OU]... [--san NAME]... METHOD PATH [--body F]
     Print what the API policy FILE decides for this request and the rule that decided it.
     Exit 0 when allowed, 1 when denied (2 for usage errors). PATH may carry /vN.NN and a query.
     Example: dockgate policy check policy.json --identity ci-runner POST /v1.41/containers/create --body create.json`,
+  inspect: `dockgate inspect [DIR|FILE]... [--json] [--fail-within DAYS]
+    Every certificate in a PKI, a bundle or PEM files (default ./${DEFAULTS.pkiDir}): role, subject,
+    SANs, EKU, serial, end date and days left, revoked (by a CRL found beside it), key type.
+    --json          the same as JSON
+    --fail-within N exit 1 when a certificate (not revoked) expires within N days
+    Example: dockgate inspect /etc/dockgate/pki --fail-within 30 || mail -s "renew" ops@example.com`,
+  completion: `dockgate completion bash
+    Print a bash completion script (verbs, and each verb's flags).
+    Example: echo 'source <(dockgate completion bash)' >> ~/.bashrc`,
   env:
     `dockgate env NAME [--dir DIR] [--host HOST:PORT] [--context [--apply]] [--bundle FILE.tar.gz]
     How client NAME (bundle DIR/clients/NAME, DIR default ./${DEFAULTS.pkiDir}) reaches the gate at
@@ -106,5 +119,6 @@ dockgate keygen crl [--dir DIR]
   --drain-timeout D        on SIGTERM/SIGINT, let open connections finish this long (default ${DEFAULTS.connectDrainTimeout})
   --insecure-key-perms     accept a key file readable by group or others
   --log-level L            debug, info (default), warn, error
-  --log-format F           text (default) or json`,
+  --log-format F           text (default) or json
+    Example: dockgate connect --server gate.example.com:2376 --certs ~/.docker/gate & DOCKER_HOST=unix://$XDG_RUNTIME_DIR/dockgate.sock docker ps`,
 };
