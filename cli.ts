@@ -20,6 +20,7 @@ import { runPolicyCheck } from "./src/cli/run_policy.ts";
 import { runEnv } from "./src/cli/run_env.ts";
 import { runInspect } from "./src/cli/run_inspect.ts";
 import { bashCompletion } from "./src/cli/completion.ts";
+import { runDoctor } from "./src/cli/run_doctor.ts";
 import { lineLogger, streamSink } from "./src/observe/logger.ts";
 import { VERSION } from "./src/version.ts";
 
@@ -61,7 +62,7 @@ async function main(argv: string[]): Promise<number> {
         const text = HELP[cmd.topic ?? "main"];
         if (!text) {
           say(
-            `dockgate: no help for "${cmd.topic}" (try keygen, serve, connect, policy, env, inspect or completion)`,
+            `dockgate: no help for "${cmd.topic}" (try keygen, serve, connect, policy, env, inspect, doctor or completion)`,
           );
           return 2;
         }
@@ -83,6 +84,8 @@ async function main(argv: string[]): Promise<number> {
         return await runEnv(cmd, io);
       case "inspect":
         return await runInspect(cmd, io);
+      case "doctor":
+        return await runDoctor(cmd, io);
       case "completion":
         process.stdout.write(bashCompletion());
         return 0;

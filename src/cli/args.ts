@@ -197,7 +197,26 @@ export type Command =
   | PolicyCheckCommand
   | EnvCommand
   | InspectCommand
-  | { kind: "completion"; shell: "bash" };
+  | { kind: "completion"; shell: "bash" }
+  | DoctorCommand;
+
+/** `dockgate doctor [--pki DIR] [--certs DIR] [--target ADDR] [--listen ADDR] [--server H:P]`. */
+export interface DoctorCommand {
+  /** Discriminant. */
+  kind: "doctor";
+  /** A PKI in keygen's layout to check. */
+  pki?: string;
+  /** One bundle to check. */
+  certs?: string;
+  /** A target that must answer `/_ping`. */
+  target?: Address;
+  /** An address that must be free to listen on. */
+  listen?: TcpAddress;
+  /** A running serve for a round trip. */
+  server?: { host: string; port: number };
+  /** The client bundle for the round trip. */
+  clientBundle?: string;
+}
 
 /** `dockgate inspect [PATH…] [--json] [--fail-within DAYS]`. */
 export interface InspectCommand {
@@ -278,6 +297,8 @@ export function parseCommand(argv: string[], env: Record<string, string | undefi
       return parseEnv(rest);
     case "inspect":
       return parseInspect(rest);
+    case "doctor":
+      return parseDoctor(rest);
     case "completion":
       if (rest[0] === "--help" || rest[0] === "-h") return { kind: "help", topic: "completion" };
       if (rest.length !== 1 || rest[0] !== "bash") {
@@ -586,6 +607,51 @@ function oneOf<T extends string>(value: string, flag: string, allowed: readonly 
     throw new UsageError(`Invalid ${flag} "${value}" (expected ${allowed.join(" or ")})`);
   }
   return value as T;
+}
+
+function parseDoctor(args: string[]): DoctorCommand | HelpCommand {
+  const { values } = parse(args, {
+    pki: { type: "string" },
+    certs: { type: "string" },
+    target: { type: "string" },
+    listen: { type: "string" },
+    server: { type: "string" },
+    "client-certs": { type: "string" },
+    help: { type: "boolean", short: "h", default: false },
+  }, false);
+  if (values.help) return { kind: "help", topic: "doctor" };
+  const none = ["pki", "certs", "target", "listen", "server"].every((k) => values[k] === undefined);
+  const pki = (values.pki as string | undefined) ?? (none ? DEFAULTS.pkiDir : undefined);
+  const targetText = (values.target as string | undefined) ??
+    (none ? DEFAULTS.serveTarget : undefined);
+  let server: { host: string; port: number } | undefined;
+  if (values.server !== undefined) {
+    const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):([0-9]{1,5})$/.exec(values.server as string);
+    if (!m || Number(m[2]) > 65535) {
+      throw new UsageError(`Invalid --server "${values.server}": expected HOST:PORT`);
+    }
+    server = { host: m[1].replace(/^\[|\]$/g, ""), port: Number(m[2]) };
+  }
+  let listen: TcpAddress | undefined;
+  if (values.listen !== undefined) {
+    const a = usage(() => parseAddress(values.listen as string, { defaultPort: 2376 }));
+    if (a.transport !== "tcp") {
+      throw new UsageError(`Invalid --listen "${values.listen}": expected a TCP address`);
+    }
+    listen = a;
+  }
+  return {
+    kind: "doctor",
+    pki,
+    certs: values.certs as string | undefined,
+    target: targetText === undefined ? undefined : usage(() => parseAddress(targetText)),
+    listen,
+    server,
+    clientBundle: server
+      ? (values["client-certs"] as string | undefined) ??
+        `${pki ?? DEFAULTS.pkiDir}/clients/default`
+      : undefined,
+  };
 }
 
 function parseInspect(args: string[]): InspectCommand | HelpCommand {

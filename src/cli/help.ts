@@ -25,6 +25,7 @@ Usage:
   dockgate policy check FILE --identity CN METHOD PATH [--body F]   what an API policy decides
   dockgate env NAME [--host HOST:PORT] [--context [--apply]] [--bundle F]   how a client connects
   dockgate inspect [DIR|FILE]... [--json] [--fail-within DAYS]   certificates and their dates
+  dockgate doctor [--pki DIR] [--certs DIR] [--target ADDR] [--server HOST:PORT]   checks, with fixes
   dockgate completion bash      bash completion: source <(dockgate completion bash)
   dockgate help COMMAND         options of one command (also: dockgate COMMAND --help)
   dockgate --version
@@ -98,6 +99,20 @@ dockgate keygen crl [--dir DIR]
     --json          the same as JSON
     --fail-within N exit 1 when a certificate (not revoked) expires within N days
     Example: dockgate inspect /etc/dockgate/pki --fail-within 30 || mail -s "renew" ops@example.com`,
+  doctor:
+    `dockgate doctor [--pki DIR] [--certs DIR] [--target ADDR] [--listen ADDR] [--server HOST:PORT [--client-certs DIR]]
+    One PASS/FAIL line per check, with the fix; exit 0 only when all pass. Without options:
+    --pki ./${DEFAULTS.pkiDir} --target ${DEFAULTS.serveTarget}.
+    --pki DIR           the CA, the server bundle and every client bundle: files readable, keys
+                        private (0600, ours), key matches certificate, signed by the CA, EKU,
+                        server names cover the host (--server's, else localhost and this host),
+                        30+ days left, CRL signed and fresh
+    --certs DIR         one bundle, the same checks
+    --target ADDR       the Docker daemon answers /_ping (and its API version)
+    --listen ADDR       the port is free
+    --server HOST:PORT  a full mTLS round trip to a running serve with --client-certs DIR
+                        (default PKI/clients/default): who it was admitted as, /_ping
+    Example: dockgate doctor --pki /etc/dockgate/pki --server gate.example.com:2376`,
   completion: `dockgate completion bash
     Print a bash completion script (verbs, and each verb's flags).
     Example: echo 'source <(dockgate completion bash)' >> ~/.bashrc`,

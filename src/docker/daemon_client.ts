@@ -26,6 +26,8 @@ export interface DaemonAnswer {
   status: number;
   /** The body, de-chunked. */
   body: Buffer;
+  /** The response headers, names in lower case (the last of repeated ones). */
+  headers: Record<string, string>;
 }
 
 /** The largest answer the client reads (a list of one owner's containers fits easily). */
@@ -120,7 +122,9 @@ export class DaemonClient {
       data = Buffer.concat(parts);
     } else throw new HttpError(502, "owner check answer without a length");
     if (response.status < 200) return await this.#once(method, path, body);
-    return { status: response.status, body: data };
+    const headers: Record<string, string> = {};
+    for (const h of response.headers) headers[h.name.toLowerCase()] = h.value;
+    return { status: response.status, body: data, headers };
   }
 
   async #open(): Promise<Duplex> {

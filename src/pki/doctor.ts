@@ -1,0 +1,338 @@
+/**
+ * `dockgate doctor`'s checks of certificate bundles and a PKI: each check one result, with
+ * the fix when it fails. The network checks (target, port, round trip) are in
+ * `cli/run_doctor.ts`; these read files only.
+ *
+ * @module
+ */
+
+import { lstat, readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import process from "node:process";
+import { parsePeerCertificate } from "../access/identity.ts";
+import { sanMatches } from "../access/policy.ts";
+import { loadCrlFile } from "./crl.ts";
+import { keyMatchesCertificate, parseCertificatePem, parseCertificatesPem } from "./pem.ts";
+import { signerOf } from "./verify.ts";
+import { pkiLayout } from "./keygen.ts";
+import type { X509Certificate } from "./x509.ts";
+
+/** One check's outcome. */
+export interface CheckResult {
+  /** Passed. */
+  ok: boolean;
+  /** What was checked, e.g. `server: key matches certificate`. */
+  what: string;
+  /** What was found (a failure's cause, or a detail worth showing). */
+  detail?: string;
+  /** How to fix a failure. */
+  fix?: string;
+}
+
+/** Days before expiry from which the expiry check fails. */
+export const EXPIRY_DAYS = 30;
+
+const SERVER_AUTH = "1.3.6.1.5.5.7.3.1";
+const CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
+
+/** What a bundle is for, and how to remake it. */
+export interface BundleRole {
+  /** `server` or `client`. */
+  role: "server" | "client";
+  /** A label for the lines (`server`, `client alice`). */
+  label: string;
+  /** The command that re-issues it (for fixes). */
+  reissue: string;
+  /** The command that renews it (for the expiry fix). Default: `reissue`. */
+  renew?: string;
+  /** Serials revoked by the PKI's CRL (a revoked bundle fails). */
+  revoked?: ReadonlySet<string>;
+  /** For a server: the host names clients use (each must be covered by a SAN). */
+  hosts?: string[];
+}
+
+/**
+ * Check a bundle directory (`ca.pem`, `cert.pem`, `key.pem`): readable, key private and
+ * matching, signed by its CA (and by `trustedCas` when given), the right usage, the hosts
+ * covered, not expiring within {@linkcode EXPIRY_DAYS}, and its CRL (if any) signed and fresh.
+ */
+export async function checkBundle(
+  dir: string,
+  role: BundleRole,
+  now: Date = new Date(),
+): Promise<CheckResult[]> {
+  const out: CheckResult[] = [];
+  const label = role.label;
+  const files: Record<string, string> = {};
+  for (const f of ["ca.pem", "cert.pem", "key.pem"]) {
+    const path = join(dir, f);
+    try {
+      files[f] = await readFile(path, "utf8");
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      out.push({
+        ok: false,
+        what: `${label}: ${f} readable`,
+        detail: `${path}: ${code}`,
+        fix: code === "EACCES" ? `run as the user that owns ${path}` : role.reissue,
+      });
+    }
+  }
+  if (out.length > 0) return out;
+  out.push({
+    ok: true,
+    what: `${label}: ca.pem, cert.pem, key.pem present and readable`,
+    detail: dir,
+  });
+  out.push(await keyPermissions(join(dir, "key.pem"), label));
+  let cert: X509Certificate;
+  let cas: X509Certificate[];
+  try {
+    cert = parseCertificatePem(files["cert.pem"]);
+    cas = parseCertificatesPem(files["ca.pem"]);
+  } catch (err) {
+    out.push({
+      ok: false,
+      what: `${label}: certificates parse`,
+      detail: (err as Error).message,
+      fix: role.reissue,
+    });
+    return out;
+  }
+  let matches = false;
+  try {
+    matches = await keyMatchesCertificate(files["key.pem"], files["cert.pem"]);
+  } catch (err) {
+    out.push({
+      ok: false,
+      what: `${label}: key matches certificate`,
+      detail: (err as Error).message,
+      fix: role.reissue,
+    });
+  }
+  if (matches) out.push({ ok: true, what: `${label}: key matches certificate` });
+  else if (!out.some((r) => r.what === `${label}: key matches certificate`)) {
+    out.push({
+      ok: false,
+      what: `${label}: key matches certificate`,
+      detail: `${join(dir, "key.pem")} is not the key of ${join(dir, "cert.pem")}`,
+      fix: `put the bundle's own key back, or ${role.reissue}`,
+    });
+  }
+  const signer = await signerOf(cert, cas);
+  out.push(
+    signer
+      ? {
+        ok: true,
+        what: `${label}: certificate signed by the CA in ca.pem`,
+        detail: signer.subject,
+      }
+      : {
+        ok: false,
+        what: `${label}: certificate signed by the CA in ca.pem`,
+        detail: `issuer "${cert.issuer}" is not in ${join(dir, "ca.pem")}`,
+        fix: `copy the issuing CA into ca.pem, or ${role.reissue}`,
+      },
+  );
+  const { identity } = parsePeerCertificate(new Uint8Array(cert.rawData));
+  const eku = role.role === "server" ? SERVER_AUTH : CLIENT_AUTH;
+  const name = role.role === "server" ? "serverAuth" : "clientAuth";
+  out.push(
+    identity.extKeyUsages?.includes(eku)
+      ? { ok: true, what: `${label}: extended key usage ${name}` }
+      : {
+        ok: false,
+        what: `${label}: extended key usage ${name}`,
+        detail: `the certificate's EKU is ${identity.extKeyUsages?.join(", ") ?? "absent"}`,
+        fix: role.reissue,
+      },
+  );
+  if (role.role === "server") {
+    for (const host of role.hosts ?? []) {
+      const covered = sanMatches(host, identity);
+      out.push(
+        covered ? { ok: true, what: `${label}: certificate names cover ${host}` } : {
+          ok: false,
+          what: `${label}: certificate names cover ${host}`,
+          detail: `SANs: ${[...identity.dnsNames, ...identity.ips].join(", ") || "none"}`,
+          fix:
+            `dockgate keygen server --san ${host} --force (clients of ${host} fail to verify it)`,
+        },
+      );
+    }
+  }
+  if (role.revoked) {
+    out.push(
+      role.revoked.has(identity.serial)
+        ? {
+          ok: false,
+          what: `${label}: certificate not revoked`,
+          detail: `serial ${identity.serial} is on the CRL`,
+          fix: `${role.reissue}, or remove the bundle if it is retired`,
+        }
+        : { ok: true, what: `${label}: certificate not revoked` },
+    );
+  }
+  const renew = role.renew ?? role.reissue;
+  out.push(expiry(`${label}: certificate`, identity.notBefore, identity.notAfter, now, renew));
+  for (const ca of cas) {
+    out.push(
+      expiry(`${label}: CA ${ca.subject}`, ca.notBefore, ca.notAfter, now, "issue a new CA"),
+    );
+  }
+  const crlPath = join(dir, "crl.pem");
+  if (await exists(crlPath)) out.push(await crlCheck(crlPath, cas, label, now));
+  return out;
+}
+
+/**
+ * Check a whole PKI in keygen's layout: the CA's own files, the server bundle (covering
+ * `hosts`), every client bundle, and the CA's CRL.
+ */
+export async function checkPki(
+  dir: string,
+  hosts: string[],
+  now: Date = new Date(),
+): Promise<CheckResult[]> {
+  const out: CheckResult[] = [];
+  const caCert = join(dir, "ca", "ca.pem");
+  let cas: X509Certificate[] = [];
+  try {
+    cas = parseCertificatesPem(await readFile(caCert, "utf8"));
+    out.push({ ok: true, what: `CA: ${caCert} readable`, detail: cas[0]?.subject });
+  } catch (err) {
+    out.push({
+      ok: false,
+      what: `CA: ${caCert} readable`,
+      detail: (err as Error).message,
+      fix: `dockgate keygen --dir ${dir}`,
+    });
+    return out;
+  }
+  out.push(await keyPermissions(pkiLayout(dir).caKey, "CA"));
+  const crl = join(dir, "ca", "crl.pem");
+  const revoked = (await exists(crl))
+    ? await loadCrlFile(crl, cas).then((c) => c.serials, () => undefined)
+    : undefined;
+  out.push(
+    ...await checkBundle(join(dir, "server"), {
+      role: "server",
+      label: "server",
+      reissue: `dockgate keygen server --dir ${dir} --force`,
+      renew: `dockgate keygen renew server --dir ${dir}`,
+      hosts,
+      revoked,
+    }, now),
+  );
+  let clients: string[] = [];
+  try {
+    clients = (await readdir(join(dir, "clients"), { withFileTypes: true }))
+      .filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  } catch {
+    // No clients yet: nothing to check.
+  }
+  for (const name of clients) {
+    out.push(
+      ...await checkBundle(join(dir, "clients", name), {
+        role: "client",
+        label: `client ${name}`,
+        reissue: `dockgate keygen client ${name} --dir ${dir} --force`,
+        renew: `dockgate keygen renew ${name} --dir ${dir}`,
+        revoked,
+      }, now),
+    );
+  }
+  if (await exists(crl)) out.push(await crlCheck(crl, cas, "CA", now));
+  return out;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await lstat(path).then(() => true, () => false);
+}
+
+async function keyPermissions(path: string, label: string): Promise<CheckResult> {
+  const what = `${label}: private key ${path} is private`;
+  try {
+    const info = await lstat(path);
+    const uid = process.getuid?.();
+    if (info.isSymbolicLink()) {
+      return {
+        ok: false,
+        what,
+        detail: "it is a symlink",
+        fix: `replace the link by the file itself`,
+      };
+    }
+    if ((info.mode & 0o077) !== 0) {
+      return {
+        ok: false,
+        what,
+        detail: `mode ${(info.mode & 0o777).toString(8).padStart(4, "0")}`,
+        fix: `chmod 600 ${path}`,
+      };
+    }
+    if (uid !== undefined && info.uid !== uid && info.uid !== 0) {
+      return { ok: false, what, detail: `owned by uid ${info.uid}`, fix: `chown ${uid} ${path}` };
+    }
+    return { ok: true, what, detail: `mode ${(info.mode & 0o777).toString(8).padStart(4, "0")}` };
+  } catch (err) {
+    return {
+      ok: false,
+      what,
+      detail: (err as NodeJS.ErrnoException).code ?? String(err),
+      fix: `restore ${path}`,
+    };
+  }
+}
+
+function expiry(
+  what: string,
+  notBefore: Date,
+  notAfter: Date,
+  now: Date,
+  fix: string,
+): CheckResult {
+  const days = Math.floor((notAfter.getTime() - now.getTime()) / 86_400_000);
+  const label = `${what} valid for ${EXPIRY_DAYS}+ days`;
+  if (now < notBefore) {
+    return {
+      ok: false,
+      what: label,
+      detail: `not valid before ${notBefore.toISOString()}`,
+      fix: "check the clock",
+    };
+  }
+  if (days < 0) return { ok: false, what: label, detail: `expired ${notAfter.toISOString()}`, fix };
+  if (days < EXPIRY_DAYS) {
+    return {
+      ok: false,
+      what: label,
+      detail: `expires in ${days} days (${notAfter.toISOString()})`,
+      fix,
+    };
+  }
+  return { ok: true, what: label, detail: `${days} days left` };
+}
+
+async function crlCheck(
+  path: string,
+  cas: X509Certificate[],
+  label: string,
+  now: Date,
+): Promise<CheckResult> {
+  const what = `${label}: CRL ${path} signed by the CA and fresh`;
+  try {
+    const crl = await loadCrlFile(path, cas);
+    if (crl.nextUpdate && crl.nextUpdate < now) {
+      return {
+        ok: false,
+        what,
+        detail: `its nextUpdate ${crl.nextUpdate.toISOString()} has passed`,
+        fix: "dockgate keygen crl (publish a fresh one)",
+      };
+    }
+    return { ok: true, what, detail: `${crl.serials.size} revoked` };
+  } catch (err) {
+    return { ok: false, what, detail: (err as Error).message, fix: "dockgate keygen crl" };
+  }
+}
