@@ -7,6 +7,8 @@
 
 import process from "node:process";
 import { hostname } from "node:os";
+import { readFileSync } from "node:fs";
+import { envName, layeredParse, parseConfigText, type SettingSource } from "../config/layered.ts";
 import { parseArgs as nodeParseArgs, type ParseArgsConfig } from "node:util";
 import { type Address, isLoopbackHost, parseAddress, type TcpAddress } from "../net/address.ts";
 import { parseDuration } from "../config/duration.ts";
@@ -125,6 +127,14 @@ export interface ServeCommand {
   metrics?: TcpAddress;
   /** Fail at start when the target does not answer (default: warn and keep going). */
   requireTarget: boolean;
+  /** The `--config` file, if any (watched: some settings reload from it). */
+  configFile?: string;
+  /** Print the settings and their sources, and exit. */
+  printConfig: boolean;
+  /** Every setting, its value and where it came from. */
+  settings: Setting[];
+  /** Parse the same command line again (the config file or environment may have changed). */
+  reparse?: () => ServeCommand;
   /** The API policy file. */
   policy?: string;
   /** Enforce the API policy, or only record what it would deny. */
@@ -185,6 +195,16 @@ export interface HelpCommand {
   kind: "help";
   /** Command to describe. */
   topic?: string;
+}
+
+/** One setting of `serve`/`connect`, as `--print-config` shows it. */
+export interface Setting {
+  /** The flag's name (without `--`). */
+  name: string;
+  /** Its value. */
+  value: string | boolean | string[] | undefined;
+  /** Where the value came from. */
+  source: SettingSource;
 }
 
 /** Everything the CLI can be asked to do. */
@@ -273,7 +293,11 @@ const COMMON_TLS = {
  * if (c.kind !== "serve" || c.listen.port !== 0 || c.target.transport !== "unix") throw new Error();
  * ```
  */
-export function parseCommand(argv: string[], env: Record<string, string | undefined>): Command {
+export function parseCommand(
+  argv: string[],
+  env: Record<string, string | undefined>,
+  readText: (path: string) => string = (path) => readFileSync(path, "utf8"),
+): Command {
   const [first, ...rest] = argv;
   switch (first) {
     case undefined:
@@ -288,9 +312,9 @@ export function parseCommand(argv: string[], env: Record<string, string | undefi
     case "keygen":
       return parseKeygen(rest);
     case "serve":
-      return parseServe(rest);
+      return parseServe(rest, env, readText);
     case "connect":
-      return parseConnect(rest, env);
+      return parseConnect(rest, env, readText);
     case "policy":
       return parsePolicy(rest);
     case "env":
@@ -487,8 +511,12 @@ function certSource(values: Record<string, unknown>): CertSource {
   };
 }
 
-function parseServe(args: string[]): ServeCommand | HelpCommand {
-  const { values, positionals } = parse(args, {
+function parseServe(
+  args: string[],
+  env: Record<string, string | undefined>,
+  readText: (path: string) => string,
+): ServeCommand | HelpCommand {
+  const { values, positionals, sources, configFile } = layered(args, env, readText, "serve", {
     ...COMMON_TLS,
     listen: { type: "string", default: DEFAULTS.serveListen },
     target: { type: "string", default: DEFAULTS.serveTarget },
@@ -511,7 +539,9 @@ function parseServe(args: string[]): ServeCommand | HelpCommand {
     metrics: { type: "string" },
     "unsafe-metrics": { type: "boolean", default: false },
     "require-target": { type: "boolean", default: false },
-  }, false);
+    config: { type: "string" },
+    "print-config": { type: "boolean", default: false },
+  });
   void positionals;
   if (values.help) return { kind: "help", topic: "serve" };
   const listen = usage(() => parseAddress(values.listen as string, { defaultPort: 2376 }));
@@ -560,7 +590,72 @@ function parseServe(args: string[]): ServeCommand | HelpCommand {
       values["unsafe-metrics"] as boolean,
     ),
     requireTarget: values["require-target"] as boolean,
+    configFile,
+    printConfig: values["print-config"] as boolean,
+    settings: settingsOf(values, sources),
+    reparse: () => {
+      const again = parseServe(args, env, readText);
+      if (again.kind !== "serve") throw new UsageError("--help in a reparse");
+      return again;
+    },
   };
+}
+
+/** Every setting with its value and where it came from (for `--print-config`). */
+function settingsOf(
+  values: Record<string, unknown>,
+  sources: Record<string, SettingSource>,
+): Setting[] {
+  return Object.keys(sources).sort().map((name) => ({
+    name,
+    value: values[name] as Setting["value"],
+    source: sources[name],
+  }));
+}
+
+/**
+ * Parse `args` with `options` layered over the environment and the `--config` file (see
+ * `config/layered.ts`); one {@linkcode UsageError} for any mistake in any layer.
+ */
+function layered(
+  args: string[],
+  env: Record<string, string | undefined>,
+  readText: (path: string) => string,
+  verb: "serve" | "connect",
+  options: NonNullable<ParseArgsConfig["options"]>,
+) {
+  // The config file is found first: its settings are the lowest layer of the others.
+  const i = args.findIndex((a) => a === "--config" || a.startsWith("--config="));
+  const configFile = i === -1
+    ? env[envName("config")]
+    : args[i].startsWith("--config=")
+    ? args[i].slice("--config=".length)
+    : args[i + 1];
+  let file: Record<string, unknown> | undefined;
+  if (configFile !== undefined) {
+    let text: string;
+    try {
+      text = readText(configFile);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      throw new UsageError(`Cannot read config "${configFile}": ${code}`);
+    }
+    file = usage(() => parseConfigText(text, configFile, verb));
+  }
+  try {
+    return {
+      ...layeredParse(args, options, false, { env, file, fileName: configFile, closest }),
+      configFile,
+    };
+  } catch (err) {
+    if (err instanceof TypeError && /^(Config|Invalid DOCKGATE_)/.test(err.message)) {
+      throw new UsageError(err.message);
+    }
+    const msg = (err as Error).message.split("\n")[0].split(". ")[0].replace(/\.$/, "");
+    const unknown = /^Unknown option '(--[^']+)'/.exec(msg);
+    const near = unknown && closest(unknown[1].slice(2).split("=")[0], Object.keys(options));
+    throw new UsageError(near ? `${msg} (did you mean --${near}?)` : msg);
+  }
 }
 
 /** `--metrics ADDR`: a TCP address, on loopback unless `--unsafe-metrics`. */
@@ -763,15 +858,17 @@ export function defaultConnectListen(env: Record<string, string | undefined>, ui
 function parseConnect(
   args: string[],
   env: Record<string, string | undefined>,
+  readText: (path: string) => string,
 ): ConnectCommand | HelpCommand {
-  const { values } = parse(args, {
+  const { values } = layered(args, env, readText, "connect", {
     ...COMMON_TLS,
     server: { type: "string" },
     listen: { type: "string" },
     "server-name": { type: "string" },
     "unsafe-listen": { type: "boolean", default: false },
     "drain-timeout": { type: "string", default: DEFAULTS.connectDrainTimeout },
-  }, false);
+    config: { type: "string" },
+  });
   if (values.help) return { kind: "help", topic: "connect" };
   if (!values.server) throw new UsageError(`"connect" needs --server HOST:PORT`);
   const server = usage(() => parseAddress(values.server as string, { defaultPort: 2376 }));

@@ -5,13 +5,13 @@
  * @module
  */
 
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { type ServeCommand } from "./args.ts";
+import { type ServeCommand, type Setting } from "./args.ts";
 import { type CliIo, onStopSignals } from "./io.ts";
 import type { Logger } from "../observe/logger.ts";
 import { DEFAULT_MS, DEFAULTS } from "../config/defaults.ts";
-import { startReloader, warnStaleCrl } from "../config/reloader.ts";
+import { type Reloader, startReloader, warnStaleCrl } from "../config/reloader.ts";
 import {
   crlInForce,
   loadServeConfig,
@@ -37,7 +37,18 @@ import { parseCertificatesPem } from "../pki/pem.ts";
 
 /** `dockgate serve …`: load the configuration, start the gate, reload and stop on signals. */
 export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
-  const logger = io.logger(cmd.logLevel, cmd.logFormat);
+  if (cmd.printConfig) {
+    for (const s of cmd.settings) io.out(formatSetting(s));
+    return 0;
+  }
+  // The level can change at a config reload: the base logger lets everything through.
+  const base = io.logger("debug", cmd.logFormat);
+  let level = cmd.logLevel;
+  const logger: Logger = {
+    log: (l, message, fields) => {
+      if (LEVELS[l] >= LEVELS[level]) base.log(l, message, fields);
+    },
+  };
   if (cmd.defaultCerts && !existsSync(cmd.source.certs!)) {
     const dir = DEFAULTS.pkiDir;
     if (!(await pkiExists(dir))) {
@@ -47,9 +58,7 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     for (const f of report.created) logger.log("info", "created", { file: f });
   }
   const paths = resolveBundlePaths(cmd.source);
-  const policy: AccessPolicy = cmd.allowCn.length + cmd.allowSan.length + cmd.allowOu.length === 0
-    ? { allowAny: true }
-    : { allowCn: cmd.allowCn, allowSan: cmd.allowSan, allowOu: cmd.allowOu };
+  const policy = accessPolicyOf(cmd);
   const source: ServeConfigSource = {
     paths,
     crlPath: cmd.crl ?? (cmd.source.certs ? join(cmd.source.certs, "crl.pem") : undefined),
@@ -155,7 +164,7 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   warnExpiring(logger, inForce);
   const daily = setInterval(() => warnExpiring(logger, inForce), 86_400_000);
   (daily as { unref?: () => void }).unref?.();
-  const reloader = startReloader({
+  const reloader: Reloader = startReloader({
     source,
     config,
     gate,
@@ -167,6 +176,42 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     },
     onReloadFailed: () => metrics?.reload(false),
   });
+  const configWatch = cmd.configFile && cmd.reparse
+    ? watchConfig(cmd.configFile, () => {
+      let next: ServeCommand;
+      try {
+        next = cmd.reparse!();
+      } catch (err) {
+        return logger.log("error", "config reload failed, keeping the settings in force", {
+          file: cmd.configFile,
+          reason: (err as Error).message,
+        });
+      }
+      const changed = next.settings.filter((s) =>
+        JSON.stringify(s.value) !==
+          JSON.stringify(cmd.settings.find((o) => o.name === s.name)?.value)
+      ).map((s) => s.name);
+      if (changed.length === 0) return;
+      const live = changed.filter((n) => LIVE_SETTINGS.has(n));
+      const later = changed.filter((n) => !LIVE_SETTINGS.has(n));
+      if (later.length) {
+        logger.log("warn", "config changed: these settings need a restart", {
+          file: cmd.configFile,
+          settings: later.join(","),
+        });
+      }
+      if (live.length === 0) return;
+      level = next.logLevel;
+      source.policy = accessPolicyOf(next);
+      source.apiPolicyPath = next.policy;
+      cmd = { ...cmd, ...next, reparse: cmd.reparse, settings: next.settings };
+      logger.log("info", "config changed: applying", {
+        file: cmd.configFile,
+        settings: live.join(","),
+      });
+      void reloader.reload("config file");
+    })
+    : undefined;
   io.onSignal("SIGHUP", () => {
     auditFile?.reopen(); // after logrotate moved it
     void notifier.send("RELOADING=1", `MONOTONIC_USEC=${monotonicMicros()}`)
@@ -185,11 +230,56 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   });
   await gate.closed;
   clearInterval(daily);
+  configWatch?.stop();
   notifier.close();
   await metricsServer?.close();
   await auditFile?.close();
   logger.log("info", "stopped");
   return 0;
+}
+
+const LEVELS: Record<string, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+
+/** Settings a config file change applies without a restart. */
+const LIVE_SETTINGS = new Set(["allow-cn", "allow-san", "allow-ou", "policy", "log-level"]);
+
+/** The allow-lists of a command. */
+function accessPolicyOf(cmd: ServeCommand): AccessPolicy {
+  return cmd.allowCn.length + cmd.allowSan.length + cmd.allowOu.length === 0
+    ? { allowAny: true }
+    : { allowCn: cmd.allowCn, allowSan: cmd.allowSan, allowOu: cmd.allowOu };
+}
+
+/** `name = value  (source)`. */
+function formatSetting(s: Setting): string {
+  const value = s.value === undefined
+    ? "(unset)"
+    : Array.isArray(s.value)
+    ? s.value.join(",")
+    : String(s.value);
+  return `${s.name} = ${value}  (${s.source})`;
+}
+
+/** Poll `file` once a second; `changed` when its size or mtime changes. */
+function watchConfig(file: string, changed: () => void): { stop(): void } {
+  const signature = () => {
+    try {
+      const st = statSync(file);
+      return `${st.size}:${st.mtimeMs}`;
+    } catch {
+      return "missing";
+    }
+  };
+  let last = signature();
+  const timer = setInterval(() => {
+    const now = signature();
+    if (now !== last) {
+      last = now;
+      changed();
+    }
+  }, 1000);
+  (timer as { unref?: () => void }).unref?.();
+  return { stop: () => clearInterval(timer) };
 }
 
 /** Days before an end date from which serve warns. */
