@@ -37,3 +37,35 @@ complete_line dockgate help in`;
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /takes one shell: bash/);
 });
+
+Deno.test("log colours: the level is coloured on a terminal, never with NO_COLOR or off a terminal", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dg-color-" });
+  try {
+    const pki = join(dir, "pki");
+    assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
+    // util-linux's script(1) gives the command a real pseudo-terminal.
+    const serve =
+      `timeout 4 ${DENO} run -A --quiet ${join(ROOT, "cli.ts")} serve --listen 127.0.0.1:0 ` +
+      `--certs ${join(pki, "server")} --target unix://${join(dir, "none.sock")}`;
+    const onTty = async (env: Record<string, string>) => {
+      const out = await new Deno.Command("script", {
+        args: ["-qec", serve, "/dev/null"],
+        env,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      return new TextDecoder().decode(out.stdout);
+    };
+    const ESC = "\x1b[";
+    const colored = await onTty({});
+    assert.ok(colored.includes(`${ESC}33mWARN${ESC}0m target not answering yet`), colored);
+    assert.ok(colored.includes(`${ESC}36mINFO${ESC}0m listening on`), colored);
+    const plain = await onTty({ NO_COLOR: "1" });
+    assert.match(plain, /WARN target not answering yet/);
+    assert.ok(!plain.includes(ESC), plain);
+    const piped = await runCli(["serve", "--print-config"]); // not a terminal: nothing to colour
+    assert.ok(!(piped.stdout + piped.stderr).includes(ESC));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
