@@ -93,11 +93,23 @@ export {
 } from "./src/pki/keygen.ts";
 export {
   lineLogger,
+  type LineLoggerOptions,
   type LogFields,
   type Logger,
   type LogLevel,
   silentLogger,
 } from "./src/observe/logger.ts";
+export {
+  type GateMetrics,
+  PrometheusMetrics,
+  type RefusalMetricKind,
+} from "./src/observe/metrics.ts";
+export {
+  type Health,
+  type MetricsServer,
+  type MetricsServerOptions,
+  startMetricsServer,
+} from "./src/observe/metrics_server.ts";
 export {
   type ClientExtKeyUsage,
   createCa,

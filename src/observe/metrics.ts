@@ -137,19 +137,23 @@ export class PrometheusMetrics implements GateMetrics {
     for (const r of ["ok", "error"]) this.#reloads.inc({ result: r }, 0);
   }
 
+  /** Observe one handshake's duration. */
   handshake(seconds: number): void {
     this.#handshakes.observe(seconds);
   }
 
+  /** Count one refusal. */
   refused(kind: RefusalMetricKind): void {
     this.#refused.inc({ reason: kind });
   }
 
+  /** Count a connection relayed for `identity`. */
   opened(identity: string): void {
     this.#open.inc({ identity });
     this.#total.inc({ identity });
   }
 
+  /** Count its end, its bytes and whether it failed. */
   closed(identity: string, bytesIn: number, bytesOut: number, error: boolean): void {
     this.#open.dec({ identity });
     this.#bytes.inc({ direction: "in" }, bytesIn);
