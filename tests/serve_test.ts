@@ -428,7 +428,7 @@ Deno.test("CLI: bad input gives one clear line and the right exit code", async (
       assertOneLineError(r, 1, /not a CA certificate/);
     });
 
-    await t.step("target socket missing: exit 1, names the socket", async () => {
+    await t.step("target socket missing, --require-target: exit 1, names the socket", async () => {
       const sock = join(dir, "no-docker.sock");
       const r = await runCli([
         "serve",
@@ -438,6 +438,7 @@ Deno.test("CLI: bad input gives one clear line and the right exit code", async (
         s.dir,
         "--target",
         `unix://${sock}`,
+        "--require-target",
       ]);
       assertOneLineError(r, 1, new RegExp(escape(sock)));
     });

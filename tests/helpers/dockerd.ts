@@ -418,6 +418,9 @@ export async function startDockerd(options: StartDockerdOptions = {}): Promise<D
     "--iptables=false",
     "--ip6tables=false",
     "--bridge=none",
+    // A pool of its own (256 /24s): the host's routes (and bridges a killed test daemon left
+    // behind) cannot exhaust the default /16s that user networks are cut from.
+    "--default-address-pool=base=10.123.0.0/16,size=24",
     "--storage-driver=vfs",
     `--data-root=${tmp}/data`,
     `--exec-root=${tmp}/exec`,
@@ -457,6 +460,10 @@ export async function startDockerd(options: StartDockerdOptions = {}): Promise<D
           const ps = await d.docker(["ps", "-aq"], { timeoutMs: 15_000 });
           const ids = ps.stdout.split("\n").filter(Boolean);
           if (ids.length) await d.docker(["rm", "-f", ...ids], { timeoutMs: 30_000 });
+          // Networks are host bridges: removed here, or they outlive the daemon on the host.
+          await d.docker(["swarm", "leave", "--force"], { timeoutMs: 30_000 });
+          await d.docker(["network", "prune", "-f"], { timeoutMs: 30_000 });
+          await d.docker(["network", "rm", "docker_gwbridge"], { timeoutMs: 15_000 });
         } catch { /* best effort */ }
         try {
           child.kill("SIGTERM");
