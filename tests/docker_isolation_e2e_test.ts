@@ -194,7 +194,11 @@ Deno.test({
         /shared: only an admin removes it/,
       );
       ok("rm own", await as("team-a", ["rm", "-f", "a-net"]));
-      assert.equal((await d.docker(["inspect", "a-net"])).code, 1, "a-net removed by its owner");
+      assert.equal(
+        (await d.docker(["container", "inspect", "a-net"])).code,
+        1,
+        "a-net removed by its owner",
+      );
     });
 
     await t.step(
@@ -203,9 +207,20 @@ Deno.test({
         const full = await id("b1");
         for (const ref of ["b1", full, full.slice(0, 12), full.slice(0, 4)]) {
           for (
-            const cmd of [["rm"], ["exec"], ["logs"], ["inspect"], ["kill"], ["stop"], ["top"], [
-              "port",
-            ]]
+            // `container inspect`: a bare `inspect` falls back to images, which are shared (and an
+            // image ID may start with the same characters as the name or prefix tried).
+            const cmd of [
+              ["rm"],
+              ["exec"],
+              ["logs"],
+              ["container", "inspect"],
+              ["kill"],
+              ["stop"],
+              ["top"],
+              [
+                "port",
+              ],
+            ]
           ) {
             const args = cmd[0] === "exec" ? [...cmd, ref, "true"] : [...cmd, ref];
             missing(`${cmd.join(" ")} ${ref}`, await as("team-a", args));
@@ -425,7 +440,7 @@ Deno.test({
     });
 
     await t.step("othersStatus 403: the other's container is refused by name", async () => {
-      const r = await as("team-c", ["inspect", "b1"]);
+      const r = await as("team-c", ["container", "inspect", "b1"]);
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, /container b1 belongs to another owner/);
     });
@@ -451,7 +466,7 @@ Deno.test({
 
     await t.step("prune removes only the caller's", async () => {
       ok("prune", await as("team-a", ["container", "prune", "-f"]));
-      assert.equal((await d.docker(["inspect", "a-done"])).code, 1, "a-done pruned");
+      assert.equal((await d.docker(["container", "inspect", "a-done"])).code, 1, "a-done pruned");
       ok("b-done survives", await d.docker(["inspect", "b-done"]));
       ok("volume prune", await as("team-a", ["volume", "prune", "-f"]));
       ok("vb survives", await d.docker(["volume", "inspect", "vb"]));
@@ -463,7 +478,7 @@ Deno.test({
         const ps = lines(ok("ps", await as(who, ["ps", "-a", "--format", "{{.Names}}"])));
         assert.ok(ps.includes("a1") && ps.includes("b1"), `${who}: ${ps}`);
       }
-      ok("plain inspects b1", await as("plain", ["inspect", "b1"]));
+      ok("plain inspects b1", await as("plain", ["container", "inspect", "b1"]));
     });
 
     await t.step("docker-compose: a project per team, invisible to the other", async () => {
@@ -564,7 +579,7 @@ networks: { back: {} }
           });
         const ps = lines(ok("ps", await viaNode("team-b", ["ps", "-a", "--format", "{{.Names}}"])));
         assert.ok(ps.includes("b1") && !ps.includes("a1"), String(ps));
-        missing("inspect a1", await viaNode("team-b", ["inspect", "a1"]));
+        missing("inspect a1", await viaNode("team-b", ["container", "inspect", "a1"]));
         assert.equal(
           ok("exec", await viaNode("team-b", ["exec", "b1", "echo", "node-b"])).stdout,
           "node-b\n",
