@@ -101,6 +101,17 @@ Deno.test("isolation: the objects a path or query names, and full IDs forwarded"
   assert.equal(plan("POST", "/networks/n1/connect", '{"Container":"c1"}').refs.length, 2);
   assert.equal(plan("GET", "/containers/json/json").refs[0].name, "json"); // a container named json
   assert.equal(plan("GET", "/containers/json").refs.length, 0);
+  // Names that look like the literal routes are names where a route says so.
+  assert.deepEqual(plan("GET", "/volumes/create").refs.map((r) => [r.kind, r.name]), [[
+    "volume",
+    "create",
+  ]]);
+  assert.deepEqual(plan("DELETE", "/networks/prune").refs.map((r) => [r.kind, r.name]), [[
+    "network",
+    "prune",
+  ]]);
+  assert.equal(plan("POST", "/volumes/create", '{"Name":"v"}').refs.length, 0);
+  assert.equal(plan("POST", "/networks/prune").refs.length, 0);
   const commit = plan("POST", "/commit?container=c1&repo=x");
   commit.refs[0].rewrite!("abc");
   assert.equal(commit.target.toString(), "/commit?container=abc&repo=x");

@@ -735,7 +735,7 @@ class ApiRelay {
         if (exchange.answer && head.status >= 200 && framing.kind !== "none") {
           if (framing.kind === "close") throw new Error("an answer to filter has no length");
           exchange.status = head.status;
-          this.#response = {
+          const filter: ResponsePhase = {
             kind: "filter",
             head,
             left: framing.kind === "length" ? framing.length : 0,
@@ -743,6 +743,9 @@ class ApiRelay {
             data: [],
             size: 0,
           };
+          this.#response = filter;
+          // An empty body is complete now: no further byte may come to finish it.
+          if (!filter.chunked && filter.left === 0) this.#filterAnswer(exchange, filter);
           continue;
         }
         this.#toClient(headBytes);

@@ -249,12 +249,6 @@ export function planIsolation(
 function pathReference(plan: IsolationPlan, method: string, segs: readonly string[]): void {
   const [collection, name] = segs;
   if (name === undefined) return;
-  const literal: Record<string, string[]> = {
-    containers: ["json", "create", "prune"],
-    volumes: ["create", "prune"],
-    networks: ["create", "prune"],
-    exec: [],
-  };
   const kinds: Record<string, ObjectKind> = {
     containers: "container",
     volumes: "volume",
@@ -263,7 +257,8 @@ function pathReference(plan: IsolationPlan, method: string, segs: readonly strin
   };
   const kind = kinds[collection];
   if (!kind) return;
-  if (segs.length === 2 && literal[collection].includes(name)) return;
+  // Only a route with a name there makes it a reference: `POST /volumes/create` is a create,
+  // `GET /volumes/create` the inspect of a volume named "create".
   const routes = matchRoutes(method, `/${segs.join("/")}`);
   const named = routes.filter((r) => /^\/[a-z]+\/\{(name|id)\}/.test(r.pattern));
   if (named.length === 0) return;
