@@ -130,10 +130,6 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
       healthz: `http://${formatHostPort(metricsServer.address)}/healthz`,
     });
   }
-  logger.log("info", `listening on ${formatAddress(gate.address)}`, {
-    target: formatAddress(cmd.target),
-    ...(listenFd === undefined ? {} : { from: `systemd (fd ${listenFd})` }),
-  });
   logger.log("info", `policy: ${describePolicy(policy)}`, {
     crl: config.revokedCount === undefined ? "none" : `${config.revokedCount} revoked`,
   });
@@ -218,7 +214,6 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
       .then(() => reloader.reload("SIGHUP"))
       .then((ok) => notifier.send("READY=1", `STATUS=${ok ? "reloaded" : "reload failed"}`));
   });
-  await notifier.send("READY=1", `STATUS=listening on ${formatAddress(gate.address)}`);
   onStopSignals(io, (drain) => {
     void notifier.send("STOPPING=1");
     logger.log(
@@ -228,6 +223,13 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     reloader.stop();
     void (drain ? gate.shutdown(cmd.drainTimeoutMs) : gate.close());
   });
+  // Said only now that every signal has its handler: whoever waits for this line (a test, a
+  // supervisor) may send SIGHUP or SIGTERM at once, and an unhandled SIGHUP would kill us.
+  logger.log("info", `listening on ${formatAddress(gate.address)}`, {
+    target: formatAddress(cmd.target),
+    ...(listenFd === undefined ? {} : { from: `systemd (fd ${listenFd})` }),
+  });
+  await notifier.send("READY=1", `STATUS=listening on ${formatAddress(gate.address)}`);
   await gate.closed;
   clearInterval(daily);
   configWatch?.stop();
