@@ -11,16 +11,7 @@ import { join } from "node:path";
 import { runCli, type ServeProcess, spawnCli } from "./helpers/gate.ts";
 import { splitResponses, tlsExchange } from "./helpers/http_raw.ts";
 import { freeTempDir, waitFor } from "./helpers/wait.ts";
-import type { Creds } from "./helpers/tls_peers.ts";
-
-async function creds(pki: string, name: string): Promise<Creds> {
-  const dir = join(pki, "clients", name);
-  return {
-    ca: await Deno.readTextFile(join(dir, "ca.pem")),
-    cert: await Deno.readTextFile(join(dir, "cert.pem")),
-    key: await Deno.readTextFile(join(dir, "key.pem")),
-  };
-}
+import { bundleCreds as creds } from "./helpers/tls_peers.ts";
 
 Deno.test("config: flag > env > file > default, as --print-config says; bad layers are one line", async () => {
   const dir = await freeTempDir("dg-cfg-");

@@ -19,16 +19,7 @@ import { dockerdUnavailable, type DockerResult, startDockerd, which } from "./he
 import { freeTempDir, waitFor } from "./helpers/wait.ts";
 import { runCli, type ServeProcess, startServe, tlsFlags } from "./helpers/gate.ts";
 import { splitResponses, tlsExchange } from "./helpers/http_raw.ts";
-import type { Creds } from "./helpers/tls_peers.ts";
-
-async function creds(pki: string, name: string): Promise<Creds> {
-  const dir = join(pki, "clients", name);
-  return {
-    ca: await readFile(join(dir, "ca.pem"), "utf8"),
-    cert: await readFile(join(dir, "cert.pem"), "utf8"),
-    key: await readFile(join(dir, "key.pem"), "utf8"),
-  };
-}
+import { bundleCreds as creds } from "./helpers/tls_peers.ts";
 
 const POLICY = {
   roles: {

@@ -21,7 +21,7 @@ import { dockerdUnavailable, type DockerResult, startDockerd, which } from "./he
 import { freeTempDir, waitFor } from "./helpers/wait.ts";
 import { runCli, type ServeProcess, startServe, tlsFlags } from "./helpers/gate.ts";
 import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
-import type { Creds } from "./helpers/tls_peers.ts";
+import { bundleCreds as creds, type Creds } from "./helpers/tls_peers.ts";
 
 /** The policy file of issue 11, verbatim. */
 const ISSUE_POLICY = `{ "roles": { "monitor": { "preset": "read-only" },
@@ -41,15 +41,6 @@ function refused(what: string, r: DockerResult, who: string, rule?: RegExp): voi
   assert.notEqual(r.code, 0, `${what} must fail: ${r.stdout}`);
   assert.match(r.stderr, new RegExp(`dockgate: ${who} may not `), `${what}: ${r.stderr}`);
   if (rule) assert.match(r.stderr, rule, what);
-}
-
-async function creds(pki: string, name: string): Promise<Creds> {
-  const dir = join(pki, "clients", name);
-  return {
-    ca: await readFile(join(dir, "ca.pem"), "utf8"),
-    cert: await readFile(join(dir, "cert.pem"), "utf8"),
-    key: await readFile(join(dir, "key.pem"), "utf8"),
-  };
 }
 
 /** The environment docker-py needs here: no CA bundle overrides from the machine. */

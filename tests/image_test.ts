@@ -4,20 +4,11 @@
  * daemon's socket and a PKI mounted, and the real Docker CLI driven through it.
  */
 import assert from "node:assert/strict";
-import net from "node:net";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { DENO, ROOT, runCli, tlsFlags } from "./helpers/gate.ts";
 import { dockerdUnavailable, startDockerd } from "./helpers/dockerd.ts";
-import { freeTempDir, waitFor } from "./helpers/wait.ts";
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+import { freePort, freeTempDir, waitFor } from "./helpers/wait.ts";
 
 Deno.test({
   name: "image: build:image makes dockgate:VERSION with no base image; it serves the test dockerd",

@@ -13,7 +13,7 @@ import { runCli, type ServeProcess, startServe } from "./helpers/gate.ts";
 import { splitResponses, tlsExchange } from "./helpers/http_raw.ts";
 import { freeTempDir, waitFor } from "./helpers/wait.ts";
 import { which } from "./helpers/dockerd.ts";
-import type { Creds } from "./helpers/tls_peers.ts";
+import { bundleCreds as creds } from "./helpers/tls_peers.ts";
 
 /** A unix-socket HTTP target answering `/_ping` like dockerd. */
 async function pingTarget(path: string): Promise<http.Server> {
@@ -23,15 +23,6 @@ async function pingTarget(path: string): Promise<http.Server> {
   });
   await new Promise<void>((r) => server.listen(path, () => r()));
   return server;
-}
-
-async function creds(pki: string, name: string): Promise<Creds> {
-  const dir = join(pki, "clients", name);
-  return {
-    ca: await Deno.readTextFile(join(dir, "ca.pem")),
-    cert: await Deno.readTextFile(join(dir, "cert.pem")),
-    key: await Deno.readTextFile(join(dir, "key.pem")),
-  };
 }
 
 /** Sample values by series (`name{labels}`), parsed from the exposition text. */

@@ -14,7 +14,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { cliCommand, DENO, ROOT, runCli, spawnProcess, tlsFlags } from "./helpers/gate.ts";
 import { dockerdUnavailable, startDockerd, which } from "./helpers/dockerd.ts";
-import { freeTempDir, waitFor } from "./helpers/wait.ts";
+import { freePort, freeTempDir, waitFor } from "./helpers/wait.ts";
 
 const RECEIVER = `
 import socket, sys
@@ -105,15 +105,6 @@ for (const runtime of ["deno", "node"] as const) {
       await rm(dir, { recursive: true, force: true });
     }
   });
-}
-
-/** A port nobody listens on now. */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 Deno.test({

@@ -181,3 +181,13 @@ export async function waitForLine(
 export function fdCount(pid: number): number {
   return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
 }
+
+/** The client bundle `PKI/clients/NAME` as {@linkcode Creds} (keygen's layout). */
+export async function bundleCreds(pki: string, name: string): Promise<Creds> {
+  const dir = `${pki}/clients/${name}`;
+  return {
+    ca: await Deno.readTextFile(`${dir}/ca.pem`),
+    cert: await Deno.readTextFile(`${dir}/cert.pem`),
+    key: await Deno.readTextFile(`${dir}/key.pem`),
+  };
+}

@@ -1,3 +1,4 @@
+import net from "node:net";
 /**
  * Waiting in tests: readiness by polling with backoff (never a fixed sleep), and short temp
  * directories (unix socket paths must stay under 108 bytes).
@@ -50,4 +51,13 @@ export async function waitFor<T>(
     await sleep(Math.min(delay, left));
     delay = Math.min(delay * 2, 500);
   }
+}
+
+/** A loopback TCP port nobody listens on now. */
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
 }
