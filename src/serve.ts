@@ -24,6 +24,7 @@ import {
   revocationVerdict,
 } from "./access/authorize.ts";
 import { proveClientAuthEnforced } from "./access/self_test.ts";
+import type { RevocationLink } from "./pki/chain.ts";
 import { parseCertificatesPem } from "./pki/pem.ts";
 import { HandshakeSlots, ThrottledRefusals } from "./net/handshakes.ts";
 import type { AccessPolicy } from "./access/policy.ts";
@@ -305,6 +306,7 @@ class Gate {
       metrics?.opened(who);
       const result = await this.#relayUntilDone(started.handle, {
         identity: decision.identity,
+        links: decision.links ?? [{ serial: decision.identity.serial, issuer: "" }],
         peer,
         relay: started.relay,
       });
@@ -482,6 +484,8 @@ function rulesFrom(
 /** An open relay, for the re-check at reload. */
 interface OpenRelay {
   identity: PeerIdentity;
+  /** Its verified path, as revocation sees it (leaf and intermediates with their issuers). */
+  links: readonly RevocationLink[];
   peer: string;
   /** `raw` or `docker-api`. */
   relay: string;
@@ -508,10 +512,10 @@ function endDisallowed(
   rules: GateRules,
   logger: Logger,
 ): void {
-  for (const [handle, { identity, peer, relay }] of open) {
+  for (const [handle, { identity, links, peer, relay }] of open) {
     const admitted = admission(identity, rules);
     const role = admitted.role;
-    const why = revocationVerdict(identity.serial, rules.revocations) ??
+    const why = revocationVerdict(links, rules.revocations) ??
       (admitted.allow ? undefined : `no longer allowed: ${admitted.reason}`) ??
       (relay === "raw" && role && role.preset !== "full"
         ? `role ${role.name} is now ${role.preset}: a raw relay cannot be restricted`

@@ -128,9 +128,26 @@ Deno.test("CRL succession: lower number or earlier thisUpdate from the same key 
 
 Deno.test("revocation verdicts: revoked serials always, stale CRLs only with refuse", () => {
   const stale = { serials: new Set(["abc"]), nextUpdate: new Date(Date.now() - 1000) };
-  assert.match(revocationVerdict("abc", { ...stale, stale: "warn" })!, /is revoked/);
-  assert.equal(revocationVerdict("def", { ...stale, stale: "warn" }), undefined);
-  assert.match(revocationVerdict("def", { ...stale, stale: "refuse" })!, /CRL expired .*refuse/);
+  const leaf = (serial: string) => [{ serial, issuer: "ca" }];
+  assert.match(revocationVerdict(leaf("abc"), { ...stale, stale: "warn" })!, /is revoked/);
+  assert.equal(revocationVerdict(leaf("def"), { ...stale, stale: "warn" }), undefined);
+  assert.match(
+    revocationVerdict(leaf("def"), { ...stale, stale: "refuse" })!,
+    /CRL expired .*refuse/,
+  );
+  // Per issuer: a CA's CRL covers its own certificates, not another CA's.
+  const byIssuer = new Map([["ca", { serials: new Set(["abc"]), issuer: "CN=ca" }]]);
+  assert.match(revocationVerdict(leaf("abc"), { byIssuer })!, /certificate serial abc is revoked/);
+  assert.equal(revocationVerdict([{ serial: "abc", issuer: "other" }], { byIssuer }), undefined);
+  const viaIntermediate = [{ serial: "1", issuer: "int" }, {
+    serial: "abc",
+    issuer: "ca",
+    intermediate: "CN=int",
+  }];
+  assert.match(
+    revocationVerdict(viaIntermediate, { byIssuer })!,
+    /intermediate CA \(CN=int\) serial abc is revoked/,
+  );
   assert.match(crlStaleness({ thisUpdate: new Date(Date.now() + 60_000) })!, /not valid yet/);
   assert.equal(
     crlStaleness({ thisUpdate: new Date(0), nextUpdate: new Date(Date.now() + 60_000) }),

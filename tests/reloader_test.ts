@@ -29,7 +29,7 @@ async function withGate(fn: (f: Fixture) => Promise<void>) {
   await initPki({ dir });
   const source: ServeConfigSource = {
     paths: resolveBundlePaths({ certs: pkiLayout(dir).server.dir }),
-    crlPath: join(pkiLayout(dir).server.dir, "crl.pem"),
+    crls: [{ path: join(pkiLayout(dir).server.dir, "crl.pem") }],
     policy: { allowAny: true },
   };
   const config = await loadServeConfig(source);

@@ -30,7 +30,7 @@ Deno.test("revoke by name writes a CRL openssl accepts and that lists the serial
     for (const crlPath of [join(dir, "ca", "crl.pem"), join(dir, "server", "crl.pem")]) {
       assert.equal((await stat(crlPath)).mode & 0o777, 0o644);
       const crl = parseCrlPem(await readFile(crlPath, "utf8"));
-      assert.deepEqual(crl.entries.map((e) => normalizeSerial(e.serialNumber)), [r.serial]);
+      assert.deepEqual([...crl.serials], [normalizeSerial(r.serial)]);
     }
     // openssl: the CRL verifies against the CA, and bob's certificate is reported revoked.
     const ca = join(dir, "ca", "ca.pem");
@@ -80,7 +80,7 @@ Deno.test("revoke by serial, repeat revocations, and accumulated entries", async
     assert.equal(again.newlyRevoked, false);
     assert.equal(again.total, 2);
     const crl = parseCrlPem(await readFile(join(dir, "server", "crl.pem"), "utf8"));
-    assert.equal(crl.entries.length, 2);
+    assert.equal(crl.serials.size, 2);
     await assert.rejects(revokeCertificate(dir, "nobody-here"), /no client of that name/);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -96,7 +96,7 @@ Deno.test("a CRL signed by another CA, or garbage, is refused by serve's loader"
     await writeFile(forged, await createCrl(theirs, []));
     await assert.rejects(
       loadCrlFile(forged, [parseCertificatePem(ours.certPem)]),
-      /not signed by the configured CA/,
+      /not signed by a CA in the CA bundle/,
     );
     const junk = join(dir, "junk.pem");
     await writeFile(junk, "not a crl");

@@ -24,7 +24,7 @@ async function withBundle(
     const crl = join(server, "crl.pem");
     const source = {
       paths: resolveBundlePaths({ certs: server }),
-      crlPath: crl,
+      crls: [{ path: crl }],
       policy: { allowAny: true },
     };
     await fn({ dir, ca, source, crl });
@@ -37,7 +37,7 @@ Deno.test("serve config: a CRL signed by another CA, or malformed, is refused na
   await withBundle(async ({ dir, crl, source }) => {
     const foreign = OpensslCa.create(join(dir, "foreign"), { name: "openssl test CA" });
     await writeFile(crl, foreign.crl(join(dir, "f.pem")));
-    await assert.rejects(loadServeConfig(source), /crl\.pem": not signed by the configured CA/);
+    await assert.rejects(loadServeConfig(source), /crl\.pem": not signed by a CA in the CA bundle/);
     await writeFile(crl, "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n");
     await assert.rejects(loadServeConfig(source), /Cannot load CRL ".*crl\.pem": malformed CRL/);
   });
@@ -50,7 +50,7 @@ Deno.test("serve config: an expired CRL is a warning by default and an error wit
       ca.crl(join(dir, "old.pem"), { thisUpdate: daysFromNow(-9), nextUpdate: daysFromNow(-2) }),
     );
     const config = await loadServeConfig(source);
-    assert.match(config.crlWarning ?? "", /^CRL expired \(nextUpdate /);
+    assert.match(config.crlWarning ?? "", /crl\.pem": CRL expired \(nextUpdate /);
     assert.equal(config.revocations?.stale, "warn");
     await assert.rejects(
       loadServeConfig({ ...source, crlStale: "refuse" }),
@@ -69,10 +69,10 @@ Deno.test("serve config: against the one in force, an older CRL and a vanished o
     assert.ok(await loadServeConfig(source), "the same file is a fine startup");
     await rm(crl);
     await assert.rejects(
-      loadServeConfig({ ...source, crlOptional: true }, inForce),
+      loadServeConfig({ ...source, crls: [{ path: crl, optional: true }] }, inForce),
       /was in force \(0 revoked\) and is now missing/,
     );
-    const fresh = await loadServeConfig({ ...source, crlOptional: true });
+    const fresh = await loadServeConfig({ ...source, crls: [{ path: crl, optional: true }] });
     assert.equal(fresh.revocations, undefined, "without a record, no CRL at startup is allowed");
   });
 });

@@ -7,16 +7,18 @@
  * client and ignores `crl`; older Deno accepted anyone. So we check, every time, resumed or
  * not: the runtime said `authorized`, there is a peer certificate, it is not a CA, it carries
  * the clientAuth EKU, its key usage (when present) allows digitalSignature, it is within its
- * validity period, it is signed by one of our CAs and that CA is within its own validity
- * period (Deno's `node:tls` does not check trust anchor dates), it is not revoked, the CRL
- * is current when `--crl-stale refuse` asks for that, and the access policy in force now
+ * validity period, its chain up to a trust anchor of the CA bundle is valid link by link
+ * (`pki/chain.ts`: signatures, CA flags, keyCertSign, path lengths, dates of every CA, the
+ * anchor's included, since Deno's `node:tls` checks neither anchor dates nor path lengths;
+ * name constraints), neither it nor an intermediate is revoked by its issuer's CRL, the CRLs
+ * are current when `--crl-stale refuse` asks for that, and the access policy in force now
  * allows it.
  *
  * @module
  */
 
 import { createHash } from "node:crypto";
-import type { TLSSocket } from "node:tls";
+import type { DetailedPeerCertificate, TLSSocket } from "node:tls";
 import {
   EKU_CLIENT_AUTH,
   type ParsedPeer,
@@ -26,27 +28,55 @@ import {
 import { type AccessPolicy, evaluatePolicy } from "./policy.ts";
 import { type ApiPolicy, type Role, roleFor } from "../docker/api_policy.ts";
 import { x509 } from "../pki/x509.ts";
-import { signerOf } from "../pki/verify.ts";
+import {
+  MAX_INTERMEDIATES,
+  type RevocationLink,
+  revocationLinks,
+  type TrustStore,
+  trustStoreOf,
+  verifyChain,
+} from "../pki/chain.ts";
 
-/** Revoked certificates, as loaded from a CRL. */
+/**
+ * Revoked certificates, as loaded from CRLs: one list per issuing CA (a certificate is
+ * looked up in the list of the CA that issued it on its verified path), and optionally
+ * serials revoked whoever issued them.
+ */
 export interface Revocations {
-  /** Normalised serial numbers (see `normalizeSerial`). */
-  serials: ReadonlySet<string>;
-  /** When the CRL was issued (`thisUpdate`). */
+  /** Per issuing CA, by `issuerKeyOf` of the CA certificate that signed the CRL. */
+  byIssuer?: ReadonlyMap<string, RevocationList>;
+  /** Normalised serials (see `normalizeSerial`) revoked under any issuer. Default: none. */
+  serials?: ReadonlySet<string>;
+  /** When the CRL was issued (`thisUpdate`), for `serials`. */
   thisUpdate?: Date;
-  /** When its issuer promised the next one (`nextUpdate`), if it did. */
+  /** When its issuer promised the next one (`nextUpdate`), for `serials`. */
   nextUpdate?: Date;
   /**
    * What a CRL outside its `thisUpdate`..`nextUpdate` window means: `"warn"` keeps using it
-   * (the serve CLI warns at load and every hour), `"refuse"` refuses every client until a
-   * current CRL is loaded (fail closed). Default: `"warn"`.
+   * (the serve CLI warns at load and every hour), `"refuse"` refuses the certificates it
+   * covers until a current CRL is loaded (fail closed). Default: `"warn"`.
    */
   stale?: "warn" | "refuse";
 }
 
+/** The revoked serials of one CA, from its CRL (or several of its CRLs, merged). */
+export interface RevocationList {
+  /** Normalised serials. */
+  serials: ReadonlySet<string>;
+  /** The CA's subject, for messages. */
+  issuer: string;
+  /** When the CRL was issued (the newest, when several were merged). */
+  thisUpdate?: Date;
+  /** When the next CRL is due (the newest's promise). */
+  nextUpdate?: Date;
+}
+
 /** Everything a decision depends on; swapped as a whole on reload. */
 export interface GateRules {
-  /** The CA certificates we trust for clients. */
+  /**
+   * The CA bundle clients are checked against: its self-issued certificates are the trust
+   * anchors, the others intermediates that help build a path (`pki/chain.ts`).
+   */
   caCertificates: readonly x509.X509Certificate[];
   /** Who may pass. */
   policy: AccessPolicy;
@@ -58,7 +88,7 @@ export interface GateRules {
 
 /** The outcome of {@linkcode authorizePeer}. */
 export type Decision =
-  | { allow: true; identity: PeerIdentity; reason: string }
+  | { allow: true; identity: PeerIdentity; reason: string; links?: RevocationLink[] }
   | { allow: false; reason: string; identity?: PeerIdentity; kind?: RefusalKind };
 
 /** What kind of refusal a decision is (for metrics: a few values, never a name). */
@@ -87,15 +117,17 @@ export async function authorizePeer(
       const why = socket.authorizationError ? String(socket.authorizationError) : "not authorized";
       return { allow: false, reason: `certificate not verified: ${why}` };
     }
-    // Only the DER is used: `detailed` (the issuer chain as objects) cost ~0.4 ms per
-    // handshake on Node for nothing.
+    // Only the DER of the leaf at first: `detailed` (the chain the peer sent, as objects)
+    // costs ~0.4 ms per handshake on Node, so it is asked for only when the bundle alone
+    // does not complete the path (a leaf under an intermediate the bundle lacks).
     const peer = socket.getPeerCertificate(false);
     const raw = peer?.raw;
     if (!raw || raw.length === 0) return { allow: false, reason: "no client certificate" };
     const parsed = parseCached(new Uint8Array(raw));
+    const presented = () => presentedChain(socket, parsed.certificate);
     // Only the identity goes on with the connection (the parsed certificate stays in the
     // bounded cache at most).
-    return { ...(await checkIdentity(parsed, rules, now)), identity: parsed.identity };
+    return { ...(await checkIdentity(parsed, rules, now, presented)), identity: parsed.identity };
   } catch (err) {
     return { allow: false, reason: `internal check failed: ${(err as Error).message}` };
   }
@@ -117,7 +149,8 @@ export async function checkIdentity(
   peer: ParsedPeer,
   rules: GateRules,
   now: Date = new Date(),
-): Promise<{ allow: boolean; reason: string; kind?: RefusalKind }> {
+  presented: () => x509.X509Certificate[] = () => [],
+): Promise<{ allow: boolean; reason: string; kind?: RefusalKind; links?: RevocationLink[] }> {
   const { identity } = peer;
   if (identity.isCa) return { allow: false, reason: "a CA certificate cannot be a client" };
   if (!identity.extKeyUsages?.includes(EKU_CLIENT_AUTH)) {
@@ -133,14 +166,55 @@ export async function checkIdentity(
   }
   const dates = outsideValidity("certificate", identity, now);
   if (dates) return { allow: false, reason: dates };
-  const ca = await signerOf(peer.certificate, rules.caCertificates);
-  if (!ca) return { allow: false, reason: "certificate not signed by a trusted CA" };
-  const caDates = outsideValidity(`issuing CA (${ca.subject})`, ca, now);
-  if (caDates) return { allow: false, reason: caDates };
-  const revoked = revocationVerdict(identity.serial, rules.revocations, now);
+  const store = trustOf(rules.caCertificates);
+  let chain = await verifyChain(peer.certificate, [], store, "client", now);
+  if (!chain.ok) {
+    const sent = presented();
+    if (sent.length > 0) chain = await verifyChain(peer.certificate, sent, store, "client", now);
+  }
+  if (!chain.ok) return { allow: false, reason: chain.reason };
+  const links = revocationLinks(chain.path);
+  const revoked = revocationVerdict(links, rules.revocations, now);
   if (revoked) return { allow: false, reason: revoked, kind: "revoked" };
   const admitted = admission(identity, rules);
-  return admitted.allow ? admitted : { ...admitted, kind: "not_allowed" };
+  return admitted.allow ? { ...admitted, links } : { ...admitted, kind: "not_allowed" };
+}
+
+/** The trust store of a CA bundle, split once per bundle array. */
+function trustOf(bundle: readonly x509.X509Certificate[]): TrustStore {
+  let store = stores.get(bundle);
+  if (!store) {
+    store = trustStoreOf(bundle);
+    stores.set(bundle, store);
+  }
+  return store;
+}
+const stores = new WeakMap<readonly x509.X509Certificate[], TrustStore>();
+
+/**
+ * The certificates the peer sent after its leaf (parsed through the same bounded cache).
+ * Why walk `issuerCertificate`: both runtimes give the presented chain that way; Node stops
+ * at a self-reference, and a chain longer than the path limit is cut.
+ */
+function presentedChain(
+  socket: Pick<TLSSocket, "getPeerCertificate">,
+  leaf: x509.X509Certificate,
+): x509.X509Certificate[] {
+  const out: x509.X509Certificate[] = [];
+  const seen = new Set<string>();
+  let node: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+  while (node && out.length <= MAX_INTERMEDIATES + 1) {
+    const raw = node.raw;
+    if (!raw || raw.length === 0) break;
+    const key = createHash("sha256").update(raw).digest("hex");
+    if (seen.has(key)) break;
+    seen.add(key);
+    const cert = parseCached(new Uint8Array(raw)).certificate;
+    if (cert !== leaf) out.push(cert);
+    const next: DetailedPeerCertificate | undefined = node.issuerCertificate;
+    node = next && next !== node ? next : undefined;
+  }
+  return out;
 }
 
 /**
@@ -178,28 +252,42 @@ function outsideValidity(
 }
 
 /**
- * Why the CRL in force refuses `serial`, or `undefined`. One rule, used for new connections
- * and for open ones at reload.
+ * Why the CRLs in force refuse a verified path, or `undefined`: each certificate but the
+ * anchor is looked up in the CRL of its own issuer (and in the any-issuer serials). A stale
+ * CRL refuses the certificates it covers when `--crl-stale refuse` asks for that. One rule,
+ * used for new connections and for open ones at reload.
  *
  * @example
  * ```ts
  * import { revocationVerdict } from "./authorize.ts";
- * const crl = { serials: new Set(["a1"]), nextUpdate: new Date(0), stale: "refuse" as const };
- * if (!revocationVerdict("a1", crl)?.includes("revoked")) throw new Error();
- * if (!revocationVerdict("b2", crl)?.includes("CRL")) throw new Error("stale CRL must refuse");
- * if (revocationVerdict("b2", { serials: new Set() }) !== undefined) throw new Error();
+ * const links = [{ serial: "a1", issuer: "ca1" }];
+ * const list = { serials: new Set(["a1"]), issuer: "CN=ca", nextUpdate: new Date(0) };
+ * const crl = { byIssuer: new Map([["ca1", list]]), stale: "refuse" as const };
+ * if (!revocationVerdict(links, crl)?.includes("revoked")) throw new Error();
+ * const other = [{ serial: "b2", issuer: "ca1" }];
+ * if (!revocationVerdict(other, crl)?.includes("CRL")) throw new Error("stale CRL must refuse");
+ * if (revocationVerdict(other, { serials: new Set() }) !== undefined) throw new Error();
  * ```
  */
 export function revocationVerdict(
-  serial: string,
+  links: readonly RevocationLink[],
   revocations: Revocations | undefined,
   now: Date = new Date(),
 ): string | undefined {
   if (!revocations) return undefined;
-  if (revocations.serials.has(serial)) return `certificate serial ${serial} is revoked`;
-  if (revocations.stale === "refuse") {
-    const stale = crlStaleness(revocations, now);
-    if (stale) return `${stale} (--crl-stale refuse)`;
+  for (const link of links) {
+    const what = link.intermediate === undefined
+      ? "certificate"
+      : `intermediate CA (${link.intermediate})`;
+    const list = revocations.byIssuer?.get(link.issuer);
+    if (revocations.serials?.has(link.serial) || list?.serials.has(link.serial)) {
+      return `${what} serial ${link.serial} is revoked`;
+    }
+    if (revocations.stale === "refuse") {
+      const stale = (list && crlStaleness(list, now)) ??
+        (revocations.serials && crlStaleness(revocations, now));
+      if (stale) return `${stale} (--crl-stale refuse)`;
+    }
   }
   return undefined;
 }

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { join } from "node:path";
 import process from "node:process";
 import { hostname } from "node:os";
 import { readFileSync } from "node:fs";
@@ -93,8 +94,14 @@ export interface ServeCommand {
   source: CertSource;
   /** True when no TLS file flag was given (serve may create the default PKI). */
   defaultCerts: boolean;
-  /** Explicit CRL file. */
-  crl?: string;
+  /** Explicit CRL files or directories (repeatable). */
+  crl: string[];
+  /** CRLs fetched over HTTP(S) (repeatable). */
+  crlUrls: string[];
+  /** Milliseconds between fetches of each `crlUrls` entry (sooner at its nextUpdate). */
+  crlRefreshMs: number;
+  /** Where the last good copy of each fetched CRL is kept. */
+  crlCache?: string;
   /** Allow-lists. */
   allowCn: string[];
   /** Allow-lists. */
@@ -408,6 +415,31 @@ function logLevel(text: string) {
   throw new UsageError(`Invalid --log-level "${text}": expected debug, info, warn or error`);
 }
 
+/** A `--crl-url`: http or https, nothing else (a file belongs in `--crl`). */
+function crlUrl(text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new UsageError(`Invalid --crl-url "${text}": expected an http:// or https:// URL`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new UsageError(`Invalid --crl-url "${text}": expected an http:// or https:// URL`);
+  }
+  return url.href;
+}
+
+/** Where fetched CRLs are kept: `--crl-cache`, else `crl-cache/` in the `--certs` directory. */
+function crlCache(values: Record<string, unknown>, source: CertSource): string | undefined {
+  const given = values["crl-cache"] as string | undefined;
+  if (given !== undefined) return given;
+  if ((values["crl-url"] as string[]).length === 0) return undefined;
+  if (source.certs) return join(source.certs, "crl-cache");
+  throw new UsageError(
+    "--crl-url needs a place for the last good copy: give --crl-cache DIR (or --certs DIR)",
+  );
+}
+
 function crlStale(text: string): "warn" | "refuse" {
   if (text === "warn" || text === "refuse") return text;
   throw new UsageError(`Invalid --crl-stale "${text}": expected warn or refuse`);
@@ -520,7 +552,10 @@ function parseServe(
     ...COMMON_TLS,
     listen: { type: "string", default: DEFAULTS.serveListen },
     target: { type: "string", default: DEFAULTS.serveTarget },
-    crl: { type: "string" },
+    crl: { type: "string", multiple: true, default: [] },
+    "crl-url": { type: "string", multiple: true, default: [] },
+    "crl-refresh": { type: "string", default: DEFAULTS.crlRefresh },
+    "crl-cache": { type: "string" },
     "allow-cn": { type: "string", multiple: true, default: [] },
     "allow-san": { type: "string", multiple: true, default: [] },
     "allow-ou": { type: "string", multiple: true, default: [] },
@@ -557,7 +592,10 @@ function parseServe(
     target: usage(() => parseAddress(values.target as string)),
     source,
     defaultCerts,
-    crl: values.crl as string | undefined,
+    crl: values.crl as string[],
+    crlUrls: (values["crl-url"] as string[]).map(crlUrl),
+    crlRefreshMs: usage(() => parseDuration(values["crl-refresh"] as string)),
+    crlCache: crlCache(values, source),
     allowCn: values["allow-cn"] as string[],
     allowSan: values["allow-san"] as string[],
     allowOu: values["allow-ou"] as string[],

@@ -57,7 +57,14 @@ dockgate keygen crl [--dir DIR]
   --certs DIR              bundle with ca.pem, cert.pem, key.pem [, crl.pem] (default ./${DEFAULTS.serveCerts};
                            created with the whole PKI on first run when no TLS flag is given)
   --cert F --key F --ca F  individual files (override --certs)
-  --crl F                  CRL file (default: crl.pem in --certs when present)
+  --crl F|DIR              CRLs: PEM (several in one file) or DER, or a directory of them, one
+                           per issuing CA (repeatable; default: crl.pem in --certs when present)
+  --crl-url URL            fetch a CRL over HTTP(S) at start and every --crl-refresh (repeatable;
+                           ETag/If-Modified-Since; a failed fetch keeps the last good copy)
+  --crl-refresh D          how often each --crl-url is fetched again (default ${DEFAULTS.crlRefresh}; sooner at
+                           the CRL's nextUpdate)
+  --crl-cache DIR          where the last good copy of each fetched CRL is kept (default:
+                           crl-cache in --certs)
   --allow-cn NAME          allow this client CN (repeatable; * matches one DNS label)
   --allow-san NAME|URI|IP  allow this client SAN (repeatable)
   --allow-ou OU            allow this client OU (repeatable); no allow flag = any cert from the CA

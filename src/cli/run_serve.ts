@@ -5,7 +5,7 @@
  * @module
  */
 
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type ServeCommand, type Setting } from "./args.ts";
 import { type CliIo, onStopSignals } from "./io.ts";
@@ -13,7 +13,8 @@ import type { Logger } from "../observe/logger.ts";
 import { DEFAULT_MS, DEFAULTS } from "../config/defaults.ts";
 import { type Reloader, startReloader, warnStaleCrl } from "../config/reloader.ts";
 import {
-  crlInForce,
+  crlsInForce,
+  type CrlSource,
   loadServeConfig,
   type ServeConfig,
   type ServeConfigSource,
@@ -34,6 +35,8 @@ import { VERSION } from "../version.ts";
 import process from "node:process";
 import { listenFdFromEnv, systemdNotifier } from "../net/systemd.ts";
 import { parseCertificatesPem } from "../pki/pem.ts";
+import { CrlFetcher } from "../config/crl_fetch.ts";
+import { crlStaleness } from "../access/authorize.ts";
 
 /** `dockgate serve …`: load the configuration, start the gate, reload and stop on signals. */
 export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
@@ -59,12 +62,34 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   }
   const paths = resolveBundlePaths(cmd.source);
   const policy = accessPolicyOf(cmd);
+  const explicitCrl = cmd.crl.length > 0 || cmd.crlUrls.length > 0;
+  // The CA bundle in force, for the CRL fetcher's signature check (updated at each reload).
+  let bundle = () => parseCertificatesPem(readFileSync(paths.ca, "utf8"));
+  let onCrlChange = (_url: string): void => {};
+  const fetcher = cmd.crlUrls.length > 0
+    ? new CrlFetcher({
+      urls: cmd.crlUrls,
+      cacheDir: cmd.crlCache!,
+      refreshMs: cmd.crlRefreshMs,
+      cas: () => bundle(),
+      logger,
+      onChange: (url) => onCrlChange(url),
+      onResult: (r) => metricsRef?.crlFetch(r),
+    })
+    : undefined;
+  let metricsRef: PrometheusMetrics | undefined;
+  const crls: CrlSource[] = [
+    ...cmd.crl.map((path) => ({ path })),
+    ...(fetcher?.paths() ?? []).map((path) => ({ path })),
+  ];
+  if (!explicitCrl && cmd.source.certs) {
+    crls.push({ path: join(cmd.source.certs, "crl.pem"), optional: true });
+  }
   const source: ServeConfigSource = {
     paths,
-    crlPath: cmd.crl ?? (cmd.source.certs ? join(cmd.source.certs, "crl.pem") : undefined),
-    crlOptional: cmd.crl === undefined,
+    crls,
     // The PKI that made this bundle (keygen's layout): it says whether anything was revoked.
-    revocationRecord: cmd.crl === undefined && cmd.source.certs
+    revocationRecord: !explicitCrl && cmd.source.certs
       ? join(cmd.source.certs, "..", "ca", "revoked.json")
       : undefined,
     crlStale: cmd.crlStale,
@@ -72,7 +97,9 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     apiPolicyPath: cmd.policy,
     insecureKeyPerms: cmd.insecureKeyPerms,
   };
+  await fetcher?.start();
   const config = await loadServeConfig(source);
+  bundle = () => parseCertificatesPem(inForce.tls.caPem);
   const auditFile = cmd.auditLog ? openAudit(cmd.auditLog) : undefined;
   // With a policy, the audit trail goes to stderr unless a file is given.
   const audit: AuditSink | undefined = auditFile ??
@@ -88,9 +115,11 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
       reason: (err as Error).message,
     });
   }
+  let inForce = config;
   const metrics = cmd.metrics
     ? new PrometheusMetrics({ version: VERSION, runtime: RUNTIME.name })
     : undefined;
+  metricsRef = metrics;
   if (metrics) recordExpiries(metrics, config);
 
   const listenFd = listenFdFromEnv();
@@ -131,7 +160,9 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     });
   }
   logger.log("info", `policy: ${describePolicy(policy)}`, {
-    crl: config.revokedCount === undefined ? "none" : `${config.revokedCount} revoked`,
+    crl: config.revokedCount === undefined
+      ? "none"
+      : `${config.revokedCount} revoked (CRLs of ${config.crlIssuers} CA(s))`,
   });
   if (cmd.defaultCerts) {
     const host = gate.address.transport === "tcp" && gate.address.host !== "0.0.0.0" &&
@@ -156,7 +187,7 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   }
   warnStaleCrl(logger, config);
   // At start and daily: a certificate or CRL that runs out within 30 days is worth a line.
-  let inForce = config;
+  inForce = config;
   warnExpiring(logger, inForce);
   const daily = setInterval(() => warnExpiring(logger, inForce), 86_400_000);
   (daily as { unref?: () => void }).unref?.();
@@ -172,6 +203,7 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     },
     onReloadFailed: () => metrics?.reload(false),
   });
+  onCrlChange = (url) => void reloader.reload(`CRL fetched from ${url}`);
   const configWatch = cmd.configFile && cmd.reparse
     ? watchConfig(cmd.configFile, () => {
       let next: ServeCommand;
@@ -221,6 +253,7 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
       drain ? `stopping: draining for up to ${cmd.drainTimeoutMs} ms` : "stopping now",
     );
     reloader.stop();
+    fetcher?.stop();
     void (drain ? gate.shutdown(cmd.drainTimeoutMs) : gate.close());
   });
   // Said only now that every signal has its handler: whoever waits for this line (a test, a
@@ -306,7 +339,13 @@ function warnExpiring(logger: Logger, config: ServeConfig, now = new Date()): vo
   } catch {
     // Checked when loaded.
   }
-  dates.push(["CRL (its nextUpdate)", crlInForce(config)?.nextUpdate, "dockgate keygen crl"]);
+  for (const crl of crlsInForce(config)) {
+    dates.push([
+      `CRL of ${crl.signer.subject} (its nextUpdate)`,
+      crl.nextUpdate,
+      "publish a fresh CRL (dockgate keygen crl)",
+    ]);
+  }
   for (const [what, when, fix] of dates) {
     if (!when) continue;
     const days = Math.floor((when.getTime() - now.getTime()) / 86_400_000);
@@ -334,7 +373,10 @@ function recordExpiries(metrics: PrometheusMetrics, config: ServeConfig): void {
   } catch {
     // The files were checked when loaded; a gauge is never a reason to stop.
   }
-  metrics.expiry("crl", crlInForce(config)?.nextUpdate);
+  const due = crlsInForce(config).map((c) => c.nextUpdate?.getTime() ?? Infinity);
+  const first = Math.min(...due);
+  metrics.expiry("crl", Number.isFinite(first) ? new Date(first) : undefined);
+  metrics.crlStale(() => crlsInForce(config).filter((c) => crlStaleness(c)).length);
 }
 
 /** `/healthz`: the last reload applied, and the target answering `/_ping` (a Docker daemon). */

@@ -37,6 +37,8 @@ export const DEFAULTS = {
   maxHandshakesPerAddress: 16,
   /** `serve --crl-stale`. */
   crlStale: "warn",
+  /** `serve --crl-refresh`: how often each `--crl-url` is fetched again. */
+  crlRefresh: "1h",
   /** `serve --drain-timeout`. */
   drainTimeout: "30s",
   /** `serve --policy-mode`. */

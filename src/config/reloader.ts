@@ -13,7 +13,7 @@ import { stat } from "node:fs/promises";
 import type { Logger } from "../observe/logger.ts";
 import type { ServeHandle } from "../serve.ts";
 import {
-  crlInForce,
+  crlsInForce,
   loadServeConfig,
   type ServeConfig,
   type ServeConfigSource,
@@ -150,7 +150,7 @@ export function startReloader(options: ReloaderOptions): Reloader {
 }
 
 /**
- * Log a loud warning when the CRL in force is outside its validity window (checked now, not
+ * Log a loud warning for each CRL in force outside its validity window (checked now, not
  * at load: a CRL goes stale while the gate runs). Returns whether it warned.
  *
  * @example
@@ -160,16 +160,26 @@ export function startReloader(options: ReloaderOptions): Reloader {
  * ```
  */
 export function warnStaleCrl(logger: Logger, config: ServeConfig): boolean {
-  const crl = crlInForce(config);
-  const why = crl && crlStaleness(crl);
-  if (!crl || !why) return false;
+  let warned = false;
   const refusing = config.revocations?.stale === "refuse";
-  logger.log(
-    "warn",
-    refusing ? "CRL is stale: refusing every client" : "CRL is stale: still enforcing it",
-    { crl: crl.path, reason: why, fix: "publish a fresh CRL (dockgate keygen crl)" },
-  );
-  return true;
+  for (const crl of crlsInForce(config)) {
+    const why = crlStaleness(crl);
+    if (!why) continue;
+    logger.log(
+      "warn",
+      refusing
+        ? "CRL is stale: refusing the certificates it covers"
+        : "CRL is stale: still enforcing it",
+      {
+        crl: crl.path,
+        issuer: crl.signer.subject,
+        reason: why,
+        fix: "publish a fresh CRL (dockgate keygen crl)",
+      },
+    );
+    warned = true;
+  }
+  return warned;
 }
 
 async function fileSignature(files: string[]): Promise<string> {

@@ -6,10 +6,12 @@
  * @module
  */
 
-import type { Revocations } from "../access/authorize.ts";
+import type { RevocationList, Revocations } from "../access/authorize.ts";
+import { issuerKeyOf } from "../pki/chain.ts";
+import type { x509 } from "../pki/x509.ts";
 import { parseCertificatesPem } from "../pki/pem.ts";
 import { type CredentialPaths, loadCredentials } from "../pki/credentials.ts";
-import { crlRollback, loadCrlFile, type LoadedCrl } from "../pki/crl.ts";
+import { crlRollback, type LoadedCrl, loadCrls as loadCrlsFrom } from "../pki/crl.ts";
 import { crlStaleness } from "../access/authorize.ts";
 import { checkTrustedPath } from "../pki/trust_files.ts";
 import { readRevokedFile } from "../pki/records.ts";
@@ -23,13 +25,11 @@ import { loadApiPolicyFile } from "./policy_file.ts";
 export interface ServeConfigSource {
   /** Server certificate, key and client CA bundle. */
   paths: CredentialPaths;
-  /** CRL file; when absent no certificate is considered revoked. */
-  crlPath?: string;
   /**
-   * Treat a missing `crlPath` as "no CRL yet" instead of an error (the `crl.pem` looked for
-   * in the `--certs` directory, which appears with the first revocation). Default: false.
+   * CRL files or directories (PEM with one or more CRLs, or DER; a directory: each file in
+   * it). Without any, no certificate is considered revoked. Default: none.
    */
-  crlOptional?: boolean;
+  crls?: CrlSource[];
   /**
    * The PKI's revocation record (`DIR/ca/revoked.json` of `dockgate keygen`). When it lists
    * revoked certificates, a missing optional CRL is an error, not "nothing revoked".
@@ -49,6 +49,17 @@ export interface ServeConfigSource {
   insecureKeyPerms?: boolean;
 }
 
+/** One place CRLs are read from. */
+export interface CrlSource {
+  /** A file (PEM, several CRLs allowed, or DER) or a directory of such files. */
+  path: string;
+  /**
+   * Treat a missing `path` as "no CRL yet" instead of an error (the `crl.pem` looked for in
+   * the `--certs` directory, which appears with the first revocation). Default: false.
+   */
+  optional?: boolean;
+}
+
 /** A loaded configuration, ready for `serve` or `ServeHandle.reload`. */
 export interface ServeConfig {
   /** TLS material for the listener (its CA bundle is what clients must chain to). */
@@ -61,22 +72,24 @@ export interface ServeConfig {
   apiPolicy?: ApiPolicy;
   /** The files it was read from (for change watching). */
   files: string[];
-  /** Number of revoked serials in the CRL, if one was loaded. */
+  /** Number of revoked serials in the CRLs, if any was loaded. */
   revokedCount?: number;
-  /** Why the CRL is outside its validity window, if it is (for a loud warning). */
+  /** How many CAs have a CRL in force. */
+  crlIssuers?: number;
+  /** Why a CRL is outside its validity window, if one is (for a loud warning). */
   crlWarning?: string;
 }
 
 /**
- * The CRL each configuration enforces, for the next load to compare against (a rollback
- * check) and for the hourly staleness warning. Kept beside the configuration, not in it: it
- * holds parsed certificates, which are no part of the public API.
+ * The CRLs each configuration enforces, the newest per issuing CA, for the next load to
+ * compare against (the rollback check) and for the hourly staleness warning. Kept beside the
+ * configuration, not in it: they hold parsed certificates, which are no part of the public API.
  */
-const crlOf = new WeakMap<ServeConfig, LoadedCrl>();
+const crlsOf = new WeakMap<ServeConfig, LoadedCrl[]>();
 
-/** The CRL `config` enforces, if any. */
-export function crlInForce(config: ServeConfig): LoadedCrl | undefined {
-  return crlOf.get(config);
+/** The CRLs `config` enforces, the newest per issuing CA (empty when none). */
+export function crlsInForce(config: ServeConfig): LoadedCrl[] {
+  return crlsOf.get(config) ?? [];
 }
 
 /**
@@ -102,54 +115,118 @@ export async function loadServeConfig(
     insecureKeyPerms: source.insecureKeyPerms,
   });
   const files = [source.paths.cert, source.paths.key, source.paths.ca];
-  // The CA bundle was validated by loadCredentials; the CRL is checked against it.
-  const crl = await loadCrl(source, parseCertificatesPem(creds.caPem), previous);
-  if (source.crlPath) files.push(source.crlPath); // watched, so the first revocation is picked up
+  // The CA bundle was validated by loadCredentials; the CRLs are checked against it.
+  const bundle = parseCertificatesPem(creds.caPem);
+  const crls = await loadCrls(source, bundle, previous);
+  for (const c of source.crls ?? []) files.push(c.path); // watched: the first revocation is picked up
   const apiPolicy = source.apiPolicyPath
     ? await loadApiPolicyFile(source.apiPolicyPath, { insecurePerms: source.insecureKeyPerms })
     : undefined;
   if (source.apiPolicyPath) files.push(source.apiPolicyPath);
   const stale = source.crlStale ?? "warn";
-  const crlWarning = crl ? crlStaleness(crl) : undefined;
+  const staleOne = crls.newest.find((c) => crlStaleness(c));
+  const crlWarning = staleOne && `CRL "${staleOne.path}": ${crlStaleness(staleOne)}`;
   if (crlWarning && stale === "refuse") {
-    throw new Error(`Cannot use CRL "${crl!.path}": ${crlWarning} and --crl-stale is refuse`);
+    throw new Error(`Cannot use ${crlWarning} and --crl-stale is refuse`);
   }
+  const some = crls.newest.length > 0;
   const config: ServeConfig = {
     tls: { certPem: creds.certPem, keyPem: creds.keyPem, caPem: creds.caPem },
     policy: source.policy,
-    revocations: crl && {
-      serials: crl.serials,
-      thisUpdate: crl.thisUpdate,
-      nextUpdate: crl.nextUpdate,
-      stale,
-    },
+    revocations: some ? { byIssuer: crls.byIssuer, stale } : undefined,
     apiPolicy,
     files,
-    revokedCount: crl?.serials.size,
+    revokedCount: some
+      ? [...crls.byIssuer.values()].reduce((n, l) => n + l.serials.size, 0)
+      : undefined,
+    crlIssuers: some ? crls.byIssuer.size : undefined,
     crlWarning,
   };
-  if (crl) crlOf.set(config, crl);
+  if (some) crlsOf.set(config, crls.newest);
   return config;
 }
 
-/** The CRL to enforce, or `undefined` when there is none and that is allowed. */
-async function loadCrl(
+/** The CRLs of a load: per issuing CA, the merged list, and the newest CRL. */
+interface CrlSet {
+  byIssuer: Map<string, RevocationList>;
+  newest: LoadedCrl[];
+}
+
+/**
+ * Every CRL source read, grouped by the CA that signed each CRL. Revocations may only grow:
+ * a source in force may not go missing, the newest CRL of a CA may not be older than the one
+ * in force (a rollback), and a CA that is still in the bundle may not lose its CRL.
+ */
+async function loadCrls(
   source: ServeConfigSource,
-  cas: Parameters<typeof loadCrlFile>[1],
+  bundle: x509.X509Certificate[],
   previous: ServeConfig | undefined,
-): Promise<LoadedCrl | undefined> {
-  const path = source.crlPath;
-  if (!path) return undefined;
+): Promise<CrlSet> {
+  const before = previous ? crlsInForce(previous) : [];
+  const all: LoadedCrl[] = [];
+  for (const c of source.crls ?? []) all.push(...await loadSource(source, c, bundle, before));
+  const groups = new Map<string, LoadedCrl[]>();
+  for (const crl of all) {
+    const key = issuerKeyOf(crl.signer);
+    groups.set(key, [...(groups.get(key) ?? []), crl]);
+  }
+  const byIssuer = new Map<string, RevocationList>();
+  const newest: LoadedCrl[] = [];
+  for (const [key, list] of groups) {
+    const top = list.reduce((a, b) => (newerCrl(b, a) ? b : a));
+    const old = before.find((p) => issuerKeyOf(p.signer) === key);
+    const rollback = crlRollback(old, top);
+    if (rollback) throw new Error(rollback);
+    newest.push(top);
+    // Several CRLs of one CA: every entry counts (an old copy beside a new one adds, never hides).
+    const serials = list.length === 1 ? top.serials : new Set(list.flatMap((l) => [...l.serials]));
+    byIssuer.set(key, {
+      serials,
+      issuer: top.signer.subject,
+      thisUpdate: top.thisUpdate,
+      nextUpdate: top.nextUpdate,
+    });
+  }
+  const stillTrusted = new Set(bundle.map(issuerKeyOf));
+  for (const old of before) {
+    const key = issuerKeyOf(old.signer);
+    if (!byIssuer.has(key) && stillTrusted.has(key)) {
+      throw new Error(
+        `The CRL of "${old.signer.subject}" (from "${old.path}", ${old.serials.size} revoked) ` +
+          `was in force and is gone now: keeping the revocations in force (restore it)`,
+      );
+    }
+  }
+  return { byIssuer, newest };
+}
+
+/** Whether `a` supersedes `b` (same CA): a higher CRL number, else a later `thisUpdate`. */
+function newerCrl(a: LoadedCrl, b: LoadedCrl): boolean {
+  if (a.number !== undefined && b.number !== undefined && a.number !== b.number) {
+    return a.number > b.number;
+  }
+  return a.thisUpdate > b.thisUpdate;
+}
+
+/** The CRLs of one source, `[]` when it is absent and that is allowed. */
+async function loadSource(
+  source: ServeConfigSource,
+  crl: CrlSource,
+  bundle: x509.X509Certificate[],
+  before: LoadedCrl[],
+): Promise<LoadedCrl[]> {
+  const { path } = crl;
   // lstat: a dangling symlink is a broken CRL, not an absent one.
   const present = await pathExists(path, { follow: false, what: "CRL" });
-  const before = previous && crlOf.get(previous);
-  if (!present && before) {
+  const inForce = before.filter((b) => b.path === path || b.path.startsWith(`${path}/`));
+  if (!present && inForce.length > 0) {
+    const count = inForce.reduce((n, b) => n + b.serials.size, 0);
     throw new Error(
-      `CRL "${path}" was in force (${before.serials.size} revoked) and is now missing: ` +
+      `CRL "${path}" was in force (${count} revoked) and is now missing: ` +
         `keeping the revocations in force (restore it, or run "dockgate keygen crl")`,
     );
   }
-  if (!present && source.crlOptional) {
+  if (!present && crl.optional) {
     const recorded = await recordedRevocations(source.revocationRecord);
     if (recorded > 0) {
       throw new Error(
@@ -158,13 +235,12 @@ async function loadCrl(
           `(run "dockgate keygen crl" to publish it again)`,
       );
     }
-    return undefined;
+    return [];
   }
-  if (source.insecureKeyPerms !== true) await checkTrustedPath(path, "CRL");
-  const crl = await loadCrlFile(path, cas);
-  const rollback = crlRollback(before, crl);
-  if (rollback) throw new Error(rollback);
-  return crl;
+  const checkFile = source.insecureKeyPerms === true
+    ? undefined
+    : (file: string) => checkTrustedPath(file, "CRL");
+  return await loadCrlsFrom(path, bundle, { checkFile });
 }
 
 /** How many revocations the PKI's record lists (0 when there is no record). */

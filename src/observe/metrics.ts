@@ -67,6 +67,8 @@ export class PrometheusMetrics implements GateMetrics {
   readonly #reloads: client.Counter<"result">;
   readonly #lastReload: client.Gauge;
   readonly #expiry: client.Gauge<"certificate">;
+  readonly #crlFetches: client.Counter<"result">;
+  #staleCrls: () => number = () => 0;
 
   /** Make the metrics; `build` goes into `dockgate_build_info`. */
   constructor(build: { version: string; runtime: string }) {
@@ -130,6 +132,22 @@ export class PrometheusMetrics implements GateMetrics {
       labelNames: ["certificate"],
       registers,
     });
+    const staleCrls = () => this.#staleCrls();
+    new client.Gauge({
+      name: "dockgate_crl_stale",
+      help: "CRLs in force whose nextUpdate has passed (or whose thisUpdate is still to come)",
+      registers,
+      collect() {
+        this.set(staleCrls());
+      },
+    });
+    this.#crlFetches = new client.Counter({
+      name: "dockgate_crl_fetches_total",
+      help: "Fetches of --crl-url CRLs: updated, not_modified, failed (the last good copy stays)",
+      labelNames: ["result"],
+      registers,
+    });
+    for (const r of ["updated", "not_modified", "failed"]) this.#crlFetches.inc({ result: r }, 0);
     for (const r of ["limit", "tls", "certificate", "revoked", "not_allowed", "target"]) {
       this.#refused.inc({ reason: r }, 0);
     }
@@ -178,6 +196,16 @@ export class PrometheusMetrics implements GateMetrics {
   expiry(which: "server" | "ca" | "crl", when: Date | undefined): void {
     if (when === undefined) this.#expiry.remove({ certificate: which });
     else this.#expiry.set({ certificate: which }, Math.floor(when.getTime() / 1000));
+  }
+
+  /** How many CRLs in force are stale, asked at every scrape (a CRL goes stale while we run). */
+  crlStale(count: () => number): void {
+    this.#staleCrls = count;
+  }
+
+  /** Count one `--crl-url` fetch by its result. */
+  crlFetch(result: "updated" | "not_modified" | "failed"): void {
+    this.#crlFetches.inc({ result });
   }
 
   /** The exposition text. */

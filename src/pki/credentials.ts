@@ -24,7 +24,7 @@ import { x509, type X509Certificate } from "./x509.ts";
 import { errorMessage } from "../observe/errors.ts";
 import { readText as readTextFile } from "./fs_util.ts";
 import { checkTrustedPath } from "./trust_files.ts";
-import { signerOf } from "./verify.ts";
+import { type TrustStore, trustStoreOf, verifyChain } from "./chain.ts";
 
 /** Loaded and validated TLS credentials. */
 export interface TlsCredentials {
@@ -246,16 +246,23 @@ export async function loadCredentials(
     );
   }
 
-  const issuer = await signerOf(certificate, caCertificates);
-  if (issuer === undefined) {
+  checkValidity(certificate, now, `Certificate "${certPath}"`, certPath);
+  const store = trustStoreOf(caCertificates);
+  await checkBundleChains(store, caPath, now);
+  // The certificates after the first in cert.pem are its chain (leaf + intermediates, as
+  // step-ca and Vault hand them out); the runtime sends them in the handshake too.
+  const sent = parseCertificatesPem(certPem).slice(1);
+  const chain = await verifyChain(certificate, sent, store, role, now);
+  if (!chain.ok) {
     throw new CredentialsError(
-      `Certificate "${certPath}" (${certificate.subject}, issued by ${certificate.issuer}) ` +
-        `is not signed by a CA in "${caPath}"`,
+      chain.reason === "certificate not signed by a trusted CA"
+        ? `Certificate "${certPath}" (${certificate.subject}, issued by ${certificate.issuer}) ` +
+          `is not signed by a CA in "${caPath}"`
+        : `Certificate "${certPath}" (${certificate.subject}) does not chain to a CA in ` +
+          `"${caPath}": ${chain.reason}`,
       certPath,
     );
   }
-  checkValidity(certificate, now, `Certificate "${certPath}"`, certPath);
-  checkValidity(issuer, now, `CA certificate "${issuer.subject}" in "${caPath}"`, caPath);
 
   const wanted = role === "server"
     ? x509.ExtendedKeyUsage.serverAuth
@@ -304,6 +311,25 @@ export async function loadCaBundle(
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/**
+ * Every intermediate of a CA bundle must chain to one of its roots: the gate trusts the
+ * bundle's self-issued certificates only (as Node's OpenSSL does; rustls would take any), so
+ * an intermediate alone in `ca.pem` would trust nobody, and is said so at load.
+ */
+async function checkBundleChains(store: TrustStore, caPath: string, now: Date): Promise<void> {
+  for (const ca of store.intermediates) {
+    const chain = await verifyChain(ca, [], store, "client", now);
+    if (!chain.ok) {
+      throw new CredentialsError(
+        `"${caPath}" holds "${ca.subject}", an intermediate CA that does not chain to a root ` +
+          `in the bundle (${chain.reason}): only the bundle's self-signed roots are trust ` +
+          `anchors, so add its root`,
+        caPath,
+      );
+    }
+  }
+}
 
 /** {@linkcode readTextFile}, its failure as a {@linkcode CredentialsError} about `path`. */
 async function readText(path: string, what: string): Promise<string> {

@@ -10,10 +10,13 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
+import { createPublicKey, type KeyObject, verify } from "node:crypto";
 import type { x509 } from "./x509.ts";
+import type { ParsedCrl } from "./crl.ts";
 
-/** Something a CA signs: a certificate or a CRL. */
-export type Signed = x509.X509Certificate | x509.X509Crl;
+/** Something a CA signs: a certificate or a CRL (read by the gate's own DER reader). */
+export type Signed = x509.X509Certificate | ParsedCrl;
 
 /**
  * The CA among `cas` that signed `signed`, or `undefined`. Never throws: a malformed
@@ -44,10 +47,9 @@ export async function signerOf(
   for (const ca of cas) {
     if (!sameBytes(nameDer(ca, "subject"), issuer)) continue;
     try {
-      const publicKey = await publicKeyOf(ca);
       const ok = isCertificate(signed)
-        ? await signed.verify({ publicKey, signatureOnly: true })
-        : await signed.verify({ publicKey });
+        ? await signed.verify({ publicKey: await publicKeyOf(ca), signatureOnly: true })
+        : crlSignatureValid(signed, ca);
       if (ok) {
         verifiedBy.set(signed, ca);
         return ca;
@@ -60,14 +62,16 @@ export async function signerOf(
 }
 
 /**
- * The DER of a name of a parsed object, encoded once per object: re-encoding it (pure JS
+ * The DER of a name of a parsed object (a certificate's issuer or subject, a CRL's issuer),
+ * encoded once per object: re-encoding it (pure JS
  * ASN.1) for every connection cost ~10 % of the connection rate.
  */
-function nameDer(o: Signed, which: "issuer" | "subject"): Uint8Array {
+export function nameDer(o: Signed, which: "issuer" | "subject"): Uint8Array {
+  if (!isCertificate(o)) return o.issuerDer;
   const memo = which === "issuer" ? issuerDer : subjectDer;
   let der = memo.get(o);
   if (!der) {
-    const name = which === "issuer" ? o.issuerName : (o as x509.X509Certificate).subjectName;
+    const name = which === "issuer" ? o.issuerName : o.subjectName;
     der = new Uint8Array(name.toArrayBuffer());
     memo.set(o, der);
   }
@@ -101,6 +105,42 @@ function publicKeyOf(ca: x509.X509Certificate): Promise<CryptoKey> {
     caKeys.set(ca, key);
     // A key that cannot be imported is not cached: the next use tries again.
     key.catch(() => caKeys.delete(ca));
+  }
+  return key;
+}
+
+/**
+ * The hash each CRL signature algorithm uses (`null`: the algorithm has its own, Ed25519).
+ * Why a short list: these are what easy-rsa, cfssl, step-ca, Vault and `openssl ca` sign
+ * with; SHA-1 and RSA-PSS (parameters to read) are refused rather than half-supported.
+ */
+const CRL_SIGNATURE_HASHES: Record<string, string | null> = {
+  "1.2.840.10045.4.3.2": "sha256", // ecdsa-with-SHA256
+  "1.2.840.10045.4.3.3": "sha384",
+  "1.2.840.10045.4.3.4": "sha512",
+  "1.2.840.113549.1.1.11": "sha256", // sha256WithRSAEncryption
+  "1.2.840.113549.1.1.12": "sha384",
+  "1.2.840.113549.1.1.13": "sha512",
+  "1.3.101.112": null, // Ed25519
+};
+
+/** Whether `ca`'s key made `crl`'s signature (node:crypto reads ECDSA's DER form directly). */
+function crlSignatureValid(crl: ParsedCrl, ca: x509.X509Certificate): boolean {
+  const hash = CRL_SIGNATURE_HASHES[crl.signatureOid];
+  if (hash === undefined) return false;
+  return verify(hash, crl.tbs, nodeKeyOf(ca), crl.signature);
+}
+
+const nodeKeys = new WeakMap<x509.X509Certificate, KeyObject>();
+function nodeKeyOf(ca: x509.X509Certificate): KeyObject {
+  let key = nodeKeys.get(ca);
+  if (!key) {
+    key = createPublicKey({
+      key: Buffer.from(ca.publicKey.rawData),
+      format: "der",
+      type: "spki",
+    });
+    nodeKeys.set(ca, key);
   }
   return key;
 }
