@@ -10,7 +10,16 @@
  * @module
  */
 
-import { childrenOf, contentOf, encodingOf, expectTag, readOnly, TAG, type Tlv } from "./der.ts";
+import {
+  childrenOf,
+  contentOf,
+  encodingOf,
+  expectTag,
+  oidOf,
+  readOnly,
+  TAG,
+  type Tlv,
+} from "./der.ts";
 import type { x509 } from "./x509.ts";
 
 /** OID of the name constraints extension. */
@@ -28,15 +37,15 @@ export type Subtree =
   | { type: "dns"; value: string }
   | { type: "ip"; address: Uint8Array; mask: Uint8Array }
   | { type: "uri"; value: string }
-  | { type: "dn"; rdns: Uint8Array[] };
+  | { type: "dn"; rdns: string[] };
 
 /** The names of a certificate that constraints apply to. */
 export interface ConstrainedNames {
   dns: string[];
   ips: Uint8Array[];
   uris: string[];
-  /** The subject's RDNs, DER each (empty for an empty subject). */
-  rdns: Uint8Array[];
+  /** The subject's RDNs, canonical each (see `canonicalRdn`; empty for an empty subject). */
+  rdns: string[];
 }
 
 /**
@@ -112,7 +121,7 @@ function subtreeOf(base: Tlv): Subtree {
     }
     case 0xa4: {
       const [name] = childrenOf(base);
-      return { type: "dn", rdns: childrenOf(expectTag(name, TAG.sequence, "a Name")).map(encodingOf) };
+      return { type: "dn", rdns: childrenOf(expectTag(name, TAG.sequence, "a Name")).map(canonicalRdn) };
     }
     default:
       throw new TypeError(
@@ -139,7 +148,7 @@ export function constrainedNamesOf(cert: x509.X509Certificate): ConstrainedNames
     }
   }
   const subject = readOnly(new Uint8Array(cert.subjectName.toArrayBuffer()));
-  names.rdns = childrenOf(subject).map(encodingOf);
+  names.rdns = childrenOf(subject).map(canonicalRdn);
   if (names.dns.length === 0) {
     for (const cn of cert.subjectName.getField("CN")) {
       if (/^[a-z0-9*]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/i.test(cn)) {
@@ -209,9 +218,29 @@ function ipWithin(ip: Uint8Array, s: Subtree): boolean {
   return ip.every((b, i) => (b & s.mask[i]) === (s.address[i] & s.mask[i]));
 }
 
-function dnWithin(rdns: Uint8Array[], s: Subtree): boolean {
+function dnWithin(rdns: string[], s: Subtree): boolean {
   if (s.type !== "dn" || s.rdns.length > rdns.length) return false;
-  return s.rdns.every((r, i) => r.length === rdns[i].length && r.every((b, k) => b === rdns[i][k]));
+  return s.rdns.every((r, i) => r === rdns[i]);
+}
+
+/** ASN.1 string types whose text is compared (RFC 5280 7.1: case and spaces folded). */
+const STRING_TAGS = new Set([0x0c, 0x13, 0x14, 0x16]);
+
+/**
+ * An RDN in a form that compares as RFC 5280 7.1 asks, as OpenSSL does: each attribute as
+ * `OID=value`, the value's text with case folded and runs of spaces collapsed whatever its
+ * string type (PrintableString and UTF8String alike), other values as their DER in hex; the
+ * attributes of a multi-valued RDN sorted.
+ */
+function canonicalRdn(rdn: Tlv): string {
+  return childrenOf(expectTag(rdn, TAG.set, "an RDN")).map((atv) => {
+    const [type, value] = childrenOf(expectTag(atv, TAG.sequence, "an attribute"));
+    const text = STRING_TAGS.has(value.tag)
+      ? new TextDecoder("utf-8", { fatal: true }).decode(contentOf(value)).trim()
+        .replace(/\s+/g, " ").toLowerCase()
+      : `#${Array.from(encodingOf(value), (b) => b.toString(16).padStart(2, "0")).join("")}`;
+    return `${oidOf(type)}=${JSON.stringify(text)}`;
+  }).sort().join("+");
 }
 
 function ipText(ip: Uint8Array): string {

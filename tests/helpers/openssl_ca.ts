@@ -57,6 +57,14 @@ export const CLIENT_EXT = [
   "extendedKeyUsage = clientAuth",
 ];
 
+/** Extensions of an ordinary intermediate CA. */
+export const CA_EXT = [
+  "basicConstraints = critical, CA:TRUE",
+  "keyUsage = critical, keyCertSign, cRLSign",
+  "subjectKeyIdentifier = hash",
+  "authorityKeyIdentifier = keyid",
+];
+
 /** Extensions of an ordinary TLS server certificate for localhost. */
 export const SERVER_EXT = [
   "basicConstraints = critical, CA:FALSE",
@@ -87,7 +95,7 @@ export class OpensslCa {
    */
   static create(
     dir: string,
-    opts: { name?: string; notBefore?: Date; notAfter?: Date } = {},
+    opts: { name?: string; notBefore?: Date; notAfter?: Date; extensions?: string[] } = {},
   ): OpensslCa {
     mkdirSync(join(dir, "newcerts"), { recursive: true });
     const ca = new OpensslCa(dir);
@@ -95,17 +103,38 @@ export class OpensslCa {
     writeFileSync(join(dir, "serial"), "1000\n");
     writeFileSync(join(dir, "crlnumber"), "01\n");
     writeFileSync(join(dir, "openssl.cnf"), ca.#config());
-    writeFileSync(
-      join(dir, "ca-ext.cnf"),
-      "[ext]\nbasicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign\n" +
-        "subjectKeyIdentifier = hash\n",
-    );
+    const ext = opts.extensions ??
+      ["basicConstraints = critical, CA:TRUE", "keyUsage = critical, keyCertSign, cRLSign"];
+    writeFileSync(join(dir, "ca-ext.cnf"), `[ext]\n${ext.join("\n")}\nsubjectKeyIdentifier = hash\n`);
     ca.#keyAndCsr(ca.keyPath, join(dir, "ca.csr"), `/CN=${opts.name ?? "openssl test CA"}`);
     ca.#sign(join(dir, "ca.csr"), ca.certPath, join(dir, "ca-ext.cnf"), opts, [
       "-selfsign",
       "-keyfile",
       ca.keyPath,
     ]);
+    chmodSync(ca.keyPath, 0o600);
+    return ca;
+  }
+
+  /**
+   * An intermediate CA in `dir` (created), signed by this CA, with `extensions` (default: an
+   * ordinary intermediate, CA:TRUE and keyCertSign/cRLSign); it issues and revokes like any
+   * `OpensslCa`, with its own database and CRL numbers.
+   */
+  intermediate(
+    dir: string,
+    opts: { name?: string; extensions?: string[]; notBefore?: Date; notAfter?: Date } = {},
+  ): OpensslCa {
+    mkdirSync(join(dir, "newcerts"), { recursive: true });
+    const ca = new OpensslCa(dir);
+    writeFileSync(join(dir, "index.txt"), "");
+    writeFileSync(join(dir, "serial"), "1000\n");
+    writeFileSync(join(dir, "crlnumber"), "01\n");
+    writeFileSync(join(dir, "openssl.cnf"), ca.#config());
+    const ext = opts.extensions ?? CA_EXT;
+    writeFileSync(join(dir, "ca-ext.cnf"), `[ext]\n${ext.join("\n")}\n`);
+    ca.#keyAndCsr(ca.keyPath, join(dir, "ca.csr"), `/CN=${opts.name ?? "openssl intermediate"}`);
+    this.#sign(join(dir, "ca.csr"), ca.certPath, join(dir, "ca-ext.cnf"), opts);
     chmodSync(ca.keyPath, 0o600);
     return ca;
   }
@@ -181,6 +210,7 @@ export class OpensslCa {
       out,
       "-notext",
       "-utf8",
+      "-preserveDN",
       "-extfile",
       extFile,
       "-extensions",
@@ -214,6 +244,7 @@ string_mask = utf8only
 [policy_any]
 commonName = optional
 organizationalUnitName = optional
+organizationName = optional
 `;
   }
 }
