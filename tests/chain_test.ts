@@ -69,7 +69,10 @@ Deno.test("chains: each issuer's CA flag, keyCertSign, dates and extended key us
   await withRoot(async (root, dir) => {
     const make = (name: string, extensions: string[], dates = {}) =>
       root.intermediate(join(dir, name), { name, extensions, ...dates });
-    const notCa = make("not-ca", ["basicConstraints = critical, CA:FALSE", "keyUsage = keyCertSign"]);
+    const notCa = make("not-ca", [
+      "basicConstraints = critical, CA:FALSE",
+      "keyUsage = keyCertSign",
+    ]);
     refused(await outcome(notCa, [notCa], [root]), /is not a CA/);
     const noSign = make("no-sign", [
       "basicConstraints = critical, CA:TRUE",
@@ -135,7 +138,10 @@ Deno.test("chains: a foreign or impostor intermediate, and a root the peer sends
     refused(await outcome(foreign, [foreign, elsewhere], [root]), /does not chain to a trusted CA/);
     // A self-made intermediate with the real one's name: its signature is not root's.
     const impostor = OpensslCa.create(join(dir, "impostor"), { name: "team intermediate" });
-    refused(await outcome(impostor, [impostor], [root]), /not signed by a trusted CA|does not chain/);
+    refused(
+      await outcome(impostor, [impostor], [root]),
+      /not signed by a trusted CA|does not chain/,
+    );
   });
 });
 
@@ -165,7 +171,10 @@ Deno.test("chains: name constraints are enforced (DNS, CN as a host name, IP, UR
       await outcome(team, [team], [root], withSan("DNS:x.secret.team.example")),
       /is in an excluded subtree/,
     );
-    refused(await outcome(team, [team], [root], withSan("IP:10.2.0.1")), /IP 10\.2\.0\.1 is outside/);
+    refused(
+      await outcome(team, [team], [root], withSan("IP:10.2.0.1")),
+      /IP 10\.2\.0\.1 is outside/,
+    );
     refused(
       await outcome(team, [team], [root], withSan("URI:spiffe://evil.example/ci")),
       /URI "spiffe:\/\/evil.example\/ci" is outside/,
@@ -177,7 +186,12 @@ Deno.test("chains: name constraints are enforced (DNS, CN as a host name, IP, UR
 
     const dn = root.intermediate(join(dir, "dn"), {
       name: "dn",
-      extensions: [...CA_EXT, "nameConstraints = critical, permitted;dirName:dn_sect", "[dn_sect]", "O = team"],
+      extensions: [
+        ...CA_EXT,
+        "nameConstraints = critical, permitted;dirName:dn_sect",
+        "[dn_sect]",
+        "O = team",
+      ],
     });
     const inDn = await outcome(dn, [dn], [root], { subject: "/O=team/CN=alice" });
     assert.ok(inDn.ok, JSON.stringify(inDn));

@@ -174,12 +174,14 @@ export class CrlFetcher {
       await writeAtomically(path, data);
       await writeAtomically(
         `${path}.json`,
-        new TextEncoder().encode(JSON.stringify({
-          url,
-          etag: res.headers.get("etag") ?? undefined,
-          lastModified: res.headers.get("last-modified") ?? undefined,
-          fetchedAt: new Date().toISOString(),
-        } satisfies CacheMeta)),
+        new TextEncoder().encode(JSON.stringify(
+          {
+            url,
+            etag: res.headers.get("etag") ?? undefined,
+            lastModified: res.headers.get("last-modified") ?? undefined,
+            fetchedAt: new Date().toISOString(),
+          } satisfies CacheMeta,
+        )),
       );
       const revoked = crls.reduce((n, c) => n + c.serials.size, 0);
       o.logger.log("info", "CRL fetched", { url, crls: crls.length, revoked });
@@ -187,9 +189,7 @@ export class CrlFetcher {
       o.onChange?.(url);
       return { nextUpdate: earliest(crls) };
     } catch (err) {
-      const why = (err as Error).name === "TimeoutError"
-        ? "timed out"
-        : (err as Error).message;
+      const why = (err as Error).name === "TimeoutError" ? "timed out" : (err as Error).message;
       o.logger.log("warn", "CRL fetch failed: keeping the last good copy", {
         url,
         reason: why,

@@ -11,7 +11,7 @@ import { issuerKeyOf } from "../pki/chain.ts";
 import type { x509 } from "../pki/x509.ts";
 import { parseCertificatesPem } from "../pki/pem.ts";
 import { type CredentialPaths, loadCredentials } from "../pki/credentials.ts";
-import { crlRollback, type LoadedCrl, loadCrls as loadCrlsFrom } from "../pki/crl.ts";
+import { crlRollback, loadCrls as loadCrlsFrom, type LoadedCrl } from "../pki/crl.ts";
 import { crlStaleness } from "../access/authorize.ts";
 import { checkTrustedPath } from "../pki/trust_files.ts";
 import { readRevokedFile } from "../pki/records.ts";

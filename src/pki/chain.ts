@@ -157,9 +157,10 @@ async function extend(
   } else {
     firstWhy ??= `the chain has more than ${MAX_INTERMEDIATES} intermediates`;
   }
-  return firstWhy ?? (path.length === 1
-    ? "certificate not signed by a trusted CA"
-    : `intermediate CA (${child.subject}) does not chain to a trusted CA`);
+  return firstWhy ??
+    (path.length === 1
+      ? "certificate not signed by a trusted CA"
+      : `intermediate CA (${child.subject}) does not chain to a trusted CA`);
 }
 
 /**
@@ -209,7 +210,9 @@ function constraintProblem(ca: Cert, below: readonly Cert[], label: string): str
   if (!nc) return undefined;
   for (const cert of below) {
     const why = nameConstraintViolation(namesOf(cert), nc);
-    if (why) return `${cert === below[0] ? "certificate" : `CA ${cert.subject}`}: ${why} (${label})`;
+    if (why) {
+      return `${cert === below[0] ? "certificate" : `CA ${cert.subject}`}: ${why} (${label})`;
+    }
   }
   return undefined;
 }
@@ -231,7 +234,9 @@ const UNDERSTOOD = new Set([
 /** Why `cert` has a critical extension the gate does not apply (RFC 5280: refuse it). */
 function unknownCritical(cert: Cert, label: string): string | undefined {
   const ext = cert.extensions.find((e) => e.critical && !UNDERSTOOD.has(e.type));
-  return ext ? `${label} has a critical extension ${ext.type} that is not enforced here` : undefined;
+  return ext
+    ? `${label} has a critical extension ${ext.type} that is not enforced here`
+    : undefined;
 }
 
 /** The extension facts of a CA certificate, read once per certificate object. */

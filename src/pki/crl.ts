@@ -22,8 +22,8 @@ import {
   readOnly,
   readTlv,
   TAG,
-  type Tlv,
   timeOf,
+  type Tlv,
 } from "./der.ts";
 import { normalizeSerial } from "../access/identity.ts";
 import { type PemPair } from "./pki.ts";
@@ -201,12 +201,18 @@ function readEntries(list: Tlv, out: Set<string>): void {
       throw new TypeError("a CRL entry without a revocation date");
     }
     if (date.end < entry.end) {
-      const exts = expectTag(readTlv(entry.bytes, date.end, entry.end), TAG.sequence, "entry extensions");
+      const exts = expectTag(
+        readTlv(entry.bytes, date.end, entry.end),
+        TAG.sequence,
+        "entry extensions",
+      );
       if (exts.end !== entry.end) throw new TypeError("unexpected data in a CRL entry");
       for (const ext of childrenOf(exts)) {
         const { oid, critical } = readExtension(ext);
         if (oid === OID_CERTIFICATE_ISSUER) {
-          throw new TypeError("an indirect CRL (entries with a certificateIssuer) is not supported");
+          throw new TypeError(
+            "an indirect CRL (entries with a certificateIssuer) is not supported",
+          );
         }
         if (critical && oid !== OID_REASON && oid !== OID_INVALIDITY_DATE) {
           throw new TypeError(`unknown critical CRL entry extension ${oid}`);
@@ -229,7 +235,9 @@ function readCrlExtensions(list: Tlv): bigint | undefined {
     } else if (oid === OID_ISSUING_DP) {
       // Only a distribution point name: a CRL scoped to some certificates, some reasons or
       // other issuers (onlyContains*, onlySomeReasons, indirectCRL) would be misread as whole.
-      const parts = childrenOf(expectTag(readOnly(value), TAG.sequence, "issuingDistributionPoint"));
+      const parts = childrenOf(
+        expectTag(readOnly(value), TAG.sequence, "issuingDistributionPoint"),
+      );
       if (parts.some((p) => p.tag !== 0xa0)) {
         throw new TypeError(
           "a partitioned or indirect CRL (issuingDistributionPoint with only*/indirectCRL) is not supported",
@@ -425,7 +433,9 @@ async function loadOneFile(
     if (!signer) {
       throw new Error(
         `Cannot load CRL "${path}": not signed by a CA in the CA bundle ` +
-          `(issuer ${nameText(crl.issuerDer)}; an intermediate's CRL needs the intermediate in ca.pem)`,
+          `(issuer ${
+            nameText(crl.issuerDer)
+          }; an intermediate's CRL needs the intermediate in ca.pem)`,
       );
     }
     const { serials, number, thisUpdate, nextUpdate } = crl;

@@ -121,7 +121,10 @@ function subtreeOf(base: Tlv): Subtree {
     }
     case 0xa4: {
       const [name] = childrenOf(base);
-      return { type: "dn", rdns: childrenOf(expectTag(name, TAG.sequence, "a Name")).map(canonicalRdn) };
+      return {
+        type: "dn",
+        rdns: childrenOf(expectTag(name, TAG.sequence, "a Name")).map(canonicalRdn),
+      };
     }
     default:
       throw new TypeError(

@@ -105,7 +105,10 @@ export class OpensslCa {
     writeFileSync(join(dir, "openssl.cnf"), ca.#config());
     const ext = opts.extensions ??
       ["basicConstraints = critical, CA:TRUE", "keyUsage = critical, keyCertSign, cRLSign"];
-    writeFileSync(join(dir, "ca-ext.cnf"), `[ext]\n${ext.join("\n")}\nsubjectKeyIdentifier = hash\n`);
+    writeFileSync(
+      join(dir, "ca-ext.cnf"),
+      `[ext]\n${ext.join("\n")}\nsubjectKeyIdentifier = hash\n`,
+    );
     ca.#keyAndCsr(ca.keyPath, join(dir, "ca.csr"), `/CN=${opts.name ?? "openssl test CA"}`);
     ca.#sign(join(dir, "ca.csr"), ca.certPath, join(dir, "ca-ext.cnf"), opts, [
       "-selfsign",
