@@ -66,6 +66,8 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   // The CA bundle in force, for the CRL fetcher's signature check (updated at each reload).
   let bundle = () => parseCertificatesPem(readFileSync(paths.ca, "utf8"));
   let onCrlChange = (_url: string): void => {};
+  // What exists only later (the metrics), for the fetcher's callbacks.
+  const late: { metrics?: PrometheusMetrics } = {};
   const fetcher = cmd.crlUrls.length > 0
     ? new CrlFetcher({
       urls: cmd.crlUrls,
@@ -74,10 +76,9 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
       cas: () => bundle(),
       logger,
       onChange: (url) => onCrlChange(url),
-      onResult: (r) => metricsRef?.crlFetch(r),
+      onResult: (r) => late.metrics?.crlFetch(r),
     })
     : undefined;
-  let metricsRef: PrometheusMetrics | undefined;
   const crls: CrlSource[] = [
     ...cmd.crl.map((path) => ({ path })),
     ...(fetcher?.paths() ?? []).map((path) => ({ path })),
@@ -119,7 +120,7 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   const metrics = cmd.metrics
     ? new PrometheusMetrics({ version: VERSION, runtime: RUNTIME.name })
     : undefined;
-  metricsRef = metrics;
+  late.metrics = metrics;
   if (metrics) recordExpiries(metrics, config);
 
   const listenFd = listenFdFromEnv();
