@@ -133,3 +133,75 @@ Deno.test({
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+Deno.test({
+  name:
+    "env with several --host: one docker context per fleet host, from keygen server --name bundles",
+  ignore: dockerdUnavailable(),
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async () => {
+  const d = await startDockerd();
+  if (!d) return;
+  const dir = await freeTempDir("dg-fleet-");
+  const gates: ServeProcess[] = [];
+  try {
+    const pki = join(dir, "pki");
+    assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
+    // Two Docker hosts of one fleet, one CA: here both on loopback, by IP and by name.
+    for (const host of ["127.0.0.1", "localhost"]) {
+      const r = await runCli(["keygen", "server", "--name", host, "--dir", pki]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, new RegExp(`servers/${host}/cert\\.pem`));
+      gates.push(await startServe(["--target", d.host, "--certs", join(pki, "servers", host)]));
+    }
+    assert.equal((await runCli(["keygen", "client", "ci", "--dir", pki])).code, 0);
+    const hostsFile = join(dir, "hosts");
+    await Deno.writeTextFile(hostsFile, `# the fleet\nlocalhost:${gates[1].port}\n`);
+    const printed = await runCli([
+      "env",
+      "ci",
+      "--dir",
+      pki,
+      "--host",
+      `127.0.0.1:${gates[0].port}`,
+      "--hosts-file",
+      hostsFile,
+    ]);
+    assert.equal(printed.code, 0, printed.stderr);
+    const lines = printed.stdout.trim().split("\n");
+    assert.match(
+      lines[0],
+      new RegExp(
+        `^docker context create 127\\.0\\.0\\.1 --docker host=tcp://127\\.0\\.0\\.1:${
+          gates[0].port
+        },`,
+      ),
+    );
+    assert.match(
+      lines[1],
+      new RegExp(
+        `^docker context create localhost --docker host=tcp://localhost:${gates[1].port},`,
+      ),
+    );
+    const env = {
+      PATH: Deno.env.get("PATH")!,
+      HOME: dir,
+      DOCKER_CONFIG: join(dir, "docker-config"),
+    };
+    for (const line of lines.slice(0, 2)) {
+      const r = await sh(line, env);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    for (const [i, context] of ["127.0.0.1", "localhost"].entries()) {
+      const v = await sh(`docker --context ${context} version -f '{{.Server.APIVersion}}'`, env);
+      assert.equal(v.code, 0, v.stderr);
+      assert.equal(v.stdout, "1.41\n");
+      await gates[i].waitForLog(/INFO accepted .*identity=ci /);
+    }
+  } finally {
+    for (const g of gates) await g.stop();
+    await d.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});

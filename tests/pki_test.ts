@@ -63,7 +63,7 @@ Deno.test("createCa: CA extensions, defaults and serial", async () => {
   assert.ok(bc);
   assert.equal(bc.ca, true);
   assert.equal(bc.critical, true);
-  assert.equal(bc.pathLength, 0);
+  assert.equal(bc.pathLength, 1);
   const ku = cert.getExtension(x509.KeyUsagesExtension);
   assert.ok(ku);
   assert.equal(ku.critical, true);
@@ -257,7 +257,7 @@ for (const keyType of ["p256", "p384", "rsa2048"] as const) {
       );
 
       const caText = openssl("x509", "-in", caFile, "-noout", "-text");
-      assert.match(caText, /Basic Constraints: critical\s+CA:TRUE, pathlen:0/);
+      assert.match(caText, /Basic Constraints: critical\s+CA:TRUE, pathlen:1/);
       assert.match(caText, /Key Usage: critical\s+Certificate Sign, CRL Sign/);
       const serverText = openssl("x509", "-in", join(dir, "server.pem"), "-noout", "-text");
       assert.match(serverText, /CA:FALSE/);

@@ -57,6 +57,19 @@ export type KeygenCommand =
     days?: number;
     sans: string[];
     force: boolean;
+    /** A fleet host: `DIR/servers/NAME/`. */
+    name?: string;
+    /** Issue from this intermediate. */
+    issuer?: string;
+  }
+  | {
+    kind: "keygen";
+    action: "intermediate";
+    dir: string;
+    keyType: KeyType;
+    days?: number;
+    name: string;
+    force: boolean;
   }
   | {
     kind: "keygen";
@@ -78,6 +91,8 @@ export type KeygenCommand =
     ous: string[];
     force: boolean;
     revokeOld: boolean;
+    /** Issue from this intermediate. */
+    issuer?: string;
   }
   | { kind: "keygen"; action: "revoke"; dir: string; subject: string }
   | { kind: "keygen"; action: "crl"; dir: string };
@@ -265,8 +280,10 @@ export interface EnvCommand {
   name: string;
   /** The PKI directory. */
   dir: string;
-  /** The gate's address as clients reach it, `HOST:PORT`. */
+  /** The gate's address as clients reach it, `HOST:PORT` (the first of `hosts`). */
   host: string;
+  /** Every gate of the fleet (`--host`, repeatable, and `--hosts-file`), `HOST:PORT` each. */
+  hosts: string[];
   /** Print (or apply) a `docker context create` instead of shell lines. */
   context: boolean;
   /** Run the context command. */
@@ -456,6 +473,8 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
     force: { type: "boolean", default: false },
     "revoke-old": { type: "boolean", default: false },
     "new-key": { type: "boolean", default: false },
+    name: { type: "string" },
+    issuer: { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   }, true);
   const [action = "init", name, ...extra] = positionals;
@@ -475,6 +494,11 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
   const revokeOld = values["revoke-old"] as boolean;
   if (action !== "client" && action !== "renew") notFor("--revoke-old", revokeOld);
   if (action !== "renew") notFor("--new-key", values["new-key"] as boolean);
+  const issuer = values.issuer as string | undefined;
+  const hostName = values.name as string | undefined;
+  if (action !== "client" && action !== "server") notFor("--issuer", issuer !== undefined);
+  if (action !== "server") notFor("--name", hostName !== undefined);
+  const from = issuer === undefined ? {} : { issuer };
   switch (action) {
     case "renew":
       if (!name) throw new UsageError(`"keygen renew" needs a client NAME or "server"`);
@@ -509,14 +533,31 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
       tooMany(1);
       notFor("--ou", ous.length > 0);
       notFor("--ca-days", values["ca-days"] !== undefined);
-      return { kind: "keygen", action, dir, keyType, days, sans, force };
+      return {
+        kind: "keygen",
+        action,
+        dir,
+        keyType,
+        days,
+        sans,
+        force,
+        ...(hostName === undefined ? {} : { name: hostName }),
+        ...from,
+      };
+    case "intermediate":
+      if (!name) throw new UsageError(`"keygen intermediate" needs a NAME`);
+      tooMany(2);
+      notFor("--san", sans.length > 0);
+      notFor("--ou", ous.length > 0);
+      notFor("--ca-days", values["ca-days"] !== undefined);
+      return { kind: "keygen", action, dir, keyType, days, name, force };
     case "client":
       if (!name) throw new UsageError(`"keygen client" needs a NAME`);
       tooMany(2);
       notFor("--san", sans.length > 0);
       notFor("--ca-days", values["ca-days"] !== undefined);
       if (revokeOld && !force) throw new UsageError(`--revoke-old goes with --force`);
-      return { kind: "keygen", action, dir, keyType, days, name, ous, force, revokeOld };
+      return { kind: "keygen", action, dir, keyType, days, name, ous, force, revokeOld, ...from };
     case "revoke":
       if (!name) {
         throw new UsageError(`"keygen revoke" needs a client NAME or a certificate SERIAL`);
@@ -529,7 +570,7 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
     default:
       void extra;
       throw new UsageError(
-        `Unknown keygen action "${action}" (expected server, client, renew, revoke or crl)`,
+        `Unknown keygen action "${action}" (expected server, client, intermediate, renew, revoke or crl)`,
       );
   }
 }
@@ -809,7 +850,8 @@ function parseInspect(args: string[]): InspectCommand | HelpCommand {
 function parseEnv(args: string[]): EnvCommand | HelpCommand {
   const { values, positionals } = parse(args, {
     dir: { type: "string", default: DEFAULTS.pkiDir },
-    host: { type: "string" },
+    host: { type: "string", multiple: true, default: [] },
+    "hosts-file": { type: "string" },
     context: { type: "boolean", default: false },
     apply: { type: "boolean", default: false },
     bundle: { type: "string" },
@@ -819,28 +861,61 @@ function parseEnv(args: string[]): EnvCommand | HelpCommand {
   if (positionals.length !== 1) {
     throw new UsageError(`"env" needs one client NAME (got ${positionals.length})`);
   }
-  if (values.apply && !values.context) throw new UsageError(`--apply goes with --context`);
+  const fleet = (values.host as string[]).length > 1 || values["hosts-file"] !== undefined;
+  if (values.apply && !values.context && !fleet) {
+    throw new UsageError(`--apply goes with --context (or several --host)`);
+  }
   if (
     values.bundle !== undefined &&
     (values.context || !/\.(tar\.gz|tgz)$/.test(values.bundle as string))
   ) {
     throw new UsageError(`--bundle takes a FILE.tar.gz (and not --context)`);
   }
-  const host = (values.host as string | undefined) ?? `${hostname()}:2376`;
-  if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/.test(host)) {
-    throw new UsageError(
-      `Invalid --host "${host}": expected HOST:PORT (e.g. gate.example.com:2376)`,
-    );
+  const given = [
+    ...values.host as string[],
+    ...hostsFile(values["hosts-file"] as string | undefined),
+  ];
+  const hosts = (given.length ? given : [`${hostname()}:2376`]).map(hostPort);
+  if (hosts.length > 1 && values.bundle !== undefined) {
+    throw new UsageError(`--bundle packs one bundle: give it without --host`);
   }
   return {
     kind: "env",
     name: positionals[0],
     dir: values.dir as string,
-    host,
+    host: hosts[0],
+    hosts,
     context: values.context as boolean,
     apply: values.apply as boolean,
     bundle: values.bundle as string | undefined,
   };
+}
+
+/** `HOST[:PORT]` as `HOST:PORT` (Docker's TLS port 2376 by default). */
+function hostPort(text: string): string {
+  const withPort = /^\[[^\]]*\]:[0-9]+$/.test(text) || /^[^:[\]]+:[0-9]+$/.test(text)
+    ? text
+    : `${text}:2376`;
+  if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/.test(withPort)) {
+    throw new UsageError(
+      `Invalid --host "${text}": expected HOST[:PORT] (e.g. gate.example.com:2376)`,
+    );
+  }
+  return withPort;
+}
+
+/** The hosts of a hosts file: one `HOST[:PORT]` per line; blank lines and `#` comments skipped. */
+function hostsFile(path: string | undefined): string[] {
+  if (path === undefined) return [];
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new UsageError(`Cannot read hosts file "${path}": ${(err as Error).message}`);
+  }
+  const hosts = text.split("\n").map((l) => l.replace(/#.*/, "").trim()).filter((l) => l !== "");
+  if (hosts.length === 0) throw new UsageError(`Hosts file "${path}" lists no host`);
+  return hosts;
 }
 
 function parsePolicy(args: string[]): PolicyCheckCommand | HelpCommand {

@@ -36,15 +36,22 @@ Client:  docker --tlsverify -H tcp://HOST:2376 --tlscacert pki/clients/default/c
   keygen:
     `dockgate keygen [--dir DIR] [--key-type T] [--days N] [--ca-days N] [--san NAME|IP]... [--force]
     Create DIR (default ./pki): CA, server bundle, client bundle "default"; keeps what exists.
-dockgate keygen server [--dir DIR] [--san NAME|IP]... [--key-type T] [--days N] [--force]
-dockgate keygen client NAME [--dir DIR] [--ou OU]... [--key-type T] [--days N] [--force [--revoke-old]]
+dockgate keygen server [--name HOST] [--issuer INT] [--dir DIR] [--san NAME|IP]... [--key-type T] [--days N] [--force]
+    --name HOST: one Docker host of a fleet, DIR/servers/HOST/ (CN and first SAN HOST);
+    without it the single DIR/server bundle.
+dockgate keygen client NAME [--issuer INT] [--dir DIR] [--ou OU]... [--key-type T] [--days N] [--force [--revoke-old]]
     --force re-issues; the earlier certificates stay valid unless --revoke-old revokes them.
+    --issuer INT: issued by intermediate INT; cert.pem holds the leaf and INT.
+dockgate keygen intermediate NAME [--dir DIR] [--key-type T] [--days N (default 1825)] [--force]
+    An intermediate CA DIR/intermediates/NAME/ (pathlen 0) signed by the root, with its own
+    records and CRL, added to every server bundle's ca.pem; then the root key can go offline.
 dockgate keygen renew NAME|server [--dir DIR] [--days N] [--new-key] [--revoke-old]
     A new certificate, same names, same key (or --new-key); the old one stays valid until it
     expires unless --revoke-old. A running serve picks a renewed server certificate up itself.
 dockgate keygen revoke NAME|SERIAL [--dir DIR]
-    Revoke (by NAME: every unexpired certificate ever issued to NAME) and write
-    DIR/ca/crl.pem and DIR/server/crl.pem.
+    Revoke (by NAME: every unexpired certificate ever issued to NAME) with the CA that issued
+    it, write its CRL (DIR/ca/crl.pem or DIR/intermediates/INT/crl.pem), and the CRLs of all
+    CAs as one crl.pem in DIR/server and each DIR/servers/HOST. Publish that file for --crl-url.
 dockgate keygen crl [--dir DIR]
     Publish the CRL again from the PKI's revocation record (e.g. after crl.pem was lost).
   --key-type   p256 (default), p384, rsa2048, rsa3072, rsa4096
@@ -124,13 +131,16 @@ dockgate keygen crl [--dir DIR]
     Print a bash completion script (verbs, and each verb's flags).
     Example: echo 'source <(dockgate completion bash)' >> ~/.bashrc`,
   env:
-    `dockgate env NAME [--dir DIR] [--host HOST:PORT] [--context [--apply]] [--bundle FILE.tar.gz]
+    `dockgate env NAME [--dir DIR] [--host HOST[:PORT]]... [--hosts-file F] [--context [--apply]] [--bundle FILE.tar.gz]
     How client NAME (bundle DIR/clients/NAME, DIR default ./${DEFAULTS.pkiDir}) reaches the gate at
     HOST:PORT (default: this host's name, port 2376):
     (default)    shell lines: eval "$(dockgate env alice --host gate.example.com:2376)"
     --context    the "docker context create" command; with --apply, run it
     --bundle F   pack ca.pem, cert.pem, key.pem into F (created 0600, never over a file)
-    Example: dockgate env alice --host gate.example.com:2376 --context --apply && docker --context alice ps`,
+    --host H1 --host H2 ... or --hosts-file F (a HOST[:PORT] per line, # comments): a fleet; one
+                 "docker context create" per host, named after the host (with --apply, run them)
+    Example: dockgate env alice --host gate.example.com:2376 --context --apply && docker --context alice ps
+    Example: dockgate env ci --host h1 --host h2 --apply && docker --context h2 ps`,
   connect: `dockgate connect --server HOST:PORT [options]
   --listen ADDR            unix:///path (created 0600) or tcp://127.0.0.1:PORT
                            (default $XDG_RUNTIME_DIR/dockgate.sock, else /tmp/dockgate-UID.sock)

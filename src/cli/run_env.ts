@@ -50,6 +50,7 @@ export async function runEnv(cmd: EnvCommand, io: CliIo): Promise<number> {
     io.say(`wrote ${cmd.bundle} (0600): copy it to the client, then "tar -xpzf ${cmd.bundle}"`);
     return 0;
   }
+  if (cmd.hosts.length > 1) return await fleetContexts(cmd, dir, io);
   if (cmd.context) {
     const args = contextArgs(cmd.name, cmd.host, dir);
     if (!cmd.apply) {
@@ -65,6 +66,47 @@ export async function runEnv(cmd: EnvCommand, io: CliIo): Promise<number> {
   io.out("export DOCKER_TLS_VERIFY=1");
   io.out(`export DOCKER_CERT_PATH=${shellWord(dir)}`);
   io.out(`# Run: eval "$(dockgate env ${shellWord(cmd.name)})"`);
+  return 0;
+}
+
+/**
+ * The docker context name for a fleet host: its host name (`h1` for `h1:2376`), with the
+ * port when two hosts share a name. Docker's rule: `[a-zA-Z0-9][a-zA-Z0-9_.+-]*`.
+ *
+ * @example
+ * ```ts
+ * import { fleetContextNames } from "./run_env.ts";
+ * const names = fleetContextNames(["h1:2376", "h2.lan:2376", "[::1]:2376", "h1:2377"]);
+ * if (names.join() !== "h1-2376,h2.lan,1,h1-2377") throw new Error(names.join());
+ * ```
+ */
+export function fleetContextNames(hosts: readonly string[]): string[] {
+  const split = hosts.map((h) => {
+    const at = h.lastIndexOf(":");
+    const name = h.slice(0, at).replace(/^\[|\]$/g, "").replace(/[^A-Za-z0-9_.+-]/g, "-")
+      .replace(/^[^A-Za-z0-9]+/, "");
+    return { name: name === "" ? "host" : name, port: h.slice(at + 1) };
+  });
+  return split.map(({ name, port }) =>
+    split.filter((o) => o.name === name).length > 1 ? `${name}-${port}` : name
+  );
+}
+
+/** One `docker context` per fleet host, all for the same client bundle. */
+async function fleetContexts(cmd: EnvCommand, dir: string, io: CliIo): Promise<number> {
+  const names = fleetContextNames(cmd.hosts);
+  const all = cmd.hosts.map((h, i) => contextArgs(names[i], h, dir));
+  if (!cmd.apply) {
+    for (const args of all) io.out(["docker", ...args].map(shellWord).join(" "));
+    io.out(`# Then: docker --context ${shellWord(names[0])} ps`);
+    return 0;
+  }
+  for (const [i, args] of all.entries()) {
+    const code = await run("docker", args);
+    if (code !== 0) throw new Error(`docker context create ${names[i]} failed (exit ${code})`);
+    io.say(`created docker context "${names[i]}" for ${cmd.hosts[i]}`);
+  }
+  io.say(`use them with: docker --context ${names[0]} ps`);
   return 0;
 }
 

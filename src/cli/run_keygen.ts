@@ -15,6 +15,7 @@ import {
   renewBundle,
 } from "../pki/keygen.ts";
 import { republishCrl, revokeCertificate } from "../pki/revoke.ts";
+import { createIntermediate } from "../pki/intermediates.ts";
 
 function reportKeygen(io: CliIo, report: KeygenReport) {
   for (const f of report.created) io.say(`created ${f}`);
@@ -50,7 +51,29 @@ export async function runKeygen(cmd: KeygenCommand, io: CliIo): Promise<number> 
           days: cmd.days,
           sans: cmd.sans,
           force: cmd.force,
+          name: cmd.name,
+          issuer: cmd.issuer,
         }),
+      );
+      if (cmd.name) {
+        io.say(
+          `serve on ${cmd.name} with: dockgate serve --certs ${join(cmd.dir, "servers", cmd.name)}`,
+        );
+      }
+      return 0;
+    case "intermediate":
+      reportKeygen(
+        io,
+        await createIntermediate(cmd.name, {
+          dir: cmd.dir,
+          keyType: cmd.keyType,
+          days: cmd.days,
+          force: cmd.force,
+        }),
+      );
+      io.say(
+        `issue from it with: dockgate keygen client NAME --issuer ${cmd.name} --dir ${cmd.dir} ` +
+          `(the root key ${join(cmd.dir, "ca", "ca-key.pem")} may now go offline)`,
       );
       return 0;
     case "renew":
@@ -74,6 +97,7 @@ export async function runKeygen(cmd: KeygenCommand, io: CliIo): Promise<number> 
           organizationalUnits: cmd.ous,
           force: cmd.force,
           revokeOld: cmd.revokeOld,
+          issuer: cmd.issuer,
         }),
       );
       io.say(

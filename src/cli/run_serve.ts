@@ -161,9 +161,8 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     });
   }
   logger.log("info", `policy: ${describePolicy(policy)}`, {
-    crl: config.revokedCount === undefined
-      ? "none"
-      : `${config.revokedCount} revoked (CRLs of ${config.crlIssuers} CA(s))`,
+    crl: config.revokedCount === undefined ? "none" : `${config.revokedCount} revoked`,
+    crl_cas: config.crlIssuers,
   });
   if (cmd.defaultCerts) {
     const host = gate.address.transport === "tcp" && gate.address.host !== "0.0.0.0" &&

@@ -45,7 +45,15 @@ import { x509 } from "./x509.ts";
 import { errorMessage } from "../observe/errors.ts";
 import { fsErrorText, pathExists, readText, writeFileAtomic } from "./fs_util.ts";
 import { normalizeSerial } from "../access/identity.ts";
-import { addRevocations, issuedEntry, publishCrl, readIssued, recordIssued } from "./records.ts";
+import {
+  addRevocations,
+  combinedCrl,
+  issuedEntry,
+  publishCrl,
+  readIssued,
+  recordIssued,
+} from "./records.ts";
+import { loadIssuer, serverTrustPem } from "./intermediates.ts";
 
 // keygen never follows a symlink when asking what is there: a dangling one is not "absent".
 const NO_FOLLOW = { follow: false } as const;
@@ -118,8 +126,18 @@ export interface InitPkiOptions extends KeygenCommonOptions {
 
 /** Options for {@linkcode issueServerBundle}. */
 export interface IssueServerBundleOptions extends KeygenCommonOptions {
-  /** Server SANs added to {@linkcode defaultServerSans}. Default: none. */
+  /**
+   * Server SANs: added to {@linkcode defaultServerSans}, or with `name` to the name itself.
+   * Default: none.
+   */
   sans?: string[];
+  /**
+   * One Docker host of a fleet: the bundle goes to `DIR/servers/NAME/`, its common name and
+   * first SAN are `NAME`. Default: the single `DIR/server` bundle.
+   */
+  name?: string;
+  /** Issue from intermediate `issuer` (`keygen intermediate`). Default: the root. */
+  issuer?: string;
 }
 
 /** Options for {@linkcode issueClientBundle}. */
@@ -131,6 +149,11 @@ export interface IssueClientBundleOptions extends KeygenCommonOptions {
    * CRL. Without it they stay valid until they expire (a note says so). Default: `false`.
    */
   revokeOld?: boolean;
+  /**
+   * Issue from intermediate `issuer` (`keygen intermediate`); `cert.pem` then holds the leaf
+   * and the intermediate, as step-ca and Vault hand them out. Default: the root.
+   */
+  issuer?: string;
 }
 
 /**
@@ -379,10 +402,10 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
     // A new CA gets its own CRL at once, in the same step: a server bundle holding the old
     // CA's CRL next to the new CA would make every reload (and restart) of serve fail. Every
     // recorded revocation is carried over, and the CRL number keeps growing.
-    const published = await publishCrl({ caDir: layout.caDir, serverDir: layout.server.dir }, ca);
+    const published = await publishCrl({ caDir: layout.caDir, pkiDir: layout.dir }, ca);
     report.created.push(...published.written);
   } else if (server) {
-    await copyCrlToServer(layout, report);
+    await copyCrlToServer(layout.dir, layout.server.dir, report);
   }
   if (force) {
     const others = (await readdir(layout.clientsDir)).filter((n) => n !== clientName);
@@ -428,18 +451,47 @@ export async function issueServerBundle(options: IssueServerBundleOptions): Prom
   const keyType = checkKeyType(options.keyType);
   checkDays(options.days, "days");
   const force = options.force === true;
-  const ca = await requireCa(options.dir);
-  await refuseExisting("Server bundle", layout.server, force);
-  const pair = await issueServer(ca, {
+  if (options.name !== undefined) validateHostName(options.name);
+  const paths = options.name === undefined
+    ? layout.server
+    : bundle(join(layout.dir, "servers", options.name));
+  await requireCa(options.dir, options.issuer !== undefined);
+  const issuer = await loadIssuer(options.dir, options.issuer);
+  await refuseExisting(`Server bundle "${paths.dir}"`, paths, force);
+  const pair = await issueServer(issuer.ca, {
     keyType,
     days: options.days,
-    sans: [...defaultServerSans(), ...(options.sans ?? [])],
+    commonName: options.name,
+    sans: options.name === undefined
+      ? [...defaultServerSans(), ...(options.sans ?? [])]
+      : [options.name, ...(options.sans ?? [])],
   });
   const report: KeygenReport = { created: [], kept: [] };
-  await writeBundle(layout.server, ca.certPem, pair, force, report);
-  await recordIssued(layout.caDir, [issuedEntry(pair.certPem, "server", "server")]);
-  await copyCrlToServer(layout, report);
+  if (options.name !== undefined) await ensureDir(join(layout.dir, "servers"));
+  // The chain goes with the certificate; the trust bundle holds every CA of the PKI, so the
+  // gate can verify each intermediate's CRL (only the root is a trust anchor).
+  await writeBundle(
+    paths,
+    await serverTrustPem(options.dir),
+    { ...pair, certPem: pair.certPem + issuer.chainPem },
+    force,
+    report,
+  );
+  await recordIssued(issuer.caDir, [issuedEntry(pair.certPem, options.name ?? "server", "server")]);
+  await copyCrlToServer(layout.dir, paths.dir, report);
   return report;
+}
+
+/** A fleet host's name: a DNS name or an IP address, usable as a directory name. */
+function validateHostName(name: string): void {
+  if (
+    typeof name !== "string" || !/^[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$/.test(name) ||
+    name.length > 253 || name.includes("..")
+  ) {
+    throw new TypeError(
+      `Invalid server name "${name}": expected a host name or IP address (letters, digits, . - :)`,
+    );
+  }
 }
 
 /**
@@ -476,10 +528,12 @@ export async function issueClientBundle(
   if (options.revokeOld && !force) {
     throw new TypeError("revokeOld (--revoke-old) goes with force (--force)");
   }
-  const ca = await requireCa(options.dir);
+  await requireCa(options.dir, options.issuer !== undefined);
+  const issuer = await loadIssuer(options.dir, options.issuer);
+  const ca = issuer.ca;
   await refuseExisting(`Client bundle "${name}"`, paths, force);
   const earlier = force ? await clientSerials(options.dir, name) : [];
-  const pair = await issueClient(ca, name, {
+  const issued = await issueClient(ca, name, {
     keyType,
     days: options.days,
     organizationalUnits: options.organizationalUnits,
@@ -487,11 +541,13 @@ export async function issueClientBundle(
   const layout = pkiLayout(options.dir);
   const report: Required<KeygenReport> = { created: [], kept: [], notes: [], revoked: [] };
   await ensureDir(layout.clientsDir);
-  await writeBundle(paths, ca.certPem, pair, force, report);
-  await recordIssued(layout.caDir, [issuedEntry(pair.certPem, name, "client")]);
+  // The client trusts the root alone; its chain goes with its certificate.
+  const pair = { ...issued, certPem: issued.certPem + issuer.chainPem };
+  await writeBundle(paths, await readFile(layout.caCert, "utf8"), pair, force, report);
+  await recordIssued(issuer.caDir, [issuedEntry(issued.certPem, name, "client")]);
   if (earlier.length && options.revokeOld) {
     const r = await addRevocations(
-      { caDir: layout.caDir, serverDir: layout.server.dir },
+      { caDir: issuer.caDir, pkiDir: layout.dir },
       ca,
       earlier.map((serial) => ({ serial, name })),
     );
@@ -551,11 +607,15 @@ export async function clientSerials(
  * A new server bundle gets the CA's current CRL: without it, serve would start as if nothing
  * had ever been revoked.
  */
-async function copyCrlToServer(layout: PkiLayout, report: KeygenReport): Promise<void> {
-  const crl = join(layout.caDir, "crl.pem");
-  const copy = join(layout.server.dir, "crl.pem");
-  if (!(await pathExists(crl, NO_FOLLOW))) return;
-  await writeFileAtomic(copy, await readText(crl, "CRL"), { mode: CERT_MODE, replace: true });
+async function copyCrlToServer(
+  pkiDir: string,
+  serverDir: string,
+  report: KeygenReport,
+): Promise<void> {
+  const crl = await combinedCrl(pkiDir);
+  if (crl === undefined) return;
+  const copy = join(serverDir, "crl.pem");
+  await writeFileAtomic(copy, crl, { mode: CERT_MODE, replace: true });
   report.created.push(copy);
 }
 
@@ -586,7 +646,11 @@ function checkDays(days: number | undefined, label: string): void {
   }
 }
 
-async function requireCa(dir: string): Promise<PemPair> {
+/**
+ * The root CA (its key too, unless `certOnly`: an intermediate issues, the root may be
+ * offline).
+ */
+async function requireCa(dir: string, certOnly = false): Promise<PemPair> {
   const layout = pkiLayout(dir);
   if (!await pkiExists(dir)) {
     throw new Error(`No CA in "${layout.caDir}": run "dockgate keygen" first`);
@@ -594,6 +658,7 @@ async function requireCa(dir: string): Promise<PemPair> {
   // Whoever could write these could have swapped the CA we are about to issue from.
   await ensureDir(layout.dir);
   await ensureDir(layout.caDir);
+  if (certOnly) return { certPem: await readText(layout.caCert, "CA certificate"), keyPem: "" };
   return await loadCa(dir);
 }
 
@@ -752,7 +817,7 @@ export async function renewBundle(
   report.notes.push(`renewed ${server ? "the server" : `"${which}"`} until ${until}`);
   if (options.revokeOld) {
     const r = await addRevocations(
-      { caDir: layout.caDir, serverDir: layout.server.dir },
+      { caDir: layout.caDir, pkiDir: layout.dir },
       ca,
       [{ serial: oldSerial, name: server ? "server" : which }],
     );

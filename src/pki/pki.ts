@@ -67,6 +67,11 @@ export interface ValidityOptions {
 export interface CreateCaOptions extends ValidityOptions {
   /** Subject common name. Default: `"dockgate CA"`. */
   commonName?: string;
+  /**
+   * How many intermediates may stand between this CA and a leaf (`pathLenConstraint`).
+   * Default: 1 (one level of `dockgate keygen intermediate`, which signs leaves only).
+   */
+  pathLength?: number;
 }
 
 /** Options for {@linkcode issueServer}. */
@@ -188,7 +193,8 @@ export function defaultServerSans(): string[] {
 }
 
 /**
- * Create a self-signed CA certificate: basicConstraints `CA:TRUE, pathlen:0` (critical),
+ * Create a self-signed CA certificate: basicConstraints `CA:TRUE, pathlen:1` (critical; see
+ * `pathLength`),
  * keyUsage `keyCertSign, cRLSign` (critical), a subject key identifier and a random
  * positive 128-bit serial number. Default lifetime: 3650 days.
  *
@@ -218,8 +224,8 @@ export async function createCa(options: CreateCaOptions = {}): Promise<PemPair> 
     signingKey: keys.privateKey,
     signingAlgorithm: signingAlgorithm(keys.publicKey.algorithm),
     extensions: [
-      // pathlen 0: this CA signs leaf certificates only, never intermediates.
-      new x509.BasicConstraintsExtension(true, 0, true),
+      // pathlen 1 by default: leaves, or intermediates that sign leaves only.
+      new x509.BasicConstraintsExtension(true, pathLengthOf(options.pathLength), true),
       new x509.KeyUsagesExtension(
         x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
         true,
@@ -228,6 +234,81 @@ export async function createCa(options: CreateCaOptions = {}): Promise<PemPair> 
     ],
   });
   return { certPem: certToPem(cert), keyPem: keys ? await exportKeyPem(keys.privateKey) : "" };
+}
+
+/** Options for {@linkcode issueIntermediate}. */
+export interface IssueIntermediateOptions extends ValidityOptions {
+  /** Subject common name. Default: the name given. */
+  commonName?: string;
+}
+
+/**
+ * Issue an intermediate CA certificate signed by `ca`, for teams that keep the root offline:
+ * basicConstraints `CA:TRUE, pathlen:0` (critical: it signs leaves only), key usage
+ * keyCertSign and cRLSign (critical), subject/authority key identifiers; 1825 days by
+ * default, clamped to the root's end. Throws `RangeError` when `ca`'s own path length
+ * constraint allows no intermediate, other errors as for {@linkcode issueServer}.
+ *
+ * @example
+ * ```ts
+ * import { createCa, issueClient, issueIntermediate } from "./pki.ts";
+ * import { parseCertificatePem } from "./pem.ts";
+ * const root = await createCa();
+ * const team = await issueIntermediate(root, "team");
+ * const alice = await issueClient(team, "alice");
+ * if (parseCertificatePem(alice.certPem).issuer !== "CN=team") throw new Error();
+ * ```
+ */
+export async function issueIntermediate(
+  ca: PemPair,
+  name: string,
+  options: IssueIntermediateOptions = {},
+): Promise<PemPair> {
+  const commonName = checkCommonName(options.commonName ?? name);
+  const { caCert, caKey } = await loadCaPair(ca);
+  const rootLen = caCert.getExtension(x509.BasicConstraintsExtension)?.pathLength;
+  if (rootLen === 0) {
+    throw new RangeError(
+      `CA "${caCert.subject}" has pathLenConstraint 0: it may sign leaf certificates only, ` +
+        `not intermediates (roots made by earlier dockgate versions are such: make a new PKI for intermediates)`,
+    );
+  }
+  const requested = validity(options, 1825);
+  const notAfter = new Date(Math.min(requested.notAfter.getTime(), caCert.notAfter.getTime()));
+  if (notAfter.getTime() <= Math.max(requested.notBefore.getTime(), Date.now())) {
+    throw new RangeError("Invalid validity: the CA ends before the intermediate would start");
+  }
+  const keys = await generateKeyPair(options.keyType ?? "p256");
+  const caSki = caCert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId ??
+    (await x509.SubjectKeyIdentifierExtension.create(caCert.publicKey)).keyId;
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: [{ [OID_CN]: [commonName] }],
+    issuer: caCert.subjectName,
+    notBefore: requested.notBefore,
+    notAfter,
+    publicKey: keys.publicKey,
+    signingKey: caKey,
+    signingAlgorithm: signingAlgorithm(caCert.publicKey.algorithm),
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+        true,
+      ),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      new x509.AuthorityKeyIdentifierExtension(caSki, false),
+    ],
+  });
+  return { certPem: certToPem(cert), keyPem: await exportKeyPem(keys.privateKey) };
+}
+
+function pathLengthOf(n: number | undefined): number {
+  const value = n ?? 1;
+  if (!Number.isInteger(value) || value < 0 || value > 8) {
+    throw new RangeError(`Invalid pathLength ${n}: expected an integer from 0 to 8`);
+  }
+  return value;
 }
 
 /**

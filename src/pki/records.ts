@@ -16,7 +16,7 @@
  * @module
  */
 
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { createCrl, type RevokedEntry } from "./crl.ts";
@@ -51,12 +51,15 @@ export interface RevokedRecord {
   name?: string;
 }
 
-/** Where the records of a PKI live. */
+/** Where the records of one CA of a PKI live. */
 export interface RecordPaths {
-  /** `DIR/ca`. */
+  /** `DIR/ca`, or `DIR/intermediates/NAME` for an intermediate. */
   caDir: string;
-  /** `DIR/server`: gets a copy of each CRL when it exists. */
-  serverDir: string;
+  /**
+   * The PKI root `DIR`: each server bundle in it (`DIR/server`, `DIR/servers/HOST`) gets the
+   * CRLs of every CA of the PKI, in one `crl.pem`.
+   */
+  pkiDir: string;
 }
 
 /** The files of the records under `caDir`. */
@@ -185,10 +188,55 @@ export async function publishCrl(paths: RecordPaths, ca: PemPair): Promise<Publi
     number.toString(16).padStart(2, "0").toUpperCase() + "\n",
     0o600,
   );
-  const written = [files.crl];
-  if (await pathExists(paths.serverDir)) written.push(join(paths.serverDir, "crl.pem"));
-  for (const path of written) await replaceFile(path, crl, 0o644);
+  await replaceFile(files.crl, crl, 0o644);
+  const written = [files.crl, ...await syncServerCrls(paths.pkiDir)];
   return { added: [], total: entries.length, number, written };
+}
+
+/**
+ * Every CA's CRL of the PKI under `pkiDir` (the root's `ca/crl.pem`, then each
+ * `intermediates/NAME/crl.pem`) as one PEM text, or `undefined` when there is none.
+ */
+export async function combinedCrl(pkiDir: string): Promise<string | undefined> {
+  const files = [join(pkiDir, "ca", "crl.pem")];
+  for (const name of await subdirs(join(pkiDir, "intermediates"))) {
+    files.push(join(pkiDir, "intermediates", name, "crl.pem"));
+  }
+  let text = "";
+  for (const f of files) if (await pathExists(f)) text += await readFile(f, "utf8");
+  return text === "" ? undefined : text;
+}
+
+/**
+ * Write {@linkcode combinedCrl} into every server bundle of the PKI (`server/`,
+ * `servers/HOST/`); returns the files written. Why every one: a gate started from any of
+ * them must know every revocation of every CA.
+ */
+export async function syncServerCrls(pkiDir: string): Promise<string[]> {
+  const crl = await combinedCrl(pkiDir);
+  if (crl === undefined) return [];
+  const dirs = [join(pkiDir, "server")];
+  for (const host of await subdirs(join(pkiDir, "servers"))) {
+    dirs.push(join(pkiDir, "servers", host));
+  }
+  const written: string[] = [];
+  for (const dir of dirs) {
+    if (!(await pathExists(dir))) continue;
+    await replaceFile(join(dir, "crl.pem"), crl, 0o644);
+    written.push(join(dir, "crl.pem"));
+  }
+  return written;
+}
+
+/** The names of the directories in `dir`, sorted (none when it does not exist). */
+export async function subdirs(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory())
+      .map((e) => e.name).sort();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw err;
+  }
 }
 
 async function readCrlNumber(path: string): Promise<bigint> {

@@ -1,7 +1,9 @@
 /**
- * `dockgate keygen revoke NAME|SERIAL`: record a revocation in the PKI directory and publish
- * a fresh signed CRL to `DIR/ca/crl.pem` and the server bundle's `DIR/server/crl.pem`, which
- * a running serve picks up on its next reload.
+ * `dockgate keygen revoke NAME|SERIAL`: record a revocation with the CA that issued the
+ * certificate (the root in `DIR/ca/`, an intermediate in `DIR/intermediates/NAME/`) and
+ * publish that CA's fresh signed CRL, then the CRLs of every CA as one `crl.pem` in each
+ * server bundle (`DIR/server/`, `DIR/servers/HOST/`), which a running serve picks up on its
+ * next reload.
  *
  * The records live in `DIR/ca/` (see `pki_records.ts`): revoking a client by name revokes
  * every unexpired certificate ever issued to that name, not only the one in its bundle today.
@@ -10,9 +12,14 @@
  */
 
 import { normalizeSerial } from "../access/identity.ts";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { clientBundlePaths, clientSerials, loadCa, pkiLayout } from "./keygen.ts";
 import { pathExists } from "./fs_util.ts";
-import { addRevocations, publishCrl, type PublishReport, readIssued } from "./records.ts";
+import { addRevocations, publishCrl, type PublishReport, readIssued, subdirs } from "./records.ts";
+import { intermediateLayout, loadIssuer } from "./intermediates.ts";
+import { parseCertificatePem } from "./pem.ts";
+import type { PemPair } from "./pki.ts";
 
 /** What {@linkcode revokeCertificate} did. */
 export interface RevokeReport {
@@ -59,29 +66,118 @@ export interface RevokeReport {
  */
 export async function revokeCertificate(dir: string, subject: string): Promise<RevokeReport> {
   const layout = pkiLayout(dir);
-  const ca = await loadCa(dir);
   const name = subjectAsName(subject);
-  let serials: string[];
+  const cas = await caDirs(dir);
+  const byCa = new Map<string, string[]>();
   let byName: string | undefined;
   if (name && (await pathExists(clientBundlePaths(dir, name).cert) || await issuedTo(dir, name))) {
     byName = name;
-    serials = await clientSerials(dir, name);
-    if (serials.length === 0) {
+    // The root's records (and the bundle's certificate, as before), then each intermediate's.
+    byCa.set(layout.caDir, await clientSerials(dir, name));
+    for (const ca of cas.slice(1)) {
+      const now = new Date();
+      const mine = (await readIssued(ca.caDir)).filter((e) =>
+        e.role === "client" && e.name === name && new Date(e.notAfter) > now
+      ).map((e) => normalizeSerial(e.serial));
+      if (mine.length) byCa.set(ca.caDir, mine);
+    }
+    await assignBundleCertificate(dir, name, cas, byCa);
+    if ([...byCa.values()].every((v) => v.length === 0)) {
       throw new Error(`Cannot revoke "${name}": every certificate issued to it has expired`);
     }
   } else if (/^[0-9a-fA-F:]+$/.test(subject) && /[0-9a-fA-F]/.test(subject)) {
-    serials = [normalizeSerial(subject)];
+    const serial = normalizeSerial(subject);
+    const owners = [];
+    for (const ca of cas) {
+      if ((await readIssued(ca.caDir)).some((e) => normalizeSerial(e.serial) === serial)) {
+        owners.push(ca);
+      }
+    }
+    if (owners.length > 1) {
+      throw new Error(
+        `Cannot revoke serial ${serial}: issued by ${owners.map((o) => o.label).join(" and ")}; ` +
+          `revoke by client name instead`,
+      );
+    }
+    byCa.set((owners[0] ?? cas[0]).caDir, [serial]);
   } else {
     throw new Error(
       `Cannot revoke "${subject}": no client of that name in "${layout.clientsDir}" and not a hex serial`,
     );
   }
-  const report = await addRevocations(
-    { caDir: layout.caDir, serverDir: layout.server.dir },
-    ca,
-    serials.map((serial) => ({ serial, name: byName })),
+  let last: PublishReport | undefined;
+  const all: string[] = [];
+  const added: string[] = [];
+  const written: string[] = [];
+  let total = 0;
+  for (const [caDir, serials] of byCa) {
+    if (serials.length === 0) continue;
+    const ca = cas.find((c) => c.caDir === caDir)!;
+    last = await addRevocations(
+      { caDir, pkiDir: layout.dir },
+      await ca.load(),
+      serials.map((serial) => ({ serial, name: byName })),
+    );
+    all.push(...serials);
+    added.push(...last.added);
+    written.push(...last.written.filter((w) => !written.includes(w)));
+    total += last.total;
+  }
+  return revokeReport(all, byName, { ...last!, added, total, written });
+}
+
+/** The CAs of the PKI: the root first, then each intermediate, with how to load their keys. */
+async function caDirs(
+  dir: string,
+): Promise<{ caDir: string; label: string; subject: string; load: () => Promise<PemPair> }[]> {
+  const layout = pkiLayout(dir);
+  const out = [{
+    caDir: layout.caDir,
+    label: "the root",
+    subject: parseCertificatePem(await readFile(layout.caCert, "utf8")).subject,
+    load: () => loadCa(dir),
+  }];
+  for (const name of await subdirs(join(layout.dir, "intermediates"))) {
+    const i = intermediateLayout(dir, name);
+    if (!(await pathExists(i.cert))) continue;
+    out.push({
+      caDir: i.dir,
+      label: `intermediate "${name}"`,
+      subject: parseCertificatePem(await readFile(i.cert, "utf8")).subject,
+      load: async () => (await loadIssuer(dir, name)).ca,
+    });
+  }
+  return out;
+}
+
+/**
+ * The bundle's certificate belongs to the CA that issued it: `clientSerials` put it with the
+ * root, so move it when an intermediate issued it.
+ */
+async function assignBundleCertificate(
+  dir: string,
+  name: string,
+  cas: { caDir: string; subject: string }[],
+  byCa: Map<string, string[]>,
+): Promise<void> {
+  const path = clientBundlePaths(dir, name).cert;
+  if (!(await pathExists(path))) return;
+  let cert;
+  try {
+    cert = parseCertificatePem(await readFile(path, "utf8"));
+  } catch {
+    return;
+  }
+  const owner = cas.find((c) => c.subject === cert.issuer);
+  if (!owner || owner.caDir === cas[0].caDir) return;
+  const serial = normalizeSerial(cert.serialNumber);
+  const root = byCa.get(cas[0].caDir) ?? [];
+  const rootRecords = (await readIssued(cas[0].caDir)).some((e) =>
+    normalizeSerial(e.serial) === serial
   );
-  return revokeReport(serials, byName, report);
+  if (!rootRecords) byCa.set(cas[0].caDir, root.filter((s) => s !== serial));
+  const mine = byCa.get(owner.caDir) ?? [];
+  if (!mine.includes(serial)) byCa.set(owner.caDir, [...mine, serial]);
 }
 
 /**
@@ -96,7 +192,7 @@ export async function revokeSerials(
   const layout = pkiLayout(dir);
   const ca = await loadCa(dir);
   const report = await addRevocations(
-    { caDir: layout.caDir, serverDir: layout.server.dir },
+    { caDir: layout.caDir, pkiDir: layout.dir },
     ca,
     serials.map((serial) => ({ serial, name })),
   );
@@ -106,13 +202,16 @@ export async function revokeSerials(
 /** Publish the CRL again from the record (`dockgate keygen crl`): e.g. after it was lost. */
 export async function republishCrl(dir: string): Promise<PublishReport> {
   const layout = pkiLayout(dir);
-  return await publishCrl({ caDir: layout.caDir, serverDir: layout.server.dir }, await loadCa(dir));
+  return await publishCrl({ caDir: layout.caDir, pkiDir: layout.dir }, await loadCa(dir));
 }
 
 async function issuedTo(dir: string, name: string): Promise<boolean> {
-  return (await readIssued(pkiLayout(dir).caDir)).some((e) =>
-    e.role === "client" && e.name === name
-  );
+  for (const ca of await caDirs(dir)) {
+    if ((await readIssued(ca.caDir)).some((e) => e.role === "client" && e.name === name)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 function revokeReport(serials: string[], name: string | undefined, r: PublishReport): RevokeReport {
