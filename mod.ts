@@ -67,7 +67,7 @@ export {
   type TcpAddress,
   type UnixAddress,
 } from "./src/net/address.ts";
-export type { Revocations } from "./src/access/authorize.ts";
+export type { RevocationList, Revocations } from "./src/access/authorize.ts";
 export { connect, type ConnectHandle, type ConnectOptions } from "./src/connect.ts";
 export {
   type BundlePathOptions,
@@ -162,6 +162,7 @@ export {
 export { revokeCertificate, type RevokeReport } from "./src/pki/revoke.ts";
 export { type ReloadUpdate, serve, type ServeHandle, type ServeOptions } from "./src/serve.ts";
 export {
+  type CrlSource,
   loadServeConfig,
   type ServeConfig,
   type ServeConfigSource,

@@ -5,7 +5,7 @@
  *   deno task bench            full run (~20 min), writes bench/RESULTS.md
  *   deno task bench --quick    tiny smoke run, writes bench/out/RESULTS-quick.md
  *
- * Options: --quick, --runs N, --workloads bulk,connrate,latency,memory,docker,policy,isolation,
+ * Options: --quick, --runs N, --workloads bulk,connrate,latency,memory,docker,policy,isolation,chains,
  * --contenders dockgate-deno,dockgate-node,dockgate-deno-policy,dockgate-node-policy,
  * dockgate-deno-isolated,dockgate-node-isolated,tunnel-deno,socat,stunnel,haproxy,
  * --keys ecdsa-p256,rsa-2048, --out FILE, --json FILE, --no-install, --keep, and size overrides
@@ -37,9 +37,19 @@ import {
   type Sizes,
   startTarget,
 } from "./lib/workloads.ts";
+import { chainsWorkload } from "./lib/chains.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
-const WORKLOADS = ["bulk", "connrate", "latency", "memory", "docker", "policy", "isolation"];
+const WORKLOADS = [
+  "bulk",
+  "connrate",
+  "latency",
+  "memory",
+  "docker",
+  "policy",
+  "isolation",
+  "chains",
+];
 /**
  * Which workloads run with each certificate type. The certificate type only matters for
  * handshakes, so the RSA run is the connection-rate workload.
@@ -375,6 +385,14 @@ async function main() {
               await isolationWorkload(
                 bench,
                 contenders.filter((c) => ids.includes(c.id)),
+                pki,
+                target,
+              );
+            }
+            if (w === "chains") {
+              await chainsWorkload(
+                bench,
+                contenders.filter((c) => c.id === "dockgate-deno" || c.id === "dockgate-node"),
                 pki,
                 target,
               );

@@ -124,7 +124,8 @@ Deno.test("CRL sources: 100,000 revoked serials load into a set, a delta CRL is 
     const cnf = join(dir, "delta.cnf");
     await writeFile(
       cnf,
-      (await readFile(join(root.dir, "openssl.cnf"), "utf8")) + "[delta]\n2.5.29.27 = critical, ASN1:INTEGER:1\n",
+      (await readFile(join(root.dir, "openssl.cnf"), "utf8")) +
+        "[delta]\n2.5.29.27 = critical, ASN1:INTEGER:1\n",
     );
     execFileSync("openssl", [
       "ca",

@@ -373,6 +373,7 @@ export class Report {
 
     for (const k of this.#r.keyTypes("policy")) out.push(...this.#policySection(k));
     for (const k of this.#r.keyTypes("isolation")) out.push(...this.#isolationSection(k));
+    for (const k of this.#r.keyTypes("chains")) out.push(...this.#chainsSection(k));
 
     if (i.failures.length) {
       out.push(
@@ -436,6 +437,50 @@ export class Report {
           )
             .join(" | ")
         } |`,
+      );
+    }
+    return out;
+  }
+
+  #chainsSection(k: string): string[] {
+    const out = [
+      "",
+      `## 8. Chains and a 100,000-serial CRL (${k})`,
+      "",
+      "The same gate on Deno and on Node. Handshakes: new connections/s (full mTLS handshake + " +
+      "`GET /_ping` + close) with a leaf under an intermediate that the client sends (`cert.pem` = " +
+      "leaf + intermediate; the server's `ca.pem` holds the root alone, so the gate reads the presented " +
+      "chain and checks every link) against a leaf straight under the root. CRL: a CRL listing " +
+      '100,000 serials (made by `openssl ca`, ~3 MB PEM): startup (spawn to "listening") against the ' +
+      'same gate without it, reload of a new one (SIGHUP to "reloaded"), and new connections/s at ' +
+      "c=16 with it against without it (the lookup is a set).",
+      "",
+    ];
+    const metrics = [
+      { id: "direct_c1_per_s", label: "direct c=1/s", digits: 0 },
+      { id: "chain_c1_per_s", label: "chain c=1/s", digits: 0 },
+      { id: "direct_c16_per_s", label: "direct c=16/s", digits: 0 },
+      { id: "chain_c16_per_s", label: "chain c=16/s", digits: 0 },
+      { id: "crl100k_c16_per_s", label: "100k CRL c=16/s", digits: 0 },
+      { id: "startup_ms", label: "startup ms", digits: 0 },
+      { id: "startup_ms_crl100k", label: "startup ms, 100k CRL", digits: 0 },
+      { id: "reload_ms_crl100k", label: "reload ms, 100k CRL", digits: 0 },
+    ];
+    out.push(
+      `| gate | ${
+        metrics.map((m) => m.label).join(" | ")
+      } | chain ÷ direct c=1, c=16 | 100k CRL ÷ none c=16 |`,
+      `|---|${metrics.map(() => "---").join("|")}|---|---|`,
+    );
+    for (const c of this.#r.contenders("chains", k)) {
+      const r = (a: string, b: string) =>
+        rfmt(ratio(this.#med("chains", k, c, a), this.#med("chains", k, c, b)));
+      out.push(
+        `| ${this.#label(c)} | ${
+          metrics.map((m) => cell(this.#r.get("chains", k, c, m.id), m.digits)).join(" | ")
+        } | ${r("chain_c1_per_s", "direct_c1_per_s")}, ${
+          r("chain_c16_per_s", "direct_c16_per_s")
+        } | ${r("crl100k_c16_per_s", "direct_c16_per_s")} |`,
       );
     }
     return out;
@@ -595,6 +640,42 @@ export class Report {
             r === undefined ? undefined : r >= 0.5,
           );
         }
+      }
+    }
+    for (const k of this.#r.keyTypes("chains")) {
+      for (const c of this.#r.contenders("chains", k)) {
+        for (const n of [1, 16]) {
+          const r = ratio(
+            this.#med("chains", k, c, `chain_c${n}_per_s`),
+            this.#med("chains", k, c, `direct_c${n}_per_s`),
+          );
+          add(
+            `handshakes/s c=${n} with a two-level chain ≥0.8× a direct leaf`,
+            c,
+            k,
+            rfmt(r),
+            r === undefined ? undefined : r >= 0.8,
+          );
+        }
+        const reload = this.#med("chains", k, c, "reload_ms_crl100k");
+        add(
+          "reload of a 100,000-serial CRL <1 s",
+          c,
+          k,
+          reload === undefined ? "–" : `${reload.toFixed(0)} ms`,
+          reload === undefined ? undefined : reload < 1000,
+        );
+        const o1 = ratio(
+          this.#med("chains", k, c, "crl100k_c16_per_s"),
+          this.#med("chains", k, c, "direct_c16_per_s"),
+        );
+        add(
+          "conns/s with a 100,000-serial CRL ≥0.9× without (O(1) lookup)",
+          c,
+          k,
+          rfmt(o1),
+          o1 === undefined ? undefined : o1 >= 0.9,
+        );
       }
     }
     for (const k of this.#r.keyTypes("latency")) {
