@@ -12,10 +12,10 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { freeTempDir, waitFor } from "./helpers/wait.ts";
+import { freePort, freeTempDir, waitFor } from "./helpers/wait.ts";
 import { runCli, type Runtime, startServe } from "./helpers/gate.ts";
 import { assertAccepted, assertRefused, type Env } from "./helpers/gate_env.ts";
-import { RecordingTarget, waitForLine } from "./helpers/tls_peers.ts";
+import { bundleCreds, RecordingTarget, waitForLine } from "./helpers/tls_peers.ts";
 import { CLIENT_EXT, OpensslCa, serverBundle } from "./helpers/openssl_ca.ts";
 
 /** A static file server for one CRL: ETag and Last-Modified, 304 when they match. */
@@ -227,4 +227,65 @@ Deno.test("--crl-url: usage errors are one line", async () => {
   ]);
   assert.equal(noCache.code, 2, noCache.stderr);
   assert.match(noCache.stderr, /--crl-url needs a place for the last good copy/);
+});
+
+Deno.test("--crl-url: the CRL keygen revoke writes, published by python3 -m http.server (the README's one line)", async () => {
+  const dir = await freeTempDir("dg-crlpub-");
+  const target = new RecordingTarget(join(dir, "t.sock"));
+  await target.start();
+  let web: Deno.ChildProcess | undefined;
+  try {
+    const pki = join(dir, "pki");
+    assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
+    assert.equal((await runCli(["keygen", "client", "bob", "--dir", pki])).code, 0);
+    const port = await freePort();
+    // The README's line: serve the server bundle's directory (crl.pem: every CA's CRL).
+    web = new Deno.Command("python3", {
+      args: [
+        "-m",
+        "http.server",
+        String(port),
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+        join(pki, "server"),
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const url = `http://127.0.0.1:${port}/crl.pem`;
+    await waitFor(
+      async () => (await fetch(url).then((r) => r.body?.cancel().then(() => r.ok))) === true,
+      {
+        what: "python's http.server",
+      },
+    );
+    const gate = await startServe([
+      "--certs",
+      join(pki, "server"),
+      "--crl-url",
+      url,
+      "--crl-refresh",
+      "500ms",
+      "--target",
+      `unix://${target.path}`,
+    ]);
+    const env = { dir, target, pki, caPem: "" } as unknown as Env;
+    try {
+      await assertAccepted(gate, await bundleCreds(pki, "bob"), "bob");
+      const m = gate.log().length;
+      assert.equal((await runCli(["keygen", "revoke", "bob", "--dir", pki])).code, 0);
+      await waitForLine(gate, m, /INFO reloaded why="CRL fetched from .*revoked=1/, 15_000);
+      await assertRefused(env, gate, await bundleCreds(pki, "bob"), /is revoked/);
+    } finally {
+      await gate.stop();
+    }
+  } finally {
+    try {
+      web?.kill("SIGTERM");
+      await web?.status;
+    } catch { /* gone */ }
+    await target.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
 });
