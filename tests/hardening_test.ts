@@ -215,10 +215,13 @@ Deno.test("stale CRLs: warned at start and still enforced; --crl-stale refuse wi
       crlPath,
       ca.crl(join(dir, "old.pem"), { thisUpdate: daysFromNow(-10), nextUpdate: daysFromNow(-1) }),
     );
-    const gate = await startServe(base);
+    const gate = await startServe([...base, "--metrics", "tcp://127.0.0.1:0"]);
     try {
       const warn = await gate.waitForLog(/WARN CRL is stale: still enforcing it .*/);
       assert.match(warn[0], /reason="CRL expired \(nextUpdate /);
+      // ... and the gauge says so, for an alert.
+      const [, metricsUrl] = await gate.waitForLog(/metrics on (http:\/\/\S+\/metrics)/);
+      assert.match(await (await fetch(metricsUrl)).text(), /^dockgate_crl_stale 1$/m);
       await assertRefused(env, gate, bob, /is revoked/);
       await assertAccepted(gate, alice, "alice");
     } finally {

@@ -96,6 +96,30 @@ Deno.test("keygen intermediate: issue with the root offline, revoke with the int
     // The server's crl.pem holds the root's CRL and team's.
     const crl = await readFile(join(pki, "server", "crl.pem"), "utf8");
     assert.equal(crl.match(/-----BEGIN X509 CRL-----/g)?.length, 2);
+    // Renewing and re-issuing stay with the intermediate (the root key is still offline).
+    await ok(["keygen", "renew", "alice"]);
+    const renewed = await readFile(join(alice, "cert.pem"), "utf8");
+    assert.equal(certCount(renewed), 2);
+    assert.match(
+      execFileSync("openssl", ["x509", "-noout", "-issuer"], { input: renewed, encoding: "utf8" }),
+      /CN ?= ?team/,
+    );
+    const reissued = await ok([
+      "keygen",
+      "client",
+      "alice",
+      "--issuer",
+      "team",
+      "--force",
+      "--revoke-old",
+    ]);
+    assert.match(reissued.stderr, /Revoked the 2 earlier certificate\(s\) of "alice"/);
+    // doctor checks the bundle's chain as the gate does.
+    const doctor = await runCli(["doctor", "--certs", alice]);
+    assert.match(
+      doctor.stdout + doctor.stderr,
+      /PASS .*alice.*certificate signed by the CA in ca\.pem|PASS .*certificate signed by the CA in ca\.pem .*team/,
+    );
   } finally {
     await target.stop();
     await rm(dir, { recursive: true, force: true });

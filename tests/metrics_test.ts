@@ -138,6 +138,8 @@ Deno.test({
       s.get('dockgate_certificate_expiry_timestamp_seconds{certificate="crl"}')! >
         Date.now() / 1000,
     );
+    assert.equal(s.get("dockgate_crl_stale"), 0, "the fresh CRL is not stale");
+    assert.equal(s.get('dockgate_crl_fetches_total{result="failed"}'), 0);
 
     // Prometheus's own checker reads the exposition.
     const promtool = which("promtool");

@@ -13,7 +13,7 @@ import { parsePeerCertificate } from "../access/identity.ts";
 import { sanMatches } from "../access/policy.ts";
 import { loadCrlFile } from "./crl.ts";
 import { keyMatchesCertificate, parseCertificatePem, parseCertificatesPem } from "./pem.ts";
-import { signerOf } from "./verify.ts";
+import { trustStoreOf, verifyChain } from "./chain.ts";
 import { pkiLayout } from "./keygen.ts";
 import type { X509Certificate } from "./x509.ts";
 
@@ -119,18 +119,22 @@ export async function checkBundle(
       fix: `put the bundle's own key back, or ${role.reissue}`,
     });
   }
-  const signer = await signerOf(cert, cas);
+  // The chain as the gate checks it: cert.pem's own intermediates, then ca.pem's.
+  const sent = parseCertificatesPem(files["cert.pem"]).slice(1);
+  const chain = await verifyChain(cert, sent, trustStoreOf(cas), role.role);
   out.push(
-    signer
+    chain.ok
       ? {
         ok: true,
         what: `${label}: certificate signed by the CA in ca.pem`,
-        detail: signer.subject,
+        detail: chain.path.slice(1).map((c) => c.subject).join(" <- "),
       }
       : {
         ok: false,
         what: `${label}: certificate signed by the CA in ca.pem`,
-        detail: `issuer "${cert.issuer}" is not in ${join(dir, "ca.pem")}`,
+        detail: chain.reason === "certificate not signed by a trusted CA"
+          ? `issuer "${cert.issuer}" is not in ${join(dir, "ca.pem")}`
+          : chain.reason,
         fix: `copy the issuing CA into ca.pem, or ${role.reissue}`,
       },
   );

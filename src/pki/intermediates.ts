@@ -10,7 +10,9 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { issueIntermediate, type KeyType, type PemPair, validateClientName } from "./pki.ts";
-import { keyMatchesCertificate } from "./pem.ts";
+import { keyMatchesCertificate, parseCertificatePem } from "./pem.ts";
+import { signerOf } from "./verify.ts";
+import type { x509 } from "./x509.ts";
 import { pathExists, writeFileAtomic } from "./fs_util.ts";
 import { issuedEntry, publishCrl, recordIssued, subdirs } from "./records.ts";
 import { AlreadyExistsError, type KeygenReport, loadCa, pkiExists, pkiLayout } from "./keygen.ts";
@@ -168,4 +170,22 @@ async function trustInServers(dir: string, certPem: string): Promise<string[]> {
     written.push(ca);
   }
   return written;
+}
+
+/**
+ * Which CA of the PKI issued `cert`: `undefined` for the root, else the intermediate's name.
+ * Throws when none of them did (a bundle from elsewhere).
+ */
+export async function issuerNameOf(
+  dir: string,
+  cert: x509.X509Certificate,
+): Promise<string | undefined> {
+  const root = parseCertificatePem(await readFile(pkiLayout(dir).caCert, "utf8"));
+  if (await signerOf(cert, [root])) return undefined;
+  for (const name of await subdirs(join(pkiLayout(dir).dir, "intermediates"))) {
+    const path = intermediateLayout(dir, name).cert;
+    if (!(await pathExists(path))) continue;
+    if (await signerOf(cert, [parseCertificatePem(await readFile(path, "utf8"))])) return name;
+  }
+  throw new Error(`"${cert.subject}" was not issued by the root or an intermediate of "${dir}"`);
 }

@@ -53,7 +53,8 @@ import {
   readIssued,
   recordIssued,
 } from "./records.ts";
-import { loadIssuer, serverTrustPem } from "./intermediates.ts";
+import { issuerNameOf, loadIssuer, serverTrustPem } from "./intermediates.ts";
+import { clientSerialsByCa, revokeByCa } from "./revoke.ts";
 
 // keygen never follows a symlink when asking what is there: a dangling one is not "absent".
 const NO_FOLLOW = { follow: false } as const;
@@ -532,7 +533,9 @@ export async function issueClientBundle(
   const issuer = await loadIssuer(options.dir, options.issuer);
   const ca = issuer.ca;
   await refuseExisting(`Client bundle "${name}"`, paths, force);
-  const earlier = force ? await clientSerials(options.dir, name) : [];
+  // Each earlier certificate with the CA that issued it (the root or an intermediate).
+  const earlierByCa = force ? await clientSerialsByCa(options.dir, name) : new Map();
+  const earlier = [...earlierByCa.values()].flat() as string[];
   const issued = await issueClient(ca, name, {
     keyType,
     days: options.days,
@@ -546,11 +549,7 @@ export async function issueClientBundle(
   await writeBundle(paths, await readFile(layout.caCert, "utf8"), pair, force, report);
   await recordIssued(issuer.caDir, [issuedEntry(issued.certPem, name, "client")]);
   if (earlier.length && options.revokeOld) {
-    const r = await addRevocations(
-      { caDir: issuer.caDir, pkiDir: layout.dir },
-      ca,
-      earlier.map((serial) => ({ serial, name })),
-    );
+    const r = await revokeByCa(options.dir, earlierByCa, name);
     report.revoked.push(...earlier);
     report.created.push(...r.written);
     report.notes.push(
@@ -801,15 +800,22 @@ export async function renewBundle(
   if (!(await keyMatchesCertificate(keyPem, certPem))) {
     throw new Error(`Cannot renew ${what}: "${paths.key}" is not the key of "${paths.cert}"`);
   }
-  const ca = await requireCa(options.dir);
   const old = parseCertificatePem(certPem);
+  // Renewed by the CA that issued it: an intermediate's leaf stays under that intermediate.
+  const issuerName = await issuerNameOf(options.dir, old);
+  await requireCa(options.dir, issuerName !== undefined);
+  const issuer = await loadIssuer(options.dir, issuerName);
+  const ca = issuer.ca;
   const renewed = await renewLeaf(ca, certPem, { days: options.days, newKey: options.newKey });
   const report: Required<KeygenReport> = { created: [], kept: [], notes: [], revoked: [] };
   // The key first: a certificate is never on disk beside a key that is not its own for long.
   if (renewed.keyPem) await writeFileSafely(paths.key, renewed.keyPem, KEY_MODE, true, report);
-  await writeFileSafely(paths.cert, renewed.certPem, CERT_MODE, true, report);
-  await writeFileSafely(paths.ca, ca.certPem, CERT_MODE, true, report);
-  await recordIssued(layout.caDir, [
+  await writeFileSafely(paths.cert, renewed.certPem + issuer.chainPem, CERT_MODE, true, report);
+  const trust = server
+    ? await serverTrustPem(options.dir)
+    : await readText(layout.caCert, "CA certificate");
+  await writeFileSafely(paths.ca, trust, CERT_MODE, true, report);
+  await recordIssued(issuer.caDir, [
     issuedEntry(renewed.certPem, server ? "server" : which, server ? "server" : "client"),
   ]);
   const oldSerial = normalizeSerial(old.serialNumber);
@@ -817,7 +823,7 @@ export async function renewBundle(
   report.notes.push(`renewed ${server ? "the server" : `"${which}"`} until ${until}`);
   if (options.revokeOld) {
     const r = await addRevocations(
-      { caDir: layout.caDir, pkiDir: layout.dir },
+      { caDir: issuer.caDir, pkiDir: layout.dir },
       ca,
       [{ serial: oldSerial, name: server ? "server" : which }],
     );

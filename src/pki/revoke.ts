@@ -72,16 +72,7 @@ export async function revokeCertificate(dir: string, subject: string): Promise<R
   let byName: string | undefined;
   if (name && (await pathExists(clientBundlePaths(dir, name).cert) || await issuedTo(dir, name))) {
     byName = name;
-    // The root's records (and the bundle's certificate, as before), then each intermediate's.
-    byCa.set(layout.caDir, await clientSerials(dir, name));
-    for (const ca of cas.slice(1)) {
-      const now = new Date();
-      const mine = (await readIssued(ca.caDir)).filter((e) =>
-        e.role === "client" && e.name === name && new Date(e.notAfter) > now
-      ).map((e) => normalizeSerial(e.serial));
-      if (mine.length) byCa.set(ca.caDir, mine);
-    }
-    await assignBundleCertificate(dir, name, cas, byCa);
+    for (const [k, v] of await clientSerialsByCa(dir, name)) byCa.set(k, v);
     if ([...byCa.values()].every((v) => v.length === 0)) {
       throw new Error(`Cannot revoke "${name}": every certificate issued to it has expired`);
     }
@@ -105,6 +96,38 @@ export async function revokeCertificate(dir: string, subject: string): Promise<R
       `Cannot revoke "${subject}": no client of that name in "${layout.clientsDir}" and not a hex serial`,
     );
   }
+  return await revokeByCa(dir, byCa, byName);
+}
+
+/**
+ * Every unexpired certificate of client `name`, by the records' directory of the CA that
+ * issued it (the root's `DIR/ca`, an intermediate's `DIR/intermediates/NAME`): the CAs'
+ * records and the certificate in its bundle now.
+ */
+export async function clientSerialsByCa(dir: string, name: string): Promise<Map<string, string[]>> {
+  const cas = await caDirs(dir);
+  const byCa = new Map<string, string[]>();
+  // The root's records (and the bundle's certificate, as before), then each intermediate's.
+  byCa.set(cas[0].caDir, await clientSerials(dir, name));
+  const now = new Date();
+  for (const ca of cas.slice(1)) {
+    const mine = (await readIssued(ca.caDir)).filter((e) =>
+      e.role === "client" && e.name === name && new Date(e.notAfter) > now
+    ).map((e) => normalizeSerial(e.serial));
+    if (mine.length) byCa.set(ca.caDir, mine);
+  }
+  await assignBundleCertificate(dir, name, cas, byCa);
+  return byCa;
+}
+
+/** Revoke each CA's serials with that CA's key and publish its CRL (and every server's). */
+export async function revokeByCa(
+  dir: string,
+  byCa: Map<string, string[]>,
+  byName: string | undefined,
+): Promise<RevokeReport> {
+  const layout = pkiLayout(dir);
+  const cas = await caDirs(dir);
   let last: PublishReport | undefined;
   const all: string[] = [];
   const added: string[] = [];
@@ -123,7 +146,8 @@ export async function revokeCertificate(dir: string, subject: string): Promise<R
     written.push(...last.written.filter((w) => !written.includes(w)));
     total += last.total;
   }
-  return revokeReport(all, byName, { ...last!, added, total, written });
+  if (!last) throw new Error("Nothing to revoke");
+  return revokeReport(all, byName, { ...last, added, total, written });
 }
 
 /** The CAs of the PKI: the root first, then each intermediate, with how to load their keys. */
