@@ -5,7 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { rm } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { trustStoreOf, verifyChain } from "../src/pki/chain.ts";
 import { parseCertificatePem } from "../src/pki/pem.ts";
@@ -20,7 +21,7 @@ async function withRoot(fn: (root: OpensslCa, dir: string) => Promise<void>) {
   try {
     await fn(OpensslCa.create(join(dir, "root"), { name: "chain root" }), dir);
   } finally {
-    if (!Deno.env.get("KEEP")) await rm(dir, { recursive: true, force: true });
+    await rm(dir, { recursive: true, force: true });
   }
 }
 
@@ -208,5 +209,88 @@ Deno.test("chains: name constraints are enforced (DNS, CN as a host name, IP, UR
       await outcome(email, [email], [root]),
       /rfc822Name \(email\) name constraint is not enforced here: refusing the chain/,
     );
+  });
+});
+
+Deno.test("chains: namesakes sharing one key cannot make the search explode (bounded, refused)", async () => {
+  await withRoot(async (root, dir) => {
+    const sh = (args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
+    sh(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "k.pem"]);
+    await writeFile(
+      join(dir, "ca.ext"),
+      "basicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign\n",
+    );
+    // Signing tools: "A" and "B" self-signed with the one key.
+    for (const n of ["A", "B"]) {
+      sh([
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "k.pem",
+        "-subj",
+        `/CN=${n}`,
+        "-days",
+        "2",
+        "-out",
+        `${n}.pem`,
+      ]);
+    }
+    sh(["req", "-new", "-key", "k.pem", "-subj", "/CN=x", "-out", "k.csr"]);
+    // Six certificates "A, issued by B" and six "B, issued by A", all with the one key.
+    const sent: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      for (const [subject, issuer] of [["A", "B"], ["B", "A"]]) {
+        const out = `${subject}${i}.pem`;
+        sh(["req", "-new", "-key", "k.pem", "-subj", `/CN=${subject}`, "-out", `${subject}.csr`]);
+        sh([
+          "x509",
+          "-req",
+          "-in",
+          `${subject}.csr`,
+          "-CA",
+          `${issuer}.pem`,
+          "-CAkey",
+          "k.pem",
+          "-set_serial",
+          String(100 + i),
+          "-days",
+          "2",
+          "-extfile",
+          "ca.ext",
+          "-out",
+          out,
+        ]);
+        sent.push(await readFile(join(dir, out), "utf8"));
+      }
+    }
+    await writeFile(join(dir, "leaf.ext"), CLIENT_EXT.join("\n") + "\n");
+    sh([
+      "x509",
+      "-req",
+      "-in",
+      "k.csr",
+      "-CA",
+      "A.pem",
+      "-CAkey",
+      "k.pem",
+      "-set_serial",
+      "7",
+      "-days",
+      "2",
+      "-extfile",
+      "leaf.ext",
+      "-out",
+      "leaf.pem",
+    ]);
+    const started = performance.now();
+    const r = await verifyChain(
+      cert(await readFile(join(dir, "leaf.pem"), "utf8")),
+      sent.map(cert),
+      trustStoreOf([cert(root.cert)]),
+      "client",
+    );
+    refused(r, /more than 64 candidate links/);
+    assert.ok(performance.now() - started < 10_000, "bounded");
   });
 });

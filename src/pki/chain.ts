@@ -16,7 +16,8 @@
  *   the purpose, no critical extension the gate does not understand, and its name
  *   constraints (if any) met by every certificate below it, or the chain refused when they
  *   cannot be enforced (`name_constraints.ts`).
- * - At most {@linkcode MAX_INTERMEDIATES} intermediates.
+ * - At most {@linkcode MAX_INTERMEDIATES} intermediates, and at most 64 candidate links tried
+ *   (a peer's namesakes sharing one key cannot make the search explode).
  *
  * The leaf's own checks (not a CA, EKU, key usage, dates) stay with the caller (the gate's
  * `checkIdentity`, `loadCredentials`), and so does revocation, which needs the CRLs: the
@@ -41,6 +42,9 @@ type Cert = x509.X509Certificate;
 
 /** The most intermediates between a leaf and its anchor. */
 export const MAX_INTERMEDIATES = 8;
+
+/** The most candidate issuers one verification tries (each a signature check at most). */
+const MAX_LINK_TRIES = 64;
 
 /** What a chain is verified against: the anchors, and intermediates that may help. */
 export interface TrustStore {
@@ -116,7 +120,8 @@ export async function verifyChain(
     const leafWhy = unknownCritical(leaf, "the certificate");
     if (leafWhy) return { ok: false, reason: leafWhy };
     const helpers = [...store.intermediates, ...presented.filter((c) => !selfIssued(c))];
-    const found = await extend([leaf], store.anchors, helpers, purpose, now);
+    const budget = { links: MAX_LINK_TRIES };
+    const found = await extend([leaf], store.anchors, helpers, purpose, now, budget);
     return typeof found === "string" ? { ok: false, reason: found } : { ok: true, path: found };
   } catch (err) {
     return { ok: false, reason: `chain check failed: ${(err as Error).message}` };
@@ -130,12 +135,19 @@ async function extend(
   helpers: readonly Cert[],
   purpose: Purpose,
   now: Date,
+  budget: { links: number },
 ): Promise<Cert[] | string> {
   const child = path[path.length - 1];
   const wanted = nameDer(child, "issuer");
   let firstWhy: string | undefined;
+  const spend = () => {
+    // A peer can send namesakes sharing one key, each "signing" the others: without a
+    // bound, the search would try every ordering of them.
+    if (--budget.links < 0) throw new Error(`more than ${MAX_LINK_TRIES} candidate links`);
+  };
   for (const anchor of anchors) {
     if (!sameBytes(nameDer(anchor, "subject"), wanted)) continue;
+    spend();
     if ((await signerOf(child, [anchor])) !== anchor) continue;
     const why = issuerProblem(anchor, path, purpose, now, true);
     if (!why) return [...path, anchor];
@@ -144,13 +156,14 @@ async function extend(
   if (path.length - 1 < MAX_INTERMEDIATES) {
     for (const ca of helpers) {
       if (!sameBytes(nameDer(ca, "subject"), wanted) || path.some((p) => sameCert(p, ca))) continue;
+      spend();
       if ((await signerOf(child, [ca])) !== ca) continue;
       const why = issuerProblem(ca, path, purpose, now, false);
       if (why) {
         firstWhy ??= why;
         continue;
       }
-      const found = await extend([...path, ca], anchors, helpers, purpose, now);
+      const found = await extend([...path, ca], anchors, helpers, purpose, now, budget);
       if (typeof found !== "string") return found;
       firstWhy ??= found;
     }
@@ -209,7 +222,7 @@ function constraintProblem(ca: Cert, below: readonly Cert[], label: string): str
   }
   if (!nc) return undefined;
   for (const cert of below) {
-    const why = nameConstraintViolation(namesOf(cert), nc);
+    const why = nameConstraintViolation(namesOf(cert, cert === below[0]), nc);
     if (why) {
       return `${cert === below[0] ? "certificate" : `CA ${cert.subject}`}: ${why} (${label})`;
     }
@@ -265,11 +278,14 @@ function factsOf(cert: Cert): CaFacts {
 }
 
 const names = new WeakMap<Cert, ConstrainedNames>();
-function namesOf(cert: Cert): ConstrainedNames {
-  let n = names.get(cert);
+const caNames = new WeakMap<Cert, ConstrainedNames>();
+/** A certificate's constrained names; the CN-as-host-name rule is for the leaf only. */
+function namesOf(cert: Cert, leaf: boolean): ConstrainedNames {
+  const memo = leaf ? names : caNames;
+  let n = memo.get(cert);
   if (!n) {
-    n = constrainedNamesOf(cert);
-    names.set(cert, n);
+    n = constrainedNamesOf(cert, { cnAsDns: leaf });
+    memo.set(cert, n);
   }
   return n;
 }

@@ -136,9 +136,13 @@ function subtreeOf(base: Tlv): Subtree {
 /**
  * The names of `cert` that constraints apply to: its SAN DNS names, IPs and URIs, and its
  * subject; plus its CN as a DNS name when it has no SAN DNS name and the CN looks like a
- * host name (so a constrained CA cannot issue `CN=evil.example` without a SAN and pass).
+ * host name (so a constrained CA cannot issue `CN=evil.example` without a SAN and pass;
+ * `cnAsDns: false` for a CA certificate, whose CN names the CA).
  */
-export function constrainedNamesOf(cert: x509.X509Certificate): ConstrainedNames {
+export function constrainedNamesOf(
+  cert: x509.X509Certificate,
+  options: { cnAsDns?: boolean } = {},
+): ConstrainedNames {
   const names: ConstrainedNames = { dns: [], ips: [], uris: [], rdns: [] };
   const san = cert.extensions.find((e) => e.type === OID_SAN);
   if (san) {
@@ -152,7 +156,7 @@ export function constrainedNamesOf(cert: x509.X509Certificate): ConstrainedNames
   }
   const subject = readOnly(new Uint8Array(cert.subjectName.toArrayBuffer()));
   names.rdns = childrenOf(subject).map(canonicalRdn);
-  if (names.dns.length === 0) {
+  if (names.dns.length === 0 && options.cnAsDns !== false) {
     for (const cn of cert.subjectName.getField("CN")) {
       if (/^[a-z0-9*]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/i.test(cn)) {
         names.dns.push(cn.toLowerCase());
