@@ -11,7 +11,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { parsePeerCertificate } from "../access/identity.ts";
 import { sanMatches } from "../access/policy.ts";
-import { loadCrlFile } from "./crl.ts";
+import { loadCrlFile, loadCrls } from "./crl.ts";
 import { keyMatchesCertificate, parseCertificatePem, parseCertificatesPem } from "./pem.ts";
 import { trustStoreOf, verifyChain } from "./chain.ts";
 import { pkiLayout } from "./keygen.ts";
@@ -326,16 +326,21 @@ async function crlCheck(
 ): Promise<CheckResult> {
   const what = `${label}: CRL ${path} signed by the CA and fresh`;
   try {
-    const crl = await loadCrlFile(path, cas);
-    if (crl.nextUpdate && crl.nextUpdate < now) {
-      return {
-        ok: false,
-        what,
-        detail: `its nextUpdate ${crl.nextUpdate.toISOString()} has passed`,
-        fix: "dockgate keygen crl (publish a fresh one)",
-      };
+    // One CRL per CA of the PKI (the root's, each intermediate's), each checked.
+    const crls = await loadCrls(path, cas);
+    for (const crl of crls) {
+      if (crl.nextUpdate && crl.nextUpdate < now) {
+        return {
+          ok: false,
+          what,
+          detail:
+            `the nextUpdate of ${crl.signer.subject}'s CRL (${crl.nextUpdate.toISOString()}) has passed`,
+          fix: "dockgate keygen crl (publish a fresh one)",
+        };
+      }
     }
-    return { ok: true, what, detail: `${crl.serials.size} revoked` };
+    const revoked = crls.reduce((n, c) => n + c.serials.size, 0);
+    return { ok: true, what, detail: `${revoked} revoked (${crls.length} CRL(s))` };
   } catch (err) {
     return { ok: false, what, detail: (err as Error).message, fix: "dockgate keygen crl" };
   }

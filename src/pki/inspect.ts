@@ -9,7 +9,7 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { parsePeerCertificate } from "../access/identity.ts";
-import { loadCrlFile } from "./crl.ts";
+import { loadCrls } from "./crl.ts";
 import { parseCertificatesPem } from "./pem.ts";
 import type { X509Certificate } from "./x509.ts";
 
@@ -121,10 +121,11 @@ export async function inspectCertificates(
   const revokedBy = new Map<string, Set<string>>();
   for (const f of crlFiles) {
     try {
-      const crl = await loadCrlFile(f, cas);
-      const set = revokedBy.get(crl.signer.subject) ?? new Set();
-      for (const s of crl.serials) set.add(s);
-      revokedBy.set(crl.signer.subject, set);
+      for (const crl of await loadCrls(f, cas)) {
+        const set = revokedBy.get(crl.signer.subject) ?? new Set();
+        for (const s of crl.serials) set.add(s);
+        revokedBy.set(crl.signer.subject, set);
+      }
     } catch {
       // A CRL we cannot verify says nothing about revocation.
     }
