@@ -65,7 +65,8 @@ dockgate keygen crl [--dir DIR]
                            created with the whole PKI on first run when no TLS flag is given)
   --cert F --key F --ca F  individual files (override --certs)
   --crl F|DIR              CRLs: PEM (several in one file) or DER, or a directory of them, one
-                           per issuing CA (repeatable; default: crl.pem in --certs when present)
+                           per issuing CA (repeatable; default, without --crl or --crl-url:
+                           crl.pem in --certs when present)
   --crl-url URL            fetch a CRL over HTTP(S) at start and every --crl-refresh (repeatable;
                            ETag/If-Modified-Since; a failed fetch keeps the last good copy)
   --crl-refresh D          how often each --crl-url is fetched again (default ${DEFAULTS.crlRefresh}; sooner at
