@@ -97,18 +97,11 @@ export class OpensslCa {
     dir: string,
     opts: { name?: string; notBefore?: Date; notAfter?: Date; extensions?: string[] } = {},
   ): OpensslCa {
-    mkdirSync(join(dir, "newcerts"), { recursive: true });
-    const ca = new OpensslCa(dir);
-    writeFileSync(join(dir, "index.txt"), "");
-    writeFileSync(join(dir, "serial"), "1000\n");
-    writeFileSync(join(dir, "crlnumber"), "01\n");
-    writeFileSync(join(dir, "openssl.cnf"), ca.#config());
-    const ext = opts.extensions ??
-      ["basicConstraints = critical, CA:TRUE", "keyUsage = critical, keyCertSign, cRLSign"];
-    writeFileSync(
-      join(dir, "ca-ext.cnf"),
-      `[ext]\n${ext.join("\n")}\nsubjectKeyIdentifier = hash\n`,
-    );
+    const ca = OpensslCa.#empty(dir, [
+      ...opts.extensions ??
+        ["basicConstraints = critical, CA:TRUE", "keyUsage = critical, keyCertSign, cRLSign"],
+      "subjectKeyIdentifier = hash",
+    ]);
     ca.#keyAndCsr(ca.keyPath, join(dir, "ca.csr"), `/CN=${opts.name ?? "openssl test CA"}`);
     ca.#sign(join(dir, "ca.csr"), ca.certPath, join(dir, "ca-ext.cnf"), opts, [
       "-selfsign",
@@ -128,17 +121,22 @@ export class OpensslCa {
     dir: string,
     opts: { name?: string; extensions?: string[]; notBefore?: Date; notAfter?: Date } = {},
   ): OpensslCa {
+    const ca = OpensslCa.#empty(dir, opts.extensions ?? CA_EXT);
+    ca.#keyAndCsr(ca.keyPath, join(dir, "ca.csr"), `/CN=${opts.name ?? "openssl intermediate"}`);
+    this.#sign(join(dir, "ca.csr"), ca.certPath, join(dir, "ca-ext.cnf"), opts);
+    chmodSync(ca.keyPath, 0o600);
+    return ca;
+  }
+
+  /** A CA directory with an empty database, its config, and `extensions` for its own certificate. */
+  static #empty(dir: string, extensions: string[]): OpensslCa {
     mkdirSync(join(dir, "newcerts"), { recursive: true });
     const ca = new OpensslCa(dir);
     writeFileSync(join(dir, "index.txt"), "");
     writeFileSync(join(dir, "serial"), "1000\n");
     writeFileSync(join(dir, "crlnumber"), "01\n");
     writeFileSync(join(dir, "openssl.cnf"), ca.#config());
-    const ext = opts.extensions ?? CA_EXT;
-    writeFileSync(join(dir, "ca-ext.cnf"), `[ext]\n${ext.join("\n")}\n`);
-    ca.#keyAndCsr(ca.keyPath, join(dir, "ca.csr"), `/CN=${opts.name ?? "openssl intermediate"}`);
-    this.#sign(join(dir, "ca.csr"), ca.certPath, join(dir, "ca-ext.cnf"), opts);
-    chmodSync(ca.keyPath, 0o600);
+    writeFileSync(join(dir, "ca-ext.cnf"), `[ext]\n${extensions.join("\n")}\n`);
     return ca;
   }
 
