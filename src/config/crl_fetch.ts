@@ -18,8 +18,7 @@ import { createHash } from "node:crypto";
 import process from "node:process";
 import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { crlRollback, type LoadedCrl, parseCrls } from "../pki/crl.ts";
-import { signerOf } from "../pki/verify.ts";
+import { crlRollback, type LoadedCrl, verifiedCrls } from "../pki/crl.ts";
 import { pathExists } from "../pki/fs_util.ts";
 import type { x509 } from "../pki/x509.ts";
 import type { Logger } from "../observe/logger.ts";
@@ -206,9 +205,9 @@ export class CrlFetcher {
    */
   async #check(data: Uint8Array, path: string): Promise<LoadedCrl[]> {
     const cas = this.#o.cas();
-    const fresh = await verified(data, cas, path);
+    const fresh = await verifiedCrls(data, cas, path);
     const kept = await pathExists(path)
-      ? await verified(new Uint8Array(await readFile(path)), cas, path).catch(() => [])
+      ? await verifiedCrls(new Uint8Array(await readFile(path)), cas, path).catch(() => [])
       : [];
     for (const crl of fresh) {
       for (const old of kept) {
@@ -221,7 +220,9 @@ export class CrlFetcher {
 
   async #nextUpdateOf(path: string): Promise<Date | undefined> {
     try {
-      return earliest(await verified(new Uint8Array(await readFile(path)), this.#o.cas(), path));
+      return earliest(
+        await verifiedCrls(new Uint8Array(await readFile(path)), this.#o.cas(), path),
+      );
     } catch {
       return undefined;
     }
@@ -231,22 +232,6 @@ export class CrlFetcher {
 interface Outcome {
   failed?: string;
   nextUpdate?: Date;
-}
-
-/** The CRLs of `data`, each signed by one of `cas`; rejects naming what is wrong. */
-async function verified(
-  data: Uint8Array,
-  cas: readonly x509.X509Certificate[],
-  path: string,
-): Promise<LoadedCrl[]> {
-  const out: LoadedCrl[] = [];
-  for (const crl of parseCrls(data)) {
-    const signer = await signerOf(crl, cas);
-    if (!signer) throw new Error("the fetched CRL is not signed by a CA in the CA bundle");
-    const { serials, number, thisUpdate, nextUpdate } = crl;
-    out.push({ path, serials, number, thisUpdate, nextUpdate, signer });
-  }
-  return out;
 }
 
 function earliest(crls: LoadedCrl[]): Date | undefined {

@@ -421,21 +421,35 @@ async function loadOneFile(
   } catch (err) {
     throw new Error(`Cannot read CRL "${path}": ${(err as Error).message}`);
   }
-  let crls: ParsedCrl[];
   try {
-    crls = parseCrls(data);
+    return await verifiedCrls(data, caCertificates, path);
   } catch (err) {
     throw new Error(`Cannot load CRL "${path}": ${(err as Error).message}`);
   }
+}
+
+/**
+ * The CRLs of a file's bytes (as {@linkcode parseCrls} reads them), each checked to be signed
+ * by one of `caCertificates`, as loaded CRLs recorded as coming from `path`. Rejects naming
+ * what is wrong; used for files and for fetched CRLs alike.
+ *
+ * @example
+ * ```ts ignore
+ * const crls = await verifiedCrls(bytes, caCertificates, "https://ca.example/crl");
+ * ```
+ */
+export async function verifiedCrls(
+  data: Uint8Array,
+  caCertificates: readonly x509.X509Certificate[],
+  path: string,
+): Promise<LoadedCrl[]> {
   const out: LoadedCrl[] = [];
-  for (const crl of crls) {
+  for (const crl of parseCrls(data)) {
     const signer = await signerOf(crl, caCertificates);
     if (!signer) {
       throw new Error(
-        `Cannot load CRL "${path}": not signed by a CA in the CA bundle ` +
-          `(issuer ${
-            nameText(crl.issuerDer)
-          }; an intermediate's CRL needs the intermediate in ca.pem)`,
+        `not signed by a CA in the CA bundle (issuer ${nameText(crl.issuerDer)}; an ` +
+          `intermediate's CRL needs the intermediate in ca.pem)`,
       );
     }
     const { serials, number, thisUpdate, nextUpdate } = crl;
