@@ -84,6 +84,8 @@ export function crlCachePath(cacheDir: string, url: string): string {
 export class CrlFetcher {
   readonly #o: CrlFetcherOptions;
   readonly #timers = new Map<string, ReturnType<typeof setTimeout>>();
+  /** The earliest nextUpdate of each kept copy, once known. */
+  readonly #due = new Map<string, Date | undefined>();
   #stopped = false;
 
   /** A fetcher; nothing happens before {@linkcode CrlFetcher.start}. */
@@ -186,7 +188,8 @@ export class CrlFetcher {
       o.logger.log("info", "CRL fetched", { url, crls: crls.length, revoked });
       o.onResult?.("updated");
       o.onChange?.(url);
-      return { nextUpdate: earliest(crls) };
+      this.#due.set(path, earliest(crls));
+      return { nextUpdate: this.#due.get(path) };
     } catch (err) {
       const why = (err as Error).name === "TimeoutError" ? "timed out" : (err as Error).message;
       o.logger.log("warn", "CRL fetch failed: keeping the last good copy", {
@@ -218,14 +221,22 @@ export class CrlFetcher {
     return fresh;
   }
 
+  /**
+   * The kept copy's earliest nextUpdate: read from the file once (a restart), then known from
+   * the fetches themselves, so a 304 does not re-read and re-verify a CRL of megabytes.
+   */
   async #nextUpdateOf(path: string): Promise<Date | undefined> {
+    if (this.#due.has(path)) return this.#due.get(path);
+    let due: Date | undefined;
     try {
-      return earliest(
+      due = earliest(
         await verifiedCrls(new Uint8Array(await readFile(path)), this.#o.cas(), path),
       );
     } catch {
       return undefined;
     }
+    this.#due.set(path, due);
+    return due;
   }
 }
 
