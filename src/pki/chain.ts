@@ -28,7 +28,7 @@
 
 import { createHash } from "node:crypto";
 import { x509 } from "./x509.ts";
-import { nameDer, signerOf } from "./verify.ts";
+import { nameDer, sameBytes, signerOf } from "./verify.ts";
 import {
   type ConstrainedNames,
   constrainedNamesOf,
@@ -342,8 +342,4 @@ export function revocationLinks(path: readonly Cert[]): RevocationLink[] {
 
 function sameCert(a: Cert, b: Cert): boolean {
   return a === b || sameBytes(new Uint8Array(a.rawData), new Uint8Array(b.rawData));
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
 }

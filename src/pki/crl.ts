@@ -31,7 +31,7 @@ import { importPrivateKeyPem, parseCertificatePem } from "./pem.ts";
 import { x509 } from "./x509.ts";
 import { signingAlgorithm } from "./pki.ts";
 import { errorMessage } from "../observe/errors.ts";
-import { signerOf } from "./verify.ts";
+import { sameBytes, signerOf } from "./verify.ts";
 
 /** One revoked certificate. */
 export interface RevokedEntry {
@@ -269,10 +269,6 @@ function readExtension(ext: Tlv): { oid: string; critical: boolean; value: Uint8
 
 function fail(message: string): never {
   throw new TypeError(message);
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
 /**

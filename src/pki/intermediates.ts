@@ -8,13 +8,19 @@
  */
 
 import { mkdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { issueIntermediate, type KeyType, type PemPair, validateClientName } from "./pki.ts";
 import { keyMatchesCertificate, parseCertificatePem } from "./pem.ts";
 import { signerOf } from "./verify.ts";
 import type { x509 } from "./x509.ts";
 import { pathExists, writeFileAtomic } from "./fs_util.ts";
-import { issuedEntry, publishCrl, recordIssued, subdirs } from "./records.ts";
+import {
+  intermediateDirs,
+  issuedEntry,
+  publishCrl,
+  recordIssued,
+  serverBundleDirs,
+} from "./records.ts";
 import { AlreadyExistsError, type KeygenReport, loadCa, pkiExists, pkiLayout } from "./keygen.ts";
 
 /** The files of intermediate `name` of the PKI under `dir`. */
@@ -143,8 +149,8 @@ export async function loadIssuer(dir: string, name: string | undefined): Promise
  */
 export async function serverTrustPem(dir: string): Promise<string> {
   let pem = await readFile(pkiLayout(dir).caCert, "utf8");
-  for (const name of await subdirs(join(pkiLayout(dir).dir, "intermediates"))) {
-    const cert = intermediateLayout(dir, name).cert;
+  for (const d of await intermediateDirs(pkiLayout(dir).dir)) {
+    const cert = join(d, "ca.pem");
     if (await pathExists(cert)) pem += await readFile(cert, "utf8");
   }
   return pem;
@@ -152,13 +158,8 @@ export async function serverTrustPem(dir: string): Promise<string> {
 
 /** Add `certPem` to the `ca.pem` of every server bundle that lacks it; the files written. */
 async function trustInServers(dir: string, certPem: string): Promise<string[]> {
-  const layout = pkiLayout(dir);
-  const bundles = [layout.server.dir];
-  for (const host of await subdirs(join(layout.dir, "servers"))) {
-    bundles.push(join(layout.dir, "servers", host));
-  }
   const written: string[] = [];
-  for (const b of bundles) {
+  for (const b of await serverBundleDirs(pkiLayout(dir).dir)) {
     const ca = join(b, "ca.pem");
     if (!(await pathExists(ca))) continue;
     const text = await readFile(ca, "utf8");
@@ -182,10 +183,12 @@ export async function issuerNameOf(
 ): Promise<string | undefined> {
   const root = parseCertificatePem(await readFile(pkiLayout(dir).caCert, "utf8"));
   if (await signerOf(cert, [root])) return undefined;
-  for (const name of await subdirs(join(pkiLayout(dir).dir, "intermediates"))) {
-    const path = intermediateLayout(dir, name).cert;
+  for (const d of await intermediateDirs(pkiLayout(dir).dir)) {
+    const path = join(d, "ca.pem");
     if (!(await pathExists(path))) continue;
-    if (await signerOf(cert, [parseCertificatePem(await readFile(path, "utf8"))])) return name;
+    if (await signerOf(cert, [parseCertificatePem(await readFile(path, "utf8"))])) {
+      return basename(d);
+    }
   }
   throw new Error(`"${cert.subject}" was not issued by the root or an intermediate of "${dir}"`);
 }

@@ -199,9 +199,7 @@ export async function publishCrl(paths: RecordPaths, ca: PemPair): Promise<Publi
  */
 export async function combinedCrl(pkiDir: string): Promise<string | undefined> {
   const files = [join(pkiDir, "ca", "crl.pem")];
-  for (const name of await subdirs(join(pkiDir, "intermediates"))) {
-    files.push(join(pkiDir, "intermediates", name, "crl.pem"));
-  }
+  for (const dir of await intermediateDirs(pkiDir)) files.push(join(dir, "crl.pem"));
   let text = "";
   for (const f of files) if (await pathExists(f)) text += await readFile(f, "utf8");
   return text === "" ? undefined : text;
@@ -215,17 +213,30 @@ export async function combinedCrl(pkiDir: string): Promise<string | undefined> {
 export async function syncServerCrls(pkiDir: string): Promise<string[]> {
   const crl = await combinedCrl(pkiDir);
   if (crl === undefined) return [];
-  const dirs = [join(pkiDir, "server")];
-  for (const host of await subdirs(join(pkiDir, "servers"))) {
-    dirs.push(join(pkiDir, "servers", host));
-  }
   const written: string[] = [];
-  for (const dir of dirs) {
-    if (!(await pathExists(dir))) continue;
+  for (const dir of await serverBundleDirs(pkiDir)) {
     await replaceFile(join(dir, "crl.pem"), crl, 0o644);
     written.push(join(dir, "crl.pem"));
   }
   return written;
+}
+
+/** Every server bundle directory of the PKI that exists: `server/`, then each `servers/HOST/`. */
+export async function serverBundleDirs(pkiDir: string): Promise<string[]> {
+  const dirs = [join(pkiDir, "server")];
+  for (const host of await subdirs(join(pkiDir, "servers"))) {
+    dirs.push(join(pkiDir, "servers", host));
+  }
+  const present: string[] = [];
+  for (const d of dirs) if (await pathExists(d)) present.push(d);
+  return present;
+}
+
+/** Every intermediate's directory of the PKI (`intermediates/NAME/`), sorted by name. */
+export async function intermediateDirs(pkiDir: string): Promise<string[]> {
+  return (await subdirs(join(pkiDir, "intermediates"))).map((n) =>
+    join(pkiDir, "intermediates", n)
+  );
 }
 
 /** The names of the directories in `dir`, sorted (none when it does not exist). */

@@ -13,10 +13,16 @@
 
 import { normalizeSerial } from "../access/identity.ts";
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename } from "node:path";
 import { clientBundlePaths, clientSerials, loadCa, pkiLayout } from "./keygen.ts";
 import { pathExists } from "./fs_util.ts";
-import { addRevocations, publishCrl, type PublishReport, readIssued, subdirs } from "./records.ts";
+import {
+  addRevocations,
+  intermediateDirs,
+  publishCrl,
+  type PublishReport,
+  readIssued,
+} from "./records.ts";
 import { intermediateLayout, loadIssuer } from "./intermediates.ts";
 import { parseCertificatePem } from "./pem.ts";
 import type { PemPair } from "./pki.ts";
@@ -50,7 +56,7 @@ export interface RevokeReport {
  * ```ts
  * import { mkdtemp, rm } from "node:fs/promises";
  * import { tmpdir } from "node:os";
- * import { join } from "node:path";
+ * import { basename } from "node:path";
  * import { initPki, issueClientBundle } from "./keygen.ts";
  * import { revokeCertificate } from "./revoke.ts";
  * const dir = await mkdtemp(join(tmpdir(), "dg-revoke-"));
@@ -161,7 +167,8 @@ async function caDirs(
     subject: parseCertificatePem(await readFile(layout.caCert, "utf8")).subject,
     load: () => loadCa(dir),
   }];
-  for (const name of await subdirs(join(layout.dir, "intermediates"))) {
+  for (const d of await intermediateDirs(layout.dir)) {
+    const name = basename(d);
     const i = intermediateLayout(dir, name);
     if (!(await pathExists(i.cert))) continue;
     out.push({

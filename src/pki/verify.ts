@@ -84,7 +84,8 @@ function isCertificate(signed: Signed): signed is x509.X509Certificate {
   return "subjectName" in signed;
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+/** Whether two byte strings are equal (names, algorithm identifiers). */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
