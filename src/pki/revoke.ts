@@ -56,7 +56,7 @@ export interface RevokeReport {
  * ```ts
  * import { mkdtemp, rm } from "node:fs/promises";
  * import { tmpdir } from "node:os";
- * import { basename } from "node:path";
+ * import { join } from "node:path";
  * import { initPki, issueClientBundle } from "./keygen.ts";
  * import { revokeCertificate } from "./revoke.ts";
  * const dir = await mkdtemp(join(tmpdir(), "dg-revoke-"));
