@@ -70,6 +70,8 @@ Deno.test("api relay: bulk bodies that need no inspection stream through byte-ex
     for (let i = 0; i < payload.length; i += 65536) {
       crypto.getRandomValues(payload.subarray(i, Math.min(payload.length, i + 65536)));
     }
+    // An archive upload must start as plain tar (a restricted role's rule): a real header.
+    tarHeader("data.bin", payload.length - 512).copy(payload);
     const md5 = createHash("md5").update(payload).digest("hex");
     // Chunked (docker cp's archive upload) in uneven chunks, then Content-Length (docker load).
     const parts: Buffer[] = [
@@ -307,3 +309,21 @@ Deno.test("api relay: an owner check that cannot read the daemon's answer fails 
     assert.equal(new URL(list, "http://x").searchParams.get("all"), "1");
   });
 });
+
+/** A ustar header block for a regular file, checksum filled in (not made by our own code). */
+function tarHeader(name: string, size: number): Buffer {
+  const b = Buffer.alloc(512);
+  b.write(name, 0, "latin1");
+  b.write("0000644\0", 100, "latin1");
+  b.write("0000000\0", 108, "latin1");
+  b.write("0000000\0", 116, "latin1");
+  b.write(size.toString(8).padStart(11, "0") + "\0", 124, "latin1");
+  b.write("00000000000\0", 136, "latin1");
+  b.write("        ", 148, "latin1");
+  b.write("0", 156, "latin1");
+  b.write("ustar\x0000", 257, "latin1");
+  let sum = 0;
+  for (const x of b) sum += x;
+  b.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, "latin1");
+  return b;
+}

@@ -51,6 +51,13 @@ import {
   planIsolation,
 } from "./isolation.ts";
 import { checkOwners } from "./owner_check.ts";
+import { hijacks } from "./routes.ts";
+import {
+  contentTypeProblem,
+  isArchiveUpload,
+  TAR_BLOCK,
+  tarPrefixProblem,
+} from "./request_body.ts";
 import { JsonDocument } from "./strict_json.ts";
 import type { HeldInput, RelayHandle, RelayResult } from "../net/relay.ts";
 import { type FlowControl, runtimeFlowControl } from "../net/relay.ts";
@@ -119,6 +126,7 @@ type ClientPhase =
   | { kind: "head" }
   | { kind: "stream"; framing: BodyFraming; left: number; chunked?: ChunkedReader; next: Next }
   | { kind: "collect"; collect: Collector }
+  | { kind: "peek"; peek: Peek }
   | { kind: "discard"; left: number; chunked?: ChunkedReader; next: Next }
   | { kind: "wait-upgrade" }
   | { kind: "resolving" }
@@ -138,6 +146,16 @@ interface Collector {
   data: Buffer[];
   size: number;
   next: Next;
+}
+
+/** An archive upload whose first tar block is read (not consumed) before it is decided. */
+interface Peek {
+  exchange: Exchange;
+  framing: BodyFraming;
+  next: Next;
+  headBytes: Buffer;
+  /** What happens when the block is plain tar: the usual decision. */
+  then: () => void;
 }
 
 type ResponsePhase =
@@ -213,6 +231,8 @@ class ApiRelay {
   #resolve!: (r: RelayResult) => void;
   /** The owner checks' own connection to the daemon, opened when first needed. */
   #daemon: DaemonClient | undefined;
+  /** The request whose head or body is being read (for the record of a refusal). */
+  #reading: { method: string; path: string } | undefined;
 
   constructor(client: Duplex, upstream: Duplex, options: ApiRelayOptions, held?: HeldInput) {
     this.#client = client;
@@ -324,6 +344,8 @@ class ApiRelay {
           this.#passBody(phase);
         } else if (phase.kind === "collect") {
           if (!this.#collect(phase.collect)) break;
+        } else if (phase.kind === "peek") {
+          if (!this.#peek(phase.peek)) break;
         } else if (phase.kind === "raw") {
           const rest = this.#pending;
           this.#pending = Buffer.alloc(0);
@@ -343,20 +365,35 @@ class ApiRelay {
   /** Read one request head; false when more bytes are needed (or reading must pause). */
   #readHead(): boolean {
     if (this.#queue.length >= MAX_IN_FLIGHT) return false;
+    this.#reading = undefined;
     const end = findHeadEnd(this.#pending);
     if (end === -1) return false;
     const headBytes = this.#pending.subarray(0, end);
     const head = parseRequestHead(headBytes);
+    this.#reading = { method: head.method, path: head.target.split("?")[0] };
     this.#pending = this.#pending.subarray(end);
     const role = this.#options.role();
     if (!role) throw new HttpError(403, "the identity has no role in the policy any more");
     const routed = routeRequest(role, head.method, head.target);
     const { target, inspection } = routed;
+    this.#reading.path = target.path;
     const hasBody = head.framing.kind === "chunked" ||
       (head.framing.kind === "length" && head.framing.length > 0);
     const exchange = this.#exchange(head, target, role);
     exchange.bytesIn = end;
     const next: Next = head.close ? "closing" : exchange.mayUpgrade ? "wait-upgrade" : "head";
+    const forwardHead = () => this.#toUpstream(headBytes);
+    const early = role.preset === "full" ? undefined : headProblem(head, target);
+    if (early) {
+      this.#decided(
+        exchange,
+        { allow: false, rule: `${role.preset}: ${early}` },
+        head.framing,
+        next,
+        forwardHead,
+      );
+      return true;
+    }
     if (inspection && hasBody) {
       const length = head.framing.kind === "length" ? head.framing.length : 0;
       if (length > this.#maxBody) {
@@ -384,17 +421,55 @@ class ApiRelay {
       });
     // The head is forwarded as sent: every byte of it was checked above, and a head that two
     // parsers could read differently was refused (an inspected body is re-framed, see #collect).
-    if (role.isolate && decision.allow) {
-      this.#isolate(exchange, decision, head.framing, next, head, target, role, undefined);
+    const then = () => {
+      if (role.isolate && decision.allow) {
+        return this.#isolate(exchange, decision, head.framing, next, head, target, role, undefined);
+      }
+      this.#decided(exchange, decision, head.framing, next, forwardHead);
+    };
+    if (
+      decision.allow && hasBody && role.preset !== "full" &&
+      isArchiveUpload(head.method, target.path)
+    ) {
+      this.#phase = {
+        kind: "peek",
+        peek: { exchange, framing: head.framing, next, headBytes, then },
+      };
       return true;
     }
-    this.#decided(exchange, decision, head.framing, next, () => this.#toUpstream(headBytes));
+    then();
+    return true;
+  }
+
+  /**
+   * An archive upload: wait (consuming nothing) until its first tar block is here, then let
+   * it on only when it is plain tar. False while more bytes are needed.
+   */
+  #peek(p: Peek): boolean {
+    const prefix = bodyPrefix(this.#pending, p.framing, TAR_BLOCK);
+    if (prefix === undefined) {
+      if (this.#pending.length > MAX_HELD_BYTES) {
+        throw new HttpError(400, "an archive upload's first tar block did not arrive in time");
+      }
+      return false;
+    }
+    const problem = tarPrefixProblem(prefix);
+    if (!problem) {
+      p.then();
+      return true;
+    }
+    const role = this.#options.role()?.preset ?? "restricted";
+    this.#decided(
+      p.exchange,
+      { allow: false, rule: `${role}: ${problem}` },
+      p.framing,
+      p.next,
+      () => this.#toUpstream(p.headBytes),
+    );
     return true;
   }
 
   #exchange(head: RequestHead, target: ApiTarget, role: Role): Exchange {
-    const hijack = head.method === "POST" &&
-      (/^\/containers\/.+\/attach$/.test(target.path) || /^\/exec\/.+\/start$/.test(target.path));
     return {
       method: head.method,
       path: target.path,
@@ -403,7 +478,9 @@ class ApiRelay {
       started: Date.now(),
       bytesIn: 0,
       bytesOut: 0,
-      mayUpgrade: head.upgrade || hijack,
+      // Only the routes dockerd hijacks may switch: a stream content type on any other answer
+      // (logs since Docker 23) is an ordinary response.
+      mayUpgrade: hijacks(head.method, target.path),
     };
   }
 
@@ -624,8 +701,8 @@ class ApiRelay {
   #protocolError(err: unknown): void {
     const e = err instanceof HttpError ? err : new HttpError(400, (err as Error).message);
     const exchange: Exchange = {
-      method: "-",
-      path: "-",
+      method: this.#reading?.method ?? "-",
+      path: this.#reading?.path ?? "-",
       decision: { allow: false, rule: e.message },
       role: this.#options.role()?.name ?? "-",
       started: Date.now(),
@@ -814,8 +891,9 @@ class ApiRelay {
   }
 
   #switchesToRaw(exchange: Exchange, head: ResponseHead): boolean {
+    if (!exchange.mayUpgrade) return false;
     if (head.status === 101) return true;
-    if (!exchange.mayUpgrade || head.status !== 200) return false;
+    if (head.status !== 200) return false;
     const type = valuesOf(head, "content-type")[0]?.split(";")[0].trim().toLowerCase();
     return type === "application/vnd.docker.raw-stream" ||
       type === "application/vnd.docker.multiplexed-stream";
@@ -955,6 +1033,38 @@ class ApiRelay {
 }
 
 /** A response head like `head` with `status` and a `Content-Length` of `length`. */
+/**
+ * What a restricted role's head may not carry whatever the route: `Upgrade` outside the routes
+ * dockerd hijacks, and a content type dockerd would read as parameters (see request_body.ts).
+ */
+function headProblem(head: RequestHead, target: ApiTarget): string | undefined {
+  if (head.upgrade && !hijacks(head.method, target.path)) {
+    return "Upgrade is only for attach and exec start (dockerd hijacks no other route)";
+  }
+  return contentTypeProblem(head);
+}
+
+/**
+ * The first `size` bytes of the body that starts `pending` (the whole body when shorter), or
+ * `undefined` while they have not all arrived. Reads a copy: nothing is consumed.
+ */
+function bodyPrefix(pending: Buffer, framing: BodyFraming, size: number): Buffer | undefined {
+  if (framing.kind === "length") {
+    const want = Math.min(size, framing.length);
+    return pending.length >= want ? pending.subarray(0, want) : undefined;
+  }
+  if (framing.kind !== "chunked") return undefined;
+  const reader = new ChunkedReader();
+  const data: Buffer[] = [];
+  let got = 0;
+  reader.feed(pending, (d) => {
+    data.push(d);
+    got += d.length;
+  });
+  if (got < size && !reader.done) return undefined;
+  return Buffer.concat(data).subarray(0, size);
+}
+
 function responseHeadWith(head: ResponseHead, status: number, length: number): Buffer {
   const reasons: Record<number, string> = { 200: "OK", 201: "Created", 409: "Conflict" };
   let text = `HTTP/1.1 ${status} ${reasons[status] ?? "Status"}\r\n`;

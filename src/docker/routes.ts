@@ -217,3 +217,24 @@ export function matchRoutes(method: string, path: string): Route[] {
 /** The routes of each method (a request is matched against its method's only). */
 const BY_METHOD = new Map<string, Route[]>();
 for (const r of ROUTES) BY_METHOD.set(r.method, [...(BY_METHOD.get(r.method) ?? []), r]);
+
+/**
+ * Whether dockerd hijacks the connection for `method path` (canonical, without the version):
+ * container attach, its websocket form, and exec start, and nothing else. Only these may
+ * switch to a raw stream, whatever the request's `Upgrade` or the answer's content type says.
+ *
+ * @example
+ * ```ts
+ * import { hijacks } from "./routes.ts";
+ * if (!hijacks("POST", "/exec/3f1/start") || hijacks("GET", "/containers/web/logs")) throw new Error();
+ * ```
+ */
+export function hijacks(method: string, path: string): boolean {
+  return HIJACKED.some(([m, re]) => m === method && re.test(path));
+}
+
+const HIJACKED: readonly [string, RegExp][] = [
+  ["POST", compilePattern("/containers/{name}/attach")],
+  ["GET", compilePattern("/containers/{name}/attach/ws")],
+  ["POST", compilePattern("/exec/{name}/start")],
+];
