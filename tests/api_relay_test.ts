@@ -327,3 +327,30 @@ function tarHeader(name: string, size: number): Buffer {
   b.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, "latin1");
   return b;
 }
+
+Deno.test("api relay: a streamed body whose chunked framing breaks gets 400 and a close, not silence", async () => {
+  await withApiGate(async (f) => {
+    const ci = await f.creds("ci");
+    const broken = [
+      "zz\r\n",
+      "3\r\nabcde\r\n0\r\n\r\n",
+      "3;ext=1\r\nabc\r\n0\r\n\r\n",
+      "3\nabc\n0\n\n",
+      "0\r\nX-T: 1\r\n\r\n",
+      "ffffffffffffffffff\r\n",
+      "-1\r\n",
+      "3\r\nabc0\r\n\r\n",
+    ];
+    for (const body of broken) {
+      // The client keeps its side open, as one waiting for an answer does.
+      const ex = await tlsExchange(
+        f.port,
+        ci,
+        "POST /v1.41/images/load HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked\r\n\r\n" + body,
+        { keepOpen: true, timeoutMs: 5_000 },
+      );
+      assert.equal(ex.timedOut, false, `${JSON.stringify(body)}: the gate answered and closed`);
+      assert.deepEqual(splitResponses(ex.data).map((r) => r.status), [400], JSON.stringify(body));
+    }
+  });
+});

@@ -710,10 +710,20 @@ class ApiRelay {
       bytesOut: 0,
       mayUpgrade: false,
     };
+    const streamed = this.#phase.kind === "stream" ? this.#queue.at(-1) : undefined;
     this.#phase = { kind: "closing" };
     this.#pending = Buffer.alloc(0);
     const message = `dockgate: ${e.message}`;
-    this.#refuse(exchange, e.status === 403 ? 403 : e.status, message, true);
+    const status = e.status === 403 ? 403 : e.status;
+    if (streamed && !streamed.local) {
+      // The body being forwarded broke off: the daemon waits for the rest and will never
+      // answer it, so the gate's 400 stands in that answer's place and ends the connection.
+      streamed.decision = { allow: false, rule: e.message };
+      streamed.local = { response: gateResponse(status, message, true), status, close: true };
+      this.#upstream.end();
+      return this.#flushLocal();
+    }
+    this.#refuse(exchange, status, message, true);
   }
 
   #toUpstream(bytes: Buffer): void {
