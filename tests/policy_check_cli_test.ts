@@ -33,6 +33,12 @@ identities:
     let r = await check("--identity", "grafana", "GET", "/v1.41/containers/json?all=1");
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, "allow monitor: read-only\n");
+    r = await check("--identity", "ci-runner", "PUT", "/v1.45/containers/web/archive?path=/");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /^allow ci: no-escape\nshield CVE-2026-41568: refused on Docker 25\.0\.0 to 29\.5\.0 /,
+    );
     r = await check("--identity", "grafana", "POST", "/v1.41/containers/create");
     assert.equal(r.code, 1);
     assert.match(r.stdout, /^deny monitor: read-only: POST \/containers\/create changes state\n$/);

@@ -17,6 +17,7 @@ import { withApiGate } from "./helpers/api_gate.ts";
 import { freeTempDir } from "./helpers/wait.ts";
 import { parseRequestHead } from "../src/docker/http.ts";
 import { contentTypeProblem, mediaTypeOf, tarPrefixProblem } from "../src/docker/request_body.ts";
+import { activeShields, shieldProblem, SHIELDS } from "../src/docker/shields.ts";
 
 const head = (contentType: string) =>
   parseRequestHead(
@@ -196,4 +197,40 @@ Deno.test("api relay: a refusal while a body is read is audited with its method 
     assert.equal(rec.method, "POST");
     assert.equal(rec.path, "/containers/create");
   }, { maxBodyBytes: 1024 });
+});
+
+Deno.test("shields: by the daemon's version, unknown versions shielded", () => {
+  assert.deepEqual(activeShields("20.10.24+dfsg1"), []);
+  assert.deepEqual(activeShields("29.5.1"), []);
+  assert.ok(activeShields("25.0.0").length > 0);
+  assert.ok(activeShields("29.5.0").length > 0);
+  assert.equal(activeShields("not a version").length, SHIELDS.length);
+  assert.equal(activeShields(undefined).length, SHIELDS.length);
+  assert.match(shieldProblem("GET", "/containers/a/b/archive", "26.1.5+dfsg1")!, /CVE-2026-41568/);
+  assert.equal(shieldProblem("GET", "/containers/a/json", "26.1.5"), undefined);
+});
+
+Deno.test("api relay: shields refuse docker cp on an affected daemon, and on one that cannot say its version", async () => {
+  const a = await archives();
+  for (const version of ["26.1.5+dfsg1", null]) {
+    await withApiGate(async (f) => {
+      const ci = await f.creds("ci");
+      const ex = await tlsExchange(
+        f.port,
+        ci,
+        Buffer.concat([
+          Buffer.from(
+            `PUT /v1.45/containers/c1/archive?path=/tmp HTTP/1.1\r\nHost: d\r\n` +
+              `Content-Type: application/x-tar\r\nContent-Length: ${a.tar.length}\r\n\r\n`,
+          ),
+          a.tar,
+          Buffer.from("GET /v1.45/containers/c1/archive?path=/etc HTTP/1.1\r\nHost: d\r\n\r\n"),
+        ]),
+      );
+      const rs = splitResponses(ex.data);
+      assert.deepEqual(rs.map((r) => r.status), [403, 403], String(version));
+      assert.match(rs[0].body, /shield CVE-2026-41568/);
+      assert.equal(f.recorded.length, 0, "nothing reached the daemon");
+    }, { targetVersion: version });
+  }
 });

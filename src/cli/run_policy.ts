@@ -22,6 +22,20 @@ import { parseApiTarget } from "../docker/api_path.ts";
 import { IsolationRefusal, planIsolation } from "../docker/isolation.ts";
 import { JsonDocument } from "../docker/strict_json.ts";
 import { fsErrorText } from "../pki/fs_util.ts";
+import { shieldProblem, SHIELDS } from "../docker/shields.ts";
+
+/** A line per shield that guards `method path`: refused on the daemon versions it names. */
+function shieldLines(method: string, path: string): string[] {
+  let canonical: string;
+  try {
+    canonical = parseApiTarget(path).path;
+  } catch {
+    return [];
+  }
+  return SHIELDS.filter((s) => shieldProblem(method, canonical, s.from) !== undefined).map((s) =>
+    `shield ${s.id}: refused on Docker ${s.from} to ${s.through} (${s.refuses}; ${s.advisory})`
+  );
+}
 
 /** Decide, print `allow|deny <role>: <rule>` on stdout, and return the exit code. */
 export async function runPolicyCheck(cmd: PolicyCheckCommand, io: CliIo): Promise<number> {
@@ -41,6 +55,10 @@ export async function runPolicyCheck(cmd: PolicyCheckCommand, io: CliIo): Promis
   io.out(`${decision.allow ? "allow" : "deny"} ${role?.name ?? "-"}: ${decision.rule}`);
   // The owner checks need the daemon: say what the gate will check when the request comes.
   if (owner) io.out(`isolate: ${owner}`);
+  // Shields depend on the daemon's version, which only serve knows: say which apply here.
+  if (decision.allow && role?.preset !== "full") {
+    for (const line of shieldLines(cmd.method, cmd.path)) io.out(line);
+  }
   return decision.allow ? 0 : 1;
 
   function isolation(allowed: ApiDecision): [ApiDecision, string | undefined] {

@@ -52,6 +52,7 @@ import {
 } from "./isolation.ts";
 import { checkOwners } from "./owner_check.ts";
 import { hijacks } from "./routes.ts";
+import { shieldProblem } from "./shields.ts";
 import {
   contentTypeProblem,
   isArchiveUpload,
@@ -81,6 +82,8 @@ export interface ApiRelayOptions {
    * isolated role's requests that name objects are refused (502).
    */
   connectDaemon?: () => Promise<Duplex>;
+  /** The daemon's version, for the shields (`shields.ts`); undefined: unknown, all active. */
+  daemonVersion?: () => string | undefined;
 }
 
 /** Pieces this big are bulk (an upload): gathered per event-loop turn before writing. */
@@ -383,7 +386,9 @@ class ApiRelay {
     exchange.bytesIn = end;
     const next: Next = head.close ? "closing" : exchange.mayUpgrade ? "wait-upgrade" : "head";
     const forwardHead = () => this.#toUpstream(headBytes);
-    const early = role.preset === "full" ? undefined : headProblem(head, target);
+    const early = role.preset === "full"
+      ? undefined
+      : headProblem(head, target, this.#options.daemonVersion?.());
     if (early) {
       this.#decided(
         exchange,
@@ -1047,11 +1052,15 @@ class ApiRelay {
  * What a restricted role's head may not carry whatever the route: `Upgrade` outside the routes
  * dockerd hijacks, and a content type dockerd would read as parameters (see request_body.ts).
  */
-function headProblem(head: RequestHead, target: ApiTarget): string | undefined {
+function headProblem(
+  head: RequestHead,
+  target: ApiTarget,
+  version: string | undefined,
+): string | undefined {
   if (head.upgrade && !hijacks(head.method, target.path)) {
     return "Upgrade is only for attach and exec start (dockerd hijacks no other route)";
   }
-  return contentTypeProblem(head);
+  return contentTypeProblem(head) ?? shieldProblem(head.method, target.path, version);
 }
 
 /**

@@ -19,6 +19,9 @@ import type { AuditRecord } from "../../src/observe/audit.ts";
 import type { Creds } from "./tls_peers.ts";
 import { freeTempDir } from "./wait.ts";
 
+/** The engine version the recording target claims (no shield is active for it). */
+export const TARGET_VERSION = "20.10.24";
+
 /** A request as the recording target parsed it. */
 export interface Recorded {
   method: string;
@@ -63,7 +66,12 @@ export const TEST_POLICY = {
 /** Run `fn` with a gate (policy {@linkcode TEST_POLICY}) and a recording target. */
 export async function withApiGate(
   fn: (f: ApiGate) => Promise<void>,
-  options: { mode?: "enforce" | "audit"; maxBodyBytes?: number } = {},
+  options: {
+    mode?: "enforce" | "audit";
+    maxBodyBytes?: number;
+    /** The engine version the target claims; `null`: it cannot say. Default 20.10.24. */
+    targetVersion?: string | null;
+  } = {},
 ): Promise<void> {
   const dir = await freeTempDir("dg-api-");
   const recorded: Recorded[] = [];
@@ -73,6 +81,19 @@ export async function withApiGate(
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
+      // The gate's own version question (for its shields, see shields.ts): answered as a
+      // 20.10 daemon does, and not recorded (it is not a client's request).
+      if (req.method === "GET" && req.url === "/version") {
+        const version = options.targetVersion === undefined
+          ? TARGET_VERSION
+          : options.targetVersion;
+        const v = JSON.stringify({ Version: version, ApiVersion: "1.41" });
+        res.writeHead(version === null ? 500 : 200, {
+          "content-type": "application/json",
+          "content-length": v.length,
+        });
+        return res.end(v);
+      }
       recorded.push({
         method: req.method!,
         url: req.url!,
