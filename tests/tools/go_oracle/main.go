@@ -25,7 +25,7 @@ type request struct {
 	Method           string              `json:"method"`
 	RequestURI       string              `json:"requestURI"`
 	Proto            string              `json:"proto"`
-	Host             string              `json:"host"`
+	Host             []byte              `json:"host"` // bytes: a header may hold any octet
 	Path             string              `json:"path"`
 	RawQuery         string              `json:"rawQuery"`
 	Query            map[string][]string `json:"query"`
@@ -79,7 +79,7 @@ func readOne(src *bytes.Reader, br *bufio.Reader, total int, start *int) (*reque
 	}
 	pos := total - src.Len() - br.Buffered()
 	out := &request{
-		Method: req.Method, RequestURI: req.RequestURI, Proto: req.Proto, Host: req.Host,
+		Method: req.Method, RequestURI: req.RequestURI, Proto: req.Proto, Host: []byte(req.Host),
 		Path: req.URL.Path, RawQuery: req.URL.RawQuery,
 		ContentLength: req.ContentLength, TransferEncoding: req.TransferEncoding,
 		Close: req.Close, Body: body, Consumed: pos - *start,
