@@ -62,6 +62,13 @@ export const CASES: Record<string, string> = {
   nonAsciiHeader: `GET /info HTTP/1.1\r\n${H}X-A: caf\xc3\xa9 \xff\r\n\r\n`,
   http10KeepAlive:
     `GET /info HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /version HTTP/1.0\r\n\r\n`,
+  // JS String#trim strips NBSP (0xa0), VT and FF too; Go's token lists trim space and tab only.
+  http10KeepAliveNbsp:
+    `GET /info HTTP/1.0\r\nConnection: keep-alive\xa0\r\n\r\nGET /version HTTP/1.0\r\n\r\n`,
+  closeNbsp:
+    `GET /info HTTP/1.1\r\n${H}Connection: close\xa0\r\n\r\nGET /version HTTP/1.1\r\n${H}\r\n`,
+  closeVt:
+    `GET /info HTTP/1.1\r\n${H}Connection: \x0bclose\r\n\r\nGET /version HTTP/1.1\r\n${H}\r\n`,
   http10Close: `GET /info HTTP/1.0\r\n\r\nGET /version HTTP/1.0\r\n\r\n`,
   pipelined:
     `POST /build HTTP/1.1\r\n${H}Content-Length: 1\r\n\r\naGET /info HTTP/1.1\r\n${H}\r\nGET /version HTTP/1.1\r\n${H}Connection: close\r\n\r\n`,
@@ -135,7 +142,7 @@ export function random(seed: number): () => number {
   };
 }
 
-const INSERTS = ["\r", "\n", "\r\n", " ", "\t", ":", ";", ",", "%", "0", "\x85"];
+const INSERTS = ["\r", "\n", "\r\n", " ", "\t", ":", ";", ",", "%", "0", "\x85", "\xa0", "\x0b"];
 
 /** One to three random mutations of `input`: byte flips, insertions, case changes, dup lines. */
 export function mutate(input: Buffer, rand: () => number): Buffer {
