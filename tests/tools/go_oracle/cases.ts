@@ -119,6 +119,30 @@ export const CASES: Record<string, string> = {
   unicodePath: `GET /containers/caf%C3%A9/json HTTP/1.1\r\n${H}\r\n`,
   rawNonAsciiPath: `GET /containers/caf\xc3\xa9/json HTTP/1.1\r\n${H}\r\n`,
   fragment: `GET /info#x HTTP/1.1\r\n${H}\r\n`,
+  oddPathBytes: `GET /containers/a"b<>{}|^\`~!$&'()*+,=@/json HTTP/1.1\r\n${H}\r\n`,
+  versionLeadingZero: `GET /v01.41/info HTTP/1.1\r\n${H}\r\n`,
+  versionUpper: `GET /V1.41/info HTTP/1.1\r\n${H}\r\n`,
+  versionTrailingSlash: `GET /v1.41/ HTTP/1.1\r\n${H}\r\n`,
+  queryNulAndPlus: `GET /containers/json?a=%00&b=%2B&c=%2b+ HTTP/1.1\r\n${H}\r\n`,
+  queryEncodedAmp: `GET /containers/json?a=1%26b%3D2 HTTP/1.1\r\n${H}\r\n`,
+  queryUnicodeKey: `GET /containers/json?%C3%A9=1&%e2%80%8b=2 HTTP/1.1\r\n${H}\r\n`,
+  chunkUpperHex:
+    `POST /build HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\nA\r\n0123456789\r\n1\r\nx\r\n0\r\n\r\n`,
+  chunkFifteenDigits:
+    `POST /build HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n000000000000001\r\na\r\n0\r\n\r\n`,
+  chunkSixteenDigits:
+    `POST /build HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n0000000000000001\r\na\r\n0\r\n\r\n`,
+  teSpaces: `POST /build HTTP/1.1\r\n${H}Transfer-Encoding:  chunked \t\r\n\r\n1\r\na\r\n0\r\n\r\n`,
+  teNbsp:
+    `POST /build HTTP/1.1\r\n${H}Transfer-Encoding: chunked\xa0\r\nContent-Length: 3\r\n\r\nabc`,
+  clNbsp: `POST /build HTTP/1.1\r\n${H}Content-Length: 3\xa0\r\n\r\nabc`,
+  clLeadingZeros: `POST /build HTTP/1.1\r\n${H}Content-Length: 0003\r\n\r\nabc`,
+  hostNbsp: `GET /info HTTP/1.1\r\nHost: \xa0d\xa0\r\n\r\n`,
+  expectContinue: `POST /build HTTP/1.1\r\n${H}Expect: 100-continue\r\nContent-Length: 1\r\n\r\na`,
+  upgradeNbsp:
+    `POST /containers/a/attach HTTP/1.1\r\n${H}Connection: Upgrade\xa0\r\nUpgrade: tcp\r\n\r\nGET /info HTTP/1.1\r\n${H}\r\n`,
+  connectionList:
+    `GET /info HTTP/1.1\r\n${H}Connection: keep-alive, ,CLOSE\r\n\r\nGET /version HTTP/1.1\r\n${H}\r\n`,
   incompleteBody: `POST /build HTTP/1.1\r\n${H}Content-Length: 10\r\n\r\nabc`,
 };
 

@@ -39,6 +39,7 @@ export interface GoRequest {
   consumed: number;
   postForm: Record<string, string[]>;
   formReadBody: number;
+  multipartReadBody: number;
   parseFormErr: string;
 }
 
@@ -188,11 +189,14 @@ function requestDifferences(g: GateRequest, o: GoRequest): string[] {
   check("body", goBody.equals(g.body), `${g.body.length} vs ${goBody.length} bytes`);
   check("consumed", g.consumed === o.consumed, `${g.consumed} vs ${o.consumed}`);
   check("close", g.close === o.close, `${g.close} vs ${o.close}`);
-  const formFromBody = o.formReadBody > 0 || Object.keys(o.postForm ?? {}).length > 0;
+  const formFromBody = o.formReadBody > 0 || o.multipartReadBody > 0 ||
+    Object.keys(o.postForm ?? {}).length > 0;
   check(
     "form body",
     !formFromBody || g.contentTypeRefusal !== undefined,
-    `Go's ParseForm read ${o.formReadBody} body bytes (${JSON.stringify(o.postForm)}) ` +
+    `Go's ParseForm read ${o.formReadBody} (FormValue ${o.multipartReadBody}) body bytes (${
+      JSON.stringify(o.postForm)
+    }) ` +
       "and the content-type rule would forward it",
   );
   return out;

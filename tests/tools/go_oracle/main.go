@@ -39,6 +39,9 @@ type request struct {
 	PostForm         map[string][]string `json:"postForm"`
 	FormReadBody     int                 `json:"formReadBody"`
 	ParseFormErr     string              `json:"parseFormErr"`
+	// MultipartReadBody is what r.FormValue takes from the body when no ParseForm came
+	// first (it calls ParseMultipartForm, which reads multipart/form-data bodies too).
+	MultipartReadBody int `json:"multipartReadBody"`
 }
 
 type output struct {
@@ -98,6 +101,12 @@ func readOne(src *bytes.Reader, br *bufio.Reader, total int, start *int) (*reque
 	out.Form = values(req.Form)
 	out.PostForm = values(req.PostForm)
 	out.FormReadBody = counter.n
+	fresh := req.Clone(req.Context())
+	fresh.Form, fresh.PostForm, fresh.MultipartForm = nil, nil, nil
+	multipart := &countingReader{r: bytes.NewReader(body)}
+	fresh.Body = io.NopCloser(multipart)
+	_ = fresh.FormValue("")
+	out.MultipartReadBody = multipart.n
 	return out, nil
 }
 
