@@ -5,7 +5,7 @@
  *
  *   ./node_modules/.bin/deno run -A scripts/fuzz_differential.ts [N=100000] [SEED=random]
  */
-import { mutatedInputs } from "../tests/tools/go_oracle/cases.ts";
+import { generatedInputs, mutatedInputs } from "../tests/tools/go_oracle/cases.ts";
 import {
   buildOracle,
   compare,
@@ -29,7 +29,9 @@ let stricter = 0;
 try {
   const bin = await buildOracle(dir);
   for (let done = 0, batch = 0; done < total; done += BATCH, batch++) {
-    const inputs = mutatedInputs(seed + batch, Math.min(BATCH, total - done));
+    // Alternate batches: byte mutations of the cases, then structured requests.
+    const n = Math.min(BATCH, total - done);
+    const inputs = batch % 2 ? generatedInputs(seed + batch, n) : mutatedInputs(seed + batch, n);
     const go = await runOracle(bin, inputs);
     inputs.forEach((bytes, i) => {
       const c = compare(gateRead(bytes), go[i]);

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { caseInputs, mutatedInputs } from "./tools/go_oracle/cases.ts";
+import { caseInputs, generatedInputs, mutatedInputs } from "./tools/go_oracle/cases.ts";
 import {
   buildOracle,
   compare,
@@ -25,6 +25,7 @@ if (!HAVE_GO) {
 
 const SEED = 20261207;
 const MUTATIONS = 3000;
+const GENERATED = 3000;
 
 Deno.test({
   name: "differential: the gate reads every request it accepts exactly as Go's net/http does",
@@ -37,6 +38,10 @@ Deno.test({
         const inputs: { name: string; bytes: Buffer }[] = [
           ...caseInputs(),
           ...mutatedInputs(SEED, MUTATIONS).map((bytes, i) => ({ name: `mutation ${i}`, bytes })),
+          ...generatedInputs(SEED, GENERATED).map((bytes, i) => ({
+            name: `generated ${i}`,
+            bytes,
+          })),
         ];
         const go = await runOracle(bin, inputs.map((i) => i.bytes));
         const failures: string[] = [];

@@ -224,3 +224,86 @@ export function mutatedInputs(seed: number, count: number): Buffer[] {
   }
   return out;
 }
+
+const pick = <T>(rand: () => number, list: readonly T[]): T =>
+  list[Math.floor(rand() * list.length)];
+
+const SEGMENTS = [
+  "containers",
+  "json",
+  "v1.41",
+  "v1.24",
+  "build",
+  "a",
+  "%41",
+  "%2e",
+  "%C3%A9",
+  "+",
+];
+const QUERY_PARTS = ["a=1", "a", "=x", "b=%20", "c=+", "d=%2B", "", "e=%zz", "f=%ff", "g=1;h=2"];
+const SPACES = ["", " ", "  ", "\t", " \t", "\xa0", "\x0b"];
+const HEADERS = [
+  "Content-Length",
+  "Transfer-Encoding",
+  "Content-Type",
+  "Connection",
+  "Host",
+  "Upgrade",
+  "X-A",
+];
+const VALUES: Record<string, readonly string[]> = {
+  "Content-Length": ["0", "1", "3", "03", "+3", "3,3", "-1", ""],
+  "Transfer-Encoding": ["chunked", "CHUNKED", "chunked, identity", "identity", "gzip, chunked"],
+  "Content-Type": [
+    "application/json",
+    FORM,
+    `${FORM}; charset`,
+    "Application/JSON; x=y",
+    "multipart/form-data; boundary=x",
+    "text/plain",
+    "application/x-tar",
+    "application/json;",
+    "",
+  ],
+  Connection: ["close", "keep-alive", "Upgrade", "close, keep-alive", "CLOSE"],
+  Host: ["d", "", "a b", "d:2375"],
+  Upgrade: ["tcp", ""],
+  "X-A": ["1", "caf\xc3\xa9", "\xff"],
+};
+const BODIES = ["", "a", "abc", "1\r\na\r\n0\r\n\r\n", "3\r\nabc\r\n0\r\n\r\n", "networkmode=host"];
+
+/**
+ * One structured request (or two pipelined): random method, path, query, headers with random
+ * spacing, framing and body. Finds what byte mutations of the cases rarely reach.
+ */
+export function generate(rand: () => number): Buffer {
+  let text = "";
+  const requests = 1 + Math.floor(rand() * 2);
+  for (let r = 0; r < requests; r++) {
+    const method = pick(rand, ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]);
+    const segments = Array.from({ length: 1 + Math.floor(rand() * 3) }, () => pick(rand, SEGMENTS));
+    const query = rand() < 0.5
+      ? ""
+      : "?" + Array.from({ length: 1 + Math.floor(rand() * 3) }, () => pick(rand, QUERY_PARTS))
+        .join("&");
+    const version = rand() < 0.85 ? "HTTP/1.1" : "HTTP/1.0";
+    text += `${method} /${segments.join("/")}${query} ${version}\r\n`;
+    if (rand() < 0.9) text += "Host: d\r\n";
+    const count = Math.floor(rand() * 4);
+    for (let h = 0; h < count; h++) {
+      const name = pick(rand, HEADERS);
+      const spelled = rand() < 0.2 ? name.toUpperCase() : name;
+      text += `${spelled}:${pick(rand, SPACES)}${pick(rand, VALUES[name])}${
+        pick(rand, SPACES)
+      }\r\n`;
+    }
+    text += `\r\n${pick(rand, BODIES)}`;
+  }
+  return Buffer.from(text, "latin1");
+}
+
+/** `count` generated inputs from `seed`. */
+export function generatedInputs(seed: number, count: number): Buffer[] {
+  const rand = random(seed);
+  return Array.from({ length: count }, () => generate(rand));
+}
