@@ -2,7 +2,7 @@
 # dockgate's test command: `bash scripts/test.sh` (CI: `bash .ci/run`, as root, CI=true).
 #
 # 1. As root, installs missing system packages from Debian (docker.io for the real-Docker
-#    tests, busybox-static for their image, python3-docker (docker-py) for attach, docker-compose (1.29) for isolation, prometheus (promtool) for the metrics check, easy-rsa and golang-cfssl for the PKI-tool tests, socat, stunnel4, testssl.sh, openssl, util-linux,
+#    tests, busybox-static for their image, python3-docker (docker-py) for attach, docker-compose (1.29) for isolation, prometheus (promtool) for the metrics check, easy-rsa and golang-cfssl for the PKI-tool tests, golang-go for the differential test's oracle, socat, stunnel4, testssl.sh, openssl, util-linux,
 #    ca-certificates). Not root: installs nothing, just runs (dockerd tests then SKIP loudly,
 #    except under CI=true where they fail).
 # 2. npm ci (installs Deno and the npm deps; `npm install` when there is no lock file).
@@ -46,6 +46,7 @@ install_system_packages() {
   have tar || missing+=(tar)
   [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
   have npm || missing+=(npm)
+  have go || missing+=(golang-go) # tests/differential_test.ts builds its Go oracle
   if [ "${#missing[@]}" -eq 0 ]; then
     return 0
   fi
@@ -59,7 +60,7 @@ install_system_packages() {
   fi
   log "missing ${missing[*]}: installing from Debian"
   local pkgs=(docker.io busybox-static socat stunnel4 testssl.sh openssl util-linux ca-certificates tar
-    python3-docker docker-compose prometheus easy-rsa golang-cfssl)
+    python3-docker docker-compose prometheus easy-rsa golang-cfssl golang-go)
   have npm || pkgs+=(nodejs npm)
   # Don't let docker.io's postinst start a system dockerd (the tests run their own).
   local policy=/usr/sbin/policy-rc.d own_policy=0

@@ -225,9 +225,15 @@ export function parseRequestHead(head: Buffer): RequestHead {
   };
 }
 
-/** The comma-separated tokens of a list header, lower-cased. */
+/**
+ * The comma-separated tokens of a list header, lower-cased. Only space and tab are trimmed,
+ * as Go's `httpguts.HeaderValuesContainsToken` does: `String#trim` would also strip NBSP
+ * (0xa0), so `close\xa0` meant close here and keep-alive to dockerd (found by
+ * tests/differential_test.ts).
+ */
 function tokens(value: string): string[] {
-  return value.split(",").map((t) => t.trim().toLowerCase()).filter((t) => t !== "");
+  return value.split(",").map((t) => t.replace(/^[ \t]+|[ \t]+$/g, "").toLowerCase())
+    .filter((t) => t !== "");
 }
 
 /** The one framing rule for requests: one `Content-Length`, or one `chunked`, or no body. */

@@ -1,0 +1,3 @@
+module dockgate/go_oracle
+
+go 1.19
