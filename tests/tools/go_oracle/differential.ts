@@ -11,6 +11,7 @@
  * @module
  */
 
+import { contentTypeProblem } from "../../../src/docker/request_body.ts";
 import { Buffer } from "node:buffer";
 import {
   ChunkedReader,
@@ -73,31 +74,6 @@ export interface GateResult {
   stop: string;
 }
 
-/**
- * COPY OF THE LEAD'S RULE, until `contentTypeProblem` (src/docker/request_body.ts on main)
- * lands on this branch: a restricted role's body is forwarded only when there is one
- * `Content-Type` at most and its media type (before `;`, trimmed, ASCII lower-cased, printable
- * ASCII only) is absent or one of these. Replace with the real function once merged.
- */
-const FORWARDED_MEDIA_TYPES = [
-  "application/json",
-  "application/x-tar",
-  "application/tar",
-  "application/octet-stream",
-  "text/plain",
-];
-
-/** See {@linkcode FORWARDED_MEDIA_TYPES}: the copied rule, `undefined` when forwarded. */
-export function contentTypeRuleCopy(head: RequestHead): string | undefined {
-  const values = valuesOf(head, "content-type");
-  if (values.length === 0) return undefined;
-  if (values.length > 1) return "more than one Content-Type";
-  if (!/^[\x20-\x7e\t]*$/.test(values[0])) return "Content-Type outside printable ASCII";
-  const media = values[0].split(";")[0].replace(/^[ \t]+|[ \t]+$/g, "").toLowerCase();
-  if (media === "" && values[0].trim() === "") return undefined;
-  return FORWARDED_MEDIA_TYPES.includes(media) ? undefined : `Content-Type ${media} refused`;
-}
-
 /** The gate's reading of `bytes`: up to 3 pipelined requests, as api_relay.ts reads them. */
 export function gateRead(bytes: Buffer): GateResult {
   const requests: GateRequest[] = [];
@@ -135,7 +111,7 @@ export function gateRead(bytes: Buffer): GateResult {
         close: head.close,
         body,
         consumed: used,
-        contentTypeRefusal: hasBody ? contentTypeRuleCopy(head) : undefined,
+        contentTypeRefusal: hasBody ? contentTypeProblem(head) : undefined,
       });
       pos += used;
       if (head.close || head.upgrade) return { requests, stop: "" };
