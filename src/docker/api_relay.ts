@@ -56,6 +56,7 @@ import { shieldProblem } from "./shields.ts";
 import {
   contentTypeProblem,
   isArchiveUpload,
+  mediaTypeOf,
   TAR_BLOCK,
   tarPrefixProblem,
 } from "./request_body.ts";
@@ -678,13 +679,18 @@ class ApiRelay {
 
   /** The decision on a collected body: content type, strict JSON, then the policy. */
   #inspect(c: Collector, body: Buffer): ApiDecision {
-    const types = valuesOf(c.head, "content-type");
-    const media = types.length === 1 ? types[0].split(";")[0].trim().toLowerCase() : "";
-    if (types.length > 1) return { allow: false, rule: "more than one Content-Type" };
+    let media: string;
+    try {
+      media = mediaTypeOf(c.head);
+    } catch (err) {
+      return { allow: false, rule: (err as Error).message };
+    }
     if (media !== "application/json") {
       return {
         allow: false,
-        rule: `a body to inspect must be application/json, not "${types[0] ?? ""}"`,
+        rule: `a body to inspect must be application/json, not "${
+          valuesOf(c.head, "content-type")[0] ?? ""
+        }"`,
       };
     }
     return decideBody(c.role, c.head.method, c.target, body, {
