@@ -302,6 +302,9 @@ Deno.test("query parameters: each route's list and value rules decide (issue 20,
   refused(ci, "POST", "/build?remote=http://127.0.0.1:8080/ctx.tar", /127\.0\.0\.1/);
   refused(ci, "POST", "/build?remote=http://user@example.com/", /URL/);
   refused(ci, "POST", "/build?remote=git@github.com:a/b", /URL/);
+  refused(ci, "POST", "/build?remote=client-session", /URL/);
+  refused(ci, "POST", "/build?remote=HTTP://example.com/", /URL/);
+  assert.ok(decide(ci, "POST", "/containers/c/attach?detachKeys=ctrl-p,ctrl-q&stream=1").allow);
   assert.ok(decide(ci, "POST", "/build?remote=https://example.com/ctx.tar").allow);
   assert.ok(decide(priv, "POST", "/build?remote=http://127.0.0.1:8080/ctx.tar").allow);
   assert.ok(

@@ -124,7 +124,8 @@ const imageRef: ParamRule = imageRefProblem;
 
 /** A URL dockerd fetches (`build?remote=`, `images/create?fromSrc=`): http(s) to a public host. */
 const fetchUrl: ParamRule = (v, ctx) => {
-  const m = /^https?:\/\/([^\/?#@\\]+)(?:[\/?#][^\s\\]*)?$/i.exec(v);
+  // Lower-case schemes only: the builder's URL test (urlutil.IsURL) is a case-sensitive prefix.
+  const m = /^https?:\/\/([^\/?#@\\]+)(?:[\/?#][^\s\\]*)?$/.exec(v);
   if (!m) return "is not an http(s) URL without user info";
   return publicHost(m[1].toLowerCase(), ctx);
 };
@@ -168,7 +169,7 @@ const RULES: Record<string, ParamRule> = {
   signal: word,
   stream: bool,
   "one-shot": bool,
-  detachKeys: word,
+  detachKeys: text, // "ctrl-p,ctrl-q": read by term.ToBytes, which refuses anything else
   logs: bool,
   stdin: bool,
   path: text,
@@ -274,7 +275,7 @@ const TABLE: Record<string, string> = {
   "PUT /containers/{name}/archive": "path noOverwriteDirNonDir copyUIDGID",
   "GET /containers/{name}/attach/ws": "detachKeys logs stream stdin stdout stderr",
   "POST /containers/{name}/attach": "detachKeys logs stream stdin stdout stderr",
-  "POST /containers/{name}/start": "detachKeys checkpoint checkpoint-dir",
+  "POST /containers/{name}/start": "checkpoint checkpoint-dir",
   "POST /containers/{name}/stop": "t signal",
   "POST /containers/{name}/restart": "t signal",
   "POST /containers/{name}/kill": "signal",
@@ -359,7 +360,6 @@ const ROUTE_RULES: Record<string, Record<string, ParamRule>> = {
   "GET /containers/{name}/checkpoints": { dir: refused(HOST_PATH) },
   "DELETE /containers/{name}/checkpoints/{id}": { dir: refused(HOST_PATH) },
   "POST /containers/{name}/start": {
-    detachKeys: word,
     checkpoint: refused("restores a checkpoint (only for full roles)"),
     "checkpoint-dir": refused(HOST_PATH),
   },
