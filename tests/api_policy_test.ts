@@ -159,11 +159,11 @@ Deno.test("no-escape: host-reaching routes refused, bodies inspected, old versio
   );
   assert.match(decide(ci, "POST", "/v1.23/containers/a/start").rule, /below 1\.24/);
   assert.match(decide(role("monitor"), "GET", "/v1.12/containers/json").rule, /below 1\.24/);
-  assert.match(decide(ci, "POST", "/build?networkmode=host").rule, /networkmode=host/);
+  assert.match(decide(ci, "POST", "/build?networkmode=host").rule, /networkmode="host"/);
   assert.match(decide(ci, "POST", "/build?networkmode=container:x").rule, /networkmode/);
   assert.match(
     decide(ci, "POST", "/build?t=a&networkmode=default&networkmode=host").rule,
-    /networkmode=host/,
+    /"networkmode" given twice/,
   );
   assert.match(decide(ci, "POST", "/build?cgroupparent=/x").rule, /cgroupparent/);
   assert.match(decide(ci, "POST", "/build?version=2").rule, /BuildKit/);
@@ -263,4 +263,77 @@ Deno.test("the policy file: the issue's JSON, YAML, and one clear error per mist
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+Deno.test("query parameters: each route's list and value rules decide (issue 20, items 4, 7, 13)", () => {
+  const ci = role("ci");
+  const monitor = role("monitor");
+  const priv = compileApiPolicy({
+    roles: { reg: { preset: "no-escape", allowPrivateAddresses: true } },
+    identities: [],
+  }, "t").roles.get("reg")!;
+  const refused = (r: Role, method: string, target: string, why: RegExp) => {
+    const d = decide(r, method, target);
+    assert.equal(d.allow, false, `${method} ${target} must be refused`);
+    assert.match(d.rule, why);
+  };
+  refused(monitor, "GET", "/containers/c/checkpoints?dir=/etc", /query parameter dir=/);
+  refused(ci, "DELETE", "/containers/c/checkpoints/x?dir=/etc", /query parameter dir=.*host dir/);
+  refused(ci, "POST", "/containers/c/start?checkpoint-dir=/tmp", /checkpoint-dir/);
+  refused(monitor, "GET", "/containers/c/top?ps_args=-o%20pid%20--help", /ps_args/);
+  assert.ok(decide(monitor, "GET", "/containers/c/top?ps_args=-ef").allow);
+  assert.ok(decide(monitor, "GET", "/containers/c/top").allow);
+  refused(monitor, "GET", "/containers/json?all=1&Evil=1", /unknown query parameter "Evil"/);
+  refused(monitor, "GET", "/containers/json?ALL=1", /unknown query parameter "ALL"/);
+  refused(monitor, "GET", "/containers/json?all=f", /all="f" is not 0, 1/);
+  refused(monitor, "GET", "/containers/json?limit=1&limit=2", /"limit" given twice/);
+  refused(monitor, "GET", '/containers/json?filters={"a":1,"a":2}', /filters=.*duplicate key/);
+  refused(monitor, "GET", "/info?x=1", /unknown query parameter "x"/);
+  assert.ok(
+    decide(monitor, "GET", '/containers/json?all=1&size=0&filters={"status":{"exited":true}}')
+      .allow,
+  );
+  // build: the options that reach the host are pinned; the list options may repeat.
+  refused(ci, "POST", "/build?networkmode=bridge2", /networkmode/);
+  refused(ci, "POST", "/build?networkmode=Host", /networkmode/);
+  refused(ci, "POST", "/build?securityopt=seccomp%3Dunconfined", /securityopt/);
+  refused(ci, "POST", '/build?labels={"dockgate.owner":"x"}', /dockgate\. labels/);
+  refused(ci, "POST", "/build?session=abc", /session/);
+  refused(ci, "POST", "/build?remote=http://127.0.0.1:8080/ctx.tar", /127\.0\.0\.1/);
+  refused(ci, "POST", "/build?remote=http://user@example.com/", /URL/);
+  refused(ci, "POST", "/build?remote=git@github.com:a/b", /URL/);
+  refused(ci, "POST", "/build?remote=client-session", /URL/);
+  refused(ci, "POST", "/build?remote=HTTP://example.com/", /URL/);
+  assert.ok(decide(ci, "POST", "/containers/c/attach?detachKeys=ctrl-p,ctrl-q&stream=1").allow);
+  assert.ok(decide(ci, "POST", "/build?remote=https://example.com/ctx.tar").allow);
+  assert.ok(decide(priv, "POST", "/build?remote=http://127.0.0.1:8080/ctx.tar").allow);
+  assert.ok(
+    decide(
+      ci,
+      "POST",
+      "/build?t=a&t=b&buildargs={}&cachefrom=[]&cgroupparent=&cpuperiod=0&labels={}&memory=0" +
+        "&networkmode=default&rm=1&shmsize=0&target=&ulimits=null&version=1&dockerfile=Dockerfile",
+    ).allow,
+  );
+  // images/create and the registry references dockerd contacts.
+  refused(ci, "POST", "/images/create?fromSrc=http://127.0.0.1:9/x.tar", /fromSrc/);
+  refused(ci, "POST", "/images/create?fromSrc=http://10.0.0.1/x.tar", /fromSrc/);
+  refused(ci, "POST", "/images/create?fromSrc=http://[::1]/x.tar", /fromSrc/);
+  refused(ci, "POST", "/images/create?fromSrc=file:///etc/passwd", /fromSrc/);
+  refused(ci, "POST", "/images/create?fromImage=127.0.0.1:5000/x&tag=1", /fromImage/);
+  refused(ci, "POST", "/images/create?fromImage=localhost:5000/x", /fromImage/);
+  refused(ci, "POST", "/images/create?fromImage=registry:5000/x", /fromImage/);
+  refused(ci, "POST", "/images/create?fromSrc=-&changes=LABEL%20dockgate.owner%3Dx", /changes/);
+  refused(ci, "POST", "/commit?container=c&changes=label%20DOCKGATE.owner=x", /changes/);
+  refused(monitor, "GET", "/distribution/127.0.0.1:5000/x/json", /127\.0\.0\.1/);
+  refused(ci, "POST", "/images/localhost:5000/x/push?tag=1", /localhost/);
+  refused(monitor, "GET", "/images/search?term=127.0.0.1:5000/x", /term/);
+  assert.ok(decide(ci, "POST", "/images/create?fromImage=busybox&tag=latest").allow);
+  assert.ok(decide(ci, "POST", "/images/create?fromImage=ghcr.io/a/b&tag=1").allow);
+  assert.ok(decide(ci, "POST", "/images/create?fromSrc=-&repo=x&tag=1").allow);
+  assert.ok(decide(monitor, "GET", "/distribution/busybox:latest/json").allow);
+  assert.ok(decide(priv, "POST", "/images/create?fromImage=127.0.0.1:5000/x").allow);
+  // full roles are not restricted; an allow entry does not lift the query rules.
+  assert.ok(decide(role("admin"), "GET", "/containers/c/checkpoints?dir=/etc").allow);
+  refused(role("ops"), "POST", "/containers/c/restart?t=1&x=1", /unknown query parameter "x"/);
 });

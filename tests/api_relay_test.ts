@@ -262,7 +262,7 @@ Deno.test("api relay: a raw stream nobody reads holds the client back (the gate 
     let got = "";
     socket.on("data", (d: Buffer) => (got += d.toString("latin1")));
     socket.write(
-      "POST /v1.41/containers/c1/attach?stream=1&stdin=1&hold=1 HTTP/1.1\r\nHost: d\r\n" +
+      "POST /v1.41/containers/hold=1/attach?stream=1&stdin=1 HTTP/1.1\r\nHost: d\r\n" +
         "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
     );
     await waitFor(() => got.includes("stream-start"), { what: "the switch" });

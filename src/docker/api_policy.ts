@@ -13,17 +13,12 @@
 
 import { matchName, sanMatches } from "../access/policy.ts";
 import type { PeerIdentity } from "../access/identity.ts";
-import {
-  type ApiTarget,
-  MIN_API_VERSION,
-  parseApiTarget,
-  queryValues,
-  versionBelow,
-} from "./api_path.ts";
+import { type ApiTarget, MIN_API_VERSION, parseApiTarget, versionBelow } from "./api_path.ts";
 import { compilePattern, type Inspection, matchRoutes, type Route } from "./routes.ts";
 import { checkBody, cleanPath, type EscapeAllowances } from "./no_escape.ts";
 import { isJsonObject, JsonError, type JsonValue, parseStrictJson } from "./strict_json.ts";
 import { reservedLabels } from "./isolation.ts";
+import { queryProblem } from "./route_params.ts";
 
 /** The presets a role starts from. */
 export type Preset = "read-only" | "no-escape" | "full";
@@ -45,6 +40,12 @@ export interface RoleSpec extends EscapeAllowances {
   isolate?: boolean;
   /** The answer for another owner's object: 404 (as if missing) or 403. Default: 404. */
   othersStatus?: 404 | 403;
+  /**
+   * Let dockerd fetch from loopback, link-local, private or unqualified hosts: image
+   * references (`fromImage`, push, `/distribution`), `build?remote=` and
+   * `images/create?fromSrc=` URLs. Default: false (only public DNS names).
+   */
+  allowPrivateAddresses?: boolean;
 }
 
 /** One identity entry: exactly one of `cn`, `san`, `ou`, matched as the allow-lists match. */
@@ -145,6 +146,7 @@ const ROLE_KEYS = new Set<string>([
   "nonRootUser",
   "isolate",
   "othersStatus",
+  "allowPrivateAddresses",
 ]);
 
 /**
@@ -242,7 +244,7 @@ function compileRole(
       if (typeof v !== "string" || v === "") fail(`.${k}[${i}]`, "must be a non-empty string");
     });
   }
-  for (const k of ["allowDownloads", "nonRootUser", "isolate"]) {
+  for (const k of ["allowDownloads", "nonRootUser", "isolate", "allowPrivateAddresses"]) {
     if (r[k] !== undefined && typeof r[k] !== "boolean") fail(`.${k}`, "must be true or false");
   }
   if (r.isolate === true && r.preset === "full") {
@@ -406,6 +408,11 @@ function inspect(
     resolveSymlinks: options.resolveSymlinks,
     isolated: role.isolate,
   };
+  // Every parameter of every route is on the route's list, whatever the body says.
+  const query = queryProblem(route.method, route.pattern, request.target, {
+    allowPrivateAddresses: role.spec.allowPrivateAddresses === true,
+  });
+  if (query) return query;
   switch (route.inspect) {
     case undefined:
       return undefined;
@@ -417,29 +424,12 @@ function inspect(
       ) return undefined;
       return "a body on start (API < 1.24 applied a HostConfig sent there)";
     case "build":
-      return buildQuery(request.target);
+      return undefined; // its query is all there is to check (above)
     default:
       if (request.body === undefined) return `${route.inspect} needs a JSON body to inspect`;
       return checkBody(route.inspect, request.body, ctx) ??
         reservedLabels(route.inspect, request.body);
   }
-}
-
-/** `POST /build`: query parameters that reach the host. */
-function buildQuery(target: ApiTarget): string | undefined {
-  for (const mode of queryValues(target, "networkmode")) {
-    const m = mode.toLowerCase();
-    if (m === "host" || m.startsWith("container:") || m.startsWith("ns:")) {
-      return `build networkmode=${mode} shares a namespace outside the container`;
-    }
-  }
-  if (queryValues(target, "cgroupparent").some((v) => v !== "")) {
-    return "build cgroupparent places build containers outside their cgroup";
-  }
-  if (queryValues(target, "version").some((v) => v !== "1" && v !== "")) {
-    return "BuildKit builds carry entitlements in a session the gate cannot inspect (use version=1)";
-  }
-  return undefined;
 }
 
 /** What {@linkcode routeRequest} knows about a request before its body. */
