@@ -4,7 +4,8 @@
 # 1. As root, installs missing system packages from Debian (docker.io for the real-Docker
 #    tests, busybox-static for their image, python3-docker (docker-py) for attach, docker-compose (1.29) for isolation, prometheus (promtool) for the metrics check, easy-rsa and golang-cfssl for the PKI-tool tests, golang-go for the differential test's oracle, socat, stunnel4, testssl.sh, openssl, util-linux,
 #    ca-certificates). Not root: installs nothing, just runs (dockerd tests then SKIP loudly,
-#    except under CI=true where they fail).
+#    except under CI=true where they fail). As root it also unpacks Docker Engine 26.1
+#    (Debian 13's docker.io + containerd, not installed) once into /var/cache/dockgate-test.
 # 2. npm ci (installs Deno and the npm deps; `npm install` when there is no lock file).
 # 3. Static checks, each counted as one test (JUnit in .test-results/static.xml): deno fmt
 #    --check, deno lint, deno check of every file (cli.ts, mod.ts, src, tests, scripts, bench),
@@ -78,6 +79,79 @@ install_system_packages() {
 }
 
 install_system_packages
+
+# ---------------------------------------------------------------- Docker Engine 26 (unpacked)
+# A current engine next to Debian 12's 20.10: Debian 13 (trixie)'s docker.io (dockerd 26.1),
+# docker-cli (26.1) and containerd (1.7) packages, downloaded through a private apt sources list (the system's apt
+# state is not touched: no install, no upgrade) and unpacked with dpkg-deb -x into a cache dir
+# outside the repo. The system's runc is kept (trixie's needs a newer glibc). Idempotent: the
+# dir appears complete (atomic rename) or not at all. tests/helpers/dockerd.ts reads the same
+# path (DOCKGATE_ENGINE26_DIR overrides it in both).
+ENGINE26_DIR=${DOCKGATE_ENGINE26_DIR:-/var/cache/dockgate-test/engine-26}
+
+# retry N CMD...: runs CMD up to N times, 5 s apart (a fresh CI machine's mirror can flake).
+retry() {
+  local n=$1 i
+  shift
+  for ((i = 1; i <= n; i++)); do
+    "$@" && return 0
+    [ "$i" -lt "$n" ] && sleep 5
+  done
+  return 1
+}
+
+# fetch_engine_26 WORKDIR MIRROR DEST: download, unpack, then rename into DEST (explicit
+# returns: set -e does not apply in a `|| rc=$?` context).
+fetch_engine_26() {
+  local w=$1 mirror=$2 dest=$3 d
+  mkdir -p "$w/lists/partial" "$w/cache/archives/partial" || return 1
+  echo "deb $mirror trixie main" >"$w/sources.list" || return 1
+  local a=(-q -o "Dir::Etc::SourceList=$w/sources.list" -o Dir::Etc::SourceParts=/dev/null
+    -o "Dir::State::Lists=$w/lists" -o "Dir::Cache=$w/cache")
+  retry 3 apt-get "${a[@]}" update || return 1
+  (cd "$w" && retry 3 apt-get "${a[@]}" download docker.io docker-cli containerd) || return 1
+  for d in "$w"/*.deb; do dpkg-deb -x "$d" "$w/x" || return 1; done
+  rm -f "$w/x/usr/sbin/runc" "$w/x/usr/bin/runc" || return 1
+  # docker-init -> tini-static (another package): drop the dangling link, the system's is used.
+  [ -e "$w/x/usr/bin/docker-init" ] || rm -f "$w/x/usr/bin/docker-init"
+  [ -x "$w/x/usr/sbin/dockerd" ] && [ -x "$w/x/usr/bin/containerd" ] &&
+    [ -x "$w/x/usr/bin/docker" ] || return 1
+  rm -rf "$dest" && mv "$w/x" "$dest"
+}
+
+install_engine_26() {
+  local dir=$ENGINE26_DIR
+  if [ -x "$dir/usr/sbin/dockerd" ] && [ -x "$dir/usr/bin/containerd" ] &&
+    [ -x "$dir/usr/bin/docker" ]; then
+    log "docker engine 26: present in $dir"
+    return 0
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    log "docker engine 26: not root, not unpacking into $dir (its tests will skip)"
+    return 0
+  fi
+  if ! have apt-get || ! have dpkg-deb; then
+    log "docker engine 26: no apt-get/dpkg-deb, not unpacking (its tests will skip)"
+    return 0
+  fi
+  mkdir -p "${dir%/*}"
+  local w mirror
+  w=$(mktemp -d "${dir%/*}/.engine-26.XXXXXX")
+  mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  mirror=${mirror:-http://deb.debian.org/debian}
+  local rc=0
+  fetch_engine_26 "$w" "$mirror" "$dir" >"$w/log" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    tail -20 "$w/log" >&2
+    rm -rf "$w"
+    log "docker engine 26: download/unpack failed (exit $rc)"
+    return "$rc"
+  fi
+  log "docker engine 26: unpacked $(cd "$w" && ls -- *.deb | tr '\n' ' ')into $dir"
+  rm -rf "$w"
+}
+
+install_engine_26
 
 # ---------------------------------------------------------------- npm deps (Deno itself)
 if [ -f package-lock.json ]; then

@@ -1,10 +1,13 @@
 /**
- * Real-Docker test harness: starts a private `dockerd` (20.10, from Debian's docker.io) in a
- * fresh temp dir, imports a tiny busybox image built from the host's static busybox, and runs
- * the real `docker` CLI against it.
+ * Real-Docker test harness: starts a private `dockerd` (20.10, from Debian's docker.io, or with
+ * `engine: "26"` Docker Engine 26.1 unpacked by scripts/test.sh, see {@linkcode ENGINE26_DIR})
+ * in a fresh temp dir, imports a tiny busybox image built from the host's static busybox, and
+ * runs the real `docker` CLI (the engine's own) against it. {@linkcode availableEngines} lists
+ * the engines to loop e2e tests over.
  *
  * Each harness is fully isolated from any system dockerd and from other harnesses: its own
- * data-root, exec-root (dockerd starts its own containerd under it), socket, pidfile and an
+ * data-root, exec-root (dockerd 20.10 starts its own containerd under it; for 26 the harness
+ * starts one there, see startContainerd), socket, pidfile and an
  * empty `--config-file`. Paths live under `/tmp/dg-XXXX` to stay well below the ~108-byte
  * unix-socket path limit (containerd's sockets live under the exec-root).
  *
@@ -57,6 +60,8 @@ export interface Dockerd {
   tmp: string;
   /** dockerd's pid. */
   pid: number;
+  /** Which engine runs (see {@linkcode StartDockerdOptions.engine}). */
+  engine: Engine;
   /** Runs the real `docker` CLI; see {@linkcode DockerRunOptions}. Never throws on non-zero exit. */
   docker(args: string[], opts?: DockerRunOptions): Promise<DockerResult>;
   /** Last `lines` lines of dockerd's log (for failure messages). */
@@ -73,6 +78,81 @@ export interface StartDockerdOptions {
   image?: string;
   /** Extra dockerd flags. */
   extraArgs?: string[];
+  /**
+   * Which Docker Engine: `"20.10"` (default, the system's Debian 12 docker.io) or `"26"` (26.1,
+   * API 1.45, unpacked by scripts/test.sh into {@linkcode ENGINE26_DIR}; its own dockerd,
+   * docker CLI and containerd, the system's runc).
+   */
+  engine?: Engine;
+}
+
+/** A Docker Engine the harness can start; see {@linkcode availableEngines}. */
+export type Engine = "20.10" | "26";
+
+/**
+ * Where scripts/test.sh unpacks Docker Engine 26.1 (Debian 13's docker.io, docker-cli and
+ * containerd): `$DOCKGATE_ENGINE26_DIR`, default `/var/cache/dockgate-test/engine-26`.
+ */
+export const ENGINE26_DIR = Deno.env.get("DOCKGATE_ENGINE26_DIR") ??
+  "/var/cache/dockgate-test/engine-26";
+
+/** The binaries and PATH of one engine. */
+interface EngineBins {
+  dockerd: string;
+  docker: string;
+  /** Own containerd to start (engine 26), or undefined: dockerd starts its managed one. */
+  containerd?: string;
+  /** Dirs to put first on PATH (containerd-shim-runc-v2 is found there). */
+  pathFirst: string[];
+}
+
+function engine26Bins(): EngineBins {
+  return {
+    dockerd: `${ENGINE26_DIR}/usr/sbin/dockerd`,
+    docker: `${ENGINE26_DIR}/usr/bin/docker`,
+    containerd: `${ENGINE26_DIR}/usr/bin/containerd`,
+    pathFirst: [`${ENGINE26_DIR}/usr/sbin`, `${ENGINE26_DIR}/usr/bin`],
+  };
+}
+
+function engine26Missing(): string | undefined {
+  const b = engine26Bins();
+  const missing = [b.dockerd, b.docker, b.containerd!].filter((p) => !isFile(p));
+  if (missing.length === 0) return undefined;
+  return `engine 26 not unpacked (missing ${missing.join(", ")}; bash scripts/test.sh as root ` +
+    `unpacks it)`;
+}
+
+let engine26Warned = false;
+
+/**
+ * The engines to run real-Docker tests against: `"20.10"` when the system's `dockerd` is
+ * installed, `"26"` when unpacked in {@linkcode ENGINE26_DIR}. A missing 26 prints a loud
+ * `SKIP:` line (once) — except under `CI`, where `"26"` is always listed, so
+ * {@linkcode startDockerd} throws for it: the install step was supposed to unpack it.
+ *
+ * @example Loop an e2e test over both engines
+ * ```ts ignore
+ * for (const engine of availableEngines()) {
+ *   Deno.test(`thing works on dockerd ${engine}`, async () => {
+ *     const d = await startDockerd({ engine });
+ *     if (!d) return;
+ *     try { await d.docker(["ps"]); } finally { await d.stop(); }
+ *   });
+ * }
+ * ```
+ */
+export function availableEngines(): Engine[] {
+  const engines: Engine[] = [];
+  if (which("dockerd")) engines.push("20.10");
+  const missing = engine26Missing();
+  if (missing === undefined || Deno.env.get("CI")) {
+    engines.push("26");
+  } else if (!engine26Warned) {
+    engine26Warned = true;
+    console.error(`\n${"!".repeat(78)}\nSKIP: dockerd 26 tests: ${missing}\n${"!".repeat(78)}\n`);
+  }
+  return engines;
 }
 
 const SEARCH_DIRS = ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"];
@@ -104,13 +184,16 @@ export function which(cmd: string): string | undefined {
 }
 
 /** Env for child processes: the current env minus every `DOCKER_*` var, plus `extra`. */
-function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
+function cleanEnv(
+  extra: Record<string, string> = {},
+  pathFirst: string[] = [],
+): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(Deno.env.toObject())) {
     if (!k.startsWith("DOCKER_")) env[k] = v;
   }
   // dockerd finds containerd/runc/docker-init on PATH; make sure the sbin dirs are there.
-  const path = (env.PATH ?? "").split(":").filter(Boolean);
+  const path = [...pathFirst, ...(env.PATH ?? "").split(":").filter(Boolean)];
   for (const d of SEARCH_DIRS) if (!path.includes(d)) path.push(d);
   env.PATH = path.join(":");
   return { ...env, ...extra };
@@ -360,10 +443,11 @@ function hookUnload() {
 }
 
 /** Why the harness can't run here (undefined when it can). Cheap and synchronous. */
-function unavailableReason(): string | undefined {
+function unavailableReason(engine: Engine = "20.10"): string | undefined {
   if (Deno.env.get("DOCKGATE_DOCKERD") === "skip") return "DOCKGATE_DOCKERD=skip";
   if (Deno.build.os !== "linux") return `not Linux: ${Deno.build.os}`;
   if (Deno.uid() !== 0) return `not root: uid ${Deno.uid()}`;
+  if (engine === "26") return engine26Missing();
   const missing = ["dockerd", "docker"].filter((c) => !which(c));
   if (missing.length) return `not found: ${missing.join(", ")}`;
   return undefined;
@@ -391,6 +475,102 @@ function skipOrThrow(reason: string): null {
   return null;
 }
 
+/** Spawns `bin args` with its output into `log` (`exec` keeps the pid the program's own). */
+function spawnLogged(
+  bin: string,
+  args: string[],
+  log: string,
+  env: Record<string, string>,
+): Deno.ChildProcess {
+  return new Deno.Command("/bin/sh", {
+    args: ["-c", 'log="$1"; shift; exec "$@" >"$log" 2>&1', "sh", log, bin, ...args],
+    env,
+    clearEnv: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+}
+
+/** A containerd started for one harness. */
+interface OwnContainerd {
+  address: string;
+  child: Deno.ChildProcess;
+  status: Promise<Deno.CommandStatus>;
+}
+
+/**
+ * Starts a containerd of its own under the harness dir (engine 26). Why not dockerd's managed
+ * one: dockerd 26.1 uses `/run/containerd/containerd.sock` whenever that path exists (a system
+ * containerd), and would share it (and its `moby` namespace) with every other daemon; only
+ * without it does it spawn a managed containerd from PATH. Waits for the socket.
+ */
+async function startContainerd(
+  bin: string,
+  tmp: string,
+  env: Record<string, string>,
+): Promise<OwnContainerd> {
+  const state = `${tmp}/exec/containerd`;
+  const address = `${state}/containerd.sock`;
+  const config = `${tmp}/containerd.toml`;
+  await Deno.writeTextFile(
+    config,
+    [
+      "version = 2",
+      `root = "${tmp}/data/containerd"`,
+      `state = "${state}"`,
+      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+      "[grpc]",
+      `  address = "${address}"`,
+      "[debug]",
+      `  address = "${state}/debug.sock"`,
+      "",
+    ].join("\n"),
+  );
+  const log = `${tmp}/containerd.log`;
+  const child = spawnLogged(bin, ["--config", config], log, env);
+  let exited: Deno.CommandStatus | undefined;
+  const status = child.status.then((s) => exited = s);
+  await waitFor(() => {
+    if (exited) throw new Error(`containerd exited early with code ${exited.code}`);
+    return isSocket(address);
+  }, { timeoutMs: 30_000, what: `containerd socket ${address}` }).catch(async (e) => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+    await status;
+    throw new Error(`${e.message}\n--- containerd log tail (${log}) ---\n${await tail(log)}`);
+  });
+  return { address, child, status };
+}
+
+/** SIGTERM, then SIGKILL after 10 s; waits for the exit. */
+async function stopContainerd(c: OwnContainerd): Promise<void> {
+  try {
+    c.child.kill("SIGTERM");
+  } catch { /* gone */ }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const graceful = await Promise.race([
+    c.status.then(() => true),
+    new Promise<boolean>((r) => timer = setTimeout(() => r(false), 10_000)),
+  ]);
+  clearTimeout(timer);
+  if (!graceful) {
+    try {
+      c.child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }
+  await c.status;
+}
+
+function isSocket(path: string): boolean {
+  try {
+    return Deno.statSync(path).isSocket === true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Starts a private dockerd in a fresh temp dir, waits for `/_ping` (backoff, bounded by
  * `readyTimeoutMs`) and imports the busybox image. Returns `null` (after a loud `SKIP:` on
@@ -398,10 +578,13 @@ function skipOrThrow(reason: string): null {
  * Always call {@linkcode Dockerd.stop} (e.g. in `finally`).
  */
 export async function startDockerd(options: StartDockerdOptions = {}): Promise<Dockerd | null> {
-  const reason = unavailableReason();
+  const engine = options.engine ?? "20.10";
+  if (engine !== "20.10" && engine !== "26") throw new RangeError(`unknown engine ${engine}`);
+  const reason = unavailableReason(engine);
   if (reason !== undefined) return skipOrThrow(reason);
-  const dockerdBin = which("dockerd")!;
-  const dockerBin = which("docker")!;
+  const bins: EngineBins = engine === "26"
+    ? engine26Bins()
+    : { dockerd: which("dockerd")!, docker: which("docker")!, pathFirst: [] };
 
   const tmp = await freeTempDir("dg-");
   const socket = `${tmp}/d.sock`;
@@ -431,18 +614,24 @@ export async function startDockerd(options: StartDockerdOptions = {}): Promise<D
     "--shutdown-timeout=5",
     ...(options.extraArgs ?? []),
   ];
-  // `exec` keeps the pid dockerd's own; its output goes to the log file, not through our pipes.
-  const child = new Deno.Command("/bin/sh", {
-    args: ["-c", 'log="$1"; shift; exec "$@" >"$log" 2>&1', "sh", log, dockerdBin, ...args],
-    env: cleanEnv(),
-    clearEnv: true,
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
+  const env = cleanEnv({}, bins.pathFirst);
+  hookUnload();
+  let containerd: OwnContainerd | undefined;
+  if (bins.containerd) {
+    try {
+      containerd = await startContainerd(bins.containerd, tmp, env);
+    } catch (e) {
+      await Deno.remove(tmp, { recursive: true }).catch(() => {});
+      throw e;
+    }
+    args.push(`--containerd=${containerd.address}`);
+  }
+  const ctdHandle = containerd && { pid: containerd.child.pid };
+  if (ctdHandle) live.add(ctdHandle);
+  // dockerd's output goes to the log file, not through our pipes.
+  const child = spawnLogged(bins.dockerd, args, log, env);
   const handle = { pid: child.pid };
   live.add(handle);
-  hookUnload();
   let exited: Deno.CommandStatus | undefined;
   const statusP = child.status.then((s) => {
     exited = s;
@@ -482,10 +671,12 @@ export async function startDockerd(options: StartDockerdOptions = {}): Promise<D
         }
       }
       await statusP;
+      if (containerd) await stopContainerd(containerd);
       // If dockerd died hard, its containerd, shims and containers may still run: kill them.
       await killLeftovers(tmp);
     } finally {
       live.delete(handle);
+      if (ctdHandle) live.delete(ctdHandle);
       for (const m of await mountsUnder(tmp)) {
         await run("umount", ["-l", m], { timeoutMs: 15_000 }).catch(() => {});
       }
@@ -501,12 +692,13 @@ export async function startDockerd(options: StartDockerdOptions = {}): Promise<D
     image: options.image ?? "bb:latest",
     tmp,
     pid: child.pid,
+    engine,
     docker(dargs, opts = {}) {
       const envHasHost = opts.env && ("DOCKER_HOST" in opts.env || "DOCKER_CONTEXT" in opts.env);
       const h = opts.host ?? (envHasHost ? undefined : host);
-      return run(dockerBin, [...(h ? ["-H", h] : []), ...dargs], {
+      return run(bins.docker, [...(h ? ["-H", h] : []), ...dargs], {
         stdin: opts.stdin,
-        env: cleanEnv({ DOCKER_CONFIG: cliConfig, ...opts.env }),
+        env: cleanEnv({ DOCKER_CONFIG: cliConfig, ...opts.env }, bins.pathFirst),
         timeoutMs: opts.timeoutMs,
       });
     },
