@@ -337,3 +337,14 @@ Deno.test("query parameters: each route's list and value rules decide (issue 20,
   assert.ok(decide(role("admin"), "GET", "/containers/c/checkpoints?dir=/etc").allow);
   refused(role("ops"), "POST", "/containers/c/restart?t=1&x=1", /unknown query parameter "x"/);
 });
+
+Deno.test("api policy: a build's record says its context was not read", () => {
+  const p = compileApiPolicy({ roles: { ci: { preset: "no-escape" } }, identities: [] }, "x");
+  const d = decideRequest(p.roles.get("ci")!, {
+    method: "POST",
+    target: parseApiTarget("/v1.41/build?t=x"),
+    hasBody: true,
+  });
+  assert.equal(d.allow, true);
+  assert.match(d.rule, /build query checked, context not read/);
+});

@@ -378,7 +378,9 @@ export function decideRequest(
     if (verdict) return { allow: false, rule: verdict };
     const check = inspect(role, route, request, options);
     if (check) return { allow: false, rule: `${role.preset}: ${check}` };
-    if (route.inspect) rule = `${rule} (${route.inspect} body checked)`;
+    // The record says what was read: a build's context (a tar stream) never is.
+    if (route.inspect === "build") rule = `${rule} (build query checked, context not read)`;
+    else if (route.inspect) rule = `${rule} (${route.inspect} body checked)`;
   }
   return { allow: true, rule };
 }
