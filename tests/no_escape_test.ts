@@ -132,7 +132,7 @@ Deno.test("no-escape: bind mounts, cleaned, by whole components, and in disguise
         },
       }],
     }),
-    /DriverConfig\.device=\/etc/,
+    /VolumeOptions\.DriverConfig=.*type is not tmpfs/,
     "local-driver bind volume",
   );
   denied(
@@ -146,15 +146,16 @@ Deno.test("no-escape: bind mounts, cleaned, by whole components, and in disguise
       Driver: "local",
       DriverOpts: { type: "none", o: "bind", device: "/" },
     }, ctx),
-    /device=\//,
+    /DriverOpts=.*type is not tmpfs/,
     "volume create bind",
   );
-  assert.equal(
+  denied(
     checkBody("volume", {
       Name: "v",
       DriverOpts: { type: "nfs", o: "addr=10.0.0.1", device: ":/export" },
     }, ctx),
-    undefined,
+    /type is not tmpfs/,
+    'NFS (needs allowVolumeDrivers: ["local"])',
   );
   assert.equal(
     checkBody("volume", { Name: "v", DriverOpts: { type: "tmpfs", device: "tmpfs" } }, ctx),
@@ -279,4 +280,84 @@ Deno.test("no-escape: swarm services get the container rules, in swarm's field n
     /User: not set/,
     "nonRootUser",
   );
+});
+
+Deno.test("no-escape: local-driver volume options are an allow-list (tmpfs, sized)", () => {
+  const volume = (opts: unknown, driver?: string, allow = ctx.allow) =>
+    checkBody("volume", { Name: "v", Driver: driver, DriverOpts: opts } as never, { allow });
+  const mountOpts = (opts: unknown, name = "local") =>
+    create({
+      Mounts: [{
+        Type: "volume",
+        Target: "/v",
+        VolumeOptions: { DriverConfig: { Name: name, Options: opts } },
+      }],
+    });
+  const service = (opts: unknown) =>
+    checkBody("service", {
+      Name: "s",
+      TaskTemplate: {
+        ContainerSpec: {
+          Image: "bb",
+          Mounts: [{
+            Type: "volume",
+            Target: "/v",
+            VolumeOptions: { DriverConfig: { Name: "local", Options: opts } },
+          }],
+        },
+      },
+    } as never, ctx);
+  const escapes: Record<string, string>[] = [
+    { type: "none", o: "bind", device: "/srv/ci/x" },
+    { type: "tmpfs", o: "bind", device: "/" },
+    { type: "tmpfs", o: "size=1m,bind", device: "/" },
+    { type: "tmpfs", o: "rbind", device: "tmpfs" },
+    { type: "tmpfs", device: "/etc" },
+    { type: "overlay", o: "lowerdir=/etc,upperdir=/u,workdir=/w", device: "overlay" },
+    { type: "none", o: "bind", device: "etc" },
+    { type: "ext4", device: "dev/vda" },
+    { type: "nfs", o: "addr=10.0.0.1", device: ":/export" },
+    { type: "tmpfs", device: "tmpfs", size: "1g" },
+    { type: "tmpfs", device: "tmpfs", o: "size=1m,exec" },
+    { type: "tmpfs", device: "tmpfs", o: "size=1m," },
+    { type: "tmpfs", device: "tmpfs", Device: "/" },
+    { type: "Tmpfs", device: "tmpfs" },
+  ];
+  for (const opts of escapes) {
+    const what = JSON.stringify(opts);
+    denied(volume(opts), /DriverOpts/, `volume create ${what}`);
+    denied(volume(opts, "local"), /DriverOpts/, `volume create, driver local, ${what}`);
+    denied(mountOpts(opts), /DriverConfig/, `container Mounts ${what}`);
+    denied(service(opts), /DriverConfig/, `service Mounts ${what}`);
+  }
+  for (
+    const opts of [
+      undefined,
+      null,
+      {},
+      { type: "tmpfs", device: "tmpfs" },
+      { type: "tmpfs", device: "tmpfs", o: "size=64m,mode=1777,uid=1000,gid=1000" },
+      { type: "tmpfs", device: "tmpfs", o: "size=10%" },
+    ]
+  ) {
+    const what = JSON.stringify(opts);
+    assert.equal(volume(opts), undefined, `volume create ${what}`);
+    assert.equal(mountOpts(opts), undefined, `container Mounts ${what}`);
+    assert.equal(service(opts), undefined, `service Mounts ${what}`);
+  }
+  // Any other driver: only with the role's allowVolumeDrivers, and then its options are its own.
+  denied(volume(undefined, "rexray"), /allowVolumeDrivers/, "another driver");
+  denied(mountOpts(undefined, "rexray"), /allowVolumeDrivers/, "another driver in Mounts");
+  denied(create({ VolumeDriver: "rexray", Binds: ["v:/v"] }), /allowVolumeDrivers/, "VolumeDriver");
+  assert.equal(create({ VolumeDriver: "local", Binds: ["v:/v"] }), undefined);
+  const plugin = { ...ctx.allow, allowVolumeDrivers: ["rexray"] };
+  assert.equal(volume({ size: "10" }, "rexray", plugin), undefined, "allowed driver's options");
+  denied(volume({ type: "none", o: "bind", device: "/" }, "local", plugin), /DriverOpts/, "local");
+  // Listing local lifts the option allow-list for the local driver (the role's explicit choice).
+  const local = { ...ctx.allow, allowVolumeDrivers: ["local"] };
+  assert.equal(
+    volume({ type: "nfs", o: "addr=10.0.0.1", device: ":/e" }, "local", local),
+    undefined,
+  );
+  denied(volume({ type: "tmpfs", device: 5 }), /not a string/, "a non-string option");
 });

@@ -29,6 +29,11 @@ export interface EscapeAllowances {
   allowVolumesFrom?: readonly string[];
   /** Log drivers besides `json-file`, `local`, `journald` and `none`. */
   allowLogDrivers?: readonly string[];
+  /**
+   * Volume drivers besides `local`, whose options are then the driver's own; `local` here
+   * lifts the local driver's tmpfs-only option list.
+   */
+  allowVolumeDrivers?: readonly string[];
   /** Refuse containers and execs that would run as root (`User` empty, `0`, `root`, …). */
   nonRootUser?: boolean;
 }
@@ -293,28 +298,70 @@ const binds: Check = list((value, ctx, at) => {
   return bindSource(source, ctx, at);
 });
 
+/** The volume driver dockerd uses when none is named (moby `volume.DefaultDriverName`). */
+const LOCAL_DRIVER = "local";
+
 /**
- * Local-driver volume options that mount a host path: `type=none,o=bind,device=/x` (a bind
- * in disguise) or a `device` that is a host path or block device.
+ * A volume driver name: the local driver (also as `""` or unset, its default), or one on the
+ * role's `allowVolumeDrivers`. Any other driver is code outside dockerd that the gate cannot
+ * read (a plugin may mount whatever host path its options name).
  */
+const volumeDriver: Check = (value, ctx, at) =>
+  value === null || value === "" || value === LOCAL_DRIVER
+    ? undefined
+    : onList("allowVolumeDrivers", "volume driver")(value, ctx, at);
+
+/**
+ * `o` items a tmpfs may take: its size, root mode and owner (`mount(8)` tmpfs options), each
+ * with a plain value. Any other item can be a mount flag: `bind`/`rbind` turn the tmpfs into a
+ * bind of `device`, `exec`/`suid`/`dev` lift restrictions.
+ */
+const TMPFS_OPTION = /^(size=[0-9]+[kmgKMG%]?|mode=[0-7]{1,4}|uid=[0-9]+|gid=[0-9]+)$/;
+
+/**
+ * The local driver's options as an allow-list: none, or exactly a tmpfs (`type=tmpfs`,
+ * `device=tmpfs`, and an `o` of size/mode/uid/gid items only). The local driver hands `type`,
+ * `o` and `device` to mount(2) (moby `volume/local/local_unix.go`): `o=bind` works with any
+ * type, overlay takes host directories in `o`, a block device in `device` mounts a host disk,
+ * and a relative `device` is resolved against dockerd's working directory (`/`). A role that
+ * lists `local` in `allowVolumeDrivers` takes all of that on itself.
+ */
+function localOptions(options: Record<string, JsonValue>, at: string): Violation | undefined {
+  const keys = Object.keys(options);
+  if (keys.length === 0) return undefined;
+  for (const key of keys) {
+    if (typeof options[key] !== "string") return `${at}.${key} is not a string`;
+  }
+  const refuse = (why: string) =>
+    `${at}=${JSON.stringify(options)}: ${why} (local volumes may only be a tmpfs: ` +
+    `type=tmpfs, device=tmpfs, o of size=, mode=, uid=, gid=; other options need the role's ` +
+    `allowVolumeDrivers: ["local"])`;
+  const extra = keys.find((k) => !["type", "device", "o"].includes(k));
+  if (extra !== undefined) return refuse(`option ${JSON.stringify(extra)} not allowed`);
+  if (options["type"] !== "tmpfs") return refuse("type is not tmpfs");
+  if (options["device"] !== "tmpfs") return refuse("device is not tmpfs");
+  const o = options["o"];
+  if (o === undefined) return undefined;
+  const bad = (o as string).split(",").find((item) => !TMPFS_OPTION.test(item));
+  return bad === undefined ? undefined : refuse(`mount option ${JSON.stringify(bad)} not allowed`);
+}
+
+/** A volume's driver and its options, wherever a volume may be created. */
 function volumeOptions(
   driver: JsonValue | undefined,
   options: JsonValue | undefined,
   ctx: EscapeContext,
   at: string,
 ): Violation | undefined {
+  const name = driver === undefined || driver === null ? "" : driver;
+  const badDriver = volumeDriver(name, ctx, `${at}: driver`);
+  if (badDriver) return badDriver;
   if (options === null || options === undefined) return undefined;
   if (!isJsonObject(options)) return `${at} is not an object`;
-  if (driver !== undefined && driver !== null && typeof driver !== "string") {
-    return `${at}: driver is not a string`;
-  }
-  if (driver && driver !== "local") return undefined; // an installed plugin's own options
-  const device = options["device"];
-  if (device === undefined || device === null) return undefined;
-  if (typeof device !== "string") return `${at}.device is not a string`;
-  const type = typeof options["type"] === "string" ? options["type"] : "";
-  if (type === "tmpfs" || !device.startsWith("/")) return undefined; // tmpfs, NFS (":/path")
-  return bindSource(device, ctx, `${at}.device`);
+  const local = name === "" || name === LOCAL_DRIVER;
+  // A driver on the role's list (local included) is trusted with its own options.
+  if (!local || ctx.allow.allowVolumeDrivers?.includes(LOCAL_DRIVER)) return undefined;
+  return localOptions(options, at);
 }
 
 const driverConfig: Check = struct({
@@ -417,7 +464,7 @@ const hostConfig: Check = struct({
   PortBindings: any,
   RestartPolicy: any,
   AutoRemove: any,
-  VolumeDriver: any,
+  VolumeDriver: volumeDriver,
   VolumesFrom: volumesFrom,
   ConsoleSize: any,
   Annotations: mustBeEmpty("runtime annotations are not allowed"),

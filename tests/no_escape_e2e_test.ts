@@ -1,0 +1,141 @@
+/**
+ * No-escape rules end to end: raw requests over real TLS through `dockgate serve --policy` to
+ * a private dockerd, each refused one checked afterwards on the daemon's own socket (nothing it
+ * asked for exists), each allowed one checked there too (it was made as asked).
+ *
+ * - Local-driver volume options: only a sized tmpfs passes, in `POST /volumes/create` and in a
+ *   container's `Mounts[].VolumeOptions.DriverConfig`; binds in disguise, overlays, host and
+ *   relative devices, and other drivers are refused.
+ */
+import assert from "node:assert/strict";
+import { writeFile } from "node:fs/promises";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { type Dockerd, dockerdUnavailable, startDockerd } from "./helpers/dockerd.ts";
+import { freeTempDir } from "./helpers/wait.ts";
+import { runCli, type ServeProcess, startServe } from "./helpers/gate.ts";
+import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
+import { bundleCreds, type Creds } from "./helpers/tls_peers.ts";
+
+const POLICY = `{ "roles": { "ci": { "preset": "no-escape" } },
+  "identities": [ { "cn": "ci-runner", "role": "ci" } ] }
+`;
+
+/** One raw request through the gate: its status and body. */
+async function send(port: number, c: Creds, path: string, body: unknown) {
+  const ex = await tlsExchange(port, c, jsonRequest("POST", path, JSON.stringify(body)));
+  assert.equal(ex.timedOut, false, `${path}: the gate neither answered nor closed`);
+  const [r] = splitResponses(ex.data);
+  assert.ok(r, `${path}: no response: ${ex.data}`);
+  return r;
+}
+
+/** The local driver's escapes (moby volume/local: type, o and device go to mount(2)). */
+const ESCAPES: Record<string, string>[] = [
+  { type: "none", o: "bind", device: "/etc" },
+  { type: "tmpfs", o: "bind", device: "/" },
+  { type: "tmpfs", o: "size=1m,rbind", device: "/etc" },
+  { type: "overlay", o: "lowerdir=/etc,upperdir=/tmp/u,workdir=/tmp/w", device: "overlay" },
+  { type: "none", o: "bind", device: "etc" },
+  { type: "ext4", device: "dev/vda" },
+];
+
+async function volumeNames(d: Dockerd): Promise<string> {
+  const r = await d.docker(["volume", "ls", "-q"]);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout;
+}
+
+Deno.test({
+  name: "no-escape e2e: local volume options are a tmpfs allow-list",
+  ignore: dockerdUnavailable(),
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async (t) => {
+  const d = await startDockerd();
+  if (!d) return;
+  const work = await freeTempDir("dgne-");
+  const gates: ServeProcess[] = [];
+  try {
+    const pki = join(work, "pki");
+    assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
+    assert.equal((await runCli(["keygen", "client", "ci-runner", "--dir", pki])).code, 0);
+    const policyFile = join(work, "policy.json");
+    await writeFile(policyFile, POLICY, { mode: 0o600 });
+    const gate = await startServe([
+      "--target",
+      d.host,
+      "--certs",
+      join(pki, "server"),
+      "--policy",
+      policyFile,
+    ]);
+    gates.push(gate);
+    await gate.waitForLog(/API policy: ci=no-escape/);
+    const ci = await bundleCreds(pki, "ci-runner");
+
+    await t.step("POST /volumes/create: every escape refused, nothing created", async () => {
+      for (const [i, opts] of ESCAPES.entries()) {
+        for (const driver of [undefined, "local"]) {
+          const name = `evil-vol-${i}-${driver ?? "default"}`;
+          const r = await send(gate.port, ci, "/v1.41/volumes/create", {
+            Name: name,
+            Driver: driver,
+            DriverOpts: opts,
+          });
+          assert.equal(r.status, 403, `${JSON.stringify(opts)}: ${r.body}`);
+          assert.match(r.body, /dockgate: .*DriverOpts/);
+          assert.doesNotMatch(await volumeNames(d), new RegExp(name), "dockerd made it");
+        }
+      }
+      const other = await send(gate.port, ci, "/v1.41/volumes/create", {
+        Name: "evil-vol-driver",
+        Driver: "rexray",
+      });
+      assert.equal(other.status, 403, other.body);
+      assert.match(other.body, /allowVolumeDrivers/);
+      assert.doesNotMatch(await volumeNames(d), /evil-vol-driver/);
+    });
+
+    await t.step(
+      "container Mounts[].VolumeOptions.DriverConfig: refused, nothing created",
+      async () => {
+        for (const [i, opts] of ESCAPES.entries()) {
+          const name = `evil-ct-${i}`;
+          const r = await send(gate.port, ci, `/v1.41/containers/create?name=${name}`, {
+            Image: d.image,
+            HostConfig: {
+              NetworkMode: "none",
+              Mounts: [{
+                Type: "volume",
+                Source: `evil-mvol-${i}`,
+                Target: "/h",
+                VolumeOptions: { DriverConfig: { Name: "local", Options: opts } },
+              }],
+            },
+          });
+          assert.equal(r.status, 403, `${JSON.stringify(opts)}: ${r.body}`);
+          assert.match(r.body, /DriverConfig/);
+          assert.notEqual((await d.docker(["inspect", name])).code, 0, `${name} exists`);
+          assert.doesNotMatch(await volumeNames(d), new RegExp(`evil-mvol-${i}`));
+        }
+      },
+    );
+
+    await t.step("a sized tmpfs volume passes and is stored as asked", async () => {
+      const opts = { type: "tmpfs", device: "tmpfs", o: "size=8m,mode=1777,uid=1000" };
+      const r = await send(gate.port, ci, "/v1.41/volumes/create", {
+        Name: "ok-tmpfs",
+        DriverOpts: opts,
+      });
+      assert.equal(r.status, 201, r.body);
+      const inspect = await d.docker(["volume", "inspect", "-f", "{{json .Options}}", "ok-tmpfs"]);
+      assert.equal(inspect.code, 0, inspect.stderr);
+      assert.deepEqual(JSON.parse(inspect.stdout), opts);
+    });
+  } finally {
+    for (const g of gates) await g.stop();
+    await d.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+});
