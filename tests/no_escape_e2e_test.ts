@@ -3,23 +3,26 @@
  * a private dockerd, each refused one checked afterwards on the daemon's own socket (nothing it
  * asked for exists), each allowed one checked there too (it was made as asked).
  *
+ * - Bind sources the gate cannot resolve in its own view (a dangling link) are refused.
  * - Local-driver volume options: only a sized tmpfs passes, in `POST /volumes/create` and in a
  *   container's `Mounts[].VolumeOptions.DriverConfig`; binds in disguise, overlays, host and
  *   relative devices, and other drivers are refused.
  */
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
-import { rm } from "node:fs/promises";
+import { lstat, mkdir, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type Dockerd, dockerdUnavailable, startDockerd } from "./helpers/dockerd.ts";
 import { freeTempDir } from "./helpers/wait.ts";
-import { runCli, type ServeProcess, startServe } from "./helpers/gate.ts";
+import { runCli, type ServeProcess, startServe, tlsFlags } from "./helpers/gate.ts";
 import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
 import { bundleCreds, type Creds } from "./helpers/tls_peers.ts";
 
-const POLICY = `{ "roles": { "ci": { "preset": "no-escape" } },
-  "identities": [ { "cn": "ci-runner", "role": "ci" } ] }
-`;
+/** ci: no-escape with binds from `root` (a temp directory of the test). */
+const policy = (root: string) =>
+  JSON.stringify({
+    roles: { ci: { preset: "no-escape", allowBindMounts: [root] } },
+    identities: [{ cn: "ci-runner", role: "ci" }],
+  });
 
 /** One raw request through the gate: its status and body. */
 async function send(port: number, c: Creds, path: string, body: unknown) {
@@ -47,7 +50,7 @@ async function volumeNames(d: Dockerd): Promise<string> {
 }
 
 Deno.test({
-  name: "no-escape e2e: local volume options are a tmpfs allow-list",
+  name: "no-escape e2e: volume options and bind sources through serve --policy",
   ignore: dockerdUnavailable(),
   sanitizeOps: false,
   sanitizeResources: false,
@@ -61,7 +64,9 @@ Deno.test({
     assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
     assert.equal((await runCli(["keygen", "client", "ci-runner", "--dir", pki])).code, 0);
     const policyFile = join(work, "policy.json");
-    await writeFile(policyFile, POLICY, { mode: 0o600 });
+    const binds = join(work, "binds");
+    await mkdir(binds);
+    await writeFile(policyFile, policy(binds), { mode: 0o600 });
     const gate = await startServe([
       "--target",
       d.host,
@@ -123,16 +128,35 @@ Deno.test({
     );
 
     await t.step("a sized tmpfs volume passes and is stored as asked", async () => {
+      // Through the real CLI: a raw exchange half-closes, and dockerd cancels what it forwards.
       const opts = { type: "tmpfs", device: "tmpfs", o: "size=8m,mode=1777,uid=1000" };
-      const r = await send(gate.port, ci, "/v1.41/volumes/create", {
-        Name: "ok-tmpfs",
-        DriverOpts: opts,
-      });
-      assert.equal(r.status, 201, r.body);
+      const flags = Object.entries(opts).flatMap(([k, v]) => ["--opt", `${k}=${v}`]);
+      const made = await d.docker(
+        [...tlsFlags(join(pki, "clients", "ci-runner")), "volume", "create", ...flags, "ok-tmpfs"],
+        { host: gate.host },
+      );
+      assert.equal(made.code, 0, made.stderr);
       const inspect = await d.docker(["volume", "inspect", "-f", "{{json .Options}}", "ok-tmpfs"]);
       assert.equal(inspect.code, 0, inspect.stderr);
       assert.deepEqual(JSON.parse(inspect.stdout), opts);
     });
+
+    await t.step(
+      "a dangling link under an allowed root is refused, dockerd makes nothing",
+      async () => {
+        // dockerd creates a missing bind source, following the link: a directory anywhere.
+        const outside = join(work, "outside", "made-by-dockerd");
+        await symlink(outside, join(binds, "dangling"));
+        const r = await send(gate.port, ci, "/v1.41/containers/create?name=evil-dangling", {
+          Image: d.image,
+          HostConfig: { NetworkMode: "none", Binds: [`${binds}/dangling:/h`] },
+        });
+        assert.equal(r.status, 403, r.body);
+        assert.match(r.body, /cannot be resolved in the gate's view/);
+        assert.notEqual((await d.docker(["inspect", "evil-dangling"])).code, 0, "it was created");
+        await assert.rejects(lstat(outside), "dockerd made the link's target");
+      },
+    );
   } finally {
     for (const g of gates) await g.stop();
     await d.stop();

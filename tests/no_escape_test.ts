@@ -201,6 +201,47 @@ Deno.test("no-escape: a symlink under an allowed root is followed on the daemon'
   }
 });
 
+Deno.test("no-escape: a bind source the gate cannot resolve is refused (fail closed)", async () => {
+  const root = await mkdtemp(join(tmpdir(), "dg-ne-"));
+  try {
+    // A chain longer than the kernel's 40 links: realpath gives up with ELOOP.
+    await symlink("/etc", join(root, "l0"));
+    for (let i = 1; i <= 45; i++) await symlink(join(root, `l${i - 1}`), join(root, `l${i}`));
+    await symlink(join(root, "loop-b"), join(root, "loop-a"));
+    await symlink(join(root, "loop-a"), join(root, "loop-b"));
+    // Dangling: the target does not exist in the gate's view (dockerd may see it, or create it).
+    await symlink("/nonexistent-dg/etc", join(root, "dangling"));
+    await symlink("dangling/sub", join(root, "via-dangling"));
+    const local: EscapeContext = { allow: { allowBindMounts: [root] }, resolveSymlinks: true };
+    for (const source of ["l45", "l45/x", "loop-a", "loop-a/x", "dangling", "dangling/x"]) {
+      denied(
+        checkBody("create", { HostConfig: { Binds: [`${root}/${source}:/h`] } }, local),
+        /cannot be resolved/,
+        source,
+      );
+      denied(
+        checkBody("create", {
+          HostConfig: { Mounts: [{ Type: "bind", Source: `${root}/${source}`, Target: "/h" }] },
+        }, local),
+        /cannot be resolved/,
+        `Mounts ${source}`,
+      );
+    }
+    denied(
+      checkBody("create", { HostConfig: { Binds: [`${root}/via-dangling:/h`] } }, local),
+      /cannot be resolved/,
+      "a link through a dangling link",
+    );
+    // Still fine: a path that does not exist yet below a real directory (the daemon makes it).
+    assert.equal(
+      checkBody("create", { HostConfig: { Binds: [`${root}/new/dir:/h`] } }, local),
+      undefined,
+    );
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
 Deno.test("no-escape: keys Go would fold onto a field are refused, unknown fields too", () => {
   const body = (text: string) => parseStrictJson(new TextEncoder().encode(text));
   for (
@@ -360,4 +401,39 @@ Deno.test("no-escape: local-driver volume options are an allow-list (tmpfs, size
     undefined,
   );
   denied(volume({ type: "tmpfs", device: 5 }), /not a string/, "a non-string option");
+});
+
+Deno.test("contrib/dockgate.service gives the gate dockerd's view of the file system", async () => {
+  // The gate resolves bind sources in its own mount namespace: an option that hides, empties
+  // or replaces a directory there (ProtectHome=yes, PrivateTmp, TemporaryFileSystem, …) makes
+  // a link under an allowed root look like a plain missing directory, and pass.
+  const unit = await Deno.readTextFile(new URL("../contrib/dockgate.service", import.meta.url));
+  const service = unit.split(/^\[/m).find((s) => s.startsWith("Service]"))!;
+  // Options known to keep every path visible as dockerd sees it (read-only is still visible).
+  const sameView: Record<string, RegExp> = {
+    ProtectSystem: /^(strict|full|true|yes|false|no)$/,
+    ProtectHome: /^(read-only|false|no)$/,
+    PrivateTmp: /^(false|no)$/,
+    ReadOnlyPaths: /./,
+    ReadWritePaths: /./,
+  };
+  // Options that do not touch the mount namespace; any other key must be decided here first.
+  const noView = new Set([
+    "Type",
+    "NotifyAccess",
+    "ExecStart",
+    "ExecReload",
+    "KillSignal",
+    "TimeoutStopSec",
+    "Restart",
+    "RestartSec",
+    "NoNewPrivileges",
+    "LimitNOFILE",
+  ]);
+  for (const line of service.split("\n")) {
+    const m = /^(\w+)=(.*)$/.exec(line.trim());
+    if (!m || noView.has(m[1])) continue;
+    assert.ok(sameView[m[1]], `${m[1]}: not known to keep the gate's file system view`);
+    assert.match(m[2], sameView[m[1]], `${m[1]}=${m[2]} changes the gate's file system view`);
+  }
 });

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { realpathSync } from "node:fs";
+import { lstatSync, realpathSync } from "node:fs";
 import { isJsonObject, type JsonValue } from "./strict_json.ts";
 
 /** What a role allows beyond the preset (see the policy file's role options). */
@@ -252,19 +252,40 @@ export function cleanPath(path: string): string {
   return "/" + out.join("/");
 }
 
-/** The real path of `path`, resolving links in its longest existing prefix. */
-function realPath(path: string): string {
+/** The error code of a failed file system call (`ENOENT`, `ELOOP`, …), or its message. */
+function errorCode(e: unknown): string {
+  const code = (e as { code?: unknown })?.code;
+  return typeof code === "string" ? code : String(e);
+}
+
+/**
+ * The real path of `path`, resolving links in its longest existing prefix; or why it cannot
+ * be known. Only a component that does not exist at all (`lstat` says `ENOENT`) is skipped
+ * (dockerd creates missing bind sources as plain directories). Anything else refuses: a link
+ * chain longer than the kernel's limit, a loop, a dangling link (dockerd may see its target,
+ * or create it), a directory the gate may not read. Every such case would otherwise end up
+ * compared as the unresolved link's own name, inside the allowed root.
+ */
+function realPath(path: string): { path: string } | { error: string } {
   const parts = path.split("/").slice(1);
   for (let n = parts.length; n >= 0; n--) {
     const prefix = "/" + parts.slice(0, n).join("/");
     try {
       const real = realpathSync.native(prefix);
-      return cleanPath([real, ...parts.slice(n)].join("/"));
-    } catch {
-      // not there (yet): the daemon creates missing bind sources; look one level up
+      return { path: cleanPath([real, ...parts.slice(n)].join("/")) };
+    } catch (e) {
+      const why = errorCode(e);
+      if (why !== "ENOENT") return { error: `${prefix}: ${why}` };
+      try {
+        lstatSync(prefix);
+      } catch (l) {
+        if (errorCode(l) === "ENOENT") continue; // not there (yet): look one level up
+        return { error: `${prefix}: ${errorCode(l)}` };
+      }
+      return { error: `${prefix} is a link whose target does not exist in the gate's view` };
     }
   }
-  return path;
+  return { error: "/: cannot be resolved" };
 }
 
 /** Whether `path` is `root` or below it, by whole components. */
@@ -278,9 +299,17 @@ function under(path: string, root: string): boolean {
  */
 function bindSource(source: string, ctx: EscapeContext, at: string): Violation | undefined {
   if (!source.startsWith("/")) return `${at}=${source}: bind source is not an absolute path`;
-  const resolve = (p: string) => ctx.resolveSymlinks ? realPath(cleanPath(p)) : cleanPath(p);
-  const path = resolve(source);
-  const roots = (ctx.allow.allowBindMounts ?? []).map(resolve);
+  const resolve = (p: string) =>
+    ctx.resolveSymlinks ? realPath(cleanPath(p)) : { path: cleanPath(p) };
+  const resolved = resolve(source);
+  if ("error" in resolved) {
+    return `${at}=${source}: bind source cannot be resolved in the gate's view (${resolved.error})`;
+  }
+  const path = resolved.path;
+  // An allowed root the gate cannot resolve allows nothing.
+  const roots = (ctx.allow.allowBindMounts ?? []).map(resolve).flatMap((r) =>
+    "path" in r ? [r.path] : []
+  );
   return roots.some((r) => under(path, r))
     ? undefined
     : `${at}=${source}: bind mount of ${path} is not under the role's allowBindMounts`;
