@@ -4,6 +4,7 @@
  * asked for exists), each allowed one checked there too (it was made as asked).
  *
  * - Bind sources the gate cannot resolve in its own view (a dangling link) are refused.
+ * - docker-py's own bodies (exec `Container` and `detachKeys`, a `null` endpoint) pass.
  * - Local-driver volume options: only a sized tmpfs passes, in `POST /volumes/create` and in a
  *   container's `Mounts[].VolumeOptions.DriverConfig`; binds in disguise, overlays, host and
  *   relative devices, and other drivers are refused.
@@ -23,6 +24,30 @@ const policy = (root: string) =>
     roles: { ci: { preset: "no-escape", allowBindMounts: [root] } },
     identities: [{ cn: "ci-runner", role: "ci" }],
   });
+
+/** docker-py through the gate: exec_create/exec_start, then containers.create(network="n"). */
+const DOCKER_PY = `
+import docker, sys
+port, bundle, image = sys.argv[1], sys.argv[2], sys.argv[3]
+tls = docker.tls.TLSConfig(client_cert=(bundle + "/cert.pem", bundle + "/key.pem"),
+                           ca_cert=bundle + "/ca.pem", verify=True)
+c = docker.DockerClient(base_url="https://localhost:" + port, tls=tls, version="1.41")
+ct = c.containers.run(image, ["sleep", "60"], detach=True, network_mode="none", name="py-exec")
+ex = c.api.exec_create(ct.id, ["echo", "exec-ok"], detach_keys="ctrl-p,q")
+print(c.api.exec_start(ex["Id"]).decode().strip())
+ct.remove(force=True)
+made = c.containers.create(image, ["true"], network="n", name="py-net")
+print("created", made.name)
+`;
+
+/** The environment docker-py needs here: no CA bundle overrides from the machine. */
+function pythonEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(Deno.env.toObject())) {
+    if (!/CA_BUNDLE|SSL_CERT|CA_CERTS|^DOCKER_/.test(k)) env[k] = v;
+  }
+  return env;
+}
 
 /** One raw request through the gate: its status and body. */
 async function send(port: number, c: Creds, path: string, body: unknown) {
@@ -155,6 +180,25 @@ Deno.test({
         assert.match(r.body, /cannot be resolved in the gate's view/);
         assert.notEqual((await d.docker(["inspect", "evil-dangling"])).code, 0, "it was created");
         await assert.rejects(lstat(outside), "dockerd made the link's target");
+      },
+    );
+
+    await t.step(
+      "docker-py: exec with detachKeys, create on a network (null endpoint)",
+      async () => {
+        const net = await d.docker(["network", "create", "n"]);
+        assert.equal(net.code, 0, net.stderr);
+        const out = await new Deno.Command("/usr/bin/python3", {
+          args: ["-c", DOCKER_PY, String(gate.port), join(pki, "clients", "ci-runner"), d.image],
+          env: pythonEnv(),
+          clearEnv: true,
+          signal: AbortSignal.timeout(120_000),
+        }).output();
+        const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+        assert.equal(out.code, 0, text);
+        assert.match(text, /exec-ok\ncreated py-net/, text);
+        const mode = await d.docker(["inspect", "-f", "{{.HostConfig.NetworkMode}}", "py-net"]);
+        assert.equal(mode.stdout, "n\n", mode.stderr);
       },
     );
   } finally {

@@ -261,7 +261,11 @@ Deno.test("no-escape: keys Go would fold onto a field are refused, unknown field
     "Capabilities",
   );
   denied(checkBody("create", body('{"Sneaky":1}'), ctx), /unknown field/, "top level");
-  denied(checkBody("exec", body('{"privileged":true,"Cmd":["sh"]}'), ctx), /not spelled/, "exec");
+  denied(
+    checkBody("exec", body('{"privileged":true,"Cmd":["sh"]}'), ctx),
+    /privileged exec/,
+    "exec",
+  );
   assert.equal(foldKey("Hoſt\u212aey"), "hostkey");
   // Map keys (labels, sysctls, options) are not fields: their case is kept as sent.
   assert.equal(
@@ -436,4 +440,65 @@ Deno.test("contrib/dockgate.service gives the gate dockerd's view of the file sy
     assert.ok(sameView[m[1]], `${m[1]}: not known to keep the gate's file system view`);
     assert.match(m[2], sameView[m[1]], `${m[1]}=${m[2]} changes the gate's file system view`);
   }
+});
+
+Deno.test("no-escape: what docker-py sends passes, read as Go reads it", () => {
+  const body = (text: string) => parseStrictJson(new TextEncoder().encode(text));
+  const pass = (kind: "create" | "exec", text: string) =>
+    assert.equal(checkBody(kind, body(text), ctx), undefined, text);
+  // docker/api/exec_api.py exec_create: `Container` (no daemon reads it), `detachKeys`.
+  pass(
+    "exec",
+    '{"Container":"abc","User":"","Privileged":false,"Tty":false,"AttachStdin":false,' +
+      '"AttachStdout":true,"AttachStderr":true,"Cmd":["echo","hi"]}',
+  );
+  pass("exec", '{"Container":"abc","Cmd":["sh"],"detachKeys":"ctrl-p,q"}');
+  // docker/models/containers.py run(network="n"): {network: None}, in both docker-py shapes.
+  pass(
+    "create",
+    '{"Tty":false,"OpenStdin":false,"StdinOnce":false,"AttachStdin":false,' +
+      '"AttachStdout":false,"AttachStderr":false,"Cmd":["true"],"Image":"bb:latest",' +
+      '"NetworkDisabled":false,"HostConfig":{"NetworkMode":"n"},"NetworkingConfig":{"n":null}}',
+  );
+  pass(
+    "create",
+    '{"Image":"bb","HostConfig":{"NetworkMode":"n"},"NetworkingConfig":{"EndpointsConfig":{"n":null}}}',
+  );
+  // Go folds keys: a folded resource key is that resource, with its rule.
+  pass("create", '{"Image":"bb","HostConfig":{"CPURealtimePeriod":1000}}');
+  denied(
+    checkBody("create", body('{"Image":"bb","HostConfig":{"cpuRealtimeRuntime":950000}}'), ctx),
+    /real-time/,
+    "a folded key gets its field's rule",
+  );
+  denied(
+    checkBody("exec", body('{"Cmd":["sh"],"DetachKeys":"a","detachKeys":"b"}'), ctx),
+    /second spelling/,
+    "two spellings of one field",
+  );
+  denied(
+    checkBody("create", body('{"HostConfig":{"Memory":1,"memory":2}}'), ctx),
+    /second spelling/,
+    "two spellings of a resource",
+  );
+  // A null under a key that is no field is nothing to Go; a value there is still undecided.
+  denied(checkBody("exec", body('{"Cmd":["sh"],"Sneaky":1}'), ctx), /unknown field/, "value");
+  // HostConfig fields at the top level (moby reads them when HostConfig is absent).
+  pass("create", '{"Image":"bb","Runtime":"runc","Memory":1048576,"Cpuset":"0"}');
+  denied(
+    checkBody("create", body('{"Image":"bb","Runtime":"kata"}'), ctx),
+    /^Runtime=kata: runtime not on the role's allowRuntimes/,
+    "top-level Runtime",
+  );
+  denied(checkBody("create", body('{"Image":"bb","Privileged":true}'), ctx), /privileged/, "top");
+  denied(
+    checkBody("create", body('{"Image":"bb","Binds":["/:/h"]}'), ctx),
+    /Binds/,
+    "top-level Binds",
+  );
+  denied(
+    checkBody("create", body('{"Image":"bb","VolumesFrom":["x"],"HostConfig":{}}'), ctx),
+    /VolumesFrom/,
+    "top-level VolumesFrom",
+  );
 });

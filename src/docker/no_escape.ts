@@ -66,22 +66,51 @@ export function foldKey(key: string): string {
 
 const any: Check = () => undefined;
 
-/** A struct: every key spelled exactly as one of `fields`, each value checked. */
+/**
+ * Fields whose key may come in another spelling that Go folds onto them (`detachKeys`,
+ * `CPURealtimePeriod`): leaves checked by value alone that no other module reads by name
+ * (the owner check in isolation.ts reads HostConfig's Binds, Mounts, Links, … spelled
+ * exactly, so those stay exact-only). See {@linkcode foldable}.
+ */
+const FOLDABLE = new WeakSet<Check>();
+
+/** `check`, also for a key that Go's decoder folds onto the field. */
+function foldable(check: Check): Check {
+  const each: Check = (value, ctx, at) => check(value, ctx, at);
+  FOLDABLE.add(each);
+  return each;
+}
+
+/**
+ * A struct, read as Go's decoder reads it: each key is the field spelled exactly or, for a
+ * {@linkcode foldable} field, a key folding onto it; a second key for one field is refused (Go
+ * keeps the last, the gate would have to guess which). A key that is no field is refused
+ * unless its value is `null`, which Go's decoder never acts on (docker-py's
+ * `NetworkingConfig: {"n": null}`).
+ */
 function struct(fields: Record<string, Check>): Check {
   const folded = new Map(Object.keys(fields).map((f) => [foldKey(f), f]));
   return (value, ctx, at) => {
     if (value === null) return undefined;
     if (!isJsonObject(value)) return `${at || "body"} is not an object`;
+    const seen = new Map<string, string>();
     for (const [key, v] of Object.entries(value)) {
       const where = at ? `${at}.${key}` : key;
-      const check = Object.hasOwn(fields, key) ? fields[key] : undefined;
-      if (!check) {
-        const meant = folded.get(foldKey(key));
-        return meant
-          ? `${where}: key is not spelled as the field "${meant}" (Go would read it as that)`
-          : `${where}: unknown field (denied until the policy knows it)`;
+      const exact = Object.hasOwn(fields, key);
+      const field = exact ? key : folded.get(foldKey(key));
+      if (field === undefined) {
+        if (v === null) continue;
+        return `${where}: unknown field (denied until the policy knows it)`;
       }
-      const bad = check(v, ctx, where);
+      const first = seen.get(field);
+      if (first !== undefined) {
+        return `${where}: a second spelling of the field "${field}" (after "${first}")`;
+      }
+      seen.set(field, key);
+      if (!exact && !FOLDABLE.has(fields[field])) {
+        return `${where}: key is not spelled as the field "${field}" (Go would read it as that)`;
+      }
+      const bad = fields[field](v, ctx, where);
       if (bad) return bad;
     }
     return undefined;
@@ -449,8 +478,8 @@ const mount: Check = (value, ctx, at) => {
 
 const mounts: Check = list(mount);
 
-/** Resources: shared by HostConfig and UpdateConfig. */
-const RESOURCES: Record<string, Check> = {
+/** Resources: shared by HostConfig and UpdateConfig (leaves: any spelling Go folds). */
+const RESOURCE_FIELDS: Record<string, Check> = {
   CpuShares: any,
   Memory: any,
   NanoCpus: any,
@@ -483,8 +512,11 @@ const RESOURCES: Record<string, Check> = {
   IOMaximumIOps: any,
   IOMaximumBandwidth: any,
 };
+const RESOURCES: Record<string, Check> = Object.fromEntries(
+  Object.entries(RESOURCE_FIELDS).map(([k, c]) => [k, foldable(c)]),
+);
 
-const hostConfig: Check = struct({
+const HOST_CONFIG: Record<string, Check> = {
   ...RESOURCES,
   Binds: binds,
   ContainerIDFile: any,
@@ -528,7 +560,25 @@ const hostConfig: Check = struct({
   ReadonlyPaths: (value, _ctx, at) =>
     value === null ? undefined : `${at}: replacing the read-only paths makes host files writable`,
   Init: any,
-});
+};
+const hostConfig: Check = struct(HOST_CONFIG);
+
+/**
+ * HostConfig fields at the top level of a create body: moby's ContainerConfigWrapper embeds a
+ * second HostConfig there, used whole when `HostConfig` is absent (a few resources are merged
+ * in when it is present). They get HostConfig's rules, except the fields the owner check
+ * (isolation.ts) reads only inside `HostConfig`: those must be sent there.
+ */
+const OWNER_CHECKED = ["Binds", "Mounts", "VolumeDriver", "VolumesFrom", "NetworkMode", "Links"];
+const TOP_LEVEL_HOST_CONFIG: Record<string, Check> = Object.fromEntries(
+  Object.entries(HOST_CONFIG).map(([k, c]) => [
+    k,
+    OWNER_CHECKED.includes(k)
+      ? (_v: JsonValue, _ctx: EscapeContext, at: string) =>
+        `${at}: only read inside HostConfig (send it there)`
+      : c,
+  ]),
+);
 
 /**
  * Whether `user` (a `User` field: `name`, `uid`, `uid:gid`) is root in the container. An
@@ -586,6 +636,9 @@ const networkingConfig: Check = struct({
 
 /** `POST /containers/create`: the container config with its HostConfig and networking. */
 const createBody: Check = struct({
+  ...TOP_LEVEL_HOST_CONFIG,
+  // ContainerConfigWrapper's own: the old spelling of CpusetCpus.
+  Cpuset: any,
   Hostname: any,
   Domainname: any,
   User: user,
@@ -615,20 +668,25 @@ const createBody: Check = struct({
   NetworkingConfig: networkingConfig,
 });
 
-/** `POST /containers/{id}/exec`. */
+/**
+ * `POST /containers/{id}/exec`. Its fields are leaves no other module reads, so any spelling
+ * Go folds onto them is read as them (docker-py sends `detachKeys`); `User` stays exact for
+ * the non-root check. `Container` is docker-py's, read by no daemon (the path names it).
+ */
 const execBody: Check = struct({
   User: user,
-  Privileged: notPrivileged("privileged exec is not allowed"),
-  Tty: any,
-  ConsoleSize: any,
-  AttachStdin: any,
-  AttachStderr: any,
-  AttachStdout: any,
-  Detach: any,
-  DetachKeys: any,
-  Env: any,
-  WorkingDir: any,
-  Cmd: any,
+  Privileged: foldable(notPrivileged("privileged exec is not allowed")),
+  Tty: foldable(any),
+  ConsoleSize: foldable(any),
+  AttachStdin: foldable(any),
+  AttachStderr: foldable(any),
+  AttachStdout: foldable(any),
+  Detach: foldable(any),
+  DetachKeys: foldable(any),
+  Env: foldable(any),
+  WorkingDir: foldable(any),
+  Cmd: foldable(any),
+  Container: any,
 });
 
 /** `POST /containers/{id}/update`. */
