@@ -3,11 +3,13 @@
  * field as dockerd would read it.
  *
  * Every object below is checked against the full list of its Go struct's fields (moby
- * `api/types/container`, `mount`, `network`). A key that is not spelled exactly as a field is
- * refused: if it folds to one (Go's decoder matches keys case-insensitively with Unicode
- * simple folding, so `privileged`, `PRIVILEGED` and `Privileſed` all set `Privileged`) it is
- * a disguise, and if it folds to none it is a field nobody has decided about yet. Values of
- * the wrong type are refused too (fail closed; the daemon would refuse them as well).
+ * `api/types/container`, `mount`, `network`). Go's decoder matches keys case-insensitively
+ * with Unicode simple folding (`privileged`, `PRIVILEGED` and `Privileſed` all set
+ * `Privileged`): a folded key is checked as its field where the field is marked foldable (a
+ * leaf no other module reads by name), and refused as a disguise elsewhere; two keys for one
+ * field are refused. A key that folds to no field is one nobody has decided about yet and is
+ * refused, unless its value is `null` (a no-op for Go). Values of the wrong type are refused
+ * too (fail closed; the daemon would refuse them as well).
  *
  * @module
  */
