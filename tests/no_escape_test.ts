@@ -132,7 +132,7 @@ Deno.test("no-escape: bind mounts, cleaned, by whole components, and in disguise
         },
       }],
     }),
-    /DriverConfig\.device=\/etc/,
+    /VolumeOptions\.DriverConfig=.*type is not tmpfs/,
     "local-driver bind volume",
   );
   denied(
@@ -146,15 +146,16 @@ Deno.test("no-escape: bind mounts, cleaned, by whole components, and in disguise
       Driver: "local",
       DriverOpts: { type: "none", o: "bind", device: "/" },
     }, ctx),
-    /device=\//,
+    /DriverOpts=.*type is not tmpfs/,
     "volume create bind",
   );
-  assert.equal(
+  denied(
     checkBody("volume", {
       Name: "v",
       DriverOpts: { type: "nfs", o: "addr=10.0.0.1", device: ":/export" },
     }, ctx),
-    undefined,
+    /type is not tmpfs/,
+    'NFS (needs allowVolumeDrivers: ["local"])',
   );
   assert.equal(
     checkBody("volume", { Name: "v", DriverOpts: { type: "tmpfs", device: "tmpfs" } }, ctx),
@@ -200,6 +201,47 @@ Deno.test("no-escape: a symlink under an allowed root is followed on the daemon'
   }
 });
 
+Deno.test("no-escape: a bind source the gate cannot resolve is refused (fail closed)", async () => {
+  const root = await mkdtemp(join(tmpdir(), "dg-ne-"));
+  try {
+    // A chain longer than the kernel's 40 links: realpath gives up with ELOOP.
+    await symlink("/etc", join(root, "l0"));
+    for (let i = 1; i <= 45; i++) await symlink(join(root, `l${i - 1}`), join(root, `l${i}`));
+    await symlink(join(root, "loop-b"), join(root, "loop-a"));
+    await symlink(join(root, "loop-a"), join(root, "loop-b"));
+    // Dangling: the target does not exist in the gate's view (dockerd may see it, or create it).
+    await symlink("/nonexistent-dg/etc", join(root, "dangling"));
+    await symlink("dangling/sub", join(root, "via-dangling"));
+    const local: EscapeContext = { allow: { allowBindMounts: [root] }, resolveSymlinks: true };
+    for (const source of ["l45", "l45/x", "loop-a", "loop-a/x", "dangling", "dangling/x"]) {
+      denied(
+        checkBody("create", { HostConfig: { Binds: [`${root}/${source}:/h`] } }, local),
+        /cannot be resolved/,
+        source,
+      );
+      denied(
+        checkBody("create", {
+          HostConfig: { Mounts: [{ Type: "bind", Source: `${root}/${source}`, Target: "/h" }] },
+        }, local),
+        /cannot be resolved/,
+        `Mounts ${source}`,
+      );
+    }
+    denied(
+      checkBody("create", { HostConfig: { Binds: [`${root}/via-dangling:/h`] } }, local),
+      /cannot be resolved/,
+      "a link through a dangling link",
+    );
+    // Still fine: a path that does not exist yet below a real directory (the daemon makes it).
+    assert.equal(
+      checkBody("create", { HostConfig: { Binds: [`${root}/new/dir:/h`] } }, local),
+      undefined,
+    );
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
 Deno.test("no-escape: keys Go would fold onto a field are refused, unknown fields too", () => {
   const body = (text: string) => parseStrictJson(new TextEncoder().encode(text));
   for (
@@ -219,7 +261,11 @@ Deno.test("no-escape: keys Go would fold onto a field are refused, unknown field
     "Capabilities",
   );
   denied(checkBody("create", body('{"Sneaky":1}'), ctx), /unknown field/, "top level");
-  denied(checkBody("exec", body('{"privileged":true,"Cmd":["sh"]}'), ctx), /not spelled/, "exec");
+  denied(
+    checkBody("exec", body('{"privileged":true,"Cmd":["sh"]}'), ctx),
+    /privileged exec/,
+    "exec",
+  );
   assert.equal(foldKey("Hoſt\u212aey"), "hostkey");
   // Map keys (labels, sysctls, options) are not fields: their case is kept as sent.
   assert.equal(
@@ -278,5 +324,181 @@ Deno.test("no-escape: swarm services get the container rules, in swarm's field n
     }),
     /User: not set/,
     "nonRootUser",
+  );
+});
+
+Deno.test("no-escape: local-driver volume options are an allow-list (tmpfs, sized)", () => {
+  const volume = (opts: unknown, driver?: string, allow = ctx.allow) =>
+    checkBody("volume", { Name: "v", Driver: driver, DriverOpts: opts } as never, { allow });
+  const mountOpts = (opts: unknown, name = "local") =>
+    create({
+      Mounts: [{
+        Type: "volume",
+        Target: "/v",
+        VolumeOptions: { DriverConfig: { Name: name, Options: opts } },
+      }],
+    });
+  const service = (opts: unknown) =>
+    checkBody("service", {
+      Name: "s",
+      TaskTemplate: {
+        ContainerSpec: {
+          Image: "bb",
+          Mounts: [{
+            Type: "volume",
+            Target: "/v",
+            VolumeOptions: { DriverConfig: { Name: "local", Options: opts } },
+          }],
+        },
+      },
+    } as never, ctx);
+  const escapes: Record<string, string>[] = [
+    { type: "none", o: "bind", device: "/srv/ci/x" },
+    { type: "tmpfs", o: "bind", device: "/" },
+    { type: "tmpfs", o: "size=1m,bind", device: "/" },
+    { type: "tmpfs", o: "rbind", device: "tmpfs" },
+    { type: "tmpfs", device: "/etc" },
+    { type: "overlay", o: "lowerdir=/etc,upperdir=/u,workdir=/w", device: "overlay" },
+    { type: "none", o: "bind", device: "etc" },
+    { type: "ext4", device: "dev/vda" },
+    { type: "nfs", o: "addr=10.0.0.1", device: ":/export" },
+    { type: "tmpfs", device: "tmpfs", size: "1g" },
+    { type: "tmpfs", device: "tmpfs", o: "size=1m,exec" },
+    { type: "tmpfs", device: "tmpfs", o: "size=1m," },
+    { type: "tmpfs", device: "tmpfs", Device: "/" },
+    { type: "Tmpfs", device: "tmpfs" },
+  ];
+  for (const opts of escapes) {
+    const what = JSON.stringify(opts);
+    denied(volume(opts), /DriverOpts/, `volume create ${what}`);
+    denied(volume(opts, "local"), /DriverOpts/, `volume create, driver local, ${what}`);
+    denied(mountOpts(opts), /DriverConfig/, `container Mounts ${what}`);
+    denied(service(opts), /DriverConfig/, `service Mounts ${what}`);
+  }
+  for (
+    const opts of [
+      undefined,
+      null,
+      {},
+      { type: "tmpfs", device: "tmpfs" },
+      { type: "tmpfs", device: "tmpfs", o: "size=64m,mode=1777,uid=1000,gid=1000" },
+      { type: "tmpfs", device: "tmpfs", o: "size=10%" },
+    ]
+  ) {
+    const what = JSON.stringify(opts);
+    assert.equal(volume(opts), undefined, `volume create ${what}`);
+    assert.equal(mountOpts(opts), undefined, `container Mounts ${what}`);
+    assert.equal(service(opts), undefined, `service Mounts ${what}`);
+  }
+  // Any other driver: only with the role's allowVolumeDrivers, and then its options are its own.
+  denied(volume(undefined, "rexray"), /allowVolumeDrivers/, "another driver");
+  denied(mountOpts(undefined, "rexray"), /allowVolumeDrivers/, "another driver in Mounts");
+  denied(create({ VolumeDriver: "rexray", Binds: ["v:/v"] }), /allowVolumeDrivers/, "VolumeDriver");
+  assert.equal(create({ VolumeDriver: "local", Binds: ["v:/v"] }), undefined);
+  const plugin = { ...ctx.allow, allowVolumeDrivers: ["rexray"] };
+  assert.equal(volume({ size: "10" }, "rexray", plugin), undefined, "allowed driver's options");
+  denied(volume({ type: "none", o: "bind", device: "/" }, "local", plugin), /DriverOpts/, "local");
+  // Listing local lifts the option allow-list for the local driver (the role's explicit choice).
+  const local = { ...ctx.allow, allowVolumeDrivers: ["local"] };
+  assert.equal(
+    volume({ type: "nfs", o: "addr=10.0.0.1", device: ":/e" }, "local", local),
+    undefined,
+  );
+  denied(volume({ type: "tmpfs", device: 5 }), /not a string/, "a non-string option");
+});
+
+Deno.test("contrib/dockgate.service gives the gate dockerd's view of the file system", async () => {
+  // The gate resolves bind sources in its own mount namespace: an option that hides, empties
+  // or replaces a directory there (ProtectHome=yes, PrivateTmp, TemporaryFileSystem, …) makes
+  // a link under an allowed root look like a plain missing directory, and pass.
+  const unit = await Deno.readTextFile(new URL("../contrib/dockgate.service", import.meta.url));
+  const service = unit.split(/^\[/m).find((s) => s.startsWith("Service]"))!;
+  // Options known to keep every path visible as dockerd sees it (read-only is still visible).
+  const sameView: Record<string, RegExp> = {
+    ProtectSystem: /^(strict|full|true|yes|false|no)$/,
+    ProtectHome: /^(read-only|false|no)$/,
+    PrivateTmp: /^(false|no)$/,
+    ReadOnlyPaths: /./,
+    ReadWritePaths: /./,
+  };
+  // Options that do not touch the mount namespace; any other key must be decided here first.
+  const noView = new Set([
+    "Type",
+    "NotifyAccess",
+    "ExecStart",
+    "ExecReload",
+    "KillSignal",
+    "TimeoutStopSec",
+    "Restart",
+    "RestartSec",
+    "NoNewPrivileges",
+    "LimitNOFILE",
+  ]);
+  for (const line of service.split("\n")) {
+    const m = /^(\w+)=(.*)$/.exec(line.trim());
+    if (!m || noView.has(m[1])) continue;
+    assert.ok(sameView[m[1]], `${m[1]}: not known to keep the gate's file system view`);
+    assert.match(m[2], sameView[m[1]], `${m[1]}=${m[2]} changes the gate's file system view`);
+  }
+});
+
+Deno.test("no-escape: what docker-py sends passes, read as Go reads it", () => {
+  const body = (text: string) => parseStrictJson(new TextEncoder().encode(text));
+  const pass = (kind: "create" | "exec", text: string) =>
+    assert.equal(checkBody(kind, body(text), ctx), undefined, text);
+  // docker/api/exec_api.py exec_create: `Container` (no daemon reads it), `detachKeys`.
+  pass(
+    "exec",
+    '{"Container":"abc","User":"","Privileged":false,"Tty":false,"AttachStdin":false,' +
+      '"AttachStdout":true,"AttachStderr":true,"Cmd":["echo","hi"]}',
+  );
+  pass("exec", '{"Container":"abc","Cmd":["sh"],"detachKeys":"ctrl-p,q"}');
+  // docker/models/containers.py run(network="n"): {network: None}, in both docker-py shapes.
+  pass(
+    "create",
+    '{"Tty":false,"OpenStdin":false,"StdinOnce":false,"AttachStdin":false,' +
+      '"AttachStdout":false,"AttachStderr":false,"Cmd":["true"],"Image":"bb:latest",' +
+      '"NetworkDisabled":false,"HostConfig":{"NetworkMode":"n"},"NetworkingConfig":{"n":null}}',
+  );
+  pass(
+    "create",
+    '{"Image":"bb","HostConfig":{"NetworkMode":"n"},"NetworkingConfig":{"EndpointsConfig":{"n":null}}}',
+  );
+  // Go folds keys: a folded resource key is that resource, with its rule.
+  pass("create", '{"Image":"bb","HostConfig":{"CPURealtimePeriod":1000}}');
+  denied(
+    checkBody("create", body('{"Image":"bb","HostConfig":{"cpuRealtimeRuntime":950000}}'), ctx),
+    /real-time/,
+    "a folded key gets its field's rule",
+  );
+  denied(
+    checkBody("exec", body('{"Cmd":["sh"],"DetachKeys":"a","detachKeys":"b"}'), ctx),
+    /second spelling/,
+    "two spellings of one field",
+  );
+  denied(
+    checkBody("create", body('{"HostConfig":{"Memory":1,"memory":2}}'), ctx),
+    /second spelling/,
+    "two spellings of a resource",
+  );
+  // A null under a key that is no field is nothing to Go; a value there is still undecided.
+  denied(checkBody("exec", body('{"Cmd":["sh"],"Sneaky":1}'), ctx), /unknown field/, "value");
+  // HostConfig fields at the top level (moby reads them when HostConfig is absent).
+  pass("create", '{"Image":"bb","Runtime":"runc","Memory":1048576,"Cpuset":"0"}');
+  denied(
+    checkBody("create", body('{"Image":"bb","Runtime":"kata"}'), ctx),
+    /^Runtime=kata: runtime not on the role's allowRuntimes/,
+    "top-level Runtime",
+  );
+  denied(checkBody("create", body('{"Image":"bb","Privileged":true}'), ctx), /privileged/, "top");
+  denied(
+    checkBody("create", body('{"Image":"bb","Binds":["/:/h"]}'), ctx),
+    /Binds/,
+    "top-level Binds",
+  );
+  denied(
+    checkBody("create", body('{"Image":"bb","VolumesFrom":["x"],"HostConfig":{}}'), ctx),
+    /VolumesFrom/,
+    "top-level VolumesFrom",
   );
 });

@@ -138,6 +138,7 @@ const LIST_KEYS = [
   "allowRuntimes",
   "allowVolumesFrom",
   "allowLogDrivers",
+  "allowVolumeDrivers",
 ] as const;
 const ROLE_KEYS = new Set<string>([
   "preset",

@@ -3,16 +3,18 @@
  * field as dockerd would read it.
  *
  * Every object below is checked against the full list of its Go struct's fields (moby
- * `api/types/container`, `mount`, `network`). A key that is not spelled exactly as a field is
- * refused: if it folds to one (Go's decoder matches keys case-insensitively with Unicode
- * simple folding, so `privileged`, `PRIVILEGED` and `Privileſed` all set `Privileged`) it is
- * a disguise, and if it folds to none it is a field nobody has decided about yet. Values of
- * the wrong type are refused too (fail closed; the daemon would refuse them as well).
+ * `api/types/container`, `mount`, `network`). Go's decoder matches keys case-insensitively
+ * with Unicode simple folding (`privileged`, `PRIVILEGED` and `Privileſed` all set
+ * `Privileged`): a folded key is checked as its field where the field is marked foldable (a
+ * leaf no other module reads by name), and refused as a disguise elsewhere; two keys for one
+ * field are refused. A key that folds to no field is one nobody has decided about yet and is
+ * refused, unless its value is `null` (a no-op for Go). Values of the wrong type are refused
+ * too (fail closed; the daemon would refuse them as well).
  *
  * @module
  */
 
-import { realpathSync } from "node:fs";
+import { lstatSync, realpathSync } from "node:fs";
 import { isJsonObject, type JsonValue } from "./strict_json.ts";
 
 /** What a role allows beyond the preset (see the policy file's role options). */
@@ -29,6 +31,11 @@ export interface EscapeAllowances {
   allowVolumesFrom?: readonly string[];
   /** Log drivers besides `json-file`, `local`, `journald` and `none`. */
   allowLogDrivers?: readonly string[];
+  /**
+   * Volume drivers besides `local`, whose options are then the driver's own; `local` here
+   * lifts the local driver's tmpfs-only option list.
+   */
+  allowVolumeDrivers?: readonly string[];
   /** Refuse containers and execs that would run as root (`User` empty, `0`, `root`, …). */
   nonRootUser?: boolean;
 }
@@ -61,22 +68,51 @@ export function foldKey(key: string): string {
 
 const any: Check = () => undefined;
 
-/** A struct: every key spelled exactly as one of `fields`, each value checked. */
+/**
+ * Fields whose key may come in another spelling that Go folds onto them (`detachKeys`,
+ * `CPURealtimePeriod`): leaves checked by value alone that no other module reads by name
+ * (the owner check in isolation.ts reads HostConfig's Binds, Mounts, Links, … spelled
+ * exactly, so those stay exact-only). See {@linkcode foldable}.
+ */
+const FOLDABLE = new WeakSet<Check>();
+
+/** `check`, also for a key that Go's decoder folds onto the field. */
+function foldable(check: Check): Check {
+  const each: Check = (value, ctx, at) => check(value, ctx, at);
+  FOLDABLE.add(each);
+  return each;
+}
+
+/**
+ * A struct, read as Go's decoder reads it: each key is the field spelled exactly or, for a
+ * {@linkcode foldable} field, a key folding onto it; a second key for one field is refused (Go
+ * keeps the last, the gate would have to guess which). A key that is no field is refused
+ * unless its value is `null`, which Go's decoder never acts on (docker-py's
+ * `NetworkingConfig: {"n": null}`).
+ */
 function struct(fields: Record<string, Check>): Check {
   const folded = new Map(Object.keys(fields).map((f) => [foldKey(f), f]));
   return (value, ctx, at) => {
     if (value === null) return undefined;
     if (!isJsonObject(value)) return `${at || "body"} is not an object`;
+    const seen = new Map<string, string>();
     for (const [key, v] of Object.entries(value)) {
       const where = at ? `${at}.${key}` : key;
-      const check = Object.hasOwn(fields, key) ? fields[key] : undefined;
-      if (!check) {
-        const meant = folded.get(foldKey(key));
-        return meant
-          ? `${where}: key is not spelled as the field "${meant}" (Go would read it as that)`
-          : `${where}: unknown field (denied until the policy knows it)`;
+      const exact = Object.hasOwn(fields, key);
+      const field = exact ? key : folded.get(foldKey(key));
+      if (field === undefined) {
+        if (v === null) continue;
+        return `${where}: unknown field (denied until the policy knows it)`;
       }
-      const bad = check(v, ctx, where);
+      const first = seen.get(field);
+      if (first !== undefined) {
+        return `${where}: a second spelling of the field "${field}" (after "${first}")`;
+      }
+      seen.set(field, key);
+      if (!exact && !FOLDABLE.has(fields[field])) {
+        return `${where}: key is not spelled as the field "${field}" (Go would read it as that)`;
+      }
+      const bad = fields[field](v, ctx, where);
       if (bad) return bad;
     }
     return undefined;
@@ -247,19 +283,40 @@ export function cleanPath(path: string): string {
   return "/" + out.join("/");
 }
 
-/** The real path of `path`, resolving links in its longest existing prefix. */
-function realPath(path: string): string {
+/** The error code of a failed file system call (`ENOENT`, `ELOOP`, …), or its message. */
+function errorCode(e: unknown): string {
+  const code = (e as { code?: unknown })?.code;
+  return typeof code === "string" ? code : String(e);
+}
+
+/**
+ * The real path of `path`, resolving links in its longest existing prefix; or why it cannot
+ * be known. Only a component that does not exist at all (`lstat` says `ENOENT`) is skipped
+ * (dockerd creates missing bind sources as plain directories). Anything else refuses: a link
+ * chain longer than the kernel's limit, a loop, a dangling link (dockerd may see its target,
+ * or create it), a directory the gate may not read. Every such case would otherwise end up
+ * compared as the unresolved link's own name, inside the allowed root.
+ */
+function realPath(path: string): { path: string } | { error: string } {
   const parts = path.split("/").slice(1);
   for (let n = parts.length; n >= 0; n--) {
     const prefix = "/" + parts.slice(0, n).join("/");
     try {
       const real = realpathSync.native(prefix);
-      return cleanPath([real, ...parts.slice(n)].join("/"));
-    } catch {
-      // not there (yet): the daemon creates missing bind sources; look one level up
+      return { path: cleanPath([real, ...parts.slice(n)].join("/")) };
+    } catch (e) {
+      const why = errorCode(e);
+      if (why !== "ENOENT") return { error: `${prefix}: ${why}` };
+      try {
+        lstatSync(prefix);
+      } catch (l) {
+        if (errorCode(l) === "ENOENT") continue; // not there (yet): look one level up
+        return { error: `${prefix}: ${errorCode(l)}` };
+      }
+      return { error: `${prefix} is a link whose target does not exist in the gate's view` };
     }
   }
-  return path;
+  return { error: "/: cannot be resolved" };
 }
 
 /** Whether `path` is `root` or below it, by whole components. */
@@ -273,9 +330,17 @@ function under(path: string, root: string): boolean {
  */
 function bindSource(source: string, ctx: EscapeContext, at: string): Violation | undefined {
   if (!source.startsWith("/")) return `${at}=${source}: bind source is not an absolute path`;
-  const resolve = (p: string) => ctx.resolveSymlinks ? realPath(cleanPath(p)) : cleanPath(p);
-  const path = resolve(source);
-  const roots = (ctx.allow.allowBindMounts ?? []).map(resolve);
+  const resolve = (p: string) =>
+    ctx.resolveSymlinks ? realPath(cleanPath(p)) : { path: cleanPath(p) };
+  const resolved = resolve(source);
+  if ("error" in resolved) {
+    return `${at}=${source}: bind source cannot be resolved in the gate's view (${resolved.error})`;
+  }
+  const path = resolved.path;
+  // An allowed root the gate cannot resolve allows nothing.
+  const roots = (ctx.allow.allowBindMounts ?? []).map(resolve).flatMap((r) =>
+    "path" in r ? [r.path] : []
+  );
   return roots.some((r) => under(path, r))
     ? undefined
     : `${at}=${source}: bind mount of ${path} is not under the role's allowBindMounts`;
@@ -293,28 +358,70 @@ const binds: Check = list((value, ctx, at) => {
   return bindSource(source, ctx, at);
 });
 
+/** The volume driver dockerd uses when none is named (moby `volume.DefaultDriverName`). */
+const LOCAL_DRIVER = "local";
+
 /**
- * Local-driver volume options that mount a host path: `type=none,o=bind,device=/x` (a bind
- * in disguise) or a `device` that is a host path or block device.
+ * A volume driver name: the local driver (also as `""` or unset, its default), or one on the
+ * role's `allowVolumeDrivers`. Any other driver is code outside dockerd that the gate cannot
+ * read (a plugin may mount whatever host path its options name).
  */
+const volumeDriver: Check = (value, ctx, at) =>
+  value === null || value === "" || value === LOCAL_DRIVER
+    ? undefined
+    : onList("allowVolumeDrivers", "volume driver")(value, ctx, at);
+
+/**
+ * `o` items a tmpfs may take: its size, root mode and owner (`mount(8)` tmpfs options), each
+ * with a plain value. Any other item can be a mount flag: `bind`/`rbind` turn the tmpfs into a
+ * bind of `device`, `exec`/`suid`/`dev` lift restrictions.
+ */
+const TMPFS_OPTION = /^(size=[0-9]+[kmgKMG%]?|mode=[0-7]{1,4}|uid=[0-9]+|gid=[0-9]+)$/;
+
+/**
+ * The local driver's options as an allow-list: none, or exactly a tmpfs (`type=tmpfs`,
+ * `device=tmpfs`, and an `o` of size/mode/uid/gid items only). The local driver hands `type`,
+ * `o` and `device` to mount(2) (moby `volume/local/local_unix.go`): `o=bind` works with any
+ * type, overlay takes host directories in `o`, a block device in `device` mounts a host disk,
+ * and a relative `device` is resolved against dockerd's working directory (`/`). A role that
+ * lists `local` in `allowVolumeDrivers` takes all of that on itself.
+ */
+function localOptions(options: Record<string, JsonValue>, at: string): Violation | undefined {
+  const keys = Object.keys(options);
+  if (keys.length === 0) return undefined;
+  for (const key of keys) {
+    if (typeof options[key] !== "string") return `${at}.${key} is not a string`;
+  }
+  const refuse = (why: string) =>
+    `${at}=${JSON.stringify(options)}: ${why} (local volumes may only be a tmpfs: ` +
+    `type=tmpfs, device=tmpfs, o of size=, mode=, uid=, gid=; other options need the role's ` +
+    `allowVolumeDrivers: ["local"])`;
+  const extra = keys.find((k) => !["type", "device", "o"].includes(k));
+  if (extra !== undefined) return refuse(`option ${JSON.stringify(extra)} not allowed`);
+  if (options["type"] !== "tmpfs") return refuse("type is not tmpfs");
+  if (options["device"] !== "tmpfs") return refuse("device is not tmpfs");
+  const o = options["o"];
+  if (o === undefined) return undefined;
+  const bad = (o as string).split(",").find((item) => !TMPFS_OPTION.test(item));
+  return bad === undefined ? undefined : refuse(`mount option ${JSON.stringify(bad)} not allowed`);
+}
+
+/** A volume's driver and its options, wherever a volume may be created. */
 function volumeOptions(
   driver: JsonValue | undefined,
   options: JsonValue | undefined,
   ctx: EscapeContext,
   at: string,
 ): Violation | undefined {
+  const name = driver === undefined || driver === null ? "" : driver;
+  const badDriver = volumeDriver(name, ctx, `${at}: driver`);
+  if (badDriver) return badDriver;
   if (options === null || options === undefined) return undefined;
   if (!isJsonObject(options)) return `${at} is not an object`;
-  if (driver !== undefined && driver !== null && typeof driver !== "string") {
-    return `${at}: driver is not a string`;
-  }
-  if (driver && driver !== "local") return undefined; // an installed plugin's own options
-  const device = options["device"];
-  if (device === undefined || device === null) return undefined;
-  if (typeof device !== "string") return `${at}.device is not a string`;
-  const type = typeof options["type"] === "string" ? options["type"] : "";
-  if (type === "tmpfs" || !device.startsWith("/")) return undefined; // tmpfs, NFS (":/path")
-  return bindSource(device, ctx, `${at}.device`);
+  const local = name === "" || name === LOCAL_DRIVER;
+  // A driver on the role's list (local included) is trusted with its own options.
+  if (!local || ctx.allow.allowVolumeDrivers?.includes(LOCAL_DRIVER)) return undefined;
+  return localOptions(options, at);
 }
 
 const driverConfig: Check = struct({
@@ -373,8 +480,8 @@ const mount: Check = (value, ctx, at) => {
 
 const mounts: Check = list(mount);
 
-/** Resources: shared by HostConfig and UpdateConfig. */
-const RESOURCES: Record<string, Check> = {
+/** Resources: shared by HostConfig and UpdateConfig (leaves: any spelling Go folds). */
+const RESOURCE_FIELDS: Record<string, Check> = {
   CpuShares: any,
   Memory: any,
   NanoCpus: any,
@@ -407,8 +514,11 @@ const RESOURCES: Record<string, Check> = {
   IOMaximumIOps: any,
   IOMaximumBandwidth: any,
 };
+const RESOURCES: Record<string, Check> = Object.fromEntries(
+  Object.entries(RESOURCE_FIELDS).map(([k, c]) => [k, foldable(c)]),
+);
 
-const hostConfig: Check = struct({
+const HOST_CONFIG: Record<string, Check> = {
   ...RESOURCES,
   Binds: binds,
   ContainerIDFile: any,
@@ -417,7 +527,7 @@ const hostConfig: Check = struct({
   PortBindings: any,
   RestartPolicy: any,
   AutoRemove: any,
-  VolumeDriver: any,
+  VolumeDriver: volumeDriver,
   VolumesFrom: volumesFrom,
   ConsoleSize: any,
   Annotations: mustBeEmpty("runtime annotations are not allowed"),
@@ -452,7 +562,25 @@ const hostConfig: Check = struct({
   ReadonlyPaths: (value, _ctx, at) =>
     value === null ? undefined : `${at}: replacing the read-only paths makes host files writable`,
   Init: any,
-});
+};
+const hostConfig: Check = struct(HOST_CONFIG);
+
+/**
+ * HostConfig fields at the top level of a create body: moby's ContainerConfigWrapper embeds a
+ * second HostConfig there, used whole when `HostConfig` is absent (a few resources are merged
+ * in when it is present). They get HostConfig's rules, except the fields the owner check
+ * (isolation.ts) reads only inside `HostConfig`: those must be sent there.
+ */
+const OWNER_CHECKED = ["Binds", "Mounts", "VolumeDriver", "VolumesFrom", "NetworkMode", "Links"];
+const TOP_LEVEL_HOST_CONFIG: Record<string, Check> = Object.fromEntries(
+  Object.entries(HOST_CONFIG).map(([k, c]) => [
+    k,
+    OWNER_CHECKED.includes(k)
+      ? (_v: JsonValue, _ctx: EscapeContext, at: string) =>
+        `${at}: only read inside HostConfig (send it there)`
+      : c,
+  ]),
+);
 
 /**
  * Whether `user` (a `User` field: `name`, `uid`, `uid:gid`) is root in the container. An
@@ -510,6 +638,9 @@ const networkingConfig: Check = struct({
 
 /** `POST /containers/create`: the container config with its HostConfig and networking. */
 const createBody: Check = struct({
+  ...TOP_LEVEL_HOST_CONFIG,
+  // ContainerConfigWrapper's own: the old spelling of CpusetCpus.
+  Cpuset: any,
   Hostname: any,
   Domainname: any,
   User: user,
@@ -539,20 +670,25 @@ const createBody: Check = struct({
   NetworkingConfig: networkingConfig,
 });
 
-/** `POST /containers/{id}/exec`. */
+/**
+ * `POST /containers/{id}/exec`. Its fields are leaves no other module reads, so any spelling
+ * Go folds onto them is read as them (docker-py sends `detachKeys`); `User` stays exact for
+ * the non-root check. `Container` is docker-py's, read by no daemon (the path names it).
+ */
 const execBody: Check = struct({
   User: user,
-  Privileged: notPrivileged("privileged exec is not allowed"),
-  Tty: any,
-  ConsoleSize: any,
-  AttachStdin: any,
-  AttachStderr: any,
-  AttachStdout: any,
-  Detach: any,
-  DetachKeys: any,
-  Env: any,
-  WorkingDir: any,
-  Cmd: any,
+  Privileged: foldable(notPrivileged("privileged exec is not allowed")),
+  Tty: foldable(any),
+  ConsoleSize: foldable(any),
+  AttachStdin: foldable(any),
+  AttachStderr: foldable(any),
+  AttachStdout: foldable(any),
+  Detach: foldable(any),
+  DetachKeys: foldable(any),
+  Env: foldable(any),
+  WorkingDir: foldable(any),
+  Cmd: foldable(any),
+  Container: any,
 });
 
 /** `POST /containers/{id}/update`. */
