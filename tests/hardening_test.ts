@@ -133,6 +133,47 @@ Deno.test("at startup: no CRL while the PKI's record lists revocations is refuse
   });
 });
 
+Deno.test("at startup: a fleet bundle (servers/HOST) without its CRL is refused too", async () => {
+  await withEnv(async (env) => {
+    await env.client("alice");
+    for (
+      const args of [["server", "--name", "host1"], ["revoke", "alice"]]
+    ) {
+      const r = await runCli(["keygen", ...args, "--dir", env.pki]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const host1 = join(env.pki, "servers", "host1");
+    await rm(join(host1, "crl.pem"));
+    const args = ["serve", "--listen", "127.0.0.1:0", "--certs", host1];
+    const out = await runCli([...args, "--target", `unix://${env.target.path}`], {
+      timeoutMs: 20_000,
+    });
+    assert.equal(out.code, 1, out.stderr);
+    assert.match(
+      out.stderr,
+      /No CRL at ".*host1\/crl\.pem", but the revocation record ".*ca\/revoked\.json" lists 1 revoked/,
+    );
+  });
+});
+
+Deno.test("at startup: revocations recorded by an intermediate count as well", async () => {
+  await withEnv(async (env) => {
+    for (
+      const args of [["intermediate", "team"], ["client", "x", "--issuer", "team"], ["revoke", "x"]]
+    ) {
+      const r = await runCli(["keygen", ...args, "--dir", env.pki]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    await rm(join(pkiLayout(env.pki).server.dir, "crl.pem"));
+    const out = await runCli(serveArgs(env), { timeoutMs: 20_000 });
+    assert.equal(out.code, 1, out.stderr);
+    assert.match(
+      out.stderr,
+      /No CRL at ".*server\/crl\.pem", but the revocation record ".*intermediates\/team\/revoked\.json" lists 1 revoked/,
+    );
+  });
+});
+
 /** An openssl CA, a server bundle from it, a recording target; serve started by `start`. */
 async function withOpensslGate(
   fn: (ctx: {

@@ -89,10 +89,9 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   const source: ServeConfigSource = {
     paths,
     crls,
-    // The PKI that made this bundle (keygen's layout): it says whether anything was revoked.
-    revocationRecord: !explicitCrl && cmd.source.certs
-      ? join(cmd.source.certs, "..", "ca", "revoked.json")
-      : undefined,
+    // The PKI that made this bundle (keygen's layout): its records say whether anything was
+    // revoked, by the root or by any intermediate.
+    pkiBundleDir: !explicitCrl ? cmd.source.certs : undefined,
     crlStale: cmd.crlStale,
     policy,
     apiPolicyPath: cmd.policy,
