@@ -14,8 +14,7 @@ import { type CredentialPaths, loadCredentials } from "../pki/credentials.ts";
 import { crlRollback, loadCrls as loadCrlsFrom, type LoadedCrl } from "../pki/crl.ts";
 import { crlStaleness } from "../access/authorize.ts";
 import { checkTrustedPath } from "../pki/trust_files.ts";
-import { readRevoked } from "../pki/records.ts";
-import { recordFiles, revocationCaDirs } from "../pki/layout.ts";
+import { recordedRevocations } from "../pki/records.ts";
 import type { AccessPolicy } from "../access/policy.ts";
 import type { TlsMaterial } from "../net/tls_config.ts";
 import { pathExists } from "../pki/fs_util.ts";
@@ -245,21 +244,4 @@ async function loadSource(
     ? undefined
     : (file: string) => checkTrustedPath(file, "CRL");
   return await loadCrlsFrom(path, bundle, { checkFile });
-}
-
-/**
- * How many revocations the records of every CA of the bundle's PKI list, and the records
- * that list any (none when there is no PKI or no record).
- */
-async function recordedRevocations(
-  bundleDir: string | undefined,
-): Promise<{ count: number; files: string[] }> {
-  const out = { count: 0, files: [] as string[] };
-  for (const caDir of bundleDir ? await revocationCaDirs(bundleDir) : []) {
-    const n = (await readRevoked(caDir)).length;
-    if (n === 0) continue;
-    out.count += n;
-    out.files.push(recordFiles(caDir).revoked);
-  }
-  return out;
 }

@@ -24,7 +24,7 @@ import { pathExists, writeFileAtomic } from "./fs_util.ts";
 import { normalizeSerial } from "../access/identity.ts";
 import { type PemPair } from "./pki.ts";
 import { parseCertificatePem } from "./pem.ts";
-import { caDirs, recordFiles, serverBundleDirs } from "./layout.ts";
+import { caDirs, recordFiles, revocationCaDirs, serverBundleDirs } from "./layout.ts";
 
 // The tree's paths moved to layout.ts; re-exported for the modules that import them from here.
 export { intermediateDirs, recordFiles, serverBundleDirs, subdirs } from "./layout.ts";
@@ -110,6 +110,39 @@ export async function readRevoked(caDir: string): Promise<RevokedRecord[]> {
     );
   }
   return await readRevokedFile(files.revoked);
+}
+
+/** What the records of a PKI list, from {@linkcode recordedRevocations}. */
+export interface RecordedRevocations {
+  /** Revocations listed, over every record. */
+  count: number;
+  /** The records that list at least one. */
+  files: string[];
+}
+
+/**
+ * How many revocations the records of every CA of the PKI of bundle directory `bundleDir`
+ * list (see `revocationCaDirs`), and which records list any; none without a bundle, a PKI or
+ * a record. The evidence that a CRL must be in force: serve refuses to start without one, and
+ * doctor fails the same bundle.
+ *
+ * @example
+ * ```ts ignore
+ * import { recordedRevocations } from "./records.ts";
+ * const { count, files } = await recordedRevocations("pki/servers/host1");
+ * ```
+ */
+export async function recordedRevocations(
+  bundleDir: string | undefined,
+): Promise<RecordedRevocations> {
+  const out: RecordedRevocations = { count: 0, files: [] };
+  for (const caDir of bundleDir ? await revocationCaDirs(bundleDir) : []) {
+    const n = (await readRevoked(caDir)).length;
+    if (n === 0) continue;
+    out.count += n;
+    out.files.push(recordFiles(caDir).revoked);
+  }
+  return out;
 }
 
 /**
