@@ -597,6 +597,55 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "a --config file others could write is refused, at startup and when it changes",
+  ignore: !IS_ROOT,
+  fn: async () => {
+    await withEnv(async (env) => {
+      const file = join(env.dir, "dockgate.yaml");
+      const config = (extra = "") =>
+        writeFile(
+          file,
+          `listen: 127.0.0.1:0\ntarget: unix://${env.target.path}\n` +
+            `certs: ${pkiLayout(env.pki).server.dir}\n${extra}`,
+        );
+      await config();
+      await chmod(file, 0o666);
+      let out = await runCli(["serve", "--config", file], { timeoutMs: 20_000 });
+      assert.equal(out.code, 1, out.stderr);
+      assert.match(out.stderr, /config file ".*dockgate\.yaml" is writable by group\/others/);
+      // The file cannot waive its own check.
+      await config("insecure-key-perms: true\n");
+      out = await runCli(["serve", "--config", file], { timeoutMs: 20_000 });
+      assert.equal(out.code, 1, out.stderr);
+      assert.match(out.stderr, /config file ".*dockgate\.yaml" is writable by group\/others/);
+      await chown(env.dir, 65534, 65534);
+      await chmod(file, 0o644);
+      await config();
+      out = await runCli(["serve", "--config", file], { timeoutMs: 20_000 });
+      assert.equal(out.code, 1, out.stderr);
+      assert.match(out.stderr, /above config file .* is owned by uid 65534/);
+      await chown(env.dir, 0, 0);
+
+      // Running: a change someone else could have made is not applied.
+      const alice = await env.client("alice");
+      await env.client("bob");
+      await config("allow-cn: [bob]\n");
+      const gate = await startServe(["--config", file]);
+      try {
+        await assertRefused(env, gate, alice, /not on any allow-list/);
+        const m = gate.log().length;
+        await chmod(file, 0o666);
+        await config("allow-cn: [bob, alice]\n");
+        await waitForLine(gate, m, /config reload failed.*writable by group\/others/, 10_000);
+        await assertRefused(env, gate, alice, /not on any allow-list/);
+      } finally {
+        await gate.stop();
+      }
+    });
+  },
+});
+
 // ------------------------------------------------------------------ anchors and key usage
 
 for (const runtime of ["deno", "node"] as Runtime[]) {

@@ -7,6 +7,7 @@
 
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { checkTrustedPath } from "../pki/trust_files.ts";
 import { type ServeCommand, type Setting } from "./args.ts";
 import { type CliIo, onStopSignals } from "./io.ts";
 import type { Logger } from "../observe/logger.ts";
@@ -44,6 +45,7 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     for (const s of cmd.settings) io.out(formatSetting(s));
     return 0;
   }
+  await checkConfigFile(cmd);
   // The level can change at a config reload: the base logger lets everything through.
   const base = io.logger("debug", cmd.logFormat);
   let level = cmd.logLevel;
@@ -204,9 +206,10 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   });
   onCrlChange = (url) => void reloader.reload(`CRL fetched from ${url}`);
   const configWatch = cmd.configFile && cmd.reparse
-    ? watchConfig(cmd.configFile, () => {
+    ? watchConfig(cmd.configFile, async () => {
       let next: ServeCommand;
       try {
+        await checkConfigFile(cmd); // a change someone else could have made is not applied
         next = cmd.reparse!();
       } catch (err) {
         return logger.log("error", "config reload failed, keeping the settings in force", {
@@ -295,6 +298,19 @@ function formatSetting(s: Setting): string {
 }
 
 /** Poll `file` once a second; `changed` when its size or mtime changes. */
+/**
+ * The `--config` file is trusted like the CA bundle, the CRL and the policy file (its
+ * allow-lists and policy apply live: whoever can write it can let themselves in). The file
+ * cannot waive its own check: only `--insecure-key-perms` given as a flag or in the
+ * environment does.
+ */
+async function checkConfigFile(cmd: ServeCommand): Promise<void> {
+  if (!cmd.configFile) return;
+  const waiver = cmd.settings.find((s) => s.name === "insecure-key-perms");
+  if (waiver?.value === true && waiver.source !== "file") return;
+  await checkTrustedPath(cmd.configFile, "config file");
+}
+
 function watchConfig(file: string, changed: () => void): { stop(): void } {
   const signature = () => {
     try {
