@@ -122,6 +122,32 @@ Deno.test("initPki re-run keeps everything; force replaces it", async () => {
   });
 });
 
+Deno.test("initPki force keeps the old CA in ca/retired/TIME/ and says what happens to clients", async () => {
+  await withPkiDir(async (dir) => {
+    await initPki({ dir });
+    await issueClientBundle("alice", { dir });
+    const l = pkiLayout(dir);
+    const old = await snapshot([l.caCert, l.caKey]);
+    const retiredDir = join(l.caDir, "retired");
+    const first = await initPki({ dir, force: true });
+    const second = await initPki({ dir, force: true });
+    const kept = (await readdir(retiredDir)).sort();
+    assert.equal(kept.length, 2, kept.join(", "));
+    // The first retirement holds the very first CA, untouched by the second --force.
+    const oldest = join(retiredDir, kept[0]);
+    assert.deepEqual(await snapshot([join(oldest, "ca.pem"), join(oldest, "ca-key.pem")]), old);
+    assert.equal(await mode(join(oldest, "ca-key.pem")), 0o600);
+    assert.equal(await mode(oldest), 0o700);
+    assert.notDeepEqual(await snapshot([l.caCert, l.caKey]), old);
+    for (const [report, i] of [[first, 0], [second, 1]] as const) {
+      const note = report.notes?.find((n) => n.includes(join(retiredDir, kept[i])));
+      assert.ok(note, JSON.stringify(report.notes));
+      assert.match(note, /old CA/);
+      assert.ok(report.notes?.some((n) => /alice/.test(n) && /no\s+longer get in/.test(n)));
+    }
+  });
+});
+
 Deno.test("initPki issues missing bundles from the existing CA", async () => {
   await withPkiDir(async (dir) => {
     await initPki({ dir });

@@ -55,6 +55,7 @@ import {
 } from "./records.ts";
 import { issuerNameOf, loadIssuer, serverTrustPem } from "./intermediates.ts";
 import { clientSerialsByCa, revokeByCa } from "./revoke.ts";
+import { retireCa } from "./retire_ca.ts";
 
 // keygen never follows a symlink when asking what is there: a dangling one is not "absent".
 const NO_FOLLOW = { follow: false } as const;
@@ -378,6 +379,8 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
     : undefined;
 
   await ensureDir(options.dir, true);
+  // The old CA is kept before anything is replaced: its key is the only way back.
+  const retired = newCa && caState !== "missing" ? await retireCa(layout) : undefined;
   if (newCa) {
     await ensureDir(layout.caDir);
     await writeFileSafely(layout.caKey, ca.keyPem, KEY_MODE, force, report);
@@ -407,6 +410,12 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
     report.created.push(...published.written);
   } else if (server) {
     await copyCrlToServer(layout.dir, layout.server.dir, report);
+  }
+  if (retired) {
+    report.notes.push(
+      `The old CA was kept in "${retired}" (ca.pem, ca-key.pem): clients still holding ` +
+        `certificates from it are refused from the next reload on`,
+    );
   }
   if (force) {
     const others = (await readdir(layout.clientsDir)).filter((n) => n !== clientName);

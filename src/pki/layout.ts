@@ -5,6 +5,7 @@
  *
  * ```text
  * DIR/ca/                 the root CA, its records (issued.json, revoked.json, crlnumber, crl.pem)
+ * DIR/ca/retired/TIME/    a CA replaced by keygen --force (ca.pem, ca-key.pem), kept
  * DIR/intermediates/NAME/ an intermediate CA, with records of its own
  * DIR/server/             the server bundle (cert.pem, key.pem, ca.pem, crl.pem)
  * DIR/servers/HOST/       a fleet server bundle (same files)
@@ -46,6 +47,19 @@ export function recordFiles(caDir: string): RecordFileNames {
     crlNumber: join(caDir, "crlnumber"),
     crl: join(caDir, "crl.pem"),
   };
+}
+
+/**
+ * Where the CAs that `keygen --force` replaced are kept: `CADIR/retired` (one `TIME/` each).
+ *
+ * @example
+ * ```ts
+ * import { retiredCasDir } from "./layout.ts";
+ * if (retiredCasDir("pki/ca") !== "pki/ca/retired") throw new Error("unexpected");
+ * ```
+ */
+export function retiredCasDir(caDir: string): string {
+  return join(caDir, "retired");
 }
 
 /**
