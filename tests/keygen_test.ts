@@ -191,6 +191,33 @@ Deno.test("initPki refuses incomplete parts and bundles without a CA", async () 
   });
 });
 
+Deno.test("issueServerBundle force keeps the certificate's names unless new ones are given", async () => {
+  await withPkiDir(async (dir) => {
+    await initPki({ dir });
+    const sansOf = async (cert: string) => {
+      const c = new x509.X509Certificate(await readFile(cert, "utf8"));
+      const ext = c.getExtension(x509.SubjectAlternativeNameExtension);
+      return (ext?.names.items ?? []).map((n) => `${n.type}:${n.value}`).sort();
+    };
+    const l = pkiLayout(dir);
+    await issueServerBundle({ dir, sans: ["x.example", "10.0.0.7"], force: true });
+    const given = await sansOf(l.server.cert);
+    assert.ok(given.includes("dns:x.example") && given.includes("ip:10.0.0.7"), given.join());
+    const report = await issueServerBundle({ dir, force: true });
+    assert.deepEqual(await sansOf(l.server.cert), given);
+    assert.ok(report.notes?.some((n) => /names of the certificate it replaces/.test(n)));
+    await issueServerBundle({ dir, sans: ["y.example"], force: true });
+    const fresh = await sansOf(l.server.cert);
+    assert.ok(fresh.includes("dns:y.example") && !fresh.includes("dns:x.example"), fresh.join());
+    // A fleet bundle too.
+    await issueServerBundle({ dir, name: "host1", sans: ["10.0.0.8"] });
+    const host1 = join(dir, "servers", "host1", "cert.pem");
+    const before = await sansOf(host1);
+    await issueServerBundle({ dir, name: "host1", force: true });
+    assert.deepEqual(await sansOf(host1), before);
+  });
+});
+
 Deno.test("issueServerBundle / issueClientBundle", async () => {
   await withPkiDir(async (dir) => {
     await assert.rejects(

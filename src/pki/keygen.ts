@@ -44,7 +44,7 @@ import { keyMatchesCertificate, parseCertificatePem } from "./pem.ts";
 import { x509 } from "./x509.ts";
 import { errorMessage } from "../observe/errors.ts";
 import { fsErrorText, pathExists, readText, writeFileAtomic } from "./fs_util.ts";
-import { normalizeSerial } from "../access/identity.ts";
+import { normalizeSerial, parsePeerCertificate } from "../access/identity.ts";
 import {
   addRevocations,
   combinedCrl,
@@ -392,7 +392,8 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
   if (!server && options.sans?.length) {
     report.notes.push(
       `Server bundle "${layout.server.dir}" was kept, so the extra SANs were not applied: ` +
-        `run "dockgate keygen server --force" to reissue it`,
+        `run "dockgate keygen server ${options.sans.map((n) => `--san ${n}`).join(" ")} ` +
+        `--force" to reissue it`,
     );
   }
   await ensureDir(layout.clientsDir);
@@ -468,15 +469,24 @@ export async function issueServerBundle(options: IssueServerBundleOptions): Prom
   await requireCa(options.dir, options.issuer !== undefined);
   const issuer = await loadIssuer(options.dir, options.issuer);
   await refuseExisting(`Server bundle "${paths.dir}"`, paths, force);
+  // A re-issue keeps the names clients connect by, unless new ones are given.
+  const kept = force && !options.sans?.length ? await certificateNames(paths.cert) : undefined;
   const pair = await issueServer(issuer.ca, {
     keyType,
     days: options.days,
     commonName: options.name,
-    sans: options.name === undefined
-      ? [...defaultServerSans(), ...(options.sans ?? [])]
-      : [options.name, ...(options.sans ?? [])],
+    sans: kept ??
+      (options.name === undefined
+        ? [...defaultServerSans(), ...(options.sans ?? [])]
+        : [options.name, ...(options.sans ?? [])]),
   });
   const report: KeygenReport = { created: [], kept: [] };
+  if (kept) {
+    report.notes = [
+      `Re-issued with the names of the certificate it replaces (${kept.join(", ")}): ` +
+      `give --san to change them`,
+    ];
+  }
   if (options.name !== undefined) await ensureDir(join(layout.dir, "servers"));
   // The chain goes with the certificate; the trust bundle holds every CA of the PKI, so the
   // gate can verify each intermediate's CRL (only the root is a trust anchor).
@@ -490,6 +500,22 @@ export async function issueServerBundle(options: IssueServerBundleOptions): Prom
   await recordIssued(issuer.caDir, [issuedEntry(pair.certPem, options.name ?? "server", "server")]);
   await copyCrlToServer(layout.dir, paths.dir, report);
   return report;
+}
+
+/**
+ * The DNS and IP names of the server certificate at `path`, or `undefined` when there is
+ * none or it cannot be read (a damaged certificate is what `--force` is often run to fix).
+ */
+async function certificateNames(path: string): Promise<string[] | undefined> {
+  try {
+    if (!(await pathExists(path, NO_FOLLOW))) return undefined;
+    const cert = parseCertificatePem(await readFile(path, "utf8"));
+    const { identity } = parsePeerCertificate(new Uint8Array(cert.rawData));
+    const names = [...identity.dnsNames, ...identity.ips];
+    return names.length > 0 ? names : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A fleet host's name: a DNS name or an IP address, usable as a directory name. */
