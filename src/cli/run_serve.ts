@@ -8,6 +8,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { checkTrustedPath } from "../pki/trust_files.ts";
+import { clientsDir } from "../pki/layout.ts";
 import { type ServeCommand, type Setting } from "./args.ts";
 import { type CliIo, onStopSignals } from "./io.ts";
 import type { Logger } from "../observe/logger.ts";
@@ -173,7 +174,7 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     logger.log(
       "info",
       `clients connect with: DOCKER_HOST=${host} DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=${
-        join(DEFAULTS.pkiDir, "clients", "default")
+        clientsDir(DEFAULTS.pkiDir, "default")
       } docker version`,
     );
   }

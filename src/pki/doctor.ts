@@ -7,7 +7,7 @@
  */
 
 import { lstat, readFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { basename, join } from "node:path";
 import process from "node:process";
 import { normalizeSerial, parsePeerCertificate } from "../access/identity.ts";
 import { sanMatches } from "../access/policy.ts";
@@ -15,7 +15,15 @@ import { loadCrlFile, loadCrls } from "./crl.ts";
 import { keyMatchesCertificate, parseCertificatePem, parseCertificatesPem } from "./pem.ts";
 import { trustStoreOf, verifyChain } from "./chain.ts";
 import { pkiLayout } from "./keygen.ts";
-import { caDirs, intermediateDirs, recordFiles, serverBundleDirs, subdirs } from "./layout.ts";
+import {
+  caDirs,
+  clientsDir,
+  fleetHostOf,
+  intermediateDirs,
+  recordFiles,
+  serverBundleDirs,
+  subdirs,
+} from "./layout.ts";
 import { readRevoked, recordedRevocations } from "./records.ts";
 import type { X509Certificate } from "./x509.ts";
 
@@ -221,7 +229,7 @@ export async function checkPki(
   const pkiCas = await caCertificates(dir, cas);
   const revoked = await revokedSerials(dir, pkiCas, out);
   for (const bundleDir of await serverBundleDirs(dir)) {
-    const host = basename(dirname(bundleDir)) === "servers" ? basename(bundleDir) : undefined;
+    const host = fleetHostOf(bundleDir);
     const reissue = `dockgate keygen server${host ? ` --name ${host}` : ""} --dir ${dir} --force`;
     const label = host ? `server ${host}` : "server";
     out.push(
@@ -236,9 +244,9 @@ export async function checkPki(
     );
     out.push(...await crlPresent(bundleDir, label));
   }
-  for (const name of await subdirs(join(dir, "clients"))) {
+  for (const name of await subdirs(clientsDir(dir))) {
     out.push(
-      ...await checkBundle(join(dir, "clients", name), {
+      ...await checkBundle(clientsDir(dir, name), {
         role: "client",
         label: `client ${name}`,
         reissue: `dockgate keygen client ${name} --dir ${dir} --force`,

@@ -28,7 +28,8 @@
 import { chmod, lstat, mkdir, readdir, readFile } from "node:fs/promises";
 import process from "node:process";
 import { unsafeMode } from "./trust_files.ts";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
+import { clientsDir, fleetBundleDir } from "./layout.ts";
 import {
   createCa,
   defaultServerSans,
@@ -202,7 +203,7 @@ export function pkiLayout(dir: string): PkiLayout {
     caCert: join(caDir, "ca.pem"),
     caKey: join(caDir, "ca-key.pem"),
     server: bundle(serverDir),
-    clientsDir: join(dir, "clients"),
+    clientsDir: clientsDir(dir),
   };
 }
 
@@ -465,7 +466,7 @@ export async function issueServerBundle(options: IssueServerBundleOptions): Prom
   if (options.name !== undefined) validateHostName(options.name);
   const paths = options.name === undefined
     ? layout.server
-    : bundle(join(layout.dir, "servers", options.name));
+    : bundle(fleetBundleDir(layout.dir, options.name));
   await requireCa(options.dir, options.issuer !== undefined);
   const issuer = await loadIssuer(options.dir, options.issuer);
   await refuseExisting(`Server bundle "${paths.dir}"`, paths, force);
@@ -487,7 +488,7 @@ export async function issueServerBundle(options: IssueServerBundleOptions): Prom
       `give --san to change them`,
     ];
   }
-  if (options.name !== undefined) await ensureDir(join(layout.dir, "servers"));
+  if (options.name !== undefined) await ensureDir(dirname(paths.dir));
   // The chain goes with the certificate; the trust bundle holds every CA of the PKI, so the
   // gate can verify each intermediate's CRL (only the root is a trust anchor).
   await writeBundle(

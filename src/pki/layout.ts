@@ -49,6 +49,59 @@ export function recordFiles(caDir: string): RecordFileNames {
   };
 }
 
+/** `DIR/servers`, where the fleet bundles go. */
+const SERVERS = "servers";
+/** `DIR/clients`, where the client bundles go. */
+const CLIENTS = "clients";
+/** `DIR/intermediates`, where the intermediate CAs go. */
+const INTERMEDIATES = "intermediates";
+
+/**
+ * The directory of fleet server bundle `host`: `DIR/servers/HOST` (the caller validates `host`).
+ *
+ * @example
+ * ```ts
+ * import { fleetBundleDir, fleetHostOf } from "./layout.ts";
+ * if (fleetBundleDir("pki", "host1") !== "pki/servers/host1") throw new Error("unexpected");
+ * if (fleetHostOf("pki/servers/host1") !== "host1" || fleetHostOf("pki/server")) throw new Error();
+ * ```
+ */
+export function fleetBundleDir(pkiDir: string, host: string): string {
+  return join(pkiDir, SERVERS, host);
+}
+
+/** The host of a fleet bundle directory `DIR/servers/HOST`, `undefined` for any other. */
+export function fleetHostOf(bundleDir: string): string | undefined {
+  return basename(dirname(bundleDir)) === SERVERS ? basename(bundleDir) : undefined;
+}
+
+/**
+ * The directory of client bundles, `DIR/clients` (`DIR/clients/NAME` with `name`; the caller
+ * validates `name`).
+ *
+ * @example
+ * ```ts
+ * import { clientsDir } from "./layout.ts";
+ * if (clientsDir("pki", "bob") !== "pki/clients/bob") throw new Error("unexpected");
+ * ```
+ */
+export function clientsDir(pkiDir: string, name?: string): string {
+  return name === undefined ? join(pkiDir, CLIENTS) : join(pkiDir, CLIENTS, name);
+}
+
+/**
+ * The directory of intermediate CA `name`, `DIR/intermediates/NAME` (the caller validates it).
+ *
+ * @example
+ * ```ts
+ * import { intermediateDir } from "./layout.ts";
+ * if (intermediateDir("pki", "team") !== "pki/intermediates/team") throw new Error("unexpected");
+ * ```
+ */
+export function intermediateDir(pkiDir: string, name: string): string {
+  return join(pkiDir, INTERMEDIATES, name);
+}
+
 /**
  * Where the CAs that `keygen --force` replaced are kept: `CADIR/retired` (one `TIME/` each).
  *
@@ -77,7 +130,7 @@ export function retiredCasDir(caDir: string): string {
 export function pkiRootOf(bundleDir: string): string {
   const parent = dirname(bundleDir);
   const group = basename(parent);
-  return group === "servers" || group === "clients" || group === "intermediates"
+  return group === SERVERS || group === CLIENTS || group === INTERMEDIATES
     ? dirname(parent)
     : parent;
 }
@@ -122,9 +175,7 @@ export async function caDirs(pkiDir: string): Promise<string[]> {
  */
 export async function serverBundleDirs(pkiDir: string): Promise<string[]> {
   const dirs = [join(pkiDir, "server")];
-  for (const host of await subdirs(join(pkiDir, "servers"))) {
-    dirs.push(join(pkiDir, "servers", host));
-  }
+  for (const host of await subdirs(join(pkiDir, SERVERS))) dirs.push(fleetBundleDir(pkiDir, host));
   const present: string[] = [];
   for (const d of dirs) if (await pathExists(d)) present.push(d);
   return present;
@@ -140,9 +191,7 @@ export async function serverBundleDirs(pkiDir: string): Promise<string[]> {
  * ```
  */
 export async function intermediateDirs(pkiDir: string): Promise<string[]> {
-  return (await subdirs(join(pkiDir, "intermediates"))).map((n) =>
-    join(pkiDir, "intermediates", n)
-  );
+  return (await subdirs(join(pkiDir, INTERMEDIATES))).map((n) => intermediateDir(pkiDir, n));
 }
 
 /**
