@@ -166,3 +166,38 @@ Deno.test({
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+Deno.test("doctor --pki: the revocations, CRLs and fleet bundles serve and inspect see", async () => {
+  const dir = await freeTempDir("dg-doc-");
+  try {
+    const pki = join(dir, "pki");
+    for (
+      const args of [
+        [],
+        ["intermediate", "team"],
+        ["client", "x", "--issuer", "team"],
+        ["server", "--name", "host1"],
+        ["revoke", "x"],
+      ]
+    ) {
+      const r = await runCli(["keygen", ...args, "--dir", pki]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    // inspect says REVOKED for x (revoked by the intermediate): doctor must agree.
+    const inspect = await runCli(["inspect", join(pki, "clients", "x"), join(pki, "server")]);
+    assert.match(inspect.stdout, /CN=x.*REVOKED/);
+    let r = await runCli(["doctor", "--pki", pki]);
+    assert.equal(r.code, 1, r.stdout);
+    failLine(r.stdout, /client x: certificate not revoked/, /keygen client x --dir .* --force/);
+    // The fleet bundle is checked too.
+    assert.match(r.stdout, /^PASS server host1: key matches certificate/m);
+    // Without server/crl.pem serve refuses to start: so does doctor.
+    await rm(join(pki, "server", "crl.pem"));
+    await rm(join(pki, "servers", "host1", "crl.pem"));
+    r = await runCli(["doctor", "--pki", pki]);
+    failLine(r.stdout, /server: CRL present/, /dockgate keygen crl/);
+    failLine(r.stdout, /server host1: CRL present/, /dockgate keygen crl/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

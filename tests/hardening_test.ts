@@ -133,6 +133,47 @@ Deno.test("at startup: no CRL while the PKI's record lists revocations is refuse
   });
 });
 
+Deno.test("at startup: a fleet bundle (servers/HOST) without its CRL is refused too", async () => {
+  await withEnv(async (env) => {
+    await env.client("alice");
+    for (
+      const args of [["server", "--name", "host1"], ["revoke", "alice"]]
+    ) {
+      const r = await runCli(["keygen", ...args, "--dir", env.pki]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const host1 = join(env.pki, "servers", "host1");
+    await rm(join(host1, "crl.pem"));
+    const args = ["serve", "--listen", "127.0.0.1:0", "--certs", host1];
+    const out = await runCli([...args, "--target", `unix://${env.target.path}`], {
+      timeoutMs: 20_000,
+    });
+    assert.equal(out.code, 1, out.stderr);
+    assert.match(
+      out.stderr,
+      /No CRL at ".*host1\/crl\.pem", but the revocation record ".*ca\/revoked\.json" lists 1 revoked/,
+    );
+  });
+});
+
+Deno.test("at startup: revocations recorded by an intermediate count as well", async () => {
+  await withEnv(async (env) => {
+    for (
+      const args of [["intermediate", "team"], ["client", "x", "--issuer", "team"], ["revoke", "x"]]
+    ) {
+      const r = await runCli(["keygen", ...args, "--dir", env.pki]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    await rm(join(pkiLayout(env.pki).server.dir, "crl.pem"));
+    const out = await runCli(serveArgs(env), { timeoutMs: 20_000 });
+    assert.equal(out.code, 1, out.stderr);
+    assert.match(
+      out.stderr,
+      /No CRL at ".*server\/crl\.pem", but the revocation record ".*intermediates\/team\/revoked\.json" lists 1 revoked/,
+    );
+  });
+});
+
 /** An openssl CA, a server bundle from it, a recording target; serve started by `start`. */
 async function withOpensslGate(
   fn: (ctx: {
@@ -552,6 +593,55 @@ Deno.test({
       out = await runCli(["keygen", "client", "eve", "--dir", env.pki]);
       assert.equal(out.code, 1, out.stderr);
       assert.match(out.stderr, /is a symlink, and keygen does not follow symlinked directories/);
+    });
+  },
+});
+
+Deno.test({
+  name: "a --config file others could write is refused, at startup and when it changes",
+  ignore: !IS_ROOT,
+  fn: async () => {
+    await withEnv(async (env) => {
+      const file = join(env.dir, "dockgate.yaml");
+      const config = (extra = "") =>
+        writeFile(
+          file,
+          `listen: 127.0.0.1:0\ntarget: unix://${env.target.path}\n` +
+            `certs: ${pkiLayout(env.pki).server.dir}\n${extra}`,
+        );
+      await config();
+      await chmod(file, 0o666);
+      let out = await runCli(["serve", "--config", file], { timeoutMs: 20_000 });
+      assert.equal(out.code, 1, out.stderr);
+      assert.match(out.stderr, /config file ".*dockgate\.yaml" is writable by group\/others/);
+      // The file cannot waive its own check.
+      await config("insecure-key-perms: true\n");
+      out = await runCli(["serve", "--config", file], { timeoutMs: 20_000 });
+      assert.equal(out.code, 1, out.stderr);
+      assert.match(out.stderr, /config file ".*dockgate\.yaml" is writable by group\/others/);
+      await chown(env.dir, 65534, 65534);
+      await chmod(file, 0o644);
+      await config();
+      out = await runCli(["serve", "--config", file], { timeoutMs: 20_000 });
+      assert.equal(out.code, 1, out.stderr);
+      assert.match(out.stderr, /above config file .* is owned by uid 65534/);
+      await chown(env.dir, 0, 0);
+
+      // Running: a change someone else could have made is not applied.
+      const alice = await env.client("alice");
+      await env.client("bob");
+      await config("allow-cn: [bob]\n");
+      const gate = await startServe(["--config", file]);
+      try {
+        await assertRefused(env, gate, alice, /not on any allow-list/);
+        const m = gate.log().length;
+        await chmod(file, 0o666);
+        await config("allow-cn: [bob, alice]\n");
+        await waitForLine(gate, m, /config reload failed.*writable by group\/others/, 10_000);
+        await assertRefused(env, gate, alice, /not on any allow-list/);
+      } finally {
+        await gate.stop();
+      }
     });
   },
 });

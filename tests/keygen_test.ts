@@ -122,6 +122,32 @@ Deno.test("initPki re-run keeps everything; force replaces it", async () => {
   });
 });
 
+Deno.test("initPki force keeps the old CA in ca/retired/TIME/ and says what happens to clients", async () => {
+  await withPkiDir(async (dir) => {
+    await initPki({ dir });
+    await issueClientBundle("alice", { dir });
+    const l = pkiLayout(dir);
+    const old = await snapshot([l.caCert, l.caKey]);
+    const retiredDir = join(l.caDir, "retired");
+    const first = await initPki({ dir, force: true });
+    const second = await initPki({ dir, force: true });
+    const kept = (await readdir(retiredDir)).sort();
+    assert.equal(kept.length, 2, kept.join(", "));
+    // The first retirement holds the very first CA, untouched by the second --force.
+    const oldest = join(retiredDir, kept[0]);
+    assert.deepEqual(await snapshot([join(oldest, "ca.pem"), join(oldest, "ca-key.pem")]), old);
+    assert.equal(await mode(join(oldest, "ca-key.pem")), 0o600);
+    assert.equal(await mode(oldest), 0o700);
+    assert.notDeepEqual(await snapshot([l.caCert, l.caKey]), old);
+    for (const [report, i] of [[first, 0], [second, 1]] as const) {
+      const note = report.notes?.find((n) => n.includes(join(retiredDir, kept[i])));
+      assert.ok(note, JSON.stringify(report.notes));
+      assert.match(note, /old CA/);
+      assert.ok(report.notes?.some((n) => /alice/.test(n) && /no\s+longer get in/.test(n)));
+    }
+  });
+});
+
 Deno.test("initPki issues missing bundles from the existing CA", async () => {
   await withPkiDir(async (dir) => {
     await initPki({ dir });
@@ -162,6 +188,33 @@ Deno.test("initPki refuses incomplete parts and bundles without a CA", async () 
       assert.match(e.message, /there is no CA/);
       return true;
     });
+  });
+});
+
+Deno.test("issueServerBundle force keeps the certificate's names unless new ones are given", async () => {
+  await withPkiDir(async (dir) => {
+    await initPki({ dir });
+    const sansOf = async (cert: string) => {
+      const c = new x509.X509Certificate(await readFile(cert, "utf8"));
+      const ext = c.getExtension(x509.SubjectAlternativeNameExtension);
+      return (ext?.names.items ?? []).map((n) => `${n.type}:${n.value}`).sort();
+    };
+    const l = pkiLayout(dir);
+    await issueServerBundle({ dir, sans: ["x.example", "10.0.0.7"], force: true });
+    const given = await sansOf(l.server.cert);
+    assert.ok(given.includes("dns:x.example") && given.includes("ip:10.0.0.7"), given.join());
+    const report = await issueServerBundle({ dir, force: true });
+    assert.deepEqual(await sansOf(l.server.cert), given);
+    assert.ok(report.notes?.some((n) => /names of the certificate it replaces/.test(n)));
+    await issueServerBundle({ dir, sans: ["y.example"], force: true });
+    const fresh = await sansOf(l.server.cert);
+    assert.ok(fresh.includes("dns:y.example") && !fresh.includes("dns:x.example"), fresh.join());
+    // A fleet bundle too.
+    await issueServerBundle({ dir, name: "host1", sans: ["10.0.0.8"] });
+    const host1 = join(dir, "servers", "host1", "cert.pem");
+    const before = await sansOf(host1);
+    await issueServerBundle({ dir, name: "host1", force: true });
+    assert.deepEqual(await sansOf(host1), before);
   });
 });
 

@@ -16,6 +16,7 @@ import {
 } from "../pki/keygen.ts";
 import { republishCrl, revokeCertificate } from "../pki/revoke.ts";
 import { createIntermediate } from "../pki/intermediates.ts";
+import { clientsDir, fleetBundleDir } from "../pki/layout.ts";
 
 function reportKeygen(io: CliIo, report: KeygenReport) {
   for (const f of report.created) io.say(`created ${f}`);
@@ -39,7 +40,7 @@ export async function runKeygen(cmd: KeygenCommand, io: CliIo): Promise<number> 
         }),
       );
       io.say(
-        `client bundle for the Docker CLI: DOCKER_CERT_PATH=${join(cmd.dir, "clients", "default")}`,
+        `client bundle for the Docker CLI: DOCKER_CERT_PATH=${clientsDir(cmd.dir, "default")}`,
       );
       return 0;
     case "server":
@@ -57,7 +58,7 @@ export async function runKeygen(cmd: KeygenCommand, io: CliIo): Promise<number> 
       );
       if (cmd.name) {
         io.say(
-          `serve on ${cmd.name} with: dockgate serve --certs ${join(cmd.dir, "servers", cmd.name)}`,
+          `serve on ${cmd.name} with: dockgate serve --certs ${fleetBundleDir(cmd.dir, cmd.name)}`,
         );
       }
       return 0;
@@ -101,7 +102,7 @@ export async function runKeygen(cmd: KeygenCommand, io: CliIo): Promise<number> 
         }),
       );
       io.say(
-        `use it with: DOCKER_CERT_PATH=${join(cmd.dir, "clients", cmd.name)} DOCKER_TLS_VERIFY=1`,
+        `use it with: DOCKER_CERT_PATH=${clientsDir(cmd.dir, cmd.name)} DOCKER_TLS_VERIFY=1`,
       );
       io.say("next steps:");
       io.say(`  eval "$(dockgate env ${cmd.name} --dir ${cmd.dir} --host HOST:2376)"`);

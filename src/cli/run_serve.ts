@@ -7,6 +7,8 @@
 
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { checkTrustedPath } from "../pki/trust_files.ts";
+import { clientsDir } from "../pki/layout.ts";
 import { type ServeCommand, type Setting } from "./args.ts";
 import { type CliIo, onStopSignals } from "./io.ts";
 import type { Logger } from "../observe/logger.ts";
@@ -44,6 +46,7 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     for (const s of cmd.settings) io.out(formatSetting(s));
     return 0;
   }
+  await checkConfigFile(cmd);
   // The level can change at a config reload: the base logger lets everything through.
   const base = io.logger("debug", cmd.logFormat);
   let level = cmd.logLevel;
@@ -89,10 +92,9 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   const source: ServeConfigSource = {
     paths,
     crls,
-    // The PKI that made this bundle (keygen's layout): it says whether anything was revoked.
-    revocationRecord: !explicitCrl && cmd.source.certs
-      ? join(cmd.source.certs, "..", "ca", "revoked.json")
-      : undefined,
+    // The PKI that made this bundle (keygen's layout): its records say whether anything was
+    // revoked, by the root or by any intermediate.
+    pkiBundleDir: !explicitCrl ? cmd.source.certs : undefined,
     crlStale: cmd.crlStale,
     policy,
     apiPolicyPath: cmd.policy,
@@ -172,7 +174,7 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     logger.log(
       "info",
       `clients connect with: DOCKER_HOST=${host} DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=${
-        join(DEFAULTS.pkiDir, "clients", "default")
+        clientsDir(DEFAULTS.pkiDir, "default")
       } docker version`,
     );
   }
@@ -205,9 +207,10 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   });
   onCrlChange = (url) => void reloader.reload(`CRL fetched from ${url}`);
   const configWatch = cmd.configFile && cmd.reparse
-    ? watchConfig(cmd.configFile, () => {
+    ? watchConfig(cmd.configFile, async () => {
       let next: ServeCommand;
       try {
+        await checkConfigFile(cmd); // a change someone else could have made is not applied
         next = cmd.reparse!();
       } catch (err) {
         return logger.log("error", "config reload failed, keeping the settings in force", {
@@ -296,6 +299,19 @@ function formatSetting(s: Setting): string {
 }
 
 /** Poll `file` once a second; `changed` when its size or mtime changes. */
+/**
+ * The `--config` file is trusted like the CA bundle, the CRL and the policy file (its
+ * allow-lists and policy apply live: whoever can write it can let themselves in). The file
+ * cannot waive its own check: only `--insecure-key-perms` given as a flag or in the
+ * environment does.
+ */
+async function checkConfigFile(cmd: ServeCommand): Promise<void> {
+  if (!cmd.configFile) return;
+  const waiver = cmd.settings.find((s) => s.name === "insecure-key-perms");
+  if (waiver?.value === true && waiver.source !== "file") return;
+  await checkTrustedPath(cmd.configFile, "config file");
+}
+
 function watchConfig(file: string, changed: () => void): { stop(): void } {
   const signature = () => {
     try {

@@ -14,7 +14,7 @@ import { type CredentialPaths, loadCredentials } from "../pki/credentials.ts";
 import { crlRollback, loadCrls as loadCrlsFrom, type LoadedCrl } from "../pki/crl.ts";
 import { crlStaleness } from "../access/authorize.ts";
 import { checkTrustedPath } from "../pki/trust_files.ts";
-import { readRevokedFile } from "../pki/records.ts";
+import { recordedRevocations } from "../pki/records.ts";
 import type { AccessPolicy } from "../access/policy.ts";
 import type { TlsMaterial } from "../net/tls_config.ts";
 import { pathExists } from "../pki/fs_util.ts";
@@ -31,11 +31,12 @@ export interface ServeConfigSource {
    */
   crls?: CrlSource[];
   /**
-   * The PKI's revocation record (`DIR/ca/revoked.json` of `dockgate keygen`). When it lists
-   * revoked certificates, a missing optional CRL is an error, not "nothing revoked".
-   * Default: none.
+   * A bundle directory of `dockgate keygen`'s tree (`DIR/server`, `DIR/servers/HOST`): the
+   * revocation records of every CA of its PKI (read again at each load, see
+   * `revocationCaDirs`) say whether anything was revoked. When they list revoked
+   * certificates, a missing optional CRL is an error, not "nothing revoked". Default: none.
    */
-  revocationRecord?: string;
+  pkiBundleDir?: string;
   /** What a CRL past its `nextUpdate` means (see `Revocations.stale`). Default: `"warn"`. */
   crlStale?: "warn" | "refuse";
   /** Who may pass. */
@@ -227,11 +228,13 @@ async function loadSource(
     );
   }
   if (!present && crl.optional) {
-    const recorded = await recordedRevocations(source.revocationRecord);
-    if (recorded > 0) {
+    const recorded = await recordedRevocations(source.pkiBundleDir);
+    if (recorded.count > 0) {
+      const files = recorded.files.map((f) => `"${f}"`).join(", ");
       throw new Error(
-        `No CRL at "${path}", but the revocation record "${source.revocationRecord}" lists ` +
-          `${recorded} revoked certificate(s): refusing to run without it ` +
+        `No CRL at "${path}", but the revocation record${recorded.files.length > 1 ? "s" : ""} ` +
+          `${files} list${recorded.files.length > 1 ? "" : "s"} ${recorded.count} revoked ` +
+          `certificate(s): refusing to run without it ` +
           `(run "dockgate keygen crl" to publish it again)`,
       );
     }
@@ -241,9 +244,4 @@ async function loadSource(
     ? undefined
     : (file: string) => checkTrustedPath(file, "CRL");
   return await loadCrlsFrom(path, bundle, { checkFile });
-}
-
-/** How many revocations the PKI's record lists (0 when there is no record). */
-async function recordedRevocations(path: string | undefined): Promise<number> {
-  return path ? (await readRevokedFile(path)).length : 0;
 }

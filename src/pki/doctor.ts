@@ -6,15 +6,25 @@
  * @module
  */
 
-import { lstat, readdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { lstat, readFile } from "node:fs/promises";
+import { basename, join } from "node:path";
 import process from "node:process";
-import { parsePeerCertificate } from "../access/identity.ts";
+import { normalizeSerial, parsePeerCertificate } from "../access/identity.ts";
 import { sanMatches } from "../access/policy.ts";
 import { loadCrlFile, loadCrls } from "./crl.ts";
 import { keyMatchesCertificate, parseCertificatePem, parseCertificatesPem } from "./pem.ts";
 import { trustStoreOf, verifyChain } from "./chain.ts";
 import { pkiLayout } from "./keygen.ts";
+import {
+  caDirs,
+  clientsDir,
+  fleetHostOf,
+  intermediateDirs,
+  recordFiles,
+  serverBundleDirs,
+  subdirs,
+} from "./layout.ts";
+import { readRevoked, recordedRevocations } from "./records.ts";
 import type { X509Certificate } from "./x509.ts";
 
 /** One check's outcome. */
@@ -191,7 +201,9 @@ export async function checkBundle(
 
 /**
  * Check a whole PKI in keygen's layout: the CA's own files, the server bundle (covering
- * `hosts`), every client bundle, and the CA's CRL.
+ * `hosts`) and each fleet bundle `servers/HOST` (covering HOST), with the CRL serve needs,
+ * every client bundle, revocations by the root or any intermediate (records and CRLs), and
+ * each CA's CRL.
  */
 export async function checkPki(
   dir: string,
@@ -214,30 +226,27 @@ export async function checkPki(
     return out;
   }
   out.push(await keyPermissions(pkiLayout(dir).caKey, "CA"));
-  const crl = join(dir, "ca", "crl.pem");
-  const revoked = (await exists(crl))
-    ? await loadCrlFile(crl, cas).then((c) => c.serials, () => undefined)
-    : undefined;
-  out.push(
-    ...await checkBundle(join(dir, "server"), {
-      role: "server",
-      label: "server",
-      reissue: `dockgate keygen server --dir ${dir} --force`,
-      renew: `dockgate keygen renew server --dir ${dir}`,
-      hosts,
-      revoked,
-    }, now),
-  );
-  let clients: string[] = [];
-  try {
-    clients = (await readdir(join(dir, "clients"), { withFileTypes: true }))
-      .filter((e) => e.isDirectory()).map((e) => e.name).sort();
-  } catch {
-    // No clients yet: nothing to check.
-  }
-  for (const name of clients) {
+  const pkiCas = await caCertificates(dir, cas);
+  const revoked = await revokedSerials(dir, pkiCas, out);
+  for (const bundleDir of await serverBundleDirs(dir)) {
+    const host = fleetHostOf(bundleDir);
+    const reissue = `dockgate keygen server${host ? ` --name ${host}` : ""} --dir ${dir} --force`;
+    const label = host ? `server ${host}` : "server";
     out.push(
-      ...await checkBundle(join(dir, "clients", name), {
+      ...await checkBundle(bundleDir, {
+        role: "server",
+        label,
+        reissue,
+        renew: host ? reissue : `dockgate keygen renew server --dir ${dir}`,
+        hosts: host ? [host] : hosts,
+        revoked,
+      }, now),
+    );
+    out.push(...await crlPresent(bundleDir, label));
+  }
+  for (const name of await subdirs(clientsDir(dir))) {
+    out.push(
+      ...await checkBundle(clientsDir(dir, name), {
         role: "client",
         label: `client ${name}`,
         reissue: `dockgate keygen client ${name} --dir ${dir} --force`,
@@ -246,8 +255,69 @@ export async function checkPki(
       }, now),
     );
   }
-  if (await exists(crl)) out.push(await crlCheck(crl, cas, "CA", now));
+  for (const caDir of await caDirs(dir)) {
+    const crl = recordFiles(caDir).crl;
+    const label = caDir === join(dir, "ca") ? "CA" : `intermediate ${basename(caDir)}`;
+    if (await exists(crl)) out.push(await crlCheck(crl, pkiCas, label, now));
+  }
   return out;
+}
+
+/** The root CA certificates `root` and every intermediate's certificate of the PKI. */
+async function caCertificates(dir: string, root: X509Certificate[]): Promise<X509Certificate[]> {
+  const all = [...root];
+  for (const d of await intermediateDirs(dir)) {
+    // An unreadable intermediate is reported by its bundles' chain checks.
+    const text = await readFile(join(d, "ca.pem"), "utf8").catch(() => "");
+    if (text) all.push(...parseCertificatesPem(text));
+  }
+  return all;
+}
+
+/**
+ * Every serial revoked by a CA of the PKI: listed by its record or by its CRL, as serve
+ * (the record decides whether a CRL must be in force) and inspect (the CRLs) see them.
+ * A record that cannot be read is a failure in `out`.
+ */
+async function revokedSerials(
+  dir: string,
+  cas: X509Certificate[],
+  out: CheckResult[],
+): Promise<Set<string>> {
+  const serials = new Set<string>();
+  for (const caDir of await caDirs(dir)) {
+    try {
+      for (const r of await readRevoked(caDir)) serials.add(normalizeSerial(r.serial));
+    } catch (err) {
+      out.push({
+        ok: false,
+        what: `${caDir}: revocation record readable`,
+        detail: (err as Error).message,
+        fix: "restore revoked.json from a backup",
+      });
+    }
+    const crl = recordFiles(caDir).crl;
+    if (!(await exists(crl))) continue;
+    // A CRL that does not verify is reported by crlCheck.
+    const loaded = await loadCrlFile(crl, cas).catch(() => undefined);
+    for (const s of loaded?.serials ?? []) serials.add(s);
+  }
+  return serials;
+}
+
+/** A server bundle without `crl.pem` while the PKI's records list revocations: serve refuses. */
+async function crlPresent(bundleDir: string, label: string): Promise<CheckResult[]> {
+  const crl = join(bundleDir, "crl.pem");
+  if (await exists(crl)) return [];
+  const recorded = await recordedRevocations(bundleDir).catch(() => undefined);
+  if (!recorded || recorded.count === 0) return [];
+  return [{
+    ok: false,
+    what: `${label}: CRL present (${crl})`,
+    detail: `missing, but ${recorded.files.join(", ")} list ${recorded.count} revoked: ` +
+      `serve refuses to start`,
+    fix: "dockgate keygen crl (publishes it again from the records)",
+  }];
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -9,6 +9,7 @@
 
 import { mkdir, readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
+import { intermediateDir } from "./layout.ts";
 import { issueIntermediate, type KeyType, type PemPair, validateClientName } from "./pki.ts";
 import { keyMatchesCertificate, parseCertificatePem } from "./pem.ts";
 import { signerOf } from "./verify.ts";
@@ -44,7 +45,7 @@ export interface IntermediateLayout {
  */
 export function intermediateLayout(dir: string, name: string): IntermediateLayout {
   validateClientName(name);
-  const d = join(pkiLayout(dir).dir, "intermediates", name);
+  const d = intermediateDir(pkiLayout(dir).dir, name);
   return { dir: d, cert: join(d, "ca.pem"), key: join(d, "ca-key.pem") };
 }
 

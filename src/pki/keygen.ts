@@ -28,7 +28,8 @@
 import { chmod, lstat, mkdir, readdir, readFile } from "node:fs/promises";
 import process from "node:process";
 import { unsafeMode } from "./trust_files.ts";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
+import { clientsDir, fleetBundleDir } from "./layout.ts";
 import {
   createCa,
   defaultServerSans,
@@ -44,7 +45,7 @@ import { keyMatchesCertificate, parseCertificatePem } from "./pem.ts";
 import { x509 } from "./x509.ts";
 import { errorMessage } from "../observe/errors.ts";
 import { fsErrorText, pathExists, readText, writeFileAtomic } from "./fs_util.ts";
-import { normalizeSerial } from "../access/identity.ts";
+import { normalizeSerial, parsePeerCertificate } from "../access/identity.ts";
 import {
   addRevocations,
   combinedCrl,
@@ -55,6 +56,7 @@ import {
 } from "./records.ts";
 import { issuerNameOf, loadIssuer, serverTrustPem } from "./intermediates.ts";
 import { clientSerialsByCa, revokeByCa } from "./revoke.ts";
+import { retireCa } from "./retire_ca.ts";
 
 // keygen never follows a symlink when asking what is there: a dangling one is not "absent".
 const NO_FOLLOW = { follow: false } as const;
@@ -201,7 +203,7 @@ export function pkiLayout(dir: string): PkiLayout {
     caCert: join(caDir, "ca.pem"),
     caKey: join(caDir, "ca-key.pem"),
     server: bundle(serverDir),
-    clientsDir: join(dir, "clients"),
+    clientsDir: clientsDir(dir),
   };
 }
 
@@ -378,6 +380,8 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
     : undefined;
 
   await ensureDir(options.dir, true);
+  // The old CA is kept before anything is replaced: its key is the only way back.
+  const retired = newCa && caState !== "missing" ? await retireCa(layout) : undefined;
   if (newCa) {
     await ensureDir(layout.caDir);
     await writeFileSafely(layout.caKey, ca.keyPem, KEY_MODE, force, report);
@@ -389,7 +393,8 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
   if (!server && options.sans?.length) {
     report.notes.push(
       `Server bundle "${layout.server.dir}" was kept, so the extra SANs were not applied: ` +
-        `run "dockgate keygen server --force" to reissue it`,
+        `run "dockgate keygen server ${options.sans.map((n) => `--san ${n}`).join(" ")} ` +
+        `--force" to reissue it`,
     );
   }
   await ensureDir(layout.clientsDir);
@@ -407,6 +412,12 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
     report.created.push(...published.written);
   } else if (server) {
     await copyCrlToServer(layout.dir, layout.server.dir, report);
+  }
+  if (retired) {
+    report.notes.push(
+      `The old CA was kept in "${retired}" (ca.pem, ca-key.pem): clients still holding ` +
+        `certificates from it are refused from the next reload on`,
+    );
   }
   if (force) {
     const others = (await readdir(layout.clientsDir)).filter((n) => n !== clientName);
@@ -455,20 +466,29 @@ export async function issueServerBundle(options: IssueServerBundleOptions): Prom
   if (options.name !== undefined) validateHostName(options.name);
   const paths = options.name === undefined
     ? layout.server
-    : bundle(join(layout.dir, "servers", options.name));
+    : bundle(fleetBundleDir(layout.dir, options.name));
   await requireCa(options.dir, options.issuer !== undefined);
   const issuer = await loadIssuer(options.dir, options.issuer);
   await refuseExisting(`Server bundle "${paths.dir}"`, paths, force);
+  // A re-issue keeps the names clients connect by, unless new ones are given.
+  const kept = force && !options.sans?.length ? await certificateNames(paths.cert) : undefined;
   const pair = await issueServer(issuer.ca, {
     keyType,
     days: options.days,
     commonName: options.name,
-    sans: options.name === undefined
-      ? [...defaultServerSans(), ...(options.sans ?? [])]
-      : [options.name, ...(options.sans ?? [])],
+    sans: kept ??
+      (options.name === undefined
+        ? [...defaultServerSans(), ...(options.sans ?? [])]
+        : [options.name, ...(options.sans ?? [])]),
   });
   const report: KeygenReport = { created: [], kept: [] };
-  if (options.name !== undefined) await ensureDir(join(layout.dir, "servers"));
+  if (kept) {
+    report.notes = [
+      `Re-issued with the names of the certificate it replaces (${kept.join(", ")}): ` +
+      `give --san to change them`,
+    ];
+  }
+  if (options.name !== undefined) await ensureDir(dirname(paths.dir));
   // The chain goes with the certificate; the trust bundle holds every CA of the PKI, so the
   // gate can verify each intermediate's CRL (only the root is a trust anchor).
   await writeBundle(
@@ -481,6 +501,22 @@ export async function issueServerBundle(options: IssueServerBundleOptions): Prom
   await recordIssued(issuer.caDir, [issuedEntry(pair.certPem, options.name ?? "server", "server")]);
   await copyCrlToServer(layout.dir, paths.dir, report);
   return report;
+}
+
+/**
+ * The DNS and IP names of the server certificate at `path`, or `undefined` when there is
+ * none or it cannot be read (a damaged certificate is what `--force` is often run to fix).
+ */
+async function certificateNames(path: string): Promise<string[] | undefined> {
+  try {
+    if (!(await pathExists(path, NO_FOLLOW))) return undefined;
+    const cert = parseCertificatePem(await readFile(path, "utf8"));
+    const { identity } = parsePeerCertificate(new Uint8Array(cert.rawData));
+    const names = [...identity.dnsNames, ...identity.ips];
+    return names.length > 0 ? names : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A fleet host's name: a DNS name or an IP address, usable as a directory name. */

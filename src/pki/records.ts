@@ -16,7 +16,7 @@
  * @module
  */
 
-import { readdir, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { createCrl, type RevokedEntry } from "./crl.ts";
@@ -24,6 +24,10 @@ import { pathExists, writeFileAtomic } from "./fs_util.ts";
 import { normalizeSerial } from "../access/identity.ts";
 import { type PemPair } from "./pki.ts";
 import { parseCertificatePem } from "./pem.ts";
+import { caDirs, recordFiles, revocationCaDirs, serverBundleDirs } from "./layout.ts";
+
+// The tree's paths moved to layout.ts; re-exported for the modules that import them from here.
+export { intermediateDirs, recordFiles, serverBundleDirs, subdirs } from "./layout.ts";
 
 /** One certificate keygen issued. */
 export interface IssuedEntry {
@@ -60,21 +64,6 @@ export interface RecordPaths {
    * CRLs of every CA of the PKI, in one `crl.pem`.
    */
   pkiDir: string;
-}
-
-/** The files of the records under `caDir`. */
-export function recordFiles(caDir: string): {
-  issued: string;
-  revoked: string;
-  crlNumber: string;
-  crl: string;
-} {
-  return {
-    issued: join(caDir, "issued.json"),
-    revoked: join(caDir, "revoked.json"),
-    crlNumber: join(caDir, "crlnumber"),
-    crl: join(caDir, "crl.pem"),
-  };
 }
 
 /** The record of certificate `certPem`, issued now to `name` as `role`. */
@@ -121,6 +110,39 @@ export async function readRevoked(caDir: string): Promise<RevokedRecord[]> {
     );
   }
   return await readRevokedFile(files.revoked);
+}
+
+/** What the records of a PKI list, from {@linkcode recordedRevocations}. */
+export interface RecordedRevocations {
+  /** Revocations listed, over every record. */
+  count: number;
+  /** The records that list at least one. */
+  files: string[];
+}
+
+/**
+ * How many revocations the records of every CA of the PKI of bundle directory `bundleDir`
+ * list (see `revocationCaDirs`), and which records list any; none without a bundle, a PKI or
+ * a record. The evidence that a CRL must be in force: serve refuses to start without one, and
+ * doctor fails the same bundle.
+ *
+ * @example
+ * ```ts ignore
+ * import { recordedRevocations } from "./records.ts";
+ * const { count, files } = await recordedRevocations("pki/servers/host1");
+ * ```
+ */
+export async function recordedRevocations(
+  bundleDir: string | undefined,
+): Promise<RecordedRevocations> {
+  const out: RecordedRevocations = { count: 0, files: [] };
+  for (const caDir of bundleDir ? await revocationCaDirs(bundleDir) : []) {
+    const n = (await readRevoked(caDir)).length;
+    if (n === 0) continue;
+    out.count += n;
+    out.files.push(recordFiles(caDir).revoked);
+  }
+  return out;
 }
 
 /**
@@ -198,8 +220,7 @@ export async function publishCrl(paths: RecordPaths, ca: PemPair): Promise<Publi
  * `intermediates/NAME/crl.pem`) as one PEM text, or `undefined` when there is none.
  */
 export async function combinedCrl(pkiDir: string): Promise<string | undefined> {
-  const files = [join(pkiDir, "ca", "crl.pem")];
-  for (const dir of await intermediateDirs(pkiDir)) files.push(join(dir, "crl.pem"));
+  const files = (await caDirs(pkiDir)).map((d) => recordFiles(d).crl);
   let text = "";
   for (const f of files) if (await pathExists(f)) text += await readFile(f, "utf8");
   return text === "" ? undefined : text;
@@ -219,35 +240,6 @@ export async function syncServerCrls(pkiDir: string): Promise<string[]> {
     written.push(join(dir, "crl.pem"));
   }
   return written;
-}
-
-/** Every server bundle directory of the PKI that exists: `server/`, then each `servers/HOST/`. */
-export async function serverBundleDirs(pkiDir: string): Promise<string[]> {
-  const dirs = [join(pkiDir, "server")];
-  for (const host of await subdirs(join(pkiDir, "servers"))) {
-    dirs.push(join(pkiDir, "servers", host));
-  }
-  const present: string[] = [];
-  for (const d of dirs) if (await pathExists(d)) present.push(d);
-  return present;
-}
-
-/** Every intermediate's directory of the PKI (`intermediates/NAME/`), sorted by name. */
-export async function intermediateDirs(pkiDir: string): Promise<string[]> {
-  return (await subdirs(join(pkiDir, "intermediates"))).map((n) =>
-    join(pkiDir, "intermediates", n)
-  );
-}
-
-/** The names of the directories in `dir`, sorted (none when it does not exist). */
-export async function subdirs(dir: string): Promise<string[]> {
-  try {
-    return (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory())
-      .map((e) => e.name).sort();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw err;
-  }
 }
 
 async function readCrlNumber(path: string): Promise<bigint> {

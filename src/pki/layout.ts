@@ -1,0 +1,214 @@
+/**
+ * The tree `dockgate keygen` writes, in one place, so that nothing else joins its paths by
+ * hand (a hand-written `../ca/revoked.json` is how a fleet bundle once forgot its
+ * revocations):
+ *
+ * ```text
+ * DIR/ca/                 the root CA, its records (issued.json, revoked.json, crlnumber, crl.pem)
+ * DIR/ca/retired/TIME/    a CA replaced by keygen --force (ca.pem, ca-key.pem), kept
+ * DIR/intermediates/NAME/ an intermediate CA, with records of its own
+ * DIR/server/             the server bundle (cert.pem, key.pem, ca.pem, crl.pem)
+ * DIR/servers/HOST/       a fleet server bundle (same files)
+ * DIR/clients/NAME/       a client bundle
+ * ```
+ *
+ * @module
+ */
+
+import { readdir } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { pathExists } from "./fs_util.ts";
+
+/** The record files of one CA of a PKI (`DIR/ca` or `DIR/intermediates/NAME`). */
+export interface RecordFileNames {
+  /** Every certificate the CA issued. */
+  issued: string;
+  /** Every revocation (the evidence that something was revoked). */
+  revoked: string;
+  /** The number of the last CRL published. */
+  crlNumber: string;
+  /** The last CRL the CA published. */
+  crl: string;
+}
+
+/**
+ * The files of the records under `caDir`.
+ *
+ * @example
+ * ```ts
+ * import { recordFiles } from "./layout.ts";
+ * if (recordFiles("pki/ca").revoked !== "pki/ca/revoked.json") throw new Error("unexpected");
+ * ```
+ */
+export function recordFiles(caDir: string): RecordFileNames {
+  return {
+    issued: join(caDir, "issued.json"),
+    revoked: join(caDir, "revoked.json"),
+    crlNumber: join(caDir, "crlnumber"),
+    crl: join(caDir, "crl.pem"),
+  };
+}
+
+/** `DIR/servers`, where the fleet bundles go. */
+const SERVERS = "servers";
+/** `DIR/clients`, where the client bundles go. */
+const CLIENTS = "clients";
+/** `DIR/intermediates`, where the intermediate CAs go. */
+const INTERMEDIATES = "intermediates";
+
+/**
+ * The directory of fleet server bundle `host`: `DIR/servers/HOST` (the caller validates `host`).
+ *
+ * @example
+ * ```ts
+ * import { fleetBundleDir, fleetHostOf } from "./layout.ts";
+ * if (fleetBundleDir("pki", "host1") !== "pki/servers/host1") throw new Error("unexpected");
+ * if (fleetHostOf("pki/servers/host1") !== "host1" || fleetHostOf("pki/server")) throw new Error();
+ * ```
+ */
+export function fleetBundleDir(pkiDir: string, host: string): string {
+  return join(pkiDir, SERVERS, host);
+}
+
+/** The host of a fleet bundle directory `DIR/servers/HOST`, `undefined` for any other. */
+export function fleetHostOf(bundleDir: string): string | undefined {
+  return basename(dirname(bundleDir)) === SERVERS ? basename(bundleDir) : undefined;
+}
+
+/**
+ * The directory of client bundles, `DIR/clients` (`DIR/clients/NAME` with `name`; the caller
+ * validates `name`).
+ *
+ * @example
+ * ```ts
+ * import { clientsDir } from "./layout.ts";
+ * if (clientsDir("pki", "bob") !== "pki/clients/bob") throw new Error("unexpected");
+ * ```
+ */
+export function clientsDir(pkiDir: string, name?: string): string {
+  return name === undefined ? join(pkiDir, CLIENTS) : join(pkiDir, CLIENTS, name);
+}
+
+/**
+ * The directory of intermediate CA `name`, `DIR/intermediates/NAME` (the caller validates it).
+ *
+ * @example
+ * ```ts
+ * import { intermediateDir } from "./layout.ts";
+ * if (intermediateDir("pki", "team") !== "pki/intermediates/team") throw new Error("unexpected");
+ * ```
+ */
+export function intermediateDir(pkiDir: string, name: string): string {
+  return join(pkiDir, INTERMEDIATES, name);
+}
+
+/**
+ * Where the CAs that `keygen --force` replaced are kept: `CADIR/retired` (one `TIME/` each).
+ *
+ * @example
+ * ```ts
+ * import { retiredCasDir } from "./layout.ts";
+ * if (retiredCasDir("pki/ca") !== "pki/ca/retired") throw new Error("unexpected");
+ * ```
+ */
+export function retiredCasDir(caDir: string): string {
+  return join(caDir, "retired");
+}
+
+/**
+ * The PKI root `DIR` of a bundle directory of keygen's tree: `DIR/server`, `DIR/ca` → `DIR`;
+ * `DIR/servers/HOST`, `DIR/clients/NAME`, `DIR/intermediates/NAME` → `DIR`. Any other
+ * directory is taken as a bundle kept beside its PKI (its parent), as serve always did.
+ *
+ * @example
+ * ```ts
+ * import { pkiRootOf } from "./layout.ts";
+ * if (pkiRootOf("pki/servers/host1") !== "pki") throw new Error("fleet bundle");
+ * if (pkiRootOf("pki/server") !== "pki") throw new Error("server bundle");
+ * ```
+ */
+export function pkiRootOf(bundleDir: string): string {
+  const parent = dirname(bundleDir);
+  const group = basename(parent);
+  return group === SERVERS || group === CLIENTS || group === INTERMEDIATES
+    ? dirname(parent)
+    : parent;
+}
+
+/**
+ * Every CA directory of the PKI that a bundle directory belongs to whose revocation records
+ * apply to it: the root `DIR/ca`, then each `DIR/intermediates/NAME` (sorted). All of them:
+ * keygen gives every server bundle the CRLs of every CA of its PKI, so a revocation by any
+ * of them must be known to a gate started from any bundle.
+ *
+ * @example
+ * ```ts ignore
+ * import { revocationCaDirs } from "./layout.ts";
+ * console.log(await revocationCaDirs("pki/servers/host1")); // ["pki/ca", "pki/intermediates/team"]
+ * ```
+ */
+export async function revocationCaDirs(bundleDir: string): Promise<string[]> {
+  return await caDirs(pkiRootOf(bundleDir));
+}
+
+/**
+ * Every CA directory of the PKI under `pkiDir`: `ca/`, then each `intermediates/NAME/`.
+ *
+ * @example
+ * ```ts ignore
+ * import { caDirs } from "./layout.ts";
+ * console.log(await caDirs("pki")); // ["pki/ca", "pki/intermediates/team"]
+ * ```
+ */
+export async function caDirs(pkiDir: string): Promise<string[]> {
+  return [join(pkiDir, "ca"), ...await intermediateDirs(pkiDir)];
+}
+
+/**
+ * Every server bundle directory of the PKI that exists: `server/`, then each `servers/HOST/`.
+ *
+ * @example
+ * ```ts ignore
+ * import { serverBundleDirs } from "./layout.ts";
+ * console.log(await serverBundleDirs("pki")); // ["pki/server", "pki/servers/host1"]
+ * ```
+ */
+export async function serverBundleDirs(pkiDir: string): Promise<string[]> {
+  const dirs = [join(pkiDir, "server")];
+  for (const host of await subdirs(join(pkiDir, SERVERS))) dirs.push(fleetBundleDir(pkiDir, host));
+  const present: string[] = [];
+  for (const d of dirs) if (await pathExists(d)) present.push(d);
+  return present;
+}
+
+/**
+ * Every intermediate's directory of the PKI (`intermediates/NAME/`), sorted by name.
+ *
+ * @example
+ * ```ts ignore
+ * import { intermediateDirs } from "./layout.ts";
+ * console.log(await intermediateDirs("pki")); // ["pki/intermediates/team"]
+ * ```
+ */
+export async function intermediateDirs(pkiDir: string): Promise<string[]> {
+  return (await subdirs(join(pkiDir, INTERMEDIATES))).map((n) => intermediateDir(pkiDir, n));
+}
+
+/**
+ * The names of the directories in `dir`, sorted (none when it does not exist).
+ *
+ * @example
+ * ```ts ignore
+ * import { subdirs } from "./layout.ts";
+ * console.log(await subdirs("pki/clients")); // ["alice", "bob"]
+ * ```
+ */
+export async function subdirs(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory())
+      .map((e) => e.name).sort();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw err;
+  }
+}
