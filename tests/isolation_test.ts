@@ -277,3 +277,40 @@ Deno.test("isolation: a build's network is an owner-checked reference", () => {
   assert.equal(b.target.toString(), `/v1.41/build?networkmode=${"9".repeat(64)}&t=x`);
   assert.equal(plan("POST", "/build?networkmode=default").refs.length, 0);
 });
+
+Deno.test("isolation: an endpoint's NetworkID is an owner-checked network reference", () => {
+  // dockerd joins EndpointSettings.NetworkID in place of the network the path or key names.
+  const other = "b".repeat(64);
+  const c = plan(
+    "POST",
+    "/networks/na/connect",
+    `{"Container":"a1","EndpointConfig":{"NetworkID":"bnet"}}`,
+  );
+  assert.deepEqual(c.refs.map((r) => `${r.kind}:${r.name}@${r.at}`), [
+    "network:na@path",
+    "container:a1@Container",
+    "network:bnet@EndpointConfig.NetworkID",
+  ]);
+  c.refs[2].rewrite!(other);
+  assert.equal(JSON.parse(c.body!.result()).EndpointConfig.NetworkID, other);
+  const body = JSON.stringify({
+    Image: "bb",
+    NetworkingConfig: { EndpointsConfig: { na: { NetworkID: "bn" }, bridge: { NetworkID: "x" } } },
+  });
+  const create = plan("POST", "/containers/create", body);
+  assert.deepEqual(create.refs.map((r) => `${r.kind}:${r.name}@${r.at}`), [
+    "network:bn@EndpointsConfig.na.NetworkID",
+    "network:na@NetworkingConfig.EndpointsConfig.na",
+    "network:x@EndpointsConfig.bridge.NetworkID",
+  ]);
+  for (const r of create.refs) r.rewrite?.(r.name === "bn" ? other : r.name);
+  const out = JSON.parse(create.body!.result());
+  assert.equal(out.NetworkingConfig.EndpointsConfig.na.NetworkID, other);
+  // A NetworkID that is not a string is not read: refused.
+  refusal(
+    () =>
+      plan("POST", "/networks/na/connect", '{"Container":"a1","EndpointConfig":{"NetworkID":1}}'),
+    400,
+    /NetworkID/,
+  );
+});

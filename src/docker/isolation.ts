@@ -390,7 +390,7 @@ function bodyReferences(
       });
     }
     if (isJsonObject(root.EndpointConfig)) {
-      endpointLinks(plan, doc, root.EndpointConfig, "EndpointConfig");
+      endpointReferences(plan, doc, root.EndpointConfig, "EndpointConfig");
     }
   }
 }
@@ -498,7 +498,9 @@ function containerReferences(
   const net = isJsonObject(root.NetworkingConfig) ? root.NetworkingConfig : undefined;
   const endpoints = net && isJsonObject(net.EndpointsConfig) ? net.EndpointsConfig : undefined;
   for (const [name, settingsOf] of Object.entries(endpoints ?? {})) {
-    if (isJsonObject(settingsOf)) endpointLinks(plan, doc, settingsOf, `EndpointsConfig.${name}`);
+    if (isJsonObject(settingsOf)) {
+      endpointReferences(plan, doc, settingsOf, `EndpointsConfig.${name}`);
+    }
     if (name === "default" || BUILTIN_NETWORKS.includes(name)) continue;
     plan.refs.push({
       kind: "network",
@@ -532,13 +534,27 @@ function linkReferences(
   });
 }
 
-function endpointLinks(
+/**
+ * The objects an endpoint's settings name: its `Links`, and its `NetworkID`, which dockerd
+ * joins in place of the network the path or the `EndpointsConfig` key names (for a user
+ * defined one). The NetworkID is checked whatever the key, and forwarded as the full ID.
+ */
+function endpointReferences(
   plan: IsolationPlan,
   doc: JsonDocument,
   endpoint: JsonObject,
   at: string,
 ): void {
   linkReferences(plan, doc, endpoint.Links, `${at}.Links`);
+  const id = endpoint.NetworkID;
+  if (id === undefined || id === null || id === "") return; // dockerd reads "" and null as unset
+  if (typeof id !== "string") throw new IsolationRefusal(400, `${at}.NetworkID: not a string`);
+  plan.refs.push({
+    kind: "network",
+    name: id,
+    at: `${at}.NetworkID`,
+    rewrite: (full) => doc.replaceValue(endpoint, "NetworkID", JSON.stringify(full)),
+  });
 }
 
 /** Named volumes in `Binds` and `Mounts`: owned ones, shared ones, or created for the owner. */

@@ -1,0 +1,108 @@
+/**
+ * Owner isolation end to end, the object references hidden in bodies: fields that name an
+ * object besides the obvious ones (an endpoint's `NetworkID`, which dockerd joins in place of
+ * the network the path or the `EndpointsConfig` key names). Raw HTTP over real TLS through
+ * `dockgate serve --policy` to a real dockerd; judged by what dockerd stored.
+ */
+import assert from "node:assert/strict";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { dockerdUnavailable, type DockerResult, startDockerd } from "./helpers/dockerd.ts";
+import { freeTempDir } from "./helpers/wait.ts";
+import { runCli, type ServeProcess, startServe, tlsFlags } from "./helpers/gate.ts";
+import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
+import { bundleCreds as creds } from "./helpers/tls_peers.ts";
+
+const POLICY = {
+  roles: { tenant: { preset: "no-escape", isolate: true } },
+  identities: [{ cn: "team-a", role: "tenant" }, { cn: "team-b", role: "tenant" }],
+};
+
+function ok(what: string, r: DockerResult): DockerResult {
+  assert.equal(r.code, 0, `${what}: exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  return r;
+}
+
+Deno.test({
+  name: "docker isolation refs e2e: an endpoint's NetworkID cannot name another owner's network",
+  ignore: dockerdUnavailable(),
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  const d = await startDockerd();
+  if (!d) return;
+  const work = await freeTempDir("dgr-");
+  let gate: ServeProcess | undefined;
+  try {
+    const pki = join(work, "pki");
+    assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
+    for (const name of ["team-a", "team-b"]) {
+      assert.equal((await runCli(["keygen", "client", name, "--dir", pki])).code, 0);
+    }
+    const policyFile = join(work, "policy.json");
+    await writeFile(policyFile, JSON.stringify(POLICY), { mode: 0o600 });
+    gate = await startServe([
+      "--target",
+      d.host,
+      "--certs",
+      join(pki, "server"),
+      "--policy",
+      policyFile,
+    ]);
+    const g = gate;
+    const as = (who: string, args: string[]) =>
+      d.docker([...tlsFlags(join(pki, "clients", who)), ...args], { host: g.host });
+    ok("b net", await as("team-b", ["network", "create", "nb"]));
+    ok("a net", await as("team-a", ["network", "create", "na"]));
+    ok("a1", await as("team-a", ["create", "--name", "a1", d.image, "true"]));
+    const nb = ok("nb id", await d.docker(["network", "inspect", "-f", "{{.Id}}", "nb"])).stdout
+      .trim();
+    const na = ok("na id", await d.docker(["network", "inspect", "-f", "{{.Id}}", "na"])).stdout
+      .trim();
+    const a = await creds(pki, "team-a");
+    const send = async (req: string) => splitResponses((await tlsExchange(g.port, a, req)).data)[0];
+    // What dockerd stored: the NetworkID it will join at start, per endpoint.
+    const stored = async (name: string) =>
+      JSON.parse(
+        ok("inspect", await d.docker(["inspect", "-f", "{{json .NetworkSettings.Networks}}", name]))
+          .stdout,
+      ) as Record<string, { NetworkID?: string }>;
+    const reaches = (nets: Record<string, { NetworkID?: string }>) =>
+      Object.values(nets).some((e) => e.NetworkID && nb.startsWith(e.NetworkID));
+
+    for (const ref of ["nb", nb, nb.slice(0, 6)]) {
+      const connect = await send(jsonRequest(
+        "POST",
+        "/v1.41/networks/na/connect",
+        JSON.stringify({ Container: "a1", EndpointConfig: { NetworkID: ref } }),
+      ));
+      assert.equal(connect.status, 404, `connect with NetworkID ${ref}: ${connect.body}`);
+      assert.ok(!reaches(await stored("a1")), `connect with NetworkID ${ref} reached nb`);
+      const create = await send(jsonRequest(
+        "POST",
+        "/v1.41/containers/create?name=a2",
+        JSON.stringify({
+          Image: d.image,
+          Cmd: ["true"],
+          NetworkingConfig: { EndpointsConfig: { na: { NetworkID: ref } } },
+        }),
+      ));
+      assert.equal(create.status, 404, `create with NetworkID ${ref}: ${create.body}`);
+      const a2 = await d.docker(["inspect", "a2"]);
+      if (a2.code === 0) assert.ok(!reaches(await stored("a2")), `create ${ref} reached nb`);
+      await d.docker(["rm", "-f", "a2"]);
+    }
+    // One's own network by NetworkID (a prefix) works, and is forwarded as the full ID.
+    const own = await send(jsonRequest(
+      "POST",
+      "/v1.41/networks/na/connect",
+      JSON.stringify({ Container: "a1", EndpointConfig: { NetworkID: na.slice(0, 8) } }),
+    ));
+    assert.equal(own.status, 200, own.body);
+    assert.equal((await stored("a1")).na?.NetworkID, na);
+  } finally {
+    await gate?.stop();
+    await d.stop();
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+});
