@@ -314,3 +314,21 @@ Deno.test("isolation: an endpoint's NetworkID is an owner-checked network refere
     /NetworkID/,
   );
 });
+
+Deno.test("isolation: owner keys do not collide across identity kinds", async () => {
+  const { ownerKey } = await import("../src/docker/isolation.ts");
+  const fp = "ab".repeat(32);
+  const keyless = ownerKey({ fingerprint: fp });
+  // A certificate whose CN is the keyless identity's display name is another owner.
+  assert.notEqual(
+    ownerKey({ commonName: `sha256:${fp.slice(0, 16)}`, fingerprint: "00" }),
+    keyless,
+  );
+  assert.notEqual(ownerKey({ commonName: keyless, fingerprint: "00" }), keyless);
+  // Ordinary CNs keep the bare CN (the labels of existing objects stay theirs).
+  assert.equal(ownerKey({ commonName: "team-a", fingerprint: fp }), "team-a");
+  const keys = ["cn:x", "x", "key:x", "sha256:x", "cn:cn:x"].map((cn) =>
+    ownerKey({ commonName: cn, fingerprint: fp })
+  );
+  assert.equal(new Set([...keys, keyless]).size, keys.length + 1);
+});

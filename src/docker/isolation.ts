@@ -25,12 +25,38 @@ import { JsonError, parseStrictJson } from "./strict_json.ts";
 /** The label that says who owns an object. */
 export const OWNER_LABEL = "dockgate.owner";
 
+/** Owner keys that are not a bare common name begin with one of these. */
+const OWNER_KEY_PREFIXES = ["cn:", "sha256:", "key:"];
+
+/**
+ * The owner key of an identity, the value of its objects' {@linkcode OWNER_LABEL}: its
+ * certificate's common name, or for a certificate without one `sha256:` and the first 16 hex
+ * digits of its fingerprint (the name logs show). A common name that begins like a key of
+ * another kind (`cn:`, `sha256:`, `key:`) is written `cn:<CN>`, so that no certificate can
+ * choose a CN that makes it another identity's owner. Ordinary CNs stay bare, as the labels of
+ * objects created before this rule have them.
+ *
+ * @example
+ * ```ts
+ * import { ownerKey } from "./isolation.ts";
+ * if (ownerKey({ commonName: "ci-a", fingerprint: "ab" }) !== "ci-a") throw new Error();
+ * const fp = "0123456789abcdef".repeat(4);
+ * if (ownerKey({ fingerprint: fp }) !== "sha256:0123456789abcdef") throw new Error();
+ * if (ownerKey({ commonName: "sha256:0123456789abcdef", fingerprint: "ab" }) !== "cn:sha256:0123456789abcdef") throw new Error();
+ * ```
+ */
+export function ownerKey(peer: { commonName?: string; fingerprint: string }): string {
+  const cn = peer.commonName;
+  if (cn === undefined) return `sha256:${peer.fingerprint.slice(0, 16)}`;
+  return OWNER_KEY_PREFIXES.some((p) => cn.startsWith(p)) ? `cn:${cn}` : cn;
+}
+
 /** The daemon's own networks, shared by every owner. */
 export const BUILTIN_NETWORKS: readonly string[] = ["bridge", "host", "none"];
 
 /** How an isolated role is isolated. */
 export interface IsolationSettings {
-  /** The owner: the identity's name (its certificate's common name). */
+  /** The owner: the identity's {@linkcode ownerKey}. */
   owner: string;
   /** The answer for another owner's object: 404 (as if missing, the default) or 403. */
   othersStatus: 404 | 403;

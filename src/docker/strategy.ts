@@ -13,7 +13,7 @@ import { apiRelay, type ApiRelayOptions } from "./api_relay.ts";
  * @example
  * ```ts
  * import { apiStrategy } from "./strategy.ts";
- * const s = apiStrategy({ role: () => undefined, mode: "enforce", who: { identity: "a", serial: "1", peer: "p" } });
+ * const s = apiStrategy({ role: () => undefined, mode: "enforce", who: { identity: "a", serial: "1", peer: "p", owner: "a" } });
  * if (s.name !== "docker-api") throw new Error();
  * ```
  */
