@@ -24,7 +24,7 @@ function ok(what: string, r: DockerResult): DockerResult {
 }
 
 Deno.test({
-  name: "docker isolation refs e2e: an endpoint's NetworkID cannot name another owner's network",
+  name: "docker isolation refs e2e: NetworkID, leading slashes, network create without labels",
   ignore: dockerdUnavailable(),
   sanitizeOps: false,
   sanitizeResources: false,
@@ -100,6 +100,40 @@ Deno.test({
     ));
     assert.equal(own.status, 200, own.body);
     assert.equal((await stored("a1")).na?.NetworkID, na);
+    // Honest clients the checks refused: a network create with neither Labels nor
+    // CheckDuplicate (400), a leading '/' in VolumesFrom and Links as the CLI and compose send
+    // it (502).
+    const net = await send(jsonRequest("POST", "/v1.41/networks/create", '{"Name":"nc"}'));
+    assert.equal(net.status, 201, net.body);
+    const ncOwner = ok(
+      "nc label",
+      await d.docker(["network", "inspect", "-f", '{{index .Labels "dockgate.owner"}}', "nc"]),
+    );
+    assert.equal(ncOwner.stdout, "team-a\n");
+    const a1 = ok("a1 id", await d.docker(["inspect", "-f", "{{.Id}}", "a1"])).stdout.trim();
+    const slash = await send(jsonRequest(
+      "POST",
+      "/v1.41/containers/create?name=a3",
+      JSON.stringify({
+        Image: d.image,
+        Cmd: ["true"],
+        HostConfig: { VolumesFrom: ["/a1:ro"], Links: ["/a1:al"] },
+      }),
+    ));
+    assert.equal(slash.status, 201, slash.body);
+    const a3 = JSON.parse(
+      ok("a3", await d.docker(["inspect", "-f", "{{json .HostConfig}}", "a3"])).stdout,
+    );
+    assert.deepEqual(a3.VolumesFrom, [`${a1}:ro`]);
+    assert.equal(a3.Links.length, 1);
+    // Another owner's container with a leading '/' is as missing as without.
+    ok("b1", await as("team-b", ["create", "--name", "b1", d.image, "true"]));
+    const other = await send(jsonRequest(
+      "POST",
+      "/v1.41/containers/create?name=a4",
+      JSON.stringify({ Image: d.image, HostConfig: { VolumesFrom: ["/b1"] } }),
+    ));
+    assert.equal(other.status, 404, other.body);
   } finally {
     await gate?.stop();
     await d.stop();

@@ -332,3 +332,11 @@ Deno.test("isolation: owner keys do not collide across identity kinds", async ()
   );
   assert.equal(new Set([...keys, keyless]).size, keys.length + 1);
 });
+
+Deno.test("isolation: a network create with neither Labels nor CheckDuplicate is labelled", () => {
+  for (const body of ['{"Name":"n1"}', "{}", '{"Name":"n1","Labels":null}']) {
+    const out = JSON.parse(plan("POST", "/networks/create", body).body!.result());
+    assert.equal(out.Labels["dockgate.owner"], "team-a", body);
+    assert.equal(out.CheckDuplicate, true, body);
+  }
+});

@@ -388,7 +388,6 @@ function bodyReferences(
     if (BUILTIN_NETWORKS.includes(name) || settings.sharedNetworks.includes(name)) {
       throw new IsolationRefusal(403, `network ${name} is shared: an admin creates it`);
     }
-    addOwnerLabel(doc, root, settings.owner);
     // Two networks of one name make the name ambiguous for both owners: refuse duplicates.
     if (root.CheckDuplicate === false) {
       throw new IsolationRefusal(
@@ -396,7 +395,9 @@ function bodyReferences(
         "CheckDuplicate=false: an isolated role may not duplicate a name",
       );
     }
-    if (!("CheckDuplicate" in root)) doc.insertMember(root, "CheckDuplicate", "true");
+    // Both members may be missing: one insertion of both (JsonDocument allows one per place).
+    const extra: [string, string][] = "CheckDuplicate" in root ? [] : [["CheckDuplicate", "true"]];
+    addOwnerLabel(doc, root, settings.owner, extra);
     const from = root.ConfigFrom;
     if (isJsonObject(from) && typeof from.Network === "string" && from.Network !== "") {
       plan.refs.push({
@@ -421,13 +422,22 @@ function bodyReferences(
   }
 }
 
-/** Add the owner label to `object.Labels`; a `dockgate.` label set by the client is refused. */
-function addOwnerLabel(doc: JsonDocument, object: JsonObject, owner: string): void {
+/**
+ * Add the owner label to `object.Labels` (and the `extra` members to `object`); a `dockgate.`
+ * label set by the client is refused.
+ */
+function addOwnerLabel(
+  doc: JsonDocument,
+  object: JsonObject,
+  owner: string,
+  extra: [string, string][] = [],
+): void {
   const labels = object.Labels;
   const value = JSON.stringify(owner);
   if (labels === undefined) {
-    return doc.insertMember(object, "Labels", `{"${OWNER_LABEL}":${value}}`);
+    return doc.insertMembers(object, [["Labels", `{"${OWNER_LABEL}":${value}}`], ...extra]);
   }
+  doc.insertMembers(object, extra);
   if (labels === null) return doc.replaceValue(object, "Labels", `{"${OWNER_LABEL}":${value}}`);
   if (!isJsonObject(labels)) throw new IsolationRefusal(400, "Labels is not an object");
   refuseOwnLabels(labels, "Labels");

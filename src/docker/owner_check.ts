@@ -116,7 +116,11 @@ async function lookup(
   kind: ObjectKind,
   name: string,
 ): Promise<Found | undefined> {
-  const id = encodeURIComponent(name);
+  // dockerd reads a container's name with or without its leading '/' (the CLI and compose send
+  // `/other:alias` in Links and VolumesFrom); in a path a '/' would be another segment (301).
+  const plain = kind === "container" && name.startsWith("/") ? name.slice(1) : name;
+  if (kind === "container" && plain.includes("/")) return undefined;
+  const id = encodeURIComponent(plain);
   if (kind === "exec") {
     const exec = await get(client, `/exec/${id}/json`);
     if (!exec || typeof exec.ContainerID !== "string") return undefined;
