@@ -23,8 +23,11 @@ function ok(what: string, r: DockerResult): DockerResult {
   return r;
 }
 
+const lines = (r: DockerResult) => r.stdout.split("\n").filter((l) => l !== "");
+
 Deno.test({
-  name: "docker isolation refs e2e: NetworkID, leading slashes, network create without labels",
+  name:
+    "docker isolation refs e2e: NetworkID, leading slashes, unlabelled network create, anonymous mounts",
   ignore: dockerdUnavailable(),
   sanitizeOps: false,
   sanitizeResources: false,
@@ -134,6 +137,28 @@ Deno.test({
       JSON.stringify({ Image: d.image, HostConfig: { VolumesFrom: ["/b1"] } }),
     ));
     assert.equal(other.status, 404, other.body);
+    // An anonymous volume of a Mounts entry is the owner's (dockerd creates it with the
+    // entry's VolumeOptions.Labels); team-a lists it.
+    const anon = await send(jsonRequest(
+      "POST",
+      "/v1.41/containers/create?name=a5",
+      JSON.stringify({
+        Image: d.image,
+        Cmd: ["true"],
+        HostConfig: { Mounts: [{ Type: "volume", Target: "/m" }] },
+      }),
+    ));
+    assert.equal(anon.status, 201, anon.body);
+    const vol = ok(
+      "a5 mounts",
+      await d.docker(["inspect", "-f", "{{range .Mounts}}{{.Name}}{{end}}", "a5"]),
+    ).stdout.trim();
+    const volOwner = ok(
+      "anon label",
+      await d.docker(["volume", "inspect", "-f", '{{index .Labels "dockgate.owner"}}', vol]),
+    );
+    assert.equal(volOwner.stdout, "team-a\n");
+    assert.ok(lines(ok("volume ls", await as("team-a", ["volume", "ls", "-q"]))).includes(vol));
   } finally {
     await gate?.stop();
     await d.stop();

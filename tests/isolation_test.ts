@@ -340,3 +340,23 @@ Deno.test("isolation: a network create with neither Labels nor CheckDuplicate is
     assert.equal(out.CheckDuplicate, true, body);
   }
 });
+
+Deno.test("isolation: an anonymous volume of a Mounts entry gets the owner label", () => {
+  const body = JSON.stringify({
+    Image: "bb",
+    HostConfig: {
+      Mounts: [
+        { Type: "volume", Target: "/a" },
+        { Type: "volume", Source: "", Target: "/b", VolumeOptions: null },
+        { Type: "volume", Target: "/c", VolumeOptions: { NoCopy: true } },
+        { Type: "volume", Target: "/d", VolumeOptions: { Labels: { app: "x" } } },
+      ],
+    },
+  });
+  const c = plan("POST", "/containers/create", body);
+  assert.equal(c.refs.length, 0);
+  const mounts = JSON.parse(c.body!.result()).HostConfig.Mounts;
+  for (const m of mounts) assert.equal(m.VolumeOptions.Labels["dockgate.owner"], "team-a");
+  assert.equal(mounts[2].VolumeOptions.NoCopy, true);
+  assert.equal(mounts[3].VolumeOptions.Labels.app, "x");
+});

@@ -530,6 +530,7 @@ function containerReferences(
       });
     }
     volumeReferences(plan, host);
+    anonymousMountLabels(doc, host, settings.owner);
   }
   const net = isJsonObject(root.NetworkingConfig) ? root.NetworkingConfig : undefined;
   const endpoints = net && isJsonObject(net.EndpointsConfig) ? net.EndpointsConfig : undefined;
@@ -590,6 +591,26 @@ function endpointReferences(
     name: id,
     at: `${at}.NetworkID`,
     rewrite: (full) => doc.replaceValue(endpoint, "NetworkID", JSON.stringify(full)),
+  });
+}
+
+/**
+ * The owner label for the anonymous volumes of `Mounts` entries of type volume without a
+ * `Source`: dockerd creates them with the entry's `VolumeOptions.Labels`. (The anonymous
+ * volumes of a create's `Volumes` and of an image's `VOLUME` carry no labels: they belong to
+ * no owner, so no isolated role can name, list or remove them; `rm -v` removes them.)
+ */
+function anonymousMountLabels(doc: JsonDocument, host: JsonObject, owner: string): void {
+  if (!Array.isArray(host.Mounts)) return;
+  const labels = `{"Labels":{"${OWNER_LABEL}":${JSON.stringify(owner)}}}`;
+  host.Mounts.forEach((m, i) => {
+    if (!isJsonObject(m) || m.Type !== "volume") return;
+    if (m.Source !== undefined && m.Source !== null && m.Source !== "") return;
+    const options = m.VolumeOptions;
+    if (options === undefined) doc.insertMember(m, "VolumeOptions", labels);
+    else if (options === null) doc.replaceValue(m, "VolumeOptions", labels);
+    else if (isJsonObject(options)) addOwnerLabel(doc, options, owner);
+    else throw new IsolationRefusal(400, `HostConfig.Mounts[${i}].VolumeOptions is not an object`);
   });
 }
 
