@@ -159,6 +159,13 @@ Deno.test({
     );
     assert.equal(volOwner.stdout, "team-a\n");
     assert.ok(lines(ok("volume ls", await as("team-a", ["volume", "ls", "-q"]))).includes(vol));
+    // A rename onto another owner's name: the 409 does not name that container.
+    const b1 = ok("b1 id", await d.docker(["inspect", "-f", "{{.Id}}", "b1"])).stdout.trim();
+    const rename = await send(
+      `POST /v1.41/containers/a1/rename?name=b1 HTTP/1.1\r\nHost: d\r\n\r\n`,
+    );
+    assert.equal(rename.status, 409, rename.body);
+    assert.ok(!rename.body.includes(b1.slice(0, 12)), rename.body);
   } finally {
     await gate?.stop();
     await d.stop();

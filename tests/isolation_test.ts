@@ -360,3 +360,15 @@ Deno.test("isolation: an anonymous volume of a Mounts entry gets the owner label
   assert.equal(mounts[2].VolumeOptions.NoCopy, true);
   assert.equal(mounts[3].VolumeOptions.Labels.app, "x");
 });
+
+Deno.test("isolation: a rename's name conflict does not name the other container", () => {
+  const p = plan("POST", "/v1.41/containers/a1/rename?name=b1");
+  assert.deepEqual(p.answer, { kind: "create-conflict", name: "b1" });
+  const daemon = enc(
+    `{"message":"Conflict. The container name \\"/b1\\" is already in use by container \\"${
+      "b".repeat(64)
+    }\\"."}`,
+  );
+  const out = filterAnswer(p.answer!, 409, daemon, "team-a", new Set());
+  assert.doesNotMatch(new TextDecoder().decode(out!.body), /bbbb/);
+});

@@ -95,7 +95,7 @@ export type AnswerRule =
   | { kind: "network-containers" }
   /** A created (or existing, same name) volume must be the owner's. */
   | { kind: "volume-owner"; name: string }
-  /** A name conflict on create must not name the other container. */
+  /** A name conflict on create or rename must not name the other container. */
   | { kind: "create-conflict"; name: string };
 
 /** What {@linkcode planIsolation} decided for one request. */
@@ -243,6 +243,11 @@ export function planIsolation(
     plan.notes.push("owner filter");
   }
   if (route === "GET /system/df") plan.answer = { kind: "system-df" };
+  if (method === "POST" && segs.length === 3 && segs[0] === "containers" && segs[2] === "rename") {
+    // dockerd's 409 names the container that has the name: maybe another owner's.
+    const [name] = editor.query("name");
+    plan.answer = { kind: "create-conflict", name: name ?? "" };
+  }
   pathReference(plan, method, segs);
   if (route === "POST /commit") {
     const [name] = editor.query("container");
