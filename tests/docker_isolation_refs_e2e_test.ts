@@ -14,8 +14,15 @@ import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts"
 import { bundleCreds as creds } from "./helpers/tls_peers.ts";
 
 const POLICY = {
-  roles: { tenant: { preset: "no-escape", isolate: true } },
-  identities: [{ cn: "team-a", role: "tenant" }, { cn: "team-b", role: "tenant" }],
+  roles: {
+    tenant: { preset: "no-escape", isolate: true },
+    tenant403: { preset: "no-escape", isolate: true, othersStatus: 403 },
+  },
+  identities: [
+    { cn: "team-a", role: "tenant" },
+    { cn: "team-b", role: "tenant" },
+    { cn: "team-c", role: "tenant403" },
+  ],
 };
 
 function ok(what: string, r: DockerResult): DockerResult {
@@ -39,7 +46,7 @@ Deno.test({
   try {
     const pki = join(work, "pki");
     assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
-    for (const name of ["team-a", "team-b"]) {
+    for (const name of ["team-a", "team-b", "team-c"]) {
       assert.equal((await runCli(["keygen", "client", name, "--dir", pki])).code, 0);
     }
     const policyFile = join(work, "policy.json");
@@ -166,6 +173,25 @@ Deno.test({
     );
     assert.equal(rename.status, 409, rename.body);
     assert.ok(!rename.body.includes(b1.slice(0, 12)), rename.body);
+    // An ID prefix shared by an own container and another owner's: 404 (dockerd's 500 for an
+    // ambiguous prefix was a 502). Own containers are made until one shares b1's first digit.
+    for (let i = 0; i < 200; i++) {
+      const c = ok("own", await d.docker(["create", "-l", "dockgate.owner=team-a", d.image]));
+      if (c.stdout.trim()[0] === b1[0]) break;
+    }
+    const ambiguous = await send(`GET /v1.41/containers/${b1[0]}/json HTTP/1.1\r\nHost: d\r\n\r\n`);
+    assert.equal(ambiguous.status, 404, ambiguous.body);
+    // othersStatus 403 says "another owner's" for a name or ID, never for a prefix: a prefix
+    // would walk the other owners' IDs.
+    const c = await creds(pki, "team-c");
+    const sendC = async (req: string) =>
+      splitResponses((await tlsExchange(g.port, c, req)).data)[0];
+    const get = (name: string) => `GET /v1.41/containers/${name}/json HTTP/1.1\r\nHost: d\r\n\r\n`;
+    assert.equal((await sendC(get("b1"))).status, 403);
+    assert.equal((await sendC(get(b1))).status, 403);
+    const prefix = await sendC(get(b1.slice(0, 12)));
+    assert.equal(prefix.status, 404, prefix.body);
+    assert.match(prefix.body, /No such container/);
   } finally {
     await gate?.stop();
     await d.stop();
