@@ -30,6 +30,7 @@ import { HandshakeSlots, ThrottledRefusals } from "./net/handshakes.ts";
 import type { AccessPolicy } from "./access/policy.ts";
 import { type ApiPolicy, type Role, roleFor } from "./docker/api_policy.ts";
 import { apiStrategy } from "./docker/strategy.ts";
+import { ownerKey } from "./docker/isolation.ts";
 import type { AuditSink } from "./observe/audit.ts";
 import { displayName, type PeerIdentity } from "./access/identity.ts";
 import type { GateMetrics } from "./observe/metrics.ts";
@@ -404,7 +405,12 @@ class Gate {
         return current;
       },
       mode: this.#options.policyMode ?? "enforce",
-      who: { identity: displayName(identity), serial: identity.serial, peer },
+      who: {
+        identity: displayName(identity),
+        serial: identity.serial,
+        peer,
+        owner: ownerKey(identity),
+      },
       audit: this.#options.audit,
       maxBodyBytes: this.#options.maxBodyBytes,
       resolveSymlinks: this.#options.target.transport === "unix",

@@ -277,3 +277,98 @@ Deno.test("isolation: a build's network is an owner-checked reference", () => {
   assert.equal(b.target.toString(), `/v1.41/build?networkmode=${"9".repeat(64)}&t=x`);
   assert.equal(plan("POST", "/build?networkmode=default").refs.length, 0);
 });
+
+Deno.test("isolation: an endpoint's NetworkID is an owner-checked network reference", () => {
+  // dockerd joins EndpointSettings.NetworkID in place of the network the path or key names.
+  const other = "b".repeat(64);
+  const c = plan(
+    "POST",
+    "/networks/na/connect",
+    `{"Container":"a1","EndpointConfig":{"NetworkID":"bnet"}}`,
+  );
+  assert.deepEqual(c.refs.map((r) => `${r.kind}:${r.name}@${r.at}`), [
+    "network:na@path",
+    "container:a1@Container",
+    "network:bnet@EndpointConfig.NetworkID",
+  ]);
+  c.refs[2].rewrite!(other);
+  assert.equal(JSON.parse(c.body!.result()).EndpointConfig.NetworkID, other);
+  const body = JSON.stringify({
+    Image: "bb",
+    NetworkingConfig: { EndpointsConfig: { na: { NetworkID: "bn" }, bridge: { NetworkID: "x" } } },
+  });
+  const create = plan("POST", "/containers/create", body);
+  assert.deepEqual(create.refs.map((r) => `${r.kind}:${r.name}@${r.at}`), [
+    "network:bn@EndpointsConfig.na.NetworkID",
+    "network:na@NetworkingConfig.EndpointsConfig.na",
+    "network:x@EndpointsConfig.bridge.NetworkID",
+  ]);
+  for (const r of create.refs) r.rewrite?.(r.name === "bn" ? other : r.name);
+  const out = JSON.parse(create.body!.result());
+  assert.equal(out.NetworkingConfig.EndpointsConfig.na.NetworkID, other);
+  // A NetworkID that is not a string is not read: refused.
+  refusal(
+    () =>
+      plan("POST", "/networks/na/connect", '{"Container":"a1","EndpointConfig":{"NetworkID":1}}'),
+    400,
+    /NetworkID/,
+  );
+});
+
+Deno.test("isolation: owner keys do not collide across identity kinds", async () => {
+  const { ownerKey } = await import("../src/docker/isolation.ts");
+  const fp = "ab".repeat(32);
+  const keyless = ownerKey({ fingerprint: fp });
+  // A certificate whose CN is the keyless identity's display name is another owner.
+  assert.notEqual(
+    ownerKey({ commonName: `sha256:${fp.slice(0, 16)}`, fingerprint: "00" }),
+    keyless,
+  );
+  assert.notEqual(ownerKey({ commonName: keyless, fingerprint: "00" }), keyless);
+  // Ordinary CNs keep the bare CN (the labels of existing objects stay theirs).
+  assert.equal(ownerKey({ commonName: "team-a", fingerprint: fp }), "team-a");
+  const keys = ["cn:x", "x", "key:x", "sha256:x", "cn:cn:x"].map((cn) =>
+    ownerKey({ commonName: cn, fingerprint: fp })
+  );
+  assert.equal(new Set([...keys, keyless]).size, keys.length + 1);
+});
+
+Deno.test("isolation: a network create with neither Labels nor CheckDuplicate is labelled", () => {
+  for (const body of ['{"Name":"n1"}', "{}", '{"Name":"n1","Labels":null}']) {
+    const out = JSON.parse(plan("POST", "/networks/create", body).body!.result());
+    assert.equal(out.Labels["dockgate.owner"], "team-a", body);
+    assert.equal(out.CheckDuplicate, true, body);
+  }
+});
+
+Deno.test("isolation: an anonymous volume of a Mounts entry gets the owner label", () => {
+  const body = JSON.stringify({
+    Image: "bb",
+    HostConfig: {
+      Mounts: [
+        { Type: "volume", Target: "/a" },
+        { Type: "volume", Source: "", Target: "/b", VolumeOptions: null },
+        { Type: "volume", Target: "/c", VolumeOptions: { NoCopy: true } },
+        { Type: "volume", Target: "/d", VolumeOptions: { Labels: { app: "x" } } },
+      ],
+    },
+  });
+  const c = plan("POST", "/containers/create", body);
+  assert.equal(c.refs.length, 0);
+  const mounts = JSON.parse(c.body!.result()).HostConfig.Mounts;
+  for (const m of mounts) assert.equal(m.VolumeOptions.Labels["dockgate.owner"], "team-a");
+  assert.equal(mounts[2].VolumeOptions.NoCopy, true);
+  assert.equal(mounts[3].VolumeOptions.Labels.app, "x");
+});
+
+Deno.test("isolation: a rename's name conflict does not name the other container", () => {
+  const p = plan("POST", "/v1.41/containers/a1/rename?name=b1");
+  assert.deepEqual(p.answer, { kind: "create-conflict", name: "b1" });
+  const daemon = enc(
+    `{"message":"Conflict. The container name \\"/b1\\" is already in use by container \\"${
+      "b".repeat(64)
+    }\\"."}`,
+  );
+  const out = filterAnswer(p.answer!, 409, daemon, "team-a", new Set());
+  assert.doesNotMatch(new TextDecoder().decode(out!.body), /bbbb/);
+});

@@ -70,8 +70,8 @@ export interface ApiRelayOptions {
   role: () => Role | undefined;
   /** `enforce` refuses what the policy denies; `audit` forwards it and records `would_deny`. */
   mode: "enforce" | "audit";
-  /** Who, for the refusal message and the audit record. */
-  who: { identity: string; serial: string; peer: string };
+  /** Who, for the refusal message and the audit record; `owner` is its `ownerKey` (isolation). */
+  who: { identity: string; serial: string; peer: string; owner: string };
   /** Where request records go. Default: nowhere. */
   audit?: AuditSink;
   /** The largest body read for inspection; bigger ones get 413. Default: 1 MiB. */
@@ -600,7 +600,7 @@ class ApiRelay {
     body: Buffer | undefined,
   ): void {
     const settings: IsolationSettings = {
-      owner: this.#options.who.identity,
+      owner: this.#options.who.owner,
       othersStatus: role.othersStatus,
       sharedVolumes: role.shared.volumes,
       sharedNetworks: role.shared.networks,

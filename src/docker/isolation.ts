@@ -25,12 +25,38 @@ import { JsonError, parseStrictJson } from "./strict_json.ts";
 /** The label that says who owns an object. */
 export const OWNER_LABEL = "dockgate.owner";
 
+/** Owner keys that are not a bare common name begin with one of these. */
+const OWNER_KEY_PREFIXES = ["cn:", "sha256:", "key:"];
+
+/**
+ * The owner key of an identity, the value of its objects' {@linkcode OWNER_LABEL}: its
+ * certificate's common name, or for a certificate without one `sha256:` and the first 16 hex
+ * digits of its fingerprint (the name logs show). A common name that begins like a key of
+ * another kind (`cn:`, `sha256:`, `key:`) is written `cn:<CN>`, so that no certificate can
+ * choose a CN that makes it another identity's owner. Ordinary CNs stay bare, as the labels of
+ * objects created before this rule have them.
+ *
+ * @example
+ * ```ts
+ * import { ownerKey } from "./isolation.ts";
+ * if (ownerKey({ commonName: "ci-a", fingerprint: "ab" }) !== "ci-a") throw new Error();
+ * const fp = "0123456789abcdef".repeat(4);
+ * if (ownerKey({ fingerprint: fp }) !== "sha256:0123456789abcdef") throw new Error();
+ * if (ownerKey({ commonName: "sha256:0123456789abcdef", fingerprint: "ab" }) !== "cn:sha256:0123456789abcdef") throw new Error();
+ * ```
+ */
+export function ownerKey(peer: { commonName?: string; fingerprint: string }): string {
+  const cn = peer.commonName;
+  if (cn === undefined) return `sha256:${peer.fingerprint.slice(0, 16)}`;
+  return OWNER_KEY_PREFIXES.some((p) => cn.startsWith(p)) ? `cn:${cn}` : cn;
+}
+
 /** The daemon's own networks, shared by every owner. */
 export const BUILTIN_NETWORKS: readonly string[] = ["bridge", "host", "none"];
 
 /** How an isolated role is isolated. */
 export interface IsolationSettings {
-  /** The owner: the identity's name (its certificate's common name). */
+  /** The owner: the identity's {@linkcode ownerKey}. */
   owner: string;
   /** The answer for another owner's object: 404 (as if missing, the default) or 403. */
   othersStatus: 404 | 403;
@@ -69,7 +95,7 @@ export type AnswerRule =
   | { kind: "network-containers" }
   /** A created (or existing, same name) volume must be the owner's. */
   | { kind: "volume-owner"; name: string }
-  /** A name conflict on create must not name the other container. */
+  /** A name conflict on create or rename must not name the other container. */
   | { kind: "create-conflict"; name: string };
 
 /** What {@linkcode planIsolation} decided for one request. */
@@ -217,6 +243,11 @@ export function planIsolation(
     plan.notes.push("owner filter");
   }
   if (route === "GET /system/df") plan.answer = { kind: "system-df" };
+  if (method === "POST" && segs.length === 3 && segs[0] === "containers" && segs[2] === "rename") {
+    // dockerd's 409 names the container that has the name: maybe another owner's.
+    const [name] = editor.query("name");
+    plan.answer = { kind: "create-conflict", name: name ?? "" };
+  }
   pathReference(plan, method, segs);
   if (route === "POST /commit") {
     const [name] = editor.query("container");
@@ -362,7 +393,6 @@ function bodyReferences(
     if (BUILTIN_NETWORKS.includes(name) || settings.sharedNetworks.includes(name)) {
       throw new IsolationRefusal(403, `network ${name} is shared: an admin creates it`);
     }
-    addOwnerLabel(doc, root, settings.owner);
     // Two networks of one name make the name ambiguous for both owners: refuse duplicates.
     if (root.CheckDuplicate === false) {
       throw new IsolationRefusal(
@@ -370,7 +400,9 @@ function bodyReferences(
         "CheckDuplicate=false: an isolated role may not duplicate a name",
       );
     }
-    if (!("CheckDuplicate" in root)) doc.insertMember(root, "CheckDuplicate", "true");
+    // Both members may be missing: one insertion of both (JsonDocument allows one per place).
+    const extra: [string, string][] = "CheckDuplicate" in root ? [] : [["CheckDuplicate", "true"]];
+    addOwnerLabel(doc, root, settings.owner, extra);
     const from = root.ConfigFrom;
     if (isJsonObject(from) && typeof from.Network === "string" && from.Network !== "") {
       plan.refs.push({
@@ -390,18 +422,27 @@ function bodyReferences(
       });
     }
     if (isJsonObject(root.EndpointConfig)) {
-      endpointLinks(plan, doc, root.EndpointConfig, "EndpointConfig");
+      endpointReferences(plan, doc, root.EndpointConfig, "EndpointConfig");
     }
   }
 }
 
-/** Add the owner label to `object.Labels`; a `dockgate.` label set by the client is refused. */
-function addOwnerLabel(doc: JsonDocument, object: JsonObject, owner: string): void {
+/**
+ * Add the owner label to `object.Labels` (and the `extra` members to `object`); a `dockgate.`
+ * label set by the client is refused.
+ */
+function addOwnerLabel(
+  doc: JsonDocument,
+  object: JsonObject,
+  owner: string,
+  extra: [string, string][] = [],
+): void {
   const labels = object.Labels;
   const value = JSON.stringify(owner);
   if (labels === undefined) {
-    return doc.insertMember(object, "Labels", `{"${OWNER_LABEL}":${value}}`);
+    return doc.insertMembers(object, [["Labels", `{"${OWNER_LABEL}":${value}}`], ...extra]);
   }
+  doc.insertMembers(object, extra);
   if (labels === null) return doc.replaceValue(object, "Labels", `{"${OWNER_LABEL}":${value}}`);
   if (!isJsonObject(labels)) throw new IsolationRefusal(400, "Labels is not an object");
   refuseOwnLabels(labels, "Labels");
@@ -494,11 +535,14 @@ function containerReferences(
       });
     }
     volumeReferences(plan, host);
+    anonymousMountLabels(doc, host, settings.owner);
   }
   const net = isJsonObject(root.NetworkingConfig) ? root.NetworkingConfig : undefined;
   const endpoints = net && isJsonObject(net.EndpointsConfig) ? net.EndpointsConfig : undefined;
   for (const [name, settingsOf] of Object.entries(endpoints ?? {})) {
-    if (isJsonObject(settingsOf)) endpointLinks(plan, doc, settingsOf, `EndpointsConfig.${name}`);
+    if (isJsonObject(settingsOf)) {
+      endpointReferences(plan, doc, settingsOf, `EndpointsConfig.${name}`);
+    }
     if (name === "default" || BUILTIN_NETWORKS.includes(name)) continue;
     plan.refs.push({
       kind: "network",
@@ -532,13 +576,47 @@ function linkReferences(
   });
 }
 
-function endpointLinks(
+/**
+ * The objects an endpoint's settings name: its `Links`, and its `NetworkID`, which dockerd
+ * joins in place of the network the path or the `EndpointsConfig` key names (for a user
+ * defined one). The NetworkID is checked whatever the key, and forwarded as the full ID.
+ */
+function endpointReferences(
   plan: IsolationPlan,
   doc: JsonDocument,
   endpoint: JsonObject,
   at: string,
 ): void {
   linkReferences(plan, doc, endpoint.Links, `${at}.Links`);
+  const id = endpoint.NetworkID;
+  if (id === undefined || id === null || id === "") return; // dockerd reads "" and null as unset
+  if (typeof id !== "string") throw new IsolationRefusal(400, `${at}.NetworkID: not a string`);
+  plan.refs.push({
+    kind: "network",
+    name: id,
+    at: `${at}.NetworkID`,
+    rewrite: (full) => doc.replaceValue(endpoint, "NetworkID", JSON.stringify(full)),
+  });
+}
+
+/**
+ * The owner label for the anonymous volumes of `Mounts` entries of type volume without a
+ * `Source`: dockerd creates them with the entry's `VolumeOptions.Labels`. (The anonymous
+ * volumes of a create's `Volumes` and of an image's `VOLUME` carry no labels: they belong to
+ * no owner, so no isolated role can name, list or remove them; `rm -v` removes them.)
+ */
+function anonymousMountLabels(doc: JsonDocument, host: JsonObject, owner: string): void {
+  if (!Array.isArray(host.Mounts)) return;
+  const labels = `{"Labels":{"${OWNER_LABEL}":${JSON.stringify(owner)}}}`;
+  host.Mounts.forEach((m, i) => {
+    if (!isJsonObject(m) || m.Type !== "volume") return;
+    if (m.Source !== undefined && m.Source !== null && m.Source !== "") return;
+    const options = m.VolumeOptions;
+    if (options === undefined) doc.insertMember(m, "VolumeOptions", labels);
+    else if (options === null) doc.replaceValue(m, "VolumeOptions", labels);
+    else if (isJsonObject(options)) addOwnerLabel(doc, options, owner);
+    else throw new IsolationRefusal(400, `HostConfig.Mounts[${i}].VolumeOptions is not an object`);
+  });
 }
 
 /** Named volumes in `Binds` and `Mounts`: owned ones, shared ones, or created for the owner. */

@@ -66,9 +66,13 @@ export async function checkOwners(
     if (!found) throw new IsolationRefusal(404, missingMessage(ref.kind, ref.name));
     const verdict = judge(ref, found, settings);
     if (verdict === "other") {
+      // "Another owner's" only for what the client named exactly: for an ID prefix it would
+      // tell the other owners' IDs, a digit at a time.
+      const exact = found.id === ref.name || found.name === ref.name.replace(/^\//, "");
+      const status = exact ? settings.othersStatus : 404;
       throw new IsolationRefusal(
-        settings.othersStatus,
-        settings.othersStatus === 404
+        status,
+        status === 404
           ? missingMessage(ref.kind, ref.name)
           : `${ref.kind} ${ref.name} belongs to another owner`,
       );
@@ -116,7 +120,11 @@ async function lookup(
   kind: ObjectKind,
   name: string,
 ): Promise<Found | undefined> {
-  const id = encodeURIComponent(name);
+  // dockerd reads a container's name with or without its leading '/' (the CLI and compose send
+  // `/other:alias` in Links and VolumesFrom); in a path a '/' would be another segment (301).
+  const plain = kind === "container" && name.startsWith("/") ? name.slice(1) : name;
+  if (kind === "container" && plain.includes("/")) return undefined;
+  const id = encodeURIComponent(plain);
   if (kind === "exec") {
     const exec = await get(client, `/exec/${id}/json`);
     if (!exec || typeof exec.ContainerID !== "string") return undefined;
@@ -128,7 +136,15 @@ async function lookup(
     : kind === "volume"
     ? `/volumes/${id}`
     : `/networks/${id}`;
-  const body = await get(client, path);
+  let body;
+  try {
+    body = await get(client, path);
+  } catch (err) {
+    // dockerd answers 500 for a container ID prefix that several containers share: as missing
+    // (it is not one object the gate could check), once the list confirms the ambiguity.
+    if (kind === "container" && await ambiguousPrefix(client, plain)) return undefined;
+    throw err;
+  }
   if (!body) return undefined;
   const labels = kind === "container" ? body.Config?.Labels : body.Labels;
   const fullId = kind === "volume" ? body.Name : body.Id;
@@ -136,6 +152,15 @@ async function lookup(
     throw new Error(`inspect of ${kind} ${name}: no ID`);
   }
   return { id: fullId, name: String(body.Name ?? "").replace(/^\//, ""), owner: ownerOf(labels) };
+}
+
+/** Whether `prefix` is an ID prefix of more than one container. */
+async function ambiguousPrefix(client: DaemonClient, prefix: string): Promise<boolean> {
+  if (!/^[0-9a-f]{1,63}$/.test(prefix)) return false;
+  const answer = await client.request("GET", "/containers/json?all=1");
+  if (answer.status !== 200) return false;
+  const list = JSON.parse(answer.body.toString("utf8")) as { Id: string }[];
+  return list.filter((c) => c.Id.startsWith(prefix)).length > 1;
 }
 
 /** GET a JSON object; `undefined` for 404 (and the 4xx of a name the daemon cannot read). */

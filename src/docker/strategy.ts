@@ -25,7 +25,7 @@ function versionOf(target: Address, timeoutMs: number): DaemonVersion {
  * @example
  * ```ts
  * import { apiStrategy } from "./strategy.ts";
- * const s = apiStrategy({ role: () => undefined, mode: "enforce", who: { identity: "a", serial: "1", peer: "p" } });
+ * const s = apiStrategy({ role: () => undefined, mode: "enforce", who: { identity: "a", serial: "1", peer: "p", owner: "a" } });
  * if (s.name !== "docker-api") throw new Error();
  * ```
  */

@@ -128,11 +128,35 @@ export class JsonDocument {
 
   /** Add `key` with the JSON text `json` as the first member of `object`. */
   insertMember(object: object, key: string, json: string): void {
+    this.insertMembers(object, [[key, json]]);
+  }
+
+  /**
+   * Add the members `[key, JSON text]` first in `object`, in this order: one edit (two
+   * {@linkcode JsonDocument.insertMember} calls on one object are two insertions at one place).
+   *
+   * @example
+   * ```ts
+   * import { JsonDocument } from "./strict_json.ts";
+   * const doc = new JsonDocument(new TextEncoder().encode("{}"));
+   * doc.insertMembers(doc.value as object, [["a", "1"], ["b", "2"]]);
+   * if (doc.result() !== '{"a":1,"b":2}') throw new Error(doc.result());
+   * ```
+   */
+  insertMembers(object: object, members: readonly [string, string][]): void {
     const span = this.spanOf(object) as ObjectSpan;
     if (!span.members) throw new TypeError("not an object");
-    if (span.members.has(key)) throw new RangeError(`key "${key}" is there already`);
+    const keys = new Set<string>();
+    for (const [key] of members) {
+      if (span.members.has(key) || keys.has(key)) {
+        throw new RangeError(`key "${key}" is there already`);
+      }
+      keys.add(key);
+    }
+    if (members.length === 0) return;
+    const text = members.map(([k, json]) => `${JSON.stringify(k)}:${json}`).join(",");
     const comma = span.members.size > 0 ? "," : "";
-    this.#edit(span.start + 1, span.start + 1, `${JSON.stringify(key)}:${json}${comma}`);
+    this.#edit(span.start + 1, span.start + 1, `${text}${comma}`);
   }
 
   #edit(start: number, end: number, text: string): void {
