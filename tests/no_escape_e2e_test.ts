@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { lstat, mkdir, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
+  availableEngines,
   type Dockerd,
   dockerdUnavailable,
   startDockerd,
@@ -79,8 +80,11 @@ async function volumeNames(d: Dockerd): Promise<string> {
   return r.stdout;
 }
 
-/** The daemons to run against: add 26.1 (`{ engine: "26" }`) once the harness has it. */
-const ENGINES: { name: string; options: StartDockerdOptions }[] = [{ name: "20.10", options: {} }];
+/** The daemons to run against: every engine the harness has (20.10, and 26.1 when unpacked). */
+const ENGINES: { name: string; options: StartDockerdOptions }[] = availableEngines().map((e) => ({
+  name: e,
+  options: { engine: e },
+}));
 
 for (const engine of ENGINES) {
   Deno.test({
