@@ -7,7 +7,13 @@
 import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { dockerdUnavailable, type DockerResult, startDockerd } from "./helpers/dockerd.ts";
+import {
+  availableEngines,
+  dockerdUnavailable,
+  type DockerResult,
+  type Engine,
+  startDockerd,
+} from "./helpers/dockerd.ts";
 import { freeTempDir } from "./helpers/wait.ts";
 import { runCli, type ServeProcess, startServe, tlsFlags } from "./helpers/gate.ts";
 import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
@@ -32,14 +38,18 @@ function ok(what: string, r: DockerResult): DockerResult {
 
 const lines = (r: DockerResult) => r.stdout.split("\n").filter((l) => l !== "");
 
-Deno.test({
-  name:
-    "docker isolation refs e2e: NetworkID, leading slashes, unlabelled network create, anonymous mounts",
-  ignore: dockerdUnavailable(),
-  sanitizeOps: false,
-  sanitizeResources: false,
-}, async () => {
-  const d = await startDockerd();
+for (const engine of availableEngines()) {
+  Deno.test({
+    name: `docker isolation refs e2e (Docker ${engine}): NetworkID, leading slashes, ` +
+      "unlabelled network create, anonymous mounts",
+    ignore: dockerdUnavailable(),
+    sanitizeOps: false,
+    sanitizeResources: false,
+  }, () => refs(engine));
+}
+
+async function refs(engine: Engine): Promise<void> {
+  const d = await startDockerd({ engine });
   if (!d) return;
   const work = await freeTempDir("dgr-");
   let gate: ServeProcess | undefined;
@@ -197,4 +207,4 @@ Deno.test({
     await d.stop();
     await Deno.remove(work, { recursive: true }).catch(() => {});
   }
-});
+}
