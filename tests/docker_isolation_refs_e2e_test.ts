@@ -5,7 +5,6 @@
  * `dockgate serve --policy` to a real dockerd; judged by what dockerd stored.
  */
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   availableEngines,
@@ -15,7 +14,7 @@ import {
   startDockerd,
 } from "./helpers/dockerd.ts";
 import { freeTempDir } from "./helpers/wait.ts";
-import { runCli, type ServeProcess, startServe, tlsFlags } from "./helpers/gate.ts";
+import { type ServeProcess, startPolicyGate, tlsFlags } from "./helpers/gate.ts";
 import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
 import { bundleCreds as creds } from "./helpers/tls_peers.ts";
 
@@ -54,22 +53,10 @@ async function refs(engine: Engine): Promise<void> {
   const work = await freeTempDir("dgr-");
   let gate: ServeProcess | undefined;
   try {
-    const pki = join(work, "pki");
-    assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
-    for (const name of ["team-a", "team-b", "team-c"]) {
-      assert.equal((await runCli(["keygen", "client", name, "--dir", pki])).code, 0);
-    }
-    const policyFile = join(work, "policy.json");
-    await writeFile(policyFile, JSON.stringify(POLICY), { mode: 0o600 });
-    gate = await startServe([
-      "--target",
-      d.host,
-      "--certs",
-      join(pki, "server"),
-      "--policy",
-      policyFile,
-    ]);
-    const g = gate;
+    const started = await startPolicyGate(d.host, work, POLICY, ["team-a", "team-b", "team-c"]);
+    gate = started.gate;
+    const pki = started.pki;
+    const g = started.gate;
     const as = (who: string, args: string[]) =>
       d.docker([...tlsFlags(join(pki, "clients", who)), ...args], { host: g.host });
     ok("b net", await as("team-b", ["network", "create", "nb"]));

@@ -14,7 +14,6 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   availableEngines,
@@ -24,7 +23,7 @@ import {
   startDockerd,
 } from "./helpers/dockerd.ts";
 import { freeTempDir } from "./helpers/wait.ts";
-import { runCli, type ServeProcess, startServe, tlsFlags } from "./helpers/gate.ts";
+import { type ServeProcess, startPolicyGate, tlsFlags } from "./helpers/gate.ts";
 import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
 import { bundleCreds } from "./helpers/tls_peers.ts";
 
@@ -41,28 +40,6 @@ const POLICY = {
     { cn: "t2", role: "tenant" },
   ],
 };
-
-async function gateFor(d: Dockerd, work: string): Promise<{ gate: ServeProcess; pki: string }> {
-  const pki = join(work, "pki");
-  assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
-  for (const n of ["ro", "ci", "t1", "t2"]) {
-    assert.equal((await runCli(["keygen", "client", n, "--dir", pki])).code, 0);
-  }
-  const policy = join(work, "policy.json");
-  await writeFile(policy, JSON.stringify(POLICY), { mode: 0o600 });
-  const gate = await startServe([
-    "--target",
-    d.host,
-    "--certs",
-    join(pki, "server"),
-    "--policy",
-    policy,
-    "--audit-log",
-    join(work, "audit.log"),
-  ]);
-  await gate.waitForLog(/API policy: /);
-  return { gate, pki };
-}
 
 /** Whether a container of that name exists, asked on the daemon's own socket. */
 async function exists(d: Dockerd, name: string): Promise<boolean> {
@@ -100,8 +77,12 @@ async function attacks(t: Deno.TestContext, engine: Engine): Promise<void> {
   const work = await freeTempDir("dgr-");
   let gate: ServeProcess | undefined;
   try {
-    const g = await gateFor(d, work);
+    const g = await startPolicyGate(d.host, work, POLICY, ["ro", "ci", "t1", "t2"], [
+      "--audit-log",
+      join(work, "audit.log"),
+    ]);
     gate = g.gate;
+    await gate.waitForLog(/API policy: /);
     const port = gate.port;
     const creds = (n: string) => bundleCreds(g.pki, n);
     const as = (who: string, args: string[]) =>

@@ -16,7 +16,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { dockerdUnavailable, type DockerResult, startDockerd } from "./helpers/dockerd.ts";
 import { freeTempDir } from "./helpers/wait.ts";
-import { runCli, type ServeProcess, startServe, tlsFlags } from "./helpers/gate.ts";
+import { type ServeProcess, startPolicyGate, tlsFlags } from "./helpers/gate.ts";
 import { splitResponses, tlsExchange } from "./helpers/http_raw.ts";
 import { bundleCreds } from "./helpers/tls_peers.ts";
 
@@ -67,22 +67,10 @@ for (const engine of ENGINES) {
     let gate: ServeProcess | undefined;
     const recorder = fetchRecorder();
     try {
-      const pki = join(work, "pki");
-      assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
-      for (const name of ["ro", "ci", "admin"]) {
-        assert.equal((await runCli(["keygen", "client", name, "--dir", pki])).code, 0);
-      }
-      const policyFile = join(work, "policy.json");
-      await writeFile(policyFile, POLICY, { mode: 0o600 });
-      gate = await startServe([
-        "--target",
-        d.host,
-        "--certs",
-        join(pki, "server"),
-        "--policy",
-        policyFile,
-      ]);
-      const g = gate;
+      const started = await startPolicyGate(d.host, work, POLICY, ["ro", "ci", "admin"]);
+      gate = started.gate;
+      const pki = started.pki;
+      const g = started.gate;
       const as = (who: string, args: string[], env?: Record<string, string>) =>
         d.docker([...tlsFlags(join(pki, "clients", who)), ...args], {
           host: g.host,

@@ -208,3 +208,44 @@ export function tlsFlags(bundle: string): string[] {
     join(bundle, "key.pem"),
   ];
 }
+
+/** What {@linkcode startPolicyGate} made. */
+export interface PolicyGate {
+  /** The running serve. */
+  gate: ServeProcess;
+  /** The PKI directory (`clients/NAME/` per client). */
+  pki: string;
+}
+
+/**
+ * A fresh PKI under `work` with a client bundle per name, `policy` (an object, or the file's
+ * text) written 0600, and `dockgate serve --policy` in front of `target` (a dockerd's host).
+ */
+export async function startPolicyGate(
+  target: string,
+  work: string,
+  policy: unknown,
+  clients: readonly string[],
+  extra: readonly string[] = [],
+): Promise<PolicyGate> {
+  const pki = join(work, "pki");
+  const ok = (r: { code: number; stderr: string }) => {
+    if (r.code !== 0) throw new Error(`keygen failed: ${r.stderr}`);
+  };
+  ok(await runCli(["keygen", "--dir", pki]));
+  for (const name of clients) ok(await runCli(["keygen", "client", name, "--dir", pki]));
+  const file = join(work, "policy.json");
+  await Deno.writeTextFile(file, typeof policy === "string" ? policy : JSON.stringify(policy), {
+    mode: 0o600,
+  });
+  const gate = await startServe([
+    "--target",
+    target,
+    "--certs",
+    join(pki, "server"),
+    "--policy",
+    file,
+    ...extra,
+  ]);
+  return { gate, pki };
+}
