@@ -352,5 +352,17 @@ Deno.test("api relay: a streamed body whose chunked framing breaks gets 400 and 
       assert.equal(ex.timedOut, false, `${JSON.stringify(body)}: the gate answered and closed`);
       assert.deepEqual(splitResponses(ex.data).map((r) => r.status), [400], JSON.stringify(body));
     }
+    // Behind a pipelined request (its bytes still in the write batch): both answered, in order,
+    // and the create after the broken body is never read (the attacker helper found silence).
+    const ex = await tlsExchange(
+      f.port,
+      ci,
+      GET("/v1.41/containers/json") +
+        "POST /v1.41/containers/prune HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked\r\n\r\n0;x\r\n\r\n" +
+        jsonRequest("POST", "/v1.41/containers/create", `{"HostConfig":{"Binds":["/:/h"]}}`),
+      { keepOpen: true, timeoutMs: 5_000 },
+    );
+    assert.deepEqual(splitResponses(ex.data).map((r) => r.status), [200, 400]);
+    assert.ok(f.recorded.every((r) => !r.url.includes("create")), "the create never reached it");
   });
 });

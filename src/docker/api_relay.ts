@@ -235,6 +235,8 @@ class ApiRelay {
   #resolve!: (r: RelayResult) => void;
   /** The owner checks' own connection to the daemon, opened when first needed. */
   #daemon: DaemonClient | undefined;
+  /** The client's bytes can no longer be read: the target's side ends like at a half-close. */
+  #endUpstream = false;
   /** The request whose head or body is being read (for the record of a refusal). */
   #reading: { method: string; path: string } | undefined;
 
@@ -731,7 +733,9 @@ class ApiRelay {
       // answer it, so the gate's 400 stands in that answer's place and ends the connection.
       streamed.decision = { allow: false, rule: e.message };
       streamed.local = { response: gateResponse(status, message, true), status, close: true };
-      this.#upstream.end();
+      // Ended once what is forwarded already is written (earlier requests may still be in a batch).
+      this.#endUpstream = true;
+      this.#finishClientEnd();
       return this.#flushLocal();
     }
     this.#refuse(exchange, status, message, true);
@@ -787,7 +791,8 @@ class ApiRelay {
    * An incomplete request (a head or an inspected body cut short) is never forwarded.
    */
   #finishClientEnd(): void {
-    if (!this.#clientEnded || this.#upstream.destroyed || this.#upstream.writableEnded) return;
+    const ending = this.#clientEnded || this.#endUpstream;
+    if (!ending || this.#upstream.destroyed || this.#upstream.writableEnded) return;
     if (this.#batch || this.#bulk.length > 0) return; // after what is still to be written
     const k = this.#phase.kind;
     if (k === "wait-upgrade" || k === "resolving") return; // decided once the answer is in
