@@ -821,7 +821,13 @@ class ApiRelay {
   }
 
   #pumpResponses(): void {
-    while (this.#responseBuf.length > 0 && this.#response.kind !== "raw") {
+    // Once the gate's own last answer closed the connection, what the target sent after it
+    // (an answer to a request the gate answered itself) is dropped, not an error that would
+    // cut the answers already written.
+    while (
+      this.#responseBuf.length > 0 && this.#response.kind !== "raw" &&
+      !this.#closeAfterWrite && !this.#upstream.destroyed
+    ) {
       const exchange = this.#queue[0];
       if (!exchange || exchange.local) throw new Error("answer without a request");
       if (this.#response.kind === "head") {
