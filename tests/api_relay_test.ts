@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
+import { jsonRequest, splitResponses, tarHeader, tlsExchange } from "./helpers/http_raw.ts";
 import { TEST_POLICY, withApiGate } from "./helpers/api_gate.ts";
 import { tlsConnect } from "./helpers/tls_peers.ts";
 import { waitFor } from "./helpers/wait.ts";
@@ -307,62 +307,5 @@ Deno.test("api relay: an owner check that cannot read the daemon's answer fails 
     const filters = new URL(list, "http://x").searchParams.get("filters")!;
     assert.deepEqual(JSON.parse(filters), { label: { "dockgate.owner=iso": true } });
     assert.equal(new URL(list, "http://x").searchParams.get("all"), "1");
-  });
-});
-
-/** A ustar header block for a regular file, checksum filled in (not made by our own code). */
-function tarHeader(name: string, size: number): Buffer {
-  const b = Buffer.alloc(512);
-  b.write(name, 0, "latin1");
-  b.write("0000644\0", 100, "latin1");
-  b.write("0000000\0", 108, "latin1");
-  b.write("0000000\0", 116, "latin1");
-  b.write(size.toString(8).padStart(11, "0") + "\0", 124, "latin1");
-  b.write("00000000000\0", 136, "latin1");
-  b.write("        ", 148, "latin1");
-  b.write("0", 156, "latin1");
-  b.write("ustar\x0000", 257, "latin1");
-  let sum = 0;
-  for (const x of b) sum += x;
-  b.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, "latin1");
-  return b;
-}
-
-Deno.test("api relay: a streamed body whose chunked framing breaks gets 400 and a close, not silence", async () => {
-  await withApiGate(async (f) => {
-    const ci = await f.creds("ci");
-    const broken = [
-      "zz\r\n",
-      "3\r\nabcde\r\n0\r\n\r\n",
-      "3;ext=1\r\nabc\r\n0\r\n\r\n",
-      "3\nabc\n0\n\n",
-      "0\r\nX-T: 1\r\n\r\n",
-      "ffffffffffffffffff\r\n",
-      "-1\r\n",
-      "3\r\nabc0\r\n\r\n",
-    ];
-    for (const body of broken) {
-      // The client keeps its side open, as one waiting for an answer does.
-      const ex = await tlsExchange(
-        f.port,
-        ci,
-        "POST /v1.41/images/load HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked\r\n\r\n" + body,
-        { keepOpen: true, timeoutMs: 5_000 },
-      );
-      assert.equal(ex.timedOut, false, `${JSON.stringify(body)}: the gate answered and closed`);
-      assert.deepEqual(splitResponses(ex.data).map((r) => r.status), [400], JSON.stringify(body));
-    }
-    // Behind a pipelined request (its bytes still in the write batch): both answered, in order,
-    // and the create after the broken body is never read (the attacker helper found silence).
-    const ex = await tlsExchange(
-      f.port,
-      ci,
-      GET("/v1.41/containers/json") +
-        "POST /v1.41/containers/prune HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked\r\n\r\n0;x\r\n\r\n" +
-        jsonRequest("POST", "/v1.41/containers/create", `{"HostConfig":{"Binds":["/:/h"]}}`),
-      { keepOpen: true, timeoutMs: 5_000 },
-    );
-    assert.deepEqual(splitResponses(ex.data).map((r) => r.status), [200, 400]);
-    assert.ok(f.recorded.every((r) => !r.url.includes("create")), "the create never reached it");
   });
 });

@@ -7,12 +7,11 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type Dockerd, dockerdUnavailable, startDockerd } from "./helpers/dockerd.ts";
 import { freeTempDir } from "./helpers/wait.ts";
-import { runCli, type ServeProcess, startServe, tlsFlags } from "./helpers/gate.ts";
-import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
+import { type ServeProcess, startPolicyGate, tlsFlags } from "./helpers/gate.ts";
+import { jsonRequest, splitResponses, tarHeader, tlsExchange } from "./helpers/http_raw.ts";
 import { bundleCreds } from "./helpers/tls_peers.ts";
 
 const POLICY = {
@@ -28,28 +27,6 @@ const POLICY = {
     { cn: "t2", role: "tenant" },
   ],
 };
-
-async function gateFor(d: Dockerd, work: string): Promise<{ gate: ServeProcess; pki: string }> {
-  const pki = join(work, "pki");
-  assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
-  for (const n of ["ro", "ci", "t1", "t2"]) {
-    assert.equal((await runCli(["keygen", "client", n, "--dir", pki])).code, 0);
-  }
-  const policy = join(work, "policy.json");
-  await writeFile(policy, JSON.stringify(POLICY), { mode: 0o600 });
-  const gate = await startServe([
-    "--target",
-    d.host,
-    "--certs",
-    join(pki, "server"),
-    "--policy",
-    policy,
-    "--audit-log",
-    join(work, "audit.log"),
-  ]);
-  await gate.waitForLog(/API policy: /);
-  return { gate, pki };
-}
 
 async function exists(d: Dockerd, name: string): Promise<boolean> {
   const r = await d.docker(["ps", "-a", "-q", "--filter", `name=^/${name}$`]);
@@ -67,24 +44,6 @@ async function tarOf(dir: string, name: string, flag: string): Promise<Buffer> {
   }).output();
   assert.equal(out.code, 0);
   return Buffer.from(out.stdout);
-}
-
-/** A ustar header block for a regular file `name` of `size` bytes, checksum correct. */
-function tarHeader(name: Uint8Array, size: number): Buffer {
-  const b = Buffer.alloc(512);
-  b.set(name.subarray(0, 100), 0);
-  b.write("0000644\0", 100, "latin1");
-  b.write("0000000\0", 108, "latin1");
-  b.write("0000000\0", 116, "latin1");
-  b.write(size.toString(8).padStart(11, "0") + "\0", 124, "latin1");
-  b.write("00000000000\0", 136, "latin1");
-  b.write("        ", 148, "latin1");
-  b.write("0", 156, "latin1");
-  b.write("ustar\x0000", 257, "latin1");
-  let sum = 0;
-  for (const x of b) sum += x;
-  b.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, "latin1");
-  return b;
 }
 
 /** `data` as chunked framing, `size` bytes a chunk, each size written with `pad` zeros. */
@@ -113,7 +72,11 @@ Deno.test({
   const work = await freeTempDir("dga-");
   let gate: ServeProcess | undefined;
   try {
-    const g = await gateFor(d, work);
+    const g = await startPolicyGate(d.host, work, POLICY, ["ro", "ci", "t1", "t2"], [
+      "--audit-log",
+      join(work, "audit.log"),
+    ]);
+    await g.gate.waitForLog(/API policy: /);
     gate = g.gate;
     const port = gate.port;
     const creds = (n: string) => bundleCreds(g.pki, n);

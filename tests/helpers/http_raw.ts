@@ -110,3 +110,22 @@ export function jsonRequest(method: string, target: string, body: string, extra 
   return `${method} ${target} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n` +
     `Content-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
 }
+
+/** A ustar header block for a regular file `name` of `size` bytes, checksum correct (written
+ * here, not by the gate's code, so tests do not share its assumptions). */
+export function tarHeader(name: string | Uint8Array, size: number): Buffer {
+  const b = Buffer.alloc(512);
+  b.set((typeof name === "string" ? Buffer.from(name, "latin1") : name).subarray(0, 100), 0);
+  b.write("0000644\0", 100, "latin1");
+  b.write("0000000\0", 108, "latin1");
+  b.write("0000000\0", 116, "latin1");
+  b.write(size.toString(8).padStart(11, "0") + "\0", 124, "latin1");
+  b.write("00000000000\0", 136, "latin1");
+  b.write("        ", 148, "latin1");
+  b.write("0", 156, "latin1");
+  b.write("ustar\x0000", 257, "latin1");
+  let sum = 0;
+  for (const x of b) sum += x;
+  b.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, "latin1");
+  return b;
+}
