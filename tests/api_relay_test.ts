@@ -309,3 +309,42 @@ Deno.test("api relay: an owner check that cannot read the daemon's answer fails 
     assert.equal(new URL(list, "http://x").searchParams.get("all"), "1");
   });
 });
+
+Deno.test("api relay: a streamed body whose chunked framing breaks gets 400 and a close, not silence", async () => {
+  await withApiGate(async (f) => {
+    const ci = await f.creds("ci");
+    const broken = [
+      "zz\r\n",
+      "3\r\nabcde\r\n0\r\n\r\n",
+      "3;ext=1\r\nabc\r\n0\r\n\r\n",
+      "3\nabc\n0\n\n",
+      "0\r\nX-T: 1\r\n\r\n",
+      "ffffffffffffffffff\r\n",
+      "-1\r\n",
+      "3\r\nabc0\r\n\r\n",
+    ];
+    for (const body of broken) {
+      // The client keeps its side open, as one waiting for an answer does.
+      const ex = await tlsExchange(
+        f.port,
+        ci,
+        "POST /v1.41/images/load HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked\r\n\r\n" + body,
+        { keepOpen: true, timeoutMs: 5_000 },
+      );
+      assert.equal(ex.timedOut, false, `${JSON.stringify(body)}: the gate answered and closed`);
+      assert.deepEqual(splitResponses(ex.data).map((r) => r.status), [400], JSON.stringify(body));
+    }
+    // Behind a pipelined request (its bytes still in the write batch): both answered, in order,
+    // and the create after the broken body is never read (the attacker helper found silence).
+    const ex = await tlsExchange(
+      f.port,
+      ci,
+      GET("/v1.41/containers/json") +
+        "POST /v1.41/containers/prune HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked\r\n\r\n0;x\r\n\r\n" +
+        jsonRequest("POST", "/v1.41/containers/create", `{"HostConfig":{"Binds":["/:/h"]}}`),
+      { keepOpen: true, timeoutMs: 5_000 },
+    );
+    assert.deepEqual(splitResponses(ex.data).map((r) => r.status), [200, 400]);
+    assert.ok(f.recorded.every((r) => !r.url.includes("create")), "the create never reached it");
+  });
+});
