@@ -137,7 +137,7 @@ export interface RequestReaderOptions {
  * const sent: Buffer[] = [];
  * const r = new RequestReader({
  *   role: () => undefined, mode: "enforce", identity: "a", maxBody: 1024,
- *   isolation: new IsolationStep({ identity: "a", owner: "a" }),
+ *   isolation: new IsolationStep({ who: { identity: "a", owner: "a" }, whenIdle: async () => {} }),
  * }, {
  *   inFlight: () => 0, last: () => undefined, enqueue: () => {}, breakOff: () => {},
  *   toUpstream: (b) => void sent.push(b), batch: (fn) => fn(), pump: () => {},
