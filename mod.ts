@@ -79,9 +79,9 @@ export {
   type TlsCredentials,
 } from "./src/pki/credentials.ts";
 export type { PeerIdentity } from "./src/access/identity.ts";
+export { AlreadyExistsError, type KeygenReport } from "./src/pki/files.ts";
+export type { BundlePaths } from "./src/pki/layout.ts";
 export {
-  AlreadyExistsError,
-  type BundlePaths,
   initPki,
   type InitPkiOptions,
   issueClientBundle,
@@ -89,7 +89,6 @@ export {
   issueServerBundle,
   type IssueServerBundleOptions,
   type KeygenCommonOptions,
-  type KeygenReport,
 } from "./src/pki/keygen.ts";
 export {
   lineLogger,

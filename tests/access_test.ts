@@ -16,7 +16,9 @@ import { dockerdUnavailable, startDockerd, which } from "./helpers/dockerd.ts";
 import { freeTempDir, waitFor } from "./helpers/wait.ts";
 import { runCli, type ServeProcess, startServe, tlsFlags } from "./helpers/gate.ts";
 import { fdCount, linesAfter, rawAttempt, tlsAttempt, waitForLine } from "./helpers/tls_peers.ts";
-import { clientBundlePaths, initPki, loadCa, pkiLayout } from "../src/pki/keygen.ts";
+import { clientBundlePaths, pkiLayout } from "../src/pki/layout.ts";
+import { initPki } from "../src/pki/keygen.ts";
+import { loadCa } from "../src/pki/issuers.ts";
 import { issueClient } from "../src/pki/pki.ts";
 import {
   assertAccepted,

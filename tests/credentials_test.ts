@@ -9,7 +9,8 @@ import {
   loadCredentials,
   resolveBundlePaths,
 } from "../src/pki/credentials.ts";
-import { clientBundlePaths, initPki, pkiLayout } from "../src/pki/keygen.ts";
+import { clientBundlePaths, pkiLayout } from "../src/pki/layout.ts";
+import { initPki } from "../src/pki/keygen.ts";
 import { createCa, issueServer, type PemPair } from "../src/pki/pki.ts";
 import { parseCertificatePem, parseCertificatesPem } from "../src/pki/pem.ts";
 

@@ -23,13 +23,9 @@ import {
   tlsAttempt,
   waitForLine,
 } from "./helpers/tls_peers.ts";
-import {
-  clientBundlePaths,
-  initPki,
-  issueClientBundle,
-  loadCa,
-  pkiLayout,
-} from "../src/pki/keygen.ts";
+import { clientBundlePaths, pkiLayout } from "../src/pki/layout.ts";
+import { initPki, issueClientBundle } from "../src/pki/keygen.ts";
+import { loadCa } from "../src/pki/issuers.ts";
 import { createCa, issueClient } from "../src/pki/pki.ts";
 
 // ------------------------------------------------------------------------------ helpers

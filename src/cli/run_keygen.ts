@@ -7,13 +7,8 @@
 import { join } from "node:path";
 import type { KeygenCommand } from "./args.ts";
 import type { CliIo } from "./io.ts";
-import {
-  initPki,
-  issueClientBundle,
-  issueServerBundle,
-  type KeygenReport,
-  renewBundle,
-} from "../pki/keygen.ts";
+import { initPki, issueClientBundle, issueServerBundle, renewBundle } from "../pki/keygen.ts";
+import { type KeygenReport } from "../pki/files.ts";
 import { republishCrl, revokeCertificate } from "../pki/revoke.ts";
 import { createIntermediate } from "../pki/intermediates.ts";
 import { clientsDir, fleetBundleDir } from "../pki/layout.ts";

@@ -31,7 +31,7 @@ import { importPrivateKeyPem, parseCertificatePem } from "./pem.ts";
 import { x509 } from "./x509.ts";
 import { signingAlgorithm } from "./pki.ts";
 import { errorMessage } from "../observe/errors.ts";
-import { sameBytes, signerOf } from "./verify.ts";
+import { sameBytes, type SignedCrl, signerOf } from "./verify.ts";
 
 /** One revoked certificate. */
 export interface RevokedEntry {
@@ -100,17 +100,9 @@ export async function createCrl(
  * A CRL as the gate reads it (its own strict DER reader, see `der.ts`): what was signed, the
  * signature, the issuer, the dates, the CRL number and the revoked serials.
  */
-export interface ParsedCrl {
+export interface ParsedCrl extends SignedCrl {
   /** The whole CRL, DER. */
   der: Uint8Array;
-  /** The signed part (`tbsCertList`), DER. */
-  tbs: Uint8Array;
-  /** The signature algorithm's OID. */
-  signatureOid: string;
-  /** The signature (the BIT STRING's octets). */
-  signature: Uint8Array;
-  /** The issuer name, DER (compared byte for byte with a CA's subject). */
-  issuerDer: Uint8Array;
   /** When it was issued. */
   thisUpdate: Date;
   /** When the issuer said it would publish the next one, if it did. */

@@ -14,7 +14,7 @@ import { sanMatches } from "../access/policy.ts";
 import { loadCrlFile, loadCrls } from "./crl.ts";
 import { keyMatchesCertificate, parseCertificatePem, parseCertificatesPem } from "./pem.ts";
 import { trustStoreOf, verifyChain } from "./chain.ts";
-import { pkiLayout } from "./keygen.ts";
+import { pkiLayout } from "./layout.ts";
 import {
   caDirs,
   clientsDir,

@@ -12,24 +12,20 @@
  * directory and then moved into place, and an existing key or certificate is never replaced
  * unless `force` is set.
  *
- * @example Compute the layout
- * ```ts
- * import { clientBundlePaths, pkiLayout } from "./keygen.ts";
- * const layout = pkiLayout("/etc/dockgate");
- * if (layout.caKey !== "/etc/dockgate/ca/ca-key.pem") throw new Error("unexpected");
- * if (clientBundlePaths("/etc/dockgate", "alice").cert !== "/etc/dockgate/clients/alice/cert.pem") {
- *   throw new Error("unexpected");
- * }
- * ```
+ * The tree itself is `layout.ts`'s; the writes are `files.ts`'s.
  *
  * @module
  */
 
-import { chmod, lstat, mkdir, readdir, readFile } from "node:fs/promises";
-import process from "node:process";
-import { unsafeMode } from "./trust_files.ts";
+import { readdir, readFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { clientsDir, fleetBundleDir } from "./layout.ts";
+import {
+  type BundlePaths,
+  bundlePaths,
+  clientBundlePaths,
+  fleetBundleDir,
+  pkiLayout,
+} from "./layout.ts";
 import {
   createCa,
   defaultServerSans,
@@ -42,68 +38,23 @@ import {
   validateClientName,
 } from "./pki.ts";
 import { keyMatchesCertificate, parseCertificatePem } from "./pem.ts";
-import { x509 } from "./x509.ts";
-import { errorMessage } from "../observe/errors.ts";
 import { fsErrorText, pathExists, readText, writeFileAtomic } from "./fs_util.ts";
 import { normalizeSerial, parsePeerCertificate } from "../access/identity.ts";
-import {
-  addRevocations,
-  combinedCrl,
-  issuedEntry,
-  publishCrl,
-  readIssued,
-  recordIssued,
-} from "./records.ts";
-import { issuerNameOf, loadIssuer, serverTrustPem } from "./intermediates.ts";
+import { addRevocations, combinedCrl, issuedEntry, publishCrl, recordIssued } from "./records.ts";
+import { issuerNameOf, loadCa, loadIssuer, pkiExists, serverTrustPem } from "./issuers.ts";
 import { clientSerialsByCa, revokeByCa } from "./revoke.ts";
+import {
+  AlreadyExistsError,
+  CERT_MODE,
+  ensureDir,
+  KEY_MODE,
+  type KeygenReport,
+  NO_FOLLOW,
+  type PartState,
+  partState,
+  writeFileSafely,
+} from "./files.ts";
 import { retireCa } from "./retire_ca.ts";
-
-// keygen never follows a symlink when asking what is there: a dangling one is not "absent".
-const NO_FOLLOW = { follow: false } as const;
-
-const KEY_MODE = 0o600;
-const CERT_MODE = 0o644;
-const DIR_MODE = 0o700;
-
-/** Paths of one certificate bundle directory (server or client). */
-export interface BundlePaths {
-  /** The bundle directory. */
-  dir: string;
-  /** `DIR/ca.pem`: the CA certificate peers are verified against. */
-  ca: string;
-  /** `DIR/cert.pem`: the bundle's certificate. */
-  cert: string;
-  /** `DIR/key.pem`: the bundle's private key (mode 0600). */
-  key: string;
-}
-
-/** Paths of a PKI directory. */
-export interface PkiLayout {
-  /** The PKI root directory. */
-  dir: string;
-  /** `DIR/ca`. */
-  caDir: string;
-  /** `DIR/ca/ca.pem`. */
-  caCert: string;
-  /** `DIR/ca/ca-key.pem`. */
-  caKey: string;
-  /** `DIR/server` bundle. */
-  server: BundlePaths;
-  /** `DIR/clients`, holding one bundle directory per client name. */
-  clientsDir: string;
-}
-
-/** What a keygen operation did, as file paths. */
-export interface KeygenReport {
-  /** Files written. */
-  created: string[];
-  /** Existing files left untouched. */
-  kept: string[];
-  /** Things the user should know (e.g. options that had no effect on kept files). */
-  notes?: string[];
-  /** Serials revoked by the operation (`--revoke-old`). */
-  revoked?: string[];
-}
 
 /** Options shared by the keygen operations. */
 export interface KeygenCommonOptions {
@@ -157,138 +108,6 @@ export interface IssueClientBundleOptions extends KeygenCommonOptions {
    * and the intermediate, as step-ca and Vault hand them out. Default: the root.
    */
   issuer?: string;
-}
-
-/**
- * Thrown when a key or certificate already exists and `force` was not given.
- *
- * @example
- * ```ts
- * import { AlreadyExistsError } from "./keygen.ts";
- * const error = new AlreadyExistsError("/pki/server/key.pem", 'Server bundle "/pki/server" already exists');
- * if (error.path !== "/pki/server/key.pem" || error.name !== "AlreadyExistsError") {
- *   throw new Error("unexpected");
- * }
- * ```
- */
-export class AlreadyExistsError extends Error {
-  /** The existing path. */
-  readonly path: string;
-
-  /** Create the error for `path`; `message` defaults to one naming it. */
-  constructor(path: string, message?: string, options?: ErrorOptions) {
-    super(message ?? `"${path}" already exists: use --force to replace it`, options);
-    this.name = "AlreadyExistsError";
-    this.path = path;
-  }
-}
-
-/**
- * The paths of the PKI under `dir` (nothing is read or written).
- *
- * @example
- * ```ts
- * import { pkiLayout } from "./keygen.ts";
- * const { server } = pkiLayout("pki");
- * if (server.key !== "pki/server/key.pem") throw new Error(server.key);
- * ```
- */
-export function pkiLayout(dir: string): PkiLayout {
-  checkDir(dir);
-  const caDir = join(dir, "ca");
-  const serverDir = join(dir, "server");
-  return {
-    dir,
-    caDir,
-    caCert: join(caDir, "ca.pem"),
-    caKey: join(caDir, "ca-key.pem"),
-    server: bundle(serverDir),
-    clientsDir: clientsDir(dir),
-  };
-}
-
-/**
- * The paths of client `name`'s bundle under `dir`. Throws `TypeError` for a name that fails
- * `validateClientName` (so the name can never escape `DIR/clients`).
- *
- * @example
- * ```ts
- * import { clientBundlePaths } from "./keygen.ts";
- * if (clientBundlePaths("pki", "bob").dir !== "pki/clients/bob") throw new Error("unexpected");
- * ```
- */
-export function clientBundlePaths(dir: string, name: string): BundlePaths {
-  validateClientName(name);
-  return bundle(join(pkiLayout(dir).clientsDir, name));
-}
-
-/**
- * Whether `dir` holds a CA certificate (`DIR/ca/ca.pem`).
- *
- * @example
- * ```ts
- * import { pkiExists } from "./keygen.ts";
- * // Needs read permission; on Deno run with --allow-read.
- * if ((await Deno.permissions.query({ name: "read" })).state === "granted") {
- *   if (await pkiExists("/nonexistent-dockgate-pki")) throw new Error("unexpected");
- * }
- * ```
- */
-export async function pkiExists(dir: string): Promise<boolean> {
-  return await pathExists(pkiLayout(dir).caCert, NO_FOLLOW);
-}
-
-/**
- * Load and check the CA of the PKI in `dir`: both files readable, the certificate a CA, and
- * the key matching it. Throws `Error` naming the file otherwise.
- *
- * @example
- * ```ts
- * import { initPki, loadCa } from "./keygen.ts";
- * import { mkdtemp, rm } from "node:fs/promises";
- * import { join } from "node:path";
- * import { tmpdir } from "node:os";
- * if ((await Deno.permissions.query({ name: "write" })).state === "granted") {
- *   const dir = await mkdtemp(join(tmpdir(), "dockgate-"));
- *   try {
- *     await initPki({ dir });
- *     const ca = await loadCa(dir);
- *     if (!ca.keyPem.includes("PRIVATE KEY")) throw new Error("unexpected");
- *   } finally {
- *     await rm(dir, { recursive: true });
- *   }
- * }
- * ```
- */
-export async function loadCa(dir: string): Promise<PemPair> {
-  const layout = pkiLayout(dir);
-  const certPem = await readText(layout.caCert, "CA certificate");
-  const keyPem = await readText(layout.caKey, "CA private key");
-  let cert;
-  try {
-    cert = parseCertificatePem(certPem);
-  } catch (error) {
-    throw new Error(`Invalid CA certificate "${layout.caCert}": ${errorMessage(error)}`, {
-      cause: error,
-    });
-  }
-  if (cert.getExtension(x509.BasicConstraintsExtension)?.ca !== true) {
-    throw new Error(`"${layout.caCert}" is not a CA certificate (basicConstraints CA:FALSE)`);
-  }
-  let matches;
-  try {
-    matches = await keyMatchesCertificate(keyPem, certPem);
-  } catch (error) {
-    throw new Error(`Invalid CA private key "${layout.caKey}": ${errorMessage(error)}`, {
-      cause: error,
-    });
-  }
-  if (!matches) {
-    throw new Error(
-      `CA private key "${layout.caKey}" does not match CA certificate "${layout.caCert}"`,
-    );
-  }
-  return { certPem, keyPem };
 }
 
 /**
@@ -466,7 +285,7 @@ export async function issueServerBundle(options: IssueServerBundleOptions): Prom
   if (options.name !== undefined) validateHostName(options.name);
   const paths = options.name === undefined
     ? layout.server
-    : bundle(fleetBundleDir(layout.dir, options.name));
+    : bundlePaths(fleetBundleDir(layout.dir, options.name));
   await requireCa(options.dir, options.issuer !== undefined);
   const issuer = await loadIssuer(options.dir, options.issuer);
   await refuseExisting(`Server bundle "${paths.dir}"`, paths, force);
@@ -602,40 +421,6 @@ export async function issueClientBundle(
   return report;
 }
 
-/**
- * The serials of every unexpired certificate of client `name`: its records in
- * `DIR/ca/issued.json` and the certificate in its bundle now (a PKI made before the record
- * existed has only that).
- *
- * @example
- * ```ts ignore
- * const serials = await clientSerials("pki", "alice");
- * ```
- */
-export async function clientSerials(
-  dir: string,
-  name: string,
-  now = new Date(),
-): Promise<string[]> {
-  const serials = new Set<string>();
-  const bundleCert = clientBundlePaths(dir, name).cert;
-  if (await pathExists(bundleCert)) {
-    const pem = await readText(bundleCert, "client certificate");
-    try {
-      serials.add(normalizeSerial(parseCertificatePem(pem).serialNumber));
-    } catch {
-      // A damaged bundle certificate (what --force is often run to fix) has no serial to
-      // give; the record in issued.json still has it.
-    }
-  }
-  for (const e of await readIssued(pkiLayout(dir).caDir)) {
-    if (e.role === "client" && e.name === name && new Date(e.notAfter) > now) {
-      serials.add(normalizeSerial(e.serial));
-    }
-  }
-  return [...serials];
-}
-
 // ---------------------------------------------------------------------------------------------
 
 /**
@@ -652,18 +437,6 @@ async function copyCrlToServer(
   const copy = join(serverDir, "crl.pem");
   await writeFileAtomic(copy, crl, { mode: CERT_MODE, replace: true });
   report.created.push(copy);
-}
-
-type PartState = "missing" | "partial" | "present";
-
-function bundle(dir: string): BundlePaths {
-  return { dir, ca: join(dir, "ca.pem"), cert: join(dir, "cert.pem"), key: join(dir, "key.pem") };
-}
-
-function checkDir(dir: string): void {
-  if (typeof dir !== "string" || dir === "" || dir.includes("\0")) {
-    throw new TypeError(`Invalid PKI directory "${dir}"`);
-  }
 }
 
 function checkKeyType(keyType: KeyType | undefined): KeyType {
@@ -709,12 +482,6 @@ async function refuseExisting(what: string, paths: BundlePaths, force: boolean):
   }
 }
 
-async function partState(cert: string, key: string): Promise<PartState> {
-  const count = Number(await pathExists(cert, NO_FOLLOW)) +
-    Number(await pathExists(key, NO_FOLLOW));
-  return count === 0 ? "missing" : count === 2 ? "present" : "partial";
-}
-
 /** Write a bundle (key, certificate, CA copy), or record it as kept when `pair` is absent. */
 async function writeBundle(
   paths: BundlePaths,
@@ -734,64 +501,6 @@ async function writeBundle(
   // The CA copy is public and derivable: restore it if someone deleted it.
   if (await pathExists(paths.ca, NO_FOLLOW)) report.kept.push(paths.ca);
   else await writeFileSafely(paths.ca, caPem, CERT_MODE, false, report);
-}
-
-/** {@linkcode writeFileAtomic}; an existing file without `force` is an AlreadyExistsError. */
-async function writeFileSafely(
-  path: string,
-  data: string,
-  mode: number,
-  force: boolean,
-  report: KeygenReport,
-): Promise<void> {
-  try {
-    await writeFileAtomic(path, data, { mode, replace: force });
-  } catch (error) {
-    if (errorCode(error) === "EEXIST") {
-      throw new AlreadyExistsError(path, `"${path}" already exists: use --force to replace it`);
-    }
-    throw error;
-  }
-  report.created.push(path);
-}
-
-async function ensureDir(path: string, recursive = false): Promise<void> {
-  try {
-    await mkdir(path, { mode: DIR_MODE, recursive: false });
-    await chmod(path, DIR_MODE);
-    return;
-  } catch (error) {
-    const code = errorCode(error);
-    if (code === "ENOENT" && recursive) {
-      await mkdir(path, { mode: DIR_MODE, recursive: true });
-      await chmod(path, DIR_MODE);
-      return;
-    }
-    if (code !== "EEXIST") {
-      throw new Error(`Cannot create directory "${path}": ${fsErrorText(error)}`, { cause: error });
-    }
-  }
-  // lstat, not stat: a symlinked directory could point anywhere, including into a tree
-  // someone else controls. And a directory we did not create must be ours (or root's) and
-  // not writable by others, or whoever can write it can swap the keys we are about to trust.
-  const info = await lstat(path);
-  if (info.isSymbolicLink()) {
-    throw new Error(
-      `Cannot use "${path}": it is a symlink, and keygen does not follow symlinked directories ` +
-        `(use the real path)`,
-    );
-  }
-  if (!info.isDirectory()) {
-    throw new Error(`Cannot use "${path}": it exists and is not a directory`);
-  }
-  const bad = process.getuid
-    ? unsafeMode(path, { mode: info.mode, uid: info.uid, isDirectory: true }, process.getuid())
-    : undefined;
-  if (bad) throw new Error(`Cannot use "${path}": it is ${bad.problem}: run ${bad.fix}`);
-}
-
-function errorCode(error: unknown): string | undefined {
-  return (error as { code?: string } | null)?.code;
 }
 
 /** Options for {@linkcode renewBundle}. */

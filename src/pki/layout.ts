@@ -12,12 +12,23 @@
  * DIR/clients/NAME/       a client bundle
  * ```
  *
+ * @example Compute the layout
+ * ```ts
+ * import { clientBundlePaths, pkiLayout } from "./layout.ts";
+ * const layout = pkiLayout("/etc/dockgate");
+ * if (layout.caKey !== "/etc/dockgate/ca/ca-key.pem") throw new Error("unexpected");
+ * if (clientBundlePaths("/etc/dockgate", "alice").cert !== "/etc/dockgate/clients/alice/cert.pem") {
+ *   throw new Error("unexpected");
+ * }
+ * ```
+ *
  * @module
  */
 
 import { readdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { pathExists } from "./fs_util.ts";
+import { validateClientName } from "./pki.ts";
 
 /** The record files of one CA of a PKI (`DIR/ca` or `DIR/intermediates/NAME`). */
 export interface RecordFileNames {
@@ -47,6 +58,117 @@ export function recordFiles(caDir: string): RecordFileNames {
     crlNumber: join(caDir, "crlnumber"),
     crl: join(caDir, "crl.pem"),
   };
+}
+
+/** Paths of one certificate bundle directory (server or client). */
+export interface BundlePaths {
+  /** The bundle directory. */
+  dir: string;
+  /** `DIR/ca.pem`: the CA certificate peers are verified against. */
+  ca: string;
+  /** `DIR/cert.pem`: the bundle's certificate. */
+  cert: string;
+  /** `DIR/key.pem`: the bundle's private key (mode 0600). */
+  key: string;
+}
+
+/** Paths of a PKI directory. */
+export interface PkiLayout {
+  /** The PKI root directory. */
+  dir: string;
+  /** `DIR/ca`. */
+  caDir: string;
+  /** `DIR/ca/ca.pem`. */
+  caCert: string;
+  /** `DIR/ca/ca-key.pem`. */
+  caKey: string;
+  /** `DIR/server` bundle. */
+  server: BundlePaths;
+  /** `DIR/clients`, holding one bundle directory per client name. */
+  clientsDir: string;
+}
+
+/**
+ * The paths of the PKI under `dir` (nothing is read or written).
+ *
+ * @example
+ * ```ts
+ * import { pkiLayout } from "./layout.ts";
+ * const { server } = pkiLayout("pki");
+ * if (server.key !== "pki/server/key.pem") throw new Error(server.key);
+ * ```
+ */
+export function pkiLayout(dir: string): PkiLayout {
+  checkDir(dir);
+  const caDir = join(dir, "ca");
+  const serverDir = join(dir, "server");
+  return {
+    dir,
+    caDir,
+    caCert: join(caDir, "ca.pem"),
+    caKey: join(caDir, "ca-key.pem"),
+    server: bundlePaths(serverDir),
+    clientsDir: clientsDir(dir),
+  };
+}
+
+/**
+ * The paths of client `name`'s bundle under `dir`. Throws `TypeError` for a name that fails
+ * `validateClientName` (so the name can never escape `DIR/clients`).
+ *
+ * @example
+ * ```ts
+ * import { clientBundlePaths } from "./layout.ts";
+ * if (clientBundlePaths("pki", "bob").dir !== "pki/clients/bob") throw new Error("unexpected");
+ * ```
+ */
+export function clientBundlePaths(dir: string, name: string): BundlePaths {
+  validateClientName(name);
+  return bundlePaths(join(pkiLayout(dir).clientsDir, name));
+}
+
+/**
+ * The files of the bundle directory `dir` (server or client).
+ *
+ * @example
+ * ```ts
+ * import { bundlePaths } from "./layout.ts";
+ * if (bundlePaths("pki/server").key !== "pki/server/key.pem") throw new Error("unexpected");
+ * ```
+ */
+export function bundlePaths(dir: string): BundlePaths {
+  return { dir, ca: join(dir, "ca.pem"), cert: join(dir, "cert.pem"), key: join(dir, "key.pem") };
+}
+
+/** The files of intermediate `name` of the PKI under `dir`. */
+export interface IntermediateLayout {
+  /** `DIR/intermediates/NAME`: its records live here too. */
+  dir: string;
+  /** Its certificate. */
+  cert: string;
+  /** Its private key (0600). */
+  key: string;
+}
+
+/**
+ * The paths of intermediate `name` (a name as for clients: it cannot escape the directory).
+ *
+ * @example
+ * ```ts
+ * import { intermediateLayout } from "./layout.ts";
+ * if (intermediateLayout("pki", "team-a").cert !== "pki/intermediates/team-a/ca.pem") throw new Error();
+ * ```
+ */
+export function intermediateLayout(dir: string, name: string): IntermediateLayout {
+  validateClientName(name);
+  const d = intermediateDir(pkiLayout(dir).dir, name);
+  return { dir: d, cert: join(d, "ca.pem"), key: join(d, "ca-key.pem") };
+}
+
+function checkDir(dir: string): void {
+  if (typeof dir !== "string" || dir === "" || dir.includes("\0")) {
+    throw new TypeError(`Invalid PKI directory "${dir}"`);
+  }
 }
 
 /** `DIR/servers`, where the fleet bundles go. */
