@@ -79,8 +79,8 @@ export {
   type TlsCredentials,
 } from "./src/pki/credentials.ts";
 export type { PeerIdentity } from "./src/access/identity.ts";
-export { AlreadyExistsError, type KeygenReport } from "./src/pki/files.ts";
-export type { BundlePaths } from "./src/pki/layout.ts";
+export { AlreadyExistsError, type KeygenReport } from "./src/ca/files.ts";
+export type { BundlePaths } from "./src/ca/layout.ts";
 export {
   initPki,
   type InitPkiOptions,
@@ -89,7 +89,7 @@ export {
   issueServerBundle,
   type IssueServerBundleOptions,
   type KeygenCommonOptions,
-} from "./src/pki/keygen.ts";
+} from "./src/ca/keygen.ts";
 export {
   lineLogger,
   type LineLoggerOptions,
@@ -120,7 +120,7 @@ export {
   type KeyType,
   type PemPair,
   type ValidityOptions,
-} from "./src/pki/pki.ts";
+} from "./src/ca/issue.ts";
 export { type AccessPolicy, evaluatePolicy, type PolicyDecision } from "./src/access/policy.ts";
 export type { RelayHandle, RelayResult } from "./src/net/relay.ts";
 export {
@@ -158,7 +158,7 @@ export {
   lineAuditSink,
   openAuditFile,
 } from "./src/observe/audit.ts";
-export { revokeCertificate, type RevokeReport } from "./src/pki/revoke.ts";
+export { revokeCertificate, type RevokeReport } from "./src/ca/revoke.ts";
 export { type ReloadUpdate, serve, type ServeHandle, type ServeOptions } from "./src/serve.ts";
 export {
   type CrlSource,

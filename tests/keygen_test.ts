@@ -3,11 +3,11 @@ import { execFileSync } from "node:child_process";
 import { access, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AlreadyExistsError } from "../src/pki/files.ts";
-import { clientBundlePaths, pkiLayout } from "../src/pki/layout.ts";
-import { initPki, issueClientBundle, issueServerBundle } from "../src/pki/keygen.ts";
-import { loadCa, pkiExists } from "../src/pki/issuers.ts";
-import { createCa } from "../src/pki/pki.ts";
+import { AlreadyExistsError } from "../src/ca/files.ts";
+import { clientBundlePaths, pkiLayout } from "../src/ca/layout.ts";
+import { initPki, issueClientBundle, issueServerBundle } from "../src/ca/keygen.ts";
+import { loadCa, pkiExists } from "../src/ca/issuers.ts";
+import { createCa } from "../src/ca/issue.ts";
 import { parseCertificatePem } from "../src/pki/pem.ts";
 import { x509 } from "../src/pki/x509.ts";
 

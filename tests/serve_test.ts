@@ -23,10 +23,10 @@ import {
   tlsAttempt,
   waitForLine,
 } from "./helpers/tls_peers.ts";
-import { clientBundlePaths, pkiLayout } from "../src/pki/layout.ts";
-import { initPki, issueClientBundle } from "../src/pki/keygen.ts";
-import { loadCa } from "../src/pki/issuers.ts";
-import { createCa, issueClient } from "../src/pki/pki.ts";
+import { clientBundlePaths, pkiLayout } from "../src/ca/layout.ts";
+import { initPki, issueClientBundle } from "../src/ca/keygen.ts";
+import { loadCa } from "../src/ca/issuers.ts";
+import { createCa, issueClient } from "../src/ca/issue.ts";
 
 // ------------------------------------------------------------------------------ helpers
 

@@ -73,7 +73,7 @@ const ANY_EKU = "2.5.29.37.0";
  *
  * @example
  * ```ts
- * import { createCa } from "./pki.ts";
+ * import { createCa } from "../ca/issue.ts";
  * import { parseCertificatePem } from "./pem.ts";
  * import { trustStoreOf } from "./chain.ts";
  * const root = parseCertificatePem((await createCa()).certPem);
@@ -99,7 +99,7 @@ export function selfIssued(cert: Cert): boolean {
  *
  * @example
  * ```ts
- * import { createCa, issueClient } from "./pki.ts";
+ * import { createCa, issueClient } from "../ca/issue.ts";
  * import { parseCertificatePem } from "./pem.ts";
  * import { trustStoreOf, verifyChain } from "./chain.ts";
  * const ca = await createCa();
@@ -296,7 +296,7 @@ function namesOf(cert: Cert, leaf: boolean): ConstrainedNames {
  *
  * @example
  * ```ts
- * import { createCa } from "./pki.ts";
+ * import { createCa } from "../ca/issue.ts";
  * import { parseCertificatePem } from "./pem.ts";
  * import { issuerKeyOf } from "./chain.ts";
  * const pem = (await createCa()).certPem;

@@ -22,7 +22,7 @@ import process from "node:process";
 import { keyMatchesCertificate, parseCertificatePem, parseCertificatesPem } from "./pem.ts";
 import { x509, type X509Certificate } from "./x509.ts";
 import { errorMessage } from "../observe/errors.ts";
-import { readText as readTextFile } from "./fs_util.ts";
+import { readText as readTextFile } from "../util/fs_util.ts";
 import { checkTrustedPath } from "./trust_files.ts";
 import { type TrustStore, trustStoreOf, verifyChain } from "./chain.ts";
 
@@ -122,6 +122,23 @@ export class CredentialsError extends Error {
 }
 
 /**
+ * The files of a certificate directory (`--certs DIR`, `DOCKER_CERT_PATH`, every bundle keygen
+ * writes): Docker's names, and serve's `crl.pem` beside them.
+ *
+ * @example
+ * ```ts
+ * import { BUNDLE_FILES } from "./credentials.ts";
+ * if (BUNDLE_FILES.key !== "key.pem") throw new Error("unexpected");
+ * ```
+ */
+export const BUNDLE_FILES = {
+  ca: "ca.pem",
+  cert: "cert.pem",
+  key: "key.pem",
+  crl: "crl.pem",
+} as const;
+
+/**
  * Resolve the certificate, key and CA files: `certs` means `certs/cert.pem`,
  * `certs/key.pem` and `certs/ca.pem`, and each of `cert`, `key`, `ca` overrides its file.
  * Throws `TypeError` naming the missing ones when not all three can be resolved.
@@ -144,9 +161,9 @@ export function resolveBundlePaths(options: BundlePathOptions): CredentialPaths 
       : certs !== undefined
       ? join(certs, file)
       : undefined;
-  const cert = pick(options.cert, "cert.pem");
-  const key = pick(options.key, "key.pem");
-  const ca = pick(options.ca, "ca.pem");
+  const cert = pick(options.cert, BUNDLE_FILES.cert);
+  const key = pick(options.key, BUNDLE_FILES.key);
+  const ca = pick(options.ca, BUNDLE_FILES.ca);
   if (cert === undefined || key === undefined || ca === undefined) {
     const missing = [["--cert", cert], ["--key", key], ["--ca", ca]]
       .filter(([, v]) => v === undefined).map(([flag]) => flag);

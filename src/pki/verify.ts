@@ -38,7 +38,7 @@ export type Signed = x509.X509Certificate | SignedCrl;
  *
  * @example
  * ```ts
- * import { createCa, issueClient } from "./pki.ts";
+ * import { createCa, issueClient } from "../ca/issue.ts";
  * import { parseCertificatePem } from "./pem.ts";
  * import { signerOf } from "./verify.ts";
  * const ca = await createCa();

@@ -27,8 +27,9 @@
 
 import { readdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { pathExists } from "./fs_util.ts";
-import { validateClientName } from "./pki.ts";
+import { pathExists } from "../util/fs_util.ts";
+import { validateClientName } from "./issue.ts";
+import { BUNDLE_FILES } from "../pki/credentials.ts";
 
 /** The record files of one CA of a PKI (`DIR/ca` or `DIR/intermediates/NAME`). */
 export interface RecordFileNames {
@@ -100,14 +101,14 @@ export interface PkiLayout {
  */
 export function pkiLayout(dir: string): PkiLayout {
   checkDir(dir);
-  const caDir = join(dir, "ca");
-  const serverDir = join(dir, "server");
+  const caDir = join(dir, ROOT_CA);
+  const root = caFiles(caDir);
   return {
     dir,
     caDir,
-    caCert: join(caDir, "ca.pem"),
-    caKey: join(caDir, "ca-key.pem"),
-    server: bundlePaths(serverDir),
+    caCert: root.cert,
+    caKey: root.key,
+    server: bundlePaths(join(dir, SERVER)),
     clientsDir: clientsDir(dir),
   };
 }
@@ -137,7 +138,49 @@ export function clientBundlePaths(dir: string, name: string): BundlePaths {
  * ```
  */
 export function bundlePaths(dir: string): BundlePaths {
-  return { dir, ca: join(dir, "ca.pem"), cert: join(dir, "cert.pem"), key: join(dir, "key.pem") };
+  return {
+    dir,
+    ca: join(dir, BUNDLE_FILES.ca),
+    cert: join(dir, BUNDLE_FILES.cert),
+    key: join(dir, BUNDLE_FILES.key),
+  };
+}
+
+/**
+ * The CRL of the bundle directory `dir`: every CA's CRLs of the PKI as one file, which serve
+ * loads beside the bundle.
+ *
+ * @example
+ * ```ts
+ * import { bundleCrlPath } from "./layout.ts";
+ * if (bundleCrlPath("pki/servers/h1") !== "pki/servers/h1/crl.pem") throw new Error("unexpected");
+ * ```
+ */
+export function bundleCrlPath(dir: string): string {
+  return join(dir, BUNDLE_FILES.crl);
+}
+
+/** The certificate and key of one CA directory (`DIR/ca` or `DIR/intermediates/NAME`). */
+export interface CaFilePaths {
+  /** The CA directory (its records live here too). */
+  dir: string;
+  /** Its certificate, `ca.pem`. */
+  cert: string;
+  /** Its private key, `ca-key.pem` (0600). */
+  key: string;
+}
+
+/**
+ * The certificate and key of the CA whose directory is `caDir`, root or intermediate.
+ *
+ * @example
+ * ```ts
+ * import { caFiles } from "./layout.ts";
+ * if (caFiles("pki/intermediates/t").key !== "pki/intermediates/t/ca-key.pem") throw new Error();
+ * ```
+ */
+export function caFiles(caDir: string): CaFilePaths {
+  return { dir: caDir, cert: join(caDir, "ca.pem"), key: join(caDir, "ca-key.pem") };
 }
 
 /** The files of intermediate `name` of the PKI under `dir`. */
@@ -161,8 +204,7 @@ export interface IntermediateLayout {
  */
 export function intermediateLayout(dir: string, name: string): IntermediateLayout {
   validateClientName(name);
-  const d = intermediateDir(pkiLayout(dir).dir, name);
-  return { dir: d, cert: join(d, "ca.pem"), key: join(d, "ca-key.pem") };
+  return caFiles(intermediateDir(pkiLayout(dir).dir, name));
 }
 
 function checkDir(dir: string): void {
@@ -171,6 +213,10 @@ function checkDir(dir: string): void {
   }
 }
 
+/** `DIR/ca`, the root CA and its records. */
+const ROOT_CA = "ca";
+/** `DIR/server`, the single server bundle. */
+const SERVER = "server";
 /** `DIR/servers`, where the fleet bundles go. */
 const SERVERS = "servers";
 /** `DIR/clients`, where the client bundles go. */
@@ -283,7 +329,7 @@ export async function revocationCaDirs(bundleDir: string): Promise<string[]> {
  * ```
  */
 export async function caDirs(pkiDir: string): Promise<string[]> {
-  return [join(pkiDir, "ca"), ...await intermediateDirs(pkiDir)];
+  return [join(pkiDir, ROOT_CA), ...await intermediateDirs(pkiDir)];
 }
 
 /**
@@ -296,7 +342,7 @@ export async function caDirs(pkiDir: string): Promise<string[]> {
  * ```
  */
 export async function serverBundleDirs(pkiDir: string): Promise<string[]> {
-  const dirs = [join(pkiDir, "server")];
+  const dirs = [join(pkiDir, SERVER)];
   for (const host of await subdirs(join(pkiDir, SERVERS))) dirs.push(fleetBundleDir(pkiDir, host));
   const present: string[] = [];
   for (const d of dirs) if (await pathExists(d)) present.push(d);

@@ -10,8 +10,8 @@
 
 import { chmod, lstat, mkdir } from "node:fs/promises";
 import process from "node:process";
-import { unsafeMode } from "./trust_files.ts";
-import { fsErrorText, pathExists, writeFileAtomic } from "./fs_util.ts";
+import { unsafeMode } from "../pki/trust_files.ts";
+import { fsErrorText, pathExists, writeFileAtomic } from "../util/fs_util.ts";
 
 /** keygen never follows a symlink when asking what is there: a dangling one is not "absent". */
 export const NO_FOLLOW = { follow: false } as const;

@@ -9,9 +9,9 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { parsePeerCertificate } from "../access/identity.ts";
-import { loadCrls } from "./crl.ts";
-import { parseCertificatesPem } from "./pem.ts";
-import type { X509Certificate } from "./x509.ts";
+import { loadCrls } from "../pki/crl.ts";
+import { parseCertificatesPem } from "../pki/pem.ts";
+import type { X509Certificate } from "../pki/x509.ts";
 
 /** One certificate as `inspect` shows it. */
 export interface CertificateRow {

@@ -18,8 +18,9 @@
  */
 
 import { readdir, readFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname } from "node:path";
 import {
+  bundleCrlPath,
   type BundlePaths,
   bundlePaths,
   clientBundlePaths,
@@ -36,9 +37,9 @@ import {
   type PemPair,
   renewLeaf,
   validateClientName,
-} from "./pki.ts";
-import { keyMatchesCertificate, parseCertificatePem } from "./pem.ts";
-import { fsErrorText, pathExists, readText, writeFileAtomic } from "./fs_util.ts";
+} from "./issue.ts";
+import { keyMatchesCertificate, parseCertificatePem } from "../pki/pem.ts";
+import { fsErrorText, pathExists, readText, writeFileAtomic } from "../util/fs_util.ts";
 import { normalizeSerial, parsePeerCertificate } from "../access/identity.ts";
 import { addRevocations, combinedCrl, issuedEntry, publishCrl, recordIssued } from "./records.ts";
 import { issuerNameOf, loadCa, loadIssuer, pkiExists, serverTrustPem } from "./issuers.ts";
@@ -124,6 +125,7 @@ export interface IssueClientBundleOptions extends KeygenCommonOptions {
  * @example
  * ```ts
  * import { initPki } from "./keygen.ts";
+ * import { clientBundlePaths } from "./layout.ts";
  * import { mkdtemp, rm } from "node:fs/promises";
  * import { join } from "node:path";
  * import { tmpdir } from "node:os";
@@ -131,7 +133,7 @@ export interface IssueClientBundleOptions extends KeygenCommonOptions {
  *   const dir = await mkdtemp(join(tmpdir(), "dockgate-"));
  *   try {
  *     const first = await initPki({ dir, sans: ["docker.example"] });
- *     if (!first.created.includes(join(dir, "clients", "default", "key.pem"))) throw new Error("unexpected");
+ *     if (!first.created.includes(clientBundlePaths(dir, "default").key)) throw new Error("unexpected");
  *     const again = await initPki({ dir });
  *     if (again.created.length !== 0) throw new Error("keys must be kept");
  *   } finally {
@@ -358,6 +360,7 @@ function validateHostName(name: string): void {
  * @example
  * ```ts
  * import { initPki, issueClientBundle } from "./keygen.ts";
+ * import { clientBundlePaths } from "./layout.ts";
  * import { mkdtemp, rm } from "node:fs/promises";
  * import { join } from "node:path";
  * import { tmpdir } from "node:os";
@@ -366,7 +369,7 @@ function validateHostName(name: string): void {
  *   try {
  *     await initPki({ dir });
  *     const report = await issueClientBundle("alice", { dir, organizationalUnits: ["dev"] });
- *     if (!report.created.includes(join(dir, "clients", "alice", "cert.pem"))) throw new Error("unexpected");
+ *     if (!report.created.includes(clientBundlePaths(dir, "alice").cert)) throw new Error("unexpected");
  *   } finally {
  *     await rm(dir, { recursive: true });
  *   }
@@ -434,7 +437,7 @@ async function copyCrlToServer(
 ): Promise<void> {
   const crl = await combinedCrl(pkiDir);
   if (crl === undefined) return;
-  const copy = join(serverDir, "crl.pem");
+  const copy = bundleCrlPath(serverDir);
   await writeFileAtomic(copy, crl, { mode: CERT_MODE, replace: true });
   report.created.push(copy);
 }

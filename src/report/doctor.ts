@@ -7,25 +7,28 @@
  */
 
 import { lstat, readFile } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { basename } from "node:path";
 import process from "node:process";
 import { normalizeSerial, parsePeerCertificate } from "../access/identity.ts";
 import { sanMatches } from "../access/policy.ts";
-import { loadCrlFile, loadCrls } from "./crl.ts";
-import { keyMatchesCertificate, parseCertificatePem, parseCertificatesPem } from "./pem.ts";
-import { trustStoreOf, verifyChain } from "./chain.ts";
-import { pkiLayout } from "./layout.ts";
+import { loadCrlFile, loadCrls } from "../pki/crl.ts";
+import { keyMatchesCertificate, parseCertificatePem, parseCertificatesPem } from "../pki/pem.ts";
+import { trustStoreOf, verifyChain } from "../pki/chain.ts";
 import {
+  bundleCrlPath,
+  bundlePaths,
   caDirs,
+  caFiles,
   clientsDir,
   fleetHostOf,
   intermediateDirs,
+  pkiLayout,
   recordFiles,
   serverBundleDirs,
   subdirs,
-} from "./layout.ts";
-import { readRevoked, recordedRevocations } from "./records.ts";
-import type { X509Certificate } from "./x509.ts";
+} from "../ca/layout.ts";
+import { readRevoked, recordedRevocations } from "../ca/records.ts";
+import type { X509Certificate } from "../pki/x509.ts";
 
 /** One check's outcome. */
 export interface CheckResult {
@@ -74,8 +77,9 @@ export async function checkBundle(
   const out: CheckResult[] = [];
   const label = role.label;
   const files: Record<string, string> = {};
-  for (const f of ["ca.pem", "cert.pem", "key.pem"]) {
-    const path = join(dir, f);
+  const paths = bundlePaths(dir);
+  for (const path of [paths.ca, paths.cert, paths.key]) {
+    const f = basename(path);
     try {
       files[f] = await readFile(path, "utf8");
     } catch (err) {
@@ -94,7 +98,7 @@ export async function checkBundle(
     what: `${label}: ca.pem, cert.pem, key.pem present and readable`,
     detail: dir,
   });
-  out.push(await keyPermissions(join(dir, "key.pem"), label));
+  out.push(await keyPermissions(paths.key, label));
   let cert: X509Certificate;
   let cas: X509Certificate[];
   try {
@@ -125,7 +129,7 @@ export async function checkBundle(
     out.push({
       ok: false,
       what: `${label}: key matches certificate`,
-      detail: `${join(dir, "key.pem")} is not the key of ${join(dir, "cert.pem")}`,
+      detail: `${paths.key} is not the key of ${paths.cert}`,
       fix: `put the bundle's own key back, or ${role.reissue}`,
     });
   }
@@ -143,7 +147,7 @@ export async function checkBundle(
         ok: false,
         what: `${label}: certificate signed by the CA in ca.pem`,
         detail: chain.reason === "certificate not signed by a trusted CA"
-          ? `issuer "${cert.issuer}" is not in ${join(dir, "ca.pem")}`
+          ? `issuer "${cert.issuer}" is not in ${paths.ca}`
           : chain.reason,
         fix: `copy the issuing CA into ca.pem, or ${role.reissue}`,
       },
@@ -194,7 +198,7 @@ export async function checkBundle(
       expiry(`${label}: CA ${ca.subject}`, ca.notBefore, ca.notAfter, now, "issue a new CA"),
     );
   }
-  const crlPath = join(dir, "crl.pem");
+  const crlPath = bundleCrlPath(dir);
   if (await exists(crlPath)) out.push(await crlCheck(crlPath, cas, label, now));
   return out;
 }
@@ -211,7 +215,7 @@ export async function checkPki(
   now: Date = new Date(),
 ): Promise<CheckResult[]> {
   const out: CheckResult[] = [];
-  const caCert = join(dir, "ca", "ca.pem");
+  const caCert = pkiLayout(dir).caCert;
   let cas: X509Certificate[] = [];
   try {
     cas = parseCertificatesPem(await readFile(caCert, "utf8"));
@@ -257,7 +261,7 @@ export async function checkPki(
   }
   for (const caDir of await caDirs(dir)) {
     const crl = recordFiles(caDir).crl;
-    const label = caDir === join(dir, "ca") ? "CA" : `intermediate ${basename(caDir)}`;
+    const label = caDir === pkiLayout(dir).caDir ? "CA" : `intermediate ${basename(caDir)}`;
     if (await exists(crl)) out.push(await crlCheck(crl, pkiCas, label, now));
   }
   return out;
@@ -268,7 +272,7 @@ async function caCertificates(dir: string, root: X509Certificate[]): Promise<X50
   const all = [...root];
   for (const d of await intermediateDirs(dir)) {
     // An unreadable intermediate is reported by its bundles' chain checks.
-    const text = await readFile(join(d, "ca.pem"), "utf8").catch(() => "");
+    const text = await readFile(caFiles(d).cert, "utf8").catch(() => "");
     if (text) all.push(...parseCertificatesPem(text));
   }
   return all;
@@ -307,7 +311,7 @@ async function revokedSerials(
 
 /** A server bundle without `crl.pem` while the PKI's records list revocations: serve refuses. */
 async function crlPresent(bundleDir: string, label: string): Promise<CheckResult[]> {
-  const crl = join(bundleDir, "crl.pem");
+  const crl = bundleCrlPath(bundleDir);
   if (await exists(crl)) return [];
   const recorded = await recordedRevocations(bundleDir).catch(() => undefined);
   if (!recorded || recorded.count === 0) return [];

@@ -7,14 +7,14 @@
  */
 
 import { readFile } from "node:fs/promises";
-import { basename, join } from "node:path";
-import { intermediateDirs, intermediateLayout, pkiLayout } from "./layout.ts";
-import type { PemPair } from "./pki.ts";
-import { keyMatchesCertificate, parseCertificatePem } from "./pem.ts";
-import { signerOf } from "./verify.ts";
-import { x509 } from "./x509.ts";
+import { basename } from "node:path";
+import { caFiles, intermediateDirs, intermediateLayout, pkiLayout } from "./layout.ts";
+import type { PemPair } from "./issue.ts";
+import { keyMatchesCertificate, parseCertificatePem } from "../pki/pem.ts";
+import { signerOf } from "../pki/verify.ts";
+import { x509 } from "../pki/x509.ts";
 import { errorMessage } from "../observe/errors.ts";
-import { pathExists, readText } from "./fs_util.ts";
+import { pathExists, readText } from "../util/fs_util.ts";
 import { NO_FOLLOW } from "./files.ts";
 
 /**
@@ -132,7 +132,7 @@ export async function loadIssuer(dir: string, name: string | undefined): Promise
 export async function serverTrustPem(dir: string): Promise<string> {
   let pem = await readFile(pkiLayout(dir).caCert, "utf8");
   for (const d of await intermediateDirs(pkiLayout(dir).dir)) {
-    const cert = join(d, "ca.pem");
+    const cert = caFiles(d).cert;
     if (await pathExists(cert)) pem += await readFile(cert, "utf8");
   }
   return pem;
@@ -149,7 +149,7 @@ export async function issuerNameOf(
   const root = parseCertificatePem(await readFile(pkiLayout(dir).caCert, "utf8"));
   if (await signerOf(cert, [root])) return undefined;
   for (const d of await intermediateDirs(pkiLayout(dir).dir)) {
-    const path = join(d, "ca.pem");
+    const path = caFiles(d).cert;
     if (!(await pathExists(path))) continue;
     if (await signerOf(cert, [parseCertificatePem(await readFile(path, "utf8"))])) {
       return basename(d);

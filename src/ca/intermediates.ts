@@ -8,11 +8,10 @@
  */
 
 import { mkdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
-import { intermediateLayout, pkiLayout } from "./layout.ts";
-import { issueIntermediate, type KeyType } from "./pki.ts";
-import { pathExists, writeFileAtomic } from "./fs_util.ts";
-import { issuedEntry, publishCrl, recordIssued, serverBundleDirs } from "./records.ts";
+import { bundlePaths, intermediateLayout, pkiLayout, serverBundleDirs } from "./layout.ts";
+import { issueIntermediate, type KeyType } from "./issue.ts";
+import { pathExists, writeFileAtomic } from "../util/fs_util.ts";
+import { issuedEntry, publishCrl, recordIssued } from "./records.ts";
 import { AlreadyExistsError, type KeygenReport } from "./files.ts";
 import { loadCa, pkiExists } from "./issuers.ts";
 
@@ -77,7 +76,7 @@ export async function createIntermediate(
 async function trustInServers(dir: string, certPem: string): Promise<string[]> {
   const written: string[] = [];
   for (const b of await serverBundleDirs(pkiLayout(dir).dir)) {
-    const ca = join(b, "ca.pem");
+    const ca = bundlePaths(b).ca;
     if (!(await pathExists(ca))) continue;
     const text = await readFile(ca, "utf8");
     if (text.includes(certPem.trim())) continue;

@@ -5,7 +5,7 @@
  * server bundle (`DIR/server/`, `DIR/servers/HOST/`), which a running serve picks up on its
  * next reload.
  *
- * The records live in `DIR/ca/` (see `pki_records.ts`): revoking a client by name revokes
+ * The records live in `DIR/ca/` (see `records.ts`): revoking a client by name revokes
  * every unexpired certificate ever issued to that name, not only the one in its bundle today.
  *
  * @module
@@ -15,9 +15,9 @@ import { normalizeSerial } from "../access/identity.ts";
 import { readFile } from "node:fs/promises";
 import { clientBundlePaths, pkiLayout } from "./layout.ts";
 import { issuingCas, loadCa } from "./issuers.ts";
-import { pathExists, readText } from "./fs_util.ts";
+import { pathExists, readText } from "../util/fs_util.ts";
 import { addRevocations, publishCrl, type PublishReport, readIssued } from "./records.ts";
-import { parseCertificatePem } from "./pem.ts";
+import { parseCertificatePem } from "../pki/pem.ts";
 
 /** What {@linkcode revokeCertificate} did. */
 export interface RevokeReport {
