@@ -79,7 +79,7 @@ Deno.test("doctor: each broken bundle fails with its fix", async () => {
     });
     failLine(
       await doctor("--certs", await bundleDir(join(dir, "eku"), ca, mail)),
-      /extended key usage clientAuth \(the certificate's EKU is 1\.3\.6\.1\.5\.5\.7\.3\.4\)/,
+      /usable as a TLS client \(extended key usage clientAuth.*the certificate's EKU is 1\.3\.6\.1\.5\.5\.7\.3\.4/,
       /dockgate keygen client NAME --force/,
     );
     const elsewhere = ca.issue("srv", {

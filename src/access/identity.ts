@@ -9,9 +9,6 @@
 import { createHash } from "node:crypto";
 import { x509 } from "../pki/x509.ts";
 
-/** OID of the clientAuth extended key usage. */
-export const EKU_CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
-
 /** Fields of a peer certificate that access decisions use. */
 export interface PeerIdentity {
   /** Subject CN, if exactly one is present (several CNs are treated as none). */

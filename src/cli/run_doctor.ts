@@ -19,6 +19,7 @@ import { formatAddress, type TcpAddress } from "../net/address.ts";
 import { parseCertificatePem } from "../pki/pem.ts";
 import { parsePeerCertificate } from "../access/identity.ts";
 import { bundlePaths } from "../ca/layout.ts";
+import { EKU_SERVER_AUTH } from "../pki/usage.ts";
 
 /** Run every check the command asks for; print them; 0 when all passed. */
 export async function runDoctor(cmd: DoctorCommand, io: CliIo): Promise<number> {
@@ -59,7 +60,7 @@ async function bundleRole(dir: string): Promise<"server" | "client"> {
   try {
     const cert = parseCertificatePem(await readFile(bundlePaths(dir).cert, "utf8"));
     const { identity } = parsePeerCertificate(new Uint8Array(cert.rawData));
-    return identity.extKeyUsages?.includes("1.3.6.1.5.5.7.3.1") ? "server" : "client";
+    return identity.extKeyUsages?.includes(EKU_SERVER_AUTH) ? "server" : "client";
   } catch {
     return "client";
   }

@@ -29,6 +29,7 @@ import {
 } from "../ca/layout.ts";
 import { readRevoked, recordedRevocations } from "../ca/records.ts";
 import type { X509Certificate } from "../pki/x509.ts";
+import { leafUsageProblem } from "../pki/usage.ts";
 
 /** One check's outcome. */
 export interface CheckResult {
@@ -44,9 +45,6 @@ export interface CheckResult {
 
 /** Days before expiry from which the expiry check fails. */
 export const EXPIRY_DAYS = 30;
-
-const SERVER_AUTH = "1.3.6.1.5.5.7.3.1";
-const CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
 
 /** What a bundle is for, and how to remake it. */
 export interface BundleRole {
@@ -153,17 +151,23 @@ export async function checkBundle(
       },
   );
   const { identity } = parsePeerCertificate(new Uint8Array(cert.rawData));
-  const eku = role.role === "server" ? SERVER_AUTH : CLIENT_AUTH;
-  const name = role.role === "server" ? "serverAuth" : "clientAuth";
+  // The one usage rule, as serve and the gate apply it (the EKU named in the line, as before).
+  const usage = leafUsageProblem(identity, role.role, now);
+  const what = `${label}: usable as a TLS ${role.role} (extended key usage ${role.role}Auth, ` +
+    `not a CA, key usage, dates)`;
   out.push(
-    identity.extKeyUsages?.includes(eku)
-      ? { ok: true, what: `${label}: extended key usage ${name}` }
-      : {
+    usage
+      ? {
         ok: false,
-        what: `${label}: extended key usage ${name}`,
-        detail: `the certificate's EKU is ${identity.extKeyUsages?.join(", ") ?? "absent"}`,
+        what,
+        detail: usage.rule === "eku"
+          ? `${usage.reason}: the certificate's EKU is ${
+            identity.extKeyUsages?.join(", ") ?? "absent"
+          }`
+          : usage.reason,
         fix: role.reissue,
-      },
+      }
+      : { ok: true, what },
   );
   if (role.role === "server") {
     for (const host of role.hosts ?? []) {
