@@ -116,7 +116,8 @@ export interface IssueClientBundleOptions extends KeygenCommonOptions {
  * bundle (`clientName`). Each part (a directory with its certificate and key) is created only
  * when absent and otherwise reported in `kept`; when the CA exists, new bundles are issued
  * from it. With `force`, everything is regenerated (a new CA, so other existing client
- * bundles stop working; a note says so).
+ * bundles stop working; a note says so); the server certificate keeps its names unless `sans`
+ * are given.
  *
  * Throws {@linkcode AlreadyExistsError} without `force` when a part is incomplete (only its
  * key or only its certificate exists) or bundles exist without a CA; `TypeError` /
@@ -189,11 +190,16 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
   const ca = newCa
     ? await createCa({ keyType, days: options.caDays ?? 3650 })
     : await loadCa(options.dir);
+  // A re-issue keeps the names clients connect by, unless new ones are given (as
+  // `keygen server --force` does); read before anything is replaced.
+  const keptSans = force && serverState !== "missing" && !options.sans?.length
+    ? await certificateNames(layout.server.cert)
+    : undefined;
   const server = force || serverState === "missing"
     ? await issueServer(ca, {
       keyType,
       days: options.days,
-      sans: [...defaultServerSans(), ...(options.sans ?? [])],
+      sans: keptSans ?? [...defaultServerSans(), ...(options.sans ?? [])],
     })
     : undefined;
   const clientPair = force || clientState === "missing"
@@ -234,6 +240,7 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
   } else if (server) {
     await copyCrlToServer(layout.dir, layout.server.dir, report);
   }
+  if (server && keptSans) report.notes.push(keptNamesNote(keptSans));
   if (retired) {
     report.notes.push(
       `The old CA was kept in "${retired}" (ca.pem, ca-key.pem): clients still holding ` +
@@ -303,12 +310,7 @@ export async function issueServerBundle(options: IssueServerBundleOptions): Prom
         : [options.name, ...(options.sans ?? [])]),
   });
   const report: KeygenReport = { created: [], kept: [] };
-  if (kept) {
-    report.notes = [
-      `Re-issued with the names of the certificate it replaces (${kept.join(", ")}): ` +
-      `give --san to change them`,
-    ];
-  }
+  if (kept) report.notes = [keptNamesNote(kept)];
   if (options.name !== undefined) await ensureDir(dirname(paths.dir));
   // The chain goes with the certificate; the trust bundle holds every CA of the PKI, so the
   // gate can verify each intermediate's CRL (only the root is a trust anchor).
@@ -338,6 +340,12 @@ async function certificateNames(path: string): Promise<string[] | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/** What a re-issue that kept the old certificate's names says. */
+function keptNamesNote(names: string[]): string {
+  return `Re-issued with the names of the certificate it replaces (${names.join(", ")}): ` +
+    `give --san to change them`;
 }
 
 /** A fleet host's name: a DNS name or an IP address, usable as a directory name. */
