@@ -14,6 +14,7 @@ import { sanMatches } from "../access/policy.ts";
 import { loadCrlFile, loadCrls } from "../pki/crl.ts";
 import { keyMatchesCertificate, parseCertificatePem, parseCertificatesPem } from "../pki/pem.ts";
 import { trustStoreOf, verifyChain } from "../pki/chain.ts";
+import { signerOf } from "../pki/verify.ts";
 import {
   bundleCrlPath,
   bundlePaths,
@@ -21,7 +22,6 @@ import {
   caFiles,
   clientsDir,
   fleetHostOf,
-  intermediateDirs,
   pkiLayout,
   recordFiles,
   serverBundleDirs,
@@ -46,6 +46,9 @@ export interface CheckResult {
 /** Days before expiry from which the expiry check fails. */
 export const EXPIRY_DAYS = 30;
 
+/** The serials each CA revoked, by the CA's certificate. */
+export type RevokedByCa = ReadonlyMap<X509Certificate, ReadonlySet<string>>;
+
 /** What a bundle is for, and how to remake it. */
 export interface BundleRole {
   /** `server` or `client`. */
@@ -56,8 +59,12 @@ export interface BundleRole {
   reissue: string;
   /** The command that renews it (for the expiry fix). Default: `reissue`. */
   renew?: string;
-  /** Serials revoked by the PKI's CRL (a revoked bundle fails). */
-  revoked?: ReadonlySet<string>;
+  /**
+   * The serials each CA of the PKI revoked (its records and its CRL), by CA certificate: a
+   * bundle is revoked when the CA that signed it lists its serial, as serve decides (a serial
+   * is only ever revoked by its own issuer; another CA's same serial is another certificate).
+   */
+  revoked?: RevokedByCa;
   /** For a server: the host names clients use (each must be covered by a SAN). */
   hosts?: string[];
 }
@@ -184,12 +191,16 @@ export async function checkBundle(
     }
   }
   if (role.revoked) {
+    // Which CA signed it: the one signature rule (verify.ts), over the PKI's CAs.
+    const issuer = await signerOf(cert, [...role.revoked.keys()]);
+    const revokedByIssuer = issuer !== undefined &&
+      role.revoked.get(issuer)!.has(identity.serial);
     out.push(
-      role.revoked.has(identity.serial)
+      revokedByIssuer
         ? {
           ok: false,
           what: `${label}: certificate not revoked`,
-          detail: `serial ${identity.serial} is on the CRL`,
+          detail: `serial ${identity.serial} is revoked by ${issuer!.subject}`,
           fix: `${role.reissue}, or remove the bundle if it is retired`,
         }
         : { ok: true, what: `${label}: certificate not revoked` },
@@ -234,8 +245,8 @@ export async function checkPki(
     return out;
   }
   out.push(await keyPermissions(pkiLayout(dir).caKey, "CA"));
-  const pkiCas = await caCertificates(dir, cas);
-  const revoked = await revokedSerials(dir, pkiCas, out);
+  const revoked = await revokedByCa(dir, cas, out);
+  const pkiCas = [...revoked.keys()];
   for (const bundleDir of await serverBundleDirs(dir)) {
     const host = fleetHostOf(bundleDir);
     const reissue = `dockgate keygen server${host ? ` --name ${host}` : ""} --dir ${dir} --force`;
@@ -271,29 +282,27 @@ export async function checkPki(
   return out;
 }
 
-/** The root CA certificates `root` and every intermediate's certificate of the PKI. */
-async function caCertificates(dir: string, root: X509Certificate[]): Promise<X509Certificate[]> {
-  const all = [...root];
-  for (const d of await intermediateDirs(dir)) {
-    // An unreadable intermediate is reported by its bundles' chain checks.
-    const text = await readFile(caFiles(d).cert, "utf8").catch(() => "");
-    if (text) all.push(...parseCertificatesPem(text));
-  }
-  return all;
-}
-
 /**
- * Every serial revoked by a CA of the PKI: listed by its record or by its CRL, as serve
- * (the record decides whether a CRL must be in force) and inspect (the CRLs) see them.
- * A record that cannot be read is a failure in `out`.
+ * Every CA of the PKI (the root `root`, then each intermediate) with the serials it revoked:
+ * listed by its record or by its CRL, as serve (the record decides whether a CRL must be in
+ * force) and inspect (the CRLs) see them. A record that cannot be read is a failure in `out`.
  */
-async function revokedSerials(
+async function revokedByCa(
   dir: string,
-  cas: X509Certificate[],
+  root: X509Certificate[],
   out: CheckResult[],
-): Promise<Set<string>> {
-  const serials = new Set<string>();
+): Promise<Map<X509Certificate, Set<string>>> {
+  const byCa = new Map<X509Certificate, Set<string>>();
+  const cas: X509Certificate[] = [];
   for (const caDir of await caDirs(dir)) {
+    // An unreadable intermediate is reported by its bundles' chain checks.
+    const own = caDir === pkiLayout(dir).caDir
+      ? root
+      : await readFile(caFiles(caDir).cert, "utf8").then(parseCertificatesPem, () => []);
+    if (own.length === 0) continue;
+    cas.push(...own);
+    const serials = new Set<string>();
+    for (const ca of own) byCa.set(ca, serials);
     try {
       for (const r of await readRevoked(caDir)) serials.add(normalizeSerial(r.serial));
     } catch (err) {
@@ -304,13 +313,15 @@ async function revokedSerials(
         fix: "restore revoked.json from a backup",
       });
     }
+  }
+  for (const caDir of await caDirs(dir)) {
     const crl = recordFiles(caDir).crl;
     if (!(await exists(crl))) continue;
-    // A CRL that does not verify is reported by crlCheck.
+    // A CRL that does not verify is reported by crlCheck; one that does counts for its signer.
     const loaded = await loadCrlFile(crl, cas).catch(() => undefined);
-    for (const s of loaded?.serials ?? []) serials.add(s);
+    if (loaded) { for (const s of loaded.serials) byCa.get(loaded.signer)?.add(s); }
   }
-  return serials;
+  return byCa;
 }
 
 /** A server bundle without `crl.pem` while the PKI's records list revocations: serve refuses. */
