@@ -4,7 +4,7 @@ import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createCrl } from "../src/ca/crl_issue.ts";
 import { loadCrlFile, parseCrlPem } from "../src/pki/crl.ts";
-import { normalizeSerial } from "../src/access/identity.ts";
+import { normalizeSerial } from "../src/pki/serial.ts";
 import { initPki, issueClientBundle } from "../src/ca/keygen.ts";
 import { createCa } from "../src/ca/issue.ts";
 import { parseCertificatePem, parseCertificatesPem } from "../src/pki/pem.ts";

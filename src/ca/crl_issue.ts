@@ -6,7 +6,7 @@
  * @module
  */
 
-import { normalizeSerial } from "../access/identity.ts";
+import { normalizeSerial } from "../pki/serial.ts";
 import { type PemPair, signingAlgorithm } from "./issue.ts";
 import { importPrivateKeyPem, parseCertificatePem } from "../pki/pem.ts";
 import { x509 } from "../pki/x509.ts";

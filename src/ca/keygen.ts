@@ -40,7 +40,8 @@ import {
 } from "./issue.ts";
 import { keyMatchesCertificate, parseCertificatePem } from "../pki/pem.ts";
 import { fsErrorText, pathExists, readText, writeFileAtomic } from "../util/fs_util.ts";
-import { normalizeSerial, parsePeerCertificate } from "../access/identity.ts";
+import { normalizeSerial } from "../pki/serial.ts";
+import { parsePeerCertificate } from "../access/identity.ts";
 import { addRevocations, combinedCrl, issuedEntry, publishCrl, recordIssued } from "./records.ts";
 import { issuerNameOf, loadCa, loadIssuer, pkiExists, serverTrustPem } from "./issuers.ts";
 import { clientSerialsByCa, revokeByCa } from "./revoke.ts";

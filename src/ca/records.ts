@@ -20,7 +20,7 @@ import { readFile } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import { createCrl, type RevokedEntry } from "./crl_issue.ts";
 import { pathExists, writeFileAtomic } from "../util/fs_util.ts";
-import { normalizeSerial } from "../access/identity.ts";
+import { normalizeSerial } from "../pki/serial.ts";
 import { type PemPair } from "./issue.ts";
 import { parseCertificatePem } from "../pki/pem.ts";
 import {

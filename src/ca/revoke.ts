@@ -11,7 +11,7 @@
  * @module
  */
 
-import { normalizeSerial } from "../access/identity.ts";
+import { normalizeSerial } from "../pki/serial.ts";
 import { readFile } from "node:fs/promises";
 import { clientBundlePaths, pkiLayout } from "./layout.ts";
 import { issuingCas, loadCa } from "./issuers.ts";

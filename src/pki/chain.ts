@@ -37,7 +37,7 @@ import {
   nameConstraintViolation,
   OID_NAME_CONSTRAINTS,
 } from "./name_constraints.ts";
-import { normalizeSerial } from "../access/identity.ts";
+import { normalizeSerial } from "./serial.ts";
 
 type Cert = x509.X509Certificate;
 

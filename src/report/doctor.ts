@@ -9,7 +9,8 @@
 import { lstat, readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import process from "node:process";
-import { normalizeSerial, parsePeerCertificate } from "../access/identity.ts";
+import { normalizeSerial } from "../pki/serial.ts";
+import { parsePeerCertificate } from "../access/identity.ts";
 import { sanMatches } from "../access/policy.ts";
 import { loadCrlFile, loadCrls } from "../pki/crl.ts";
 import { keyMatchesCertificate, parseCertificatePem, parseCertificatesPem } from "../pki/pem.ts";
