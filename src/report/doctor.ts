@@ -10,7 +10,7 @@ import { lstat, readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import process from "node:process";
 import { normalizeSerial } from "../pki/serial.ts";
-import { parsePeerCertificate } from "../access/identity.ts";
+import { parsePeerCertificate, type PeerIdentity } from "../access/identity.ts";
 import { sanMatches } from "../access/policy.ts";
 import { loadCrlFile, loadCrls } from "../pki/crl.ts";
 import { keyMatchesCertificate, parseCertificatePem, parseCertificatesPem } from "../pki/pem.ts";
@@ -18,6 +18,7 @@ import { trustStoreOf, verifyChain } from "../pki/chain.ts";
 import { signerOf } from "../pki/verify.ts";
 import {
   bundleCrlPath,
+  type BundlePaths,
   bundlePaths,
   caDirs,
   caFiles,
@@ -80,143 +81,164 @@ export async function checkBundle(
   role: BundleRole,
   now: Date = new Date(),
 ): Promise<CheckResult[]> {
-  const out: CheckResult[] = [];
-  const label = role.label;
-  const files: Record<string, string> = {};
   const paths = bundlePaths(dir);
-  for (const path of [paths.ca, paths.cert, paths.key]) {
-    const f = basename(path);
-    try {
-      files[f] = await readFile(path, "utf8");
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-      out.push({
-        ok: false,
-        what: `${label}: ${f} readable`,
-        detail: `${path}: ${code}`,
-        fix: code === "EACCES" ? `run as the user that owns ${path}` : role.reissue,
-      });
-    }
-  }
-  if (out.length > 0) return out;
-  out.push({
-    ok: true,
-    what: `${label}: ca.pem, cert.pem, key.pem present and readable`,
-    detail: dir,
-  });
-  out.push(await keyPermissions(paths.key, label));
+  const read = await readBundle(paths, role);
+  if (!read.files) return read.out;
+  const { out, files } = read;
+  out.push(await keyPermissions(paths.key, role.label));
   let cert: X509Certificate;
   let cas: X509Certificate[];
   try {
-    cert = parseCertificatePem(files["cert.pem"]);
-    cas = parseCertificatesPem(files["ca.pem"]);
+    cert = parseCertificatePem(files.cert);
+    cas = parseCertificatesPem(files.ca);
   } catch (err) {
     out.push({
       ok: false,
-      what: `${label}: certificates parse`,
+      what: `${role.label}: certificates parse`,
       detail: (err as Error).message,
       fix: role.reissue,
     });
     return out;
   }
-  let matches = false;
-  try {
-    matches = await keyMatchesCertificate(files["key.pem"], files["cert.pem"]);
-  } catch (err) {
-    out.push({
-      ok: false,
-      what: `${label}: key matches certificate`,
-      detail: (err as Error).message,
-      fix: role.reissue,
-    });
-  }
-  if (matches) out.push({ ok: true, what: `${label}: key matches certificate` });
-  else if (!out.some((r) => r.what === `${label}: key matches certificate`)) {
-    out.push({
-      ok: false,
-      what: `${label}: key matches certificate`,
-      detail: `${paths.key} is not the key of ${paths.cert}`,
-      fix: `put the bundle's own key back, or ${role.reissue}`,
-    });
-  }
-  // The chain as the gate checks it: cert.pem's own intermediates, then ca.pem's.
-  const sent = parseCertificatesPem(files["cert.pem"]).slice(1);
-  const chain = await verifyChain(cert, sent, trustStoreOf(cas), role.role);
-  out.push(
-    chain.ok
-      ? {
-        ok: true,
-        what: `${label}: certificate signed by the CA in ca.pem`,
-        detail: chain.path.slice(1).map((c) => c.subject).join(" <- "),
-      }
-      : {
-        ok: false,
-        what: `${label}: certificate signed by the CA in ca.pem`,
-        detail: chain.reason === "certificate not signed by a trusted CA"
-          ? `issuer "${cert.issuer}" is not in ${paths.ca}`
-          : chain.reason,
-        fix: `copy the issuing CA into ca.pem, or ${role.reissue}`,
-      },
-  );
+  out.push(await keyMatch(paths, files, role));
+  out.push(await chainCheck(paths, files, cert, cas, role));
   const { identity } = parsePeerCertificate(new Uint8Array(cert.rawData));
-  // The one usage rule, as serve and the gate apply it (the EKU named in the line, as before).
-  const usage = leafUsageProblem(identity, role.role, now);
-  const what = `${label}: usable as a TLS ${role.role} (extended key usage ${role.role}Auth, ` +
-    `not a CA, key usage, dates)`;
-  out.push(
-    usage
-      ? {
-        ok: false,
-        what,
-        detail: usage.rule === "eku"
-          ? `${usage.reason}: the certificate's EKU is ${
-            identity.extKeyUsages?.join(", ") ?? "absent"
-          }`
-          : usage.reason,
-        fix: role.reissue,
-      }
-      : { ok: true, what },
-  );
+  out.push(usageCheck(identity, role, now));
   if (role.role === "server") {
-    for (const host of role.hosts ?? []) {
-      const covered = sanMatches(host, identity);
-      out.push(
-        covered ? { ok: true, what: `${label}: certificate names cover ${host}` } : {
-          ok: false,
-          what: `${label}: certificate names cover ${host}`,
-          detail: `SANs: ${[...identity.dnsNames, ...identity.ips].join(", ") || "none"}`,
-          fix:
-            `dockgate keygen server --san ${host} --force (clients of ${host} fail to verify it)`,
-        },
-      );
-    }
+    for (const host of role.hosts ?? []) out.push(hostCheck(host, identity, role));
   }
-  if (role.revoked) {
-    // Which CA signed it: the one signature rule (verify.ts), over the PKI's CAs.
-    const issuer = await signerOf(cert, [...role.revoked.keys()]);
-    const revokedByIssuer = issuer !== undefined &&
-      role.revoked.get(issuer)!.has(identity.serial);
-    out.push(
-      revokedByIssuer
-        ? {
-          ok: false,
-          what: `${label}: certificate not revoked`,
-          detail: `serial ${identity.serial} is revoked by ${issuer!.subject}`,
-          fix: `${role.reissue}, or remove the bundle if it is retired`,
-        }
-        : { ok: true, what: `${label}: certificate not revoked` },
-    );
-  }
+  if (role.revoked) out.push(await revokedCheck(cert, identity, role, role.revoked));
   const renew = role.renew ?? role.reissue;
-  out.push(expiry(`${label}: certificate`, identity.notBefore, identity.notAfter, now, renew));
+  out.push(
+    expiry(`${role.label}: certificate`, identity.notBefore, identity.notAfter, now, renew),
+  );
   for (const ca of cas) {
     out.push(
-      expiry(`${label}: CA ${ca.subject}`, ca.notBefore, ca.notAfter, now, "issue a new CA"),
+      expiry(`${role.label}: CA ${ca.subject}`, ca.notBefore, ca.notAfter, now, "issue a new CA"),
     );
   }
   const crlPath = bundleCrlPath(dir);
-  if (await exists(crlPath)) out.push(await crlCheck(crlPath, cas, label, now));
+  if (await exists(crlPath)) out.push(await crlCheck(crlPath, cas, role.label, now));
   return out;
+}
+
+/** The bundle's three files, or the failures to read them. */
+async function readBundle(
+  paths: BundlePaths,
+  role: BundleRole,
+): Promise<{ out: CheckResult[]; files?: { ca: string; cert: string; key: string } }> {
+  const out: CheckResult[] = [];
+  const text: string[] = [];
+  for (const path of [paths.ca, paths.cert, paths.key]) {
+    try {
+      text.push(await readFile(path, "utf8"));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      out.push({
+        ok: false,
+        what: `${role.label}: ${basename(path)} readable`,
+        detail: `${path}: ${code}`,
+        fix: code === "EACCES" ? `run as the user that owns ${path}` : role.reissue,
+      });
+    }
+  }
+  if (out.length > 0) return { out };
+  out.push({
+    ok: true,
+    what: `${role.label}: ca.pem, cert.pem, key.pem present and readable`,
+    detail: paths.dir,
+  });
+  return { out, files: { ca: text[0], cert: text[1], key: text[2] } };
+}
+
+/** Whether `key.pem` is the key of `cert.pem`. */
+async function keyMatch(
+  paths: BundlePaths,
+  files: { cert: string; key: string },
+  role: BundleRole,
+): Promise<CheckResult> {
+  const what = `${role.label}: key matches certificate`;
+  try {
+    if (await keyMatchesCertificate(files.key, files.cert)) return { ok: true, what };
+  } catch (err) {
+    return { ok: false, what, detail: (err as Error).message, fix: role.reissue };
+  }
+  return {
+    ok: false,
+    what,
+    detail: `${paths.key} is not the key of ${paths.cert}`,
+    fix: `put the bundle's own key back, or ${role.reissue}`,
+  };
+}
+
+/** The chain as the gate checks it: cert.pem's own intermediates, then ca.pem's. */
+async function chainCheck(
+  paths: BundlePaths,
+  files: { cert: string },
+  cert: X509Certificate,
+  cas: X509Certificate[],
+  role: BundleRole,
+): Promise<CheckResult> {
+  const what = `${role.label}: certificate signed by the CA in ca.pem`;
+  const sent = parseCertificatesPem(files.cert).slice(1);
+  const chain = await verifyChain(cert, sent, trustStoreOf(cas), role.role);
+  if (chain.ok) {
+    return {
+      ok: true,
+      what,
+      detail: chain.path.slice(1).map((c) => c.subject).join(" <- "),
+    };
+  }
+  return {
+    ok: false,
+    what,
+    detail: chain.reason === "certificate not signed by a trusted CA"
+      ? `issuer "${cert.issuer}" is not in ${paths.ca}`
+      : chain.reason,
+    fix: `copy the issuing CA into ca.pem, or ${role.reissue}`,
+  };
+}
+
+/** The one usage rule, as serve and the gate apply it (the EKU named in the line). */
+function usageCheck(identity: PeerIdentity, role: BundleRole, now: Date): CheckResult {
+  const usage = leafUsageProblem(identity, role.role, now);
+  const what = `${role.label}: usable as a TLS ${role.role} (extended key usage ` +
+    `${role.role}Auth, not a CA, key usage, dates)`;
+  if (!usage) return { ok: true, what };
+  const detail = usage.rule === "eku"
+    ? `${usage.reason}: the certificate's EKU is ${identity.extKeyUsages?.join(", ") ?? "absent"}`
+    : usage.reason;
+  return { ok: false, what, detail, fix: role.reissue };
+}
+
+/** Whether the server certificate's names cover `host`. */
+function hostCheck(host: string, identity: PeerIdentity, role: BundleRole): CheckResult {
+  const what = `${role.label}: certificate names cover ${host}`;
+  if (sanMatches(host, identity)) return { ok: true, what };
+  return {
+    ok: false,
+    what,
+    detail: `SANs: ${[...identity.dnsNames, ...identity.ips].join(", ") || "none"}`,
+    fix: `dockgate keygen server --san ${host} --force (clients of ${host} fail to verify it)`,
+  };
+}
+
+/** Whether the CA that signed `cert` (verify.ts's one rule) revoked its serial. */
+async function revokedCheck(
+  cert: X509Certificate,
+  identity: PeerIdentity,
+  role: BundleRole,
+  revoked: RevokedByCa,
+): Promise<CheckResult> {
+  const what = `${role.label}: certificate not revoked`;
+  const issuer = await signerOf(cert, [...revoked.keys()]);
+  if (issuer === undefined || !revoked.get(issuer)!.has(identity.serial)) return { ok: true, what };
+  return {
+    ok: false,
+    what,
+    detail: `serial ${identity.serial} is revoked by ${issuer.subject}`,
+    fix: `${role.reissue}, or remove the bundle if it is retired`,
+  };
 }
 
 /**
