@@ -25,6 +25,7 @@ import {
   bundlePaths,
   clientBundlePaths,
   fleetBundleDir,
+  type PkiLayout,
   pkiLayout,
 } from "./layout.ts";
 import {
@@ -158,32 +159,7 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
   const serverState = await partState(layout.server.cert, layout.server.key);
   const clientState = await partState(client.cert, client.key);
   if (!force) {
-    const incomplete = (what: string, dir: string, cert: string, key: string, state: PartState) => {
-      if (state !== "partial") return;
-      throw new AlreadyExistsError(
-        dir,
-        `Incomplete ${what} in "${dir}" (only one of "${basename(cert)}" and "${basename(key)}" ` +
-          `exists): use --force to replace it`,
-      );
-    };
-    incomplete("CA", layout.caDir, layout.caCert, layout.caKey, caState);
-    incomplete(
-      "server bundle",
-      layout.server.dir,
-      layout.server.cert,
-      layout.server.key,
-      serverState,
-    );
-    incomplete("client bundle", client.dir, client.cert, client.key, clientState);
-    if (caState === "missing" && (serverState !== "missing" || clientState !== "missing")) {
-      const existing = serverState !== "missing" ? layout.server.dir : client.dir;
-      // A new CA would not have signed the existing bundle: refuse rather than mix PKIs.
-      throw new AlreadyExistsError(
-        existing,
-        `"${existing}" exists but there is no CA in "${layout.caDir}": ` +
-          `use --force to recreate the whole PKI`,
-      );
-    }
+    refuseMixedParts(layout, client, { ca: caState, server: serverState, client: clientState });
   }
 
   // Generate everything in memory first so that a bad option writes nothing.
@@ -242,26 +218,66 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
     await copyCrlToServer(layout.dir, layout.server.dir, report);
   }
   if (server && keptSans) report.notes.push(keptNamesNote(keptSans));
+  if (force) report.notes.push(...await newCaNotes(layout, clientName, retired));
+  return report.notes.length > 0 ? report : { created: report.created, kept: report.kept };
+}
+
+/**
+ * Without `force`, initPki refuses a half-written part (only a key or only a certificate) and
+ * bundles without a CA: a new CA would not have signed them, and PKIs are never mixed.
+ */
+function refuseMixedParts(
+  layout: PkiLayout,
+  client: BundlePaths,
+  state: { ca: PartState; server: PartState; client: PartState },
+): void {
+  const incomplete = (what: string, dir: string, cert: string, key: string, s: PartState) => {
+    if (s !== "partial") return;
+    throw new AlreadyExistsError(
+      dir,
+      `Incomplete ${what} in "${dir}" (only one of "${basename(cert)}" and "${basename(key)}" ` +
+        `exists): use --force to replace it`,
+    );
+  };
+  incomplete("CA", layout.caDir, layout.caCert, layout.caKey, state.ca);
+  const server = layout.server;
+  incomplete("server bundle", server.dir, server.cert, server.key, state.server);
+  incomplete("client bundle", client.dir, client.cert, client.key, state.client);
+  if (state.ca === "missing" && (state.server !== "missing" || state.client !== "missing")) {
+    const existing = state.server !== "missing" ? server.dir : client.dir;
+    throw new AlreadyExistsError(
+      existing,
+      `"${existing}" exists but there is no CA in "${layout.caDir}": ` +
+        `use --force to recreate the whole PKI`,
+    );
+  }
+}
+
+/** What `keygen --force` says: where the old CA went, what serve and the clients will see. */
+async function newCaNotes(
+  layout: PkiLayout,
+  clientName: string,
+  retired: string | undefined,
+): Promise<string[]> {
+  const notes: string[] = [];
   if (retired) {
-    report.notes.push(
+    notes.push(
       `The old CA was kept in "${retired}" (ca.pem, ca-key.pem): clients still holding ` +
         `certificates from it are refused from the next reload on`,
     );
   }
-  if (force) {
-    const others = (await readdir(layout.clientsDir)).filter((n) => n !== clientName);
-    report.notes.push(
-      `A new CA was created: a running "dockgate serve" using "${layout.server.dir}" switches ` +
-        `to the new CA, server certificate and CRL at its next reload`,
+  notes.push(
+    `A new CA was created: a running "dockgate serve" using "${layout.server.dir}" switches ` +
+      `to the new CA, server certificate and CRL at its next reload`,
+  );
+  const others = (await readdir(layout.clientsDir)).filter((n) => n !== clientName);
+  if (others.length > 0) {
+    notes.push(
+      `Existing client bundles (${others.join(", ")}) were issued by the old CA and no ` +
+        `longer get in: reissue each with "dockgate keygen client NAME --force"`,
     );
-    if (others.length > 0) {
-      report.notes.push(
-        `Existing client bundles (${others.join(", ")}) were issued by the old CA and no ` +
-          `longer get in: reissue each with "dockgate keygen client NAME --force"`,
-      );
-    }
   }
-  return report.notes.length > 0 ? report : { created: report.created, kept: report.kept };
+  return notes;
 }
 
 /**
