@@ -9,7 +9,7 @@
 # 2. npm ci (installs Deno and the npm deps; `npm install` when there is no lock file).
 # 3. Static checks, each counted as one test (JUnit in .test-results/static.xml): deno fmt
 #    --check, deno lint, deno check of every file (cli.ts, mod.ts, src, tests, scripts, bench),
-#    deno doc --lint mod.ts.
+#    deno doc --lint mod.ts, no import cycles (scripts/check_cycles.ts: each cycle as a chain).
 # 4. deno test tests/ and the doc tests (mod.ts, src/), console output as usual, JUnit XML
 #    into .test-results/.
 # 5. Prints the closing line `N passed, N failed, N skipped` counted from the JUnit results
@@ -199,6 +199,7 @@ static_checks() {
     "deno lint|$DENO lint"
     "deno check (every file)|$DENO check cli.ts mod.ts src tests scripts bench"
     "deno doc --lint mod.ts|$DENO doc --lint mod.ts"
+    "no import cycles|$DENO run -A scripts/check_cycles.ts"
   )
   for entry in "${checks[@]}"; do
     local name=${entry%%|*} cmd=${entry#*|}

@@ -31,7 +31,7 @@ import {
   tlsAttempt,
   waitForLine,
 } from "./helpers/tls_peers.ts";
-import { clientBundlePaths, pkiLayout } from "../src/pki/keygen.ts";
+import { clientBundlePaths, pkiLayout } from "../src/ca/layout.ts";
 
 const IS_ROOT = Deno.uid() === 0;
 

@@ -24,14 +24,10 @@ import {
   tlsAttempt,
   waitForLine,
 } from "./helpers/tls_peers.ts";
-import {
-  clientBundlePaths,
-  initPki,
-  issueClientBundle,
-  loadCa,
-  pkiLayout,
-} from "../src/pki/keygen.ts";
-import { createCa, issueClient } from "../src/pki/pki.ts";
+import { clientBundlePaths, pkiLayout } from "../src/ca/layout.ts";
+import { initPki, issueClientBundle } from "../src/ca/keygen.ts";
+import { loadCa } from "../src/ca/issuers.ts";
+import { createCa, issueClient } from "../src/ca/issue.ts";
 
 // ------------------------------------------------------------------------------ helpers
 

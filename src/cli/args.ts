@@ -14,7 +14,7 @@ import { parseArgs as nodeParseArgs, type ParseArgsConfig } from "node:util";
 import { type Address, isLoopbackHost, parseAddress, type TcpAddress } from "../net/address.ts";
 import { parseDuration } from "../config/duration.ts";
 import { DEFAULTS } from "../config/defaults.ts";
-import { type KeyType, parseKeyType } from "../pki/pki.ts";
+import { type KeyType, parseKeyType } from "../ca/issue.ts";
 
 /** A usage mistake: the CLI prints the message and exits with code 2. */
 export class UsageError extends Error {

@@ -4,19 +4,13 @@
  * @module
  */
 
-import { join } from "node:path";
 import type { KeygenCommand } from "./args.ts";
 import type { CliIo } from "./io.ts";
-import {
-  initPki,
-  issueClientBundle,
-  issueServerBundle,
-  type KeygenReport,
-  renewBundle,
-} from "../pki/keygen.ts";
-import { republishCrl, revokeCertificate } from "../pki/revoke.ts";
-import { createIntermediate } from "../pki/intermediates.ts";
-import { clientsDir, fleetBundleDir } from "../pki/layout.ts";
+import { initPki, issueClientBundle, issueServerBundle, renewBundle } from "../ca/keygen.ts";
+import { type KeygenReport } from "../ca/files.ts";
+import { republishCrl, revokeCertificate } from "../ca/revoke.ts";
+import { createIntermediate } from "../ca/intermediates.ts";
+import { clientsDir, fleetBundleDir, pkiLayout } from "../ca/layout.ts";
 
 function reportKeygen(io: CliIo, report: KeygenReport) {
   for (const f of report.created) io.say(`created ${f}`);
@@ -74,7 +68,7 @@ export async function runKeygen(cmd: KeygenCommand, io: CliIo): Promise<number> 
       );
       io.say(
         `issue from it with: dockgate keygen client NAME --issuer ${cmd.name} --dir ${cmd.dir} ` +
-          `(the root key ${join(cmd.dir, "ca", "ca-key.pem")} may now go offline)`,
+          `(the root key ${pkiLayout(cmd.dir).caKey} may now go offline)`,
       );
       return 0;
     case "renew":

@@ -20,7 +20,8 @@ import {
   type TlsOutcome,
   waitForLine,
 } from "./tls_peers.ts";
-import { clientBundlePaths, initPki, issueClientBundle, pkiLayout } from "../../src/pki/keygen.ts";
+import { clientBundlePaths, pkiLayout } from "../../src/ca/layout.ts";
+import { initPki, issueClientBundle } from "../../src/ca/keygen.ts";
 
 /** A long-lived, accepted TLS connection through the gate to the echo target. */
 export class LiveClient {
