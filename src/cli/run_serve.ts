@@ -7,9 +7,11 @@
 
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { checkTrustedPath } from "../pki/trust_files.ts";
+import { checkConfigFile } from "./config_trust.ts";
 import { clientsDir } from "../pki/layout.ts";
-import { type ServeCommand, type Setting } from "./args.ts";
+import type { ServeCommand } from "./args.ts";
+import { formatSetting } from "./print_config.ts";
+import { liveSettings } from "./flags.ts";
 import { type CliIo, onStopSignals } from "./io.ts";
 import type { Logger } from "../observe/logger.ts";
 import { DEFAULT_MS, DEFAULTS } from "../config/defaults.ts";
@@ -278,8 +280,8 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
 
 const LEVELS: Record<string, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
-/** Settings a config file change applies without a restart. */
-const LIVE_SETTINGS = new Set(["allow-cn", "allow-san", "allow-ou", "policy", "log-level"]);
+/** Settings a config file change applies without a restart (the flag table's live column). */
+const LIVE_SETTINGS = liveSettings();
 
 /** The allow-lists of a command. */
 function accessPolicyOf(cmd: ServeCommand): AccessPolicy {
@@ -288,30 +290,7 @@ function accessPolicyOf(cmd: ServeCommand): AccessPolicy {
     : { allowCn: cmd.allowCn, allowSan: cmd.allowSan, allowOu: cmd.allowOu };
 }
 
-/** `name = value  (source)`. */
-function formatSetting(s: Setting): string {
-  const value = s.value === undefined
-    ? "(unset)"
-    : Array.isArray(s.value)
-    ? s.value.join(",")
-    : String(s.value);
-  return `${s.name} = ${value}  (${s.source})`;
-}
-
 /** Poll `file` once a second; `changed` when its size or mtime changes. */
-/**
- * The `--config` file is trusted like the CA bundle, the CRL and the policy file (its
- * allow-lists and policy apply live: whoever can write it can let themselves in). The file
- * cannot waive its own check: only `--insecure-key-perms` given as a flag or in the
- * environment does.
- */
-async function checkConfigFile(cmd: ServeCommand): Promise<void> {
-  if (!cmd.configFile) return;
-  const waiver = cmd.settings.find((s) => s.name === "insecure-key-perms");
-  if (waiver?.value === true && waiver.source !== "file") return;
-  await checkTrustedPath(cmd.configFile, "config file");
-}
-
 function watchConfig(file: string, changed: () => void): { stop(): void } {
   const signature = () => {
     try {
