@@ -143,3 +143,22 @@ Deno.test("log colours: the level is coloured on a terminal, never with NO_COLOR
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("build:image --help prints its usage (no stack trace); a bad flag is one line, exit 2", async () => {
+  const run = async (arg: string) => {
+    const out = await new Deno.Command(DENO, {
+      args: ["run", "-A", "--quiet", join(ROOT, "scripts", "build_image.ts"), arg],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const d = new TextDecoder();
+    return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+  };
+  const help = await run("--help");
+  assert.equal(help.code, 0, help.stderr);
+  assert.match(help.stdout, /^usage: deno task build:image /);
+  const bad = await run("--bogus");
+  assert.equal(bad.code, 2);
+  assert.equal(bad.stderr.trimEnd().split("\n").length, 1, bad.stderr);
+  assert.doesNotMatch(bad.stderr, /^\s+at /m);
+});
