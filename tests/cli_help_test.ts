@@ -162,3 +162,35 @@ Deno.test("build:image --help prints its usage (no stack trace); a bad flag is o
   assert.equal(bad.stderr.trimEnd().split("\n").length, 1, bad.stderr);
   assert.doesNotMatch(bad.stderr, /^\s+at /m);
 });
+
+Deno.test("usage errors through the real CLI: one dockgate: line with the fix, exit 2", async () => {
+  const cases: [string[], RegExp][] = [
+    [["sevre"], /^dockgate: Unknown command "sevre" \(did you mean serve\?\); the commands are /],
+    [["keygen", "--days", "-5"], /^dockgate: Invalid --days "-5": negative; expected a whole/],
+    [
+      ["serve", "--target", "/var/run/docker.sock"],
+      /is written unix:\/\/\/var\/run\/docker\.sock$/,
+    ],
+    [["help", "servr"], /^dockgate: No help for "servr" \(did you mean serve\?\)/],
+  ];
+  for (const [argv, re] of cases) {
+    const r = await runCli(argv);
+    assert.equal(r.code, 2, argv.join(" "));
+    assert.equal(r.stderr.trimEnd().split("\n").length, 1, r.stderr);
+    assert.match(r.stderr.trimEnd(), re);
+  }
+});
+
+Deno.test("help: serve's reload claim is the table's live list; connect documents --config", async () => {
+  const serve = (await runCli(["serve", "--help"])).stdout.replace(/\s+/g, " ");
+  assert.match(
+    serve,
+    /a changed --config file also applies --allow-cn, --allow-san, --allow-ou, --policy, --log-level at once/,
+  );
+  assert.doesNotMatch(serve, /restart to change them/);
+  for (const verb of ["serve", "connect"]) {
+    const text = (await runCli([verb, "--help"])).stdout;
+    assert.match(text, /--config FILE/, verb);
+    assert.match(text, /--print-config/, verb);
+  }
+});
