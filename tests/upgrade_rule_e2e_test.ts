@@ -6,7 +6,6 @@
  * Judged on the daemon's own socket, on every engine the harness has.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import {
   availableEngines,
   dockerdUnavailable,
