@@ -463,7 +463,7 @@ export class Report {
     const shown = metrics.filter((m) => m.id !== "upload_gate_cpu_s_per_GB");
     const out = [
       "",
-      `Against docker-socket-proxy's rules on HAProxy (${this.#label(sp)}: \`mode http\`, its ` +
+      "Against docker-socket-proxy's rules on HAProxy (`mode http`, its " +
       "ACLs with CONTAINERS, IMAGES, INFO, POST and its default switches on, `verify required` on " +
       "the bind; config in bench/lib/socket_proxy.ts), in the same run. Ratio = dockgate's rate ÷ " +
       "the proxy's (for `docker ps` and latency: the proxy's time ÷ dockgate's), so >1× is dockgate " +
