@@ -41,6 +41,7 @@ export const E2E_FILES: Record<string, string> = {
   "tests/image_test.ts": "builds the container image; starts dockerd",
   "tests/npm_package_test.ts": "builds and installs the npm package; starts dockerd",
   "tests/systemd_test.ts": "starts dockerd",
+  "tests/systemd_unit_test.ts": "runs serve under setpriv (root) to a real dockerd",
 };
 
 /** `"unit"` or `"e2e"`. */
