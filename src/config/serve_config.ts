@@ -7,7 +7,8 @@
  */
 
 import type { RevocationList, Revocations } from "../access/authorize.ts";
-import { issuerKeyOf } from "../pki/chain.ts";
+import { issuerKeyOf, trustStoreOf, verifyCaChain } from "../pki/chain.ts";
+import { usageFactsOf } from "../pki/usage.ts";
 import type { x509 } from "../pki/x509.ts";
 import { parseCertificatesPem } from "../pki/pem.ts";
 import { type CredentialPaths, loadCredentials } from "../pki/credentials.ts";
@@ -116,8 +117,9 @@ export async function loadServeConfig(
     insecureKeyPerms: source.insecureKeyPerms,
   });
   const files = [source.paths.cert, source.paths.key, source.paths.ca];
-  // The CA bundle was validated by loadCredentials; the CRLs are checked against it.
-  const bundle = parseCertificatesPem(creds.caPem);
+  // The CA bundle was validated by loadCredentials; the CRLs are checked against it and
+  // against the intermediates of the gate's own chain.
+  const bundle = await crlSigners(creds.certPem, parseCertificatesPem(creds.caPem));
   const crls = await loadCrls(source, bundle, previous);
   for (const c of source.crls ?? []) files.push(c.path); // watched: the first revocation is picked up
   const apiPolicy = source.apiPolicyPath
@@ -145,6 +147,34 @@ export async function loadServeConfig(
   };
   if (some) crlsOf.set(config, crls.newest);
   return config;
+}
+
+/**
+ * The CAs whose CRLs count: the CA bundle, and each intermediate of the gate's own chain
+ * (`cert.pem` after the leaf) that is a CA and chains to an anchor of the bundle. Why: step-ca
+ * and Vault hand a server its leaf plus their intermediate, and only the root as the CA file;
+ * the intermediate's CRL is signed by a CA the gate holds in its own chain but not in the
+ * bundle. Such an intermediate verifies CRLs only: it is never made a trust anchor.
+ */
+async function crlSigners(
+  certPem: string,
+  bundle: x509.X509Certificate[],
+): Promise<x509.X509Certificate[]> {
+  const own = parseCertificatesPem(certPem).slice(1);
+  const store = trustStoreOf(bundle);
+  const signers = [...bundle];
+  const known = new Set(bundle.map(issuerKeyOf));
+  for (const ca of own) {
+    if (known.has(issuerKeyOf(ca)) || !usageFactsOf(ca).isCa) continue;
+    const chain = await verifyCaChain(ca, {
+      anchors: store.anchors,
+      intermediates: [...store.intermediates, ...own],
+    });
+    if (!chain.ok) continue;
+    signers.push(ca);
+    known.add(issuerKeyOf(ca));
+  }
+  return signers;
 }
 
 /** The CRLs of a load: per issuing CA, the merged list, and the newest CRL. */

@@ -373,7 +373,7 @@ export async function verifiedCrls(
     if (!signer) {
       throw new Error(
         `not signed by a CA in the CA bundle (issuer ${nameText(crl.issuerDer)}; an ` +
-          `intermediate's CRL needs the intermediate in ca.pem)`,
+          `intermediate's CRL needs the intermediate in ca.pem or after the leaf in cert.pem)`,
       );
     }
     const { serials, number, thisUpdate, nextUpdate } = crl;
