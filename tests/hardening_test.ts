@@ -346,7 +346,7 @@ Deno.test("keygen --force under a running gate re-keys in one step: reload takes
     const alice = await env.client("alice");
     const gate = await env.serve();
     const m = gate.log().length;
-    const r = await runCli(["keygen", "--force", "--dir", env.pki]);
+    const r = await runCli(["keygen", "--force", "--new-ca", "--dir", env.pki]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /switches to the new CA, server certificate and CRL at its next reload/);
     assert.match(r.stderr, /\(alice\) were issued by the old CA/);

@@ -101,7 +101,14 @@ Deno.test("initPki re-run keeps everything; force replaces it", async () => {
     assert.match(again.notes![0], /SANs were not applied/);
 
     await issueClientBundle("alice", { dir });
-    const forced = await initPki({ dir, force: true, keyType: "p384", caDays: 100, days: 30 });
+    const forced = await initPki({
+      dir,
+      force: true,
+      newCa: true,
+      keyType: "p384",
+      caDays: 100,
+      days: 30,
+    });
     assert.deepEqual([...forced.created].sort(), [...allFiles(dir), ...crlFiles(dir)].sort());
     const after = await snapshot(allFiles(dir));
     before.forEach((content, i) => assert.notEqual(after[i], content, allFiles(dir)[i]));
@@ -116,6 +123,26 @@ Deno.test("initPki re-run keeps everything; force replaces it", async () => {
   });
 });
 
+Deno.test("keygen --force keeps the CA; replacing it takes --force --new-ca", async () => {
+  await withPkiDir(async (dir) => {
+    await initPki({ dir });
+    await issueClientBundle("alice", { dir });
+    const l = pkiLayout(dir);
+    const ca = await snapshot([l.caCert, l.caKey]);
+    const server = await snapshot([l.server.cert]);
+    const report = await initPki({ dir, force: true });
+    // The CA and so every client of it stays; the server bundle is new, from that same CA.
+    assert.deepEqual(await snapshot([l.caCert, l.caKey]), ca);
+    assert.notDeepEqual(await snapshot([l.server.cert]), server);
+    assert.match(opensslVerify(l.caCert, l.server.cert), /OK/);
+    assert.match(opensslVerify(l.caCert, clientBundlePaths(dir, "alice").cert), /OK/);
+    assert.ok(report.notes?.some((n) => /--force --new-ca/.test(n)), report.notes?.join("\n"));
+    await assert.rejects(initPki({ dir, newCa: true }), TypeError);
+    await initPki({ dir, force: true, newCa: true });
+    assert.notDeepEqual(await snapshot([l.caCert, l.caKey]), ca);
+  });
+});
+
 Deno.test("initPki force keeps the old CA in ca/retired/TIME/ and says what happens to clients", async () => {
   await withPkiDir(async (dir) => {
     await initPki({ dir });
@@ -123,8 +150,8 @@ Deno.test("initPki force keeps the old CA in ca/retired/TIME/ and says what happ
     const l = pkiLayout(dir);
     const old = await snapshot([l.caCert, l.caKey]);
     const retiredDir = join(l.caDir, "retired");
-    const first = await initPki({ dir, force: true });
-    const second = await initPki({ dir, force: true });
+    const first = await initPki({ dir, force: true, newCa: true });
+    const second = await initPki({ dir, force: true, newCa: true });
     const kept = (await readdir(retiredDir)).sort();
     assert.equal(kept.length, 2, kept.join(", "));
     // The first retirement holds the very first CA, untouched by the second --force.
@@ -223,8 +250,8 @@ Deno.test("initPki force keeps the server's earlier SANs unless new ones are giv
     await initPki({ dir, sans: ["docker.example", "10.0.0.9"] });
     const given = await sansOf(l.server.cert);
     assert.ok(given.includes("dns:docker.example") && given.includes("ip:10.0.0.9"), given.join());
-    // A new CA (keygen --force): the server's names are what clients connect by; they stay.
-    const report = await initPki({ dir, force: true });
+    // A new CA (keygen --force --new-ca): the server's names are what clients connect by.
+    const report = await initPki({ dir, force: true, newCa: true });
     assert.deepEqual(await sansOf(l.server.cert), given);
     assert.ok(report.notes?.some((n) => /names of the certificate it replaces/.test(n)));
     // New names given: those (with the defaults), not the old ones.

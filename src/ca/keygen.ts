@@ -79,6 +79,12 @@ export interface InitPkiOptions extends KeygenCommonOptions {
   sans?: string[];
   /** Name of the client bundle to create. Default: `"default"`. */
   clientName?: string;
+  /**
+   * With `force`: also replace an existing CA (kept in `ca/retired/TIME/`). Every certificate
+   * of the old CA stops working at serve's next reload, so `force` alone keeps the CA and
+   * re-issues the server and client bundles from it. Default: `false`.
+   */
+  newCa?: boolean;
 }
 
 /** Options for {@linkcode issueServerBundle}. */
@@ -162,8 +168,18 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
     refuseMixedParts(layout, client, { ca: caState, server: serverState, client: clientState });
   }
 
+  if (options.newCa === true && !force) {
+    throw new TypeError("newCa replaces the CA only together with force (--force --new-ca)");
+  }
+  // A CA that is there stays unless asked twice over: a new one locks every client out.
+  if (force && caState === "partial" && options.newCa !== true) {
+    throw new AlreadyExistsError(
+      `Incomplete CA in "${layout.caDir}" (ca.pem or ca-key.pem missing): restore it, or ` +
+        `make a new CA with --force --new-ca (every client certificate must then be re-issued)`,
+    );
+  }
   // Generate everything in memory first so that a bad option writes nothing.
-  const newCa = force || caState === "missing";
+  const newCa = (force && options.newCa === true) || caState === "missing";
   const ca = newCa
     ? await createCa({ keyType, days: options.caDays ?? 3650 })
     : await loadCa(options.dir);
@@ -192,6 +208,12 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
     await writeFileSafely(layout.caCert, ca.certPem, CERT_MODE, force, report);
   } else {
     report.kept.push(layout.caCert, layout.caKey);
+    if (force) {
+      report.notes.push(
+        `The CA in "${layout.caDir}" was kept (its clients stay valid); to replace it too: ` +
+          `--force --new-ca (every client certificate of the old CA then stops working)`,
+      );
+    }
   }
   await writeBundle(layout.server, ca.certPem, server, force, report);
   if (!server && options.sans?.length) {
@@ -253,7 +275,7 @@ function refuseMixedParts(
   }
 }
 
-/** What `keygen --force` says: where the old CA went, what serve and the clients will see. */
+/** What `keygen --force --new-ca` says: where the old CA went, what serve and the clients will see. */
 async function newCaNotes(
   layout: PkiLayout,
   clientName: string,

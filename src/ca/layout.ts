@@ -5,7 +5,7 @@
  *
  * ```text
  * DIR/ca/                 the root CA, its records (issued.json, revoked.json, crlnumber, crl.pem)
- * DIR/ca/retired/TIME/    a CA replaced by keygen --force (ca.pem, ca-key.pem), kept
+ * DIR/ca/retired/TIME/    a CA replaced by keygen --force --new-ca (ca.pem, ca-key.pem), kept
  * DIR/intermediates/NAME/ an intermediate CA, with records of its own
  * DIR/server/             the server bundle (cert.pem, key.pem, ca.pem, crl.pem)
  * DIR/servers/HOST/       a fleet server bundle (same files)
@@ -271,7 +271,7 @@ export function intermediateDir(pkiDir: string, name: string): string {
 }
 
 /**
- * Where the CAs that `keygen --force` replaced are kept: `CADIR/retired` (one `TIME/` each).
+ * Where the CAs that `keygen --force --new-ca` replaced are kept: `CADIR/retired` (one `TIME/` each).
  *
  * @example
  * ```ts

@@ -1,5 +1,5 @@
 /**
- * Keep a copy of a CA that `keygen --force` is about to replace, so that a re-key by mistake
+ * Keep a copy of a CA that `keygen --force --new-ca` is about to replace, so that a re-key by mistake
  * (or one that must be undone) never loses the only copy of the old key.
  *
  * @module

@@ -61,6 +61,8 @@ export type KeygenCommand =
     caDays: number;
     sans: string[];
     force: boolean;
+    /** With `force`: replace the CA too. */
+    newCa?: boolean;
   }
   | {
     kind: "keygen";
@@ -505,7 +507,17 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
       };
     }
     case "init":
-      return { kind: "keygen", action, dir, keyType, days, caDays: v.int("ca-days")!, sans, force };
+      return {
+        kind: "keygen",
+        action,
+        dir,
+        keyType,
+        days,
+        caDays: v.int("ca-days")!,
+        sans,
+        force,
+        ...(v.bool("new-ca") ? { newCa: true } : {}),
+      };
     case "server": {
       const host = v.str("name");
       return {

@@ -488,6 +488,13 @@ const KEYGEN_FLAGS: readonly FlagSpec[] = [
     actions: KEYGEN_ISSUING,
   },
   {
+    name: "new-ca",
+    type: "bool",
+    help: "with --force: replace the CA too (kept in ca/retired/); every client certificate " +
+      "of the old one stops working at serve's next reload",
+    actions: ["init"],
+  },
+  {
     name: "revoke-old",
     type: "bool",
     help: "revoke the earlier certificates in the same step (keygen client: with --force)",

@@ -37,8 +37,8 @@ function issue(cmd: Exclude<KeygenCommand, { action: "revoke" | "crl" }>): Promi
   const { dir, days } = cmd;
   switch (cmd.action) {
     case "init": {
-      const { keyType, caDays, sans, force } = cmd;
-      return initPki({ dir, keyType, days, caDays, sans, force });
+      const { keyType, caDays, sans, force, newCa } = cmd;
+      return initPki({ dir, keyType, days, caDays, sans, force, newCa });
     }
     case "server": {
       const { keyType, sans, force, name, issuer } = cmd;
