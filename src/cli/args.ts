@@ -8,6 +8,7 @@
  */
 
 import { join } from "node:path";
+import { clientsDir } from "../ca/layout.ts";
 import process from "node:process";
 import { hostname } from "node:os";
 import { readFileSync } from "node:fs";
@@ -689,7 +690,7 @@ function parseDoctor(args: string[]): DoctorCommand | HelpCommand {
     listen,
     server,
     clientBundle: server
-      ? v.str("client-certs") ?? `${pki ?? DEFAULTS.pkiDir}/clients/default`
+      ? v.str("client-certs") ?? clientsDir(pki ?? DEFAULTS.pkiDir, "default")
       : undefined,
   };
 }

@@ -6,9 +6,8 @@
  */
 
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { join } from "node:path";
 import { checkConfigFile } from "./config_trust.ts";
-import { clientsDir } from "../ca/layout.ts";
+import { bundleCrlPath, clientsDir } from "../ca/layout.ts";
 import type { ServeCommand } from "./args.ts";
 import { formatSetting } from "./print_config.ts";
 import { liveSettings } from "./flags.ts";
@@ -160,7 +159,7 @@ async function loadFirstConfig(run: ServeRun): Promise<void> {
     ...(run.fetcher?.paths() ?? []).map((path) => ({ path })),
   ];
   if (!explicitCrl && cmd.source.certs) {
-    crls.push({ path: join(cmd.source.certs, "crl.pem"), optional: true });
+    crls.push({ path: bundleCrlPath(cmd.source.certs), optional: true });
   }
   run.source = {
     paths,
