@@ -40,6 +40,7 @@ import { ConnectionSet, peerOf } from "./net/connections.ts";
 import { listenOn } from "./net/listen.ts";
 import { HeldInput, type RelayHandle } from "./net/relay.ts";
 import { answerRefusal, type RefusalAnswer } from "./net/refusal_answer.ts";
+import { tlsErrorReason } from "./net/tls_reason.ts";
 import { rawStrategy, type RelayStrategy } from "./net/strategy.ts";
 import { serverTlsOptions, type TlsMaterial } from "./net/tls_config.ts";
 
@@ -562,10 +563,4 @@ function refusalFor(
     return { status: 403, message: `${who} is not allowed on this gate: ${decision.reason}` };
   }
   return { status: 403, message: decision.reason };
-}
-
-function tlsErrorReason(err: Error): string {
-  const code = (err as NodeJS.ErrnoException).code;
-  const msg = err.message.replace(/\s+/g, " ").trim();
-  return code && !msg.includes(code) ? `${msg} (${code})` : msg;
 }
