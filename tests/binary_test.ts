@@ -9,6 +9,7 @@ import { mkdir, readdir, readFile, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { dockerdUnavailable, startDockerd } from "./helpers/dockerd.ts";
 import { type CliProcess, DENO, ROOT } from "./helpers/gate.ts";
+import { REFUSAL_ANSWER } from "./helpers/tls_peers.ts";
 import {
   assertDockerThroughGate,
   assertRelayAndRefusals,
@@ -119,7 +120,10 @@ Deno.test("binary: keygen, serve and connect without node, deno or node_modules"
             cert: await readFile(join(dir, "pki", "clients", "bob", "cert.pem"), "utf8"),
             key: await readFile(join(dir, "pki", "clients", "bob", "key.pem"), "utf8"),
           });
-          assert.equal(await httpGet(bob, "/revoked"), "");
+          // The gate's refusal answer alone: nothing from the target.
+          const answer = await httpGet(bob, "/revoked");
+          assert.match(answer, REFUSAL_ANSWER);
+          assert.match(answer, /Dockgate-Refused: [^\r]*revoked/);
           await serve.waitForLog(
             /WARN refused peer=127\.0\.0\.1:\d+ identity=bob .*reason="[^"]*revoked/,
           );
