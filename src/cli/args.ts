@@ -165,6 +165,8 @@ export interface ServeCommand {
   auditLog?: string;
   /** The largest request body read for inspection. */
   maxBodyBytes: number;
+  /** s8-owner: `--state-dir`, where the owner record of isolated roles lives. */
+  stateDir: string;
 }
 
 /** `dockgate policy check FILE --identity CN METHOD PATH [--body FILE]` */
@@ -612,6 +614,8 @@ function parseServe(
     "policy-mode": { type: "string", default: DEFAULTS.policyMode },
     "audit-log": { type: "string" },
     "max-body": { type: "string", default: DEFAULTS.maxBody },
+    // s8-owner: the one flag of the owner record (README "Owner isolation").
+    "state-dir": { type: "string" },
     metrics: { type: "string" },
     "unsafe-metrics": { type: "boolean", default: false },
     "require-target": { type: "boolean", default: false },
@@ -663,6 +667,9 @@ function parseServe(
     policyMode: oneOf(values["policy-mode"] as string, "--policy-mode", ["enforce", "audit"]),
     auditLog: values["audit-log"] as string | undefined,
     maxBodyBytes: usage(() => parseSize(values["max-body"] as string, "--max-body")),
+    // s8-owner: the flag, else systemd's StateDirectory= (the first of a list), else the default.
+    stateDir: (values["state-dir"] as string | undefined) ??
+      (env.STATE_DIRECTORY?.split(":")[0] || DEFAULTS.stateDir),
     logFormat: logFormat(values["log-format"] as string),
     metrics: values.metrics === undefined ? undefined : metricsAddress(
       values.metrics as string,

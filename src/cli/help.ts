@@ -100,6 +100,8 @@ dockgate keygen crl [--dir DIR]
   --audit-log FILE         JSON lines: every request of a restricted role, every connection
                            (default: stderr when --policy is given; reopened on SIGHUP)
   --max-body SIZE          largest request body read for inspection, 413 above (default ${DEFAULTS.maxBody})
+  --state-dir DIR          the owner record of isolated roles (default $STATE_DIRECTORY, else
+                           ${DEFAULTS.stateDir}); serve refuses to start when it cannot be written
   SIGHUP or a change to any of the files reloads them (allow-lists come from flags: restart to
   change them); open connections are kept unless a reload revokes or disallows them.
     Example: dockgate serve --certs /etc/dockgate/pki/server --policy policy.yaml --metrics tcp://127.0.0.1:9323`,

@@ -32,6 +32,8 @@ import { fsErrorText } from "../pki/fs_util.ts";
 import { PrometheusMetrics } from "../observe/metrics.ts";
 import { type Health, startMetricsServer } from "../observe/metrics_server.ts";
 import { DaemonClient } from "../docker/daemon_client.ts";
+import { OwnerRecordSlot } from "../docker/owner_record.ts";
+import type { ApiPolicy } from "../docker/api_policy.ts";
 import { RUNTIME } from "../net/runtime.ts";
 import { VERSION } from "../version.ts";
 import process from "node:process";
@@ -103,6 +105,9 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   await fetcher?.start();
   const config = await loadServeConfig(source);
   bundle = () => parseCertificatesPem(inForce.tls.caPem);
+  // Container ownership of isolated roles rests on this record: no record, no start.
+  const containers = new OwnerRecordSlot(cmd.stateDir);
+  if (hasIsolatedRole(config.apiPolicy)) openOwnerRecord(containers, logger);
   const auditFile = cmd.auditLog ? openAudit(cmd.auditLog) : undefined;
   // With a policy, the audit trail goes to stderr unless a file is given.
   const audit: AuditSink | undefined = auditFile ??
@@ -145,6 +150,7 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     policyMode: cmd.policyMode,
     audit,
     maxBodyBytes: cmd.maxBodyBytes,
+    containers,
     metrics,
   });
   const metricsServer = metrics && cmd.metrics
@@ -200,6 +206,15 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     logger,
     onReload: (c) => {
       inForce = c;
+      if (hasIsolatedRole(c.apiPolicy) && !containers.isOpen) {
+        try {
+          openOwnerRecord(containers, logger);
+        } catch (err) {
+          logger.log("error", "isolated roles own no container until serve restarts", {
+            reason: (err as Error).message,
+          });
+        }
+      }
       metrics?.reload(true);
       if (metrics) recordExpiries(metrics, c);
     },
@@ -272,6 +287,7 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   notifier.close();
   await metricsServer?.close();
   await auditFile?.close();
+  containers.close();
   logger.log("info", "stopped");
   return 0;
 }
@@ -421,6 +437,17 @@ async function health(cmd: ServeCommand, metrics: PrometheusMetrics): Promise<He
 
 function formatHostPort(a: { host: string; port: number }): string {
   return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+/** Whether `policy` has a role with `isolate`. */
+function hasIsolatedRole(policy: ApiPolicy | undefined): boolean {
+  return [...policy?.roles.values() ?? []].some((r) => r.isolate);
+}
+
+/** Open the owner record (throws: serve refuses to start) and say where it is. */
+function openOwnerRecord(slot: OwnerRecordSlot, logger: Logger): void {
+  const record = slot.open();
+  logger.log("info", "owner record of isolated roles", { file: record.path });
 }
 
 /** Open the audit log, with one clear line if it cannot be written. */

@@ -44,6 +44,7 @@ import type { AuditRecord, AuditSink } from "../observe/audit.ts";
 import { DaemonClient } from "./daemon_client.ts";
 import {
   type AnswerRule,
+  type ContainerRecord,
   filterAnswer,
   type IsolationPlan,
   IsolationRefusal,
@@ -85,6 +86,8 @@ export interface ApiRelayOptions {
   connectDaemon?: () => Promise<Duplex>;
   /** The daemon's version, for the shields (`shields.ts`); undefined: unknown, all active. */
   daemonVersion?: () => string | undefined;
+  /** The gate's record of the containers it created (isolation); without it none is owned. */
+  containers?: ContainerRecord;
 }
 
 /** Pieces this big are bulk (an upload): gathered per event-loop turn before writing. */
@@ -607,6 +610,7 @@ class ApiRelay {
       sharedVolumes: role.shared.volumes,
       sharedNetworks: role.shared.networks,
       allowVolumesFrom: role.spec.allowVolumesFrom ?? [],
+      containers: this.#options.containers,
     };
     let plan: IsolationPlan;
     try {
@@ -629,7 +633,7 @@ class ApiRelay {
         this.#toUpstream(edited ? Buffer.concat([headBytes, edited]) : headBytes);
       });
     };
-    if (plan.refs.length === 0) return forward(new Set(), []);
+    if (plan.refs.length === 0 && !plan.containerPrune) return forward(new Set(), []);
     this.#phase = { kind: "resolving" };
     this.#daemon ??= this.#options.connectDaemon
       ? new DaemonClient(this.#options.connectDaemon)
@@ -913,7 +917,7 @@ class ApiRelay {
     if (r.chunked ? !r.chunked.done : r.left > 0) return;
     const a = exchange.answer!;
     const body = Buffer.concat(r.data);
-    const out = filterAnswer(a.rule, r.head.status, body, a.owner, a.own);
+    const out = filterAnswer(a.rule, r.head.status, body, a.owner, a.own, this.#options.containers);
     const status = out?.status ?? r.head.status;
     const data = out ? Buffer.from(out.body) : body;
     this.#toClient(Buffer.concat([responseHeadWith(r.head, status, data.length), data]));
