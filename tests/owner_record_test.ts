@@ -116,3 +116,26 @@ Deno.test("owner record slot: nothing is owned and nothing recorded until it is 
   slot.close();
   assert.ok(!slot.has("a", id("a")));
 });
+
+Deno.test("owner record: two gates sharing the file see each other's new entries", async () => {
+  const dir = await freeTempDir("dgr-");
+  const one = OwnerRecord.open(dir);
+  const two = OwnerRecord.open(dir);
+  one.add("team-a", id("a"));
+  assert.ok(two.has("team-a", id("a")), "read on a miss");
+  assert.ok(!two.has("team-b", id("a")));
+  // A line still being written is not read until it is whole.
+  const file = join(dir, OWNER_RECORD_FILE);
+  const line = JSON.stringify(["team-b", id("b")]) + "\n";
+  await Deno.writeTextFile(file, line.slice(0, 20), { append: true });
+  assert.ok(!two.has("team-b", id("b")));
+  await Deno.writeTextFile(file, line.slice(20), { append: true });
+  assert.ok(two.has("team-b", id("b")));
+  // A line the gate did not write gives nothing, and an ID keeps its first owner.
+  await Deno.writeTextFile(file, `junk\n${JSON.stringify(["team-c", id("a")])}\n`, {
+    append: true,
+  });
+  assert.ok(!two.has("team-c", id("a")) && two.has("team-a", id("a")));
+  one.close();
+  two.close();
+});

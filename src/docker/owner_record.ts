@@ -23,6 +23,7 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
+  readSync,
   statSync,
   writeSync,
 } from "node:fs";
@@ -57,6 +58,8 @@ export class OwnerRecord implements ContainerRecord {
   readonly #path: string;
   #fd: number | undefined;
   readonly #owners = new Map<string, string>();
+  /** The bytes of the file read so far (complete lines). */
+  #offset = 0;
 
   private constructor(path: string, fd: number) {
     this.#path = path;
@@ -93,8 +96,13 @@ export class OwnerRecord implements ContainerRecord {
     return this.#path;
   }
 
-  /** Whether `owner`'s create of container `id` is in the record. */
+  /**
+   * Whether `owner`'s create of container `id` is in the record. On a miss, the lines another
+   * gate sharing the file appended since are read first.
+   */
   has(owner: string, id: string): boolean {
+    if (this.#owners.get(id) === owner) return true;
+    if (this.#fd !== undefined && !this.#owners.has(id)) this.#refresh(this.#fd);
     return this.#owners.get(id) === owner;
   }
 
@@ -138,17 +146,10 @@ export class OwnerRecord implements ContainerRecord {
       fsyncSync(fd);
     }
     const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, end));
+    this.#offset = end;
     text.split("\n").slice(0, -1).forEach((line, i) => {
-      let entry: unknown;
-      try {
-        entry = JSON.parse(line);
-      } catch {
-        entry = undefined;
-      }
-      if (
-        !Array.isArray(entry) || entry.length !== 2 || typeof entry[0] !== "string" ||
-        entry[0] === "" || typeof entry[1] !== "string" || !FULL_ID.test(entry[1])
-      ) {
+      const entry = entryOf(line);
+      if (!entry) {
         throw new Error(
           `The owner record "${this.#path}" line ${i + 1} is not an entry the gate writes: ` +
             "restore the file from a backup or move it away (the containers it names lose " +
@@ -164,6 +165,45 @@ export class OwnerRecord implements ContainerRecord {
       this.#owners.set(entry[1], entry[0]);
     });
   }
+
+  /**
+   * Read the complete lines appended since (by another gate sharing the file). What cannot be
+   * read there is skipped, and an ID keeps its first owner: skipping only takes ownership away.
+   */
+  #refresh(fd: number): void {
+    try {
+      const size = fstatSync(fd).size;
+      if (size <= this.#offset) return;
+      const bytes = new Uint8Array(size - this.#offset);
+      const got = readSync(fd, bytes, 0, bytes.length, this.#offset);
+      const end = bytes.subarray(0, got).lastIndexOf(0x0a) + 1;
+      if (end === 0) return;
+      this.#offset += end;
+      for (const line of new TextDecoder().decode(bytes.subarray(0, end)).split("\n")) {
+        const entry = entryOf(line);
+        if (entry && !this.#owners.has(entry[1])) this.#owners.set(entry[1], entry[0]);
+      }
+    } catch {
+      // Unreadable now: what is known stays, nothing is added.
+    }
+  }
+}
+
+/** A line as the gate writes it, `["<owner>","<full ID>"]`; `undefined` for anything else. */
+function entryOf(line: string): [string, string] | undefined {
+  let entry: unknown;
+  try {
+    entry = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  if (
+    !Array.isArray(entry) || entry.length !== 2 || typeof entry[0] !== "string" ||
+    entry[0] === "" || typeof entry[1] !== "string" || !FULL_ID.test(entry[1])
+  ) {
+    return undefined;
+  }
+  return [entry[0], entry[1]];
 }
 
 /** Refuse a record that another user owns or that others may write (they could add owners). */
