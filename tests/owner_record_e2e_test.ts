@@ -20,7 +20,13 @@ import {
   startDockerd,
 } from "./helpers/dockerd.ts";
 import { freeTempDir } from "./helpers/wait.ts";
-import { type ServeProcess, startPolicyGate, startServe, tlsFlags } from "./helpers/gate.ts";
+import {
+  runCli,
+  type ServeProcess,
+  startPolicyGate,
+  startServe,
+  tlsFlags,
+} from "./helpers/gate.ts";
 
 const POLICY = {
   roles: { tenant: { preset: "no-escape", isolate: true } },
@@ -193,3 +199,38 @@ for (const engine of availableEngines()) {
     }
   });
 }
+
+Deno.test("owner record: serve with isolated roles refuses to start without a record it can write", async () => {
+  const work = await freeTempDir("dgo-");
+  try {
+    assert.equal((await runCli(["keygen", "--dir", join(work, "pki")])).code, 0);
+    const policy = join(work, "policy.json");
+    await Deno.writeTextFile(policy, JSON.stringify(POLICY), { mode: 0o600 });
+    const blocker = join(work, "file");
+    await Deno.writeTextFile(blocker, "");
+    const args = (stateDir: string, env = false) => [
+      "serve",
+      "--listen",
+      "127.0.0.1:0",
+      "--target",
+      `unix://${join(work, "no.sock")}`,
+      "--certs",
+      join(work, "pki", "server"),
+      "--policy",
+      policy,
+      ...(env ? [] : ["--state-dir", stateDir]),
+    ];
+    const r = await runCli(args(join(blocker, "state")), { timeoutMs: 30_000 });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /Cannot open the owner record ".*file\/state\/owners\.jsonl"/);
+    // systemd's StateDirectory= is the default: the same refusal through $STATE_DIRECTORY.
+    const e = await runCli(args("", true), {
+      env: { STATE_DIRECTORY: join(blocker, "sd") },
+      timeoutMs: 30_000,
+    });
+    assert.equal(e.code, 1, e.stderr);
+    assert.match(e.stderr, /file\/sd\/owners\.jsonl/);
+  } finally {
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+});
