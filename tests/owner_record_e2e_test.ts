@@ -63,6 +63,7 @@ for (const engine of availableEngines()) {
       const inspect = async (name: string, format: string) =>
         ok(`inspect ${name}`, await d.docker(["inspect", "-f", format, name])).stdout.trim();
 
+      const since = String(Math.floor(Date.now() / 1000) - 1);
       // The admin's image with team-b's owner label, and containers dockerd made from it.
       ok("create tmp", await d.docker(["create", "--name", "tmp", d.image]));
       const rootfs = join(work, "rootfs.tar");
@@ -123,6 +124,26 @@ for (const engine of availableEngines()) {
         if ((await d.docker(["inspect", forged])).code !== 0) through.push("rm removed forged");
         assert.deepEqual(through, []);
         assert.equal(await inspect("forged", "{{.State.Running}}"), "true");
+      });
+
+      await t.step("team-b's events are its own containers' only", async () => {
+        ok(
+          "run b0",
+          await as("team-b", ["run", "--name", "b0", "--network", "none", d.image, "true"]),
+        );
+        const b0 = await inspect("b0", "{{.Id}}");
+        const until = String(Math.floor(Date.now() / 1000) + 1);
+        const args = ["events", "--since", since, "--until", until, "--format", "{{.Actor.ID}}"];
+        const ids = ok("events", await as("team-b", args)).stdout;
+        assert.ok(ids.includes(b0), ids);
+        assert.ok(!ids.includes(forged) && !ids.includes(forged2), ids);
+        // On the daemon's socket, with the same label filter: the forged ones are there.
+        const all = ok(
+          "events direct",
+          await d.docker([...args, "--filter", "label=dockgate.owner=team-b"]),
+        ).stdout;
+        assert.ok(all.includes(forged) && all.includes(b0), all);
+        ok("rm b0", await as("team-b", ["rm", "b0"]));
       });
 
       await t.step("team-b's own containers work, also after a restart of the gate", async () => {

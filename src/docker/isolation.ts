@@ -102,7 +102,9 @@ export type AnswerRule =
   /** A container create: recorded for the owner when created; a conflict as above. */
   | { kind: "container-create"; name: string }
   /** A container list: only the owner's (label and record, {@linkcode containerOwner}). */
-  | { kind: "container-list" };
+  | { kind: "container-list" }
+  /** The event stream: container events only of the owner's containers ({@linkcode keepEvent}). */
+  | { kind: "event-stream" };
 
 /** What {@linkcode planIsolation} decided for one request. */
 export interface IsolationPlan {
@@ -257,6 +259,7 @@ export function planIsolation(
   if (route === "POST /containers/prune") plan.containerPrune = true;
   // The label filter leaves the containers whose image carries the owner's label.
   if (route === "GET /containers/json") plan.answer = { kind: "container-list" };
+  if (route === "GET /events") plan.answer = { kind: "event-stream" };
   if (method === "POST" && segs.length === 3 && segs[0] === "containers" && segs[2] === "rename") {
     // dockerd's 409 names the container that has the name: maybe another owner's.
     const [name] = editor.query("name");
@@ -789,7 +792,45 @@ export function filterAnswer(
     }
     case "create-conflict":
       return conflictAnswer(status, rule.name);
+    case "event-stream": {
+      // A stream with a length (an answer with `until`) is read whole: the same line rule.
+      if (status !== 200) return undefined;
+      const lines = new TextDecoder().decode(body).split("\n").filter((l) => l !== "");
+      const kept = lines.filter((l) => keepEvent(l, owner, record));
+      return { status, body: new TextEncoder().encode(kept.map((l) => l + "\n").join("")) };
+    }
   }
+}
+
+/**
+ * Whether one line of the daemon's event stream goes to `owner`: the daemon filtered it by
+ * the owner label already, and a container's event (an exec's too: its actor is the
+ * container) goes only when the container is the owner's by {@linkcode containerOwner} (its
+ * image may have given it the label). Other events stay; a line that is no event is dropped.
+ *
+ * @example
+ * ```ts
+ * import { keepEvent } from "./isolation.ts";
+ * const id = "c".repeat(64);
+ * const record = { has: (o: string, i: string) => o === "b" && i === id, add() {} };
+ * const ev = (i: string) => JSON.stringify({ Type: "container", Actor: { ID: i, Attributes: { "dockgate.owner": "b" } } });
+ * if (!keepEvent(ev(id), "b", record) || keepEvent(ev("d".repeat(64)), "b", record)) throw new Error();
+ * ```
+ */
+export function keepEvent(
+  line: string,
+  owner: string,
+  record: ContainerRecord | undefined,
+): boolean {
+  let ev;
+  try {
+    ev = JSON.parse(line);
+  } catch {
+    return false;
+  }
+  if (typeof ev !== "object" || ev === null || Array.isArray(ev)) return false;
+  if (ev.Type !== "container") return true;
+  return containerOwner(ev.Actor?.Attributes, ev.Actor?.ID, record) === owner;
 }
 
 /** A 409 on create or rename, without the name of the container that has the name. */
