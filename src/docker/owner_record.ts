@@ -29,7 +29,7 @@ import {
 } from "node:fs";
 import { dirname, join } from "node:path";
 import process from "node:process";
-import { fsErrorText } from "../pki/fs_util.ts";
+import { fsErrorText } from "../util/fs_util.ts";
 import type { ContainerRecord } from "./isolation.ts";
 
 /** The record's file name inside the state directory. */
