@@ -140,6 +140,8 @@ export {
 export type { EscapeAllowances } from "./src/docker/no_escape.ts";
 export { type ApiTarget, parseApiTarget } from "./src/docker/api_path.ts";
 export { HttpError } from "./src/docker/http.ts";
+export type { ContainerRecord } from "./src/docker/isolation.ts";
+export { OwnerRecord } from "./src/docker/owner_record.ts";
 export {
   JsonError,
   type JsonObject,

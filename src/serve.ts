@@ -31,7 +31,7 @@ import { HandshakeSlots, ThrottledRefusals } from "./net/handshakes.ts";
 import type { AccessPolicy } from "./access/policy.ts";
 import { type ApiPolicy, type Role, roleFor } from "./docker/api_policy.ts";
 import { apiStrategy } from "./docker/strategy.ts";
-import { ownerKey } from "./docker/isolation.ts";
+import { type ContainerRecord, ownerKey } from "./docker/isolation.ts";
 import type { AuditSink } from "./observe/audit.ts";
 import { displayName, type PeerIdentity } from "./access/identity.ts";
 import type { GateMetrics } from "./observe/metrics.ts";
@@ -103,6 +103,12 @@ export interface ServeOptions {
   audit?: AuditSink;
   /** The largest request body read for inspection (bigger ones get 413). Default: 1 MiB. */
   maxBodyBytes?: number;
+  /**
+   * The gate's record of the containers it created for each owner (`docker/owner_record.ts`),
+   * on which container ownership rests for isolated roles. Default: none (no container is
+   * anyone's: isolated roles see none).
+   */
+  containers?: ContainerRecord;
   /**
    * Choose the relay for an identity, overriding the API policy's choice. For tests of the
    * relays; its types are internal.
@@ -420,6 +426,7 @@ class Gate {
       audit: this.#options.audit,
       maxBodyBytes: this.#options.maxBodyBytes,
       resolveSymlinks: this.#options.target.transport === "unix",
+      containers: this.#options.containers,
     });
   }
 

@@ -85,6 +85,9 @@ Deno.test({
       policyFile,
       "--audit-log",
       auditLog,
+      // Shared with the Node gate below: both read the one record of who created what.
+      "--state-dir",
+      join(work, "state"),
     ]);
     const g = gate;
     const as = (who: string, args: string[], stdin?: string) =>
@@ -563,6 +566,8 @@ networks: { back: {} }
         policyFile,
         "--audit-log",
         join(work, "audit-node.log"),
+        "--state-dir",
+        join(work, "state"),
       ], { runtime: "node" });
       try {
         const viaNode = (who: string, args: string[]) =>

@@ -192,8 +192,14 @@ Deno.test("isolation: references in a create body, rewritten to full IDs", () =>
 
 Deno.test("isolation: answers that list every owner's objects are filtered", () => {
   const mine = { Id: "a", Labels: { "dockgate.owner": "team-a" } };
+  // "f" has team-a's label from its image: the gate's record does not have it.
+  const record = { has: (o: string, id: string) => o === "team-a" && id === "a", add() {} };
   const df = {
-    Containers: [mine, { Id: "b", Labels: { "dockgate.owner": "team-b" } }],
+    Containers: [
+      mine,
+      { Id: "b", Labels: { "dockgate.owner": "team-b" } },
+      { Id: "f", Labels: { "dockgate.owner": "team-a" } },
+    ],
     Volumes: [{ Name: "x", Labels: null }],
     Images: [{}],
   };
@@ -203,6 +209,7 @@ Deno.test("isolation: answers that list every owner's objects are filtered", () 
     enc(JSON.stringify(df)),
     "team-a",
     new Set(),
+    record,
   )!;
   const got = JSON.parse(new TextDecoder().decode(out.body));
   assert.deepEqual(got.Containers, [mine]);

@@ -148,7 +148,16 @@ async function policyArgs(ctx: StartContext, isolate = false): Promise<string[]>
     }),
     { mode: 0o600 },
   );
-  return ["--policy", file, "--audit-log", join(ctx.dir, "audit.log")];
+  const args = ["--policy", file, "--audit-log", join(ctx.dir, "audit.log")];
+  if (!isolate) return args;
+  // The container the target answers for (bench/tools/target.mjs) is the identity's by the
+  // gate's record, as it would be after the gate forwarded its create.
+  const state = join(ctx.dir, "state");
+  await Deno.mkdir(state, { recursive: true, mode: 0o700 });
+  await Deno.writeTextFile(join(state, "owners.jsonl"), `["default","${"b".repeat(64)}"]\n`, {
+    mode: 0o600,
+  });
+  return [...args, "--state-dir", state];
 }
 
 /** dockgate serve on Deno, the client a no-escape identity (the policy relay). */

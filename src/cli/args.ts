@@ -181,6 +181,8 @@ export interface ServeCommand {
   auditLog?: string;
   /** The largest request body read for inspection. */
   maxBodyBytes: number;
+  /** s8-owner: `--state-dir`, where the owner record of isolated roles lives. */
+  stateDir: string;
 }
 
 /** `dockgate policy check FILE --identity CN METHOD PATH [--body FILE]` */
@@ -612,6 +614,8 @@ function parseServe(
     policyMode: v.choice("policy-mode"),
     auditLog: v.str("audit-log"),
     maxBodyBytes: v.size("max-body")!,
+    // s8-owner: the flag, else systemd's StateDirectory= (the first of a list), else the default.
+    stateDir: v.str("state-dir") ?? (env.STATE_DIRECTORY?.split(":")[0] || DEFAULTS.stateDir),
     logFormat: v.choice("log-format"),
     metrics: metricsAddress(v),
     requireTarget: v.bool("require-target"),

@@ -353,6 +353,15 @@ const SERVE_FLAGS: readonly FlagSpec[] = [
     default: DEFAULTS.maxBody,
     help: "largest request body read for inspection (413 above)",
   },
+  // s8-owner: the owner record of isolated roles (README "Shared Docker hosts").
+  {
+    name: "state-dir",
+    type: "path",
+    value: "DIR",
+    defaultText: `$STATE_DIRECTORY, else ${DEFAULTS.stateDir}`,
+    help: "where the owner record of isolated roles lives; serve refuses to start with " +
+      "isolated roles when it cannot be written",
+  },
   {
     name: "metrics",
     type: "address",

@@ -41,6 +41,8 @@ import { listenFdFromEnv, systemdNotifier } from "../net/systemd.ts";
 import { parseCertificatesPem } from "../pki/pem.ts";
 import { CrlFetcher } from "../config/crl_fetch.ts";
 import { crlStaleness } from "../access/authorize.ts";
+import { OwnerRecordSlot } from "../docker/owner_record.ts";
+import type { ApiPolicy } from "../docker/api_policy.ts";
 
 /** What a running serve is made of; the steps of {@linkcode runServe} fill it in. */
 interface ServeRun {
@@ -60,6 +62,8 @@ interface ServeRun {
   metrics?: PrometheusMetrics;
   auditFile?: AuditFile;
   audit?: AuditSink;
+  /** The owner record of isolated roles (`--state-dir`), opened when a role is isolated. */
+  containers: OwnerRecordSlot;
 }
 
 /** `dockgate serve …`: load the configuration, start the gate, reload and stop on signals. */
@@ -72,6 +76,8 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   const run = levelledRun(cmd, io);
   await firstRunPki(run);
   await loadFirstConfig(run);
+  // Container ownership of isolated roles rests on this record: no record, no start.
+  if (hasIsolatedRole(run.inForce.apiPolicy)) openOwnerRecord(run);
   openAudit(run);
   await checkTarget(run);
   run.metrics = cmd.metrics
@@ -101,6 +107,7 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   notifier.close();
   await metricsServer?.close();
   await run.auditFile?.close();
+  run.containers.close();
   run.logger.log("info", "stopped");
   return 0;
 }
@@ -121,6 +128,7 @@ function levelledRun(cmd: ServeCommand, io: CliIo): ServeRun {
     source: undefined as unknown as ServeConfigSource, // set by loadFirstConfig
     inForce: undefined as unknown as ServeConfig, // set by loadFirstConfig
     onCrlChange: () => {},
+    containers: new OwnerRecordSlot(cmd.stateDir),
   };
 }
 
@@ -218,6 +226,7 @@ function startGate(run: ServeRun, listenFd: number | undefined): Promise<ServeHa
     policyMode: cmd.policyMode,
     audit: run.audit,
     maxBodyBytes: cmd.maxBodyBytes,
+    containers: run.containers,
     metrics: run.metrics,
   });
 }
@@ -272,6 +281,17 @@ function logStartup({ cmd, logger, inForce: config, source }: ServeRun, gate: Se
   warnExpiring(logger, config);
 }
 
+/** Whether `policy` has a role with `isolate`. */
+function hasIsolatedRole(policy: ApiPolicy | undefined): boolean {
+  return [...policy?.roles.values() ?? []].some((r) => r.isolate);
+}
+
+/** Open the owner record (throws: serve refuses to start) and say where it is. */
+function openOwnerRecord(run: ServeRun): void {
+  const record = run.containers.open();
+  run.logger.log("info", "owner record of isolated roles", { file: record.path });
+}
+
 /** The reloader (SIGHUP, file polling, fetched CRLs). */
 function startReloading(run: ServeRun, gate: ServeHandle): Reloader {
   const reloader = startReloader({
@@ -281,6 +301,15 @@ function startReloading(run: ServeRun, gate: ServeHandle): Reloader {
     logger: run.logger,
     onReload: (c) => {
       run.inForce = c;
+      if (hasIsolatedRole(c.apiPolicy) && !run.containers.isOpen) {
+        try {
+          openOwnerRecord(run);
+        } catch (err) {
+          run.logger.log("error", "isolated roles own no container until serve restarts", {
+            reason: (err as Error).message,
+          });
+        }
+      }
       run.metrics?.reload(true);
       if (run.metrics) recordExpiries(run.metrics, c);
     },

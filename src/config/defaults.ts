@@ -60,6 +60,8 @@ export const DEFAULTS = {
   policyMode: "enforce",
   /** `serve --max-body`: the largest request body read for inspection. */
   maxBody: "1MiB",
+  /** `serve --state-dir` without `$STATE_DIRECTORY`: where the owner record lives. */
+  stateDir: "/var/lib/dockgate",
   /** `connect --drain-timeout`. */
   connectDrainTimeout: "5s",
   /** How long serve waits for the target to accept a connection. */

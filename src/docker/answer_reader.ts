@@ -18,7 +18,7 @@ import {
   responseHeadWith,
 } from "./http.ts";
 import { mediaTypeOf } from "./request_body.ts";
-import { filterAnswer } from "./isolation.ts";
+import { filterAnswer, keepEvent } from "./isolation.ts";
 import type { Exchange } from "./relay_exchange.ts";
 
 /** The largest answer the gate reads whole to filter it for an owner. */
@@ -35,7 +35,9 @@ type AnswerPhase =
     data: Buffer[];
     size: number;
   }
-  | { kind: "raw" };
+  | { kind: "raw" }
+  /** A chunked stream of JSON lines passed on line by line, each kept or dropped by its rule. */
+  | { kind: "lines"; chunked: ChunkedReader; pending: Buffer };
 
 /** What the answer reader asks of the coordinator. */
 export interface AnswerHost {
@@ -113,6 +115,8 @@ export class AnswerReader {
         if (!this.#readHead(exchange)) return;
       } else if (this.#phase.kind === "filter") {
         this.#filter(exchange, this.#phase);
+      } else if (this.#phase.kind === "lines") {
+        this.#lines(exchange, this.#phase);
       } else {
         this.#passBody(exchange, this.#phase);
       }
@@ -136,6 +140,16 @@ export class AnswerReader {
       return false;
     }
     const framing = responseFraming(head, exchange.method);
+    if (
+      exchange.answer?.rule.kind === "event-stream" && head.status === 200 &&
+      framing.kind === "chunked"
+    ) {
+      // The event stream never ends by itself: passed on line by line, not read whole.
+      exchange.status = head.status;
+      this.#host.toClient(headBytes);
+      this.#phase = { kind: "lines", chunked: new ChunkedReader(), pending: Buffer.alloc(0) };
+      return true;
+    }
     if (exchange.answer && head.status >= 200 && framing.kind !== "none") {
       if (framing.kind === "close") throw new Error("an answer to filter has no length");
       exchange.status = head.status;
@@ -179,6 +193,35 @@ export class AnswerReader {
     }
   }
 
+  /**
+   * Pass on the complete lines of a chunked event stream that the owner may see, each as a
+   * chunk of its own; a line longer than the filter's cap ends the connection.
+   */
+  #lines(exchange: Exchange, r: Extract<AnswerPhase, { kind: "lines" }>): void {
+    const data: Buffer[] = [r.pending];
+    const used = r.chunked.feed(this.#buffer, (d) => void data.push(Buffer.from(d)));
+    this.#buffer = this.#buffer.subarray(used);
+    exchange.bytesOut += used;
+    let text = Buffer.concat(data);
+    const a = exchange.answer!;
+    const out: Buffer[] = [];
+    for (let nl = text.indexOf(0x0a); nl !== -1; nl = text.indexOf(0x0a)) {
+      const line = text.subarray(0, nl + 1);
+      text = text.subarray(nl + 1);
+      if (keepEvent(line.toString("utf8"), a.owner, a.record)) {
+        out.push(Buffer.from(`${line.length.toString(16)}\r\n`), line, Buffer.from("\r\n"));
+      }
+    }
+    if (text.length > MAX_FILTERED_ANSWER) throw new Error("an event line is too long");
+    r.pending = Buffer.from(text);
+    if (r.chunked.done) out.push(Buffer.from("0\r\n\r\n")); // a torn last line is dropped
+    if (out.length) this.#host.toClient(Buffer.concat(out));
+    if (r.chunked.done) {
+      this.#phase = { kind: "head" };
+      this.#host.answered(exchange);
+    }
+  }
+
   /** Read an answer to filter whole, then send the owner's view of it. */
   #filter(exchange: Exchange, r: Extract<AnswerPhase, { kind: "filter" }>): void {
     let used: number;
@@ -199,7 +242,7 @@ export class AnswerReader {
     if (r.chunked ? !r.chunked.done : r.left > 0) return;
     const a = exchange.answer!;
     const body = Buffer.concat(r.data);
-    const out = filterAnswer(a.rule, r.head.status, body, a.owner, a.own);
+    const out = filterAnswer(a.rule, r.head.status, body, a.owner, a.own, a.record);
     const status = out?.status ?? r.head.status;
     const data = out ? Buffer.from(out.body) : body;
     this.#host.toClient(Buffer.concat([responseHeadWith(r.head, status, data.length), data]));

@@ -27,6 +27,7 @@
 import { Buffer } from "node:buffer";
 import type { Duplex } from "node:stream";
 import type { Role } from "./api_policy.ts";
+import type { ContainerRecord } from "./isolation.ts";
 import type { AuditSink } from "../observe/audit.ts";
 import type { HeldInput, RelayHandle, RelayResult } from "../net/relay.ts";
 import { type FlowControl, runtimeFlowControl } from "../net/relay.ts";
@@ -57,6 +58,8 @@ export interface ApiRelayOptions {
   connectDaemon?: () => Promise<Duplex>;
   /** The daemon's version, for the shields (`shields.ts`); undefined: unknown, all active. */
   daemonVersion?: () => string | undefined;
+  /** The gate's record of the containers it created (isolation); without it none is owned. */
+  containers?: ContainerRecord;
 }
 
 /** The default cap of an inspected body. */
@@ -125,6 +128,7 @@ class ApiRelay {
       who: options.who,
       connectDaemon: options.connectDaemon,
       whenIdle: () => this.#whenIdle(),
+      containers: options.containers,
     });
     this.#requests = this.#newRequestReader();
     this.#answers = new AnswerReader({

@@ -66,6 +66,8 @@ export interface IsolationSettings {
   sharedNetworks: readonly string[];
   /** Containers the role's `allowVolumesFrom` names: usable without an owner check. */
   allowVolumesFrom: readonly string[];
+  /** The gate's record of the containers it created; without it no container is anyone's. */
+  containers?: ContainerRecord;
 }
 
 /** The kinds of object an owner has. */
@@ -96,7 +98,13 @@ export type AnswerRule =
   /** A created (or existing, same name) volume must be the owner's. */
   | { kind: "volume-owner"; name: string }
   /** A name conflict on create or rename must not name the other container. */
-  | { kind: "create-conflict"; name: string };
+  | { kind: "create-conflict"; name: string }
+  /** A container create: recorded for the owner when created; a conflict as above. */
+  | { kind: "container-create"; name: string }
+  /** A container list: only the owner's (label and record, {@linkcode containerOwner}). */
+  | { kind: "container-list" }
+  /** The event stream: container events only of the owner's containers ({@linkcode keepEvent}). */
+  | { kind: "event-stream" };
 
 /** What {@linkcode planIsolation} decided for one request. */
 export interface IsolationPlan {
@@ -110,6 +118,11 @@ export interface IsolationPlan {
   answer?: AnswerRule;
   /** What was done, for the audit record. */
   notes: string[];
+  /**
+   * A container prune: dockerd prunes by label, so it goes ahead only when every container
+   * with the owner's label is the owner's by the record (`owner_check.ts`).
+   */
+  containerPrune?: boolean;
 }
 
 /** A request refused by the isolation rules. */
@@ -243,6 +256,10 @@ export function planIsolation(
     plan.notes.push("owner filter");
   }
   if (route === "GET /system/df") plan.answer = { kind: "system-df" };
+  if (route === "POST /containers/prune") plan.containerPrune = true;
+  // The label filter leaves the containers whose image carries the owner's label.
+  if (route === "GET /containers/json") plan.answer = { kind: "container-list" };
+  if (route === "GET /events") plan.answer = { kind: "event-stream" };
   if (method === "POST" && segs.length === 3 && segs[0] === "containers" && segs[2] === "rename") {
     // dockerd's 409 names the container that has the name: maybe another owner's.
     const [name] = editor.query("name");
@@ -379,7 +396,7 @@ function bodyReferences(
   if (route === "POST /containers/create") {
     addOwnerLabel(doc, root, settings.owner);
     const [name] = plan.target.query("name");
-    plan.answer = { kind: "create-conflict", name: name ?? "" };
+    plan.answer = { kind: "container-create", name: name ?? "" };
     containerReferences(settings, plan, doc, root);
   } else if (route === "POST /volumes/create") {
     const name = typeof root.Name === "string" ? root.Name : "";
@@ -668,15 +685,53 @@ export function ownerOf(labels: unknown): string | undefined {
   return typeof v === "string" ? v : undefined;
 }
 
+/** The gate's record of the containers it created for each owner (`owner_record.ts`). */
+export interface ContainerRecord {
+  /** Whether the gate created container `id` (a full ID) for `owner`. */
+  has(owner: string, id: string): boolean;
+  /** Record a create, durably, before its answer is sent; throws when it cannot. */
+  add(owner: string, id: string): void;
+}
+
+/**
+ * The owner of a container: its owner label, when the gate's record says that the gate created
+ * it (full ID `id`) for that owner; `undefined` otherwise. The one rule for containers (lists,
+ * `/system/df`, every reference): a label alone can come from the container's image (dockerd
+ * merges an image's labels into the containers it creates from it, and gives a build's RUN
+ * containers only the image's), and an image's labels are anyone's to write.
+ *
+ * @example
+ * ```ts
+ * import { containerOwner } from "./isolation.ts";
+ * const id = "c".repeat(64);
+ * const record = { has: (o: string, i: string) => o === "b" && i === id, add() {} };
+ * if (containerOwner({ "dockgate.owner": "b" }, id, record) !== "b") throw new Error();
+ * if (containerOwner({ "dockgate.owner": "b" }, "d".repeat(64), record) !== undefined) throw new Error();
+ * if (containerOwner({ "dockgate.owner": "b" }, id, undefined) !== undefined) throw new Error();
+ * ```
+ */
+export function containerOwner(
+  labels: unknown,
+  id: unknown,
+  record: ContainerRecord | undefined,
+): string | undefined {
+  const owner = ownerOf(labels);
+  if (owner === undefined || typeof id !== "string" || !record) return undefined;
+  return record.has(owner, id) ? owner : undefined;
+}
+
 /**
  * The answer a rule makes of the daemon's `status` and JSON `body` for `owner`; `undefined`
- * keeps it as it is. `ownContainers` are the owner's container IDs (for a network's list).
+ * keeps it as it is. `ownContainers` are the owner's container IDs (for a network's list),
+ * `record` the gate's record of the containers it created ({@linkcode containerOwner}; a
+ * container create's answer is recorded there before it is sent).
  *
  * @example
  * ```ts
  * import { filterAnswer } from "./isolation.ts";
- * const body = new TextEncoder().encode(JSON.stringify({ Containers: [{ Id: "a", Labels: { "dockgate.owner": "x" } }, { Id: "b", Labels: {} }], Volumes: [] }));
- * const out = filterAnswer({ kind: "system-df" }, 200, body, "x", new Set());
+ * const record = { has: (o: string, i: string) => o === "x" && i === "a", add() {} };
+ * const body = new TextEncoder().encode(JSON.stringify({ Containers: [{ Id: "a", Labels: { "dockgate.owner": "x" } }, { Id: "b", Labels: { "dockgate.owner": "x" } }], Volumes: [] }));
+ * const out = filterAnswer({ kind: "system-df" }, 200, body, "x", new Set(), record);
  * if (JSON.parse(new TextDecoder().decode(out!.body)).Containers.length !== 1) throw new Error();
  * ```
  */
@@ -686,6 +741,7 @@ export function filterAnswer(
   body: Uint8Array,
   owner: string,
   ownContainers: ReadonlySet<string>,
+  record?: ContainerRecord,
 ): { status: number; body: Uint8Array } | undefined {
   const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v) + "\n");
   const parsed = () => {
@@ -695,15 +751,30 @@ export function filterAnswer(
       throw new HttpError(502, "the daemon's answer is not JSON");
     }
   };
+  const mine = (c: { Id?: unknown; Labels?: unknown }) =>
+    containerOwner(c?.Labels, c?.Id, record) === owner;
   switch (rule.kind) {
     case "system-df": {
       if (status !== 200) return undefined;
       const df = parsed();
-      const mine = (o: { Labels?: unknown }) => ownerOf(o?.Labels) === owner;
       if (Array.isArray(df.Containers)) df.Containers = df.Containers.filter(mine);
-      if (Array.isArray(df.Volumes)) df.Volumes = df.Volumes.filter(mine);
+      if (Array.isArray(df.Volumes)) {
+        df.Volumes = df.Volumes.filter((v: { Labels?: unknown }) => ownerOf(v?.Labels) === owner);
+      }
       return { status, body: json(df) };
     }
+    case "container-list": {
+      if (status !== 200) return undefined;
+      const list = parsed();
+      if (!Array.isArray(list)) {
+        // Answered in line (a throw here would cut the connection and the answers before it).
+        return { status: 502, body: json({ message: "the daemon's container list is no list" }) };
+      }
+      return { status, body: json(list.filter(mine)) };
+    }
+    case "container-create":
+      if (status === 201) return recordCreate(parsed(), owner, record);
+      return conflictAnswer(status, rule.name);
     case "network-containers": {
       if (status !== 200) return undefined;
       const n = parsed();
@@ -720,14 +791,76 @@ export function filterAnswer(
       return { status: 409, body: json({ message: `volume name ${rule.name} is already in use` }) };
     }
     case "create-conflict":
-      if (status !== 409) return undefined;
-      return {
-        status,
-        body: json({
-          message: `Conflict. The container name "/${
-            rule.name.replace(/^\//, "")
-          }" is already in use.`,
-        }),
-      };
+      return conflictAnswer(status, rule.name);
+    case "event-stream": {
+      // A stream with a length (an answer with `until`) is read whole: the same line rule.
+      if (status !== 200) return undefined;
+      const lines = new TextDecoder().decode(body).split("\n").filter((l) => l !== "");
+      const kept = lines.filter((l) => keepEvent(l, owner, record));
+      return { status, body: new TextEncoder().encode(kept.map((l) => l + "\n").join("")) };
+    }
+  }
+}
+
+/**
+ * Whether one line of the daemon's event stream goes to `owner`: the daemon filtered it by
+ * the owner label already, and a container's event (an exec's too: its actor is the
+ * container) goes only when the container is the owner's by {@linkcode containerOwner} (its
+ * image may have given it the label). Other events stay; a line that is no event is dropped.
+ *
+ * @example
+ * ```ts
+ * import { keepEvent } from "./isolation.ts";
+ * const id = "c".repeat(64);
+ * const record = { has: (o: string, i: string) => o === "b" && i === id, add() {} };
+ * const ev = (i: string) => JSON.stringify({ Type: "container", Actor: { ID: i, Attributes: { "dockgate.owner": "b" } } });
+ * if (!keepEvent(ev(id), "b", record) || keepEvent(ev("d".repeat(64)), "b", record)) throw new Error();
+ * ```
+ */
+export function keepEvent(
+  line: string,
+  owner: string,
+  record: ContainerRecord | undefined,
+): boolean {
+  let ev;
+  try {
+    ev = JSON.parse(line);
+  } catch {
+    return false;
+  }
+  if (typeof ev !== "object" || ev === null || Array.isArray(ev)) return false;
+  if (ev.Type !== "container") return true;
+  return containerOwner(ev.Actor?.Attributes, ev.Actor?.ID, record) === owner;
+}
+
+/** A 409 on create or rename, without the name of the container that has the name. */
+function conflictAnswer(
+  status: number,
+  name: string,
+): { status: number; body: Uint8Array } | undefined {
+  if (status !== 409) return undefined;
+  const message = `Conflict. The container name "/${name.replace(/^\//, "")}" is already in use.`;
+  return { status, body: new TextEncoder().encode(JSON.stringify({ message }) + "\n") };
+}
+
+/**
+ * A created container, recorded for its owner before the client hears of it; when it cannot
+ * be recorded the client gets a 500 saying so (the container exists, and has no owner).
+ */
+function recordCreate(
+  answer: { Id?: unknown },
+  owner: string,
+  record: ContainerRecord | undefined,
+): { status: number; body: Uint8Array } | undefined {
+  try {
+    if (!record) throw new Error("the gate has no owner record (serve --state-dir)");
+    if (typeof answer?.Id !== "string") throw new Error("the daemon's answer has no Id");
+    record.add(owner, answer.Id);
+    return undefined;
+  } catch (err) {
+    const message = `dockgate could not record the new container's owner: ${
+      (err as Error).message
+    }`;
+    return { status: 500, body: new TextEncoder().encode(JSON.stringify({ message }) + "\n") };
   }
 }

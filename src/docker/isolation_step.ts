@@ -15,6 +15,7 @@ import type { ApiTarget } from "./api_path.ts";
 import type { ApiDecision, Role } from "./api_policy.ts";
 import { DaemonClient } from "./daemon_client.ts";
 import {
+  type ContainerRecord,
   type IsolationPlan,
   IsolationRefusal,
   type IsolationSettings,
@@ -92,6 +93,11 @@ export interface IsolationStepOptions {
   whenIdle: () => Promise<void>;
   /** The gate-wide volume holds. Default: {@linkcode GATE_VOLUME_HOLDS}. */
   holds?: VolumeHolds;
+  /**
+   * The gate's record of the containers it created: a container is the owner's by its label
+   * and this record (none: no container is anyone's).
+   */
+  containers?: ContainerRecord;
 }
 
 /** The volume holds a request needs: names it uses, or names it removes (`"all"`: a prune). */
@@ -115,6 +121,7 @@ export class IsolationStep {
   readonly #connectDaemon: (() => Promise<Duplex>) | undefined;
   readonly #whenIdle: () => Promise<void>;
   readonly #holds: VolumeHolds;
+  readonly #containers: ContainerRecord | undefined;
   /** The owner checks' own connection to the daemon, opened when first needed. */
   #daemon: DaemonClient | undefined;
 
@@ -124,6 +131,7 @@ export class IsolationStep {
     this.#connectDaemon = options.connectDaemon;
     this.#whenIdle = options.whenIdle;
     this.#holds = options.holds ?? GATE_VOLUME_HOLDS;
+    this.#containers = options.containers;
   }
 
   /**
@@ -138,6 +146,7 @@ export class IsolationStep {
       sharedVolumes: role.shared.volumes,
       sharedNetworks: role.shared.networks,
       allowVolumesFrom: role.spec.allowVolumesFrom ?? [],
+      containers: this.#containers,
     };
     let plan: IsolationPlan;
     try {
@@ -148,7 +157,7 @@ export class IsolationStep {
       return this.#refused(input, err);
     }
     const need = holdNeed(plan, head.method, target.path);
-    if (plan.refs.length === 0 && !need) {
+    if (plan.refs.length === 0 && !need && !plan.containerPrune) {
       return this.#forward(input, plan, settings, new Set(), []);
     }
     return this.#checked(input, plan, settings, need);
@@ -171,7 +180,7 @@ export class IsolationStep {
       await this.#whenIdle();
       if (need) release = await this.#hold(need);
       let result: { ownContainers?: Set<string>; notes: string[] } = { notes: [] };
-      if (plan.refs.length > 0) {
+      if (plan.refs.length > 0 || plan.containerPrune) {
         this.#daemon ??= this.#connectDaemon ? new DaemonClient(this.#connectDaemon) : undefined;
         if (!this.#daemon) throw new Error("no connection to the daemon for owner checks");
         const checks = checkOwners(plan, settings, this.#daemon, input.head.method);
@@ -214,7 +223,14 @@ export class IsolationStep {
   ): IsolationOutcome {
     const { exchange, head, body } = input;
     exchange.owner = [...plan.notes, ...notes].join(", ") || undefined;
-    if (plan.answer) exchange.answer = { rule: plan.answer, owner: settings.owner, own };
+    if (plan.answer) {
+      exchange.answer = {
+        rule: plan.answer,
+        owner: settings.owner,
+        own,
+        record: settings.containers,
+      };
+    }
     const newTarget = plan.target.changed ? plan.target.toString() : undefined;
     const edited = plan.body?.edited ? Buffer.from(plan.body.result()) : body;
     return {

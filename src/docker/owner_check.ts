@@ -10,6 +10,7 @@
 import type { DaemonClient } from "./daemon_client.ts";
 import {
   BUILTIN_NETWORKS,
+  containerOwner,
   type IsolationPlan,
   IsolationRefusal,
   type IsolationSettings,
@@ -54,9 +55,13 @@ export async function checkOwners(
   const seen = new Map<string, Promise<Found | undefined>>();
   const notes: string[] = [];
   const result: OwnerCheckResult = { notes };
+  if (plan.containerPrune) {
+    await pruneCheck(client, settings);
+    notes.push("every labelled container recorded");
+  }
   for (const ref of plan.refs) {
     const key = `${ref.kind} ${ref.name}`;
-    if (!seen.has(key)) seen.set(key, lookup(client, ref.kind, ref.name));
+    if (!seen.has(key)) seen.set(key, lookup(client, ref.kind, ref.name, settings));
     let found = await seen.get(key)!;
     if (!found && ref.volume && !settings.sharedVolumes.includes(ref.name)) {
       found = await createVolume(client, ref, settings.owner);
@@ -87,7 +92,7 @@ export async function checkOwners(
     ref.rewrite?.(found.id);
     if (verdict === "shared" && ref.kind === "network" && ref.at === "path" && method === "GET") {
       plan.answer = { kind: "network-containers" };
-      result.ownContainers = await ownContainers(client, settings.owner);
+      result.ownContainers = await ownContainers(client, settings);
     }
   }
   return result;
@@ -119,6 +124,7 @@ async function lookup(
   client: DaemonClient,
   kind: ObjectKind,
   name: string,
+  settings: IsolationSettings,
 ): Promise<Found | undefined> {
   // dockerd reads a container's name with or without its leading '/' (the CLI and compose send
   // `/other:alias` in Links and VolumesFrom); in a path a '/' would be another segment (301).
@@ -128,7 +134,7 @@ async function lookup(
   if (kind === "exec") {
     const exec = await get(client, `/exec/${id}/json`);
     if (!exec || typeof exec.ContainerID !== "string") return undefined;
-    const container = await lookup(client, "container", exec.ContainerID);
+    const container = await lookup(client, "container", exec.ContainerID, settings);
     return container && { ...container, id: String(exec.ID ?? name) };
   }
   const path = kind === "container"
@@ -151,7 +157,11 @@ async function lookup(
   if (typeof fullId !== "string" || fullId === "") {
     throw new Error(`inspect of ${kind} ${name}: no ID`);
   }
-  return { id: fullId, name: String(body.Name ?? "").replace(/^\//, ""), owner: ownerOf(labels) };
+  // A container's label may come from its image: it is the owner's only by the gate's record.
+  const owner = kind === "container"
+    ? containerOwner(labels, fullId, settings.containers)
+    : ownerOf(labels);
+  return { id: fullId, name: String(body.Name ?? "").replace(/^\//, ""), owner };
 }
 
 /** Whether `prefix` is an ID prefix of more than one container. */
@@ -193,11 +203,44 @@ async function createVolume(
   return { id: body.Name, name: body.Name, owner: ownerOf(body.Labels) };
 }
 
-/** The owner's container IDs. */
-async function ownContainers(client: DaemonClient, owner: string): Promise<Set<string>> {
+/** The containers with the owner's label, as the daemon lists them. */
+async function labelled(
+  client: DaemonClient,
+  owner: string,
+): Promise<{ Id: string; Labels?: unknown }[]> {
   const filters = encodeURIComponent(mergeOwnerFilter(undefined, owner));
   const answer = await client.request("GET", `/containers/json?all=1&filters=${filters}`);
   if (answer.status !== 200) throw new Error(`listing the owner's containers: ${answer.status}`);
-  const list = JSON.parse(answer.body.toString("utf8")) as { Id: string }[];
-  return new Set(list.map((c) => c.Id));
+  return JSON.parse(answer.body.toString("utf8"));
+}
+
+/** The owner's container IDs (label and record). */
+async function ownContainers(
+  client: DaemonClient,
+  settings: IsolationSettings,
+): Promise<Set<string>> {
+  const list = await labelled(client, settings.owner);
+  return new Set(
+    list.filter((c) => containerOwner(c.Labels, c.Id, settings.containers) === settings.owner)
+      .map((c) => c.Id),
+  );
+}
+
+/**
+ * Refuse a container prune while a container has the owner's label without being the owner's
+ * (its image gave it the label): dockerd prunes by label, and would remove it. (A container
+ * made so between this check and the prune is not seen: the README says so.)
+ */
+async function pruneCheck(client: DaemonClient, settings: IsolationSettings): Promise<void> {
+  const list = await labelled(client, settings.owner);
+  const foreign = list.filter((c) =>
+    containerOwner(c.Labels, c.Id, settings.containers) !== settings.owner
+  );
+  if (foreign.length > 0) {
+    throw new IsolationRefusal(
+      403,
+      `container prune: ${foreign.length} container(s) carry your owner label without being ` +
+        "in the gate's record (the label came from an image): remove your containers by name",
+    );
+  }
 }

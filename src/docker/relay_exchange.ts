@@ -9,7 +9,7 @@
 import type { Buffer } from "node:buffer";
 import type { ApiDecision } from "./api_policy.ts";
 import type { AuditRecord } from "../observe/audit.ts";
-import type { AnswerRule } from "./isolation.ts";
+import type { AnswerRule, ContainerRecord } from "./isolation.ts";
 
 /** One request in flight, from its head to the end of its answer. */
 export interface Exchange {
@@ -38,7 +38,13 @@ export interface Exchange {
   /** Ends the volume holds its owner check took (`volume_holds.ts`), once it is answered. */
   release?: () => void;
   /** The answer is filtered or checked before the client sees it. */
-  answer?: { rule: AnswerRule; owner: string; own: ReadonlySet<string> };
+  answer?: {
+    rule: AnswerRule;
+    owner: string;
+    own: ReadonlySet<string>;
+    /** The gate's record of the containers it created (`isolation.ts` `containerOwner`). */
+    record?: ContainerRecord;
+  };
 }
 
 /** What follows a request's body: the next head, a wait for a possible upgrade, or nothing. */

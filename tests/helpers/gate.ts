@@ -6,7 +6,7 @@
 import { nodeBundleArgs } from "../../scripts/lib/build_common.ts";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
-import { waitFor } from "./wait.ts";
+import { freeTempDir, waitFor } from "./wait.ts";
 
 /** Repository root. */
 export const ROOT: string = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -177,7 +177,11 @@ export async function startServe(
   extra: string[],
   opts: { cwd?: string; env?: Record<string, string>; runtime?: Runtime } = {},
 ): Promise<ServeProcess> {
-  const args = ["serve", "--listen", "127.0.0.1:0", ...extra];
+  // A policy's isolated roles need the owner record: a fresh one per gate unless one is given.
+  const state = extra.includes("--policy") && !extra.includes("--state-dir")
+    ? ["--state-dir", await freeTempDir("dg-state-")]
+    : [];
+  const args = ["serve", "--listen", "127.0.0.1:0", ...extra, ...state];
   const proc = opts.runtime === "node"
     ? spawnProcess(...await cliCommand("node", args), { cwd: opts.cwd ?? ROOT, env: opts.env })
     : spawnCli(args, opts);
