@@ -52,7 +52,7 @@ import {
 } from "./isolation.ts";
 import { checkOwners } from "./owner_check.ts";
 import { hijacks } from "./routes.ts";
-import { shieldProblem } from "./shields.ts";
+import { liftedShields, shieldProblem } from "./shields.ts";
 import {
   contentTypeProblem,
   isArchiveUpload,
@@ -122,6 +122,8 @@ interface Exchange {
   status?: number;
   /** The owner decision, for the audit record. */
   owner?: string;
+  /** The role's lifted shields that applied (`shields.ts` `liftedShields`), for the audit. */
+  shield?: string;
   /** The answer is filtered or checked before the client sees it. */
   answer?: { rule: AnswerRule; owner: string; own: ReadonlySet<string> };
 }
@@ -387,11 +389,17 @@ class ApiRelay {
       (head.framing.kind === "length" && head.framing.length > 0);
     const exchange = this.#exchange(head, target, role);
     exchange.bytesIn = end;
+    exchange.shield = liftedShields(
+      head.method,
+      target.path,
+      this.#options.daemonVersion?.(),
+      role.liftShields,
+    );
     const next: Next = head.close ? "closing" : exchange.mayUpgrade ? "wait-upgrade" : "head";
     const forwardHead = () => this.#toUpstream(headBytes);
     const early = role.preset === "full"
       ? undefined
-      : headProblem(head, target, this.#options.daemonVersion?.());
+      : headProblem(head, target, this.#options.daemonVersion?.(), role.liftShields);
     if (early) {
       this.#decided(
         exchange,
@@ -998,6 +1006,7 @@ class ApiRelay {
       decision: !denied ? "allow" : exchange.local || mode === "enforce" ? "deny" : "would_deny",
       rule: exchange.decision.rule,
       ...(exchange.owner ? { owner: exchange.owner } : {}),
+      ...(exchange.shield ? { shield: exchange.shield } : {}),
       status,
       bytes_in: exchange.bytesIn,
       bytes_out: exchange.bytesOut,
@@ -1073,11 +1082,12 @@ function headProblem(
   head: RequestHead,
   target: ApiTarget,
   version: string | undefined,
+  lifted: readonly string[],
 ): string | undefined {
   if (head.upgrade && !hijacks(head.method, target.path)) {
     return "Upgrade is only for attach and exec start (dockerd hijacks no other route)";
   }
-  return contentTypeProblem(head) ?? shieldProblem(head.method, target.path, version);
+  return contentTypeProblem(head) ?? shieldProblem(head.method, target.path, version, lifted);
 }
 
 /**
