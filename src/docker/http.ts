@@ -412,3 +412,26 @@ export function serializeRequestHead(
   if (bodyLength !== undefined) text += `Content-Length: ${bodyLength}\r\n`;
   return Buffer.from(text + "\r\n", "latin1");
 }
+
+/**
+ * A response head like `head` with `status` and a `Content-Length` of `length` (its own
+ * framing headers dropped): the head of an answer the gate rewrote (isolation's filters).
+ *
+ * @example
+ * ```ts
+ * import { Buffer } from "node:buffer";
+ * import { parseResponseHead, responseHeadWith } from "./http.ts";
+ * const r = parseResponseHead(Buffer.from("HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 9\r\n\r\n"));
+ * if (responseHeadWith(r, 409, 2).toString() !== "HTTP/1.1 409 Conflict\r\nX-A: 1\r\nContent-Length: 2\r\n\r\n") throw new Error();
+ * ```
+ */
+export function responseHeadWith(head: ResponseHead, status: number, length: number): Buffer {
+  const reasons: Record<number, string> = { 200: "OK", 201: "Created", 409: "Conflict" };
+  let text = `HTTP/1.1 ${status} ${reasons[status] ?? "Status"}\r\n`;
+  for (const h of head.headers) {
+    const n = headerName(h.name);
+    if (n === "content-length" || n === "transfer-encoding") continue;
+    text += `${h.name}: ${h.value}\r\n`;
+  }
+  return Buffer.from(`${text}Content-Length: ${length}\r\n\r\n`, "latin1");
+}
