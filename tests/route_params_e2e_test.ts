@@ -194,6 +194,26 @@ for (const engine of availableEngines()) {
           assert.deepEqual(recorder.hits, ["/full.tar"]);
         },
       );
+
+      await t.step("a DNS name the gate cannot resolve is refused (fail closed)", async () => {
+        // This machine has no DNS answers: every public-looking name fails to resolve, as a
+        // name with no record would; the gate refuses instead of letting dockerd try.
+        const targets = [
+          `/v1.41/images/create?fromSrc=${encodeURIComponent("http://no-record.example/x.tar")}` +
+          "&repo=qp-dns",
+          "/v1.41/images/create?fromImage=no-record.example/team/app&tag=1",
+          "/v1.41/distribution/no-record.example/team/app/json",
+        ];
+        for (const target of targets) {
+          const method = target.includes("distribution") ? "GET" : "POST";
+          const started = Date.now();
+          const r = await raw("ci", method, target);
+          assert.equal(r.status, 403, `${target}: ${r.status} ${r.body}`);
+          assert.match(r.body, /dockgate: .*no-record\.example.*(does not|did not) resolve/);
+          assert.ok(Date.now() - started < 10_000, "bounded in time");
+        }
+        assert.notEqual((await d.docker(["image", "inspect", "qp-dns"])).code, 0);
+      });
     } finally {
       await gate?.stop();
       await recorder.close();

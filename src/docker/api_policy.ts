@@ -122,6 +122,11 @@ export interface ApiDecision {
   allow: boolean;
   /** The rule that decided (for the log and the refusal message). */
   rule: string;
+  /**
+   * An allowed request that makes dockerd contact these DNS names: forwarded only once each
+   * resolves to public addresses (`host_check.ts`; the role does not allow private ones).
+   */
+  hosts?: readonly string[];
 }
 
 /** A request as the policy sees it. */
@@ -392,16 +397,17 @@ export function decideRequest(
       : { allow: false, rule: `${role.preset}: not a Docker API route the policy knows` };
   }
   let rule = extra ? `allow ${extra.text}` : role.preset;
+  const hosts: string[] = [];
   for (const route of routes) {
     const verdict = routeVerdict(role, route, extra !== undefined);
     if (verdict) return { allow: false, rule: verdict };
-    const check = inspect(role, route, request, options);
+    const check = inspect(role, route, request, options, hosts);
     if (check) return { allow: false, rule: `${role.preset}: ${check}` };
     // The record says what was read: a build's context (a tar stream) never is.
     if (route.inspect === "build") rule = `${rule} (build query checked, context not read)`;
     else if (route.inspect) rule = `${rule} (${route.inspect} body checked)`;
   }
-  return { allow: true, rule };
+  return hosts.length ? { allow: true, rule, hosts } : { allow: true, rule };
 }
 
 /** Whether the role's preset (or an allow entry) permits the route; the refusal if not. */
@@ -423,6 +429,7 @@ function inspect(
   route: Route,
   request: ApiRequest,
   options: { resolveSymlinks?: boolean },
+  hosts: string[],
 ): string | undefined {
   const ctx = {
     allow: role.spec,
@@ -432,6 +439,7 @@ function inspect(
   // Every parameter of every route is on the route's list, whatever the body says.
   const query = queryProblem(route.method, route.pattern, request.target, {
     allowPrivateAddresses: role.spec.allowPrivateAddresses === true,
+    hosts,
   });
   if (query) return query;
   switch (route.inspect) {
