@@ -23,6 +23,12 @@ import {
 import { checkOwners } from "./owner_check.ts";
 import { JsonDocument } from "./strict_json.ts";
 import { denialMessage, type Exchange } from "./relay_exchange.ts";
+import {
+  GATE_VOLUME_HOLDS,
+  type Release,
+  type VolumeHolds,
+  type VolumeNames,
+} from "./volume_holds.ts";
 
 /** Owner checks that take longer than this are refused (502): a hung daemon stalls no client. */
 const OWNER_CHECK_MS = 30_000;
@@ -54,6 +60,16 @@ export type IsolationOutcome =
     bytes: () => Buffer;
   };
 
+/** The volume holds `plan` needs, or undefined when it names no volume and prunes none. */
+function holdNeed(plan: IsolationPlan, method: string, path: string): HoldNeed | undefined {
+  if (method === "POST" && path === "/volumes/prune") return { use: [], remove: "all" };
+  const volumes = plan.refs.filter((r) => r.kind === "volume");
+  if (volumes.length === 0) return undefined;
+  const remove = volumes.filter((r) => r.remove).map((r) => r.name);
+  const use = volumes.filter((r) => !r.remove).map((r) => r.name);
+  return remove.length > 0 ? { use, remove } : { use };
+}
+
 /** `promise`, or a rejection after `ms`. */
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -63,26 +79,51 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
+/** What the isolation step of one connection needs. */
+export interface IsolationStepOptions {
+  /** The identity (refusal messages) and its owner key. */
+  who: { identity: string; owner: string };
+  /** A connection to the daemon for the owner checks (none: such requests are refused, 502). */
+  connectDaemon?: () => Promise<Duplex>;
+  /**
+   * Resolves once no earlier request of this connection waits for its answer: the daemon
+   * acts on the next request at once, so it is checked then (rejects when the connection ends).
+   */
+  whenIdle: () => Promise<void>;
+  /** The gate-wide volume holds. Default: {@linkcode GATE_VOLUME_HOLDS}. */
+  holds?: VolumeHolds;
+}
+
+/** The volume holds a request needs: names it uses, or names it removes (`"all"`: a prune). */
+interface HoldNeed {
+  use: string[];
+  remove?: VolumeNames;
+}
+
 /**
  * The isolation step of one relayed connection; holds its owner-check daemon connection.
  *
  * @example
  * ```ts
  * import { IsolationStep } from "./isolation_step.ts";
- * const step = new IsolationStep({ identity: "a", owner: "a" });
+ * const step = new IsolationStep({ who: { identity: "a", owner: "a" }, whenIdle: async () => {} });
  * step.close();
  * ```
  */
 export class IsolationStep {
   readonly #who: { identity: string; owner: string };
   readonly #connectDaemon: (() => Promise<Duplex>) | undefined;
+  readonly #whenIdle: () => Promise<void>;
+  readonly #holds: VolumeHolds;
   /** The owner checks' own connection to the daemon, opened when first needed. */
   #daemon: DaemonClient | undefined;
 
-  /** Checks for `who`, asking the daemon through `connectDaemon` (none: refused, 502). */
-  constructor(who: { identity: string; owner: string }, connectDaemon?: () => Promise<Duplex>) {
-    this.#who = who;
-    this.#connectDaemon = connectDaemon;
+  /** The step for one connection (see {@linkcode IsolationStepOptions}). */
+  constructor(options: IsolationStepOptions) {
+    this.#who = options.who;
+    this.#connectDaemon = options.connectDaemon;
+    this.#whenIdle = options.whenIdle;
+    this.#holds = options.holds ?? GATE_VOLUME_HOLDS;
   }
 
   /**
@@ -106,23 +147,56 @@ export class IsolationStep {
       if (!(err instanceof IsolationRefusal)) throw err;
       return this.#refused(input, err);
     }
-    if (plan.refs.length === 0) return this.#forward(input, plan, settings, new Set(), []);
-    this.#daemon ??= this.#connectDaemon ? new DaemonClient(this.#connectDaemon) : undefined;
-    const checks = this.#daemon
-      ? withTimeout(checkOwners(plan, settings, this.#daemon, head.method), OWNER_CHECK_MS)
-      : Promise.reject(new Error("no connection to the daemon for owner checks"));
-    return checks.then(
-      (result) =>
-        this.#forward(input, plan, settings, result.ownContainers ?? new Set(), result.notes),
-      (err) => {
-        if (err instanceof IsolationRefusal) return this.#refused(input, err);
-        // A daemon connection that failed or hung is not used again.
-        this.#daemon?.close();
-        this.#daemon = undefined;
-        const message = `owner check failed: ${(err as Error).message}`;
-        return this.#refused(input, new IsolationRefusal(502, message));
-      },
-    );
+    const need = holdNeed(plan, head.method, target.path);
+    if (plan.refs.length === 0 && !need) {
+      return this.#forward(input, plan, settings, new Set(), []);
+    }
+    return this.#checked(input, plan, settings, need);
+  }
+
+  /**
+   * Check and act on the same objects: the owners are checked only once no earlier request of
+   * this connection is unanswered (a pipelined blocking `wait` would otherwise hold the gap
+   * open between check and act), and the volume names it checked are held gate-wide until the
+   * daemon answered it (a remove or prune of them through the gate waits meanwhile).
+   */
+  async #checked(
+    input: IsolationInput,
+    plan: IsolationPlan,
+    settings: IsolationSettings,
+    need: HoldNeed | undefined,
+  ): Promise<IsolationOutcome> {
+    let release: Release | undefined;
+    try {
+      await this.#whenIdle();
+      if (need) release = await this.#hold(need);
+      let result: { ownContainers?: Set<string>; notes: string[] } = { notes: [] };
+      if (plan.refs.length > 0) {
+        this.#daemon ??= this.#connectDaemon ? new DaemonClient(this.#connectDaemon) : undefined;
+        if (!this.#daemon) throw new Error("no connection to the daemon for owner checks");
+        const checks = checkOwners(plan, settings, this.#daemon, input.head.method);
+        result = await withTimeout(checks, OWNER_CHECK_MS);
+      }
+      const outcome = this.#forward(input, plan, settings, result.ownContainers ?? new Set(), [
+        ...result.notes,
+      ]);
+      input.exchange.release = release;
+      return outcome;
+    } catch (err) {
+      release?.();
+      if (err instanceof IsolationRefusal) return this.#refused(input, err);
+      // A daemon connection that failed or hung is not used again.
+      this.#daemon?.close();
+      this.#daemon = undefined;
+      const message = `owner check failed: ${(err as Error).message}`;
+      return this.#refused(input, new IsolationRefusal(502, message));
+    }
+  }
+
+  #hold(need: HoldNeed): Promise<Release> {
+    if (need.remove === "all") return this.#holds.remove("all");
+    if (need.remove) return this.#holds.remove([...need.remove, ...need.use]);
+    return this.#holds.use(need.use);
   }
 
   /** Close the daemon connection (the relayed connection ended). */

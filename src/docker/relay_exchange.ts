@@ -37,6 +37,8 @@ export interface Exchange {
   owner?: string;
   /** The role's lifted shields that applied (`shields.ts` `liftedShields`), for the audit. */
   shield?: string;
+  /** Ends the volume holds its owner check took (`volume_holds.ts`), once it is answered. */
+  release?: () => void;
   /** The answer is filtered or checked before the client sees it. */
   answer?: { rule: AnswerRule; owner: string; own: ReadonlySet<string> };
 }
