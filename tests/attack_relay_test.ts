@@ -8,31 +8,11 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
-import { type Dockerd, dockerdUnavailable, startDockerd } from "./helpers/dockerd.ts";
+import { dockerdUnavailable, exists, startDockerd } from "./helpers/dockerd.ts";
 import { freeTempDir } from "./helpers/wait.ts";
-import { type ServeProcess, startPolicyGate, tlsFlags } from "./helpers/gate.ts";
+import { RESTRICTED_POLICY, type ServeProcess, startPolicyGate, tlsFlags } from "./helpers/gate.ts";
 import { jsonRequest, splitResponses, tarHeader, tlsExchange } from "./helpers/http_raw.ts";
 import { bundleCreds } from "./helpers/tls_peers.ts";
-
-const POLICY = {
-  roles: {
-    ro: { preset: "read-only" },
-    ci: { preset: "no-escape" },
-    tenant: { preset: "no-escape", isolate: true },
-  },
-  identities: [
-    { cn: "ro", role: "ro" },
-    { cn: "ci", role: "ci" },
-    { cn: "t1", role: "tenant" },
-    { cn: "t2", role: "tenant" },
-  ],
-};
-
-async function exists(d: Dockerd, name: string): Promise<boolean> {
-  const r = await d.docker(["ps", "-a", "-q", "--filter", `name=^/${name}$`]);
-  assert.equal(r.code, 0, r.stderr);
-  return r.stdout.trim() !== "";
-}
 
 /** A tar archive made by the real tar (`flag` "" plain, "z" gzip, "j" bzip2, "J" xz). */
 async function tarOf(dir: string, name: string, flag: string): Promise<Buffer> {
@@ -72,7 +52,7 @@ Deno.test({
   const work = await freeTempDir("dga-");
   let gate: ServeProcess | undefined;
   try {
-    const g = await startPolicyGate(d.host, work, POLICY, ["ro", "ci", "t1", "t2"], [
+    const g = await startPolicyGate(d.host, work, RESTRICTED_POLICY, ["ro", "ci", "t1", "t2"], [
       "--audit-log",
       join(work, "audit.log"),
     ]);

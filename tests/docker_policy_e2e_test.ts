@@ -17,7 +17,14 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { dockerdUnavailable, type DockerResult, startDockerd, which } from "./helpers/dockerd.ts";
+import {
+  availableEngines,
+  dockerdUnavailable,
+  type DockerResult,
+  type Engine,
+  startDockerd,
+  which,
+} from "./helpers/dockerd.ts";
 import { freeTempDir, waitFor } from "./helpers/wait.ts";
 import { runCli, type ServeProcess, startServe, tlsFlags } from "./helpers/gate.ts";
 import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
@@ -72,13 +79,18 @@ c.remove_container(ct, force=True)
 print("lost %d of %d" % (lost, n))
 `;
 
-Deno.test({
-  name: "docker policy e2e: read-only, no-escape and full through serve --policy",
-  ignore: dockerdUnavailable(),
-  sanitizeOps: false,
-  sanitizeResources: false,
-}, async (t) => {
-  const d = await startDockerd();
+for (const engine of availableEngines()) {
+  Deno.test({
+    name: `docker policy e2e (Docker ${engine}): read-only, no-escape and full through serve ` +
+      "--policy",
+    ignore: dockerdUnavailable(),
+    sanitizeOps: false,
+    sanitizeResources: false,
+  }, (t) => policy(engine, t));
+}
+
+async function policy(engine: Engine, t: Deno.TestContext): Promise<void> {
+  const d = await startDockerd({ engine });
   if (!d) return;
   const work = await freeTempDir("dgp-");
   const gates: ServeProcess[] = [];
@@ -152,11 +164,12 @@ Deno.test({
       const tar = join(work, "bb.tar");
       ok("save", await d.docker(["save", "-o", tar, d.image]));
       refused("load", await as("grafana", ["load", "-i", tar]), "grafana");
+      // On Docker 26.1 the docker cp shield (shields.ts, checked on the head) refuses first.
       refused(
         "cp",
         await as("grafana", ["cp", "keeper:/bin/busybox", join(work, "x")]),
         "grafana",
-        /downloads files/,
+        engine === "26" ? /shield CVE-2026-41568/ : /downloads files/,
       );
     });
 
@@ -514,11 +527,14 @@ Deno.test({
         assert.ok(responses.every((r) => r.status !== 201), `${what}: something was created`);
       }
       // Pipelined: an allowed request, then a denied one, then an allowed one, in one write.
+      // Kept open until the daemon closes (Connection: close): dockerd 26 cancels a request
+      // whose client half-closed (500 "context canceled"), 20.10 answers it.
       const pipelined = await tlsExchange(
         gate.port,
         ci,
         "GET /v1.41/_ping HTTP/1.1\r\nHost: d\r\n\r\n" + jsonRequest("POST", evil(26), priv) +
-          "GET /v1.41/version HTTP/1.1\r\nHost: d\r\n\r\n",
+          "GET /v1.41/version HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n",
+        { keepOpen: true },
       );
       assert.deepEqual(splitResponses(pipelined.data).map((r) => r.status), [200, 403, 200]);
       const ps = ok("ps", await d.docker(["ps", "-a", "--format", "{{.Names}}"]));
@@ -773,7 +789,7 @@ Deno.test({
     await rm(work, { recursive: true, force: true });
     if (madeSrvCi) await rm(srvCi, { recursive: true, force: true });
   }
-});
+}
 
 function chunked(body: string): string {
   return `${Buffer.byteLength(body).toString(16)}\r\n${body}\r\n0\r\n\r\n`;

@@ -379,3 +379,55 @@ Deno.test("isolation: a rename's name conflict does not name the other container
   const out = filterAnswer(p.answer!, 409, daemon, "team-a", new Set());
   assert.doesNotMatch(new TextDecoder().decode(out!.body), /bbbb/);
 });
+
+Deno.test("isolation: since/before are references, events are containers', df counts the owner's", () => {
+  const list = plan("GET", `/containers/json?filters=${encodeURIComponent('{"since":["b1"]}')}`);
+  assert.deepEqual(list.refs.map((r) => [r.kind, r.name, r.at, r.asMissing]), [
+    ["container", "b1", "filters.since", true],
+  ]);
+  list.refs[0].rewrite!("f".repeat(64));
+  const f = JSON.parse(parseApiTarget(list.target.toString()).query[0][1]);
+  assert.deepEqual(Object.keys(f.since), ["f".repeat(64)]);
+  refusal(
+    () => plan("GET", `/containers/json?filters=${encodeURIComponent('{"before":["a b"]}')}`),
+    404,
+    /No such container/,
+  );
+  const ev = plan("GET", "/events");
+  const evf = JSON.parse(parseApiTarget(ev.target.toString()).query[0][1]);
+  assert.deepEqual(evf.type, { container: true });
+  refusal(
+    () => plan("GET", `/events?filters=${encodeURIComponent('{"type":["image"]}')}`),
+    403,
+    /own containers only/,
+  );
+  const df = plan("GET", "/v1.45/system/df?type=image");
+  assert.deepEqual(df.answer, { kind: "system-df", dropContainers: true });
+  assert.deepEqual(parseApiTarget(df.target.toString()).query, [["type", "image"], [
+    "type",
+    "container",
+  ]]);
+  const body = {
+    Containers: [
+      {
+        Id: "a",
+        ImageID: "i",
+        Labels: { "dockgate.owner": "team-a" },
+        Mounts: [{ Type: "volume", Name: "va" }],
+      },
+      {
+        Id: "b",
+        ImageID: "i",
+        Labels: { "dockgate.owner": "team-b" },
+        Mounts: [{ Type: "volume", Name: "va" }],
+      },
+    ],
+    Images: [{ Id: "i", Containers: 2 }, { Id: "j", Containers: -1 }],
+    Volumes: [{ Name: "va", Labels: { "dockgate.owner": "team-a" }, UsageData: { RefCount: 2 } }],
+  };
+  const out = filterAnswer(df.answer!, 200, enc(JSON.stringify(body)), "team-a", new Set())!;
+  const got = JSON.parse(new TextDecoder().decode(out.body));
+  assert.equal(got.Containers, undefined);
+  assert.deepEqual(got.Images.map((i: { Containers: number }) => i.Containers), [1, -1]);
+  assert.equal(got.Volumes[0].UsageData.RefCount, 1);
+});

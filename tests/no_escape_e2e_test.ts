@@ -10,7 +10,7 @@
  *   relative devices, and other drivers are refused.
  */
 import assert from "node:assert/strict";
-import { lstat, mkdir, rm, symlink, writeFile } from "node:fs/promises";
+import { lstat, mkdir, rm, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import {
   availableEngines,
@@ -20,7 +20,7 @@ import {
   type StartDockerdOptions,
 } from "./helpers/dockerd.ts";
 import { freeTempDir } from "./helpers/wait.ts";
-import { runCli, type ServeProcess, startServe, tlsFlags } from "./helpers/gate.ts";
+import { type ServeProcess, startPolicyGate, tlsFlags } from "./helpers/gate.ts";
 import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
 import { bundleCreds, type Creds } from "./helpers/tls_peers.ts";
 
@@ -98,21 +98,9 @@ for (const engine of ENGINES) {
     const work = await freeTempDir("dgne-");
     const gates: ServeProcess[] = [];
     try {
-      const pki = join(work, "pki");
-      assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
-      assert.equal((await runCli(["keygen", "client", "ci-runner", "--dir", pki])).code, 0);
-      const policyFile = join(work, "policy.json");
       const binds = join(work, "binds");
       await mkdir(binds);
-      await writeFile(policyFile, policy(binds), { mode: 0o600 });
-      const gate = await startServe([
-        "--target",
-        d.host,
-        "--certs",
-        join(pki, "server"),
-        "--policy",
-        policyFile,
-      ]);
+      const { gate, pki } = await startPolicyGate(d.host, work, policy(binds), ["ci-runner"]);
       gates.push(gate);
       await gate.waitForLog(/API policy: ci=no-escape/);
       const ci = await bundleCreds(pki, "ci-runner");

@@ -65,6 +65,27 @@ identities:
       r.stderr,
       /^dockgate: error: Policy ".*policy\.yaml": roles\.m\.preset: must be one of/m,
     );
+    // liftShields names shields by CVE id: an unknown one is one error line naming the known.
+    await writeFile(
+      policy,
+      "roles: {m: {preset: no-escape, liftShields: [CVE-2026-41567]}}\nidentities: []\n",
+    );
+    r = await check("--identity", "grafana", "GET", "/_ping");
+    assert.equal(r.code, 1);
+    assert.equal(
+      r.stderr,
+      `dockgate: error: Policy "${policy}": roles.m.liftShields[0]: unknown shield ` +
+        '"CVE-2026-41567" (known: CVE-2026-41568, CVE-2026-42306)\n',
+    );
+    await writeFile(
+      policy,
+      "roles: {m: {preset: no-escape, liftShields: [CVE-2026-41568]}}\n" +
+        "identities: [{cn: x, role: m}]\n",
+    );
+    r = await check("--identity", "x", "PUT", "/v1.45/containers/web/archive?path=/");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^shield CVE-2026-41568: lifted by the role \(liftShields\)$/m);
+    assert.match(r.stdout, /^shield CVE-2026-42306: refused on Docker 25\.0\.0 to 29\.5\.0 /m);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

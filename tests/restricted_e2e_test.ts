@@ -17,36 +17,15 @@ import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import {
   availableEngines,
-  type Dockerd,
   dockerdUnavailable,
   type Engine,
+  exists,
   startDockerd,
 } from "./helpers/dockerd.ts";
 import { freeTempDir } from "./helpers/wait.ts";
-import { type ServeProcess, startPolicyGate, tlsFlags } from "./helpers/gate.ts";
+import { RESTRICTED_POLICY, type ServeProcess, startPolicyGate, tlsFlags } from "./helpers/gate.ts";
 import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
 import { bundleCreds } from "./helpers/tls_peers.ts";
-
-const POLICY = {
-  roles: {
-    ro: { preset: "read-only" },
-    ci: { preset: "no-escape" },
-    tenant: { preset: "no-escape", isolate: true },
-  },
-  identities: [
-    { cn: "ro", role: "ro" },
-    { cn: "ci", role: "ci" },
-    { cn: "t1", role: "tenant" },
-    { cn: "t2", role: "tenant" },
-  ],
-};
-
-/** Whether a container of that name exists, asked on the daemon's own socket. */
-async function exists(d: Dockerd, name: string): Promise<boolean> {
-  const r = await d.docker(["ps", "-a", "-q", "--filter", `name=^/${name}$`]);
-  assert.equal(r.code, 0, r.stderr);
-  return r.stdout.trim() !== "";
-}
 
 /** A gzip-compressed tar of one file, made by the real tar and gzip. */
 async function gzippedTar(dir: string, name: string): Promise<Buffer> {
@@ -77,7 +56,7 @@ async function attacks(t: Deno.TestContext, engine: Engine): Promise<void> {
   const work = await freeTempDir("dgr-");
   let gate: ServeProcess | undefined;
   try {
-    const g = await startPolicyGate(d.host, work, POLICY, ["ro", "ci", "t1", "t2"], [
+    const g = await startPolicyGate(d.host, work, RESTRICTED_POLICY, ["ro", "ci", "t1", "t2"], [
       "--audit-log",
       join(work, "audit.log"),
     ]);

@@ -1,7 +1,8 @@
 /**
  * `dockgate doctor`: one pass/fail line per check, with the fix, and exit 0 only when all
  * pass. Files (`report/doctor.ts`): a PKI or a bundle. Network: the target answers `/_ping`, the
- * listen port is free, and a full mTLS round trip to a running serve.
+ * listen port is free, and a full mTLS round trip to a running serve; for a target, the
+ * shields its version makes active (`docker/shields.ts`).
  *
  * @module
  */
@@ -14,6 +15,7 @@ import type { DoctorCommand } from "./args.ts";
 import type { CliIo } from "./io.ts";
 import { checkBundle, checkPki, type CheckResult } from "../report/doctor.ts";
 import { DaemonClient } from "../docker/daemon_client.ts";
+import { activeShields, shieldLine } from "../docker/shields.ts";
 import { connectTarget } from "../net/strategy.ts";
 import { formatAddress, type TcpAddress } from "../net/address.ts";
 import { parseCertificatePem } from "../pki/pem.ts";
@@ -39,7 +41,7 @@ export async function runDoctor(cmd: DoctorCommand, io: CliIo): Promise<number> 
       }),
     );
   }
-  if (cmd.target) results.push(await targetCheck(cmd));
+  if (cmd.target) results.push(...await targetChecks(cmd));
   if (cmd.listen) results.push(await portCheck(cmd.listen));
   if (cmd.server) results.push(await roundTrip(cmd));
   for (const r of results) {
@@ -47,6 +49,7 @@ export async function runDoctor(cmd: DoctorCommand, io: CliIo): Promise<number> 
     io.out(
       `${r.ok ? "PASS" : "FAIL"} ${r.what}${detail}${r.ok || !r.fix ? "" : ` -> fix: ${r.fix}`}`,
     );
+    for (const line of r.lines ?? []) io.out(`  ${line}`);
   }
   const failed = results.filter((r) => !r.ok).length;
   io.say(
@@ -66,10 +69,45 @@ async function bundleRole(dir: string): Promise<"server" | "client"> {
   }
 }
 
-async function targetCheck(cmd: DoctorCommand): Promise<CheckResult> {
+/** The target answers `/_ping`; then the shields its version makes active. */
+async function targetChecks(cmd: DoctorCommand): Promise<CheckResult[]> {
+  const client = new DaemonClient(() => connectTarget(cmd.target!, 3000));
+  try {
+    const ping = await targetCheck(cmd, client);
+    return ping.ok ? [ping, await shieldsCheck(client)] : [ping];
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * Which shields (`docker/shields.ts`) restricted roles get in front of this daemon, read from
+ * its `/version` as serve reads it; a daemon that cannot say its version gets every one.
+ */
+async function shieldsCheck(client: DaemonClient): Promise<CheckResult> {
+  let version: string | undefined;
+  try {
+    const answer = await client.request("GET", "/version");
+    const v = answer.status === 200 ? JSON.parse(answer.body.toString()).Version : undefined;
+    version = typeof v === "string" ? v : undefined;
+  } catch {
+    version = undefined;
+  }
+  const active = activeShields(version);
+  const on = version === undefined ? "a daemon of unknown version" : `Docker ${version}`;
+  return {
+    ok: true,
+    what: `shields for ${on}`,
+    detail: active.length === 0
+      ? "none active"
+      : `${active.length} active: restricted roles are refused what they guard`,
+    lines: active.map(shieldLine),
+  };
+}
+
+async function targetCheck(cmd: DoctorCommand, client: DaemonClient): Promise<CheckResult> {
   const target = cmd.target!;
   const what = `target ${formatAddress(target)} answers /_ping`;
-  const client = new DaemonClient(() => connectTarget(target, 3000));
   try {
     const answer = await client.request("GET", "/_ping");
     if (answer.status !== 200) {
@@ -91,8 +129,6 @@ async function targetCheck(cmd: DoctorCommand): Promise<CheckResult> {
         ? `start dockerd (systemctl start docker) or pass --target`
         : "check the address and that dockerd listens there",
     };
-  } finally {
-    client.close();
   }
 }
 

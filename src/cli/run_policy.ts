@@ -22,18 +22,21 @@ import { parseApiTarget } from "../docker/api_path.ts";
 import { IsolationRefusal, planIsolation } from "../docker/isolation.ts";
 import { JsonDocument } from "../docker/strict_json.ts";
 import { fsErrorText } from "../util/fs_util.ts";
-import { shieldProblem, SHIELDS } from "../docker/shields.ts";
+import { shieldLine, shieldsGuarding } from "../docker/shields.ts";
 
-/** A line per shield that guards `method path`: refused on the daemon versions it names. */
-function shieldLines(method: string, path: string): string[] {
+/**
+ * A line per shield that guards `method path`: refused on the daemon versions it names, or
+ * lifted by the role (`liftShields`).
+ */
+function shieldLines(method: string, path: string, lifted: readonly string[]): string[] {
   let canonical: string;
   try {
     canonical = parseApiTarget(path).path;
   } catch {
     return [];
   }
-  return SHIELDS.filter((s) => shieldProblem(method, canonical, s.from) !== undefined).map((s) =>
-    `shield ${s.id}: refused on Docker ${s.from} to ${s.through} (${s.refuses}; ${s.advisory})`
+  return shieldsGuarding(method, canonical).map((s) =>
+    lifted.includes(s.id) ? `shield ${s.id}: lifted by the role (liftShields)` : shieldLine(s)
   );
 }
 
@@ -57,7 +60,9 @@ export async function runPolicyCheck(cmd: PolicyCheckCommand, io: CliIo): Promis
   if (owner) io.out(`isolate: ${owner}`);
   // Shields depend on the daemon's version, which only serve knows: say which apply here.
   if (decision.allow && role?.preset !== "full") {
-    for (const line of shieldLines(cmd.method, cmd.path)) io.out(line);
+    for (const line of shieldLines(cmd.method, cmd.path, role?.liftShields ?? [])) {
+      io.out(line);
+    }
   }
   return decision.allow ? 0 : 1;
 

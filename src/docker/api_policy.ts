@@ -19,6 +19,7 @@ import { checkBody, cleanPath, type EscapeAllowances } from "./no_escape.ts";
 import { isJsonObject, JsonError, type JsonValue, parseStrictJson } from "./strict_json.ts";
 import { reservedLabels } from "./isolation.ts";
 import { queryProblem } from "./route_params.ts";
+import { SHIELD_IDS } from "./shields.ts";
 
 /** The presets a role starts from. */
 export type Preset = "read-only" | "no-escape" | "full";
@@ -46,6 +47,11 @@ export interface RoleSpec extends EscapeAllowances {
    * `images/create?fromSrc=` URLs. Default: false (only public DNS names).
    */
   allowPrivateAddresses?: boolean;
+  /**
+   * Shields (`shields.ts`) this role goes without, by CVE id: the routes they guard are
+   * allowed on affected daemons too (the audit record says `lifted <CVE>`). Default: none.
+   */
+  liftShields?: readonly string[];
 }
 
 /** One identity entry: exactly one of `cn`, `san`, `ou`, matched as the allow-lists match. */
@@ -98,6 +104,8 @@ export interface Role {
   othersStatus: 404 | 403;
   /** The policy's shared volumes and networks. */
   shared: { volumes: readonly string[]; networks: readonly string[] };
+  /** The shields the role goes without (CVE ids of `shields.ts`). */
+  liftShields: readonly string[];
 }
 
 /** A validated policy, ready for decisions. */
@@ -114,6 +122,11 @@ export interface ApiDecision {
   allow: boolean;
   /** The rule that decided (for the log and the refusal message). */
   rule: string;
+  /**
+   * An allowed request that makes dockerd contact these DNS names: forwarded only once each
+   * resolves to public addresses (`host_check.ts`; the role does not allow private ones).
+   */
+  hosts?: readonly string[];
 }
 
 /** A request as the policy sees it. */
@@ -139,6 +152,7 @@ const LIST_KEYS = [
   "allowVolumesFrom",
   "allowLogDrivers",
   "allowVolumeDrivers",
+  "liftShields",
 ] as const;
 const ROLE_KEYS = new Set<string>([
   "preset",
@@ -257,6 +271,14 @@ function compileRole(
   if (r.othersStatus !== undefined && r.isolate !== true) {
     fail(".othersStatus", "only means something with isolate: true");
   }
+  ((r.liftShields ?? []) as string[]).forEach((id, i) => {
+    if (!SHIELD_IDS.includes(id)) {
+      fail(`.liftShields[${i}]`, `unknown shield "${id}" (known: ${SHIELD_IDS.join(", ")})`);
+    }
+  });
+  if (r.liftShields !== undefined && r.preset === "full") {
+    fail(".liftShields", "a full role has no shields (it is relayed raw)");
+  }
   ((r.allowBindMounts ?? []) as string[]).forEach((p, i) => {
     if (!p.startsWith("/")) fail(`.allowBindMounts[${i}]`, "must be an absolute path");
     if (cleanPath(p) === "/") fail(`.allowBindMounts[${i}]`, "the root directory is the host");
@@ -277,6 +299,7 @@ function compileRole(
     isolate: r.isolate === true,
     othersStatus: (r.othersStatus as 404 | 403 | undefined) ?? 404,
     shared,
+    liftShields: (r.liftShields ?? []) as string[],
   };
 }
 
@@ -374,16 +397,17 @@ export function decideRequest(
       : { allow: false, rule: `${role.preset}: not a Docker API route the policy knows` };
   }
   let rule = extra ? `allow ${extra.text}` : role.preset;
+  const hosts: string[] = [];
   for (const route of routes) {
     const verdict = routeVerdict(role, route, extra !== undefined);
     if (verdict) return { allow: false, rule: verdict };
-    const check = inspect(role, route, request, options);
+    const check = inspect(role, route, request, options, hosts);
     if (check) return { allow: false, rule: `${role.preset}: ${check}` };
     // The record says what was read: a build's context (a tar stream) never is.
     if (route.inspect === "build") rule = `${rule} (build query checked, context not read)`;
     else if (route.inspect) rule = `${rule} (${route.inspect} body checked)`;
   }
-  return { allow: true, rule };
+  return hosts.length ? { allow: true, rule, hosts } : { allow: true, rule };
 }
 
 /** Whether the role's preset (or an allow entry) permits the route; the refusal if not. */
@@ -405,6 +429,7 @@ function inspect(
   route: Route,
   request: ApiRequest,
   options: { resolveSymlinks?: boolean },
+  hosts: string[],
 ): string | undefined {
   const ctx = {
     allow: role.spec,
@@ -414,6 +439,7 @@ function inspect(
   // Every parameter of every route is on the route's list, whatever the body says.
   const query = queryProblem(route.method, route.pattern, request.target, {
     allowPrivateAddresses: role.spec.allowPrivateAddresses === true,
+    hosts,
   });
   if (query) return query;
   switch (route.inspect) {

@@ -87,12 +87,21 @@ export interface ObjectRef {
   rewrite?: (id: string) => void;
   /** A named volume a container mounts: created with the owner label when it is missing. */
   volume?: { Driver?: string; DriverOpts?: JsonObject; Labels?: JsonObject };
+  /**
+   * Another owner's object answers as a missing one whatever the role's `othersStatus` (a
+   * reference in a list's filters: the list itself would never show the object).
+   */
+  asMissing?: boolean;
 }
 
 /** What to do with the daemon's answer. */
 export type AnswerRule =
-  /** Keep only the owner's containers and volumes. */
-  | { kind: "system-df" }
+  /**
+   * Keep only the owner's containers and volumes, and count an image's containers and a
+   * volume's references among the owner's containers; `dropContainers`: the client did not
+   * ask for the containers (the gate did, to count them).
+   */
+  | { kind: "system-df"; dropContainers?: boolean }
   /** Keep only the owner's containers in a network's `Containers`. */
   | { kind: "network-containers" }
   /** A created (or existing, same name) volume must be the owner's. */
@@ -171,6 +180,12 @@ export class TargetEditor {
   /** The values of query parameter `name`. */
   query(name: string): string[] {
     return this.#query.filter(([k]) => k === name).map(([, v]) => v);
+  }
+
+  /** Add a value of query parameter `name` (after those the client sent). */
+  addQuery(name: string, value: string): void {
+    this.#query.push([name, value]);
+    this.#changed = true;
   }
 
   /** Set query parameter `name` to the one value `value` (in place of the first). */
@@ -252,10 +267,13 @@ export function planIsolation(
   if (FILTERED.has(route)) {
     const values = editor.query("filters");
     if (values.length > 1) throw new IsolationRefusal(400, "more than one filters parameter");
-    editor.setQuery("filters", mergeOwnerFilter(values[0], settings.owner));
+    const filters = ownerFilters(values[0], settings.owner);
+    if (route === "GET /events") ownEventTypes(filters);
+    if (route === "GET /containers/json") filterReferences(plan, filters);
+    editor.setQuery("filters", JSON.stringify(filters));
     plan.notes.push("owner filter");
   }
-  if (route === "GET /system/df") plan.answer = { kind: "system-df" };
+  if (route === "GET /system/df") plan.answer = diskUsageRule(editor);
   if (route === "POST /containers/prune") plan.containerPrune = true;
   // The label filter leaves the containers whose image carries the owner's label.
   if (route === "GET /containers/json") plan.answer = { kind: "container-list" };
@@ -352,7 +370,15 @@ export function missingMessage(kind: ObjectKind, name: string): string {
  * ```
  */
 export function mergeOwnerFilter(filters: string | undefined, owner: string): string {
-  const out: Record<string, Record<string, boolean>> = Object.create(null);
+  return JSON.stringify(ownerFilters(filters, owner));
+}
+
+/** A list's filters in the daemon's map form (`key -> value -> true`). */
+type Filters = Record<string, Record<string, boolean>>;
+
+/** {@linkcode mergeOwnerFilter}'s filters before serializing, for the rules that edit them. */
+function ownerFilters(filters: string | undefined, owner: string): Filters {
+  const out: Filters = Object.create(null);
   if (filters !== undefined && filters !== "" && filters !== "null") {
     let value: JsonValue;
     try {
@@ -380,7 +406,64 @@ export function mergeOwnerFilter(filters: string | undefined, owner: string): st
   }
   out.label ??= Object.create(null);
   out.label[`${OWNER_LABEL}=${owner}`] = true;
-  return JSON.stringify(out);
+  return out;
+}
+
+/**
+ * `since` and `before` in a container list's filters name a container, which dockerd looks up
+ * (an error for a missing one): owner-checked references, another owner's answering as a
+ * missing one, forwarded as the full ID the check saw.
+ */
+function filterReferences(plan: IsolationPlan, filters: Filters): void {
+  for (const key of ["since", "before"]) {
+    const set = filters[key];
+    for (const name of Object.keys(set ?? {})) {
+      if (!OBJECT_NAME.test(name)) {
+        throw new IsolationRefusal(404, missingMessage("container", name));
+      }
+      plan.refs.push({
+        kind: "container",
+        name,
+        at: `filters.${key}`,
+        asMissing: true,
+        rewrite: (id) => {
+          delete set[name];
+          set[id] = true;
+          plan.target.setQuery("filters", JSON.stringify(filters));
+        },
+      });
+    }
+  }
+}
+
+/**
+ * The events an isolated role sees: those of its own containers (the owner label filter picks
+ * them). Container events are the only ones whose attributes carry the object's labels, except
+ * image events, which carry the image's: and an image is no one's (any `LABEL` writes one). So
+ * the `type` filter is `container`; a client asking for another type is refused.
+ */
+function ownEventTypes(filters: Filters): void {
+  const other = Object.keys(filters.type ?? {}).find((t) => t !== "container");
+  if (other !== undefined) {
+    throw new IsolationRefusal(
+      403,
+      `filters.type ${other}: an isolated role sees the events of its own containers only`,
+    );
+  }
+  filters.type = Object.create(null);
+  filters.type.container = true;
+}
+
+/**
+ * The answer rule of `/system/df`. Its counts (an image's containers, a volume's references)
+ * are counted again from the owner's containers, so the answer must list them: when the
+ * client's `type`s (API 1.42) leave containers out, the gate asks for them and drops them.
+ */
+function diskUsageRule(editor: TargetEditor): AnswerRule {
+  const types = editor.query("type");
+  if (types.length === 0 || types.includes("container")) return { kind: "system-df" };
+  editor.addQuery("type", "container");
+  return { kind: "system-df", dropContainers: true };
 }
 
 /** Labels, references and answer rules of the inspected bodies. */
@@ -721,6 +804,46 @@ export function containerOwner(
 }
 
 /**
+ * A `/system/df` answer as the owner's: its containers (by `mineContainer`, the record's
+ * rule) and volumes (by label: only their own create labels them), and counts of them.
+ */
+function ownDiskUsage(
+  // deno-lint-ignore no-explicit-any
+  df: any,
+  owner: string,
+  dropContainers: boolean | undefined,
+  mineContainer: (c: { Id?: unknown; Labels?: unknown }) => boolean,
+): unknown {
+  const mine = (o: { Labels?: unknown }) => ownerOf(o?.Labels) === owner;
+  // Without the list (not asked for, or a daemon that left it out) no count can be told:
+  // -1, the daemon's own "not computed".
+  const own: { ImageID?: unknown; Mounts?: unknown }[] | undefined = Array.isArray(df.Containers)
+    ? df.Containers = df.Containers.filter(mineContainer)
+    : undefined;
+  const count = (pick: (c: { ImageID?: unknown; Mounts?: unknown }) => boolean) =>
+    own ? own.filter(pick).length : -1;
+  if (Array.isArray(df.Volumes)) df.Volumes = df.Volumes.filter(mine);
+  for (const image of Array.isArray(df.Images) ? df.Images : []) {
+    if (typeof image?.Containers === "number" && image.Containers >= 0) {
+      image.Containers = count((c) => c.ImageID === image.Id);
+    }
+  }
+  for (const volume of Array.isArray(df.Volumes) ? df.Volumes : []) {
+    const usage = volume?.UsageData;
+    if (typeof usage?.RefCount === "number" && usage.RefCount >= 0) {
+      usage.RefCount = count((c) =>
+        Array.isArray(c.Mounts) &&
+        c.Mounts.some((m: { Type?: unknown; Name?: unknown }) =>
+          m?.Type === "volume" && m.Name === volume.Name
+        )
+      );
+    }
+  }
+  if (dropContainers) delete df.Containers;
+  return df;
+}
+
+/**
  * The answer a rule makes of the daemon's `status` and JSON `body` for `owner`; `undefined`
  * keeps it as it is. `ownContainers` are the owner's container IDs (for a network's list),
  * `record` the gate's record of the containers it created ({@linkcode containerOwner}; a
@@ -756,12 +879,7 @@ export function filterAnswer(
   switch (rule.kind) {
     case "system-df": {
       if (status !== 200) return undefined;
-      const df = parsed();
-      if (Array.isArray(df.Containers)) df.Containers = df.Containers.filter(mine);
-      if (Array.isArray(df.Volumes)) {
-        df.Volumes = df.Volumes.filter((v: { Labels?: unknown }) => ownerOf(v?.Labels) === owner);
-      }
-      return { status, body: json(df) };
+      return { status, body: json(ownDiskUsage(parsed(), owner, rule.dropContainers, mine)) };
     }
     case "container-list": {
       if (status !== 200) return undefined;

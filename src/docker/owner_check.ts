@@ -74,7 +74,7 @@ export async function checkOwners(
       // "Another owner's" only for what the client named exactly: for an ID prefix it would
       // tell the other owners' IDs, a digit at a time.
       const exact = found.id === ref.name || found.name === ref.name.replace(/^\//, "");
-      const status = exact ? settings.othersStatus : 404;
+      const status = exact && !ref.asMissing ? settings.othersStatus : 404;
       throw new IsolationRefusal(
         status,
         status === 404

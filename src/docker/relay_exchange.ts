@@ -35,6 +35,8 @@ export interface Exchange {
   status?: number;
   /** The owner decision, for the audit record. */
   owner?: string;
+  /** The role's lifted shields that applied (`shields.ts` `liftedShields`), for the audit. */
+  shield?: string;
   /** Ends the volume holds its owner check took (`volume_holds.ts`), once it is answered. */
   release?: () => void;
   /** The answer is filtered or checked before the client sees it. */
@@ -133,6 +135,7 @@ export function auditRecordOf(
     decision: !denied ? "allow" : exchange.local || mode === "enforce" ? "deny" : "would_deny",
     rule: exchange.decision.rule,
     ...(exchange.owner ? { owner: exchange.owner } : {}),
+    ...(exchange.shield ? { shield: exchange.shield } : {}),
     status,
     bytes_in: exchange.bytesIn,
     bytes_out: exchange.bytesOut,

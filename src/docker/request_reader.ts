@@ -29,7 +29,8 @@ import {
   routeRequest,
 } from "./api_policy.ts";
 import { asksUpgrade, hijacks } from "./routes.ts";
-import { shieldProblem } from "./shields.ts";
+import { liftedShields, shieldProblem } from "./shields.ts";
+import { hostProblem } from "./host_check.ts";
 import {
   contentTypeProblem,
   isArchiveUpload,
@@ -239,11 +240,17 @@ export class RequestReader {
     const mayUpgrade = hijacks(head.method, target.path);
     const exchange = newExchange(head.method, target.path, role.name, mayUpgrade);
     exchange.bytesIn = end;
+    exchange.shield = liftedShields(
+      head.method,
+      target.path,
+      this.#options.daemonVersion?.(),
+      role.liftShields,
+    );
     const next: Next = head.close ? "closing" : mayUpgrade ? "wait-upgrade" : "head";
     const forwardHead = () => headBytes;
     const early = role.preset === "full"
       ? undefined
-      : headProblem(head, target, this.#options.daemonVersion?.());
+      : headProblem(head, target, this.#options.daemonVersion?.(), role.liftShields);
     if (early) {
       const rule = `${role.preset}: ${early}`;
       this.#decided(exchange, { allow: false, rule }, head.framing, next, forwardHead);
@@ -285,13 +292,14 @@ export class RequestReader {
       });
     // The head is forwarded as sent: every byte of it was checked above, and a head that two
     // parsers could read differently was refused (an inspected body is re-framed, see #collect).
-    const then = () => {
-      if (role.isolate && decision.allow) {
-        const input = { exchange, decision, head, target, role, body: undefined };
-        return this.#isolate(input, head.framing, next);
-      }
-      this.#decided(exchange, decision, head.framing, next, () => r.headBytes);
-    };
+    const then = () =>
+      this.#afterHosts(exchange, decision, head.framing, next, () => r.headBytes, () => {
+        if (role.isolate && decision.allow) {
+          const input = { exchange, decision, head, target, role, body: undefined };
+          return this.#isolate(input, head.framing, next);
+        }
+        this.#decided(exchange, decision, head.framing, next, () => r.headBytes);
+      });
     if (
       decision.allow && hasBody && role.preset !== "full" &&
       isArchiveUpload(head.method, target.path)
@@ -399,21 +407,53 @@ export class RequestReader {
     }
     const body = Buffer.concat(c.data);
     const decision = this.#inspect(c, body);
-    if (c.role.isolate && decision.allow) {
-      const input = {
-        exchange: c.exchange,
-        decision,
-        head: c.head,
-        target: c.target,
-        role: c.role,
-      };
-      this.#isolate({ ...input, body }, { kind: "none" }, c.next);
-      return true;
-    }
-    this.#decided(c.exchange, decision, { kind: "none" }, c.next, () => {
-      return Buffer.concat([serializeRequestHead(c.head, body.length), body]);
+    const bytes = () => Buffer.concat([serializeRequestHead(c.head, body.length), body]);
+    this.#afterHosts(c.exchange, decision, { kind: "none" }, c.next, bytes, () => {
+      if (c.role.isolate && decision.allow) {
+        const input = {
+          exchange: c.exchange,
+          decision,
+          head: c.head,
+          target: c.target,
+          role: c.role,
+        };
+        return this.#isolate({ ...input, body }, { kind: "none" }, c.next);
+      }
+      this.#decided(c.exchange, decision, { kind: "none" }, c.next, bytes);
     });
     return true;
+  }
+
+  /**
+   * An allowed request that makes dockerd contact DNS names (`decision.hosts`) goes on (`go`)
+   * only once each resolves to public addresses (`host_check.ts`; the client's further bytes
+   * wait meanwhile); else it is refused, naming the host and the address.
+   */
+  #afterHosts(
+    exchange: Exchange,
+    decision: ApiDecision,
+    framing: BodyFraming,
+    next: Next,
+    bytes: () => Buffer,
+    go: () => void,
+  ): void {
+    if (!decision.allow || !decision.hosts?.length) return go();
+    const role = this.#options.role()?.preset ?? "-";
+    this.#phase = { kind: "resolving" };
+    hostProblem(decision.hosts).then((problem) =>
+      this.#host.batch(() => {
+        if (problem) {
+          this.#decided(
+            exchange,
+            { allow: false, rule: `${role}: ${problem}` },
+            framing,
+            next,
+            bytes,
+          );
+        } else go();
+        this.#host.pump();
+      })
+    );
   }
 
   /** The decision on a collected body: content type, strict JSON, then the policy. */
@@ -497,11 +537,12 @@ function headProblem(
   head: RequestHead,
   target: ApiTarget,
   version: string | undefined,
+  lifted: readonly string[],
 ): string | undefined {
   if (asksUpgrade(head) && !hijacks(head.method, target.path)) {
     return "Upgrade is only for attach and exec start (dockerd hijacks no other route)";
   }
-  return contentTypeProblem(head) ?? shieldProblem(head.method, target.path, version);
+  return contentTypeProblem(head) ?? shieldProblem(head.method, target.path, version, lifted);
 }
 
 /**

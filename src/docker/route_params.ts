@@ -22,6 +22,11 @@ import { isJsonObject, JsonError, type JsonValue, parseStrictJson } from "./stri
 export interface ParamContext {
   /** The role lets dockerd fetch from private, loopback or link-local addresses. */
   allowPrivateAddresses?: boolean;
+  /**
+   * Filled with the DNS names the request makes dockerd contact (when private addresses are
+   * not allowed): the gate resolves them before forwarding (`host_check.ts`).
+   */
+  hosts?: string[];
 }
 
 /** A value rule: the reason `value` is refused, or `undefined`. */
@@ -105,7 +110,9 @@ function publicHost(host: string, ctx: ParamContext): string | undefined {
   const ok = labels.length >= 2 &&
     labels.every((l) => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(l)) &&
     /^[a-z]{2,63}$/.test(labels[labels.length - 1]) && labels[labels.length - 1] !== "localhost";
-  return ok ? undefined : `names host "${host}", not a public DNS name (allowPrivateAddresses)`;
+  if (!ok) return `names host "${host}", not a public DNS name (allowPrivateAddresses)`;
+  if (!ctx.hosts?.includes(name)) ctx.hosts?.push(name);
+  return undefined;
 }
 
 /**

@@ -56,23 +56,47 @@ export const SHIELDS: readonly Shield[] = [
   },
 ];
 
-const COMPILED = SHIELDS.map((s) => ({
-  shield: s,
-  routes: s.routes.map((r) => {
+/** An engine version as numbers, compared part by part. */
+type Triple = readonly [number, number, number];
+
+/** `26.1.5+dfsg1` -> `[26, 1, 5]`; undefined when it does not start with a version. */
+function triple(version: string): Triple | undefined {
+  const m = /^v?(\d+)\.(\d+)(?:\.(\d+))?/.exec(version);
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)] : undefined;
+}
+
+function compare(a: Triple, b: Triple): number {
+  return a[0] - b[0] || a[1] - b[1] || a[2] - b[2];
+}
+
+/** The table compiled once: each row's routes as patterns and its range as numbers. */
+const COMPILED = SHIELDS.map((shield) => ({
+  shield,
+  from: triple(shield.from)!,
+  through: triple(shield.through)!,
+  routes: shield.routes.map((r) => {
     const [method, pattern] = r.split(" ");
     return { method, regex: compilePattern(pattern) };
   }),
 }));
 
-/** `26.1.5+dfsg1` -> `[26, 1, 5]`; undefined when it does not start with a version. */
-function triple(version: string): [number, number, number] | undefined {
-  const m = /^v?(\d+)\.(\d+)(?:\.(\d+))?/.exec(version);
-  return m ? [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)] : undefined;
+/** The daemon's version string last parsed: the same string comes with every request. */
+let lastVersion: { text: string; parsed: Triple | undefined } | undefined;
+
+/** `version` parsed (once per distinct string); undefined when unknown or unreadable. */
+function parsedVersion(version: string | undefined): Triple | undefined {
+  if (version === undefined) return undefined;
+  if (lastVersion?.text !== version) lastVersion = { text: version, parsed: triple(version) };
+  return lastVersion.parsed;
 }
 
-function compare(a: [number, number, number], b: [number, number, number]): number {
-  return a[0] - b[0] || a[1] - b[1] || a[2] - b[2];
+/** Whether a compiled row covers a daemon of parsed version `v` (undefined: unknown, yes). */
+function covers(row: (typeof COMPILED)[number], v: Triple | undefined): boolean {
+  return v === undefined || (compare(v, row.from) >= 0 && compare(v, row.through) <= 0);
 }
+
+/** The ids of every shield, for the policy loader's check of `liftShields`. */
+export const SHIELD_IDS: readonly string[] = SHIELDS.map((s) => s.id);
 
 /**
  * The shields active for a daemon of `version` (every one when it is unknown or unreadable).
@@ -85,37 +109,93 @@ function compare(a: [number, number, number], b: [number, number, number]): numb
  * ```
  */
 export function activeShields(version: string | undefined): Shield[] {
-  const v = version === undefined ? undefined : triple(version);
-  return SHIELDS.filter((s) =>
-    v === undefined || (compare(v, triple(s.from)!) >= 0 && compare(v, triple(s.through)!) <= 0)
+  const v = parsedVersion(version);
+  return COMPILED.filter((row) => covers(row, v)).map((row) => row.shield);
+}
+
+/**
+ * One line saying what a shield does, the same for `policy check` and `doctor`.
+ *
+ * @example
+ * ```ts
+ * import { shieldLine, SHIELDS } from "./shields.ts";
+ * if (!shieldLine(SHIELDS[0]).startsWith("shield CVE-2026-41568: refused on Docker 25.0.0 to 29.5.0")) throw new Error();
+ * ```
+ */
+export function shieldLine(shield: Shield): string {
+  return `shield ${shield.id}: refused on Docker ${shield.from} to ${shield.through} ` +
+    `(${shield.refuses}; ${shield.advisory})`;
+}
+
+/** The shields that guard `method path` (canonical) on a daemon of `version`, in table order. */
+function guarding(method: string, path: string, version: string | undefined) {
+  const v = parsedVersion(version);
+  return COMPILED.filter((row) =>
+    row.routes.some((r) => r.method === method && r.regex.test(path)) && covers(row, v)
   );
 }
 
 /**
- * Why `method path` (canonical) is refused by an active shield for a daemon of `version`.
+ * The shields that guard `method path` (canonical) on some daemon version, for `policy check`
+ * (which knows no daemon).
+ *
+ * @example
+ * ```ts
+ * import { shieldsGuarding } from "./shields.ts";
+ * if (shieldsGuarding("PUT", "/containers/web/archive").length !== 2) throw new Error();
+ * if (shieldsGuarding("GET", "/containers/web/json").length !== 0) throw new Error();
+ * ```
+ */
+export function shieldsGuarding(method: string, path: string): Shield[] {
+  return guarding(method, path, undefined).map((r) => r.shield);
+}
+
+/**
+ * Why `method path` (canonical) is refused by an active shield for a daemon of `version`;
+ * the shields in `lifted` (a role's `liftShields`) do not refuse.
  *
  * @example
  * ```ts
  * import { shieldProblem } from "./shields.ts";
  * if (!shieldProblem("PUT", "/containers/web/archive", "27.0.1")?.includes("CVE-2026-41568")) throw new Error();
  * if (shieldProblem("PUT", "/containers/web/archive", "20.10.24") !== undefined) throw new Error();
+ * if (!shieldProblem("PUT", "/containers/web/archive", "27.0.1", ["CVE-2026-41568"])?.includes("CVE-2026-42306")) throw new Error();
  * ```
  */
 export function shieldProblem(
   method: string,
   path: string,
   version: string | undefined,
+  lifted: readonly string[] = [],
 ): string | undefined {
-  const v = version === undefined ? undefined : triple(version);
-  for (const { shield, routes } of COMPILED) {
-    if (!routes.some((r) => r.method === method && r.regex.test(path))) continue;
-    if (v && (compare(v, triple(shield.from)!) < 0 || compare(v, triple(shield.through)!) > 0)) {
-      continue;
-    }
-    const on = version === undefined ? "a daemon of unknown version" : `Docker ${version}`;
-    return `shield ${shield.id} (${shield.advisory}): ${shield.refuses} refused on ${on}`;
-  }
-  return undefined;
+  const row = guarding(method, path, version).find((r) => !lifted.includes(r.shield.id));
+  if (!row) return undefined;
+  const { shield } = row;
+  const on = version === undefined ? "a daemon of unknown version" : `Docker ${version}`;
+  return `shield ${shield.id} (${shield.advisory}): ${shield.refuses} refused on ${on}`;
+}
+
+/**
+ * The shields of `lifted` that would have refused `method path` on a daemon of `version`,
+ * for the audit record (`lifted CVE-2026-41568`); undefined when none applies.
+ *
+ * @example
+ * ```ts
+ * import { liftedShields } from "./shields.ts";
+ * if (liftedShields("GET", "/containers/web/archive", "26.1.5", ["CVE-2026-41568"]) !== "lifted CVE-2026-41568") throw new Error();
+ * if (liftedShields("GET", "/containers/web/archive", "20.10.24", ["CVE-2026-41568"]) !== undefined) throw new Error();
+ * ```
+ */
+export function liftedShields(
+  method: string,
+  path: string,
+  version: string | undefined,
+  lifted: readonly string[],
+): string | undefined {
+  if (lifted.length === 0) return undefined;
+  const ids = guarding(method, path, version).map((r) => r.shield.id)
+    .filter((id) => lifted.includes(id));
+  return ids.length ? `lifted ${ids.join(", ")}` : undefined;
 }
 
 /** How long a daemon's version is trusted before it is asked again. */

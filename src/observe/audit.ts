@@ -35,6 +35,8 @@ export interface AuditRecord {
   rule?: string;
   /** Request of an isolated role: the owner decision (`own container 3f2a…`, `owner filter`). */
   owner?: string;
+  /** Request: the role's lifted shields that applied (`lifted CVE-2026-41568`). */
+  shield?: string;
   /** Request: the HTTP status the client got (101 for a switch to a raw stream). */
   status?: number;
   /** Connection: the relay used (`raw` or `docker-api`). */

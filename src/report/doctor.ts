@@ -43,6 +43,8 @@ export interface CheckResult {
   detail?: string;
   /** How to fix a failure. */
   fix?: string;
+  /** Lines printed under the result (e.g. the shields active for a target). */
+  lines?: readonly string[];
 }
 
 /** Days before expiry from which the expiry check fails. */

@@ -586,6 +586,16 @@ function isSocket(path: string): boolean {
 }
 
 /**
+ * Whether a container named exactly `name` exists, asked on the daemon's own socket (how the
+ * security tests judge what a request made the daemon do). Throws when the CLI fails.
+ */
+export async function exists(d: Dockerd, name: string): Promise<boolean> {
+  const r = await d.docker(["ps", "-a", "-q", "--filter", `name=^/${name}$`]);
+  if (r.code !== 0) throw new Error(`docker ps for ${name}: exit ${r.code}: ${r.stderr}`);
+  return r.stdout.trim() !== "";
+}
+
+/**
  * Starts a private dockerd in a fresh temp dir, waits for `/_ping` (backoff, bounded by
  * `readyTimeoutMs`) and imports the busybox image. Returns `null` (after a loud `SKIP:` on
  * stderr) when not root or docker.io is missing — but throws instead when `CI` is set.

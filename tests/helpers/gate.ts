@@ -213,6 +213,24 @@ export function tlsFlags(bundle: string): string[] {
   ];
 }
 
+/**
+ * The restricted roles the attack tests drive (for {@linkcode startPolicyGate} with clients
+ * `ro`, `ci`, `t1`, `t2`): `ro` read-only, `ci` no-escape, `t1` and `t2` isolated tenants.
+ */
+export const RESTRICTED_POLICY = {
+  roles: {
+    ro: { preset: "read-only" },
+    ci: { preset: "no-escape" },
+    tenant: { preset: "no-escape", isolate: true },
+  },
+  identities: [
+    { cn: "ro", role: "ro" },
+    { cn: "ci", role: "ci" },
+    { cn: "t1", role: "tenant" },
+    { cn: "t2", role: "tenant" },
+  ],
+};
+
 /** What {@linkcode startPolicyGate} made. */
 export interface PolicyGate {
   /** The running serve. */
