@@ -15,6 +15,8 @@
  * `deno run -A scripts/docker_py_suite.ts [--engine 20.10|26] [--only direct|gate]
  *   [--timeout SECONDS] [--json OUT] [-k EXPR] [PYTEST_PATH ...]`
  * (paths relative to the docker-py checkout, default `tests/integration`).
+ * `--compare DIRECT.xml GATE.xml` compares the JUnit files of earlier runs (each run's are kept
+ * in its work dir) without running anything.
  * Exit 0 when every difference is explained, 1 otherwise.
  *
  * @module
@@ -26,7 +28,9 @@ import { startPolicyGate } from "../tests/helpers/gate.ts";
 import { freeTempDir } from "../tests/helpers/wait.ts";
 
 const ROOT = join(import.meta.dirname!, "..");
-const MIRROR = "/work/.mirror/docker+docker-py/repo";
+/** docker-py's repository (a bare git dir): `$DOCKGATE_DOCKER_PY_REPO`, default the mirror. */
+export const DOCKER_PY_REPO = Deno.env.get("DOCKGATE_DOCKER_PY_REPO") ??
+  "/work/.mirror/docker+docker-py/repo";
 const PYTHON = "/usr/bin/python3";
 /** The image names docker-py's suite expects to find (base.py TEST_IMG and the tests' own). */
 const IMAGE_NAMES = [
@@ -74,6 +78,8 @@ interface Options {
   timeout: number;
   json?: string;
   keyword?: string;
+  /** JUnit files of an earlier direct and gate run: compare them, run nothing. */
+  compare?: [string, string];
   paths: string[];
 }
 
@@ -90,6 +96,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--timeout") o.timeout = Number(next());
     else if (a === "--json") o.json = next();
     else if (a === "-k") o.keyword = next();
+    else if (a === "--compare") o.compare = [next(), next()];
     else if (a.startsWith("-")) throw new RangeError(`unknown option ${a}`);
     else o.paths.push(a);
   }
@@ -114,7 +121,7 @@ async function checkout(dir: string): Promise<string> {
     "-c",
     'git -C "$1" archive "$2" | tar -x -C "$3"',
     "sh",
-    MIRROR,
+    DOCKER_PY_REPO,
     tag,
     src,
   ]);
@@ -267,11 +274,18 @@ function firstLine(o: Outcome | undefined): string {
 
 async function main() {
   const o = parseArgs(Deno.args);
-  const work = await freeTempDir("dgpy-");
-  console.error(`work dir ${work}`);
-  const src = await checkout(work);
-  const direct = o.only === "gate" ? new Map() : await runSuite("direct", src, work, o);
-  const gate = o.only === "direct" ? new Map() : await runSuite("gate", src, work, o);
+  let direct: Map<string, Outcome>, gate: Map<string, Outcome>;
+  if (o.compare) {
+    [direct, gate] = await Promise.all(
+      o.compare.map(async (f) => readJunit(await Deno.readTextFile(f))),
+    );
+  } else {
+    const work = await freeTempDir("dgpy-");
+    console.error(`work dir ${work}`);
+    const src = await checkout(work);
+    direct = o.only === "gate" ? new Map() : await runSuite("direct", src, work, o);
+    gate = o.only === "direct" ? new Map() : await runSuite("gate", src, work, o);
+  }
   const allowedFail = await forbidden();
   const ids = [...new Set([...direct.keys(), ...gate.keys()])].sort();
   const count = (m: Map<string, Outcome>, s: string) =>
