@@ -414,6 +414,7 @@ function inspect(
   // Every parameter of every route is on the route's list, whatever the body says.
   const query = queryProblem(route.method, route.pattern, request.target, {
     allowPrivateAddresses: role.spec.allowPrivateAddresses === true,
+    isolated: role.isolate,
   });
   if (query) return query;
   switch (route.inspect) {
