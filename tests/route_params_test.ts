@@ -78,3 +78,12 @@ Deno.test("route_params: dockerd reads the first dockerfile= (FormValue); later 
     /given twice/,
   );
 });
+
+Deno.test("route_params: image tag's force= is docker-py's, read by no daemon since API 1.24", () => {
+  const tag = (q: string) =>
+    queryProblem("POST", "/images/{name}/tag", parseApiTarget(`/images/bb/tag?${q}`), {});
+  assert.equal(tag("repo=x&tag=1&force=0"), undefined);
+  assert.equal(tag("repo=x&force=1"), undefined);
+  assert.match(tag("repo=x&force=f") ?? "", /force/);
+  assert.match(tag("repo=x&force=1&force=0") ?? "", /given twice/);
+});

@@ -320,7 +320,8 @@ const TABLE: Record<string, string> = {
   "GET /images/{name}/history": "",
   "GET /images/{name}/get": "",
   "POST /images/{name}/push": "tag platform",
-  "POST /images/{name}/tag": "repo tag",
+  // force: docker-py's (tag(force=False) sends force=0); no daemon reads it since API 1.24.
+  "POST /images/{name}/tag": "repo tag force",
   "DELETE /images/{name}": "force noprune",
   "POST /commit": "container repo tag author comment changes* pause",
   "POST /build": "build",
