@@ -20,6 +20,7 @@ import {
   admission,
   authorizePeer,
   type GateRules,
+  type RefusalKind,
   type Revocations,
   revocationVerdict,
 } from "./access/authorize.ts";
@@ -38,6 +39,7 @@ import { type Logger, silentLogger } from "./observe/logger.ts";
 import { ConnectionSet, peerOf } from "./net/connections.ts";
 import { listenOn } from "./net/listen.ts";
 import { HeldInput, type RelayHandle } from "./net/relay.ts";
+import { answerRefusal, type RefusalAnswer } from "./net/refusal_answer.ts";
 import { rawStrategy, type RelayStrategy } from "./net/strategy.ts";
 import { serverTlsOptions, type TlsMaterial } from "./net/tls_config.ts";
 
@@ -292,7 +294,7 @@ class Gate {
           reason: decision.reason,
         });
         metrics?.refused(decision.kind ?? "certificate");
-        return void client.destroy();
+        return void await answerRefusal(client, held, refusalFor(decision));
       }
       if (!this.#connections.accepting || client.destroyed) return void client.destroy();
       const started = await this.#startRelay(
@@ -366,7 +368,10 @@ class Gate {
         reason: (err as Error).message,
       });
       this.#options.metrics?.refused("target");
-      client.destroy();
+      void answerRefusal(client, held, {
+        status: 502,
+        message: "the Docker daemon is not answering (see the gate's log)",
+      });
       return undefined;
     }
     this.logger.log("info", "accepted", {
@@ -540,6 +545,23 @@ function endDisallowed(
 /** The TCP socket under a server-side TLS socket (both runtimes keep it as `_parent`). */
 function parentOf(socket: tls.TLSSocket): net.Socket | undefined {
   return (socket as { _parent?: net.Socket })._parent;
+}
+
+/**
+ * What a refused peer is told: the reason for its own certificate or identity, but never the
+ * text of an internal error (that stays in the gate's log).
+ */
+function refusalFor(
+  decision: { reason: string; kind?: RefusalKind; identity?: PeerIdentity },
+): RefusalAnswer {
+  if (decision.reason.startsWith("internal check failed")) {
+    return { status: 403, message: "the gate could not check this certificate" };
+  }
+  if (decision.kind === "not_allowed" && decision.identity) {
+    const who = displayName(decision.identity);
+    return { status: 403, message: `${who} is not allowed on this gate: ${decision.reason}` };
+  }
+  return { status: 403, message: decision.reason };
 }
 
 function tlsErrorReason(err: Error): string {

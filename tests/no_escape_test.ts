@@ -420,6 +420,16 @@ Deno.test("contrib/dockgate.service gives the gate dockerd's view of the file sy
     PrivateTmp: /^(false|no)$/,
     ReadOnlyPaths: /./,
     ReadWritePaths: /./,
+    // Read-only views of /proc/sys, /sys and the cgroup tree: still visible.
+    ProtectKernelTunables: /^(true|yes|false|no)$/,
+    ProtectControlGroups: /^(true|yes|false|no)$/,
+    // These hide /usr/lib/modules and /proc/kmsg: a path through them cannot be resolved by
+    // the gate, which refuses it (stricter than dockerd, never looser).
+    ProtectKernelModules: /^(true|yes|false|no)$/,
+    ProtectKernelLogs: /^(true|yes|false|no)$/,
+    // The gate's own directories, bind-mounted writable on themselves: same paths.
+    StateDirectory: /^dockgate$/,
+    LogsDirectory: /^dockgate$/,
   };
   // Options that do not touch the mount namespace; any other key must be decided here first.
   const noView = new Set([
@@ -433,6 +443,27 @@ Deno.test("contrib/dockgate.service gives the gate dockerd's view of the file sy
     "RestartSec",
     "NoNewPrivileges",
     "LimitNOFILE",
+    // Identity, capabilities, cgroup device rules, namespaces, system calls: no file system view.
+    "User",
+    "Group",
+    "SupplementaryGroups",
+    "CapabilityBoundingSet",
+    "AmbientCapabilities",
+    "StateDirectoryMode",
+    "LogsDirectoryMode",
+    "UMask",
+    "DevicePolicy",
+    "ProtectClock",
+    "ProtectHostname",
+    "RestrictNamespaces",
+    "RestrictRealtime",
+    "RestrictSUIDSGID",
+    "LockPersonality",
+    "RemoveIPC",
+    "RestrictAddressFamilies",
+    "SystemCallArchitectures",
+    "SystemCallFilter",
+    "SystemCallErrorNumber",
   ]);
   for (const line of service.split("\n")) {
     const m = /^(\w+)=(.*)$/.exec(line.trim());

@@ -42,7 +42,10 @@ export interface RequestHead {
   headers: HeaderField[];
   /** How the body is delimited. */
   framing: BodyFraming;
-  /** Whether the client asks to switch protocols (`Connection: Upgrade` and `Upgrade`). */
+  /**
+   * `Connection: Upgrade` and `Upgrade` (the HTTP spelling). Not dockerd's rule: dockerd looks
+   * at `Upgrade` alone, see `routes.ts` `asksUpgrade`, which the relay uses.
+   */
   upgrade: boolean;
   /** Whether the connection ends after this request (`Connection: close`, or HTTP/1.0). */
   close: boolean;
@@ -411,4 +414,27 @@ export function serializeRequestHead(
   }
   if (bodyLength !== undefined) text += `Content-Length: ${bodyLength}\r\n`;
   return Buffer.from(text + "\r\n", "latin1");
+}
+
+/**
+ * A response head like `head` with `status` and a `Content-Length` of `length` (its own
+ * framing headers dropped): the head of an answer the gate rewrote (isolation's filters).
+ *
+ * @example
+ * ```ts
+ * import { Buffer } from "node:buffer";
+ * import { parseResponseHead, responseHeadWith } from "./http.ts";
+ * const r = parseResponseHead(Buffer.from("HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 9\r\n\r\n"));
+ * if (responseHeadWith(r, 409, 2).toString() !== "HTTP/1.1 409 Conflict\r\nX-A: 1\r\nContent-Length: 2\r\n\r\n") throw new Error();
+ * ```
+ */
+export function responseHeadWith(head: ResponseHead, status: number, length: number): Buffer {
+  const reasons: Record<number, string> = { 200: "OK", 201: "Created", 409: "Conflict" };
+  let text = `HTTP/1.1 ${status} ${reasons[status] ?? "Status"}\r\n`;
+  for (const h of head.headers) {
+    const n = headerName(h.name);
+    if (n === "content-length" || n === "transfer-encoding") continue;
+    text += `${h.name}: ${h.value}\r\n`;
+  }
+  return Buffer.from(`${text}Content-Length: ${length}\r\n\r\n`, "latin1");
 }

@@ -1,0 +1,250 @@
+/**
+ * The isolation step of the API relay (isolated roles only): an allowed request is planned
+ * (`isolation.ts` `planIsolation`: the owner label, the owner filter, the objects it names),
+ * the owners of the named objects are checked over the gate's own daemon connection
+ * (`owner_check.ts`), and the outcome is the request to forward as edited or the refusal to
+ * answer in its place. The request reader (`request_reader.ts`) acts on the outcome.
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+import type { Duplex } from "node:stream";
+import { type RequestHead, serializeRequestHead } from "./http.ts";
+import type { ApiTarget } from "./api_path.ts";
+import type { ApiDecision, Role } from "./api_policy.ts";
+import { DaemonClient } from "./daemon_client.ts";
+import {
+  type IsolationPlan,
+  IsolationRefusal,
+  type IsolationSettings,
+  planIsolation,
+} from "./isolation.ts";
+import { checkOwners } from "./owner_check.ts";
+import { JsonDocument } from "./strict_json.ts";
+import { denialMessage, type Exchange } from "./relay_exchange.ts";
+import {
+  GATE_VOLUME_HOLDS,
+  type Release,
+  type VolumeHolds,
+  type VolumeNames,
+} from "./volume_holds.ts";
+
+/** Owner checks that take longer than this are refused (502): a hung daemon stalls no client. */
+const OWNER_CHECK_MS = 30_000;
+
+/** An allowed request of an isolated role, read whole (a body only when it was inspected). */
+export interface IsolationInput {
+  /** Its exchange (the owner notes and the answer rule are written to it). */
+  exchange: Exchange;
+  /** The role's decision (allowed). */
+  decision: ApiDecision;
+  /** The request head as read. */
+  head: RequestHead;
+  /** The canonical target. */
+  target: ApiTarget;
+  /** The role. */
+  role: Role;
+  /** The collected body, or undefined when it streams (or there is none). */
+  body: Buffer | undefined;
+}
+
+/** What to do with the request: forward these bytes, or answer here (audit mode: forward). */
+export type IsolationOutcome =
+  | { kind: "forward"; bytes: () => Buffer }
+  | {
+    kind: "refuse";
+    decision: ApiDecision;
+    refusal: { status: number; message: string };
+    /** The request as the client sent it (audit mode forwards it). */
+    bytes: () => Buffer;
+  };
+
+/** The volume holds `plan` needs, or undefined when it names no volume and prunes none. */
+function holdNeed(plan: IsolationPlan, method: string, path: string): HoldNeed | undefined {
+  if (method === "POST" && path === "/volumes/prune") return { use: [], remove: "all" };
+  const volumes = plan.refs.filter((r) => r.kind === "volume");
+  if (volumes.length === 0) return undefined;
+  const remove = volumes.filter((r) => r.remove).map((r) => r.name);
+  const use = volumes.filter((r) => !r.remove).map((r) => r.name);
+  return remove.length > 0 ? { use, remove } : { use };
+}
+
+/** `promise`, or a rejection after `ms`. */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from the daemon in ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+/** What the isolation step of one connection needs. */
+export interface IsolationStepOptions {
+  /** The identity (refusal messages) and its owner key. */
+  who: { identity: string; owner: string };
+  /** A connection to the daemon for the owner checks (none: such requests are refused, 502). */
+  connectDaemon?: () => Promise<Duplex>;
+  /**
+   * Resolves once no earlier request of this connection waits for its answer: the daemon
+   * acts on the next request at once, so it is checked then (rejects when the connection ends).
+   */
+  whenIdle: () => Promise<void>;
+  /** The gate-wide volume holds. Default: {@linkcode GATE_VOLUME_HOLDS}. */
+  holds?: VolumeHolds;
+}
+
+/** The volume holds a request needs: names it uses, or names it removes (`"all"`: a prune). */
+interface HoldNeed {
+  use: string[];
+  remove?: VolumeNames;
+}
+
+/**
+ * The isolation step of one relayed connection; holds its owner-check daemon connection.
+ *
+ * @example
+ * ```ts
+ * import { IsolationStep } from "./isolation_step.ts";
+ * const step = new IsolationStep({ who: { identity: "a", owner: "a" }, whenIdle: async () => {} });
+ * step.close();
+ * ```
+ */
+export class IsolationStep {
+  readonly #who: { identity: string; owner: string };
+  readonly #connectDaemon: (() => Promise<Duplex>) | undefined;
+  readonly #whenIdle: () => Promise<void>;
+  readonly #holds: VolumeHolds;
+  /** The owner checks' own connection to the daemon, opened when first needed. */
+  #daemon: DaemonClient | undefined;
+
+  /** The step for one connection (see {@linkcode IsolationStepOptions}). */
+  constructor(options: IsolationStepOptions) {
+    this.#who = options.who;
+    this.#connectDaemon = options.connectDaemon;
+    this.#whenIdle = options.whenIdle;
+    this.#holds = options.holds ?? GATE_VOLUME_HOLDS;
+  }
+
+  /**
+   * The outcome for `input`: at once when it names no object (or its plan is refused), else
+   * once the owners were checked. Throws only for a fault that is not a refusal.
+   */
+  run(input: IsolationInput): IsolationOutcome | Promise<IsolationOutcome> {
+    const { head, target, role, body } = input;
+    const settings: IsolationSettings = {
+      owner: this.#who.owner,
+      othersStatus: role.othersStatus,
+      sharedVolumes: role.shared.volumes,
+      sharedNetworks: role.shared.networks,
+      allowVolumesFrom: role.spec.allowVolumesFrom ?? [],
+    };
+    let plan: IsolationPlan;
+    try {
+      const doc = body && body.length > 0 ? new JsonDocument(body) : undefined;
+      plan = planIsolation(settings, head.method, head.target, target, doc);
+    } catch (err) {
+      if (!(err instanceof IsolationRefusal)) throw err;
+      return this.#refused(input, err);
+    }
+    const need = holdNeed(plan, head.method, target.path);
+    if (plan.refs.length === 0 && !need) {
+      return this.#forward(input, plan, settings, new Set(), []);
+    }
+    return this.#checked(input, plan, settings, need);
+  }
+
+  /**
+   * Check and act on the same objects: the owners are checked only once no earlier request of
+   * this connection is unanswered (a pipelined blocking `wait` would otherwise hold the gap
+   * open between check and act), and the volume names it checked are held gate-wide until the
+   * daemon answered it (a remove or prune of them through the gate waits meanwhile).
+   */
+  async #checked(
+    input: IsolationInput,
+    plan: IsolationPlan,
+    settings: IsolationSettings,
+    need: HoldNeed | undefined,
+  ): Promise<IsolationOutcome> {
+    let release: Release | undefined;
+    try {
+      await this.#whenIdle();
+      if (need) release = await this.#hold(need);
+      let result: { ownContainers?: Set<string>; notes: string[] } = { notes: [] };
+      if (plan.refs.length > 0) {
+        this.#daemon ??= this.#connectDaemon ? new DaemonClient(this.#connectDaemon) : undefined;
+        if (!this.#daemon) throw new Error("no connection to the daemon for owner checks");
+        const checks = checkOwners(plan, settings, this.#daemon, input.head.method);
+        result = await withTimeout(checks, OWNER_CHECK_MS);
+      }
+      const outcome = this.#forward(input, plan, settings, result.ownContainers ?? new Set(), [
+        ...result.notes,
+      ]);
+      input.exchange.release = release;
+      return outcome;
+    } catch (err) {
+      release?.();
+      if (err instanceof IsolationRefusal) return this.#refused(input, err);
+      // A daemon connection that failed or hung is not used again.
+      this.#daemon?.close();
+      this.#daemon = undefined;
+      const message = `owner check failed: ${(err as Error).message}`;
+      return this.#refused(input, new IsolationRefusal(502, message));
+    }
+  }
+
+  #hold(need: HoldNeed): Promise<Release> {
+    if (need.remove === "all") return this.#holds.remove("all");
+    if (need.remove) return this.#holds.remove([...need.remove, ...need.use]);
+    return this.#holds.use(need.use);
+  }
+
+  /** Close the daemon connection (the relayed connection ended). */
+  close(): void {
+    this.#daemon?.close();
+  }
+
+  /** Forward the request as the plan edited it (full IDs, owner label, owner filter). */
+  #forward(
+    input: IsolationInput,
+    plan: IsolationPlan,
+    settings: IsolationSettings,
+    own: ReadonlySet<string>,
+    notes: string[],
+  ): IsolationOutcome {
+    const { exchange, head, body } = input;
+    exchange.owner = [...plan.notes, ...notes].join(", ") || undefined;
+    if (plan.answer) exchange.answer = { rule: plan.answer, owner: settings.owner, own };
+    const newTarget = plan.target.changed ? plan.target.toString() : undefined;
+    const edited = plan.body?.edited ? Buffer.from(plan.body.result()) : body;
+    return {
+      kind: "forward",
+      bytes: () => {
+        if (edited === undefined && newTarget === undefined) return serializeRequestHead(head);
+        const headBytes = serializeRequestHead(head, edited?.length, newTarget);
+        return edited ? Buffer.concat([headBytes, edited]) : headBytes;
+      },
+    };
+  }
+
+  /** Refuse for isolation: 404 in the daemon's words (nothing to tell apart), else 403/400/502. */
+  #refused(input: IsolationInput, refusal: IsolationRefusal): IsolationOutcome {
+    const { exchange, head, body } = input;
+    exchange.owner = `refused: ${refusal.message}`;
+    const decision = { allow: false, rule: `isolate: ${refusal.message}` };
+    const status = refusal.status;
+    const message = status === 404
+      ? refusal.message
+      : denialMessage(this.#who.identity, exchange, decision.rule);
+    return {
+      kind: "refuse",
+      decision,
+      refusal: { status, message },
+      bytes: () => {
+        // Audit mode: the request goes on as the client sent it.
+        const bytes = serializeRequestHead(head, body?.length);
+        return body ? Buffer.concat([bytes, body]) : bytes;
+      },
+    };
+  }
+}
