@@ -36,6 +36,10 @@ install_system_packages() {
   have runc || missing+=(runc)
   deb_installed busybox-static || missing+=(busybox-static)
   deb_installed python3-docker || missing+=(python3-docker)
+  # tests/docker_py_suite_e2e_test.ts runs docker-py's own tests with these
+  for p in python3-pytest python3-pytest-timeout python3-paramiko; do
+    deb_installed "$p" || missing+=("$p")
+  done
   have docker-compose || missing+=(docker-compose)
   have promtool || missing+=(promtool)
   [ -x /usr/share/easy-rsa/easyrsa ] || missing+=(easy-rsa)
@@ -68,8 +72,8 @@ install_system_packages() {
   fi
   log "missing ${missing[*]}: installing from Debian"
   local pkgs=(docker.io busybox-static socat stunnel4 testssl.sh openssl util-linux ca-certificates tar
-    python3-docker docker-compose prometheus easy-rsa golang-cfssl golang-go systemd logrotate
-    zsh fish)
+    python3-docker python3-pytest python3-pytest-timeout python3-paramiko docker-compose prometheus
+    easy-rsa golang-cfssl golang-go systemd logrotate zsh fish)
   have npm || pkgs+=(nodejs npm)
   # Don't let docker.io's postinst start a system dockerd (the tests run their own).
   local policy=/usr/sbin/policy-rc.d own_policy=0

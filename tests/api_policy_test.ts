@@ -294,7 +294,14 @@ Deno.test("query parameters: each route's list and value rules decide (issue 20,
       .allow,
   );
   // build: the options that reach the host are pinned; the list options may repeat.
-  refused(ci, "POST", "/build?networkmode=bridge2", /networkmode/);
+  // A named network as a no-escape container may have (docker-py builds on one); not for an
+  // isolated role, whose builds owner isolation does not see.
+  assert.ok(decide(ci, "POST", "/build?networkmode=bridge2").allow);
+  const iso = compileApiPolicy({
+    roles: { t: { preset: "no-escape", isolate: true } },
+    identities: [],
+  }, "t").roles.get("t")!;
+  refused(iso, "POST", "/build?networkmode=bridge2", /networkmode/);
   refused(ci, "POST", "/build?networkmode=Host", /networkmode/);
   refused(ci, "POST", "/build?securityopt=seccomp%3Dunconfined", /securityopt/);
   refused(ci, "POST", '/build?labels={"dockgate.owner":"x"}', /dockgate\. labels/);

@@ -425,7 +425,20 @@ Deno.test("isolation: since/before are references, events are containers', df co
     Images: [{ Id: "i", Containers: 2 }, { Id: "j", Containers: -1 }],
     Volumes: [{ Name: "va", Labels: { "dockgate.owner": "team-a" }, UsageData: { RefCount: 2 } }],
   };
-  const out = filterAnswer(df.answer!, 200, enc(JSON.stringify(body)), "team-a", new Set())!;
+  // The gate's record: it created a for team-a and b for team-b.
+  const record = {
+    has: (o: string, id: string) =>
+      (o === "team-a" && id === "a") || (o === "team-b" && id === "b"),
+    add() {},
+  };
+  const out = filterAnswer(
+    df.answer!,
+    200,
+    enc(JSON.stringify(body)),
+    "team-a",
+    new Set(),
+    record,
+  )!;
   const got = JSON.parse(new TextDecoder().decode(out.body));
   assert.equal(got.Containers, undefined);
   assert.deepEqual(got.Images.map((i: { Containers: number }) => i.Containers), [1, -1]);

@@ -97,3 +97,50 @@ Deno.test("route params: the DNS names a request makes dockerd contact are colle
   queryProblem("POST", "/images/create", t, { allowPrivateAddresses: true, hosts: open });
   assert.deepEqual(open, [], "a role that allows private addresses resolves nothing");
 });
+
+Deno.test("route_params: build's networkmode names a user network as a no-escape container may (docker-py)", () => {
+  // docker-py's test_build_with_network_mode builds on a network it created, by ID.
+  const on = (q: string, ctx = {}) =>
+    queryProblem("POST", "/build", parseApiTarget(`/build?${q}`), ctx);
+  assert.equal(on("networkmode=1eca40222eb0"), undefined);
+  assert.equal(on("networkmode=ci-net"), undefined);
+  for (const bad of ["host", "HOST", "container:web", "Container:web", "ns:/proc/1/ns/net"]) {
+    assert.match(on(`networkmode=${bad}`) ?? "", /networkmode/, bad);
+  }
+  // Owner isolation does not see a build's network: isolated roles keep the shared ones only.
+  assert.match(on("networkmode=ci-net", { isolated: true }) ?? "", /networkmode/);
+  assert.equal(on("networkmode=none", { isolated: true }), undefined);
+});
+
+Deno.test("route_params: dockerd reads the first dockerfile= (FormValue); later copies are never read", () => {
+  // docker-py sends a Dockerfile from outside the context as two values: its name in the
+  // context, then its contents (a tuple that requests expands).
+  const q = "dockerfile=.dockerfile.1f&dockerfile=FROM%20busybox%0ARUN%20true&t=x";
+  assert.equal(queryProblem("POST", "/build", parseApiTarget(`/build?${q}`), {}), undefined);
+  // The first copy is the one dockerd reads, and is checked.
+  const bad = "dockerfile=a%0Ab&dockerfile=Dockerfile";
+  assert.match(
+    queryProblem("POST", "/build", parseApiTarget(`/build?${bad}`), {}) ?? "",
+    /dockerfile/,
+  );
+  // Every other single-valued parameter still refuses a second copy.
+  assert.match(
+    queryProblem(
+      "POST",
+      "/build",
+      parseApiTarget("/build?networkmode=none&networkmode=host"),
+      {},
+    ) ??
+      "",
+    /given twice/,
+  );
+});
+
+Deno.test("route_params: image tag's force= is docker-py's, read by no daemon since API 1.24", () => {
+  const tag = (q: string) =>
+    queryProblem("POST", "/images/{name}/tag", parseApiTarget(`/images/bb/tag?${q}`), {});
+  assert.equal(tag("repo=x&tag=1&force=0"), undefined);
+  assert.equal(tag("repo=x&force=1"), undefined);
+  assert.match(tag("repo=x&force=f") ?? "", /force/);
+  assert.match(tag("repo=x&force=1&force=0") ?? "", /given twice/);
+});

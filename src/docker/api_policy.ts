@@ -440,6 +440,7 @@ function inspect(
   const query = queryProblem(route.method, route.pattern, request.target, {
     allowPrivateAddresses: role.spec.allowPrivateAddresses === true,
     hosts,
+    isolated: role.isolate,
   });
   if (query) return query;
   switch (route.inspect) {

@@ -142,15 +142,28 @@ const mustBeEmpty = (why: string): Check => (value, _ctx, at) => {
   return `${at}: ${why}`;
 };
 
+/**
+ * Whether a namespace mode (`NetworkMode`, `PidMode`, …, a build's `networkmode`) joins a
+ * namespace outside the container: `host`, `container:…` or `ns:…`, in any case.
+ *
+ * @example
+ * ```ts
+ * import { sharesNamespace } from "./no_escape.ts";
+ * if (!sharesNamespace("Container:web") || sharesNamespace("ci-net")) throw new Error();
+ * ```
+ */
+export function sharesNamespace(mode: string): boolean {
+  const v = mode.toLowerCase();
+  return v === "host" || v.startsWith("container:") || v.startsWith("ns:");
+}
+
 /** Namespace modes: `host`, `container:…` and `ns:…` join namespaces outside the container. */
 const namespaceMode: Check = (value, _ctx, at) => {
   if (value === null) return undefined;
   if (typeof value !== "string") return `${at} is not a string`;
-  const v = value.toLowerCase();
-  if (v === "host" || v.startsWith("container:") || v.startsWith("ns:")) {
-    return `${at}=${value} shares a namespace outside the container`;
-  }
-  return undefined;
+  return sharesNamespace(value)
+    ? `${at}=${value} shares a namespace outside the container`
+    : undefined;
 };
 
 /** Capabilities Docker grants by default: adding them again changes nothing. */

@@ -17,6 +17,7 @@
 
 import type { ApiTarget } from "./api_path.ts";
 import { isJsonObject, JsonError, type JsonValue, parseStrictJson } from "./strict_json.ts";
+import { sharesNamespace } from "./no_escape.ts";
 
 /** What a value rule may consult. */
 export interface ParamContext {
@@ -27,6 +28,8 @@ export interface ParamContext {
    * not allowed): the gate resolves them before forwarding (`host_check.ts`).
    */
   hosts?: string[];
+  /** The role is isolated per owner (a build's network is not owner-checked). */
+  isolated?: boolean;
 }
 
 /** A value rule: the reason `value` is refused, or `undefined`. */
@@ -34,8 +37,11 @@ export type ParamRule = (value: string, ctx: ParamContext) => string | undefined
 
 /** One route's parameters. */
 interface RouteParams {
-  /** Parameter name (a trailing `*` in the table: may repeat) to rule. */
-  params: ReadonlyMap<string, { rule: ParamRule; repeat: boolean }>;
+  /**
+   * Parameter name (a trailing `*` in the table: may repeat) to rule; `first`: dockerd reads
+   * only its first value (`r.FormValue`) and nothing reads the others, so only that is checked.
+   */
+  params: ReadonlyMap<string, { rule: ParamRule; repeat: boolean; first?: boolean }>;
   /** The path's `{name}` is an image or plugin reference dockerd contacts a registry for. */
   pathRef?: RegExp;
 }
@@ -214,6 +220,20 @@ const RULES: Record<string, ParamRule> = {
   "min-free-space": int,
 };
 
+const SHARED_NETWORKS = oneOf("", "default", "bridge", "none");
+
+/**
+ * A build's network: the rule of a no-escape container's `NetworkMode` (a named network, never
+ * another namespace: `host`, `container:…`, `ns:…`). Owner isolation does not see a build's
+ * network, so an isolated role keeps the networks every role has.
+ */
+const buildNetwork: ParamRule = (v, ctx) => {
+  if (SHARED_NETWORKS(v, ctx) === undefined) return undefined;
+  if (ctx.isolated) return `${SHARED_NETWORKS(v, ctx)} (isolated: no named networks in a build)`;
+  if (sharesNamespace(v)) return "shares a namespace outside the build's containers";
+  return word(v, ctx);
+};
+
 /** Build options (classic builder, `version=1`): the ones that reach the host are pinned. */
 const BUILD_RULES: Record<string, ParamRule> = {
   t: word,
@@ -238,9 +258,7 @@ const BUILD_RULES: Record<string, ParamRule> = {
   cpusetcpus: (v) => /^[0-9,-]{0,256}$/.test(v) ? undefined : "is not a CPU list",
   cpusetmems: (v) => /^[0-9,-]{0,256}$/.test(v) ? undefined : "is not a node list",
   shmsize: int,
-  // The namespace rule of no-escape containers allows named networks, but a build's network
-  // is not seen by owner isolation: only the networks every role has.
-  networkmode: oneOf("", "default", "bridge", "none"),
+  networkmode: buildNetwork,
   cgroupparent: emptyOnly("places build containers outside their cgroup"),
   isolation: oneOf("", "default"),
   target: word,
@@ -309,7 +327,8 @@ const TABLE: Record<string, string> = {
   "GET /images/{name}/history": "",
   "GET /images/{name}/get": "",
   "POST /images/{name}/push": "tag platform",
-  "POST /images/{name}/tag": "repo tag",
+  // force: docker-py's (tag(force=False) sends force=0); no daemon reads it since API 1.24.
+  "POST /images/{name}/tag": "repo tag force",
   "DELETE /images/{name}": "force noprune",
   "POST /commit": "container repo tag author comment changes* pause",
   "POST /build": "build",
@@ -390,10 +409,17 @@ const PATH_REFS: Record<string, RegExp> = {
   "POST /plugins/{name}/push": /^\/plugins\/(.+)\/push$/,
 };
 
+/**
+ * Single-valued parameters of which a second copy is what a real client sends and dockerd
+ * never reads (`r.FormValue` takes the first; no handler reads the list): docker-py sends a
+ * Dockerfile from outside the context as `dockerfile=NAME&dockerfile=CONTENTS`.
+ */
+const FIRST_READ: Record<string, readonly string[]> = { "POST /build": ["dockerfile"] };
+
 const COMPILED = new Map<string, RouteParams>();
 for (const [route, names] of Object.entries(TABLE)) {
   const own = ROUTE_RULES[route] ?? {};
-  const params = new Map<string, { rule: ParamRule; repeat: boolean }>();
+  const params = new Map<string, { rule: ParamRule; repeat: boolean; first?: boolean }>();
   const list = names === "build"
     ? Object.keys(BUILD_RULES).map((n) =>
       ["t", "extrahosts", "securityopt"].includes(n) ? `${n}*` : n
@@ -404,7 +430,7 @@ for (const [route, names] of Object.entries(TABLE)) {
     const name = repeat ? entry.slice(0, -1) : entry;
     const rule = own[name] ?? RULES[name];
     if (!rule) throw new TypeError(`route_params: no rule for ${route} ${name}`);
-    params.set(name, { rule, repeat });
+    params.set(name, { rule, repeat, first: FIRST_READ[route]?.includes(name) });
   }
   COMPILED.set(route, { params, pathRef: PATH_REFS[route] });
 }
@@ -439,6 +465,7 @@ export function queryProblem(
   for (const [key, value] of target.query) {
     const param = route.params.get(key);
     if (!param) return `${at}: unknown query parameter "${key}"`;
+    if (seen.has(key) && param.first) continue; // never read by dockerd
     if (seen.has(key) && !param.repeat) return `${at}: query parameter "${key}" given twice`;
     seen.add(key);
     const why = param.rule(value, ctx);
