@@ -23,6 +23,7 @@ import { IsolationRefusal, planIsolation } from "../docker/isolation.ts";
 import { JsonDocument } from "../docker/strict_json.ts";
 import { fsErrorText } from "../pki/fs_util.ts";
 import { shieldProblem, SHIELDS } from "../docker/shields.ts";
+import { containerAccess } from "../docker/container_check.ts";
 
 /** A line per shield that guards `method path`: refused on the daemon versions it names. */
 function shieldLines(method: string, path: string): string[] {
@@ -35,6 +36,20 @@ function shieldLines(method: string, path: string): string[] {
   return SHIELDS.filter((s) => shieldProblem(method, canonical, s.from) !== undefined).map((s) =>
     `shield ${s.id}: refused on Docker ${s.from} to ${s.through} (${s.refuses}; ${s.advisory})`
   );
+}
+
+/** The container check a request of a restricted role gets at run time, as a line. */
+function insideLine(method: string, path: string): string | undefined {
+  try {
+    const access = containerAccess(method, parseApiTarget(path));
+    if (!access) return undefined;
+    const what = access.kind === "exec"
+      ? `the container of exec ${access.name}`
+      : `container ${access.name}`;
+    return `container check: ${what} is inspected at run time and must pass the create rules`;
+  } catch (err) {
+    return `container: ${(err as Error).message}`;
+  }
 }
 
 /** Decide, print `allow|deny <role>: <rule>` on stdout, and return the exit code. */
@@ -59,6 +74,11 @@ export async function runPolicyCheck(cmd: PolicyCheckCommand, io: CliIo): Promis
   if (decision.allow && role?.preset !== "full") {
     for (const line of shieldLines(cmd.method, cmd.path)) io.out(line);
   }
+  // Acting inside a container: its stored configuration is checked when the request comes.
+  const inside = decision.allow && role && !role.isolate && role.preset !== "full"
+    ? insideLine(cmd.method, cmd.path)
+    : undefined;
+  if (inside) io.out(inside);
   return decision.allow ? 0 : 1;
 
   function isolation(allowed: ApiDecision): [ApiDecision, string | undefined] {

@@ -119,7 +119,11 @@ class ApiRelay {
     this.#clientFlow = held?.flowControl ?? runtimeFlowControl(client);
     this.#upstreamFlow = runtimeFlowControl(upstream);
     this.#writer = this.#newWriter();
-    this.#isolation = new IsolationStep(options.who, options.connectDaemon);
+    this.#isolation = new IsolationStep(
+      options.who,
+      options.connectDaemon,
+      options.resolveSymlinks,
+    );
     this.#requests = this.#newRequestReader();
     this.#answers = new AnswerReader({
       current: () => this.#queue[0],

@@ -22,6 +22,12 @@ import {
 } from "./isolation.ts";
 import { checkOwners } from "./owner_check.ts";
 import { JsonDocument } from "./strict_json.ts";
+import {
+  checkContainerAccess,
+  containerAccess,
+  type DaemonDefaults,
+  daemonDefaults,
+} from "./container_check.ts";
 import { denialMessage, type Exchange } from "./relay_exchange.ts";
 
 /** Owner checks that take longer than this are refused (502): a hung daemon stalls no client. */
@@ -45,7 +51,12 @@ export interface IsolationInput {
 
 /** What to do with the request: forward these bytes, or answer here (audit mode: forward). */
 export type IsolationOutcome =
-  | { kind: "forward"; bytes: () => Buffer }
+  | {
+    kind: "forward";
+    bytes: () => Buffer;
+    /** The decision to record, when the step added to it (what it checked). */
+    decision?: ApiDecision;
+  }
   | {
     kind: "refuse";
     decision: ApiDecision;
@@ -78,11 +89,54 @@ export class IsolationStep {
   readonly #connectDaemon: (() => Promise<Duplex>) | undefined;
   /** The owner checks' own connection to the daemon, opened when first needed. */
   #daemon: DaemonClient | undefined;
+  readonly #resolveSymlinks: boolean;
+  readonly #defaults: () => Promise<DaemonDefaults>;
 
-  /** Checks for `who`, asking the daemon through `connectDaemon` (none: refused, 502). */
-  constructor(who: { identity: string; owner: string }, connectDaemon?: () => Promise<Duplex>) {
+  /**
+   * Checks for `who`, asking the daemon through `connectDaemon` (none: refused, 502);
+   * `resolveSymlinks` as for the body checks (the daemon is on this host).
+   */
+  constructor(
+    who: { identity: string; owner: string },
+    connectDaemon?: () => Promise<Duplex>,
+    resolveSymlinks = false,
+  ) {
     this.#who = who;
     this.#connectDaemon = connectDaemon;
+    this.#resolveSymlinks = resolveSymlinks;
+    this.#defaults = daemonDefaults(() => this.#client()!);
+  }
+
+  /**
+   * Whether an allowed request of `role` takes this step: every request of an isolated role,
+   * and, for the other restricted roles, those that act inside a container
+   * (`container_check.ts`: another identity's container must be no way out).
+   *
+   * @example
+   * ```ts
+   * import { IsolationStep } from "./isolation_step.ts";
+   * import { compileApiPolicy } from "./api_policy.ts";
+   * import { parseApiTarget } from "./api_path.ts";
+   * const role = compileApiPolicy({ roles: { ci: { preset: "no-escape" } }, identities: [] }, "x").roles.get("ci")!;
+   * const step = new IsolationStep({ identity: "a", owner: "a" });
+   * if (!step.takes(role, "POST", parseApiTarget("/containers/web/exec"))) throw new Error();
+   * if (step.takes(role, "GET", parseApiTarget("/containers/web/json"))) throw new Error();
+   * ```
+   */
+  takes(role: Role, method: string, target: ApiTarget): boolean {
+    if (role.isolate) return true;
+    if (role.preset === "full") return false;
+    try {
+      return containerAccess(method, target) !== undefined;
+    } catch {
+      return true; // refused in run()
+    }
+  }
+
+  /** The daemon connection, opened when first needed (undefined: none configured). */
+  #client(): DaemonClient | undefined {
+    this.#daemon ??= this.#connectDaemon ? new DaemonClient(this.#connectDaemon) : undefined;
+    return this.#daemon;
   }
 
   /**
@@ -91,6 +145,7 @@ export class IsolationStep {
    */
   run(input: IsolationInput): IsolationOutcome | Promise<IsolationOutcome> {
     const { head, target, role, body } = input;
+    if (!role.isolate) return this.#inside(input);
     const settings: IsolationSettings = {
       owner: this.#who.owner,
       othersStatus: role.othersStatus,
@@ -107,22 +162,57 @@ export class IsolationStep {
       return this.#refused(input, err);
     }
     if (plan.refs.length === 0) return this.#forward(input, plan, settings, new Set(), []);
-    this.#daemon ??= this.#connectDaemon ? new DaemonClient(this.#connectDaemon) : undefined;
-    const checks = this.#daemon
-      ? withTimeout(checkOwners(plan, settings, this.#daemon, head.method), OWNER_CHECK_MS)
+    const client = this.#client();
+    const checks = client
+      ? withTimeout(checkOwners(plan, settings, client, head.method), OWNER_CHECK_MS)
       : Promise.reject(new Error("no connection to the daemon for owner checks"));
     return checks.then(
       (result) =>
         this.#forward(input, plan, settings, result.ownContainers ?? new Set(), result.notes),
-      (err) => {
-        if (err instanceof IsolationRefusal) return this.#refused(input, err);
-        // A daemon connection that failed or hung is not used again.
-        this.#daemon?.close();
-        this.#daemon = undefined;
-        const message = `owner check failed: ${(err as Error).message}`;
-        return this.#refused(input, new IsolationRefusal(502, message));
-      },
+      (err) => this.#failed(input, err, "owner check"),
     );
+  }
+
+  /** A refusal, or the daemon's failure as 502 (that connection is not used again). */
+  #failed(input: IsolationInput, err: unknown, what: string): IsolationOutcome {
+    if (err instanceof IsolationRefusal) return this.#refused(input, err, what);
+    this.#daemon?.close();
+    this.#daemon = undefined;
+    const message = `${what} failed: ${(err as Error).message}`;
+    return this.#refused(input, new IsolationRefusal(502, message), what);
+  }
+
+  /**
+   * A restricted role that is not isolated, acting inside a container: the container's stored
+   * configuration is checked with the create rules, the request forwarded by its full ID.
+   */
+  #inside(input: IsolationInput): IsolationOutcome | Promise<IsolationOutcome> {
+    const { head, target, role, body, decision } = input;
+    const what = "container check";
+    let access;
+    try {
+      access = containerAccess(head.method, target);
+    } catch (err) {
+      return this.#failed(input, err, what);
+    }
+    const forward = (newTarget?: string) => () => {
+      const headBytes = serializeRequestHead(head, body?.length, newTarget);
+      return body ? Buffer.concat([headBytes, body]) : headBytes;
+    };
+    if (!access) return { kind: "forward", bytes: forward() };
+    const ctx = { allow: role.spec, resolveSymlinks: this.#resolveSymlinks, isolated: false };
+    const client = this.#client();
+    const check = client
+      ? withTimeout(
+        checkContainerAccess(access, head.target, target, client, ctx, this.#defaults),
+        OWNER_CHECK_MS,
+      )
+      : Promise.reject(new Error("no connection to the daemon for container checks"));
+    return check.then(({ target: newTarget, note }) => ({
+      kind: "forward" as const,
+      decision: { ...decision, rule: `${decision.rule} (${note})` },
+      bytes: forward(newTarget),
+    }), (err) => this.#failed(input, err, what));
   }
 
   /** Close the daemon connection (the relayed connection ended). */
@@ -154,10 +244,18 @@ export class IsolationStep {
   }
 
   /** Refuse for isolation: 404 in the daemon's words (nothing to tell apart), else 403/400/502. */
-  #refused(input: IsolationInput, refusal: IsolationRefusal): IsolationOutcome {
+  #refused(
+    input: IsolationInput,
+    refusal: IsolationRefusal,
+    what = "owner check",
+  ): IsolationOutcome {
     const { exchange, head, body } = input;
-    exchange.owner = `refused: ${refusal.message}`;
-    const decision = { allow: false, rule: `isolate: ${refusal.message}` };
+    const container = what === "container check";
+    if (!container) exchange.owner = `refused: ${refusal.message}`;
+    const rule = container
+      ? `${input.role.preset}: ${refusal.message}`
+      : `isolate: ${refusal.message}`;
+    const decision = { allow: false, rule };
     const status = refusal.status;
     const message = status === 404
       ? refusal.message

@@ -286,7 +286,7 @@ export class RequestReader {
     // The head is forwarded as sent: every byte of it was checked above, and a head that two
     // parsers could read differently was refused (an inspected body is re-framed, see #collect).
     const then = () => {
-      if (role.isolate && decision.allow) {
+      if (decision.allow && this.#options.isolation.takes(role, head.method, target)) {
         const input = { exchange, decision, head, target, role, body: undefined };
         return this.#isolate(input, head.framing, next);
       }
@@ -399,7 +399,7 @@ export class RequestReader {
     }
     const body = Buffer.concat(c.data);
     const decision = this.#inspect(c, body);
-    if (c.role.isolate && decision.allow) {
+    if (decision.allow && this.#options.isolation.takes(c.role, c.head.method, c.target)) {
       const input = {
         exchange: c.exchange,
         decision,
@@ -441,7 +441,7 @@ export class RequestReader {
   #isolate(input: IsolationInput, framing: BodyFraming, next: Next): void {
     const act = (o: IsolationOutcome) => {
       const refusal = o.kind === "refuse" ? o.refusal : undefined;
-      const decision = o.kind === "refuse" ? o.decision : input.decision;
+      const decision = o.decision ?? input.decision;
       this.#decided(input.exchange, decision, framing, next, o.bytes, refusal);
     };
     const outcome = this.#options.isolation.run(input);
