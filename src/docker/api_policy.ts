@@ -19,6 +19,7 @@ import { checkBody, cleanPath, type EscapeAllowances } from "./no_escape.ts";
 import { isJsonObject, JsonError, type JsonValue, parseStrictJson } from "./strict_json.ts";
 import { reservedLabels } from "./isolation.ts";
 import { queryProblem } from "./route_params.ts";
+import { imageNameProblem, imagePatternProblem } from "./image_names.ts";
 
 /** The presets a role starts from. */
 export type Preset = "read-only" | "no-escape" | "full";
@@ -46,6 +47,12 @@ export interface RoleSpec extends EscapeAllowances {
    * `images/create?fromSrc=` URLs. Default: false (only public DNS names).
    */
   allowPrivateAddresses?: boolean;
+  /**
+   * Image names the role may write (tag, push, remove), glob patterns (`*` any characters)
+   * matched against the familiar name with its tag (`ci/app:1`, `bb:latest`); prune and
+   * load need `"*"`. Default: none (see `image_names.ts`).
+   */
+  allowImageNames?: readonly string[];
 }
 
 /** One identity entry: exactly one of `cn`, `san`, `ou`, matched as the allow-lists match. */
@@ -139,6 +146,7 @@ const LIST_KEYS = [
   "allowVolumesFrom",
   "allowLogDrivers",
   "allowVolumeDrivers",
+  "allowImageNames",
 ] as const;
 const ROLE_KEYS = new Set<string>([
   "preset",
@@ -257,6 +265,10 @@ function compileRole(
   if (r.othersStatus !== undefined && r.isolate !== true) {
     fail(".othersStatus", "only means something with isolate: true");
   }
+  ((r.allowImageNames ?? []) as string[]).forEach((p, i) => {
+    const bad = imagePatternProblem(p);
+    if (bad) fail(`.allowImageNames[${i}]`, bad);
+  });
   ((r.allowBindMounts ?? []) as string[]).forEach((p, i) => {
     if (!p.startsWith("/")) fail(`.allowBindMounts[${i}]`, "must be an absolute path");
     if (cleanPath(p) === "/") fail(`.allowBindMounts[${i}]`, "the root directory is the host");
@@ -416,6 +428,13 @@ function inspect(
     allowPrivateAddresses: role.spec.allowPrivateAddresses === true,
   });
   if (query) return query;
+  const names = imageNameProblem(
+    role.spec.allowImageNames,
+    route.method,
+    route.pattern,
+    request.target,
+  );
+  if (names) return names;
   switch (route.inspect) {
     case undefined:
       return undefined;

@@ -73,13 +73,14 @@ export interface ApiGate {
 }
 
 /**
- * The test policy: `ro` read-only, `ci` no-escape (binds under /srv/ci), `iso` no-escape
- * isolated per owner, `root` full.
+ * The test policy: `ro` read-only, `ci` no-escape (binds under /srv/ci, every image name),
+ * `iso` no-escape isolated per owner, `root` full.
  */
 export const TEST_POLICY = {
   roles: {
     ro: { preset: "read-only" },
-    ci: { preset: "no-escape", allowBindMounts: ["/srv/ci"] },
+    // Every image name: the relay tests use `POST /images/load` as a bulk upload route.
+    ci: { preset: "no-escape", allowBindMounts: ["/srv/ci"], allowImageNames: ["*"] },
     iso: { preset: "no-escape", isolate: true },
     root: { preset: "full" },
   },
