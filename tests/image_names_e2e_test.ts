@@ -57,8 +57,11 @@ async function images(t: Deno.TestContext, engine: Engine): Promise<void> {
     const g = await startPolicyGate(d.host, work, POLICY, ["ci", "names", "ro"]);
     gate = g.gate;
     await gate.waitForLog(/API policy: /);
-    const as = (who: string, args: string[]) =>
-      d.docker([...tlsFlags(join(g.pki, "clients", who)), ...args], { host: gate!.host });
+    const as = (who: string, args: string[], opts: { env?: Record<string, string> } = {}) =>
+      d.docker([...tlsFlags(join(g.pki, "clients", who)), ...args], {
+        host: gate!.host,
+        ...opts,
+      });
     // Another image than bb's: a commit with a change.
     assert.equal((await d.docker(["create", "--name", "src", d.image, "true"])).code, 0);
     const c = await d.docker(["commit", "-c", "ENV EVIL=1", "src", "other:1"]);
@@ -95,6 +98,38 @@ async function images(t: Deno.TestContext, engine: Engine): Promise<void> {
       assert.notEqual(ro.code, 0, ro.stdout);
       assert.equal(await imageId(d, "bb:latest"), bb);
     });
+
+    await t.step(
+      "build -t, commit, import under an existing name refused; new names work",
+      async () => {
+        const ctx = join(work, "ctx");
+        await Deno.mkdir(ctx);
+        await Deno.writeTextFile(join(ctx, "Dockerfile"), `FROM ${d.image}\nENV BUILT=1\n`);
+        const build = await as("ci", ["build", "-t", "bb:latest", ctx], {
+          env: { DOCKER_BUILDKIT: "0" },
+        });
+        assert.notEqual(build.code, 0, build.stdout);
+        assert.match(build.stderr, /image bb:latest exists.*allowImageNames/, build.stderr);
+        const commit = await as("ci", ["commit", "src", "bb:latest"]);
+        assert.notEqual(commit.code, 0, commit.stdout);
+        assert.match(commit.stderr, /image bb:latest exists/, commit.stderr);
+        const tar = join(work, "empty.tar");
+        const mk = await new Deno.Command("tar", { args: ["-cf", tar, "-T", "/dev/null"] })
+          .output();
+        assert.equal(mk.code, 0);
+        const imp = await as("ci", ["import", tar, "bb:latest"]);
+        assert.notEqual(imp.code, 0, imp.stdout);
+        assert.equal(await imageId(d, "bb:latest"), bb, "bb:latest still points at its image");
+        const fresh = await as("ci", ["commit", "src", "fresh:1"]);
+        assert.equal(fresh.code, 0, fresh.stderr);
+        assert.notEqual(await imageId(d, "fresh:1"), "", "fresh:1 was committed");
+        const built = await as("ci", ["build", "-t", "built:1", ctx], {
+          env: { DOCKER_BUILDKIT: "0" },
+        });
+        assert.equal(built.code, 0, built.stderr);
+        assert.notEqual(await imageId(d, "built:1"), "", "built:1 was built");
+      },
+    );
 
     await t.step("allowImageNames [ci/*]: ci/ names work, bb:latest stays refused", async () => {
       const tag = await as("names", ["tag", "other:1", "ci/x:1"]);

@@ -24,6 +24,7 @@ import { JsonDocument } from "../docker/strict_json.ts";
 import { fsErrorText } from "../pki/fs_util.ts";
 import { shieldProblem, SHIELDS } from "../docker/shields.ts";
 import { containerAccess } from "../docker/container_check.ts";
+import { namesToBeNew } from "../docker/image_names.ts";
 
 /** A line per shield that guards `method path`: refused on the daemon versions it names. */
 function shieldLines(method: string, path: string): string[] {
@@ -36,6 +37,15 @@ function shieldLines(method: string, path: string): string[] {
   return SHIELDS.filter((s) => shieldProblem(method, canonical, s.from) !== undefined).map((s) =>
     `shield ${s.id}: refused on Docker ${s.from} to ${s.through} (${s.refuses}; ${s.advisory})`
   );
+}
+
+/** The names a request writes that must not exist yet (`image_names.ts`). */
+function newNames(patterns: readonly string[] | undefined, method: string, path: string): string[] {
+  try {
+    return namesToBeNew(patterns, method, parseApiTarget(path));
+  } catch {
+    return [];
+  }
 }
 
 /** The container check a request of a restricted role gets at run time, as a line. */
@@ -79,6 +89,11 @@ export async function runPolicyCheck(cmd: PolicyCheckCommand, io: CliIo): Promis
     ? insideLine(cmd.method, cmd.path)
     : undefined;
   if (inside) io.out(inside);
+  if (decision.allow && role && role.preset !== "full") {
+    for (const name of newNames(role.spec.allowImageNames, cmd.method, cmd.path)) {
+      io.out(`image check: ${name} is not on allowImageNames: refused at run time if it exists`);
+    }
+  }
   return decision.allow ? 0 : 1;
 
   function isolation(allowed: ApiDecision): [ApiDecision, string | undefined] {

@@ -216,6 +216,28 @@ export async function checkContainerAccess(
 }
 
 /**
+ * Refuse (403) when an image already has one of `names` (a build, commit or pull would
+ * re-point it; the role's `allowImageNames` does not cover it); an `Error` when the daemon
+ * cannot be asked.
+ *
+ * @example
+ * ```ts ignore
+ * await checkNamesNew(client, ["bb:latest"]); // throws: bb:latest exists
+ * ```
+ */
+export async function checkNamesNew(client: DaemonClient, names: readonly string[]): Promise<void> {
+  for (const name of names) {
+    const image = await get(client, `/images/${encodeURIComponent(name)}/json`);
+    if (image !== undefined) {
+      throw new IsolationRefusal(
+        403,
+        `image ${name} exists: re-pointing it needs the role's allowImageNames`,
+      );
+    }
+  }
+}
+
+/**
  * What the daemon fills in, asked once (`/info`'s `CgroupVersion`); a failure is asked again
  * next time.
  */

@@ -129,3 +129,38 @@ export function imageNameProblem(
   }
   return undefined;
 }
+
+/**
+ * The names a build (`t`), commit (`repo`, `tag`) or pull/import (`images/create`) would
+ * write that `patterns` do not allow: each may be written only when no image has it yet (the
+ * gate asks the daemon, see `isolation_step.ts`). Familiar form.
+ *
+ * @example
+ * ```ts
+ * import { namesToBeNew } from "./image_names.ts";
+ * import { parseApiTarget } from "./api_path.ts";
+ * const t = parseApiTarget("/build?t=bb&t=ci/app:1");
+ * if (namesToBeNew(["ci/*"], "POST", t).join() !== "bb:latest") throw new Error();
+ * ```
+ */
+export function namesToBeNew(
+  patterns: readonly string[] | undefined,
+  method: string,
+  target: ApiTarget,
+): string[] {
+  if (method !== "POST") return [];
+  const all = (k: string) => target.query.filter(([q]) => q === k).map(([, v]) => v);
+  const tag = query(target, "tag");
+  let names: string[] = [];
+  if (target.path === "/build") {
+    names = all("t").filter((t) => t !== "").map((t) => familiarName(t));
+  } else if (target.path === "/commit" || target.path === "/images/create") {
+    const from = query(target, "fromImage");
+    const repo = from ? from : query(target, "repo");
+    // A digest names no tag (a pull by digest writes none).
+    if (repo && !repo.includes("@") && !tag?.startsWith("sha256:")) {
+      names = [familiarName(repo, tag)];
+    }
+  }
+  return names.filter((n) => !allowed(patterns, n));
+}

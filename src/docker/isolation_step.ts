@@ -22,8 +22,10 @@ import {
 } from "./isolation.ts";
 import { checkOwners } from "./owner_check.ts";
 import { JsonDocument } from "./strict_json.ts";
+import { namesToBeNew } from "./image_names.ts";
 import {
   checkContainerAccess,
+  checkNamesNew,
   containerAccess,
   type DaemonDefaults,
   daemonDefaults,
@@ -125,6 +127,7 @@ export class IsolationStep {
    */
   takes(role: Role, method: string, target: ApiTarget): boolean {
     if (role.isolate) return true;
+    if (namesToBeNew(role.spec.allowImageNames, method, target).length > 0) return true;
     if (role.preset === "full") return false;
     try {
       return containerAccess(method, target) !== undefined;
@@ -144,6 +147,20 @@ export class IsolationStep {
    * once the owners were checked. Throws only for a fault that is not a refusal.
    */
   run(input: IsolationInput): IsolationOutcome | Promise<IsolationOutcome> {
+    const { head, target, role } = input;
+    const names = role.preset === "full"
+      ? []
+      : namesToBeNew(role.spec.allowImageNames, head.method, target);
+    if (names.length === 0) return this.#run(input);
+    const client = this.#client();
+    const check = client
+      ? withTimeout(checkNamesNew(client, names), OWNER_CHECK_MS)
+      : Promise.reject(new Error("no connection to the daemon for image name checks"));
+    return check.then(() => this.#run(input), (err) => this.#failed(input, err, "image check"));
+  }
+
+  /** After the image name check: isolation, or the container check. */
+  #run(input: IsolationInput): IsolationOutcome | Promise<IsolationOutcome> {
     const { head, target, role, body } = input;
     if (!role.isolate) return this.#inside(input);
     const settings: IsolationSettings = {
@@ -250,7 +267,7 @@ export class IsolationStep {
     what = "owner check",
   ): IsolationOutcome {
     const { exchange, head, body } = input;
-    const container = what === "container check";
+    const container = what !== "owner check";
     if (!container) exchange.owner = `refused: ${refusal.message}`;
     const rule = container
       ? `${input.role.preset}: ${refusal.message}`
