@@ -3,8 +3,8 @@
  * The `dockgate` command line. This file only dispatches: argv is parsed into a typed
  * command by `src/cli/args.ts`, one runner per verb (`src/cli/run_*.ts`) does the work
  * through the library, and only this file touches the process: it prints, installs signal
- * handlers and exits (exit 2 for usage errors, 1 for runtime failures, one line each, no
- * stack trace).
+ * handlers and exits (exit 2 for usage errors, 1 for runtime failures, one `dockgate:` line
+ * each, no stack trace).
  *
  * @module
  */
@@ -19,7 +19,7 @@ import { runServe } from "./src/cli/run_serve.ts";
 import { runPolicyCheck } from "./src/cli/run_policy.ts";
 import { runEnv } from "./src/cli/run_env.ts";
 import { runInspect } from "./src/cli/run_inspect.ts";
-import { bashCompletion } from "./src/cli/completion.ts";
+import { completionScript } from "./src/cli/completion.ts";
 import { runDoctor } from "./src/cli/run_doctor.ts";
 import { lineLogger, streamSink } from "./src/observe/logger.ts";
 import { VERSION } from "./src/version.ts";
@@ -50,25 +50,18 @@ async function main(argv: string[]): Promise<number> {
     cmd = parseCommand(argv, process.env);
   } catch (err) {
     if (err instanceof UsageError) {
+      // One line: the message says what is wrong and how to write it instead.
       say(`dockgate: ${err.message}`);
-      say(`Run "dockgate help" for usage.`);
       return 2;
     }
     throw err;
   }
   try {
     switch (cmd.kind) {
-      case "help": {
-        const text = HELP[cmd.topic ?? "main"];
-        if (!text) {
-          say(
-            `dockgate: no help for "${cmd.topic}" (try keygen, serve, connect, policy, env, inspect, doctor or completion)`,
-          );
-          return 2;
-        }
-        process.stdout.write(text + "\n");
+      case "help":
+        // parseCommand only names topics that have help.
+        process.stdout.write(HELP[cmd.topic ?? "main"] + "\n");
         return 0;
-      }
       case "version":
         process.stdout.write(`dockgate ${VERSION}\n`);
         return 0;
@@ -87,7 +80,7 @@ async function main(argv: string[]): Promise<number> {
       case "doctor":
         return await runDoctor(cmd, io);
       case "completion":
-        process.stdout.write(bashCompletion());
+        process.stdout.write(completionScript(cmd.shell));
         return 0;
     }
   } catch (err) {

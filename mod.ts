@@ -79,9 +79,9 @@ export {
   type TlsCredentials,
 } from "./src/pki/credentials.ts";
 export type { PeerIdentity } from "./src/access/identity.ts";
+export { AlreadyExistsError, type KeygenReport } from "./src/ca/files.ts";
+export type { BundlePaths } from "./src/ca/layout.ts";
 export {
-  AlreadyExistsError,
-  type BundlePaths,
   initPki,
   type InitPkiOptions,
   issueClientBundle,
@@ -89,8 +89,7 @@ export {
   issueServerBundle,
   type IssueServerBundleOptions,
   type KeygenCommonOptions,
-  type KeygenReport,
-} from "./src/pki/keygen.ts";
+} from "./src/ca/keygen.ts";
 export {
   lineLogger,
   type LineLoggerOptions,
@@ -121,7 +120,7 @@ export {
   type KeyType,
   type PemPair,
   type ValidityOptions,
-} from "./src/pki/pki.ts";
+} from "./src/ca/issue.ts";
 export { type AccessPolicy, evaluatePolicy, type PolicyDecision } from "./src/access/policy.ts";
 export type { RelayHandle, RelayResult } from "./src/net/relay.ts";
 export {
@@ -159,7 +158,7 @@ export {
   lineAuditSink,
   openAuditFile,
 } from "./src/observe/audit.ts";
-export { revokeCertificate, type RevokeReport } from "./src/pki/revoke.ts";
+export { revokeCertificate, type RevokeReport } from "./src/ca/revoke.ts";
 export { type ReloadUpdate, serve, type ServeHandle, type ServeOptions } from "./src/serve.ts";
 export {
   type CrlSource,

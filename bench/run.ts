@@ -19,7 +19,7 @@ import { nodeBundleArgs } from "../scripts/lib/build_common.ts";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ALL_CONTENDERS, type Contender, type Pki } from "./lib/contenders.ts";
-import { dockerMissing, dockerWorkload } from "./lib/docker.ts";
+import { dockerMissing, dockerWorkload, policyDockerPs } from "./lib/docker.ts";
 import { findExe, run, runOk } from "./lib/proc.ts";
 import { Report } from "./lib/report.ts";
 import { Results } from "./lib/results.ts";
@@ -33,6 +33,7 @@ import {
   latencyWorkload,
   memoryWorkload,
   POLICY_PAIRS,
+  POLICY_PEERS,
   policyWorkload,
   type Sizes,
   startTarget,
@@ -348,7 +349,8 @@ async function main() {
   }
   // The policy contenders are measured in their own workload (6), against the raw relay.
   const special = (id: string) =>
-    POLICY_PAIRS.some(([, p]) => p === id) || ISOLATION_PAIRS.some(([, i]) => i === id);
+    POLICY_PAIRS.some(([, p]) => p === id) || ISOLATION_PAIRS.some(([, i]) => i === id) ||
+    POLICY_PEERS.includes(id);
   const gatesOnly = contenders.filter((c) => c.id !== "tunnel-deno" && !special(c.id));
   const others = contenders.filter((c) => !special(c.id));
   try {
@@ -372,13 +374,14 @@ async function main() {
             if (w === "latency") await latencyWorkload(bench, others, pki, target);
             if (w === "memory") await memoryWorkload(bench, gatesOnly, pki, target);
             if (w === "policy") {
-              const ids = POLICY_PAIRS.flat();
-              await policyWorkload(
-                bench,
-                contenders.filter((c) => ids.includes(c.id)),
-                pki,
-                target,
-              );
+              const ids = [...POLICY_PAIRS.flat(), ...POLICY_PEERS];
+              const those = contenders.filter((c) => ids.includes(c.id));
+              await policyWorkload(bench, those, pki, target);
+              const why = dockerMissing();
+              if (why) {
+                skipped.push(`workload 6, \`docker ps\` (${why})`);
+                say(`skipping docker ps: ${why}`);
+              } else await policyDockerPs(bench, those, pki);
             }
             if (w === "isolation") {
               const ids = ISOLATION_PAIRS.flat();

@@ -23,7 +23,8 @@ import tls from "node:tls";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { clientBundlePaths, initPki, pkiLayout } from "../src/pki/keygen.ts";
+import { clientBundlePaths, pkiLayout } from "../src/ca/layout.ts";
+import { initPki } from "../src/ca/keygen.ts";
 import { cliCommand, type Runtime } from "../tests/helpers/gate.ts";
 
 const { values } = parseArgs({

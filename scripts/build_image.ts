@@ -46,14 +46,37 @@ export function linkedLibraries(binary: string): string[] {
   return libs;
 }
 
+const USAGE = "usage: deno task build:image [--binary FILE] [--tag NAME] [--tar FILE]";
+
+/** The flags, or the usage line: exit 0 for `--help`, 2 (one line) for a mistake. */
+function flags(): { binary?: string; tag?: string; tar?: string } {
+  let values: { binary?: string; tag?: string; tar?: string; help?: boolean };
+  try {
+    values = parseArgs({
+      options: {
+        binary: { type: "string" },
+        tag: { type: "string" },
+        tar: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }).values;
+  } catch (err) {
+    console.error(`build:image: ${(err as Error).message.split("\n")[0]}; ${USAGE}`);
+    process.exit(2);
+  }
+  if (values.help) {
+    console.log(
+      `${USAGE}\n  --binary FILE  use this standalone binary (default: build it)\n` +
+        `  --tag NAME     the image's tag (default dockgate:VERSION)\n` +
+        `  --tar FILE     write the image's tar only (no daemon needed)`,
+    );
+    process.exit(0);
+  }
+  return values;
+}
+
 function main(): void {
-  const { values } = parseArgs({
-    options: {
-      binary: { type: "string" },
-      tag: { type: "string" },
-      tar: { type: "string" },
-    },
-  });
+  const values = flags();
   const version = JSON.parse(readFileSync(join(ROOT, "deno.json"), "utf8")).version as string;
   const tag = values.tag ?? `dockgate:${version}`;
   const work = mkdtempSync(join(tmpdir(), "dockgate-image-"));

@@ -9,11 +9,13 @@
 # 2. npm ci (installs Deno and the npm deps; `npm install` when there is no lock file).
 # 3. Static checks, each counted as one test (JUnit in .test-results/static.xml): deno fmt
 #    --check, deno lint, deno check of every file (cli.ts, mod.ts, src, tests, scripts, bench),
-#    deno doc --lint mod.ts.
-# 4. deno test tests/ and the doc tests (mod.ts, src/), console output as usual, JUnit XML
-#    into .test-results/.
+#    deno doc --lint mod.ts, no import cycles (scripts/check_cycles.ts: each cycle as a chain).
+# 4. The unit tier (`deno task test:unit`: no dockerd, loopback only, --parallel), then the
+#    end-to-end tier (serial), then the doc tests (mod.ts, src/); console output as usual,
+#    JUnit XML into .test-results/. Which file is in which tier: scripts/test_tiers.ts.
 # 5. Prints the closing line `N passed, N failed, N skipped` counted from the JUnit results
-#    (top-level tests; see scripts/junit_summary.ts) and exits non-zero if anything failed.
+#    of every tier (top-level tests; see scripts/junit_summary.ts) and exits non-zero if
+#    anything failed.
 #
 # Extra arguments replace `tests/` as what `deno test` runs, and skip the doc tests:
 #   bash scripts/test.sh tests/dockerd_harness_test.ts
@@ -51,6 +53,8 @@ install_system_packages() {
   have systemd-analyze || missing+=(systemd)  # tests/systemd_unit_test.ts judges the unit
   have logrotate || missing+=(logrotate)
   have setpriv || missing+=(setpriv)
+  have zsh || missing+=(zsh) # tests/cli_help_test.ts runs the completion scripts in each shell
+  have fish || missing+=(fish)
   if [ "${#missing[@]}" -eq 0 ]; then
     return 0
   fi
@@ -64,7 +68,8 @@ install_system_packages() {
   fi
   log "missing ${missing[*]}: installing from Debian"
   local pkgs=(docker.io busybox-static socat stunnel4 testssl.sh openssl util-linux ca-certificates tar
-    python3-docker docker-compose prometheus easy-rsa golang-cfssl golang-go systemd logrotate)
+    python3-docker docker-compose prometheus easy-rsa golang-cfssl golang-go systemd logrotate
+    zsh fish)
   have npm || pkgs+=(nodejs npm)
   # Don't let docker.io's postinst start a system dockerd (the tests run their own).
   local policy=/usr/sbin/policy-rc.d own_policy=0
@@ -199,6 +204,7 @@ static_checks() {
     "deno lint|$DENO lint"
     "deno check (every file)|$DENO check cli.ts mod.ts src tests scripts bench"
     "deno doc --lint mod.ts|$DENO doc --lint mod.ts"
+    "no import cycles|$DENO run -A scripts/check_cycles.ts"
   )
   for entry in "${checks[@]}"; do
     local name=${entry%%|*} cmd=${entry#*|}
@@ -217,11 +223,37 @@ static_checks() {
   summary_args+=(static "$status" "$xml" "$log")
 }
 
+# run_unit: the unit tier through scripts/test_tiers.ts (its env, namespace and --parallel),
+# counted like any other run.
+run_unit() {
+  local status=0
+  log "unit tier (JUnit: $RESULTS/junit-unit.xml)"
+  set +e
+  $DENO run -A scripts/test_tiers.ts run unit --junit-path="$RESULTS/junit-unit.xml" 2>&1 |
+    tee "$RESULTS/junit-unit.log"
+  status=${PIPESTATUS[0]}
+  set -e
+  summary_args+=(unit "$status" "$RESULTS/junit-unit.xml" "$RESULTS/junit-unit.log")
+}
+
 if [ "$#" -gt 0 ]; then
   run_deno junit "$@"
 else
   static_checks
-  run_deno junit tests/
+  t0=$SECONDS
+  run_unit
+  log "unit tier: $((SECONDS - t0)) s"
+  mapfile -t e2e_files < <($DENO run -A scripts/test_tiers.ts list e2e)
+  t0=$SECONDS
+  if [ "${#e2e_files[@]}" -gt 0 ]; then
+    run_deno junit-e2e "${e2e_files[@]}"
+  else
+    # No list (test_tiers.ts broke): `deno test` with no files would run everything; count
+    # it as a failed run instead (exit 1, no JUnit).
+    log "e2e tier: scripts/test_tiers.ts listed no files"
+    summary_args+=(e2e 1 "$RESULTS/junit-e2e.xml" "$RESULTS/junit-e2e.log")
+  fi
+  log "e2e tier: $((SECONDS - t0)) s"
   doc_targets=()
   [ -f mod.ts ] && doc_targets+=(mod.ts)
   [ -d src ] && doc_targets+=(src/)

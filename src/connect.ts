@@ -14,6 +14,7 @@ import { ConnectionSet, peerOf } from "./net/connections.ts";
 import { listenOn } from "./net/listen.ts";
 import { type Logger, silentLogger } from "./observe/logger.ts";
 import { relay } from "./net/relay.ts";
+import { REFUSAL_HEADER } from "./net/refusal_answer.ts";
 import { clientTlsOptions, type TlsMaterial } from "./net/tls_config.ts";
 
 /** Options for {@linkcode connect}. */
@@ -140,7 +141,15 @@ function dialer(options: ConnectOptions, logger: Logger) {
       }
       relayed = true;
       local.resume();
-      connections.addRelay(relay(local, remote)).then((result) => {
+      const relaying = relay(local, remote);
+      // After relay() took the socket over (same tick): this listener sees, never takes.
+      remote.once("data", (first: Uint8Array) => {
+        const reason = refusalReason(first);
+        if (reason !== undefined) {
+          logger.log("warn", "refused by the gate", { peer: peerOf(local), reason });
+        }
+      });
+      connections.addRelay(relaying).then((result) => {
         logger.log("debug", "closed", {
           peer: peerOf(local),
           bytes_in: result.bytesIn,
@@ -151,6 +160,28 @@ function dialer(options: ConnectOptions, logger: Logger) {
       });
     });
   };
+}
+
+/**
+ * The reason in a gate's refusal answer (see `net/refusal_answer.ts`), when `first` (the
+ * first bytes the gate sent on a connection) is one.
+ *
+ * @example
+ * ```ts
+ * import { refusalReason } from "./connect.ts";
+ * const answer = "HTTP/1.1 403 Forbidden\r\nDockgate-Refused: revoked\r\n\r\n";
+ * if (refusalReason(new TextEncoder().encode(answer)) !== "revoked") throw new Error();
+ * if (refusalReason(new TextEncoder().encode("HTTP/1.1 200 OK\r\n\r\n")) !== undefined) throw new Error();
+ * ```
+ */
+export function refusalReason(first: Uint8Array): string | undefined {
+  const head = Buffer.from(first.subarray(0, 4096)).toString("latin1");
+  if (!/^HTTP\/1\.[01] [45]\d\d /.test(head)) return undefined;
+  const end = head.indexOf("\r\n\r\n");
+  const lines = (end < 0 ? head : head.slice(0, end)).split("\r\n");
+  const prefix = `${REFUSAL_HEADER.toLowerCase()}:`;
+  const line = lines.find((l) => l.toLowerCase().startsWith(prefix));
+  return line?.slice(prefix.length).trim();
 }
 
 /** The handle `connect` returns; stopping removes the unix socket file. */

@@ -16,8 +16,10 @@ import { dockerdUnavailable, startDockerd, which } from "./helpers/dockerd.ts";
 import { freeTempDir, waitFor } from "./helpers/wait.ts";
 import { runCli, type ServeProcess, startServe, tlsFlags } from "./helpers/gate.ts";
 import { fdCount, linesAfter, rawAttempt, tlsAttempt, waitForLine } from "./helpers/tls_peers.ts";
-import { clientBundlePaths, initPki, loadCa, pkiLayout } from "../src/pki/keygen.ts";
-import { issueClient } from "../src/pki/pki.ts";
+import { clientBundlePaths, pkiLayout } from "../src/ca/layout.ts";
+import { initPki } from "../src/ca/keygen.ts";
+import { loadCa } from "../src/ca/issuers.ts";
+import { issueClient } from "../src/ca/issue.ts";
 import {
   assertAccepted,
   assertRefused,

@@ -16,8 +16,8 @@ Deno.test("keygen forms", () => {
     action: "init",
     dir: "pki",
     keyType: "p256",
-    days: undefined,
-    caDays: undefined,
+    days: 365,
+    caDays: 3650,
     sans: [],
     force: false,
   });
@@ -38,7 +38,7 @@ Deno.test("keygen forms", () => {
       action: "server",
       dir: "d",
       keyType: "p256",
-      days: undefined,
+      days: 365,
       sans: ["a.example", "10.0.0.5"],
       force: true,
     },
@@ -194,7 +194,10 @@ Deno.test("usage errors are UsageError with a clear message", () => {
     [["serve", "--bogus"], /bogus/],
     [["serve", "--listen", "unix:///x.sock"], /TCP/],
     [["serve", "--listen", "a:99999"], /out of range/],
-    [["serve", "--handshake-timeout", "soon"], /Invalid duration "soon"/],
+    [
+      ["serve", "--handshake-timeout", "soon"],
+      /Invalid --handshake-timeout "soon": expected a duration/,
+    ],
     [["serve", "--max-connections", "0"], /--max-connections/],
     [["serve", "--log-level", "loud"], /--log-level/],
     [["serve", "extra"], /extra/],
@@ -206,6 +209,34 @@ Deno.test("usage errors are UsageError with a clear message", () => {
     [["keygen", "--key-type", "dsa"], /dsa/],
     [["keygen", "--days", "-3"], /--days|-3/],
     [["keygen", "revoke"], /NAME or a certificate SERIAL/],
+    [
+      ["sevre"],
+      /Unknown command "sevre" \(did you mean serve\?\); the commands are keygen, serve, connect, policy, env, inspect, doctor, completion, help, version$/,
+    ],
+    [["help", "sevre"], /No help for "sevre" \(did you mean serve\?\)/],
+    [
+      ["keygen", "--days", "-5"],
+      /^Invalid --days "-5": negative; expected a whole number of days of at least 1/,
+    ],
+    [["keygen", "client", "a", "--days=0"], /^Invalid --days "0": zero/],
+    [["serve", "--max-connections", "-1"], /^Invalid --max-connections "-1": negative/],
+    [
+      ["serve", "--target", "/var/run/docker.sock"],
+      /^Invalid --target "\/var\/run\/docker\.sock": that is a path; a unix socket is written unix:\/\/\/var\/run\/docker\.sock$/,
+    ],
+    [
+      ["serve", "--log-level", "wran"],
+      /expected debug, info, warn or error \(did you mean warn\?\)/,
+    ],
+    [["serve", "--drain-timeout"], /^--drain-timeout needs a value: --drain-timeout D$/],
+    [
+      ["serve", "--bogus"],
+      /^Unknown option '--bogus': serve has no such flag \(see "dockgate serve --help"\)$/,
+    ],
+    [["keygen", "revoke", "bob", "--days", "3"], /--days does not apply to "keygen revoke"/],
+    [["keygen", "clinet", "a"], /Unknown keygen action "clinet" \(did you mean client\?\)/],
+    [["completion", "tcsh"], /takes one shell: bash, zsh, fish/],
+    [["connect", "--server", "h:1", "--listen", "/tmp/x.sock"], /unix:\/\/\/tmp\/x\.sock/],
   ];
   for (const [argv, re] of cases) {
     assert.throws(() => parseCommand(argv, env), (err: Error) => {
@@ -285,4 +316,35 @@ Deno.test("policy check: FILE METHOD PATH with --identity, and its mistakes", ()
     () => parseCommand(["policy", "check", "p", "--identity", "a", "get", "/x"], env),
     /Invalid METHOD/,
   );
+});
+
+Deno.test("--print-config: every setting, defaults as their values, never unset", async () => {
+  const { formatSetting } = await import("../src/cli/print_config.ts");
+  for (const verb of ["serve", "connect"]) {
+    const server = verb === "connect" ? ["--server", "h:1"] : [];
+    const c = parseCommand([verb, ...server, "--drain-timeout", "30"], env);
+    assert.ok(c.kind === "serve" || c.kind === "connect");
+    const lines = c.settings.map(formatSetting);
+    assert.ok(lines.every((l) => !l.includes("unset")), lines.join("\n"));
+    const line = (name: string) => lines.find((l) => l.startsWith(`${name} = `));
+    assert.equal(
+      line("drain-timeout"),
+      "drain-timeout = 30 (a bare number is seconds: 30s)  (flag)",
+    );
+    assert.equal(line("log-level"), "log-level = info  (default)");
+    if (verb === "serve") {
+      assert.equal(line("max-connections"), "max-connections = 1024  (default)");
+      assert.equal(line("metrics"), "metrics = off  (default)");
+      assert.equal(line("allow-cn"), "allow-cn = any certificate from the CA  (default)");
+    }
+  }
+});
+
+Deno.test("keygen: validity defaults come from DEFAULTS (leaf, CA, intermediate)", () => {
+  const i = parseCommand(["keygen", "intermediate", "team"], env);
+  assert.ok(i.kind === "keygen" && i.action === "intermediate");
+  assert.equal(i.days, DEFAULTS.intermediateDays);
+  const r = parseCommand(["keygen", "renew", "alice"], env);
+  assert.ok(r.kind === "keygen" && r.action === "renew");
+  assert.equal(r.days, DEFAULTS.leafDays);
 });

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { authorizePeer, checkIdentity, type GateRules } from "../src/access/authorize.ts";
 import { Buffer } from "node:buffer";
 import { parsePeerCertificate } from "../src/access/identity.ts";
-import { createCa, issueClient, issueServer, type PemPair } from "../src/pki/pki.ts";
+import { createCa, issueClient, issueServer, type PemPair } from "../src/ca/issue.ts";
 import { parseCertificatePem } from "../src/pki/pem.ts";
 
 const ca = await createCa();

@@ -178,6 +178,8 @@ Deno.test("bench --quick: the policy relay rows produce numbers next to the raw 
     "dockgate-deno-policy",
     "dockgate-node",
     "dockgate-node-policy",
+    // docker-socket-proxy's rules on HAProxy, the filtering proxy workload 6 compares with.
+    ...(which("haproxy") ? ["socket-proxy"] : []),
   ];
   const { out, md, log } = await runBench([
     "--workloads",
@@ -193,8 +195,20 @@ Deno.test("bench --quick: the policy relay rows produce numbers next to the raw 
     }
     assertPositive(out, "policy", c, "p50_us");
     assertPositive(out, "policy", c, "upload_MBps");
+    assertPositive(out, "policy", c, "ka_c1_req_per_s");
+    assertPositive(out, "policy", c, "ka_c8_req_per_s");
+    // `docker ps` with the real CLI needs root and dockerd; the bench says when it skipped it.
+    if (!out.info.skipped.some((s) => s.includes("docker ps"))) {
+      assertPositive(out, "policy", c, "docker_ps_ms");
+    }
   }
   assert.ok(md.includes("## 6. Policy relay"), "report lacks the policy section");
+  if (contenders.includes("socket-proxy")) {
+    assert.match(
+      md,
+      /no-escape keep-alive `GET \/containers\/json` req\/s c=1 ≥1\.0× docker-socket-proxy's \| dockgate no-escape \(Deno\)/,
+    );
+  }
   assert.match(md, /policy relay added p50 ≤1\.5× the raw relay's \| dockgate no-escape \(Deno\)/);
 });
 

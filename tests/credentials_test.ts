@@ -9,8 +9,9 @@ import {
   loadCredentials,
   resolveBundlePaths,
 } from "../src/pki/credentials.ts";
-import { clientBundlePaths, initPki, pkiLayout } from "../src/pki/keygen.ts";
-import { createCa, issueServer, type PemPair } from "../src/pki/pki.ts";
+import { clientBundlePaths, pkiLayout } from "../src/ca/layout.ts";
+import { initPki } from "../src/ca/keygen.ts";
+import { createCa, issueServer, type PemPair } from "../src/ca/issue.ts";
 import { parseCertificatePem, parseCertificatesPem } from "../src/pki/pem.ts";
 
 interface Fixture {

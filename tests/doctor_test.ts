@@ -6,7 +6,9 @@
  * the fix.
  */
 import assert from "node:assert/strict";
-import { chmod, copyFile, mkdir, rm, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { x509 } from "../src/pki/x509.ts";
 import { join } from "node:path";
 import { runCli, type ServeProcess, startServe } from "./helpers/gate.ts";
 import { dockerdUnavailable, startDockerd } from "./helpers/dockerd.ts";
@@ -79,7 +81,7 @@ Deno.test("doctor: each broken bundle fails with its fix", async () => {
     });
     failLine(
       await doctor("--certs", await bundleDir(join(dir, "eku"), ca, mail)),
-      /extended key usage clientAuth \(the certificate's EKU is 1\.3\.6\.1\.5\.5\.7\.3\.4\)/,
+      /usable as a TLS client \(extended key usage clientAuth.*the certificate's EKU is 1\.3\.6\.1\.5\.5\.7\.3\.4/,
       /dockgate keygen client NAME --force/,
     );
     const elsewhere = ca.issue("srv", {
@@ -197,6 +199,86 @@ Deno.test("doctor --pki: the revocations, CRLs and fleet bundles serve and inspe
     r = await runCli(["doctor", "--pki", pki]);
     failLine(r.stdout, /server: CRL present/, /dockgate keygen crl/);
     failLine(r.stdout, /server host1: CRL present/, /dockgate keygen crl/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("doctor --pki: a serial is revoked only by its own issuer's records and CRL", async () => {
+  const dir = await freeTempDir("dg-doc-");
+  try {
+    const pki = join(dir, "pki");
+    for (const args of [[], ["intermediate", "a"], ["client", "alice", "--issuer", "a"]]) {
+      const r = await runCli(["keygen", ...args, "--dir", pki]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    // bob: a client certificate the ROOT signed (by openssl, not keygen) with alice's serial.
+    const alice = new x509.X509Certificate(await readFile(join(pki, "clients/alice/cert.pem")));
+    const bob = join(pki, "clients", "bob");
+    await mkdir(bob, { mode: 0o700 });
+    const ext = join(dir, "bob.ext");
+    await writeFile(
+      ext,
+      "[ext]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n" +
+        "extendedKeyUsage = clientAuth\n",
+    );
+    const openssl = (...args: string[]) => execFileSync("openssl", args, { stdio: "pipe" });
+    openssl(
+      "req",
+      "-new",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      join(bob, "key.pem"),
+      "-subj",
+      "/CN=bob",
+      "-out",
+      join(dir, "bob.csr"),
+    );
+    openssl(
+      "x509",
+      "-req",
+      "-in",
+      join(dir, "bob.csr"),
+      "-CA",
+      join(pki, "ca", "ca.pem"),
+      "-CAkey",
+      join(pki, "ca", "ca-key.pem"),
+      "-set_serial",
+      `0x${alice.serialNumber}`,
+      "-days",
+      "200",
+      "-extfile",
+      ext,
+      "-extensions",
+      "ext",
+      "-out",
+      join(bob, "cert.pem"),
+    );
+    await chmod(join(bob, "key.pem"), 0o600);
+    await copyFile(join(pki, "ca", "ca.pem"), join(bob, "ca.pem"));
+    // The root revokes bob: its records and CRL now list the serial alice has from "a".
+    const revoke = await runCli(["keygen", "revoke", "bob", "--dir", pki]);
+    assert.equal(revoke.code, 0, revoke.stderr);
+    assert.match(
+      revoke.stdout + revoke.stderr,
+      new RegExp(alice.serialNumber.replace(/^0+/, ""), "i"),
+    );
+
+    const inspect = await runCli([
+      "inspect",
+      join(pki, "clients", "alice"),
+      bob,
+      join(pki, "server"),
+    ]);
+    assert.match(inspect.stdout, /CN=bob.*REVOKED/);
+    assert.doesNotMatch(inspect.stdout, /CN=alice.*REVOKED/);
+    const r = await runCli(["doctor", "--pki", pki]);
+    failLine(r.stdout, /client bob: certificate not revoked/, /keygen client bob --dir .* --force/);
+    assert.match(r.stdout, /^PASS client alice: certificate not revoked/m, r.stdout);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

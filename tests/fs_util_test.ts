@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { pathExists } from "../src/pki/fs_util.ts";
+import { pathExists } from "../src/util/fs_util.ts";
 
 Deno.test("pathExists: present, absent, dangling symlink, and errors that are not 'absent'", async () => {
   const dir = await Deno.makeTempDir({ prefix: "dg-exists-" });

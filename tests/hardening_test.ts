@@ -31,7 +31,7 @@ import {
   tlsAttempt,
   waitForLine,
 } from "./helpers/tls_peers.ts";
-import { clientBundlePaths, pkiLayout } from "../src/pki/keygen.ts";
+import { clientBundlePaths, pkiLayout } from "../src/ca/layout.ts";
 
 const IS_ROOT = Deno.uid() === 0;
 
@@ -642,6 +642,34 @@ Deno.test({
       } finally {
         await gate.stop();
       }
+    });
+  },
+});
+
+Deno.test({
+  name: "a connect --config file others could write is refused, as serve's is",
+  ignore: !IS_ROOT,
+  fn: async () => {
+    await withEnv(async (env) => {
+      const file = join(env.dir, "connect.yaml");
+      await env.client("alice");
+      const sock = join(env.dir, "c.sock");
+      const config = (extra = "") =>
+        writeFile(
+          file,
+          `connect:\n  server: 127.0.0.1:1\n  listen: unix://${sock}\n` +
+            `  certs: ${pkiLayout(env.pki).clientsDir}/alice\n${extra}`,
+        );
+      await config();
+      await chmod(file, 0o666);
+      let out = await runCli(["connect", "--config", file], { timeoutMs: 15_000 });
+      assert.equal(out.code, 1, out.stderr);
+      assert.match(out.stderr, /config file ".*connect\.yaml" is writable by group\/others/);
+      // The file cannot waive its own check.
+      await config("  insecure-key-perms: true\n");
+      out = await runCli(["connect", "--config", file], { timeoutMs: 15_000 });
+      assert.equal(out.code, 1, out.stderr);
+      assert.match(out.stderr, /config file ".*connect\.yaml" is writable by group\/others/);
     });
   },
 });

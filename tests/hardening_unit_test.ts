@@ -6,8 +6,9 @@
 
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
-import { createCa } from "../src/pki/pki.ts";
-import { createCrl, crlRollback, loadCrlFile } from "../src/pki/crl.ts";
+import { createCa } from "../src/ca/issue.ts";
+import { createCrl } from "../src/ca/crl_issue.ts";
+import { crlRollback, loadCrlFile } from "../src/pki/crl.ts";
 import { HandshakeSlots, ThrottledRefusals } from "../src/net/handshakes.ts";
 import { formatLogLine, streamSink } from "../src/observe/logger.ts";
 import { canonicalIp, evaluatePolicy } from "../src/access/policy.ts";

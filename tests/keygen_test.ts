@@ -3,17 +3,11 @@ import { execFileSync } from "node:child_process";
 import { access, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  AlreadyExistsError,
-  clientBundlePaths,
-  initPki,
-  issueClientBundle,
-  issueServerBundle,
-  loadCa,
-  pkiExists,
-  pkiLayout,
-} from "../src/pki/keygen.ts";
-import { createCa } from "../src/pki/pki.ts";
+import { AlreadyExistsError } from "../src/ca/files.ts";
+import { clientBundlePaths, pkiLayout } from "../src/ca/layout.ts";
+import { initPki, issueClientBundle, issueServerBundle } from "../src/ca/keygen.ts";
+import { loadCa, pkiExists } from "../src/ca/issuers.ts";
+import { createCa } from "../src/ca/issue.ts";
 import { parseCertificatePem } from "../src/pki/pem.ts";
 import { x509 } from "../src/pki/x509.ts";
 
@@ -215,6 +209,31 @@ Deno.test("issueServerBundle force keeps the certificate's names unless new ones
     const before = await sansOf(host1);
     await issueServerBundle({ dir, name: "host1", force: true });
     assert.deepEqual(await sansOf(host1), before);
+  });
+});
+
+Deno.test("initPki force keeps the server's earlier SANs unless new ones are given", async () => {
+  await withPkiDir(async (dir) => {
+    const sansOf = async (cert: string) => {
+      const c = new x509.X509Certificate(await readFile(cert, "utf8"));
+      const ext = c.getExtension(x509.SubjectAlternativeNameExtension);
+      return (ext?.names.items ?? []).map((n) => `${n.type}:${n.value}`).sort();
+    };
+    const l = pkiLayout(dir);
+    await initPki({ dir, sans: ["docker.example", "10.0.0.9"] });
+    const given = await sansOf(l.server.cert);
+    assert.ok(given.includes("dns:docker.example") && given.includes("ip:10.0.0.9"), given.join());
+    // A new CA (keygen --force): the server's names are what clients connect by; they stay.
+    const report = await initPki({ dir, force: true });
+    assert.deepEqual(await sansOf(l.server.cert), given);
+    assert.ok(report.notes?.some((n) => /names of the certificate it replaces/.test(n)));
+    // New names given: those (with the defaults), not the old ones.
+    await initPki({ dir, force: true, sans: ["other.example"] });
+    const fresh = await sansOf(l.server.cert);
+    assert.ok(
+      fresh.includes("dns:other.example") && !fresh.includes("dns:docker.example"),
+      fresh.join(),
+    );
   });
 });
 

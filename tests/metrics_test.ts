@@ -83,7 +83,10 @@ Deno.test({
       sent += PING.length;
     }
     const revoked = await tlsExchange(gate.port, await creds(pki, "gone"), PING);
-    assert.equal(revoked.data.length, 0, "a revoked client gets nothing");
+    // A revoked client gets the gate's refusal answer, nothing from the daemon.
+    const [answer] = splitResponses(revoked.data);
+    assert.equal(answer?.status, 403, revoked.data.toString("latin1"));
+    assert.match(revoked.data.toString("latin1"), /\r\nDockgate-Refused: [^\r]*revoked/);
     // No client certificate: openssl's client, as an outsider would try.
     await new Deno.Command("openssl", {
       args: [

@@ -145,7 +145,7 @@ Deno.test("HeldInput replays early bytes and an early EOF", async () => {
 Deno.test("through serve: a close_notify-only half-close after a large upload survives backpressure", async () => {
   // Regression for Deno 2.9's node:tls, which drops an EOF that arrives while a TLS socket is
   // paused: the Docker CLI ends `docker run -i` stdin exactly this way (close_notify, no FIN).
-  const { createCa, issueClient, issueServer } = await import("../src/pki/pki.ts");
+  const { createCa, issueClient, issueServer } = await import("../src/ca/issue.ts");
   const { serve } = await import("../src/serve.ts");
   const ca = await createCa();
   const srv = await issueServer(ca);

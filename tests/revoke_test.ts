@@ -2,12 +2,13 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { createCrl, loadCrlFile, parseCrlPem } from "../src/pki/crl.ts";
-import { normalizeSerial } from "../src/access/identity.ts";
-import { initPki, issueClientBundle } from "../src/pki/keygen.ts";
-import { createCa } from "../src/pki/pki.ts";
+import { createCrl } from "../src/ca/crl_issue.ts";
+import { loadCrlFile, parseCrlPem } from "../src/pki/crl.ts";
+import { normalizeSerial } from "../src/pki/serial.ts";
+import { initPki, issueClientBundle } from "../src/ca/keygen.ts";
+import { createCa } from "../src/ca/issue.ts";
 import { parseCertificatePem, parseCertificatesPem } from "../src/pki/pem.ts";
-import { revokeCertificate } from "../src/pki/revoke.ts";
+import { revokeCertificate } from "../src/ca/revoke.ts";
 
 async function tempPki() {
   const dir = await Deno.makeTempDir({ prefix: "dg-revoke-" });

@@ -8,6 +8,7 @@
 
 import { join } from "node:path";
 import { findExe, freePort, type Proc, startProc, waitForLog, waitForPort } from "./proc.ts";
+import { SOCKET_PROXY_ENV, socketProxyConfig } from "./socket_proxy.ts";
 
 /** Certificate files of one PKI (made by `dockgate keygen`). */
 export interface Pki {
@@ -329,6 +330,37 @@ export const haproxy: Contender = {
   },
 };
 
+/**
+ * docker-socket-proxy's rules (Tecnativa) on HAProxy, `mode http`, with mutual TLS on the bind
+ * (see socket_proxy.ts): the filtering proxy users pick instead of a policy gate. Measured in
+ * workload 6 only, beside dockgate's raw and no-escape relays.
+ */
+export const socketProxy: Contender = {
+  id: "socket-proxy",
+  label: "docker-socket-proxy rules (HAProxy)",
+  peer: true,
+  missing: () => haproxy.missing({}),
+  async start(ctx) {
+    const port = freePort();
+    const conf = join(ctx.dir, "haproxy.cfg");
+    await Deno.writeTextFile(
+      conf,
+      socketProxyConfig({
+        port,
+        crt: ctx.pki.serverCombined,
+        caFile: `${ctx.pki.serverDir}/ca.pem`,
+        socket: ctx.target,
+        maxConn: ctx.maxConn,
+      }),
+    );
+    const proc = startProc(findExe("haproxy")!, ["-db", "-f", conf], join(ctx.dir, "log"), {
+      env: SOCKET_PROXY_ENV,
+    });
+    await waitForPort(port, proc, "haproxy (docker-socket-proxy rules)");
+    return single(proc, port);
+  },
+};
+
 /** Every contender, in table order. */
 export const ALL_CONTENDERS: Contender[] = [
   dockgateDeno,
@@ -341,4 +373,5 @@ export const ALL_CONTENDERS: Contender[] = [
   socat,
   stunnel,
   haproxy,
+  socketProxy,
 ];

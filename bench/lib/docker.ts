@@ -235,3 +235,60 @@ export async function dockerWorkload(
     await d.stop();
   }
 }
+
+/**
+ * Workload 6's real-CLI row: `docker ps` (the CLI's `HEAD /_ping` + `GET /containers/json`)
+ * through each of `contenders`, relaying to a private dockerd, and straight on its socket; ms
+ * per command, runs interleaved. Recorded under workload "policy" as `docker_ps_ms`.
+ */
+export async function policyDockerPs(
+  bench: Bench,
+  contenders: Contender[],
+  pki: Pki,
+): Promise<void> {
+  const docker = findExe("docker")!;
+  bench.say("  starting a private dockerd for `docker ps`");
+  const d: Dockerd | null = await startDockerd();
+  if (!d) throw new Error("dockerd harness unavailable");
+  const stops: (() => Promise<void>)[] = [];
+  try {
+    const cliConfig = await subdir(bench, "docker-cli-ps");
+    await Deno.writeTextFile(join(cliConfig, "config.json"), "{}\n");
+    const env = cleanEnv({ DOCKER_CONFIG: cliConfig });
+    const c = pki.clientDir;
+    const tls = ["--tlsverify", "--tlscacert", `${c}/ca.pem`, "--tlscert", `${c}/cert.pem`];
+    const routes: Route[] = [{ id: "direct-unix", args: ["-H", d.host], env }];
+    for (const con of contenders) {
+      await attempt(bench, `docker ps: start ${con.id}`, async () => {
+        const r = await startContender(bench, con, pki, d.socket);
+        stops.push(() => r.stop());
+        const port = (r.endpoint as { port: number }).port;
+        const args = ["-H", `tcp://127.0.0.1:${port}`, ...tls, "--tlskey", `${c}/key.pem`];
+        // Every route must answer before anything is timed.
+        const v = await run(docker, [...args, "ps", "-q"], { env, timeoutMs: 60_000 });
+        if (v.code !== 0) throw new Error(`docker ps via ${con.id}: ${v.stderr.slice(-1000)}`);
+        routes.push({ id: con.id, args, env });
+      });
+    }
+    const n = bench.sizes.versionCount;
+    for (let i = 0; i < bench.sizes.runs; i++) {
+      for (const r of routes) {
+        await attempt(bench, `docker ps ${pki.keyType} run ${i + 1} ${r.id}`, async () => {
+          const cmd = [docker, ...r.args].map(q).join(" ");
+          const ps = await run("bash", [
+            "-c",
+            `for i in $(seq ${n}); do ${cmd} ps >/dev/null || exit 1; done`,
+          ], { env: r.env, timeoutMs: 600_000 });
+          if (ps.code !== 0) throw new Error(`docker ps via ${r.id}: ${ps.stderr.slice(-1000)}`);
+          bench.results.add("policy", pki.keyType, r.id, "docker_ps_ms", ps.ms / n);
+          bench.say(
+            `  policy ${pki.keyType} run ${i + 1} ${r.id}: docker ps ${(ps.ms / n).toFixed(1)} ms`,
+          );
+        });
+      }
+    }
+  } finally {
+    for (const s of stops.reverse()) await s().catch(() => {});
+    await d.stop();
+  }
+}

@@ -413,6 +413,8 @@ export class Report {
       .filter((m) => /^c\d+_per_s$/.test(m));
     const metrics = [
       ...conc.map((m) => ({ id: m, label: `conns/s c=${m.slice(1, -6)}`, digits: 0 })),
+      ...this.#keepAlive().map((m) => ({ id: m, label: `req/s c=${m.slice(4, -10)}`, digits: 0 })),
+      { id: "docker_ps_ms", label: "`docker ps` ms", digits: 1 },
       { id: "added_p50_us", label: "added p50 µs", digits: 0 },
       { id: "added_p99_us", label: "added p99 µs", digits: 0 },
       { id: "upload_MBps", label: "upload MB/s", digits: 0 },
@@ -438,6 +440,56 @@ export class Report {
             .join(" | ")
         } |`,
       );
+    }
+    return [...out, ...this.#socketProxyRows(k, metrics)];
+  }
+
+  /** Keep-alive request-rate metrics of workload 6 (`ka_c1_req_per_s`, …). */
+  #keepAlive(): string[] {
+    return [
+      ...new Set(this.#r.samples.filter((s) => s.workload === "policy").map((s) => s.metric)),
+    ].filter((m) => /^ka_c\d+_req_per_s$/.test(m));
+  }
+
+  /**
+   * Workload 6's docker-socket-proxy part: its row in the same units, then every dockgate row
+   * as a ratio to it (rates: dockgate ÷ proxy; `docker ps` and latency: proxy ÷ dockgate, so
+   * above 1× is dockgate faster everywhere).
+   */
+  #socketProxyRows(k: string, metrics: { id: string; label: string; digits: number }[]) {
+    const sp = "socket-proxy";
+    if (!this.#r.contenders("policy", k).includes(sp)) return [];
+    const slower = new Set(["docker_ps_ms", "added_p50_us", "added_p99_us"]);
+    const shown = metrics.filter((m) => m.id !== "upload_gate_cpu_s_per_GB");
+    const out = [
+      "",
+      "Against docker-socket-proxy's rules on HAProxy (`mode http`, its " +
+      "ACLs with CONTAINERS, IMAGES, INFO, POST and its default switches on, `verify required` on " +
+      "the bind; config in bench/lib/socket_proxy.ts), in the same run. Ratio = dockgate's rate ÷ " +
+      "the proxy's (for `docker ps` and latency: the proxy's time ÷ dockgate's), so >1× is dockgate " +
+      "faster.",
+      "",
+      `| relay | ${shown.map((m) => m.label).join(" | ")} |`,
+      `|---|${shown.map(() => "---").join("|")}|`,
+      `| ${this.#label(sp)} | ${
+        shown.map((m) => cell(this.#r.get("policy", k, sp, m.id), m.digits)).join(" | ")
+      } |`,
+    ];
+    for (const { raw, policy } of this.#policyPairs(k)) {
+      for (const c of [raw, policy]) {
+        out.push(
+          `| ${this.#label(c)} ÷ proxy | ${
+            shown.map((m) => {
+              const a = this.#med("policy", k, c, m.id), b = this.#med("policy", k, sp, m.id);
+              return rfmt(slower.has(m.id) ? ratio(b, a) : ratio(a, b));
+            }).join(" | ")
+          } |`,
+        );
+      }
+    }
+    const direct = this.#r.get("policy", k, "direct-unix", "docker_ps_ms");
+    if (direct) {
+      out.push("", `\`docker ps\` straight on dockerd's socket, no gate: ${cell(direct, 1)} ms.`);
     }
     return out;
   }
@@ -620,6 +672,31 @@ export class Report {
           k,
           rfmt(r("upload_MBps")),
           r("upload_MBps") === undefined ? undefined : r("upload_MBps")! >= 0.9,
+        );
+        const sp = (m: string) =>
+          ratio(this.#med("policy", k, policy, m), this.#med("policy", k, "socket-proxy", m));
+        for (const m of this.#keepAlive()) {
+          add(
+            `no-escape keep-alive \`GET /containers/json\` req/s c=${
+              m.slice(4, -10)
+            } ≥1.0× docker-socket-proxy's`,
+            policy,
+            k,
+            rfmt(sp(m)),
+            sp(m) === undefined ? undefined : sp(m)! >= 1,
+          );
+        }
+        // A time: the rate ratio is the proxy's time over dockgate's.
+        const ps = ratio(
+          this.#med("policy", k, "socket-proxy", "docker_ps_ms"),
+          this.#med("policy", k, policy, "docker_ps_ms"),
+        );
+        add(
+          "no-escape `docker ps` rate ≥1.0× docker-socket-proxy's",
+          policy,
+          k,
+          rfmt(ps),
+          ps === undefined ? undefined : ps >= 1,
         );
       }
     }

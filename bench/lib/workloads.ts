@@ -512,6 +512,15 @@ export const POLICY_PAIRS: [raw: string, policy: string][] = [
 ];
 
 /**
+ * The filtering proxies measured in workload 6 beside the pairs (and in no other workload):
+ * docker-socket-proxy's rules on HAProxy.
+ */
+export const POLICY_PEERS: string[] = ["socket-proxy"];
+
+/** Keep-alive connection counts of workload 6's request-rate rows. */
+export const POLICY_KEEPALIVE = [1, 8];
+
+/**
  * Workload 6: the policy relay (a no-escape identity: every request parsed and decided)
  * against the raw relay of the same runtime: new connections/s with one
  * `GET /v1.41/containers/json` each, keep-alive latency of the same request, and an upload in
@@ -548,6 +557,21 @@ export async function policyWorkload(
       "--path",
       path,
     ]);
+    for (const c of POLICY_KEEPALIVE) {
+      const q = await loadgen(bench, "requests", endpoint, pki, [
+        "--concurrency",
+        String(c),
+        "--duration-ms",
+        String(bench.sizes.connrateMs * 2),
+        "--path",
+        path,
+      ]);
+      if (q.errors) throw new Error(`${id}: ${q.errors} errors, last: ${q.lastError}`);
+      res.add("policy", k, id, `ka_c${c}_req_per_s`, q.perSec);
+      bench.say(
+        `  policy ${k} run ${runNo + 1} ${id} keep-alive c=${c}: ${q.perSec.toFixed(0)} req/s`,
+      );
+    }
     res.add("policy", k, id, "p50_us", l.p50us);
     res.add("policy", k, id, "added_p50_us", l.p50us - l.baseP50us);
     res.add("policy", k, id, "added_p99_us", l.p99us - l.baseP99us);

@@ -19,12 +19,8 @@
 
 import { createHash } from "node:crypto";
 import type { DetailedPeerCertificate, TLSSocket } from "node:tls";
-import {
-  EKU_CLIENT_AUTH,
-  type ParsedPeer,
-  parsePeerCertificate,
-  type PeerIdentity,
-} from "./identity.ts";
+import { type ParsedPeer, parsePeerCertificate, type PeerIdentity } from "./identity.ts";
+import { leafUsageProblem } from "../pki/usage.ts";
 import { type AccessPolicy, evaluatePolicy } from "./policy.ts";
 import { type ApiPolicy, type Role, roleFor } from "../docker/api_policy.ts";
 import { x509 } from "../pki/x509.ts";
@@ -152,20 +148,10 @@ export async function checkIdentity(
   presented: () => x509.X509Certificate[] = () => [],
 ): Promise<{ allow: boolean; reason: string; kind?: RefusalKind; links?: RevocationLink[] }> {
   const { identity } = peer;
-  if (identity.isCa) return { allow: false, reason: "a CA certificate cannot be a client" };
-  if (!identity.extKeyUsages?.includes(EKU_CLIENT_AUTH)) {
-    return { allow: false, reason: "certificate lacks the clientAuth extended key usage" };
-  }
-  // A TLS client proves its key by signing: a key usage that rules that out is a misissued
-  // or repurposed certificate (keyAgreement-only, keyCertSign-only).
-  if (
-    identity.keyUsage !== undefined &&
-    (identity.keyUsage & x509.KeyUsageFlags.digitalSignature) === 0
-  ) {
-    return { allow: false, reason: "certificate key usage lacks digitalSignature" };
-  }
-  const dates = outsideValidity("certificate", identity, now);
-  if (dates) return { allow: false, reason: dates };
+  // The one usage rule (CA flag, EKU, key usage, dates), on the identity already parsed:
+  // refused before any signature is checked.
+  const usage = leafUsageProblem(identity, "client", now);
+  if (usage) return { allow: false, reason: usage.reason };
   const store = trustOf(rules.caCertificates);
   let chain = await verifyChain(peer.certificate, [], store, "client", now);
   if (!chain.ok) {
@@ -238,17 +224,6 @@ export function admission(
   const role = roleFor(rules.apiPolicy, identity);
   if (!role) return { allow: false, reason: "no role for this identity in the API policy" };
   return { allow: true, reason: `${listed.reason}; role ${role.name}`, role };
-}
-
-/** Why `what` is not valid at `now`, or `undefined` when it is. */
-function outsideValidity(
-  what: string,
-  dates: { notBefore: Date; notAfter: Date },
-  now: Date,
-): string | undefined {
-  if (now < dates.notBefore) return `${what} not valid before ${dates.notBefore.toISOString()}`;
-  if (now > dates.notAfter) return `${what} expired ${dates.notAfter.toISOString()}`;
-  return undefined;
 }
 
 /**

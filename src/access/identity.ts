@@ -8,9 +8,7 @@
 
 import { createHash } from "node:crypto";
 import { x509 } from "../pki/x509.ts";
-
-/** OID of the clientAuth extended key usage. */
-export const EKU_CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
+import { normalizeSerial } from "../pki/serial.ts";
 
 /** Fields of a peer certificate that access decisions use. */
 export interface PeerIdentity {
@@ -55,21 +53,6 @@ export interface ParsedPeer {
   identity: PeerIdentity;
   /** The parsed certificate, for the signature check only: drop it after the decision. */
   certificate: x509.X509Certificate;
-}
-
-/**
- * Normalise a serial number to lower-case hex without leading zeros, so serials from CRLs,
- * `openssl` output and the command line compare equal.
- *
- * @example
- * ```ts
- * import { normalizeSerial } from "./identity.ts";
- * if (normalizeSerial("00:0A:ff") !== "aff") throw new Error();
- * ```
- */
-export function normalizeSerial(serial: string): string {
-  const hex = serial.replace(/[:\s]/g, "").toLowerCase().replace(/^0+/, "");
-  return hex === "" ? "0" : hex;
 }
 
 /**

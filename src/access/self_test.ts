@@ -8,7 +8,7 @@
 
 import type net from "node:net";
 import tls from "node:tls";
-import { createCa, issueClient } from "../pki/pki.ts";
+import { createCa, issueClient } from "../ca/issue.ts";
 import { RUNTIME } from "../net/runtime.ts";
 import { serverTlsOptions, type TlsMaterial } from "../net/tls_config.ts";
 

@@ -1,6 +1,8 @@
 /**
- * Command-line parsing: argv in, a typed {@linkcode Command} out. Pure (the environment is
- * passed in), so it is unit-tested without a subprocess; `cli.ts` only dispatches on it.
+ * Command-line parsing: argv in, a typed {@linkcode Command} out. The flags of every verb are
+ * the tables of `flags.ts` (read through `flag_values.ts`); this file turns each verb's values
+ * into its command and checks how they combine. Pure (the environment is passed in), so it is
+ * unit-tested without a subprocess; `cli.ts` only dispatches on it.
  *
  * @module
  */
@@ -9,21 +11,32 @@ import { join } from "node:path";
 import process from "node:process";
 import { hostname } from "node:os";
 import { readFileSync } from "node:fs";
-import { envName, layeredParse, parseConfigText, type SettingSource } from "../config/layered.ts";
-import { parseArgs as nodeParseArgs, type ParseArgsConfig } from "node:util";
-import { type Address, isLoopbackHost, parseAddress, type TcpAddress } from "../net/address.ts";
-import { parseDuration } from "../config/duration.ts";
+import type { SettingSource } from "../config/layered.ts";
+import { type Address, isLoopbackHost, type TcpAddress } from "../net/address.ts";
 import { DEFAULTS } from "../config/defaults.ts";
-import { type KeyType, parseKeyType } from "../pki/pki.ts";
+import { type KeyType, parseKeyType } from "../ca/issue.ts";
+import {
+  defaultText,
+  flagsFor,
+  type FlagType,
+  SHELLS,
+  verbOf,
+  VERBS,
+  type VerbSpec,
+} from "./flags.ts";
+import {
+  asUsage,
+  closest,
+  flagAddress,
+  FlagValues,
+  parseLayeredArgs,
+  parseSize,
+  parseVerbArgs,
+  type RawValues,
+  UsageError,
+} from "./flag_values.ts";
 
-/** A usage mistake: the CLI prints the message and exits with code 2. */
-export class UsageError extends Error {
-  /** Create a usage error with a one-line message. */
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
+export { closest, parseSize, UsageError };
 
 /** Where TLS files come from: a bundle directory, with per-file overrides. */
 export interface CertSource {
@@ -44,8 +57,8 @@ export type KeygenCommand =
     action: "init";
     dir: string;
     keyType: KeyType;
-    days?: number;
-    caDays?: number;
+    days: number;
+    caDays: number;
     sans: string[];
     force: boolean;
   }
@@ -54,7 +67,7 @@ export type KeygenCommand =
     action: "server";
     dir: string;
     keyType: KeyType;
-    days?: number;
+    days: number;
     sans: string[];
     force: boolean;
     /** A fleet host: `DIR/servers/NAME/`. */
@@ -67,7 +80,7 @@ export type KeygenCommand =
     action: "intermediate";
     dir: string;
     keyType: KeyType;
-    days?: number;
+    days: number;
     name: string;
     force: boolean;
   }
@@ -77,7 +90,7 @@ export type KeygenCommand =
     dir: string;
     /** `server` or a client name. */
     name: string;
-    days?: number;
+    days: number;
     newKey: boolean;
     revokeOld: boolean;
   }
@@ -86,7 +99,7 @@ export type KeygenCommand =
     action: "client";
     dir: string;
     keyType: KeyType;
-    days?: number;
+    days: number;
     name: string;
     ous: string[];
     force: boolean;
@@ -209,6 +222,12 @@ export interface ConnectCommand {
   logLevel: "debug" | "info" | "warn" | "error";
   /** Log line format. */
   logFormat: "text" | "json";
+  /** The `--config` file, if any (trust-checked like serve's). */
+  configFile?: string;
+  /** Print the settings and their sources, and exit. */
+  printConfig: boolean;
+  /** Every setting, its value and where it came from. */
+  settings: Setting[];
 }
 
 /** `dockgate help [TOPIC]`, or `-h` on any command. */
@@ -219,6 +238,9 @@ export interface HelpCommand {
   topic?: string;
 }
 
+/** A shell `dockgate completion` writes for. */
+export type Shell = (typeof SHELLS)[number];
+
 /** One setting of `serve`/`connect`, as `--print-config` shows it. */
 export interface Setting {
   /** The flag's name (without `--`). */
@@ -227,6 +249,10 @@ export interface Setting {
   value: string | boolean | string[] | undefined;
   /** Where the value came from. */
   source: SettingSource;
+  /** What leaving it out means, when that is not a value (`off`, `from --certs`). */
+  defaultText?: string;
+  /** Its type in the flag table (a duration's bare number is said to be seconds). */
+  type: FlagType;
 }
 
 /** Everything the CLI can be asked to do. */
@@ -239,7 +265,7 @@ export type Command =
   | PolicyCheckCommand
   | EnvCommand
   | InspectCommand
-  | { kind: "completion"; shell: "bash" }
+  | { kind: "completion"; shell: Shell }
   | DoctorCommand;
 
 /** `dockgate doctor [--pki DIR] [--certs DIR] [--target ADDR] [--listen ADDR] [--server H:P]`. */
@@ -295,16 +321,8 @@ export interface EnvCommand {
 /** The defaults table (`src/config/defaults.ts`), re-exported for the CLI's help text. */
 export { DEFAULTS };
 
-const COMMON_TLS = {
-  certs: { type: "string" },
-  cert: { type: "string" },
-  key: { type: "string" },
-  ca: { type: "string" },
-  "insecure-key-perms": { type: "boolean", default: false },
-  "log-level": { type: "string", default: "info" },
-  "log-format": { type: "string", default: "text" },
-  help: { type: "boolean", short: "h", default: false },
-} as const;
+/** The verbs a user may type, for errors and "did you mean". */
+const VERB_NAMES = VERBS.map((v) => v.name);
 
 /**
  * Parse argv (without the runtime and script) into a {@linkcode Command}. Throws
@@ -328,11 +346,13 @@ export function parseCommand(
     case "help":
     case "--help":
     case "-h":
-      return { kind: "help", topic: rest[0] };
+      return parseHelp(rest);
     case "version":
     case "--version":
     case "-V":
-      return { kind: "version" };
+      return rest[0] === "--help" || rest[0] === "-h"
+        ? { kind: "help", topic: "version" }
+        : { kind: "version" };
     case "keygen":
       return parseKeygen(rest);
     case "serve":
@@ -348,240 +368,195 @@ export function parseCommand(
     case "doctor":
       return parseDoctor(rest);
     case "completion":
-      if (rest[0] === "--help" || rest[0] === "-h") return { kind: "help", topic: "completion" };
-      if (rest.length !== 1 || rest[0] !== "bash") {
-        throw new UsageError(
-          `"completion" takes one shell: bash (e.g. source <(dockgate completion bash))`,
-        );
-      }
-      return { kind: "completion", shell: "bash" };
+      return parseCompletion(rest);
     default:
-      throw new UsageError(
-        `Unknown command "${first}" (expected keygen, serve, connect or policy)`,
-      );
+      throw unknownVerb(first);
   }
 }
 
-function parse(
-  args: string[],
-  options: NonNullable<ParseArgsConfig["options"]>,
-  allowPositionals: boolean,
-) {
-  try {
-    return nodeParseArgs({ args, options, allowPositionals, strict: true });
-  } catch (err) {
-    // node:util messages carry a hint tail; keep the first sentence of the first line only.
-    const msg = (err as Error).message.split("\n")[0].split(". ")[0].replace(/\.$/, "");
-    const unknown = /^Unknown option '(--[^']+)'/.exec(msg);
-    const near = unknown && closest(unknown[1].slice(2).split("=")[0], Object.keys(options));
-    throw new UsageError(near ? `${msg} (did you mean --${near}?)` : msg);
-  }
+/** `Unknown command "x"`, with the nearest verb and every verb. */
+function unknownVerb(word: string): UsageError {
+  const near = closest(word.replace(/^-+/, ""), VERB_NAMES);
+  return new UsageError(
+    `Unknown command "${word}"${near ? ` (did you mean ${near}?)` : ""}; the commands are ${
+      VERB_NAMES.join(", ")
+    }`,
+  );
 }
 
-/**
- * The option name nearest `name` (edit distance at most a third of its length, at least 1),
- * for "did you mean".
- *
- * @example
- * ```ts
- * import { closest } from "./args.ts";
- * if (closest("listn", ["listen", "target"]) !== "listen" || closest("zzz", ["listen"])) throw new Error();
- * ```
- */
-export function closest(name: string, candidates: string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Math.max(1, Math.floor(name.length / 3)) + 1;
-  for (const c of candidates) {
-    const d = editDistance(name, c);
-    if (d < bestDistance) [best, bestDistance] = [c, d];
+function parseHelp(rest: string[]): HelpCommand {
+  const topic = rest[0] === "--help" || rest[0] === "-h" ? "help" : rest[0];
+  if (topic !== undefined && !verbOf(topic)) {
+    const near = closest(topic, VERB_NAMES);
+    throw new UsageError(
+      `No help for "${topic}"${near ? ` (did you mean ${near}?)` : ""}; topics: ${
+        VERB_NAMES.join(", ")
+      }`,
+    );
   }
-  return best;
+  return { kind: "help", topic };
 }
 
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) {
-      row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = row;
+function parseCompletion(rest: string[]): Command {
+  if (rest[0] === "--help" || rest[0] === "-h") return { kind: "help", topic: "completion" };
+  const shell = SHELLS.find((s) => s === rest[0]);
+  if (rest.length !== 1 || !shell) {
+    throw new UsageError(
+      `"completion" takes one shell: ${SHELLS.join(", ")} ` +
+        `(e.g. source <(dockgate completion bash))`,
+    );
   }
-  return prev[b.length];
+  return { kind: "completion", shell };
 }
 
-function usage<T>(fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    if (err instanceof TypeError || err instanceof RangeError) throw new UsageError(err.message);
-    throw err;
-  }
-}
-
-function positiveInt(text: string | undefined, flag: string): number | undefined {
-  if (text === undefined) return undefined;
-  if (!/^\d+$/.test(text) || Number(text) < 1) {
-    throw new UsageError(`Invalid ${flag} "${text}": expected a positive whole number`);
-  }
-  return Number(text);
-}
-
-function logLevel(text: string) {
-  if (text === "debug" || text === "info" || text === "warn" || text === "error") return text;
-  throw new UsageError(`Invalid --log-level "${text}": expected debug, info, warn or error`);
+/** `verb`'s table; every verb parsed here has one. */
+function spec(verb: string): VerbSpec {
+  return verbOf(verb)!;
 }
 
 /** A `--crl-url`: http or https, nothing else (a file belongs in `--crl`). */
 function crlUrl(text: string): string {
-  let url: URL;
+  let url: URL | undefined;
   try {
     url = new URL(text);
   } catch {
-    throw new UsageError(`Invalid --crl-url "${text}": expected an http:// or https:// URL`);
+    // Said below.
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new UsageError(`Invalid --crl-url "${text}": expected an http:// or https:// URL`);
+  if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) {
+    throw new UsageError(
+      `Invalid --crl-url "${text}": expected an http:// or https:// URL (a file goes in --crl)`,
+    );
   }
   return url.href;
 }
 
 /** Where fetched CRLs are kept: `--crl-cache`, else `crl-cache/` in the `--certs` directory. */
-function crlCache(values: Record<string, unknown>, source: CertSource): string | undefined {
-  const given = values["crl-cache"] as string | undefined;
+function crlCache(v: FlagValues, source: CertSource): string | undefined {
+  const given = v.str("crl-cache");
   if (given !== undefined) return given;
-  if ((values["crl-url"] as string[]).length === 0) return undefined;
+  if (v.list("crl-url").length === 0) return undefined;
   if (source.certs) return join(source.certs, "crl-cache");
   throw new UsageError(
     "--crl-url needs a place for the last good copy: give --crl-cache DIR (or --certs DIR)",
   );
 }
 
-function crlStale(text: string): "warn" | "refuse" {
-  if (text === "warn" || text === "refuse") return text;
-  throw new UsageError(`Invalid --crl-stale "${text}": expected warn or refuse`);
+/** The keygen action and its NAME from the positionals; unknown actions suggest the nearest. */
+function keygenAction(positionals: string[]): { action: string; name?: string } {
+  const [action = "init", name] = positionals;
+  const actions = spec("keygen").actions!.map((a) => a.name);
+  if (!actions.includes(action)) {
+    const near = closest(action, actions);
+    throw new UsageError(
+      `Unknown keygen action "${action}"${near ? ` (did you mean ${near}?)` : ""} (expected ${
+        actions.filter((a) => a !== "init").join(", ").replace(/, (\w+)$/, " or $1")
+      })`,
+    );
+  }
+  const arity = spec("keygen").actions!.find((a) => a.name === action)!.args === "" ? 1 : 2;
+  if (positionals.length > arity) {
+    throw new UsageError(`Unexpected argument "${positionals[arity]}" for "keygen ${action}"`);
+  }
+  return { action, name };
 }
 
-function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
-  const { values, positionals } = parse(args, {
-    dir: { type: "string", default: DEFAULTS.pkiDir },
-    "key-type": { type: "string", default: DEFAULTS.keyType },
-    days: { type: "string" },
-    "ca-days": { type: "string" },
-    san: { type: "string", multiple: true, default: [] },
-    ou: { type: "string", multiple: true, default: [] },
-    force: { type: "boolean", default: false },
-    "revoke-old": { type: "boolean", default: false },
-    "new-key": { type: "boolean", default: false },
-    name: { type: "string" },
-    issuer: { type: "string" },
-    help: { type: "boolean", short: "h", default: false },
-  }, true);
-  const [action = "init", name, ...extra] = positionals;
-  if (values.help) return { kind: "help", topic: "keygen" };
-  const keyType = usage(() => parseKeyType(values["key-type"] as string));
-  const days = positiveInt(values.days as string | undefined, "--days");
-  const dir = values.dir as string;
-  const sans = values.san as string[];
-  const ous = values.ou as string[];
-  const force = values.force as boolean;
-  const tooMany = (n: number) => {
-    if (positionals.length > n) throw new UsageError(`Unexpected argument "${positionals[n]}"`);
-  };
-  const notFor = (flag: string, present: boolean) => {
-    if (present) throw new UsageError(`${flag} does not apply to "keygen ${action}"`);
-  };
-  const revokeOld = values["revoke-old"] as boolean;
-  if (action !== "client" && action !== "renew") notFor("--revoke-old", revokeOld);
-  if (action !== "renew") notFor("--new-key", values["new-key"] as boolean);
-  const issuer = values.issuer as string | undefined;
-  const hostName = values.name as string | undefined;
-  if (action !== "client" && action !== "server") notFor("--issuer", issuer !== undefined);
-  if (action !== "server") notFor("--name", hostName !== undefined);
-  const from = issuer === undefined ? {} : { issuer };
-  switch (action) {
-    case "renew":
-      if (!name) throw new UsageError(`"keygen renew" needs a client NAME or "server"`);
-      tooMany(2);
-      notFor("--san", sans.length > 0);
-      notFor("--ou", ous.length > 0);
-      notFor("--force", force);
-      notFor("--ca-days", values["ca-days"] !== undefined);
-      return {
-        kind: "keygen",
-        action,
-        dir,
-        name,
-        days,
-        newKey: values["new-key"] as boolean,
-        revokeOld,
-      };
-    case "init":
-      tooMany(1);
-      notFor("--ou", ous.length > 0);
-      return {
-        kind: "keygen",
-        action,
-        dir,
-        keyType,
-        days,
-        caDays: positiveInt(values["ca-days"] as string | undefined, "--ca-days"),
-        sans,
-        force,
-      };
-    case "server":
-      tooMany(1);
-      notFor("--ou", ous.length > 0);
-      notFor("--ca-days", values["ca-days"] !== undefined);
-      return {
-        kind: "keygen",
-        action,
-        dir,
-        keyType,
-        days,
-        sans,
-        force,
-        ...(hostName === undefined ? {} : { name: hostName }),
-        ...from,
-      };
-    case "intermediate":
-      if (!name) throw new UsageError(`"keygen intermediate" needs a NAME`);
-      tooMany(2);
-      notFor("--san", sans.length > 0);
-      notFor("--ou", ous.length > 0);
-      notFor("--ca-days", values["ca-days"] !== undefined);
-      return { kind: "keygen", action, dir, keyType, days, name, force };
-    case "client":
-      if (!name) throw new UsageError(`"keygen client" needs a NAME`);
-      tooMany(2);
-      notFor("--san", sans.length > 0);
-      notFor("--ca-days", values["ca-days"] !== undefined);
-      if (revokeOld && !force) throw new UsageError(`--revoke-old goes with --force`);
-      return { kind: "keygen", action, dir, keyType, days, name, ous, force, revokeOld, ...from };
-    case "revoke":
-      if (!name) {
-        throw new UsageError(`"keygen revoke" needs a client NAME or a certificate SERIAL`);
-      }
-      tooMany(2);
-      return { kind: "keygen", action, dir, subject: name };
-    case "crl":
-      tooMany(1);
-      return { kind: "keygen", action, dir };
-    default:
-      void extra;
+/** Refuse a flag given to a keygen action its table row does not list. */
+function keygenFlagsFit(verb: VerbSpec, action: string, given: Set<string>): void {
+  const fits = new Set(flagsFor(verb, action).map((f) => f.name));
+  for (const f of verb.flags) {
+    if (given.has(f.name) && !fits.has(f.name)) {
+      const where = f.actions!.map((a) => a === "init" ? "keygen" : `keygen ${a}`).join(", ");
       throw new UsageError(
-        `Unknown keygen action "${action}" (expected server, client, intermediate, renew, revoke or crl)`,
+        `--${f.name} does not apply to "keygen ${action}" (it goes with ${where})`,
       );
+    }
   }
 }
 
-function certSource(values: Record<string, unknown>): CertSource {
-  return {
-    certs: values.certs as string | undefined,
-    cert: values.cert as string | undefined,
-    key: values.key as string | undefined,
-    ca: values.ca as string | undefined,
+function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
+  const verb = spec("keygen");
+  const { values, positionals, given } = parseVerbArgs(verb, args, true);
+  if (values.help) return { kind: "help", topic: "keygen" };
+  const { action, name } = keygenAction(positionals);
+  keygenFlagsFit(verb, action, given);
+  const v = new FlagValues(verb, values);
+  const keyType: KeyType = asUsage(() => parseKeyType(v.str("key-type")!));
+  const days = v.int("days") ??
+    (action === "intermediate" ? DEFAULTS.intermediateDays : DEFAULTS.leafDays);
+  const [dir, sans, ous, force] = [v.str("dir")!, v.list("san"), v.list("ou"), v.bool("force")];
+  const revokeOld = v.bool("revoke-old");
+  const issuer = v.str("issuer");
+  const from = issuer === undefined ? {} : { issuer };
+  const needs = (what: string) => {
+    if (!name) throw new UsageError(`"keygen ${action}" needs ${what}`);
+    return name;
   };
+  switch (action) {
+    case "renew": {
+      const subject = needs(`a client NAME or "server"`);
+      return {
+        kind: "keygen",
+        action,
+        dir,
+        name: subject,
+        days,
+        newKey: v.bool("new-key"),
+        revokeOld,
+      };
+    }
+    case "init":
+      return { kind: "keygen", action, dir, keyType, days, caDays: v.int("ca-days")!, sans, force };
+    case "server": {
+      const host = v.str("name");
+      return {
+        kind: "keygen",
+        action,
+        dir,
+        keyType,
+        days,
+        sans,
+        force,
+        ...(host === undefined ? {} : { name: host }),
+        ...from,
+      };
+    }
+    case "intermediate":
+      return { kind: "keygen", action, dir, keyType, days, name: needs("a NAME"), force };
+    case "client":
+      if (revokeOld && !force) throw new UsageError(`--revoke-old goes with --force`);
+      return {
+        kind: "keygen",
+        action,
+        dir,
+        keyType,
+        days,
+        name: needs("a NAME"),
+        ous,
+        force,
+        revokeOld,
+        ...from,
+      };
+    case "revoke":
+      return {
+        kind: "keygen",
+        action,
+        dir,
+        subject: needs("a client NAME or a certificate SERIAL"),
+      };
+    default:
+      return { kind: "keygen", action: "crl", dir };
+  }
+}
+
+function certSource(v: FlagValues): CertSource {
+  return { certs: v.str("certs"), cert: v.str("cert"), key: v.str("key"), ca: v.str("ca") };
+}
+
+/** An address that must be TCP (`--listen` of serve, `--server` of connect). */
+function tcpAddress(v: FlagValues, name: string, why: string): TcpAddress {
+  const a = v.address(name, DEFAULTS.dockerTlsPort)!;
+  if (a.transport !== "tcp") throw new UsageError(`Invalid --${name} "${v.str(name)}": ${why}`);
+  return a;
 }
 
 function parseServe(
@@ -589,89 +564,47 @@ function parseServe(
   env: Record<string, string | undefined>,
   readText: (path: string) => string,
 ): ServeCommand | HelpCommand {
-  const { values, positionals, sources, configFile } = layered(args, env, readText, "serve", {
-    ...COMMON_TLS,
-    listen: { type: "string", default: DEFAULTS.serveListen },
-    target: { type: "string", default: DEFAULTS.serveTarget },
-    crl: { type: "string", multiple: true, default: [] },
-    "crl-url": { type: "string", multiple: true, default: [] },
-    "crl-refresh": { type: "string", default: DEFAULTS.crlRefresh },
-    "crl-cache": { type: "string" },
-    "allow-cn": { type: "string", multiple: true, default: [] },
-    "allow-san": { type: "string", multiple: true, default: [] },
-    "allow-ou": { type: "string", multiple: true, default: [] },
-    "handshake-timeout": { type: "string", default: DEFAULTS.handshakeTimeout },
-    "max-connections": { type: "string" },
-    "max-handshakes": { type: "string" },
-    "max-handshakes-per-address": { type: "string" },
-    "crl-stale": { type: "string", default: DEFAULTS.crlStale },
-    "keep-revoked-connections": { type: "boolean", default: false },
-    "drain-timeout": { type: "string", default: DEFAULTS.drainTimeout },
-    "max-conn-lifetime": { type: "string" },
-    policy: { type: "string" },
-    "policy-mode": { type: "string", default: DEFAULTS.policyMode },
-    "audit-log": { type: "string" },
-    "max-body": { type: "string", default: DEFAULTS.maxBody },
-    metrics: { type: "string" },
-    "unsafe-metrics": { type: "boolean", default: false },
-    "require-target": { type: "boolean", default: false },
-    config: { type: "string" },
-    "print-config": { type: "boolean", default: false },
-  });
-  void positionals;
+  const verb = spec("serve");
+  const { values, sources, configFile } = parseLayeredArgs(verb, args, env, readText);
   if (values.help) return { kind: "help", topic: "serve" };
-  const listen = usage(() => parseAddress(values.listen as string, { defaultPort: 2376 }));
-  if (listen.transport !== "tcp") {
-    throw new UsageError(`Invalid --listen "${values.listen}": serve listens on a TCP address`);
-  }
-  const source = certSource(values);
+  const v = new FlagValues(verb, values);
+  const listen = tcpAddress(v, "listen", "serve listens on a TCP address, as in 0.0.0.0:2376");
+  const source = certSource(v);
   const defaultCerts = !source.certs && !source.cert && !source.key && !source.ca;
   if (defaultCerts) source.certs = DEFAULTS.serveCerts;
   return {
     kind: "serve",
     listen,
-    target: usage(() => parseAddress(values.target as string)),
+    target: v.address("target")!,
     source,
     defaultCerts,
-    crl: values.crl as string[],
-    crlUrls: (values["crl-url"] as string[]).map(crlUrl),
-    crlRefreshMs: usage(() => parseDuration(values["crl-refresh"] as string)),
-    crlCache: crlCache(values, source),
-    allowCn: values["allow-cn"] as string[],
-    allowSan: values["allow-san"] as string[],
-    allowOu: values["allow-ou"] as string[],
-    handshakeTimeoutMs: usage(() => parseDuration(values["handshake-timeout"] as string)),
-    maxConnections:
-      positiveInt(values["max-connections"] as string | undefined, "--max-connections") ??
-        DEFAULTS.maxConnections,
-    maxHandshakes:
-      positiveInt(values["max-handshakes"] as string | undefined, "--max-handshakes") ??
-        DEFAULTS.maxHandshakes,
-    maxHandshakesPerAddress: positiveInt(
-      values["max-handshakes-per-address"] as string | undefined,
-      "--max-handshakes-per-address",
-    ) ?? DEFAULTS.maxHandshakesPerAddress,
-    crlStale: crlStale(values["crl-stale"] as string),
-    keepRevokedConnections: values["keep-revoked-connections"] as boolean,
-    drainTimeoutMs: usage(() => parseDuration(values["drain-timeout"] as string)),
-    maxConnLifetimeMs: values["max-conn-lifetime"] === undefined
-      ? undefined
-      : usage(() => parseDuration(values["max-conn-lifetime"] as string)),
-    insecureKeyPerms: values["insecure-key-perms"] as boolean,
-    logLevel: logLevel(values["log-level"] as string),
-    policy: values.policy as string | undefined,
-    policyMode: oneOf(values["policy-mode"] as string, "--policy-mode", ["enforce", "audit"]),
-    auditLog: values["audit-log"] as string | undefined,
-    maxBodyBytes: usage(() => parseSize(values["max-body"] as string, "--max-body")),
-    logFormat: logFormat(values["log-format"] as string),
-    metrics: values.metrics === undefined ? undefined : metricsAddress(
-      values.metrics as string,
-      values["unsafe-metrics"] as boolean,
-    ),
-    requireTarget: values["require-target"] as boolean,
+    crl: v.list("crl"),
+    crlUrls: v.list("crl-url").map(crlUrl),
+    crlRefreshMs: v.ms("crl-refresh")!,
+    crlCache: crlCache(v, source),
+    allowCn: v.list("allow-cn"),
+    allowSan: v.list("allow-san"),
+    allowOu: v.list("allow-ou"),
+    handshakeTimeoutMs: v.ms("handshake-timeout")!,
+    maxConnections: v.int("max-connections")!,
+    maxHandshakes: v.int("max-handshakes")!,
+    maxHandshakesPerAddress: v.int("max-handshakes-per-address")!,
+    crlStale: v.choice("crl-stale"),
+    keepRevokedConnections: v.bool("keep-revoked-connections"),
+    drainTimeoutMs: v.ms("drain-timeout")!,
+    maxConnLifetimeMs: v.ms("max-conn-lifetime"),
+    insecureKeyPerms: v.bool("insecure-key-perms"),
+    logLevel: v.choice("log-level"),
+    policy: v.str("policy"),
+    policyMode: v.choice("policy-mode"),
+    auditLog: v.str("audit-log"),
+    maxBodyBytes: v.size("max-body")!,
+    logFormat: v.choice("log-format"),
+    metrics: metricsAddress(v),
+    requireTarget: v.bool("require-target"),
     configFile,
-    printConfig: values["print-config"] as boolean,
-    settings: settingsOf(values, sources),
+    printConfig: v.bool("print-config"),
+    settings: settingsOf(verb, values, sources),
     reparse: () => {
       const again = parseServe(args, env, readText);
       if (again.kind !== "serve") throw new UsageError("--help in a reparse");
@@ -682,70 +615,30 @@ function parseServe(
 
 /** Every setting with its value and where it came from (for `--print-config`). */
 function settingsOf(
-  values: Record<string, unknown>,
+  verb: VerbSpec,
+  values: RawValues,
   sources: Record<string, SettingSource>,
 ): Setting[] {
-  return Object.keys(sources).sort().map((name) => ({
-    name,
-    value: values[name] as Setting["value"],
-    source: sources[name],
-  }));
-}
-
-/**
- * Parse `args` with `options` layered over the environment and the `--config` file (see
- * `config/layered.ts`); one {@linkcode UsageError} for any mistake in any layer.
- */
-function layered(
-  args: string[],
-  env: Record<string, string | undefined>,
-  readText: (path: string) => string,
-  verb: "serve" | "connect",
-  options: NonNullable<ParseArgsConfig["options"]>,
-) {
-  // The config file is found first: its settings are the lowest layer of the others.
-  const i = args.findIndex((a) => a === "--config" || a.startsWith("--config="));
-  const configFile = i === -1
-    ? env[envName("config")]
-    : args[i].startsWith("--config=")
-    ? args[i].slice("--config=".length)
-    : args[i + 1];
-  let file: Record<string, unknown> | undefined;
-  if (configFile !== undefined) {
-    let text: string;
-    try {
-      text = readText(configFile);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-      throw new UsageError(`Cannot read config "${configFile}": ${code}`);
-    }
-    file = usage(() => parseConfigText(text, configFile, verb));
-  }
-  try {
-    return {
-      ...layeredParse(args, options, false, { env, file, fileName: configFile, closest }),
-      configFile,
-    };
-  } catch (err) {
-    if (err instanceof TypeError && /^(Config|Invalid DOCKGATE_)/.test(err.message)) {
-      throw new UsageError(err.message);
-    }
-    const msg = (err as Error).message.split("\n")[0].split(". ")[0].replace(/\.$/, "");
-    const unknown = /^Unknown option '(--[^']+)'/.exec(msg);
-    const near = unknown && closest(unknown[1].slice(2).split("=")[0], Object.keys(options));
-    throw new UsageError(near ? `${msg} (did you mean --${near}?)` : msg);
-  }
+  return verb.flags.filter((f) => sources[f.name] !== undefined).map((f) => ({
+    name: f.name,
+    value: values[f.name],
+    source: sources[f.name],
+    defaultText: defaultText(f),
+    type: f.type,
+  })).sort((a, b) => a.name < b.name ? -1 : 1);
 }
 
 /** `--metrics ADDR`: a TCP address, on loopback unless `--unsafe-metrics`. */
-function metricsAddress(text: string, unsafe: boolean): TcpAddress {
-  const a = usage(() => parseAddress(text, { defaultPort: 9323 }));
+function metricsAddress(v: FlagValues): TcpAddress | undefined {
+  const a = v.address("metrics", DEFAULTS.metricsPort);
+  if (a === undefined) return undefined;
+  const text = v.str("metrics");
   if (a.transport !== "tcp") {
     throw new UsageError(
-      `Invalid --metrics "${text}": expected a TCP address like tcp://127.0.0.1:9323`,
+      `Invalid --metrics "${text}": expected a TCP address like tcp://127.0.0.1:${DEFAULTS.metricsPort}`,
     );
   }
-  if (!unsafe && !isLoopbackHost(a.host)) {
+  if (!v.bool("unsafe-metrics") && !isLoopbackHost(a.host)) {
     throw new UsageError(
       `Invalid --metrics "${text}": not a loopback address (metrics name every identity; add --unsafe-metrics to serve them off loopback)`,
     );
@@ -753,91 +646,52 @@ function metricsAddress(text: string, unsafe: boolean): TcpAddress {
   return a;
 }
 
-function logFormat(text: string): "text" | "json" {
-  if (text === "text" || text === "json") return text;
-  throw new UsageError(`Invalid --log-format "${text}": expected text or json`);
-}
-
-/**
- * A byte size: `1048576`, `512KiB`, `1MiB` (also `K`/`KB`/`M`/`MB`, all binary).
- *
- * @example
- * ```ts
- * import { parseSize } from "./args.ts";
- * if (parseSize("1MiB", "--max-body") !== 1048576 || parseSize("512k", "--max-body") !== 524288) throw new Error();
- * ```
- */
-export function parseSize(text: string, flag: string): number {
-  const m = /^([0-9]+)\s*(|b|k|kb|kib|m|mb|mib)$/i.exec(text.trim());
-  const n = m ? Number(m[1]) * ({ k: 1024, m: 1024 * 1024 }[m[2][0]?.toLowerCase()] ?? 1) : NaN;
-  if (!(n >= 1) || !Number.isSafeInteger(n)) {
-    throw new RangeError(`Invalid ${flag} "${text}": expected a size like 1048576, 512KiB or 1MiB`);
-  }
-  return n;
-}
-
-function oneOf<T extends string>(value: string, flag: string, allowed: readonly T[]): T {
-  if (!allowed.includes(value as T)) {
-    throw new UsageError(`Invalid ${flag} "${value}" (expected ${allowed.join(" or ")})`);
-  }
-  return value as T;
-}
-
 function parseDoctor(args: string[]): DoctorCommand | HelpCommand {
-  const { values } = parse(args, {
-    pki: { type: "string" },
-    certs: { type: "string" },
-    target: { type: "string" },
-    listen: { type: "string" },
-    server: { type: "string" },
-    "client-certs": { type: "string" },
-    help: { type: "boolean", short: "h", default: false },
-  }, false);
+  const verb = spec("doctor");
+  const { values } = parseVerbArgs(verb, args, false);
   if (values.help) return { kind: "help", topic: "doctor" };
+  const v = new FlagValues(verb, values);
   const none = ["pki", "certs", "target", "listen", "server"].every((k) => values[k] === undefined);
-  const pki = (values.pki as string | undefined) ?? (none ? DEFAULTS.pkiDir : undefined);
-  const targetText = (values.target as string | undefined) ??
-    (none ? DEFAULTS.serveTarget : undefined);
+  const pki = v.str("pki") ?? (none ? DEFAULTS.pkiDir : undefined);
+  const targetText = v.str("target") ?? (none ? DEFAULTS.serveTarget : undefined);
   let server: { host: string; port: number } | undefined;
-  if (values.server !== undefined) {
-    const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):([0-9]{1,5})$/.exec(values.server as string);
+  const serverText = v.str("server");
+  if (serverText !== undefined) {
+    const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):([0-9]{1,5})$/.exec(serverText);
     if (!m || Number(m[2]) > 65535) {
-      throw new UsageError(`Invalid --server "${values.server}": expected HOST:PORT`);
+      throw new UsageError(
+        `Invalid --server "${serverText}": expected HOST:PORT (e.g. gate.example.com:2376)`,
+      );
     }
     server = { host: m[1].replace(/^\[|\]$/g, ""), port: Number(m[2]) };
   }
   let listen: TcpAddress | undefined;
-  if (values.listen !== undefined) {
-    const a = usage(() => parseAddress(values.listen as string, { defaultPort: 2376 }));
-    if (a.transport !== "tcp") {
-      throw new UsageError(`Invalid --listen "${values.listen}": expected a TCP address`);
-    }
-    listen = a;
+  if (v.str("listen") !== undefined) {
+    listen = tcpAddress(v, "listen", "expected a TCP address, as in 127.0.0.1:2376");
   }
   return {
     kind: "doctor",
     pki,
-    certs: values.certs as string | undefined,
-    target: targetText === undefined ? undefined : usage(() => parseAddress(targetText)),
+    certs: v.str("certs"),
+    target: targetText === undefined ? undefined : flagAddress("target", targetText),
     listen,
     server,
     clientBundle: server
-      ? (values["client-certs"] as string | undefined) ??
-        `${pki ?? DEFAULTS.pkiDir}/clients/default`
+      ? v.str("client-certs") ?? `${pki ?? DEFAULTS.pkiDir}/clients/default`
       : undefined,
   };
 }
 
 function parseInspect(args: string[]): InspectCommand | HelpCommand {
-  const { values, positionals } = parse(args, {
-    json: { type: "boolean", default: false },
-    "fail-within": { type: "string" },
-    help: { type: "boolean", short: "h", default: false },
-  }, true);
+  const verb = spec("inspect");
+  const { values, positionals } = parseVerbArgs(verb, args, true);
   if (values.help) return { kind: "help", topic: "inspect" };
   const within = values["fail-within"] as string | undefined;
+  // 0 is a fair question here ("anything already expired?"), unlike the other day counts.
   if (within !== undefined && !/^[0-9]+$/.test(within)) {
-    throw new UsageError(`Invalid --fail-within "${within}": expected a number of days`);
+    throw new UsageError(
+      `Invalid --fail-within "${within}": expected a number of days (e.g. --fail-within 30)`,
+    );
   }
   return {
     kind: "inspect",
@@ -848,46 +702,37 @@ function parseInspect(args: string[]): InspectCommand | HelpCommand {
 }
 
 function parseEnv(args: string[]): EnvCommand | HelpCommand {
-  const { values, positionals } = parse(args, {
-    dir: { type: "string", default: DEFAULTS.pkiDir },
-    host: { type: "string", multiple: true, default: [] },
-    "hosts-file": { type: "string" },
-    context: { type: "boolean", default: false },
-    apply: { type: "boolean", default: false },
-    bundle: { type: "string" },
-    help: { type: "boolean", short: "h", default: false },
-  }, true);
+  const verb = spec("env");
+  const { values, positionals } = parseVerbArgs(verb, args, true);
   if (values.help) return { kind: "help", topic: "env" };
+  const v = new FlagValues(verb, values);
   if (positionals.length !== 1) {
-    throw new UsageError(`"env" needs one client NAME (got ${positionals.length})`);
+    throw new UsageError(
+      `"env" needs one client NAME (got ${positionals.length}), as in dockgate env alice`,
+    );
   }
-  const fleet = (values.host as string[]).length > 1 || values["hosts-file"] !== undefined;
-  if (values.apply && !values.context && !fleet) {
+  const fleet = v.list("host").length > 1 || v.str("hosts-file") !== undefined;
+  if (v.bool("apply") && !v.bool("context") && !fleet) {
     throw new UsageError(`--apply goes with --context (or several --host)`);
   }
-  if (
-    values.bundle !== undefined &&
-    (values.context || !/\.(tar\.gz|tgz)$/.test(values.bundle as string))
-  ) {
+  const bundle = v.str("bundle");
+  if (bundle !== undefined && (v.bool("context") || !/\.(tar\.gz|tgz)$/.test(bundle))) {
     throw new UsageError(`--bundle takes a FILE.tar.gz (and not --context)`);
   }
-  const given = [
-    ...values.host as string[],
-    ...hostsFile(values["hosts-file"] as string | undefined),
-  ];
-  const hosts = (given.length ? given : [`${hostname()}:2376`]).map(hostPort);
-  if (hosts.length > 1 && values.bundle !== undefined) {
+  const given = [...v.list("host"), ...hostsFile(v.str("hosts-file"))];
+  const hosts = (given.length ? given : [`${hostname()}:${DEFAULTS.dockerTlsPort}`]).map(hostPort);
+  if (hosts.length > 1 && bundle !== undefined) {
     throw new UsageError(`--bundle packs one bundle: give it without --host`);
   }
   return {
     kind: "env",
     name: positionals[0],
-    dir: values.dir as string,
+    dir: v.str("dir")!,
     host: hosts[0],
     hosts,
-    context: values.context as boolean,
-    apply: values.apply as boolean,
-    bundle: values.bundle as string | undefined,
+    context: v.bool("context"),
+    apply: v.bool("apply"),
+    bundle,
   };
 }
 
@@ -895,7 +740,7 @@ function parseEnv(args: string[]): EnvCommand | HelpCommand {
 function hostPort(text: string): string {
   const withPort = /^\[[^\]]*\]:[0-9]+$/.test(text) || /^[^:[\]]+:[0-9]+$/.test(text)
     ? text
-    : `${text}:2376`;
+    : `${text}:${DEFAULTS.dockerTlsPort}`;
   if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/.test(withPort)) {
     throw new UsageError(
       `Invalid --host "${text}": expected HOST[:PORT] (e.g. gate.example.com:2376)`,
@@ -914,7 +759,9 @@ function hostsFile(path: string | undefined): string[] {
     throw new UsageError(`Cannot read hosts file "${path}": ${(err as Error).message}`);
   }
   const hosts = text.split("\n").map((l) => l.replace(/#.*/, "").trim()).filter((l) => l !== "");
-  if (hosts.length === 0) throw new UsageError(`Hosts file "${path}" lists no host`);
+  if (hosts.length === 0) {
+    throw new UsageError(`Hosts file "${path}" lists no host: write one HOST[:PORT] per line`);
+  }
   return hosts;
 }
 
@@ -926,30 +773,30 @@ function parsePolicy(args: string[]): PolicyCheckCommand | HelpCommand {
   if (action !== "check") {
     throw new UsageError(`Unknown policy action "${action}" (expected check)`);
   }
-  const { values, positionals } = parse(rest, {
-    identity: { type: "string" },
-    ou: { type: "string", multiple: true, default: [] },
-    san: { type: "string", multiple: true, default: [] },
-    body: { type: "string" },
-    help: { type: "boolean", short: "h", default: false },
-  }, true);
+  const verb = spec("policy");
+  const { values, positionals } = parseVerbArgs(verb, rest, true);
   if (values.help) return { kind: "help", topic: "policy" };
+  const v = new FlagValues(verb, values);
   if (positionals.length !== 3) {
-    throw new UsageError(`"policy check" needs FILE METHOD PATH (got ${positionals.length} of 3)`);
+    throw new UsageError(
+      `"policy check" needs FILE METHOD PATH (got ${positionals.length} of 3), as in ` +
+        `dockgate policy check policy.yaml --identity ci GET /_ping`,
+    );
   }
-  if (!values.identity) throw new UsageError(`"policy check" needs --identity CN`);
+  const identity = v.str("identity");
+  if (!identity) throw new UsageError(`"policy check" needs --identity CN`);
   const [file, method, path] = positionals;
   if (!/^[A-Z]+$/.test(method)) throw new UsageError(`Invalid METHOD "${method}" (e.g. GET, POST)`);
   if (!path.startsWith("/")) throw new UsageError(`Invalid PATH "${path}" (must start with /)`);
   return {
     kind: "policy-check",
     file,
-    identity: values.identity as string,
-    ous: values.ou as string[],
-    sans: values.san as string[],
+    identity,
+    ous: v.list("ou"),
+    sans: v.list("san"),
     method,
     path,
-    body: values.body as string | undefined,
+    body: v.str("body"),
   };
 }
 
@@ -973,24 +820,20 @@ function parseConnect(
   env: Record<string, string | undefined>,
   readText: (path: string) => string,
 ): ConnectCommand | HelpCommand {
-  const { values } = layered(args, env, readText, "connect", {
-    ...COMMON_TLS,
-    server: { type: "string" },
-    listen: { type: "string" },
-    "server-name": { type: "string" },
-    "unsafe-listen": { type: "boolean", default: false },
-    "drain-timeout": { type: "string", default: DEFAULTS.connectDrainTimeout },
-    config: { type: "string" },
-  });
+  const verb = spec("connect");
+  const { values, sources, configFile } = parseLayeredArgs(verb, args, env, readText);
   if (values.help) return { kind: "help", topic: "connect" };
-  if (!values.server) throw new UsageError(`"connect" needs --server HOST:PORT`);
-  const server = usage(() => parseAddress(values.server as string, { defaultPort: 2376 }));
-  if (server.transport !== "tcp") {
-    throw new UsageError(`Invalid --server "${values.server}": expected HOST:PORT`);
+  const v = new FlagValues(verb, values);
+  if (!v.str("server")) {
+    throw new UsageError(
+      `"connect" needs --server HOST:PORT (e.g. --server gate.example.com:2376)`,
+    );
   }
+  const server = tcpAddress(v, "server", "expected HOST:PORT (e.g. gate.example.com:2376)");
   const uid = typeof process !== "undefined" && process.getuid ? process.getuid() : 0;
-  const listenText = (values.listen as string | undefined) ?? defaultConnectListen(env, uid);
-  const source = certSource(values);
+  const listen: Address = v.address("listen") ??
+    flagAddress("listen", defaultConnectListen(env, uid));
+  const source = certSource(v);
   if (!source.certs) {
     // Like the Docker CLI: $DOCKER_CERT_PATH, then ~/.docker.
     source.certs = env.DOCKER_CERT_PATH || (env.HOME ? `${env.HOME}/.docker` : ".docker");
@@ -998,13 +841,16 @@ function parseConnect(
   return {
     kind: "connect",
     server,
-    listen: usage(() => parseAddress(listenText)),
+    listen,
     source,
-    serverName: values["server-name"] as string | undefined,
-    unsafeListen: values["unsafe-listen"] as boolean,
-    insecureKeyPerms: values["insecure-key-perms"] as boolean,
-    drainTimeoutMs: usage(() => parseDuration(values["drain-timeout"] as string)),
-    logLevel: logLevel(values["log-level"] as string),
-    logFormat: logFormat(values["log-format"] as string),
+    serverName: v.str("server-name"),
+    unsafeListen: v.bool("unsafe-listen"),
+    insecureKeyPerms: v.bool("insecure-key-perms"),
+    drainTimeoutMs: v.ms("drain-timeout")!,
+    logLevel: v.choice("log-level"),
+    logFormat: v.choice("log-format"),
+    configFile,
+    printConfig: v.bool("print-config"),
+    settings: settingsOf(verb, values, sources),
   };
 }

@@ -6,12 +6,19 @@
 
 import type { ConnectCommand } from "./args.ts";
 import { type CliIo, onStopSignals } from "./io.ts";
+import { checkConfigFile } from "./config_trust.ts";
+import { formatSetting } from "./print_config.ts";
 import { connect } from "../connect.ts";
 import { type Address, formatAddress } from "../net/address.ts";
 import { loadCredentials, resolveBundlePaths } from "../pki/credentials.ts";
 
 /** `dockgate connect …`: the client tunnel until a signal stops it. */
 export async function runConnect(cmd: ConnectCommand, io: CliIo): Promise<number> {
+  if (cmd.printConfig) {
+    for (const s of cmd.settings) io.out(formatSetting(s));
+    return 0;
+  }
+  await checkConfigFile(cmd);
   const logger = io.logger(cmd.logLevel, cmd.logFormat);
   const creds = await loadCredentials(resolveBundlePaths(cmd.source), {
     role: "client",

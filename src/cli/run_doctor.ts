@@ -1,6 +1,6 @@
 /**
  * `dockgate doctor`: one pass/fail line per check, with the fix, and exit 0 only when all
- * pass. Files (`pki/doctor.ts`): a PKI or a bundle. Network: the target answers `/_ping`, the
+ * pass. Files (`report/doctor.ts`): a PKI or a bundle. Network: the target answers `/_ping`, the
  * listen port is free, and a full mTLS round trip to a running serve.
  *
  * @module
@@ -10,15 +10,16 @@ import net from "node:net";
 import tls from "node:tls";
 import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
-import { join } from "node:path";
 import type { DoctorCommand } from "./args.ts";
 import type { CliIo } from "./io.ts";
-import { checkBundle, checkPki, type CheckResult } from "../pki/doctor.ts";
+import { checkBundle, checkPki, type CheckResult } from "../report/doctor.ts";
 import { DaemonClient } from "../docker/daemon_client.ts";
 import { connectTarget } from "../net/strategy.ts";
 import { formatAddress, type TcpAddress } from "../net/address.ts";
 import { parseCertificatePem } from "../pki/pem.ts";
 import { parsePeerCertificate } from "../access/identity.ts";
+import { bundlePaths } from "../ca/layout.ts";
+import { EKU_SERVER_AUTH } from "../pki/usage.ts";
 
 /** Run every check the command asks for; print them; 0 when all passed. */
 export async function runDoctor(cmd: DoctorCommand, io: CliIo): Promise<number> {
@@ -57,9 +58,9 @@ export async function runDoctor(cmd: DoctorCommand, io: CliIo): Promise<number> 
 /** A bundle's role by its certificate's usage. */
 async function bundleRole(dir: string): Promise<"server" | "client"> {
   try {
-    const cert = parseCertificatePem(await readFile(join(dir, "cert.pem"), "utf8"));
+    const cert = parseCertificatePem(await readFile(bundlePaths(dir).cert, "utf8"));
     const { identity } = parsePeerCertificate(new Uint8Array(cert.rawData));
-    return identity.extKeyUsages?.includes("1.3.6.1.5.5.7.3.1") ? "server" : "client";
+    return identity.extKeyUsages?.includes(EKU_SERVER_AUTH) ? "server" : "client";
   } catch {
     return "client";
   }
@@ -126,10 +127,11 @@ async function roundTrip(cmd: DoctorCommand): Promise<CheckResult> {
   const what = `mTLS round trip to ${server.host}:${server.port} with ${bundle}`;
   let files: { ca: string; cert: string; key: string };
   try {
+    const paths = bundlePaths(bundle);
     files = {
-      ca: await readFile(join(bundle, "ca.pem"), "utf8"),
-      cert: await readFile(join(bundle, "cert.pem"), "utf8"),
-      key: await readFile(join(bundle, "key.pem"), "utf8"),
+      ca: await readFile(paths.ca, "utf8"),
+      cert: await readFile(paths.cert, "utf8"),
+      key: await readFile(paths.key, "utf8"),
     };
   } catch (err) {
     return { ok: false, what, detail: (err as Error).message, fix: "pass --client-certs DIR" };

@@ -11,8 +11,8 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import type { EnvCommand } from "./args.ts";
 import type { CliIo } from "./io.ts";
-import { clientBundlePaths } from "../pki/keygen.ts";
-import { writeBundleArchive } from "../pki/bundle_archive.ts";
+import { clientBundlePaths } from "../ca/layout.ts";
+import { writeBundleArchive } from "../ca/bundle_archive.ts";
 
 /** A word the shell reads as itself: quoted unless it is plainly safe. */
 export function shellWord(text: string): string {

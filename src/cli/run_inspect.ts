@@ -7,7 +7,7 @@
 
 import type { InspectCommand } from "./args.ts";
 import type { CliIo } from "./io.ts";
-import { type CertificateRow, inspectCertificates } from "../pki/inspect.ts";
+import { type CertificateRow, inspectCertificates } from "../report/inspect.ts";
 
 /** The rows as an aligned text table. */
 export function formatTable(rows: CertificateRow[]): string[] {

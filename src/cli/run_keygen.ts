@@ -4,19 +4,13 @@
  * @module
  */
 
-import { join } from "node:path";
 import type { KeygenCommand } from "./args.ts";
 import type { CliIo } from "./io.ts";
-import {
-  initPki,
-  issueClientBundle,
-  issueServerBundle,
-  type KeygenReport,
-  renewBundle,
-} from "../pki/keygen.ts";
-import { republishCrl, revokeCertificate } from "../pki/revoke.ts";
-import { createIntermediate } from "../pki/intermediates.ts";
-import { clientsDir, fleetBundleDir } from "../pki/layout.ts";
+import { initPki, issueClientBundle, issueServerBundle, renewBundle } from "../ca/keygen.ts";
+import { type KeygenReport } from "../ca/files.ts";
+import { republishCrl, revokeCertificate } from "../ca/revoke.ts";
+import { createIntermediate } from "../ca/intermediates.ts";
+import { clientsDir, fleetBundleDir, pkiLayout } from "../ca/layout.ts";
 
 function reportKeygen(io: CliIo, report: KeygenReport) {
   for (const f of report.created) io.say(`created ${f}`);
@@ -26,112 +20,88 @@ function reportKeygen(io: CliIo, report: KeygenReport) {
 
 /** `dockgate keygen …`: create or extend the PKI, revoke, publish the CRL. */
 export async function runKeygen(cmd: KeygenCommand, io: CliIo): Promise<number> {
+  if (cmd.action === "revoke") return await revoke(cmd.dir, cmd.subject, io);
+  if (cmd.action === "crl") {
+    const r = await republishCrl(cmd.dir);
+    io.say(`published CRL number ${r.number} listing ${r.total} revoked certificate(s)`);
+    for (const f of r.written) io.say(`wrote   ${f}`);
+    return 0;
+  }
+  reportKeygen(io, await issue(cmd));
+  sayNextSteps(cmd, io);
+  return 0;
+}
+
+/** The issuing actions, through the library. */
+function issue(cmd: Exclude<KeygenCommand, { action: "revoke" | "crl" }>): Promise<KeygenReport> {
+  const { dir, days } = cmd;
   switch (cmd.action) {
-    case "init":
-      reportKeygen(
-        io,
-        await initPki({
-          dir: cmd.dir,
-          keyType: cmd.keyType,
-          days: cmd.days,
-          caDays: cmd.caDays,
-          sans: cmd.sans,
-          force: cmd.force,
-        }),
-      );
-      io.say(
-        `client bundle for the Docker CLI: DOCKER_CERT_PATH=${clientsDir(cmd.dir, "default")}`,
-      );
-      return 0;
-    case "server":
-      reportKeygen(
-        io,
-        await issueServerBundle({
-          dir: cmd.dir,
-          keyType: cmd.keyType,
-          days: cmd.days,
-          sans: cmd.sans,
-          force: cmd.force,
-          name: cmd.name,
-          issuer: cmd.issuer,
-        }),
-      );
-      if (cmd.name) {
-        io.say(
-          `serve on ${cmd.name} with: dockgate serve --certs ${fleetBundleDir(cmd.dir, cmd.name)}`,
-        );
-      }
-      return 0;
-    case "intermediate":
-      reportKeygen(
-        io,
-        await createIntermediate(cmd.name, {
-          dir: cmd.dir,
-          keyType: cmd.keyType,
-          days: cmd.days,
-          force: cmd.force,
-        }),
-      );
-      io.say(
-        `issue from it with: dockgate keygen client NAME --issuer ${cmd.name} --dir ${cmd.dir} ` +
-          `(the root key ${join(cmd.dir, "ca", "ca-key.pem")} may now go offline)`,
-      );
-      return 0;
-    case "renew":
-      reportKeygen(
-        io,
-        await renewBundle(cmd.name, {
-          dir: cmd.dir,
-          days: cmd.days,
-          newKey: cmd.newKey,
-          revokeOld: cmd.revokeOld,
-        }),
-      );
-      return 0;
-    case "client":
-      reportKeygen(
-        io,
-        await issueClientBundle(cmd.name, {
-          dir: cmd.dir,
-          keyType: cmd.keyType,
-          days: cmd.days,
-          organizationalUnits: cmd.ous,
-          force: cmd.force,
-          revokeOld: cmd.revokeOld,
-          issuer: cmd.issuer,
-        }),
-      );
-      io.say(
-        `use it with: DOCKER_CERT_PATH=${clientsDir(cmd.dir, cmd.name)} DOCKER_TLS_VERIFY=1`,
-      );
-      io.say("next steps:");
-      io.say(`  eval "$(dockgate env ${cmd.name} --dir ${cmd.dir} --host HOST:2376)"`);
-      io.say(`  dockgate env ${cmd.name} --dir ${cmd.dir} --host HOST:2376 --context --apply`);
-      io.say(
-        `  dockgate env ${cmd.name} --dir ${cmd.dir} --bundle ${cmd.name}.tar.gz   (to copy it)`,
-      );
-      return 0;
-    case "revoke": {
-      const r = await revokeCertificate(cmd.dir, cmd.subject);
-      const already = r.serials.filter((s) => !r.newlyRevokedSerials.includes(s));
-      const whose = r.name ? ` of client ${r.name}` : "";
-      if (r.newlyRevokedSerials.length) {
-        io.say(
-          `revoked ${r.newlyRevokedSerials.length} certificate(s)${whose}: serial ${
-            r.newlyRevokedSerials.join(", ")
-          }`,
-        );
-      }
-      if (already.length) io.say(`already revoked${whose}: serial ${already.join(", ")}`);
-      io.say(`${r.total} revoked in all; CRL number ${r.crlNumber}`);
-      for (const f of r.written) io.say(`wrote   ${f}`);
-      return 0;
+    case "init": {
+      const { keyType, caDays, sans, force } = cmd;
+      return initPki({ dir, keyType, days, caDays, sans, force });
     }
-    case "crl": {
-      const r = await republishCrl(cmd.dir);
-      io.say(`published CRL number ${r.number} listing ${r.total} revoked certificate(s)`);
-      for (const f of r.written) io.say(`wrote   ${f}`);
-      return 0;
+    case "server": {
+      const { keyType, sans, force, name, issuer } = cmd;
+      return issueServerBundle({ dir, keyType, days, sans, force, name, issuer });
+    }
+    case "intermediate":
+      return createIntermediate(cmd.name, { dir, keyType: cmd.keyType, days, force: cmd.force });
+    case "renew":
+      return renewBundle(cmd.name, { dir, days, newKey: cmd.newKey, revokeOld: cmd.revokeOld });
+    case "client": {
+      const { keyType, force, revokeOld, issuer } = cmd;
+      return issueClientBundle(cmd.name, {
+        dir,
+        keyType,
+        days,
+        organizationalUnits: cmd.ous,
+        force,
+        revokeOld,
+        issuer,
+      });
     }
   }
+}
+
+/** What to do with what was just issued. */
+function sayNextSteps(cmd: KeygenCommand, io: CliIo): void {
+  if (cmd.action === "init") {
+    io.say(`client bundle for the Docker CLI: DOCKER_CERT_PATH=${clientsDir(cmd.dir, "default")}`);
+  } else if (cmd.action === "server" && cmd.name) {
+    io.say(
+      `serve on ${cmd.name} with: dockgate serve --certs ${fleetBundleDir(cmd.dir, cmd.name)}`,
+    );
+  } else if (cmd.action === "intermediate") {
+    io.say(
+      `issue from it with: dockgate keygen client NAME --issuer ${cmd.name} --dir ${cmd.dir} ` +
+        `(the root key ${pkiLayout(cmd.dir).caKey} may now go offline)`,
+    );
+  } else if (cmd.action === "client") sayClientNextSteps(io, cmd.dir, cmd.name);
+}
+
+/** How the new client bundle reaches the Docker CLI. */
+function sayClientNextSteps(io: CliIo, dir: string, name: string): void {
+  io.say(`use it with: DOCKER_CERT_PATH=${clientsDir(dir, name)} DOCKER_TLS_VERIFY=1`);
+  io.say("next steps:");
+  io.say(`  eval "$(dockgate env ${name} --dir ${dir} --host HOST:2376)"`);
+  io.say(`  dockgate env ${name} --dir ${dir} --host HOST:2376 --context --apply`);
+  io.say(`  dockgate env ${name} --dir ${dir} --bundle ${name}.tar.gz   (to copy it)`);
+}
+
+/** `keygen revoke NAME|SERIAL`: revoke, publish, and say what changed. */
+async function revoke(dir: string, subject: string, io: CliIo): Promise<number> {
+  const r = await revokeCertificate(dir, subject);
+  const already = r.serials.filter((s) => !r.newlyRevokedSerials.includes(s));
+  const whose = r.name ? ` of client ${r.name}` : "";
+  if (r.newlyRevokedSerials.length) {
+    io.say(
+      `revoked ${r.newlyRevokedSerials.length} certificate(s)${whose}: serial ${
+        r.newlyRevokedSerials.join(", ")
+      }`,
+    );
+  }
+  if (already.length) io.say(`already revoked${whose}: serial ${already.join(", ")}`);
+  io.say(`${r.total} revoked in all; CRL number ${r.crlNumber}`);
+  for (const f of r.written) io.say(`wrote   ${f}`);
+  return 0;
 }

@@ -21,7 +21,7 @@ import { HttpError } from "../docker/http.ts";
 import { parseApiTarget } from "../docker/api_path.ts";
 import { IsolationRefusal, planIsolation } from "../docker/isolation.ts";
 import { JsonDocument } from "../docker/strict_json.ts";
-import { fsErrorText } from "../pki/fs_util.ts";
+import { fsErrorText } from "../util/fs_util.ts";
 import { shieldProblem, SHIELDS } from "../docker/shields.ts";
 import { containerAccess } from "../docker/container_check.ts";
 import { namesToBeNew } from "../docker/image_names.ts";

@@ -7,9 +7,11 @@
 
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { checkTrustedPath } from "../pki/trust_files.ts";
-import { clientsDir } from "../pki/layout.ts";
-import { type ServeCommand, type Setting } from "./args.ts";
+import { checkConfigFile } from "./config_trust.ts";
+import { clientsDir } from "../ca/layout.ts";
+import type { ServeCommand } from "./args.ts";
+import { formatSetting } from "./print_config.ts";
+import { liveSettings } from "./flags.ts";
 import { type CliIo, onStopSignals } from "./io.ts";
 import type { Logger } from "../observe/logger.ts";
 import { DEFAULT_MS, DEFAULTS } from "../config/defaults.ts";
@@ -25,10 +27,11 @@ import { type AccessPolicy, describePolicy } from "../access/policy.ts";
 import { formatAddress } from "../net/address.ts";
 import { connectTarget } from "../net/strategy.ts";
 import { resolveBundlePaths } from "../pki/credentials.ts";
-import { initPki, pkiExists } from "../pki/keygen.ts";
-import { serve } from "../serve.ts";
+import { initPki } from "../ca/keygen.ts";
+import { pkiExists } from "../ca/issuers.ts";
+import { serve, type ServeHandle } from "../serve.ts";
 import { type AuditFile, type AuditSink, lineAuditSink, openAuditFile } from "../observe/audit.ts";
-import { fsErrorText } from "../pki/fs_util.ts";
+import { fsErrorText } from "../util/fs_util.ts";
 import { PrometheusMetrics } from "../observe/metrics.ts";
 import { type Health, startMetricsServer } from "../observe/metrics_server.ts";
 import { DaemonClient } from "../docker/daemon_client.ts";
@@ -40,6 +43,26 @@ import { parseCertificatesPem } from "../pki/pem.ts";
 import { CrlFetcher } from "../config/crl_fetch.ts";
 import { crlStaleness } from "../access/authorize.ts";
 
+/** What a running serve is made of; the steps of {@linkcode runServe} fill it in. */
+interface ServeRun {
+  /** The settings in force (a config file reload replaces the live ones). */
+  cmd: ServeCommand;
+  io: CliIo;
+  logger: Logger;
+  /** Change the level of `logger` (a config reload may). */
+  setLevel(level: ServeCommand["logLevel"]): void;
+  /** What the configuration is loaded from (the reloader reads it again). */
+  source: ServeConfigSource;
+  /** The configuration in force. */
+  inForce: ServeConfig;
+  fetcher?: CrlFetcher;
+  /** Set once the reloader runs: a fetched CRL asks it for a reload. */
+  onCrlChange: (url: string) => void;
+  metrics?: PrometheusMetrics;
+  auditFile?: AuditFile;
+  audit?: AuditSink;
+}
+
 /** `dockgate serve …`: load the configuration, start the gate, reload and stop on signals. */
 export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   if (cmd.printConfig) {
@@ -47,68 +70,124 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     return 0;
   }
   await checkConfigFile(cmd);
-  // The level can change at a config reload: the base logger lets everything through.
+  const run = levelledRun(cmd, io);
+  await firstRunPki(run);
+  await loadFirstConfig(run);
+  openAudit(run);
+  await checkTarget(run);
+  run.metrics = cmd.metrics
+    ? new PrometheusMetrics({ version: VERSION, runtime: RUNTIME.name })
+    : undefined;
+  if (run.metrics) recordExpiries(run.metrics, run.inForce);
+  const listenFd = listenFdFromEnv();
+  const notifier = systemdNotifier(undefined, (m) => run.logger.log("warn", m));
+  const gate = await startGate(run, listenFd);
+  const metricsServer = await startMetrics(run, gate);
+  logStartup(run, gate);
+  const daily = setInterval(() => warnExpiring(run.logger, run.inForce), 86_400_000);
+  (daily as { unref?: () => void }).unref?.();
+  const reloader = startReloading(run, gate);
+  const configWatch = watchConfigFile(run, reloader);
+  handleSignals(run, gate, reloader, notifier);
+  // Said only now that every signal has its handler: whoever waits for this line (a test, a
+  // supervisor) may send SIGHUP or SIGTERM at once, and an unhandled SIGHUP would kill us.
+  run.logger.log("info", `listening on ${formatAddress(gate.address)}`, {
+    target: formatAddress(cmd.target),
+    ...(listenFd === undefined ? {} : { from: `systemd (fd ${listenFd})` }),
+  });
+  await notifier.send("READY=1", `STATUS=listening on ${formatAddress(gate.address)}`);
+  await gate.closed;
+  clearInterval(daily);
+  configWatch?.stop();
+  notifier.close();
+  await metricsServer?.close();
+  await run.auditFile?.close();
+  run.logger.log("info", "stopped");
+  return 0;
+}
+
+/** The run's logger: the level can change at a config reload, so the base lets all through. */
+function levelledRun(cmd: ServeCommand, io: CliIo): ServeRun {
   const base = io.logger("debug", cmd.logFormat);
   let level = cmd.logLevel;
-  const logger: Logger = {
-    log: (l, message, fields) => {
-      if (LEVELS[l] >= LEVELS[level]) base.log(l, message, fields);
+  return {
+    cmd,
+    io,
+    logger: {
+      log: (l, message, fields) => {
+        if (LEVELS[l] >= LEVELS[level]) base.log(l, message, fields);
+      },
     },
+    setLevel: (l) => void (level = l),
+    source: undefined as unknown as ServeConfigSource, // set by loadFirstConfig
+    inForce: undefined as unknown as ServeConfig, // set by loadFirstConfig
+    onCrlChange: () => {},
   };
-  if (cmd.defaultCerts && !existsSync(cmd.source.certs!)) {
-    const dir = DEFAULTS.pkiDir;
-    if (!(await pkiExists(dir))) {
-      logger.log("info", `no certificates yet: creating a PKI in ./${dir} (as "dockgate keygen")`);
-    }
-    const report = await initPki({ dir });
-    for (const f of report.created) logger.log("info", "created", { file: f });
+}
+
+/** With no TLS flag and no bundle yet: create the PKI, as `dockgate keygen` would. */
+async function firstRunPki({ cmd, logger }: ServeRun): Promise<void> {
+  if (!cmd.defaultCerts || existsSync(cmd.source.certs!)) return;
+  const dir = DEFAULTS.pkiDir;
+  if (!(await pkiExists(dir))) {
+    logger.log("info", `no certificates yet: creating a PKI in ./${dir} (as "dockgate keygen")`);
   }
+  const report = await initPki({ dir });
+  for (const f of report.created) logger.log("info", "created", { file: f });
+}
+
+/** The CRL sources (files, fetched URLs, the bundle's crl.pem), then the first load. */
+async function loadFirstConfig(run: ServeRun): Promise<void> {
+  const { cmd, logger } = run;
   const paths = resolveBundlePaths(cmd.source);
-  const policy = accessPolicyOf(cmd);
   const explicitCrl = cmd.crl.length > 0 || cmd.crlUrls.length > 0;
   // The CA bundle in force, for the CRL fetcher's signature check (updated at each reload).
-  let bundle = () => parseCertificatesPem(readFileSync(paths.ca, "utf8"));
-  let onCrlChange = (_url: string): void => {};
-  // What exists only later (the metrics), for the fetcher's callbacks.
-  const late: { metrics?: PrometheusMetrics } = {};
-  const fetcher = cmd.crlUrls.length > 0
+  const bundle = () =>
+    parseCertificatesPem(run.inForce ? run.inForce.tls.caPem : readFileSync(paths.ca, "utf8"));
+  run.fetcher = cmd.crlUrls.length > 0
     ? new CrlFetcher({
       urls: cmd.crlUrls,
       cacheDir: cmd.crlCache!,
       refreshMs: cmd.crlRefreshMs,
-      cas: () => bundle(),
+      cas: bundle,
       logger,
-      onChange: (url) => onCrlChange(url),
-      onResult: (r) => late.metrics?.crlFetch(r),
+      onChange: (url) => run.onCrlChange(url),
+      onResult: (r) => run.metrics?.crlFetch(r),
     })
     : undefined;
   const crls: CrlSource[] = [
     ...cmd.crl.map((path) => ({ path })),
-    ...(fetcher?.paths() ?? []).map((path) => ({ path })),
+    ...(run.fetcher?.paths() ?? []).map((path) => ({ path })),
   ];
   if (!explicitCrl && cmd.source.certs) {
     crls.push({ path: join(cmd.source.certs, "crl.pem"), optional: true });
   }
-  const source: ServeConfigSource = {
+  run.source = {
     paths,
     crls,
     // The PKI that made this bundle (keygen's layout): its records say whether anything was
     // revoked, by the root or by any intermediate.
     pkiBundleDir: !explicitCrl ? cmd.source.certs : undefined,
     crlStale: cmd.crlStale,
-    policy,
+    policy: accessPolicyOf(cmd),
     apiPolicyPath: cmd.policy,
     insecureKeyPerms: cmd.insecureKeyPerms,
   };
-  await fetcher?.start();
-  const config = await loadServeConfig(source);
-  bundle = () => parseCertificatesPem(inForce.tls.caPem);
-  const auditFile = cmd.auditLog ? openAudit(cmd.auditLog) : undefined;
-  // With a policy, the audit trail goes to stderr unless a file is given.
-  const audit: AuditSink | undefined = auditFile ??
-    (cmd.policy ? lineAuditSink(io.say) : undefined);
-  // Say at once if the target is not there, rather than on the first client; without
-  // --require-target the gate starts anyway (dockerd restarting, or started after us).
+  await run.fetcher?.start();
+  run.inForce = await loadServeConfig(run.source);
+}
+
+/** The audit trail: `--audit-log`, else stderr when there is a policy. */
+function openAudit(run: ServeRun): void {
+  run.auditFile = run.cmd.auditLog ? openAuditLog(run.cmd.auditLog) : undefined;
+  run.audit = run.auditFile ?? (run.cmd.policy ? lineAuditSink(run.io.say) : undefined);
+}
+
+/**
+ * Say at once if the target is not there, rather than on the first client; without
+ * --require-target the gate starts anyway (dockerd restarting, or started after us).
+ */
+async function checkTarget({ cmd, logger }: ServeRun): Promise<void> {
   try {
     (await connectTarget(cmd.target, DEFAULT_MS.targetStartupCheck)).destroy();
   } catch (err) {
@@ -118,23 +197,18 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
       reason: (err as Error).message,
     });
   }
-  let inForce = config;
-  const metrics = cmd.metrics
-    ? new PrometheusMetrics({ version: VERSION, runtime: RUNTIME.name })
-    : undefined;
-  late.metrics = metrics;
-  if (metrics) recordExpiries(metrics, config);
+}
 
-  const listenFd = listenFdFromEnv();
-  const notifier = systemdNotifier(undefined, (m) => logger.log("warn", m));
-  const gate = await serve({
+function startGate(run: ServeRun, listenFd: number | undefined): Promise<ServeHandle> {
+  const { cmd, inForce: config } = run;
+  return serve({
     listen: cmd.listen,
     listenFd,
     target: cmd.target,
     tls: config.tls,
     policy: config.policy,
     revocations: config.revocations,
-    logger,
+    logger: run.logger,
     handshakeTimeoutMs: cmd.handshakeTimeoutMs,
     maxConnections: cmd.maxConnections,
     maxHandshakes: cmd.maxHandshakes,
@@ -143,26 +217,33 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
     maxConnLifetimeMs: cmd.maxConnLifetimeMs,
     apiPolicy: config.apiPolicy,
     policyMode: cmd.policyMode,
-    audit,
+    audit: run.audit,
     maxBodyBytes: cmd.maxBodyBytes,
-    metrics,
+    metrics: run.metrics,
   });
-  const metricsServer = metrics && cmd.metrics
-    ? await startMetricsServer({
-      address: cmd.metrics,
-      metrics,
-      health: () => health(cmd, metrics),
-    }).catch(async (err) => {
-      await gate.close();
-      throw err;
-    })
-    : undefined;
-  if (metricsServer) {
-    logger.log("info", `metrics on http://${formatHostPort(metricsServer.address)}/metrics`, {
-      healthz: `http://${formatHostPort(metricsServer.address)}/healthz`,
-    });
-  }
-  logger.log("info", `policy: ${describePolicy(policy)}`, {
+}
+
+/** `/metrics` and `/healthz` on `--metrics`, if given (the gate is closed if that fails). */
+async function startMetrics(run: ServeRun, gate: ServeHandle) {
+  const metrics = run.metrics;
+  if (!metrics || !run.cmd.metrics) return undefined;
+  const server = await startMetricsServer({
+    address: run.cmd.metrics,
+    metrics,
+    health: () => health(run.cmd, metrics),
+  }).catch(async (err) => {
+    await gate.close();
+    throw err;
+  });
+  run.logger.log("info", `metrics on http://${formatHostPort(server.address)}/metrics`, {
+    healthz: `http://${formatHostPort(server.address)}/healthz`,
+  });
+  return server;
+}
+
+/** What the gate runs with: allow-lists, CRLs, the client hint, the API policy, expiries. */
+function logStartup({ cmd, logger, inForce: config, source }: ServeRun, gate: ServeHandle): void {
+  logger.log("info", `policy: ${describePolicy(source.policy)}`, {
     crl: config.revokedCount === undefined ? "none" : `${config.revokedCount} revoked`,
     crl_cas: config.crlIssuers,
   });
@@ -189,97 +270,94 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   }
   warnStaleCrl(logger, config);
   // At start and daily: a certificate or CRL that runs out within 30 days is worth a line.
-  inForce = config;
-  warnExpiring(logger, inForce);
-  const daily = setInterval(() => warnExpiring(logger, inForce), 86_400_000);
-  (daily as { unref?: () => void }).unref?.();
-  const reloader: Reloader = startReloader({
-    source,
-    config,
+  warnExpiring(logger, config);
+}
+
+/** The reloader (SIGHUP, file polling, fetched CRLs). */
+function startReloading(run: ServeRun, gate: ServeHandle): Reloader {
+  const reloader = startReloader({
+    source: run.source,
+    config: run.inForce,
     gate,
-    logger,
+    logger: run.logger,
     onReload: (c) => {
-      inForce = c;
-      metrics?.reload(true);
-      if (metrics) recordExpiries(metrics, c);
+      run.inForce = c;
+      run.metrics?.reload(true);
+      if (run.metrics) recordExpiries(run.metrics, c);
     },
-    onReloadFailed: () => metrics?.reload(false),
+    onReloadFailed: () => run.metrics?.reload(false),
   });
-  onCrlChange = (url) => void reloader.reload(`CRL fetched from ${url}`);
-  const configWatch = cmd.configFile && cmd.reparse
-    ? watchConfig(cmd.configFile, async () => {
-      let next: ServeCommand;
-      try {
-        await checkConfigFile(cmd); // a change someone else could have made is not applied
-        next = cmd.reparse!();
-      } catch (err) {
-        return logger.log("error", "config reload failed, keeping the settings in force", {
-          file: cmd.configFile,
-          reason: (err as Error).message,
-        });
-      }
-      const changed = next.settings.filter((s) =>
-        JSON.stringify(s.value) !==
-          JSON.stringify(cmd.settings.find((o) => o.name === s.name)?.value)
-      ).map((s) => s.name);
-      if (changed.length === 0) return;
-      const live = changed.filter((n) => LIVE_SETTINGS.has(n));
-      const later = changed.filter((n) => !LIVE_SETTINGS.has(n));
-      if (later.length) {
-        logger.log("warn", "config changed: these settings need a restart", {
-          file: cmd.configFile,
-          settings: later.join(","),
-        });
-      }
-      if (live.length === 0) return;
-      level = next.logLevel;
-      source.policy = accessPolicyOf(next);
-      source.apiPolicyPath = next.policy;
-      cmd = { ...cmd, ...next, reparse: cmd.reparse, settings: next.settings };
-      logger.log("info", "config changed: applying", {
-        file: cmd.configFile,
-        settings: live.join(","),
+  run.onCrlChange = (url) => void reloader.reload(`CRL fetched from ${url}`);
+  return reloader;
+}
+
+/** A changed `--config` file: the live settings applied, the others named as needing a restart. */
+function watchConfigFile(run: ServeRun, reloader: Reloader): { stop(): void } | undefined {
+  const { configFile, reparse } = run.cmd;
+  if (!configFile || !reparse) return undefined;
+  const { logger } = run;
+  return watchConfig(configFile, async () => {
+    let next: ServeCommand;
+    try {
+      await checkConfigFile(run.cmd); // a change someone else could have made is not applied
+      next = reparse();
+    } catch (err) {
+      return logger.log("error", "config reload failed, keeping the settings in force", {
+        file: configFile,
+        reason: (err as Error).message,
       });
-      void reloader.reload("config file");
-    })
-    : undefined;
-  io.onSignal("SIGHUP", () => {
-    auditFile?.reopen(); // after logrotate moved it
+    }
+    const changed = next.settings.filter((s) =>
+      JSON.stringify(s.value) !==
+        JSON.stringify(run.cmd.settings.find((o) => o.name === s.name)?.value)
+    ).map((s) => s.name);
+    const live = changed.filter((n) => LIVE_SETTINGS.has(n));
+    const later = changed.filter((n) => !LIVE_SETTINGS.has(n));
+    if (later.length) {
+      logger.log("warn", "config changed: these settings need a restart", {
+        file: configFile,
+        settings: later.join(","),
+      });
+    }
+    if (live.length === 0) return;
+    run.setLevel(next.logLevel);
+    run.source.policy = accessPolicyOf(next);
+    run.source.apiPolicyPath = next.policy;
+    run.cmd = { ...run.cmd, ...next, reparse, settings: next.settings };
+    logger.log("info", "config changed: applying", { file: configFile, settings: live.join(",") });
+    void reloader.reload("config file");
+  });
+}
+
+/** SIGHUP reloads (and reopens the audit log); SIGTERM/SIGINT drain, a second one stops. */
+function handleSignals(
+  run: ServeRun,
+  gate: ServeHandle,
+  reloader: Reloader,
+  notifier: ReturnType<typeof systemdNotifier>,
+): void {
+  run.io.onSignal("SIGHUP", () => {
+    run.auditFile?.reopen(); // after logrotate moved it
     void notifier.send("RELOADING=1", `MONOTONIC_USEC=${monotonicMicros()}`)
       .then(() => reloader.reload("SIGHUP"))
       .then((ok) => notifier.send("READY=1", `STATUS=${ok ? "reloaded" : "reload failed"}`));
   });
-  onStopSignals(io, (drain) => {
+  onStopSignals(run.io, (drain) => {
     void notifier.send("STOPPING=1");
-    logger.log(
+    run.logger.log(
       "info",
-      drain ? `stopping: draining for up to ${cmd.drainTimeoutMs} ms` : "stopping now",
+      drain ? `stopping: draining for up to ${run.cmd.drainTimeoutMs} ms` : "stopping now",
     );
     reloader.stop();
-    fetcher?.stop();
-    void (drain ? gate.shutdown(cmd.drainTimeoutMs) : gate.close());
+    run.fetcher?.stop();
+    void (drain ? gate.shutdown(run.cmd.drainTimeoutMs) : gate.close());
   });
-  // Said only now that every signal has its handler: whoever waits for this line (a test, a
-  // supervisor) may send SIGHUP or SIGTERM at once, and an unhandled SIGHUP would kill us.
-  logger.log("info", `listening on ${formatAddress(gate.address)}`, {
-    target: formatAddress(cmd.target),
-    ...(listenFd === undefined ? {} : { from: `systemd (fd ${listenFd})` }),
-  });
-  await notifier.send("READY=1", `STATUS=listening on ${formatAddress(gate.address)}`);
-  await gate.closed;
-  clearInterval(daily);
-  configWatch?.stop();
-  notifier.close();
-  await metricsServer?.close();
-  await auditFile?.close();
-  logger.log("info", "stopped");
-  return 0;
 }
 
 const LEVELS: Record<string, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
-/** Settings a config file change applies without a restart. */
-const LIVE_SETTINGS = new Set(["allow-cn", "allow-san", "allow-ou", "policy", "log-level"]);
+/** Settings a config file change applies without a restart (the flag table's live column). */
+const LIVE_SETTINGS = liveSettings();
 
 /** The allow-lists of a command. */
 function accessPolicyOf(cmd: ServeCommand): AccessPolicy {
@@ -288,30 +366,7 @@ function accessPolicyOf(cmd: ServeCommand): AccessPolicy {
     : { allowCn: cmd.allowCn, allowSan: cmd.allowSan, allowOu: cmd.allowOu };
 }
 
-/** `name = value  (source)`. */
-function formatSetting(s: Setting): string {
-  const value = s.value === undefined
-    ? "(unset)"
-    : Array.isArray(s.value)
-    ? s.value.join(",")
-    : String(s.value);
-  return `${s.name} = ${value}  (${s.source})`;
-}
-
 /** Poll `file` once a second; `changed` when its size or mtime changes. */
-/**
- * The `--config` file is trusted like the CA bundle, the CRL and the policy file (its
- * allow-lists and policy apply live: whoever can write it can let themselves in). The file
- * cannot waive its own check: only `--insecure-key-perms` given as a flag or in the
- * environment does.
- */
-async function checkConfigFile(cmd: ServeCommand): Promise<void> {
-  if (!cmd.configFile) return;
-  const waiver = cmd.settings.find((s) => s.name === "insecure-key-perms");
-  if (waiver?.value === true && waiver.source !== "file") return;
-  await checkTrustedPath(cmd.configFile, "config file");
-}
-
 function watchConfig(file: string, changed: () => void): { stop(): void } {
   const signature = () => {
     try {
@@ -424,7 +479,7 @@ function formatHostPort(a: { host: string; port: number }): string {
 }
 
 /** Open the audit log, with one clear line if it cannot be written. */
-function openAudit(path: string): AuditFile {
+function openAuditLog(path: string): AuditFile {
   try {
     return openAuditFile(path);
   } catch (err) {

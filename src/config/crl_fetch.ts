@@ -19,7 +19,7 @@ import process from "node:process";
 import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { crlRollback, type LoadedCrl, verifiedCrls } from "../pki/crl.ts";
-import { pathExists } from "../pki/fs_util.ts";
+import { pathExists } from "../util/fs_util.ts";
 import type { x509 } from "../pki/x509.ts";
 import type { Logger } from "../observe/logger.ts";
 

@@ -1,6 +1,7 @@
 /**
- * Every default of dockgate in one table, read by the argument parser, the help text, the
- * README's flag table (by hand: keep it in step), `serve()` and `connect()`. Durations are
+ * Every default of dockgate in one table, read by the flag tables (`cli/flags.ts`, and through
+ * them the parser, the help text, completion, `--print-config` and the README's flags table),
+ * `serve()` and `connect()`. Durations are
  * written as the CLI takes them; {@linkcode DEFAULT_MS} has them in milliseconds for the
  * library.
  *
@@ -21,6 +22,20 @@ export const DEFAULTS = {
   pkiDir: "pki",
   /** `keygen --key-type`. */
   keyType: "p256",
+  /** `keygen --days`: validity of a server or client certificate. */
+  leafDays: 365,
+  /** `keygen --ca-days`: validity of a new root CA. */
+  caDays: 3650,
+  /** `keygen intermediate --days`: validity of an intermediate CA (never past the root's end). */
+  intermediateDays: 1825,
+  /** The port of an address given without one (`--listen`, `--server`, `--host`): Docker's TLS port. */
+  dockerTlsPort: 2376,
+  /** The port of a `--metrics` address given without one. */
+  metricsPort: 9323,
+  /** `--log-level` of serve and connect. */
+  logLevel: "info",
+  /** `--log-format` of serve and connect. */
+  logFormat: "text",
   /** `serve --listen`. */
   serveListen: "tcp://0.0.0.0:2376",
   /** `serve --target`. */

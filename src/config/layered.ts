@@ -26,8 +26,8 @@ export interface LayeredValues {
   sources: Record<string, SettingSource>;
 }
 
-/** Settings that only make sense on the command line. */
-const CLI_ONLY = new Set(["help", "config", "print-config"]);
+/** Settings that only make sense on the command line (unless the caller names its own). */
+const CLI_ONLY: ReadonlySet<string> = new Set(["help", "config", "print-config"]);
 
 /** The environment variable of option `name`. */
 export function envName(name: string): string {
@@ -92,8 +92,11 @@ export function layeredParse(
     file?: Record<string, unknown>;
     fileName?: string;
     closest?: (name: string, candidates: string[]) => string | undefined;
+    /** Options never read from `env` or `file` (default: help, config, print-config). */
+    cliOnly?: ReadonlySet<string>;
   } = {},
 ): LayeredValues {
+  const cliOnly = layers.cliOnly ?? CLI_ONLY;
   const parsed = parseArgs({ args, options, allowPositionals, strict: true, tokens: true });
   const given = new Set(
     (parsed.tokens ?? []).filter((t) => t.kind === "option").map((t) =>
@@ -104,8 +107,8 @@ export function layeredParse(
   const sources: Record<string, SettingSource> = {};
   const file = layers.file ?? {};
   for (const key of Object.keys(file)) {
-    if (!(key in options) || CLI_ONLY.has(key)) {
-      const near = layers.closest?.(key, Object.keys(options).filter((k) => !CLI_ONLY.has(k)));
+    if (!(key in options) || cliOnly.has(key)) {
+      const near = layers.closest?.(key, Object.keys(options).filter((k) => !cliOnly.has(k)));
       throw new TypeError(
         `Config "${layers.fileName}": unknown setting "${key}"${
           near ? ` (did you mean "${near}"?)` : ""
@@ -118,7 +121,7 @@ export function layeredParse(
       sources[name] = "flag";
       continue;
     }
-    if (CLI_ONLY.has(name)) continue;
+    if (cliOnly.has(name)) continue;
     const fromEnv = layers.env?.[envName(name)];
     if (fromEnv !== undefined) {
       values[name] = fromText(fromEnv, opt, envName(name));

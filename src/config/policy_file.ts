@@ -10,7 +10,7 @@
 
 import { parseDocument } from "yaml";
 import { type ApiPolicy, compileApiPolicy } from "../docker/api_policy.ts";
-import { readText } from "../pki/fs_util.ts";
+import { readText } from "../util/fs_util.ts";
 import { checkTrustedPath } from "../pki/trust_files.ts";
 
 /** Options for {@linkcode loadApiPolicyFile}. */

@@ -14,10 +14,10 @@ import { type CredentialPaths, loadCredentials } from "../pki/credentials.ts";
 import { crlRollback, loadCrls as loadCrlsFrom, type LoadedCrl } from "../pki/crl.ts";
 import { crlStaleness } from "../access/authorize.ts";
 import { checkTrustedPath } from "../pki/trust_files.ts";
-import { recordedRevocations } from "../pki/records.ts";
+import { recordedRevocations } from "../ca/records.ts";
 import type { AccessPolicy } from "../access/policy.ts";
 import type { TlsMaterial } from "../net/tls_config.ts";
-import { pathExists } from "../pki/fs_util.ts";
+import { pathExists } from "../util/fs_util.ts";
 import type { ApiPolicy } from "../docker/api_policy.ts";
 import { loadApiPolicyFile } from "./policy_file.ts";
 

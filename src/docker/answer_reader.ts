@@ -16,8 +16,8 @@ import {
   responseFraming,
   type ResponseHead,
   responseHeadWith,
-  valuesOf,
 } from "./http.ts";
+import { mediaTypeOf } from "./request_body.ts";
 import { filterAnswer } from "./isolation.ts";
 import type { Exchange } from "./relay_exchange.ts";
 
@@ -214,7 +214,8 @@ function switchesToRaw(exchange: Exchange, head: ResponseHead): boolean {
   if (!exchange.mayUpgrade) return false;
   if (head.status === 101) return true;
   if (head.status !== 200) return false;
-  const type = valuesOf(head, "content-type")[0]?.split(";")[0].trim().toLowerCase();
+  // The one media-type rule (request_body.ts); an answer it cannot read ends the connection.
+  const type = mediaTypeOf(head);
   return type === "application/vnd.docker.raw-stream" ||
     type === "application/vnd.docker.multiplexed-stream";
 }

@@ -110,6 +110,8 @@ class ApiRelay {
   #resolve!: (r: RelayResult) => void;
   /** The client's bytes can no longer be read: the target's side ends like at a half-close. */
   #endUpstream = false;
+  /** Owner checks waiting for the line to empty (`IsolationStepOptions.whenIdle`). */
+  #idleWaiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
 
   constructor(client: Duplex, upstream: Duplex, options: ApiRelayOptions, held?: HeldInput) {
     this.#client = client;
@@ -119,11 +121,12 @@ class ApiRelay {
     this.#clientFlow = held?.flowControl ?? runtimeFlowControl(client);
     this.#upstreamFlow = runtimeFlowControl(upstream);
     this.#writer = this.#newWriter();
-    this.#isolation = new IsolationStep(
-      options.who,
-      options.connectDaemon,
-      options.resolveSymlinks,
-    );
+    this.#isolation = new IsolationStep({
+      who: options.who,
+      connectDaemon: options.connectDaemon,
+      whenIdle: () => this.#whenIdle(),
+      resolveSymlinks: options.resolveSymlinks,
+    });
     this.#requests = this.#newRequestReader();
     this.#answers = new AnswerReader({
       current: () => this.#queue[0],
@@ -202,6 +205,8 @@ class ApiRelay {
 
   /** 3. A decided request joins the line; the gate's own answer goes out once it is first. */
   #enqueue(exchange: Exchange): void {
+    // An owner check that ended after the connection did: nothing will answer it.
+    if (this.#closed === 2) return void exchange.release?.();
     this.#queue.push(exchange);
     if (exchange.local) this.#flushLocal();
   }
@@ -223,20 +228,33 @@ class ApiRelay {
 
   /** 5. An exchange is complete: record it, send the gate's answers now first in line. */
   #answered(exchange: Exchange): void {
-    this.#queue.shift();
-    this.#record(exchange, exchange.status ?? 0);
+    this.#finish(exchange, exchange.status ?? 0);
     if (!this.#answers.raw) this.#requests.answerArrived();
     this.#flushLocal();
     if (!this.#answers.raw) this.#pump();
   }
 
+  /** The exchange first in line leaves it: its holds end, it is recorded. */
+  #finish(exchange: Exchange, status: number): void {
+    this.#queue.shift();
+    exchange.release?.();
+    this.#record(exchange, status);
+    if (this.#queue.length === 0) { for (const w of this.#idleWaiters.splice(0)) w.resolve(); }
+  }
+
+  /** Resolves once the line is empty: the daemon acts on the next request forwarded at once. */
+  #whenIdle(): Promise<void> {
+    if (this.#queue.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#idleWaiters.push({ resolve, reject }));
+  }
+
   #flushLocal(): void {
     while (this.#queue[0]?.local) {
-      const exchange = this.#queue.shift()!;
+      const exchange = this.#queue[0];
       const local = exchange.local!;
       exchange.bytesOut = local.response.length;
       this.#writer.toClient(local.response);
-      this.#record(exchange, local.status);
+      this.#finish(exchange, local.status);
       if (local.close) {
         if (this.#writer.batching) this.#closeAfterWrite = true;
         else this.#closeNow();
@@ -333,8 +351,7 @@ class ApiRelay {
     const exchange = this.#queue[0];
     // Checked first: an answer delimited by the close is complete now.
     if (exchange && !exchange.local && this.#answers.endOfStream()) {
-      this.#queue.shift();
-      this.#record(exchange, exchange.status ?? 0);
+      this.#finish(exchange, exchange.status ?? 0);
     }
     if (!this.#rawHold) this.#endClient();
   }
@@ -356,6 +373,10 @@ class ApiRelay {
       else if (s === this.#client) other.destroy();
     }
     if (++this.#closed === 2) {
+      // What is still in line gets no answer: its holds end, waiting checks are refused.
+      for (const exchange of this.#queue.splice(0)) exchange.release?.();
+      const closed = new Error("the connection ended");
+      for (const w of this.#idleWaiters.splice(0)) w.reject(closed);
       this.#isolation.close();
       this.#resolve(this.#result);
     }

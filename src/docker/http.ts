@@ -42,7 +42,10 @@ export interface RequestHead {
   headers: HeaderField[];
   /** How the body is delimited. */
   framing: BodyFraming;
-  /** Whether the client asks to switch protocols (`Connection: Upgrade` and `Upgrade`). */
+  /**
+   * `Connection: Upgrade` and `Upgrade` (the HTTP spelling). Not dockerd's rule: dockerd looks
+   * at `Upgrade` alone, see `routes.ts` `asksUpgrade`, which the relay uses.
+   */
   upgrade: boolean;
   /** Whether the connection ends after this request (`Connection: close`, or HTTP/1.0). */
   close: boolean;

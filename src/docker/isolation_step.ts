@@ -22,6 +22,7 @@ import {
 } from "./isolation.ts";
 import { checkOwners } from "./owner_check.ts";
 import { JsonDocument } from "./strict_json.ts";
+import { denialMessage, type Exchange } from "./relay_exchange.ts";
 import { namesToBeNew } from "./image_names.ts";
 import {
   checkContainerAccess,
@@ -30,7 +31,12 @@ import {
   type DaemonDefaults,
   daemonDefaults,
 } from "./container_check.ts";
-import { denialMessage, type Exchange } from "./relay_exchange.ts";
+import {
+  GATE_VOLUME_HOLDS,
+  type Release,
+  type VolumeHolds,
+  type VolumeNames,
+} from "./volume_holds.ts";
 
 /** Owner checks that take longer than this are refused (502): a hung daemon stalls no client. */
 const OWNER_CHECK_MS = 30_000;
@@ -67,6 +73,16 @@ export type IsolationOutcome =
     bytes: () => Buffer;
   };
 
+/** The volume holds `plan` needs, or undefined when it names no volume and prunes none. */
+function holdNeed(plan: IsolationPlan, method: string, path: string): HoldNeed | undefined {
+  if (method === "POST" && path === "/volumes/prune") return { use: [], remove: "all" };
+  const volumes = plan.refs.filter((r) => r.kind === "volume");
+  if (volumes.length === 0) return undefined;
+  const remove = volumes.filter((r) => r.remove).map((r) => r.name);
+  const use = volumes.filter((r) => !r.remove).map((r) => r.name);
+  return remove.length > 0 ? { use, remove } : { use };
+}
+
 /** `promise`, or a rejection after `ms`. */
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -76,42 +92,63 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
+/** What the isolation step of one connection needs. */
+export interface IsolationStepOptions {
+  /** The identity (refusal messages) and its owner key. */
+  who: { identity: string; owner: string };
+  /** A connection to the daemon for the owner checks (none: such requests are refused, 502). */
+  connectDaemon?: () => Promise<Duplex>;
+  /**
+   * Resolves once no earlier request of this connection waits for its answer: the daemon
+   * acts on the next request at once, so it is checked then (rejects when the connection ends).
+   */
+  whenIdle: () => Promise<void>;
+  /** The gate-wide volume holds. Default: {@linkcode GATE_VOLUME_HOLDS}. */
+  holds?: VolumeHolds;
+  /** Resolve symlinks in bind sources, as the body checks do (the daemon is on this host). */
+  resolveSymlinks?: boolean;
+}
+
+/** The volume holds a request needs: names it uses, or names it removes (`"all"`: a prune). */
+interface HoldNeed {
+  use: string[];
+  remove?: VolumeNames;
+}
+
 /**
  * The isolation step of one relayed connection; holds its owner-check daemon connection.
  *
  * @example
  * ```ts
  * import { IsolationStep } from "./isolation_step.ts";
- * const step = new IsolationStep({ identity: "a", owner: "a" });
+ * const step = new IsolationStep({ who: { identity: "a", owner: "a" }, whenIdle: async () => {} });
  * step.close();
  * ```
  */
 export class IsolationStep {
   readonly #who: { identity: string; owner: string };
   readonly #connectDaemon: (() => Promise<Duplex>) | undefined;
+  readonly #whenIdle: () => Promise<void>;
+  readonly #holds: VolumeHolds;
   /** The owner checks' own connection to the daemon, opened when first needed. */
   #daemon: DaemonClient | undefined;
   readonly #resolveSymlinks: boolean;
   readonly #defaults: () => Promise<DaemonDefaults>;
 
-  /**
-   * Checks for `who`, asking the daemon through `connectDaemon` (none: refused, 502);
-   * `resolveSymlinks` as for the body checks (the daemon is on this host).
-   */
-  constructor(
-    who: { identity: string; owner: string },
-    connectDaemon?: () => Promise<Duplex>,
-    resolveSymlinks = false,
-  ) {
-    this.#who = who;
-    this.#connectDaemon = connectDaemon;
-    this.#resolveSymlinks = resolveSymlinks;
+  /** The step for one connection (see {@linkcode IsolationStepOptions}). */
+  constructor(options: IsolationStepOptions) {
+    this.#who = options.who;
+    this.#connectDaemon = options.connectDaemon;
+    this.#whenIdle = options.whenIdle;
+    this.#holds = options.holds ?? GATE_VOLUME_HOLDS;
+    this.#resolveSymlinks = options.resolveSymlinks ?? false;
     this.#defaults = daemonDefaults(() => this.#client()!);
   }
 
   /**
    * Whether an allowed request of `role` takes this step: every request of an isolated role,
-   * and, for the other restricted roles, those that act inside a container
+   * one that writes an image name the role's `allowImageNames` does not cover (it must not
+   * exist yet), and, for the other restricted roles, those that act inside a container
    * (`container_check.ts`: another identity's container must be no way out).
    *
    * @example
@@ -120,15 +157,15 @@ export class IsolationStep {
    * import { compileApiPolicy } from "./api_policy.ts";
    * import { parseApiTarget } from "./api_path.ts";
    * const role = compileApiPolicy({ roles: { ci: { preset: "no-escape" } }, identities: [] }, "x").roles.get("ci")!;
-   * const step = new IsolationStep({ identity: "a", owner: "a" });
+   * const step = new IsolationStep({ who: { identity: "a", owner: "a" }, whenIdle: async () => {} });
    * if (!step.takes(role, "POST", parseApiTarget("/containers/web/exec"))) throw new Error();
    * if (step.takes(role, "GET", parseApiTarget("/containers/web/json"))) throw new Error();
    * ```
    */
   takes(role: Role, method: string, target: ApiTarget): boolean {
     if (role.isolate) return true;
-    if (namesToBeNew(role.spec.allowImageNames, method, target).length > 0) return true;
     if (role.preset === "full") return false;
+    if (namesToBeNew(role.spec.allowImageNames, method, target).length > 0) return true;
     try {
       return containerAccess(method, target) !== undefined;
     } catch {
@@ -152,11 +189,23 @@ export class IsolationStep {
       ? []
       : namesToBeNew(role.spec.allowImageNames, head.method, target);
     if (names.length === 0) return this.#run(input);
-    const client = this.#client();
-    const check = client
-      ? withTimeout(checkNamesNew(client, names), OWNER_CHECK_MS)
-      : Promise.reject(new Error("no connection to the daemon for image name checks"));
-    return check.then(() => this.#run(input), (err) => this.#failed(input, err, "image check"));
+    return this.#namesNew(input, names);
+  }
+
+  /**
+   * The names a build, commit or pull would write must not exist yet: asked once no earlier
+   * request of this connection is unanswered, then the isolation or container check.
+   */
+  async #namesNew(input: IsolationInput, names: string[]): Promise<IsolationOutcome> {
+    try {
+      await this.#whenIdle();
+      const client = this.#client();
+      if (!client) throw new Error("no connection to the daemon for image name checks");
+      await withTimeout(checkNamesNew(client, names), OWNER_CHECK_MS);
+    } catch (err) {
+      return this.#failed(input, err, "image check");
+    }
+    return await this.#run(input);
   }
 
   /** After the image name check: isolation, or the container check. */
@@ -178,16 +227,56 @@ export class IsolationStep {
       if (!(err instanceof IsolationRefusal)) throw err;
       return this.#refused(input, err);
     }
-    if (plan.refs.length === 0) return this.#forward(input, plan, settings, new Set(), []);
-    const client = this.#client();
-    const checks = client
-      ? withTimeout(checkOwners(plan, settings, client, head.method), OWNER_CHECK_MS)
-      : Promise.reject(new Error("no connection to the daemon for owner checks"));
-    return checks.then(
-      (result) =>
-        this.#forward(input, plan, settings, result.ownContainers ?? new Set(), result.notes),
-      (err) => this.#failed(input, err, "owner check"),
-    );
+    const need = holdNeed(plan, head.method, target.path);
+    if (plan.refs.length === 0 && !need) {
+      return this.#forward(input, plan, settings, new Set(), []);
+    }
+    return this.#checked(input, plan, settings, need);
+  }
+
+  /**
+   * Check and act on the same objects: the owners are checked only once no earlier request of
+   * this connection is unanswered (a pipelined blocking `wait` would otherwise hold the gap
+   * open between check and act), and the volume names it checked are held gate-wide until the
+   * daemon answered it (a remove or prune of them through the gate waits meanwhile).
+   */
+  async #checked(
+    input: IsolationInput,
+    plan: IsolationPlan,
+    settings: IsolationSettings,
+    need: HoldNeed | undefined,
+  ): Promise<IsolationOutcome> {
+    let release: Release | undefined;
+    try {
+      await this.#whenIdle();
+      if (need) release = await this.#hold(need);
+      let result: { ownContainers?: Set<string>; notes: string[] } = { notes: [] };
+      if (plan.refs.length > 0) {
+        const client = this.#client();
+        if (!client) throw new Error("no connection to the daemon for owner checks");
+        const checks = checkOwners(plan, settings, client, input.head.method);
+        result = await withTimeout(checks, OWNER_CHECK_MS);
+      }
+      const outcome = this.#forward(input, plan, settings, result.ownContainers ?? new Set(), [
+        ...result.notes,
+      ]);
+      input.exchange.release = release;
+      return outcome;
+    } catch (err) {
+      release?.();
+      if (err instanceof IsolationRefusal) return this.#refused(input, err);
+      // A daemon connection that failed or hung is not used again.
+      this.#daemon?.close();
+      this.#daemon = undefined;
+      const message = `owner check failed: ${(err as Error).message}`;
+      return this.#refused(input, new IsolationRefusal(502, message));
+    }
+  }
+
+  #hold(need: HoldNeed): Promise<Release> {
+    if (need.remove === "all") return this.#holds.remove("all");
+    if (need.remove) return this.#holds.remove([...need.remove, ...need.use]);
+    return this.#holds.use(need.use);
   }
 
   /** A refusal, or the daemon's failure as 502 (that connection is not used again). */
@@ -201,21 +290,22 @@ export class IsolationStep {
 
   /**
    * A restricted role that is not isolated, acting inside a container: the container's stored
-   * configuration is checked with the create rules, the request forwarded by its full ID.
+   * configuration is checked with the create rules, the request forwarded by its full ID (the
+   * container's configuration cannot change under that ID, so no wait for the line is needed).
    */
   #inside(input: IsolationInput): IsolationOutcome | Promise<IsolationOutcome> {
     const { head, target, role, body, decision } = input;
     const what = "container check";
+    const forward = (newTarget?: string) => () => {
+      const headBytes = serializeRequestHead(head, body?.length, newTarget);
+      return body ? Buffer.concat([headBytes, body]) : headBytes;
+    };
     let access;
     try {
       access = containerAccess(head.method, target);
     } catch (err) {
       return this.#failed(input, err, what);
     }
-    const forward = (newTarget?: string) => () => {
-      const headBytes = serializeRequestHead(head, body?.length, newTarget);
-      return body ? Buffer.concat([headBytes, body]) : headBytes;
-    };
     if (!access) return { kind: "forward", bytes: forward() };
     const ctx = { allow: role.spec, resolveSymlinks: this.#resolveSymlinks, isolated: false };
     const client = this.#client();
@@ -267,11 +357,11 @@ export class IsolationStep {
     what = "owner check",
   ): IsolationOutcome {
     const { exchange, head, body } = input;
-    const container = what !== "owner check";
-    if (!container) exchange.owner = `refused: ${refusal.message}`;
-    const rule = container
-      ? `${input.role.preset}: ${refusal.message}`
-      : `isolate: ${refusal.message}`;
+    const isolation = what === "owner check";
+    if (isolation) exchange.owner = `refused: ${refusal.message}`;
+    const rule = isolation
+      ? `isolate: ${refusal.message}`
+      : `${input.role.preset}: ${refusal.message}`;
     const decision = { allow: false, rule };
     const status = refusal.status;
     const message = status === 404

@@ -35,6 +35,8 @@ export interface Exchange {
   status?: number;
   /** The owner decision, for the audit record. */
   owner?: string;
+  /** Ends the volume holds its owner check took (`volume_holds.ts`), once it is answered. */
+  release?: () => void;
   /** The answer is filtered or checked before the client sees it. */
   answer?: { rule: AnswerRule; owner: string; own: ReadonlySet<string> };
 }

@@ -28,7 +28,7 @@ import {
   type Role,
   routeRequest,
 } from "./api_policy.ts";
-import { hijacks } from "./routes.ts";
+import { asksUpgrade, hijacks } from "./routes.ts";
 import { shieldProblem } from "./shields.ts";
 import {
   contentTypeProblem,
@@ -137,7 +137,7 @@ export interface RequestReaderOptions {
  * const sent: Buffer[] = [];
  * const r = new RequestReader({
  *   role: () => undefined, mode: "enforce", identity: "a", maxBody: 1024,
- *   isolation: new IsolationStep({ identity: "a", owner: "a" }),
+ *   isolation: new IsolationStep({ who: { identity: "a", owner: "a" }, whenIdle: async () => {} }),
  * }, {
  *   inFlight: () => 0, last: () => undefined, enqueue: () => {}, breakOff: () => {},
  *   toUpstream: (b) => void sent.push(b), batch: (fn) => fn(), pump: () => {},
@@ -489,15 +489,16 @@ export class RequestReader {
 }
 
 /**
- * What a restricted role's head may not carry whatever the route: `Upgrade` outside the routes
- * dockerd hijacks, and a content type dockerd would read as parameters (see request_body.ts).
+ * What a restricted role's head may not carry whatever the route: `Upgrade` (any, as dockerd
+ * reads it: `routes.ts` `asksUpgrade`) outside the routes dockerd hijacks, and a content type
+ * dockerd would read as parameters (see request_body.ts).
  */
 function headProblem(
   head: RequestHead,
   target: ApiTarget,
   version: string | undefined,
 ): string | undefined {
-  if (head.upgrade && !hijacks(head.method, target.path)) {
+  if (asksUpgrade(head) && !hijacks(head.method, target.path)) {
     return "Upgrade is only for attach and exec start (dockerd hijacks no other route)";
   }
   return contentTypeProblem(head) ?? shieldProblem(head.method, target.path, version);

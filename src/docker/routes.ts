@@ -214,6 +214,27 @@ export function matchRoutes(method: string, path: string): Route[] {
   return (BY_METHOD.get(method) ?? []).filter((r) => r.regex.test(path));
 }
 
+/**
+ * Whether a request asks dockerd to switch protocols, as dockerd decides it: an `Upgrade`
+ * header is present, whatever its value and whatever `Connection` says (attach and exec start
+ * test `r.Header["Upgrade"]` and answer `101` then; moby v20.10.24 and v26.1.5,
+ * `api/server/router/container`). The relay's one upgrade rule (`request_reader.ts`).
+ *
+ * @example
+ * ```ts
+ * import { Buffer } from "node:buffer";
+ * import { parseRequestHead } from "./http.ts";
+ * import { asksUpgrade } from "./routes.ts";
+ * const head = (h: string) => parseRequestHead(Buffer.from(`POST /x HTTP/1.1\r\nHost: d\r\n${h}\r\n`));
+ * if (!asksUpgrade(head("Upgrade: tcp\r\n")) || asksUpgrade(head("Connection: upgrade\r\n"))) {
+ *   throw new Error();
+ * }
+ * ```
+ */
+export function asksUpgrade(head: { index: ReadonlyMap<string, string[]> }): boolean {
+  return head.index.has("upgrade");
+}
+
 /** The routes of each method (a request is matched against its method's only). */
 const BY_METHOD = new Map<string, Route[]>();
 for (const r of ROUTES) BY_METHOD.set(r.method, [...(BY_METHOD.get(r.method) ?? []), r]);

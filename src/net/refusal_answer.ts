@@ -95,7 +95,8 @@ export function answerRefusal(
       });
     };
     const check = () => {
-      if (seen.includes("\r\n\r\n") || seen.length > HEAD_LIMIT) finish(true);
+      if (!couldBeHttp(seen)) finish(false);
+      else if (seen.includes("\r\n\r\n") || seen.length > HEAD_LIMIT) finish(true);
       else if (held.ended) finish(false);
     };
     const onData = (chunk: Uint8Array) => {
@@ -111,4 +112,16 @@ export function answerRefusal(
     });
     check();
   });
+}
+
+/**
+ * Whether `bytes` can still be the start of an HTTP/1 request: a client speaking something
+ * else is closed at once, not kept waiting for a head that will not come.
+ */
+function couldBeHttp(bytes: Buffer): boolean {
+  const text = bytes.subarray(0, 8192).toString("latin1");
+  const eol = text.indexOf("\n");
+  // A line not yet complete: a method, then perhaps the target and the start of a version.
+  if (eol < 0) return /^[A-Z]{0,16}$|^[A-Z]{1,16} \S*( H[TP/0-9.]{0,7}\r?)?$/.test(text);
+  return /^[A-Z]{1,16} \S+ HTTP\/1\.[01]\r$/.test(text.slice(0, eol));
 }

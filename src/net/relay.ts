@@ -10,10 +10,14 @@
  */
 
 import { RUNTIME } from "./runtime.ts";
+import { type FlowControl, type FlowControlFactory, pauseFlowControl } from "./flow_control.ts";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { setImmediate } from "node:timers";
 import { Buffer } from "node:buffer";
+
+// The relay's options name these types, so its importers (api_relay.ts) find them here too.
+export type { FlowControl, FlowControlFactory } from "./flow_control.ts";
 
 /** What a finished relay moved, and why it ended. */
 export interface RelayResult {
@@ -57,17 +61,6 @@ function switchingHeadEnd(chunk: Uint8Array): number {
   return end === -1 || end + 4 >= b.length ? -1 : end + 4;
 }
 
-/** Stops and restarts reading from one socket. */
-export interface FlowControl {
-  /** Stop reading (the peer is held back by TCP flow control). */
-  stop(): void;
-  /** Read again. */
-  start(): void;
-}
-
-/** Makes the {@linkcode FlowControl} for a socket. */
-export type FlowControlFactory = (socket: Duplex) => FlowControl;
-
 /**
  * The flow control of the runtime this process runs on (chosen once, in `runtime.ts`): the
  * one route by which it reaches both {@linkcode HeldInput} and {@linkcode relay}.
@@ -84,26 +77,6 @@ export type FlowControlFactory = (socket: Duplex) => FlowControl;
 export function runtimeFlowControl(socket: Duplex): FlowControl {
   return (RUNTIME.relay.flowControl ?? pauseFlowControl)(socket);
 }
-
-/**
- * The ordinary flow control: `pause()` and `resume()` the stream.
- *
- * @example
- * ```ts
- * import { PassThrough } from "node:stream";
- * import { pauseFlowControl } from "./relay.ts";
- * const s = new PassThrough();
- * s.on("data", () => {});
- * const fc = pauseFlowControl(s);
- * fc.stop();
- * if (!s.isPaused()) throw new Error();
- * fc.start();
- * ```
- */
-export const pauseFlowControl: FlowControlFactory = (socket) => ({
-  stop: () => socket.pause(),
-  start: () => socket.resume(),
-});
 
 /**
  * Bytes read from a socket before its relay started: a socket is consumed from the moment

@@ -6,19 +6,11 @@
  * @module
  */
 
-import type { RelayOptions } from "./relay.ts";
 import { denoTraits } from "./runtime_deno.ts";
 import { nodeTraits } from "./runtime_node.ts";
+import type { RuntimeTraits } from "./runtime_traits.ts";
 
-/** What dockgate needs to know about the runtime it runs on. */
-export interface RuntimeTraits {
-  /** `"deno"` or `"node"`. */
-  name: "deno" | "node";
-  /** Human-readable name and version, e.g. `Deno 2.9.5`. */
-  description: string;
-  /** Relay tuning for this runtime's sockets. */
-  relay: RelayOptions;
-}
+export type { RuntimeRelayTuning, RuntimeTraits } from "./runtime_traits.ts";
 
 /**
  * Detect the runtime.

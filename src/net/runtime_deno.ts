@@ -14,8 +14,8 @@
  */
 
 import type { Duplex } from "node:stream";
-import { type FlowControl, pauseFlowControl } from "./relay.ts";
-import type { RuntimeTraits } from "./runtime.ts";
+import { type FlowControl, pauseFlowControl } from "./flow_control.ts";
+import type { RuntimeTraits } from "./runtime_traits.ts";
 
 /** The private parts of Deno's `TLSWrap` handle this workaround relies on. */
 interface DenoTlsHandle {

@@ -5,7 +5,7 @@
  */
 
 import process from "node:process";
-import type { RuntimeTraits } from "./runtime.ts";
+import type { RuntimeTraits } from "./runtime_traits.ts";
 
 /**
  * The traits on Node.js: its sockets need no workarounds.

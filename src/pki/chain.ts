@@ -28,6 +28,7 @@
 
 import { createHash } from "node:crypto";
 import { x509 } from "./x509.ts";
+import { caAllowsPurpose, leafUsageProblem, type Purpose, usageFactsOf } from "./usage.ts";
 import { nameDer, sameBytes, signerOf } from "./verify.ts";
 import {
   type ConstrainedNames,
@@ -36,7 +37,7 @@ import {
   nameConstraintViolation,
   OID_NAME_CONSTRAINTS,
 } from "./name_constraints.ts";
-import { normalizeSerial } from "../access/identity.ts";
+import { normalizeSerial } from "./serial.ts";
 
 type Cert = x509.X509Certificate;
 
@@ -54,26 +55,20 @@ export interface TrustStore {
   intermediates: readonly Cert[];
 }
 
-/** Why a chain is verified: the extended key usage its leaf is used for. */
-export type Purpose = "client" | "server";
+/** Why a chain is verified: the extended key usage its leaf is used for (`usage.ts`). */
+export type { Purpose } from "./usage.ts";
 
 /** The outcome of {@linkcode verifyChain}. */
 export type ChainResult =
   | { ok: true; path: Cert[] }
   | { ok: false; reason: string };
 
-const EKU_OF: Record<Purpose, string> = {
-  client: "1.3.6.1.5.5.7.3.2",
-  server: "1.3.6.1.5.5.7.3.1",
-};
-const ANY_EKU = "2.5.29.37.0";
-
 /**
  * Split a CA bundle into anchors and intermediates.
  *
  * @example
  * ```ts
- * import { createCa } from "./pki.ts";
+ * import { createCa } from "../ca/issue.ts";
  * import { parseCertificatePem } from "./pem.ts";
  * import { trustStoreOf } from "./chain.ts";
  * const root = parseCertificatePem((await createCa()).certPem);
@@ -93,13 +88,14 @@ export function selfIssued(cert: Cert): boolean {
 
 /**
  * Build and verify the path from `leaf` to an anchor of `store`, using `presented` (what the
- * peer sent after its leaf; self-issued ones are ignored) and the store's intermediates.
- * Returns the path, leaf first, anchor last, or why none is valid (the first problem met).
- * Never throws.
+ * peer sent after its leaf; self-issued ones are ignored) and the store's intermediates; the
+ * leaf itself must pass the usage rule for `purpose` (`usage.ts`: not a CA, the EKU, key
+ * usage, dates). Returns the path, leaf first, anchor last, or why none is valid (the first
+ * problem met). Never throws.
  *
  * @example
  * ```ts
- * import { createCa, issueClient } from "./pki.ts";
+ * import { createCa, issueClient } from "../ca/issue.ts";
  * import { parseCertificatePem } from "./pem.ts";
  * import { trustStoreOf, verifyChain } from "./chain.ts";
  * const ca = await createCa();
@@ -115,6 +111,42 @@ export async function verifyChain(
   store: TrustStore,
   purpose: Purpose,
   now: Date = new Date(),
+): Promise<ChainResult> {
+  const usage = leafUsageProblem(usageFactsOf(leaf), purpose, now);
+  if (usage) return { ok: false, reason: usage.reason };
+  return await verifyPath(leaf, presented, store, purpose, now);
+}
+
+/**
+ * {@linkcode verifyChain} for a CA of a bundle instead of a leaf: does `ca` chain to an
+ * anchor of `store` (whose own rules apply to each link), with no leaf rule for `ca` itself.
+ *
+ * @example
+ * ```ts
+ * import { createCa, issueIntermediate } from "../ca/issue.ts";
+ * import { parseCertificatePem } from "./pem.ts";
+ * import { trustStoreOf, verifyCaChain } from "./chain.ts";
+ * const root = await createCa();
+ * const team = parseCertificatePem((await issueIntermediate(root, "team")).certPem);
+ * const store = trustStoreOf([parseCertificatePem(root.certPem), team]);
+ * if (!(await verifyCaChain(team, store)).ok) throw new Error("the intermediate chains");
+ * ```
+ */
+export async function verifyCaChain(
+  ca: Cert,
+  store: TrustStore,
+  now: Date = new Date(),
+): Promise<ChainResult> {
+  // "client": a root that restricts its EKU to serverAuth admits no client through it.
+  return await verifyPath(ca, [], store, "client", now);
+}
+
+async function verifyPath(
+  leaf: Cert,
+  presented: readonly Cert[],
+  store: TrustStore,
+  purpose: Purpose,
+  now: Date,
 ): Promise<ChainResult> {
   try {
     const leafWhy = unknownCritical(leaf, "the certificate");
@@ -204,7 +236,7 @@ export function issuerProblem(
     return `${label} allows ${facts.pathLength} intermediate(s) below it (pathLenConstraint), ` +
       `the chain has ${intermediatesBelow}`;
   }
-  if (facts.ekus && !facts.ekus.includes(EKU_OF[purpose]) && !facts.ekus.includes(ANY_EKU)) {
+  if (!caAllowsPurpose(facts.ekus, purpose)) {
     return `${label} restricts its extended key usage and does not allow ${purpose}Auth`;
   }
   const critical = unknownCritical(ca, label);
@@ -296,7 +328,7 @@ function namesOf(cert: Cert, leaf: boolean): ConstrainedNames {
  *
  * @example
  * ```ts
- * import { createCa } from "./pki.ts";
+ * import { createCa } from "../ca/issue.ts";
  * import { parseCertificatePem } from "./pem.ts";
  * import { issuerKeyOf } from "./chain.ts";
  * const pem = (await createCa()).certPem;

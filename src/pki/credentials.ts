@@ -22,9 +22,10 @@ import process from "node:process";
 import { keyMatchesCertificate, parseCertificatePem, parseCertificatesPem } from "./pem.ts";
 import { x509, type X509Certificate } from "./x509.ts";
 import { errorMessage } from "../observe/errors.ts";
-import { readText as readTextFile } from "./fs_util.ts";
+import { readText as readTextFile } from "../util/fs_util.ts";
 import { checkTrustedPath } from "./trust_files.ts";
-import { type TrustStore, trustStoreOf, verifyChain } from "./chain.ts";
+import { type TrustStore, trustStoreOf, verifyCaChain, verifyChain } from "./chain.ts";
+import { leafUsageProblem, usageFactsOf, type UsageProblem } from "./usage.ts";
 
 /** Loaded and validated TLS credentials. */
 export interface TlsCredentials {
@@ -122,6 +123,23 @@ export class CredentialsError extends Error {
 }
 
 /**
+ * The files of a certificate directory (`--certs DIR`, `DOCKER_CERT_PATH`, every bundle keygen
+ * writes): Docker's names, and serve's `crl.pem` beside them.
+ *
+ * @example
+ * ```ts
+ * import { BUNDLE_FILES } from "./credentials.ts";
+ * if (BUNDLE_FILES.key !== "key.pem") throw new Error("unexpected");
+ * ```
+ */
+export const BUNDLE_FILES = {
+  ca: "ca.pem",
+  cert: "cert.pem",
+  key: "key.pem",
+  crl: "crl.pem",
+} as const;
+
+/**
  * Resolve the certificate, key and CA files: `certs` means `certs/cert.pem`,
  * `certs/key.pem` and `certs/ca.pem`, and each of `cert`, `key`, `ca` overrides its file.
  * Throws `TypeError` naming the missing ones when not all three can be resolved.
@@ -144,9 +162,9 @@ export function resolveBundlePaths(options: BundlePathOptions): CredentialPaths 
       : certs !== undefined
       ? join(certs, file)
       : undefined;
-  const cert = pick(options.cert, "cert.pem");
-  const key = pick(options.key, "key.pem");
-  const ca = pick(options.ca, "ca.pem");
+  const cert = pick(options.cert, BUNDLE_FILES.cert);
+  const key = pick(options.key, BUNDLE_FILES.key);
+  const ca = pick(options.ca, BUNDLE_FILES.ca);
   if (cert === undefined || key === undefined || ca === undefined) {
     const missing = [["--cert", cert], ["--key", key], ["--ca", ca]]
       .filter(([, v]) => v === undefined).map(([flag]) => flag);
@@ -219,13 +237,9 @@ export async function loadCredentials(
     );
   }
   const { caCertificates } = parseCaBundle(caPem, caPath);
-  if (isCa(certificate)) {
-    throw new CredentialsError(
-      `Certificate "${certPath}" (${certificate.subject}) is a CA certificate: ` +
-        `use a ${role} certificate issued by it (see "dockgate keygen")`,
-      certPath,
-    );
-  }
+  // The one usage rule (CA flag, EKU, key usage, dates), as the gate applies it to peers.
+  const usage = leafUsageProblem(usageFactsOf(certificate), role, now);
+  if (usage) throw new CredentialsError(usageMessage(usage, certPath, certificate, role), certPath);
 
   let matches: boolean;
   try {
@@ -246,7 +260,6 @@ export async function loadCredentials(
     );
   }
 
-  checkValidity(certificate, now, `Certificate "${certPath}"`, certPath);
   const store = trustStoreOf(caCertificates);
   await checkBundleChains(store, caPath, now);
   // The certificates after the first in cert.pem are its chain (leaf + intermediates, as
@@ -260,20 +273,6 @@ export async function loadCredentials(
           `is not signed by a CA in "${caPath}"`
         : `Certificate "${certPath}" (${certificate.subject}) does not chain to a CA in ` +
           `"${caPath}": ${chain.reason}`,
-      certPath,
-    );
-  }
-
-  const wanted = role === "server"
-    ? x509.ExtendedKeyUsage.serverAuth
-    : x509.ExtendedKeyUsage.clientAuth;
-  const eku = certificate.getExtension(x509.ExtendedKeyUsageExtension);
-  // No EKU extension means "any usage" (RFC 5280); anyExtendedKeyUsage likewise (as in Go).
-  if (eku && !eku.usages.some((u) => u === wanted || u === "2.5.29.37.0")) {
-    throw new CredentialsError(
-      `Certificate "${certPath}" cannot be used by a TLS ${role}: its extended key usage ` +
-        `lacks ${role === "server" ? "serverAuth" : "clientAuth"} ` +
-        `(issue one with "dockgate keygen ${role}")`,
       certPath,
     );
   }
@@ -319,7 +318,7 @@ export async function loadCaBundle(
  */
 async function checkBundleChains(store: TrustStore, caPath: string, now: Date): Promise<void> {
   for (const ca of store.intermediates) {
-    const chain = await verifyChain(ca, [], store, "client", now);
+    const chain = await verifyCaChain(ca, store, now);
     if (!chain.ok) {
       throw new CredentialsError(
         `"${caPath}" holds "${ca.subject}", an intermediate CA that does not chain to a root ` +
@@ -328,6 +327,32 @@ async function checkBundleChains(store: TrustStore, caPath: string, now: Date): 
         caPath,
       );
     }
+  }
+}
+
+/** The loader's words for a usage problem: the file, what is wrong, and the fix. */
+function usageMessage(
+  usage: UsageProblem,
+  certPath: string,
+  cert: X509Certificate,
+  role: "server" | "client",
+): string {
+  const file = `Certificate "${certPath}"`;
+  switch (usage.rule) {
+    case "ca":
+      return `${file} (${cert.subject}) is a CA certificate: use a ${role} certificate issued ` +
+        `by it (see "dockgate keygen")`;
+    case "not-yet-valid":
+      return `${file} is not valid until ${cert.notBefore.toISOString()} (check the clock)`;
+    case "expired":
+      return `${file} expired on ${cert.notAfter.toISOString()}`;
+    case "eku":
+      return `${file} cannot be used by a TLS ${role}: its extended key usage lacks ` +
+        `${role}Auth${usage.reason.includes("no extended key usage") ? " (it has none)" : ""} ` +
+        `(issue one with "dockgate keygen ${role}")`;
+    case "key-usage":
+      return `${file} cannot be used by a TLS ${role}: its key usage lacks digitalSignature ` +
+        `(issue one with "dockgate keygen ${role}")`;
   }
 }
 

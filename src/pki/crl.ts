@@ -1,6 +1,6 @@
 /**
- * Revocation: signed X.509 CRLs made from the PKI's own list of revoked certificates, and
- * loading a CRL for serve.
+ * Reading CRLs: strict DER parsing (several, PEM or DER, a directory), each checked to be
+ * signed by a CA of the bundle, and the rollback rule. Making them is `ca/crl_issue.ts`'s.
  *
  * Why serve parses the CRL itself: Deno's `node:tls` only syntax-checks the `crl` option, so
  * a revoked certificate would pass the runtime; the gate checks the serial on every
@@ -25,92 +25,20 @@ import {
   timeOf,
   type Tlv,
 } from "./der.ts";
-import { normalizeSerial } from "../access/identity.ts";
-import { type PemPair } from "./pki.ts";
-import { importPrivateKeyPem, parseCertificatePem } from "./pem.ts";
 import { x509 } from "./x509.ts";
-import { signingAlgorithm } from "./pki.ts";
 import { errorMessage } from "../observe/errors.ts";
-import { sameBytes, signerOf } from "./verify.ts";
-
-/** One revoked certificate. */
-export interface RevokedEntry {
-  /** Serial number, hex. */
-  serial: string;
-  /** When it was revoked. */
-  revokedAt: Date;
-}
-
-/** Options for {@linkcode createCrl}. */
-export interface CreateCrlOptions {
-  /** Issue time. Default: now. */
-  thisUpdate?: Date;
-  /** Days until the CRL should be refreshed. Default: 365. */
-  days?: number;
-  /**
-   * The CRL number (RFC 5280 5.2.3), which must grow with every CRL the CA issues: serve
-   * refuses a CRL whose number is lower than the one in force (a rollback). Default: none.
-   */
-  number?: bigint;
-}
+import { sameBytes, type SignedCrl, signerOf } from "./verify.ts";
 
 /** OID of the CRL number extension. */
-const OID_CRL_NUMBER = "2.5.29.20";
-
-/**
- * Create a CRL signed by `ca` listing `entries`, as PEM.
- *
- * @example
- * ```ts
- * import { createCa } from "./pki.ts";
- * import { createCrl, parseCrlPem } from "./crl.ts";
- * const ca = await createCa();
- * const pem = await createCrl(ca, [{ serial: "0abc", revokedAt: new Date() }]);
- * if (!parseCrlPem(pem).serials.has("abc")) throw new Error();
- * ```
- */
-export async function createCrl(
-  ca: PemPair,
-  entries: readonly RevokedEntry[],
-  options: CreateCrlOptions = {},
-): Promise<string> {
-  const caCert = parseCertificatePem(ca.certPem);
-  const signingKey = await importPrivateKeyPem(ca.keyPem, caCert);
-  const thisUpdate = options.thisUpdate ?? new Date();
-  const days = options.days ?? 365;
-  const crl = await x509.X509CrlGenerator.create({
-    issuer: caCert.subjectName,
-    thisUpdate,
-    nextUpdate: new Date(thisUpdate.getTime() + days * 86_400_000),
-    signingAlgorithm: signingAlgorithm(signingKey.algorithm),
-    signingKey,
-    extensions: options.number === undefined ? [] : [
-      new x509.Extension(OID_CRL_NUMBER, false, derInteger(options.number)),
-    ],
-    entries: entries.map((e) => ({
-      serialNumber: evenHex(normalizeSerial(e.serial)),
-      revocationDate: e.revokedAt,
-    })),
-  });
-  // OpenSSL (and so stunnel, nginx, dockerd tooling) expects the "X509 CRL" PEM label.
-  return x509.PemConverter.encode(crl.rawData, "X509 CRL") + "\n";
-}
+export const OID_CRL_NUMBER = "2.5.29.20";
 
 /**
  * A CRL as the gate reads it (its own strict DER reader, see `der.ts`): what was signed, the
  * signature, the issuer, the dates, the CRL number and the revoked serials.
  */
-export interface ParsedCrl {
+export interface ParsedCrl extends SignedCrl {
   /** The whole CRL, DER. */
   der: Uint8Array;
-  /** The signed part (`tbsCertList`), DER. */
-  tbs: Uint8Array;
-  /** The signature algorithm's OID. */
-  signatureOid: string;
-  /** The signature (the BIT STRING's octets). */
-  signature: Uint8Array;
-  /** The issuer name, DER (compared byte for byte with a CA's subject). */
-  issuerDer: Uint8Array;
   /** When it was issued. */
   thisUpdate: Date;
   /** When the issuer said it would publish the next one, if it did. */
@@ -497,29 +425,10 @@ function sameKey(a: x509.X509Certificate, b: x509.X509Certificate): boolean {
   return x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
-/**
- * DER of a non-negative INTEGER. Why by hand: the CRL number is the one ASN.1 value we
- * write that @peculiar/x509 has no class for, and 8 lines beat a direct dependency on its
- * internal ASN.1 packages.
- */
-function derInteger(value: bigint): ArrayBuffer {
-  if (value < 0n) throw new RangeError("CRL number must be >= 0");
-  let hex = value.toString(16);
-  if (hex.length % 2) hex = `0${hex}`;
-  if (parseInt(hex.slice(0, 2), 16) >= 0x80) hex = `00${hex}`; // keep it positive
-  const body = hex.match(/../g)!.map((h) => parseInt(h, 16));
-  if (body.length > 20) throw new RangeError("CRL number longer than 20 octets");
-  return new Uint8Array([0x02, body.length, ...body]).buffer;
-}
-
 function parseDerInteger(der: Uint8Array): bigint {
   if (der.length < 3 || der[0] !== 0x02 || der[1] !== der.length - 2 || der[1] > 21) {
     throw new TypeError("not a short DER INTEGER");
   }
   if (der[2] & 0x80) throw new TypeError("negative");
   return BigInt(`0x${Array.from(der.slice(2), (b) => b.toString(16).padStart(2, "0")).join("")}`);
-}
-
-function evenHex(hex: string): string {
-  return hex.length % 2 ? `0${hex}` : hex;
 }

@@ -6,7 +6,7 @@
  *
  * @example
  * ```ts
- * import { createCa } from "./pki.ts";
+ * import { createCa } from "../ca/issue.ts";
  * import { keyMatchesCertificate, parseCertificatePem } from "./pem.ts";
  * const ca = await createCa();
  * if (parseCertificatePem(ca.certPem).subject !== "CN=dockgate CA") throw new Error();
@@ -26,7 +26,7 @@ import { x509, type X509Certificate } from "./x509.ts";
  *
  * @example
  * ```ts
- * import { createCa } from "./pki.ts";
+ * import { createCa } from "../ca/issue.ts";
  * import { parseCertificatePem } from "./pem.ts";
  * const { certPem } = await createCa();
  * if (parseCertificatePem(certPem).subject !== "CN=dockgate CA") throw new Error("unexpected");
@@ -42,7 +42,7 @@ export function parseCertificatePem(pem: string): X509Certificate {
  *
  * @example
  * ```ts
- * import { createCa } from "./pki.ts";
+ * import { createCa } from "../ca/issue.ts";
  * import { parseCertificatesPem } from "./pem.ts";
  * const a = await createCa({ commonName: "A" });
  * const b = await createCa({ commonName: "B" });
@@ -74,7 +74,7 @@ export function parseCertificatesPem(pem: string): X509Certificate[] {
  *
  * @example
  * ```ts
- * import { createCa } from "./pki.ts";
+ * import { createCa } from "../ca/issue.ts";
  * import { importPrivateKeyPem, parseCertificatePem } from "./pem.ts";
  * const ca = await createCa();
  * const key = await importPrivateKeyPem(ca.keyPem, parseCertificatePem(ca.certPem));
@@ -103,7 +103,7 @@ export async function importPrivateKeyPem(
  *
  * @example
  * ```ts
- * import { createCa } from "./pki.ts";
+ * import { createCa } from "../ca/issue.ts";
  * import { keyMatchesCertificate } from "./pem.ts";
  * const a = await createCa();
  * const b = await createCa();

@@ -12,7 +12,7 @@
 import { realpath, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import process from "node:process";
-import { fsErrorText } from "./fs_util.ts";
+import { fsErrorText } from "../util/fs_util.ts";
 
 /** A trust file or directory that someone other than us or root could have written. */
 export class UntrustedPathError extends Error {

@@ -13,10 +13,24 @@
 import { Buffer } from "node:buffer";
 import { createPublicKey, type KeyObject, verify } from "node:crypto";
 import type { x509 } from "./x509.ts";
-import type { ParsedCrl } from "./crl.ts";
+
+/**
+ * The parts of a CRL the signature check reads (`crl.ts`'s `ParsedCrl` has them). Declared
+ * here, not imported, so that this rule does not depend on the CRL reader that uses it.
+ */
+export interface SignedCrl {
+  /** The signed part (`tbsCertList`), DER. */
+  tbs: Uint8Array;
+  /** The signature algorithm's OID. */
+  signatureOid: string;
+  /** The signature (the BIT STRING's octets). */
+  signature: Uint8Array;
+  /** The issuer name, DER (compared byte for byte with a CA's subject). */
+  issuerDer: Uint8Array;
+}
 
 /** Something a CA signs: a certificate or a CRL (read by the gate's own DER reader). */
-export type Signed = x509.X509Certificate | ParsedCrl;
+export type Signed = x509.X509Certificate | SignedCrl;
 
 /**
  * The CA among `cas` that signed `signed`, or `undefined`. Never throws: a malformed
@@ -24,7 +38,7 @@ export type Signed = x509.X509Certificate | ParsedCrl;
  *
  * @example
  * ```ts
- * import { createCa, issueClient } from "./pki.ts";
+ * import { createCa, issueClient } from "../ca/issue.ts";
  * import { parseCertificatePem } from "./pem.ts";
  * import { signerOf } from "./verify.ts";
  * const ca = await createCa();
@@ -126,7 +140,7 @@ const CRL_SIGNATURE_HASHES: Record<string, string | null> = {
 };
 
 /** Whether `ca`'s key made `crl`'s signature (node:crypto reads ECDSA's DER form directly). */
-function crlSignatureValid(crl: ParsedCrl, ca: x509.X509Certificate): boolean {
+function crlSignatureValid(crl: SignedCrl, ca: x509.X509Certificate): boolean {
   const hash = CRL_SIGNATURE_HASHES[crl.signatureOid];
   if (hash === undefined) return false;
   return verify(hash, crl.tbs, nodeKeyOf(ca), crl.signature);

@@ -459,11 +459,25 @@ function unavailableReason(engine: Engine = "20.10"): string | undefined {
  * {@linkcode startDockerd} throws: tests never skip silently in CI.
  */
 export function dockerdUnavailable(): boolean {
+  refuseInUnitTier();
   if (Deno.env.get("CI")) return false;
   const reason = unavailableReason();
   if (reason === undefined) return false;
   skipOrThrow(reason);
   return true;
+}
+
+/**
+ * The unit tier (scripts/test_tiers.ts sets `DOCKGATE_TEST_TIER=unit`) never starts dockerd:
+ * a file that does belongs to the e2e tier, so it fails here rather than slowing the fast tier
+ * or skipping there.
+ */
+function refuseInUnitTier(): void {
+  if (Deno.env.get("DOCKGATE_TEST_TIER") !== "unit") return;
+  throw new Error(
+    "this test file starts dockerd but is in the unit tier: name it *_e2e_test.ts or add it to " +
+      "E2E_FILES in scripts/test_tiers.ts",
+  );
 }
 
 function skipOrThrow(reason: string): null {
@@ -580,6 +594,7 @@ function isSocket(path: string): boolean {
 export async function startDockerd(options: StartDockerdOptions = {}): Promise<Dockerd | null> {
   const engine = options.engine ?? "20.10";
   if (engine !== "20.10" && engine !== "26") throw new RangeError(`unknown engine ${engine}`);
+  refuseInUnitTier();
   const reason = unavailableReason(engine);
   if (reason !== undefined) return skipOrThrow(reason);
   const bins: EngineBins = engine === "26"

@@ -53,6 +53,10 @@ export class RecordingTarget {
   }
 }
 
+/** The whole of what a client refused after its handshake may receive: the gate's answer. */
+export const REFUSAL_ANSWER =
+  /^HTTP\/1\.1 (403 Forbidden|502 Bad Gateway)\r\nContent-Type: application\/json\r\nContent-Length: \d+\r\nConnection: close\r\nDockgate-Refused: [^\r]+\r\n\r\n\{"message":"dockgate: [^\n]*"\}\n$/;
+
 /** A client's PEM credentials: the CA it trusts, and its certificate and key if it has any. */
 export interface Creds {
   ca: string;

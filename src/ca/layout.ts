@@ -12,12 +12,24 @@
  * DIR/clients/NAME/       a client bundle
  * ```
  *
+ * @example Compute the layout
+ * ```ts
+ * import { clientBundlePaths, pkiLayout } from "./layout.ts";
+ * const layout = pkiLayout("/etc/dockgate");
+ * if (layout.caKey !== "/etc/dockgate/ca/ca-key.pem") throw new Error("unexpected");
+ * if (clientBundlePaths("/etc/dockgate", "alice").cert !== "/etc/dockgate/clients/alice/cert.pem") {
+ *   throw new Error("unexpected");
+ * }
+ * ```
+ *
  * @module
  */
 
 import { readdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { pathExists } from "./fs_util.ts";
+import { pathExists } from "../util/fs_util.ts";
+import { validateClientName } from "./issue.ts";
+import { BUNDLE_FILES } from "../pki/credentials.ts";
 
 /** The record files of one CA of a PKI (`DIR/ca` or `DIR/intermediates/NAME`). */
 export interface RecordFileNames {
@@ -49,6 +61,162 @@ export function recordFiles(caDir: string): RecordFileNames {
   };
 }
 
+/** Paths of one certificate bundle directory (server or client). */
+export interface BundlePaths {
+  /** The bundle directory. */
+  dir: string;
+  /** `DIR/ca.pem`: the CA certificate peers are verified against. */
+  ca: string;
+  /** `DIR/cert.pem`: the bundle's certificate. */
+  cert: string;
+  /** `DIR/key.pem`: the bundle's private key (mode 0600). */
+  key: string;
+}
+
+/** Paths of a PKI directory. */
+export interface PkiLayout {
+  /** The PKI root directory. */
+  dir: string;
+  /** `DIR/ca`. */
+  caDir: string;
+  /** `DIR/ca/ca.pem`. */
+  caCert: string;
+  /** `DIR/ca/ca-key.pem`. */
+  caKey: string;
+  /** `DIR/server` bundle. */
+  server: BundlePaths;
+  /** `DIR/clients`, holding one bundle directory per client name. */
+  clientsDir: string;
+}
+
+/**
+ * The paths of the PKI under `dir` (nothing is read or written).
+ *
+ * @example
+ * ```ts
+ * import { pkiLayout } from "./layout.ts";
+ * const { server } = pkiLayout("pki");
+ * if (server.key !== "pki/server/key.pem") throw new Error(server.key);
+ * ```
+ */
+export function pkiLayout(dir: string): PkiLayout {
+  checkDir(dir);
+  const caDir = join(dir, ROOT_CA);
+  const root = caFiles(caDir);
+  return {
+    dir,
+    caDir,
+    caCert: root.cert,
+    caKey: root.key,
+    server: bundlePaths(join(dir, SERVER)),
+    clientsDir: clientsDir(dir),
+  };
+}
+
+/**
+ * The paths of client `name`'s bundle under `dir`. Throws `TypeError` for a name that fails
+ * `validateClientName` (so the name can never escape `DIR/clients`).
+ *
+ * @example
+ * ```ts
+ * import { clientBundlePaths } from "./layout.ts";
+ * if (clientBundlePaths("pki", "bob").dir !== "pki/clients/bob") throw new Error("unexpected");
+ * ```
+ */
+export function clientBundlePaths(dir: string, name: string): BundlePaths {
+  validateClientName(name);
+  return bundlePaths(join(pkiLayout(dir).clientsDir, name));
+}
+
+/**
+ * The files of the bundle directory `dir` (server or client).
+ *
+ * @example
+ * ```ts
+ * import { bundlePaths } from "./layout.ts";
+ * if (bundlePaths("pki/server").key !== "pki/server/key.pem") throw new Error("unexpected");
+ * ```
+ */
+export function bundlePaths(dir: string): BundlePaths {
+  return {
+    dir,
+    ca: join(dir, BUNDLE_FILES.ca),
+    cert: join(dir, BUNDLE_FILES.cert),
+    key: join(dir, BUNDLE_FILES.key),
+  };
+}
+
+/**
+ * The CRL of the bundle directory `dir`: every CA's CRLs of the PKI as one file, which serve
+ * loads beside the bundle.
+ *
+ * @example
+ * ```ts
+ * import { bundleCrlPath } from "./layout.ts";
+ * if (bundleCrlPath("pki/servers/h1") !== "pki/servers/h1/crl.pem") throw new Error("unexpected");
+ * ```
+ */
+export function bundleCrlPath(dir: string): string {
+  return join(dir, BUNDLE_FILES.crl);
+}
+
+/** The certificate and key of one CA directory (`DIR/ca` or `DIR/intermediates/NAME`). */
+export interface CaFilePaths {
+  /** The CA directory (its records live here too). */
+  dir: string;
+  /** Its certificate, `ca.pem`. */
+  cert: string;
+  /** Its private key, `ca-key.pem` (0600). */
+  key: string;
+}
+
+/**
+ * The certificate and key of the CA whose directory is `caDir`, root or intermediate.
+ *
+ * @example
+ * ```ts
+ * import { caFiles } from "./layout.ts";
+ * if (caFiles("pki/intermediates/t").key !== "pki/intermediates/t/ca-key.pem") throw new Error();
+ * ```
+ */
+export function caFiles(caDir: string): CaFilePaths {
+  return { dir: caDir, cert: join(caDir, "ca.pem"), key: join(caDir, "ca-key.pem") };
+}
+
+/** The files of intermediate `name` of the PKI under `dir`. */
+export interface IntermediateLayout {
+  /** `DIR/intermediates/NAME`: its records live here too. */
+  dir: string;
+  /** Its certificate. */
+  cert: string;
+  /** Its private key (0600). */
+  key: string;
+}
+
+/**
+ * The paths of intermediate `name` (a name as for clients: it cannot escape the directory).
+ *
+ * @example
+ * ```ts
+ * import { intermediateLayout } from "./layout.ts";
+ * if (intermediateLayout("pki", "team-a").cert !== "pki/intermediates/team-a/ca.pem") throw new Error();
+ * ```
+ */
+export function intermediateLayout(dir: string, name: string): IntermediateLayout {
+  validateClientName(name);
+  return caFiles(intermediateDir(pkiLayout(dir).dir, name));
+}
+
+function checkDir(dir: string): void {
+  if (typeof dir !== "string" || dir === "" || dir.includes("\0")) {
+    throw new TypeError(`Invalid PKI directory "${dir}"`);
+  }
+}
+
+/** `DIR/ca`, the root CA and its records. */
+const ROOT_CA = "ca";
+/** `DIR/server`, the single server bundle. */
+const SERVER = "server";
 /** `DIR/servers`, where the fleet bundles go. */
 const SERVERS = "servers";
 /** `DIR/clients`, where the client bundles go. */
@@ -161,7 +329,7 @@ export async function revocationCaDirs(bundleDir: string): Promise<string[]> {
  * ```
  */
 export async function caDirs(pkiDir: string): Promise<string[]> {
-  return [join(pkiDir, "ca"), ...await intermediateDirs(pkiDir)];
+  return [join(pkiDir, ROOT_CA), ...await intermediateDirs(pkiDir)];
 }
 
 /**
@@ -174,7 +342,7 @@ export async function caDirs(pkiDir: string): Promise<string[]> {
  * ```
  */
 export async function serverBundleDirs(pkiDir: string): Promise<string[]> {
-  const dirs = [join(pkiDir, "server")];
+  const dirs = [join(pkiDir, SERVER)];
   for (const host of await subdirs(join(pkiDir, SERVERS))) dirs.push(fleetBundleDir(pkiDir, host));
   const present: string[] = [];
   for (const d of dirs) if (await pathExists(d)) present.push(d);

@@ -10,7 +10,7 @@ import {
   issueServer,
   parseKeyType,
   validateClientName,
-} from "../src/pki/pki.ts";
+} from "../src/ca/issue.ts";
 import {
   importPrivateKeyPem,
   keyMatchesCertificate,

@@ -7,7 +7,7 @@
 
 import { chmod, lstat, mkdir, readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { fsErrorText, pathExists, writeFileAtomic } from "./fs_util.ts";
+import { fsErrorText, pathExists, writeFileAtomic } from "../util/fs_util.ts";
 import { retiredCasDir } from "./layout.ts";
 
 /** The CA files to keep. */

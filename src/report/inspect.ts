@@ -9,9 +9,10 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { parsePeerCertificate } from "../access/identity.ts";
-import { loadCrls } from "./crl.ts";
-import { parseCertificatesPem } from "./pem.ts";
-import type { X509Certificate } from "./x509.ts";
+import { loadCrls } from "../pki/crl.ts";
+import { parseCertificatesPem } from "../pki/pem.ts";
+import type { X509Certificate } from "../pki/x509.ts";
+import { EKU_CLIENT_AUTH, EKU_SERVER_AUTH } from "../pki/usage.ts";
 
 /** One certificate as `inspect` shows it. */
 export interface CertificateRow {
@@ -38,8 +39,8 @@ export interface CertificateRow {
 }
 
 const EKU_NAMES: Record<string, string> = {
-  "1.3.6.1.5.5.7.3.1": "serverAuth",
-  "1.3.6.1.5.5.7.3.2": "clientAuth",
+  [EKU_SERVER_AUTH]: "serverAuth",
+  [EKU_CLIENT_AUTH]: "clientAuth",
   "1.3.6.1.5.5.7.3.3": "codeSigning",
   "1.3.6.1.5.5.7.3.4": "emailProtection",
   "1.3.6.1.5.5.7.3.8": "timeStamping",
@@ -137,8 +138,8 @@ export async function inspectCertificates(
     if (seen.has(identity.fingerprint)) continue;
     seen.add(identity.fingerprint);
     const ekus = identity.extKeyUsages ?? [];
-    const server = ekus.includes("1.3.6.1.5.5.7.3.1");
-    const client = ekus.includes("1.3.6.1.5.5.7.3.2");
+    const server = ekus.includes(EKU_SERVER_AUTH);
+    const client = ekus.includes(EKU_CLIENT_AUTH);
     const role = identity.isCa
       ? "ca"
       : server && client

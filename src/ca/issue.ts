@@ -9,8 +9,8 @@
  *
  * @example Issue a CA, a server and a client certificate
  * ```ts
- * import { createCa, issueClient, issueServer } from "./pki.ts";
- * import { parseCertificatePem } from "./pem.ts";
+ * import { createCa, issueClient, issueServer } from "./issue.ts";
+ * import { parseCertificatePem } from "../pki/pem.ts";
  * const ca = await createCa();
  * const server = await issueServer(ca, { sans: ["localhost", "127.0.0.1"] });
  * const alice = await issueClient(ca, "alice");
@@ -24,14 +24,14 @@
 import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { escapeControls } from "../observe/logger.ts";
-import { x509, type X509Certificate } from "./x509.ts";
+import { x509, type X509Certificate } from "../pki/x509.ts";
 import {
   certToPem,
   exportKeyPem,
   importPrivateKeyPem,
   keyMatchesCertificate,
   parseCertificatePem,
-} from "./pem.ts";
+} from "../pki/pem.ts";
 import { errorMessage } from "../observe/errors.ts";
 
 /** Key algorithm of a generated key pair. */
@@ -132,7 +132,7 @@ const KEY_TYPE_ALIASES: Record<string, KeyType> = {
  *
  * @example
  * ```ts
- * import { parseKeyType } from "./pki.ts";
+ * import { parseKeyType } from "./issue.ts";
  * if (parseKeyType("P-256") !== "p256") throw new Error("unexpected");
  * if (parseKeyType("rsa-4096") !== "rsa4096") throw new Error("unexpected");
  * ```
@@ -153,7 +153,7 @@ export function parseKeyType(text: string): KeyType {
  *
  * @example
  * ```ts
- * import { validateClientName } from "./pki.ts";
+ * import { validateClientName } from "./issue.ts";
  * validateClientName("alice@laptop");
  * let threw = false;
  * try { validateClientName("../etc"); } catch (e) { threw = e instanceof TypeError; }
@@ -175,7 +175,7 @@ export function validateClientName(name: string): void {
  *
  * @example
  * ```ts
- * import { defaultServerSans } from "./pki.ts";
+ * import { defaultServerSans } from "./issue.ts";
  * const sans = defaultServerSans();
  * if (!sans.includes("localhost") || !sans.includes("::1")) throw new Error("unexpected");
  * ```
@@ -202,8 +202,8 @@ export function defaultServerSans(): string[] {
  *
  * @example
  * ```ts
- * import { createCa } from "./pki.ts";
- * import { parseCertificatePem } from "./pem.ts";
+ * import { createCa } from "./issue.ts";
+ * import { parseCertificatePem } from "../pki/pem.ts";
  * const ca = await createCa({ commonName: "test CA", days: 30 });
  * const cert = parseCertificatePem(ca.certPem);
  * if (cert.subject !== "CN=test CA") throw new Error(cert.subject);
@@ -251,8 +251,8 @@ export interface IssueIntermediateOptions extends ValidityOptions {
  *
  * @example
  * ```ts
- * import { createCa, issueClient, issueIntermediate } from "./pki.ts";
- * import { parseCertificatePem } from "./pem.ts";
+ * import { createCa, issueClient, issueIntermediate } from "./issue.ts";
+ * import { parseCertificatePem } from "../pki/pem.ts";
  * const root = await createCa();
  * const team = await issueIntermediate(root, "team");
  * const alice = await issueClient(team, "alice");
@@ -323,9 +323,9 @@ function pathLengthOf(n: number | undefined): number {
  *
  * @example
  * ```ts
- * import { createCa, issueServer } from "./pki.ts";
- * import { parseCertificatePem } from "./pem.ts";
- * import { x509 } from "./x509.ts";
+ * import { createCa, issueServer } from "./issue.ts";
+ * import { parseCertificatePem } from "../pki/pem.ts";
+ * import { x509 } from "../pki/x509.ts";
  * const ca = await createCa();
  * const server = await issueServer(ca, { commonName: "docker1", sans: ["docker1.lan", "10.0.0.5"] });
  * const san = parseCertificatePem(server.certPem)
@@ -358,8 +358,8 @@ export async function issueServer(ca: PemPair, options: IssueServerOptions = {})
  *
  * @example
  * ```ts
- * import { createCa, issueClient } from "./pki.ts";
- * import { parseCertificatePem } from "./pem.ts";
+ * import { createCa, issueClient } from "./issue.ts";
+ * import { parseCertificatePem } from "../pki/pem.ts";
  * const ca = await createCa();
  * const bob = await issueClient(ca, "bob", { organizationalUnits: ["ops"], days: 7 });
  * if (parseCertificatePem(bob.certPem).subject !== "OU=ops, CN=bob") throw new Error("unexpected");
@@ -415,8 +415,8 @@ function defaultServerCommonName(): string {
  *
  * @example
  * ```ts
- * import { createCa, issueClient, renewLeaf } from "./pki.ts";
- * import { parseCertificatePem } from "./pem.ts";
+ * import { createCa, issueClient, renewLeaf } from "./issue.ts";
+ * import { parseCertificatePem } from "../pki/pem.ts";
  * const ca = await createCa();
  * const old = await issueClient(ca, "alice", { days: 10 });
  * const renewed = await renewLeaf(ca, old.certPem, { days: 90 });

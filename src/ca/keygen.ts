@@ -12,24 +12,22 @@
  * directory and then moved into place, and an existing key or certificate is never replaced
  * unless `force` is set.
  *
- * @example Compute the layout
- * ```ts
- * import { clientBundlePaths, pkiLayout } from "./keygen.ts";
- * const layout = pkiLayout("/etc/dockgate");
- * if (layout.caKey !== "/etc/dockgate/ca/ca-key.pem") throw new Error("unexpected");
- * if (clientBundlePaths("/etc/dockgate", "alice").cert !== "/etc/dockgate/clients/alice/cert.pem") {
- *   throw new Error("unexpected");
- * }
- * ```
+ * The tree itself is `layout.ts`'s; the writes are `files.ts`'s.
  *
  * @module
  */
 
-import { chmod, lstat, mkdir, readdir, readFile } from "node:fs/promises";
-import process from "node:process";
-import { unsafeMode } from "./trust_files.ts";
-import { basename, dirname, join } from "node:path";
-import { clientsDir, fleetBundleDir } from "./layout.ts";
+import { readdir, readFile } from "node:fs/promises";
+import { basename, dirname } from "node:path";
+import {
+  bundleCrlPath,
+  type BundlePaths,
+  bundlePaths,
+  clientBundlePaths,
+  fleetBundleDir,
+  type PkiLayout,
+  pkiLayout,
+} from "./layout.ts";
 import {
   createCa,
   defaultServerSans,
@@ -40,70 +38,26 @@ import {
   type PemPair,
   renewLeaf,
   validateClientName,
-} from "./pki.ts";
-import { keyMatchesCertificate, parseCertificatePem } from "./pem.ts";
-import { x509 } from "./x509.ts";
-import { errorMessage } from "../observe/errors.ts";
-import { fsErrorText, pathExists, readText, writeFileAtomic } from "./fs_util.ts";
-import { normalizeSerial, parsePeerCertificate } from "../access/identity.ts";
-import {
-  addRevocations,
-  combinedCrl,
-  issuedEntry,
-  publishCrl,
-  readIssued,
-  recordIssued,
-} from "./records.ts";
-import { issuerNameOf, loadIssuer, serverTrustPem } from "./intermediates.ts";
+} from "./issue.ts";
+import { keyMatchesCertificate, parseCertificatePem } from "../pki/pem.ts";
+import { fsErrorText, pathExists, readText, writeFileAtomic } from "../util/fs_util.ts";
+import { normalizeSerial } from "../pki/serial.ts";
+import { parsePeerCertificate } from "../access/identity.ts";
+import { addRevocations, combinedCrl, issuedEntry, publishCrl, recordIssued } from "./records.ts";
+import { issuerNameOf, loadCa, loadIssuer, pkiExists, serverTrustPem } from "./issuers.ts";
 import { clientSerialsByCa, revokeByCa } from "./revoke.ts";
+import {
+  AlreadyExistsError,
+  CERT_MODE,
+  ensureDir,
+  KEY_MODE,
+  type KeygenReport,
+  NO_FOLLOW,
+  type PartState,
+  partState,
+  writeFileSafely,
+} from "./files.ts";
 import { retireCa } from "./retire_ca.ts";
-
-// keygen never follows a symlink when asking what is there: a dangling one is not "absent".
-const NO_FOLLOW = { follow: false } as const;
-
-const KEY_MODE = 0o600;
-const CERT_MODE = 0o644;
-const DIR_MODE = 0o700;
-
-/** Paths of one certificate bundle directory (server or client). */
-export interface BundlePaths {
-  /** The bundle directory. */
-  dir: string;
-  /** `DIR/ca.pem`: the CA certificate peers are verified against. */
-  ca: string;
-  /** `DIR/cert.pem`: the bundle's certificate. */
-  cert: string;
-  /** `DIR/key.pem`: the bundle's private key (mode 0600). */
-  key: string;
-}
-
-/** Paths of a PKI directory. */
-export interface PkiLayout {
-  /** The PKI root directory. */
-  dir: string;
-  /** `DIR/ca`. */
-  caDir: string;
-  /** `DIR/ca/ca.pem`. */
-  caCert: string;
-  /** `DIR/ca/ca-key.pem`. */
-  caKey: string;
-  /** `DIR/server` bundle. */
-  server: BundlePaths;
-  /** `DIR/clients`, holding one bundle directory per client name. */
-  clientsDir: string;
-}
-
-/** What a keygen operation did, as file paths. */
-export interface KeygenReport {
-  /** Files written. */
-  created: string[];
-  /** Existing files left untouched. */
-  kept: string[];
-  /** Things the user should know (e.g. options that had no effect on kept files). */
-  notes?: string[];
-  /** Serials revoked by the operation (`--revoke-old`). */
-  revoked?: string[];
-}
 
 /** Options shared by the keygen operations. */
 export interface KeygenCommonOptions {
@@ -160,143 +114,12 @@ export interface IssueClientBundleOptions extends KeygenCommonOptions {
 }
 
 /**
- * Thrown when a key or certificate already exists and `force` was not given.
- *
- * @example
- * ```ts
- * import { AlreadyExistsError } from "./keygen.ts";
- * const error = new AlreadyExistsError("/pki/server/key.pem", 'Server bundle "/pki/server" already exists');
- * if (error.path !== "/pki/server/key.pem" || error.name !== "AlreadyExistsError") {
- *   throw new Error("unexpected");
- * }
- * ```
- */
-export class AlreadyExistsError extends Error {
-  /** The existing path. */
-  readonly path: string;
-
-  /** Create the error for `path`; `message` defaults to one naming it. */
-  constructor(path: string, message?: string, options?: ErrorOptions) {
-    super(message ?? `"${path}" already exists: use --force to replace it`, options);
-    this.name = "AlreadyExistsError";
-    this.path = path;
-  }
-}
-
-/**
- * The paths of the PKI under `dir` (nothing is read or written).
- *
- * @example
- * ```ts
- * import { pkiLayout } from "./keygen.ts";
- * const { server } = pkiLayout("pki");
- * if (server.key !== "pki/server/key.pem") throw new Error(server.key);
- * ```
- */
-export function pkiLayout(dir: string): PkiLayout {
-  checkDir(dir);
-  const caDir = join(dir, "ca");
-  const serverDir = join(dir, "server");
-  return {
-    dir,
-    caDir,
-    caCert: join(caDir, "ca.pem"),
-    caKey: join(caDir, "ca-key.pem"),
-    server: bundle(serverDir),
-    clientsDir: clientsDir(dir),
-  };
-}
-
-/**
- * The paths of client `name`'s bundle under `dir`. Throws `TypeError` for a name that fails
- * `validateClientName` (so the name can never escape `DIR/clients`).
- *
- * @example
- * ```ts
- * import { clientBundlePaths } from "./keygen.ts";
- * if (clientBundlePaths("pki", "bob").dir !== "pki/clients/bob") throw new Error("unexpected");
- * ```
- */
-export function clientBundlePaths(dir: string, name: string): BundlePaths {
-  validateClientName(name);
-  return bundle(join(pkiLayout(dir).clientsDir, name));
-}
-
-/**
- * Whether `dir` holds a CA certificate (`DIR/ca/ca.pem`).
- *
- * @example
- * ```ts
- * import { pkiExists } from "./keygen.ts";
- * // Needs read permission; on Deno run with --allow-read.
- * if ((await Deno.permissions.query({ name: "read" })).state === "granted") {
- *   if (await pkiExists("/nonexistent-dockgate-pki")) throw new Error("unexpected");
- * }
- * ```
- */
-export async function pkiExists(dir: string): Promise<boolean> {
-  return await pathExists(pkiLayout(dir).caCert, NO_FOLLOW);
-}
-
-/**
- * Load and check the CA of the PKI in `dir`: both files readable, the certificate a CA, and
- * the key matching it. Throws `Error` naming the file otherwise.
- *
- * @example
- * ```ts
- * import { initPki, loadCa } from "./keygen.ts";
- * import { mkdtemp, rm } from "node:fs/promises";
- * import { join } from "node:path";
- * import { tmpdir } from "node:os";
- * if ((await Deno.permissions.query({ name: "write" })).state === "granted") {
- *   const dir = await mkdtemp(join(tmpdir(), "dockgate-"));
- *   try {
- *     await initPki({ dir });
- *     const ca = await loadCa(dir);
- *     if (!ca.keyPem.includes("PRIVATE KEY")) throw new Error("unexpected");
- *   } finally {
- *     await rm(dir, { recursive: true });
- *   }
- * }
- * ```
- */
-export async function loadCa(dir: string): Promise<PemPair> {
-  const layout = pkiLayout(dir);
-  const certPem = await readText(layout.caCert, "CA certificate");
-  const keyPem = await readText(layout.caKey, "CA private key");
-  let cert;
-  try {
-    cert = parseCertificatePem(certPem);
-  } catch (error) {
-    throw new Error(`Invalid CA certificate "${layout.caCert}": ${errorMessage(error)}`, {
-      cause: error,
-    });
-  }
-  if (cert.getExtension(x509.BasicConstraintsExtension)?.ca !== true) {
-    throw new Error(`"${layout.caCert}" is not a CA certificate (basicConstraints CA:FALSE)`);
-  }
-  let matches;
-  try {
-    matches = await keyMatchesCertificate(keyPem, certPem);
-  } catch (error) {
-    throw new Error(`Invalid CA private key "${layout.caKey}": ${errorMessage(error)}`, {
-      cause: error,
-    });
-  }
-  if (!matches) {
-    throw new Error(
-      `CA private key "${layout.caKey}" does not match CA certificate "${layout.caCert}"`,
-    );
-  }
-  return { certPem, keyPem };
-}
-
-/**
  * Create whatever is missing of the PKI in `dir`: the CA, the server bundle and one client
  * bundle (`clientName`). Each part (a directory with its certificate and key) is created only
  * when absent and otherwise reported in `kept`; when the CA exists, new bundles are issued
  * from it. With `force`, everything is regenerated (a new CA, so other existing client
- * bundles stop working; a note says so).
+ * bundles stop working; a note says so); the server certificate keeps its names unless `sans`
+ * are given.
  *
  * Throws {@linkcode AlreadyExistsError} without `force` when a part is incomplete (only its
  * key or only its certificate exists) or bundles exist without a CA; `TypeError` /
@@ -305,6 +128,7 @@ export async function loadCa(dir: string): Promise<PemPair> {
  * @example
  * ```ts
  * import { initPki } from "./keygen.ts";
+ * import { clientBundlePaths } from "./layout.ts";
  * import { mkdtemp, rm } from "node:fs/promises";
  * import { join } from "node:path";
  * import { tmpdir } from "node:os";
@@ -312,7 +136,7 @@ export async function loadCa(dir: string): Promise<PemPair> {
  *   const dir = await mkdtemp(join(tmpdir(), "dockgate-"));
  *   try {
  *     const first = await initPki({ dir, sans: ["docker.example"] });
- *     if (!first.created.includes(join(dir, "clients", "default", "key.pem"))) throw new Error("unexpected");
+ *     if (!first.created.includes(clientBundlePaths(dir, "default").key)) throw new Error("unexpected");
  *     const again = await initPki({ dir });
  *     if (again.created.length !== 0) throw new Error("keys must be kept");
  *   } finally {
@@ -335,32 +159,7 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
   const serverState = await partState(layout.server.cert, layout.server.key);
   const clientState = await partState(client.cert, client.key);
   if (!force) {
-    const incomplete = (what: string, dir: string, cert: string, key: string, state: PartState) => {
-      if (state !== "partial") return;
-      throw new AlreadyExistsError(
-        dir,
-        `Incomplete ${what} in "${dir}" (only one of "${basename(cert)}" and "${basename(key)}" ` +
-          `exists): use --force to replace it`,
-      );
-    };
-    incomplete("CA", layout.caDir, layout.caCert, layout.caKey, caState);
-    incomplete(
-      "server bundle",
-      layout.server.dir,
-      layout.server.cert,
-      layout.server.key,
-      serverState,
-    );
-    incomplete("client bundle", client.dir, client.cert, client.key, clientState);
-    if (caState === "missing" && (serverState !== "missing" || clientState !== "missing")) {
-      const existing = serverState !== "missing" ? layout.server.dir : client.dir;
-      // A new CA would not have signed the existing bundle: refuse rather than mix PKIs.
-      throw new AlreadyExistsError(
-        existing,
-        `"${existing}" exists but there is no CA in "${layout.caDir}": ` +
-          `use --force to recreate the whole PKI`,
-      );
-    }
+    refuseMixedParts(layout, client, { ca: caState, server: serverState, client: clientState });
   }
 
   // Generate everything in memory first so that a bad option writes nothing.
@@ -368,11 +167,16 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
   const ca = newCa
     ? await createCa({ keyType, days: options.caDays ?? 3650 })
     : await loadCa(options.dir);
+  // A re-issue keeps the names clients connect by, unless new ones are given (as
+  // `keygen server --force` does); read before anything is replaced.
+  const keptSans = force && serverState !== "missing" && !options.sans?.length
+    ? await certificateNames(layout.server.cert)
+    : undefined;
   const server = force || serverState === "missing"
     ? await issueServer(ca, {
       keyType,
       days: options.days,
-      sans: [...defaultServerSans(), ...(options.sans ?? [])],
+      sans: keptSans ?? [...defaultServerSans(), ...(options.sans ?? [])],
     })
     : undefined;
   const clientPair = force || clientState === "missing"
@@ -413,26 +217,67 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
   } else if (server) {
     await copyCrlToServer(layout.dir, layout.server.dir, report);
   }
+  if (server && keptSans) report.notes.push(keptNamesNote(keptSans));
+  if (force) report.notes.push(...await newCaNotes(layout, clientName, retired));
+  return report.notes.length > 0 ? report : { created: report.created, kept: report.kept };
+}
+
+/**
+ * Without `force`, initPki refuses a half-written part (only a key or only a certificate) and
+ * bundles without a CA: a new CA would not have signed them, and PKIs are never mixed.
+ */
+function refuseMixedParts(
+  layout: PkiLayout,
+  client: BundlePaths,
+  state: { ca: PartState; server: PartState; client: PartState },
+): void {
+  const incomplete = (what: string, dir: string, cert: string, key: string, s: PartState) => {
+    if (s !== "partial") return;
+    throw new AlreadyExistsError(
+      dir,
+      `Incomplete ${what} in "${dir}" (only one of "${basename(cert)}" and "${basename(key)}" ` +
+        `exists): use --force to replace it`,
+    );
+  };
+  incomplete("CA", layout.caDir, layout.caCert, layout.caKey, state.ca);
+  const server = layout.server;
+  incomplete("server bundle", server.dir, server.cert, server.key, state.server);
+  incomplete("client bundle", client.dir, client.cert, client.key, state.client);
+  if (state.ca === "missing" && (state.server !== "missing" || state.client !== "missing")) {
+    const existing = state.server !== "missing" ? server.dir : client.dir;
+    throw new AlreadyExistsError(
+      existing,
+      `"${existing}" exists but there is no CA in "${layout.caDir}": ` +
+        `use --force to recreate the whole PKI`,
+    );
+  }
+}
+
+/** What `keygen --force` says: where the old CA went, what serve and the clients will see. */
+async function newCaNotes(
+  layout: PkiLayout,
+  clientName: string,
+  retired: string | undefined,
+): Promise<string[]> {
+  const notes: string[] = [];
   if (retired) {
-    report.notes.push(
+    notes.push(
       `The old CA was kept in "${retired}" (ca.pem, ca-key.pem): clients still holding ` +
         `certificates from it are refused from the next reload on`,
     );
   }
-  if (force) {
-    const others = (await readdir(layout.clientsDir)).filter((n) => n !== clientName);
-    report.notes.push(
-      `A new CA was created: a running "dockgate serve" using "${layout.server.dir}" switches ` +
-        `to the new CA, server certificate and CRL at its next reload`,
+  notes.push(
+    `A new CA was created: a running "dockgate serve" using "${layout.server.dir}" switches ` +
+      `to the new CA, server certificate and CRL at its next reload`,
+  );
+  const others = (await readdir(layout.clientsDir)).filter((n) => n !== clientName);
+  if (others.length > 0) {
+    notes.push(
+      `Existing client bundles (${others.join(", ")}) were issued by the old CA and no ` +
+        `longer get in: reissue each with "dockgate keygen client NAME --force"`,
     );
-    if (others.length > 0) {
-      report.notes.push(
-        `Existing client bundles (${others.join(", ")}) were issued by the old CA and no ` +
-          `longer get in: reissue each with "dockgate keygen client NAME --force"`,
-      );
-    }
   }
-  return report.notes.length > 0 ? report : { created: report.created, kept: report.kept };
+  return notes;
 }
 
 /**
@@ -466,7 +311,7 @@ export async function issueServerBundle(options: IssueServerBundleOptions): Prom
   if (options.name !== undefined) validateHostName(options.name);
   const paths = options.name === undefined
     ? layout.server
-    : bundle(fleetBundleDir(layout.dir, options.name));
+    : bundlePaths(fleetBundleDir(layout.dir, options.name));
   await requireCa(options.dir, options.issuer !== undefined);
   const issuer = await loadIssuer(options.dir, options.issuer);
   await refuseExisting(`Server bundle "${paths.dir}"`, paths, force);
@@ -482,12 +327,7 @@ export async function issueServerBundle(options: IssueServerBundleOptions): Prom
         : [options.name, ...(options.sans ?? [])]),
   });
   const report: KeygenReport = { created: [], kept: [] };
-  if (kept) {
-    report.notes = [
-      `Re-issued with the names of the certificate it replaces (${kept.join(", ")}): ` +
-      `give --san to change them`,
-    ];
-  }
+  if (kept) report.notes = [keptNamesNote(kept)];
   if (options.name !== undefined) await ensureDir(dirname(paths.dir));
   // The chain goes with the certificate; the trust bundle holds every CA of the PKI, so the
   // gate can verify each intermediate's CRL (only the root is a trust anchor).
@@ -519,6 +359,12 @@ async function certificateNames(path: string): Promise<string[] | undefined> {
   }
 }
 
+/** What a re-issue that kept the old certificate's names says. */
+function keptNamesNote(names: string[]): string {
+  return `Re-issued with the names of the certificate it replaces (${names.join(", ")}): ` +
+    `give --san to change them`;
+}
+
 /** A fleet host's name: a DNS name or an IP address, usable as a directory name. */
 function validateHostName(name: string): void {
   if (
@@ -539,6 +385,7 @@ function validateHostName(name: string): void {
  * @example
  * ```ts
  * import { initPki, issueClientBundle } from "./keygen.ts";
+ * import { clientBundlePaths } from "./layout.ts";
  * import { mkdtemp, rm } from "node:fs/promises";
  * import { join } from "node:path";
  * import { tmpdir } from "node:os";
@@ -547,7 +394,7 @@ function validateHostName(name: string): void {
  *   try {
  *     await initPki({ dir });
  *     const report = await issueClientBundle("alice", { dir, organizationalUnits: ["dev"] });
- *     if (!report.created.includes(join(dir, "clients", "alice", "cert.pem"))) throw new Error("unexpected");
+ *     if (!report.created.includes(clientBundlePaths(dir, "alice").cert)) throw new Error("unexpected");
  *   } finally {
  *     await rm(dir, { recursive: true });
  *   }
@@ -602,40 +449,6 @@ export async function issueClientBundle(
   return report;
 }
 
-/**
- * The serials of every unexpired certificate of client `name`: its records in
- * `DIR/ca/issued.json` and the certificate in its bundle now (a PKI made before the record
- * existed has only that).
- *
- * @example
- * ```ts ignore
- * const serials = await clientSerials("pki", "alice");
- * ```
- */
-export async function clientSerials(
-  dir: string,
-  name: string,
-  now = new Date(),
-): Promise<string[]> {
-  const serials = new Set<string>();
-  const bundleCert = clientBundlePaths(dir, name).cert;
-  if (await pathExists(bundleCert)) {
-    const pem = await readText(bundleCert, "client certificate");
-    try {
-      serials.add(normalizeSerial(parseCertificatePem(pem).serialNumber));
-    } catch {
-      // A damaged bundle certificate (what --force is often run to fix) has no serial to
-      // give; the record in issued.json still has it.
-    }
-  }
-  for (const e of await readIssued(pkiLayout(dir).caDir)) {
-    if (e.role === "client" && e.name === name && new Date(e.notAfter) > now) {
-      serials.add(normalizeSerial(e.serial));
-    }
-  }
-  return [...serials];
-}
-
 // ---------------------------------------------------------------------------------------------
 
 /**
@@ -649,21 +462,9 @@ async function copyCrlToServer(
 ): Promise<void> {
   const crl = await combinedCrl(pkiDir);
   if (crl === undefined) return;
-  const copy = join(serverDir, "crl.pem");
+  const copy = bundleCrlPath(serverDir);
   await writeFileAtomic(copy, crl, { mode: CERT_MODE, replace: true });
   report.created.push(copy);
-}
-
-type PartState = "missing" | "partial" | "present";
-
-function bundle(dir: string): BundlePaths {
-  return { dir, ca: join(dir, "ca.pem"), cert: join(dir, "cert.pem"), key: join(dir, "key.pem") };
-}
-
-function checkDir(dir: string): void {
-  if (typeof dir !== "string" || dir === "" || dir.includes("\0")) {
-    throw new TypeError(`Invalid PKI directory "${dir}"`);
-  }
 }
 
 function checkKeyType(keyType: KeyType | undefined): KeyType {
@@ -709,12 +510,6 @@ async function refuseExisting(what: string, paths: BundlePaths, force: boolean):
   }
 }
 
-async function partState(cert: string, key: string): Promise<PartState> {
-  const count = Number(await pathExists(cert, NO_FOLLOW)) +
-    Number(await pathExists(key, NO_FOLLOW));
-  return count === 0 ? "missing" : count === 2 ? "present" : "partial";
-}
-
 /** Write a bundle (key, certificate, CA copy), or record it as kept when `pair` is absent. */
 async function writeBundle(
   paths: BundlePaths,
@@ -734,64 +529,6 @@ async function writeBundle(
   // The CA copy is public and derivable: restore it if someone deleted it.
   if (await pathExists(paths.ca, NO_FOLLOW)) report.kept.push(paths.ca);
   else await writeFileSafely(paths.ca, caPem, CERT_MODE, false, report);
-}
-
-/** {@linkcode writeFileAtomic}; an existing file without `force` is an AlreadyExistsError. */
-async function writeFileSafely(
-  path: string,
-  data: string,
-  mode: number,
-  force: boolean,
-  report: KeygenReport,
-): Promise<void> {
-  try {
-    await writeFileAtomic(path, data, { mode, replace: force });
-  } catch (error) {
-    if (errorCode(error) === "EEXIST") {
-      throw new AlreadyExistsError(path, `"${path}" already exists: use --force to replace it`);
-    }
-    throw error;
-  }
-  report.created.push(path);
-}
-
-async function ensureDir(path: string, recursive = false): Promise<void> {
-  try {
-    await mkdir(path, { mode: DIR_MODE, recursive: false });
-    await chmod(path, DIR_MODE);
-    return;
-  } catch (error) {
-    const code = errorCode(error);
-    if (code === "ENOENT" && recursive) {
-      await mkdir(path, { mode: DIR_MODE, recursive: true });
-      await chmod(path, DIR_MODE);
-      return;
-    }
-    if (code !== "EEXIST") {
-      throw new Error(`Cannot create directory "${path}": ${fsErrorText(error)}`, { cause: error });
-    }
-  }
-  // lstat, not stat: a symlinked directory could point anywhere, including into a tree
-  // someone else controls. And a directory we did not create must be ours (or root's) and
-  // not writable by others, or whoever can write it can swap the keys we are about to trust.
-  const info = await lstat(path);
-  if (info.isSymbolicLink()) {
-    throw new Error(
-      `Cannot use "${path}": it is a symlink, and keygen does not follow symlinked directories ` +
-        `(use the real path)`,
-    );
-  }
-  if (!info.isDirectory()) {
-    throw new Error(`Cannot use "${path}": it exists and is not a directory`);
-  }
-  const bad = process.getuid
-    ? unsafeMode(path, { mode: info.mode, uid: info.uid, isDirectory: true }, process.getuid())
-    : undefined;
-  if (bad) throw new Error(`Cannot use "${path}": it is ${bad.problem}: run ${bad.fix}`);
-}
-
-function errorCode(error: unknown): string | undefined {
-  return (error as { code?: string } | null)?.code;
 }
 
 /** Options for {@linkcode renewBundle}. */

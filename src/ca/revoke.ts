@@ -5,27 +5,19 @@
  * server bundle (`DIR/server/`, `DIR/servers/HOST/`), which a running serve picks up on its
  * next reload.
  *
- * The records live in `DIR/ca/` (see `pki_records.ts`): revoking a client by name revokes
+ * The records live in `DIR/ca/` (see `records.ts`): revoking a client by name revokes
  * every unexpired certificate ever issued to that name, not only the one in its bundle today.
  *
  * @module
  */
 
-import { normalizeSerial } from "../access/identity.ts";
+import { normalizeSerial } from "../pki/serial.ts";
 import { readFile } from "node:fs/promises";
-import { basename } from "node:path";
-import { clientBundlePaths, clientSerials, loadCa, pkiLayout } from "./keygen.ts";
-import { pathExists } from "./fs_util.ts";
-import {
-  addRevocations,
-  intermediateDirs,
-  publishCrl,
-  type PublishReport,
-  readIssued,
-} from "./records.ts";
-import { intermediateLayout, loadIssuer } from "./intermediates.ts";
-import { parseCertificatePem } from "./pem.ts";
-import type { PemPair } from "./pki.ts";
+import { clientBundlePaths, pkiLayout } from "./layout.ts";
+import { issuingCas, loadCa } from "./issuers.ts";
+import { pathExists, readText } from "../util/fs_util.ts";
+import { addRevocations, publishCrl, type PublishReport, readIssued } from "./records.ts";
+import { parseCertificatePem } from "../pki/pem.ts";
 
 /** What {@linkcode revokeCertificate} did. */
 export interface RevokeReport {
@@ -73,7 +65,7 @@ export interface RevokeReport {
 export async function revokeCertificate(dir: string, subject: string): Promise<RevokeReport> {
   const layout = pkiLayout(dir);
   const name = subjectAsName(subject);
-  const cas = await caDirs(dir);
+  const cas = await issuingCas(dir);
   const byCa = new Map<string, string[]>();
   let byName: string | undefined;
   if (name && (await pathExists(clientBundlePaths(dir, name).cert) || await issuedTo(dir, name))) {
@@ -111,7 +103,7 @@ export async function revokeCertificate(dir: string, subject: string): Promise<R
  * records and the certificate in its bundle now.
  */
 export async function clientSerialsByCa(dir: string, name: string): Promise<Map<string, string[]>> {
-  const cas = await caDirs(dir);
+  const cas = await issuingCas(dir);
   const byCa = new Map<string, string[]>();
   // The root's records (and the bundle's certificate, as before), then each intermediate's.
   byCa.set(cas[0].caDir, await clientSerials(dir, name));
@@ -126,6 +118,40 @@ export async function clientSerialsByCa(dir: string, name: string): Promise<Map<
   return byCa;
 }
 
+/**
+ * The serials of every unexpired certificate of client `name`: its records in
+ * `DIR/ca/issued.json` and the certificate in its bundle now (a PKI made before the record
+ * existed has only that).
+ *
+ * @example
+ * ```ts ignore
+ * const serials = await clientSerials("pki", "alice");
+ * ```
+ */
+export async function clientSerials(
+  dir: string,
+  name: string,
+  now = new Date(),
+): Promise<string[]> {
+  const serials = new Set<string>();
+  const bundleCert = clientBundlePaths(dir, name).cert;
+  if (await pathExists(bundleCert)) {
+    const pem = await readText(bundleCert, "client certificate");
+    try {
+      serials.add(normalizeSerial(parseCertificatePem(pem).serialNumber));
+    } catch {
+      // A damaged bundle certificate (what --force is often run to fix) has no serial to
+      // give; the record in issued.json still has it.
+    }
+  }
+  for (const e of await readIssued(pkiLayout(dir).caDir)) {
+    if (e.role === "client" && e.name === name && new Date(e.notAfter) > now) {
+      serials.add(normalizeSerial(e.serial));
+    }
+  }
+  return [...serials];
+}
+
 /** Revoke each CA's serials with that CA's key and publish its CRL (and every server's). */
 export async function revokeByCa(
   dir: string,
@@ -133,7 +159,7 @@ export async function revokeByCa(
   byName: string | undefined,
 ): Promise<RevokeReport> {
   const layout = pkiLayout(dir);
-  const cas = await caDirs(dir);
+  const cas = await issuingCas(dir);
   let last: PublishReport | undefined;
   const all: string[] = [];
   const added: string[] = [];
@@ -154,31 +180,6 @@ export async function revokeByCa(
   }
   if (!last) throw new Error("Nothing to revoke");
   return revokeReport(all, byName, { ...last, added, total, written });
-}
-
-/** The CAs of the PKI: the root first, then each intermediate, with how to load their keys. */
-async function caDirs(
-  dir: string,
-): Promise<{ caDir: string; label: string; subject: string; load: () => Promise<PemPair> }[]> {
-  const layout = pkiLayout(dir);
-  const out = [{
-    caDir: layout.caDir,
-    label: "the root",
-    subject: parseCertificatePem(await readFile(layout.caCert, "utf8")).subject,
-    load: () => loadCa(dir),
-  }];
-  for (const d of await intermediateDirs(layout.dir)) {
-    const name = basename(d);
-    const i = intermediateLayout(dir, name);
-    if (!(await pathExists(i.cert))) continue;
-    out.push({
-      caDir: i.dir,
-      label: `intermediate "${name}"`,
-      subject: parseCertificatePem(await readFile(i.cert, "utf8")).subject,
-      load: async () => (await loadIssuer(dir, name)).ca,
-    });
-  }
-  return out;
 }
 
 /**
@@ -237,7 +238,7 @@ export async function republishCrl(dir: string): Promise<PublishReport> {
 }
 
 async function issuedTo(dir: string, name: string): Promise<boolean> {
-  for (const ca of await caDirs(dir)) {
+  for (const ca of await issuingCas(dir)) {
     if ((await readIssued(ca.caDir)).some((e) => e.role === "client" && e.name === name)) {
       return true;
     }

@@ -18,16 +18,18 @@
 
 import { readFile } from "node:fs/promises";
 import { createHash } from "node:crypto";
-import { join } from "node:path";
-import { createCrl, type RevokedEntry } from "./crl.ts";
-import { pathExists, writeFileAtomic } from "./fs_util.ts";
-import { normalizeSerial } from "../access/identity.ts";
-import { type PemPair } from "./pki.ts";
-import { parseCertificatePem } from "./pem.ts";
-import { caDirs, recordFiles, revocationCaDirs, serverBundleDirs } from "./layout.ts";
-
-// The tree's paths moved to layout.ts; re-exported for the modules that import them from here.
-export { intermediateDirs, recordFiles, serverBundleDirs, subdirs } from "./layout.ts";
+import { createCrl, type RevokedEntry } from "./crl_issue.ts";
+import { pathExists, writeFileAtomic } from "../util/fs_util.ts";
+import { normalizeSerial } from "../pki/serial.ts";
+import { type PemPair } from "./issue.ts";
+import { parseCertificatePem } from "../pki/pem.ts";
+import {
+  bundleCrlPath,
+  caDirs,
+  recordFiles,
+  revocationCaDirs,
+  serverBundleDirs,
+} from "./layout.ts";
 
 /** One certificate keygen issued. */
 export interface IssuedEntry {
@@ -236,8 +238,8 @@ export async function syncServerCrls(pkiDir: string): Promise<string[]> {
   if (crl === undefined) return [];
   const written: string[] = [];
   for (const dir of await serverBundleDirs(pkiDir)) {
-    await replaceFile(join(dir, "crl.pem"), crl, 0o644);
-    written.push(join(dir, "crl.pem"));
+    await replaceFile(bundleCrlPath(dir), crl, 0o644);
+    written.push(bundleCrlPath(dir));
   }
   return written;
 }

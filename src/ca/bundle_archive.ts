@@ -12,7 +12,8 @@
 import { Buffer } from "node:buffer";
 import { closeSync, constants, openSync, writeSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename } from "node:path";
+import { bundlePaths } from "./layout.ts";
 import { gzipSync } from "node:zlib";
 
 /** One file of an archive. */
@@ -79,8 +80,11 @@ export async function writeBundleArchive(
   file: string,
 ): Promise<void> {
   const entries: ArchiveEntry[] = [];
-  for (const [f, mode] of [["ca.pem", 0o644], ["cert.pem", 0o644], ["key.pem", 0o600]] as const) {
-    const path = join(bundleDir, f);
+  const paths = bundlePaths(bundleDir);
+  for (
+    const [path, mode] of [[paths.ca, 0o644], [paths.cert, 0o644], [paths.key, 0o600]] as const
+  ) {
+    const f = basename(path);
     const data = await readFile(path).catch((err) => {
       throw new Error(`Cannot read "${path}": ${(err as Error).message}`);
     });

@@ -7,25 +7,31 @@
  */
 
 import { lstat, readFile } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { basename } from "node:path";
 import process from "node:process";
-import { normalizeSerial, parsePeerCertificate } from "../access/identity.ts";
+import { normalizeSerial } from "../pki/serial.ts";
+import { parsePeerCertificate, type PeerIdentity } from "../access/identity.ts";
 import { sanMatches } from "../access/policy.ts";
-import { loadCrlFile, loadCrls } from "./crl.ts";
-import { keyMatchesCertificate, parseCertificatePem, parseCertificatesPem } from "./pem.ts";
-import { trustStoreOf, verifyChain } from "./chain.ts";
-import { pkiLayout } from "./keygen.ts";
+import { loadCrlFile, loadCrls } from "../pki/crl.ts";
+import { keyMatchesCertificate, parseCertificatePem, parseCertificatesPem } from "../pki/pem.ts";
+import { trustStoreOf, verifyChain } from "../pki/chain.ts";
+import { signerOf } from "../pki/verify.ts";
 import {
+  bundleCrlPath,
+  type BundlePaths,
+  bundlePaths,
   caDirs,
+  caFiles,
   clientsDir,
   fleetHostOf,
-  intermediateDirs,
+  pkiLayout,
   recordFiles,
   serverBundleDirs,
   subdirs,
-} from "./layout.ts";
-import { readRevoked, recordedRevocations } from "./records.ts";
-import type { X509Certificate } from "./x509.ts";
+} from "../ca/layout.ts";
+import { readRevoked, recordedRevocations } from "../ca/records.ts";
+import type { X509Certificate } from "../pki/x509.ts";
+import { leafUsageProblem } from "../pki/usage.ts";
 
 /** One check's outcome. */
 export interface CheckResult {
@@ -42,8 +48,8 @@ export interface CheckResult {
 /** Days before expiry from which the expiry check fails. */
 export const EXPIRY_DAYS = 30;
 
-const SERVER_AUTH = "1.3.6.1.5.5.7.3.1";
-const CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
+/** The serials each CA revoked, by the CA's certificate. */
+export type RevokedByCa = ReadonlyMap<X509Certificate, ReadonlySet<string>>;
 
 /** What a bundle is for, and how to remake it. */
 export interface BundleRole {
@@ -55,8 +61,12 @@ export interface BundleRole {
   reissue: string;
   /** The command that renews it (for the expiry fix). Default: `reissue`. */
   renew?: string;
-  /** Serials revoked by the PKI's CRL (a revoked bundle fails). */
-  revoked?: ReadonlySet<string>;
+  /**
+   * The serials each CA of the PKI revoked (its records and its CRL), by CA certificate: a
+   * bundle is revoked when the CA that signed it lists its serial, as serve decides (a serial
+   * is only ever revoked by its own issuer; another CA's same serial is another certificate).
+   */
+  revoked?: RevokedByCa;
   /** For a server: the host names clients use (each must be covered by a SAN). */
   hosts?: string[];
 }
@@ -71,132 +81,164 @@ export async function checkBundle(
   role: BundleRole,
   now: Date = new Date(),
 ): Promise<CheckResult[]> {
-  const out: CheckResult[] = [];
-  const label = role.label;
-  const files: Record<string, string> = {};
-  for (const f of ["ca.pem", "cert.pem", "key.pem"]) {
-    const path = join(dir, f);
-    try {
-      files[f] = await readFile(path, "utf8");
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-      out.push({
-        ok: false,
-        what: `${label}: ${f} readable`,
-        detail: `${path}: ${code}`,
-        fix: code === "EACCES" ? `run as the user that owns ${path}` : role.reissue,
-      });
-    }
-  }
-  if (out.length > 0) return out;
-  out.push({
-    ok: true,
-    what: `${label}: ca.pem, cert.pem, key.pem present and readable`,
-    detail: dir,
-  });
-  out.push(await keyPermissions(join(dir, "key.pem"), label));
+  const paths = bundlePaths(dir);
+  const read = await readBundle(paths, role);
+  if (!read.files) return read.out;
+  const { out, files } = read;
+  out.push(await keyPermissions(paths.key, role.label));
   let cert: X509Certificate;
   let cas: X509Certificate[];
   try {
-    cert = parseCertificatePem(files["cert.pem"]);
-    cas = parseCertificatesPem(files["ca.pem"]);
+    cert = parseCertificatePem(files.cert);
+    cas = parseCertificatesPem(files.ca);
   } catch (err) {
     out.push({
       ok: false,
-      what: `${label}: certificates parse`,
+      what: `${role.label}: certificates parse`,
       detail: (err as Error).message,
       fix: role.reissue,
     });
     return out;
   }
-  let matches = false;
-  try {
-    matches = await keyMatchesCertificate(files["key.pem"], files["cert.pem"]);
-  } catch (err) {
-    out.push({
-      ok: false,
-      what: `${label}: key matches certificate`,
-      detail: (err as Error).message,
-      fix: role.reissue,
-    });
-  }
-  if (matches) out.push({ ok: true, what: `${label}: key matches certificate` });
-  else if (!out.some((r) => r.what === `${label}: key matches certificate`)) {
-    out.push({
-      ok: false,
-      what: `${label}: key matches certificate`,
-      detail: `${join(dir, "key.pem")} is not the key of ${join(dir, "cert.pem")}`,
-      fix: `put the bundle's own key back, or ${role.reissue}`,
-    });
-  }
-  // The chain as the gate checks it: cert.pem's own intermediates, then ca.pem's.
-  const sent = parseCertificatesPem(files["cert.pem"]).slice(1);
-  const chain = await verifyChain(cert, sent, trustStoreOf(cas), role.role);
-  out.push(
-    chain.ok
-      ? {
-        ok: true,
-        what: `${label}: certificate signed by the CA in ca.pem`,
-        detail: chain.path.slice(1).map((c) => c.subject).join(" <- "),
-      }
-      : {
-        ok: false,
-        what: `${label}: certificate signed by the CA in ca.pem`,
-        detail: chain.reason === "certificate not signed by a trusted CA"
-          ? `issuer "${cert.issuer}" is not in ${join(dir, "ca.pem")}`
-          : chain.reason,
-        fix: `copy the issuing CA into ca.pem, or ${role.reissue}`,
-      },
-  );
+  out.push(await keyMatch(paths, files, role));
+  out.push(await chainCheck(paths, files, cert, cas, role));
   const { identity } = parsePeerCertificate(new Uint8Array(cert.rawData));
-  const eku = role.role === "server" ? SERVER_AUTH : CLIENT_AUTH;
-  const name = role.role === "server" ? "serverAuth" : "clientAuth";
-  out.push(
-    identity.extKeyUsages?.includes(eku)
-      ? { ok: true, what: `${label}: extended key usage ${name}` }
-      : {
-        ok: false,
-        what: `${label}: extended key usage ${name}`,
-        detail: `the certificate's EKU is ${identity.extKeyUsages?.join(", ") ?? "absent"}`,
-        fix: role.reissue,
-      },
-  );
+  out.push(usageCheck(identity, role, now));
   if (role.role === "server") {
-    for (const host of role.hosts ?? []) {
-      const covered = sanMatches(host, identity);
-      out.push(
-        covered ? { ok: true, what: `${label}: certificate names cover ${host}` } : {
-          ok: false,
-          what: `${label}: certificate names cover ${host}`,
-          detail: `SANs: ${[...identity.dnsNames, ...identity.ips].join(", ") || "none"}`,
-          fix:
-            `dockgate keygen server --san ${host} --force (clients of ${host} fail to verify it)`,
-        },
-      );
-    }
+    for (const host of role.hosts ?? []) out.push(hostCheck(host, identity, role));
   }
-  if (role.revoked) {
-    out.push(
-      role.revoked.has(identity.serial)
-        ? {
-          ok: false,
-          what: `${label}: certificate not revoked`,
-          detail: `serial ${identity.serial} is on the CRL`,
-          fix: `${role.reissue}, or remove the bundle if it is retired`,
-        }
-        : { ok: true, what: `${label}: certificate not revoked` },
-    );
-  }
+  if (role.revoked) out.push(await revokedCheck(cert, identity, role, role.revoked));
   const renew = role.renew ?? role.reissue;
-  out.push(expiry(`${label}: certificate`, identity.notBefore, identity.notAfter, now, renew));
+  out.push(
+    expiry(`${role.label}: certificate`, identity.notBefore, identity.notAfter, now, renew),
+  );
   for (const ca of cas) {
     out.push(
-      expiry(`${label}: CA ${ca.subject}`, ca.notBefore, ca.notAfter, now, "issue a new CA"),
+      expiry(`${role.label}: CA ${ca.subject}`, ca.notBefore, ca.notAfter, now, "issue a new CA"),
     );
   }
-  const crlPath = join(dir, "crl.pem");
-  if (await exists(crlPath)) out.push(await crlCheck(crlPath, cas, label, now));
+  const crlPath = bundleCrlPath(dir);
+  if (await exists(crlPath)) out.push(await crlCheck(crlPath, cas, role.label, now));
   return out;
+}
+
+/** The bundle's three files, or the failures to read them. */
+async function readBundle(
+  paths: BundlePaths,
+  role: BundleRole,
+): Promise<{ out: CheckResult[]; files?: { ca: string; cert: string; key: string } }> {
+  const out: CheckResult[] = [];
+  const text: string[] = [];
+  for (const path of [paths.ca, paths.cert, paths.key]) {
+    try {
+      text.push(await readFile(path, "utf8"));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      out.push({
+        ok: false,
+        what: `${role.label}: ${basename(path)} readable`,
+        detail: `${path}: ${code}`,
+        fix: code === "EACCES" ? `run as the user that owns ${path}` : role.reissue,
+      });
+    }
+  }
+  if (out.length > 0) return { out };
+  out.push({
+    ok: true,
+    what: `${role.label}: ca.pem, cert.pem, key.pem present and readable`,
+    detail: paths.dir,
+  });
+  return { out, files: { ca: text[0], cert: text[1], key: text[2] } };
+}
+
+/** Whether `key.pem` is the key of `cert.pem`. */
+async function keyMatch(
+  paths: BundlePaths,
+  files: { cert: string; key: string },
+  role: BundleRole,
+): Promise<CheckResult> {
+  const what = `${role.label}: key matches certificate`;
+  try {
+    if (await keyMatchesCertificate(files.key, files.cert)) return { ok: true, what };
+  } catch (err) {
+    return { ok: false, what, detail: (err as Error).message, fix: role.reissue };
+  }
+  return {
+    ok: false,
+    what,
+    detail: `${paths.key} is not the key of ${paths.cert}`,
+    fix: `put the bundle's own key back, or ${role.reissue}`,
+  };
+}
+
+/** The chain as the gate checks it: cert.pem's own intermediates, then ca.pem's. */
+async function chainCheck(
+  paths: BundlePaths,
+  files: { cert: string },
+  cert: X509Certificate,
+  cas: X509Certificate[],
+  role: BundleRole,
+): Promise<CheckResult> {
+  const what = `${role.label}: certificate signed by the CA in ca.pem`;
+  const sent = parseCertificatesPem(files.cert).slice(1);
+  const chain = await verifyChain(cert, sent, trustStoreOf(cas), role.role);
+  if (chain.ok) {
+    return {
+      ok: true,
+      what,
+      detail: chain.path.slice(1).map((c) => c.subject).join(" <- "),
+    };
+  }
+  return {
+    ok: false,
+    what,
+    detail: chain.reason === "certificate not signed by a trusted CA"
+      ? `issuer "${cert.issuer}" is not in ${paths.ca}`
+      : chain.reason,
+    fix: `copy the issuing CA into ca.pem, or ${role.reissue}`,
+  };
+}
+
+/** The one usage rule, as serve and the gate apply it (the EKU named in the line). */
+function usageCheck(identity: PeerIdentity, role: BundleRole, now: Date): CheckResult {
+  const usage = leafUsageProblem(identity, role.role, now);
+  const what = `${role.label}: usable as a TLS ${role.role} (extended key usage ` +
+    `${role.role}Auth, not a CA, key usage, dates)`;
+  if (!usage) return { ok: true, what };
+  const detail = usage.rule === "eku"
+    ? `${usage.reason}: the certificate's EKU is ${identity.extKeyUsages?.join(", ") ?? "absent"}`
+    : usage.reason;
+  return { ok: false, what, detail, fix: role.reissue };
+}
+
+/** Whether the server certificate's names cover `host`. */
+function hostCheck(host: string, identity: PeerIdentity, role: BundleRole): CheckResult {
+  const what = `${role.label}: certificate names cover ${host}`;
+  if (sanMatches(host, identity)) return { ok: true, what };
+  return {
+    ok: false,
+    what,
+    detail: `SANs: ${[...identity.dnsNames, ...identity.ips].join(", ") || "none"}`,
+    fix: `dockgate keygen server --san ${host} --force (clients of ${host} fail to verify it)`,
+  };
+}
+
+/** Whether the CA that signed `cert` (verify.ts's one rule) revoked its serial. */
+async function revokedCheck(
+  cert: X509Certificate,
+  identity: PeerIdentity,
+  role: BundleRole,
+  revoked: RevokedByCa,
+): Promise<CheckResult> {
+  const what = `${role.label}: certificate not revoked`;
+  const issuer = await signerOf(cert, [...revoked.keys()]);
+  if (issuer === undefined || !revoked.get(issuer)!.has(identity.serial)) return { ok: true, what };
+  return {
+    ok: false,
+    what,
+    detail: `serial ${identity.serial} is revoked by ${issuer.subject}`,
+    fix: `${role.reissue}, or remove the bundle if it is retired`,
+  };
 }
 
 /**
@@ -211,7 +253,7 @@ export async function checkPki(
   now: Date = new Date(),
 ): Promise<CheckResult[]> {
   const out: CheckResult[] = [];
-  const caCert = join(dir, "ca", "ca.pem");
+  const caCert = pkiLayout(dir).caCert;
   let cas: X509Certificate[] = [];
   try {
     cas = parseCertificatesPem(await readFile(caCert, "utf8"));
@@ -226,8 +268,8 @@ export async function checkPki(
     return out;
   }
   out.push(await keyPermissions(pkiLayout(dir).caKey, "CA"));
-  const pkiCas = await caCertificates(dir, cas);
-  const revoked = await revokedSerials(dir, pkiCas, out);
+  const revoked = await revokedByCa(dir, cas, out);
+  const pkiCas = [...revoked.keys()];
   for (const bundleDir of await serverBundleDirs(dir)) {
     const host = fleetHostOf(bundleDir);
     const reissue = `dockgate keygen server${host ? ` --name ${host}` : ""} --dir ${dir} --force`;
@@ -257,35 +299,33 @@ export async function checkPki(
   }
   for (const caDir of await caDirs(dir)) {
     const crl = recordFiles(caDir).crl;
-    const label = caDir === join(dir, "ca") ? "CA" : `intermediate ${basename(caDir)}`;
+    const label = caDir === pkiLayout(dir).caDir ? "CA" : `intermediate ${basename(caDir)}`;
     if (await exists(crl)) out.push(await crlCheck(crl, pkiCas, label, now));
   }
   return out;
 }
 
-/** The root CA certificates `root` and every intermediate's certificate of the PKI. */
-async function caCertificates(dir: string, root: X509Certificate[]): Promise<X509Certificate[]> {
-  const all = [...root];
-  for (const d of await intermediateDirs(dir)) {
-    // An unreadable intermediate is reported by its bundles' chain checks.
-    const text = await readFile(join(d, "ca.pem"), "utf8").catch(() => "");
-    if (text) all.push(...parseCertificatesPem(text));
-  }
-  return all;
-}
-
 /**
- * Every serial revoked by a CA of the PKI: listed by its record or by its CRL, as serve
- * (the record decides whether a CRL must be in force) and inspect (the CRLs) see them.
- * A record that cannot be read is a failure in `out`.
+ * Every CA of the PKI (the root `root`, then each intermediate) with the serials it revoked:
+ * listed by its record or by its CRL, as serve (the record decides whether a CRL must be in
+ * force) and inspect (the CRLs) see them. A record that cannot be read is a failure in `out`.
  */
-async function revokedSerials(
+async function revokedByCa(
   dir: string,
-  cas: X509Certificate[],
+  root: X509Certificate[],
   out: CheckResult[],
-): Promise<Set<string>> {
-  const serials = new Set<string>();
+): Promise<Map<X509Certificate, Set<string>>> {
+  const byCa = new Map<X509Certificate, Set<string>>();
+  const cas: X509Certificate[] = [];
   for (const caDir of await caDirs(dir)) {
+    // An unreadable intermediate is reported by its bundles' chain checks.
+    const own = caDir === pkiLayout(dir).caDir
+      ? root
+      : await readFile(caFiles(caDir).cert, "utf8").then(parseCertificatesPem, () => []);
+    if (own.length === 0) continue;
+    cas.push(...own);
+    const serials = new Set<string>();
+    for (const ca of own) byCa.set(ca, serials);
     try {
       for (const r of await readRevoked(caDir)) serials.add(normalizeSerial(r.serial));
     } catch (err) {
@@ -296,18 +336,20 @@ async function revokedSerials(
         fix: "restore revoked.json from a backup",
       });
     }
+  }
+  for (const caDir of await caDirs(dir)) {
     const crl = recordFiles(caDir).crl;
     if (!(await exists(crl))) continue;
-    // A CRL that does not verify is reported by crlCheck.
+    // A CRL that does not verify is reported by crlCheck; one that does counts for its signer.
     const loaded = await loadCrlFile(crl, cas).catch(() => undefined);
-    for (const s of loaded?.serials ?? []) serials.add(s);
+    if (loaded) { for (const s of loaded.serials) byCa.get(loaded.signer)?.add(s); }
   }
-  return serials;
+  return byCa;
 }
 
 /** A server bundle without `crl.pem` while the PKI's records list revocations: serve refuses. */
 async function crlPresent(bundleDir: string, label: string): Promise<CheckResult[]> {
-  const crl = join(bundleDir, "crl.pem");
+  const crl = bundleCrlPath(bundleDir);
   if (await exists(crl)) return [];
   const recorded = await recordedRevocations(bundleDir).catch(() => undefined);
   if (!recorded || recorded.count === 0) return [];

@@ -1,0 +1,138 @@
+/**
+ * The two tiers of the test suite and the rule that puts a test file in one of them.
+ *
+ * - **e2e**: every `tests/*_e2e_test.ts`, and the files named in {@linkcode E2E_FILES} (they
+ *   start a dockerd, need root, or build packages; renaming them is not worth the churn).
+ * - **unit**: every other `tests/*_test.ts`. It runs with `--parallel`, with
+ *   `DOCKGATE_TEST_TIER=unit` set, so that `startDockerd()`/`dockerdUnavailable()` in
+ *   tests/helpers/dockerd.ts throw (a unit-tier file that starts dockerd fails, it cannot drift
+ *   into the fast tier unnoticed), and, as root where `unshare` exists, in a private network
+ *   namespace holding only loopback (a unit test that reaches beyond 127.0.0.1 fails).
+ *
+ * Usage:
+ *   deno run -A scripts/test_tiers.ts list unit|e2e      the tier's files, one a line
+ *   deno run -A scripts/test_tiers.ts run unit [ARGS…]   `deno test` of the unit tier
+ *                                                         (`deno task test:unit`)
+ *
+ * @module
+ */
+
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** The environment variable that marks a unit-tier run, and its value. */
+export const TIER_ENV = "DOCKGATE_TEST_TIER";
+
+/**
+ * Test files in the e2e tier although their names do not end in `_e2e_test.ts`, each with why.
+ * A new end-to-end file should be named `*_e2e_test.ts` instead of being added here.
+ */
+export const E2E_FILES: Record<string, string> = {
+  "tests/access_test.ts": "starts dockerd; testssl.sh",
+  "tests/attack_relay_test.ts": "starts dockerd",
+  "tests/bench_smoke_test.ts": "runs `bench --quick` (all peers, ~1.5 min)",
+  "tests/binary_test.ts": "builds the binary with deno compile; starts dockerd",
+  "tests/dockerd_harness_test.ts": "starts dockerd",
+  "tests/doctor_test.ts": "starts dockerd",
+  "tests/env_test.ts": "starts dockerd",
+  "tests/hardening_test.ts": "needs root (chown to other users)",
+  "tests/image_test.ts": "builds the container image; starts dockerd",
+  "tests/npm_package_test.ts": "builds and installs the npm package; starts dockerd",
+  "tests/systemd_test.ts": "starts dockerd",
+  "tests/systemd_unit_test.ts": "runs serve under setpriv (root) to a real dockerd",
+};
+
+/** `"unit"` or `"e2e"`. */
+export type Tier = "unit" | "e2e";
+
+/**
+ * The tier of one test file, by the rule above (path relative to the repository root).
+ *
+ * @example
+ * ```ts
+ * import { tierOf } from "./test_tiers.ts";
+ * if (tierOf("tests/chain_e2e_test.ts") !== "e2e") throw new Error("by name");
+ * if (tierOf("tests/http_test.ts") !== "unit") throw new Error("the default");
+ * ```
+ */
+export function tierOf(file: string): Tier {
+  if (!file.endsWith("_test.ts")) throw new TypeError(`${file} is not a test file`);
+  return file.endsWith("_e2e_test.ts") || file in E2E_FILES ? "e2e" : "unit";
+}
+
+/**
+ * Every test file under `tests/` (not in helpers or tools), sorted, relative to the root.
+ *
+ * @example
+ * ```ts
+ * import { testFiles } from "./test_tiers.ts";
+ * if (!testFiles().includes("tests/http_test.ts")) throw new Error("missing");
+ * ```
+ */
+export function testFiles(root: string = ROOT): string[] {
+  return [...Deno.readDirSync(join(root, "tests"))]
+    .filter((e) => e.isFile && e.name.endsWith("_test.ts"))
+    .map((e) => relative(root, join(root, "tests", e.name)))
+    .sort();
+}
+
+/**
+ * The files of one tier.
+ *
+ * @example
+ * ```ts
+ * import { tierFiles } from "./test_tiers.ts";
+ * if (tierFiles("unit").some((f) => f.endsWith("_e2e_test.ts"))) throw new Error("by name");
+ * ```
+ */
+export function tierFiles(tier: Tier, root: string = ROOT): string[] {
+  if (tier !== "unit" && tier !== "e2e") throw new TypeError(`unknown tier ${tier}`);
+  return testFiles(root).filter((f) => tierOf(f) === tier);
+}
+
+/** Whether `cmd` is on PATH (or in /usr/sbin, /sbin). */
+function have(cmd: string): boolean {
+  return new Deno.Command("sh", {
+    args: ["-c", `command -v ${cmd} >/dev/null || [ -x /usr/sbin/${cmd} ] || [ -x /sbin/${cmd} ]`],
+  }).outputSync().success;
+}
+
+/**
+ * The command line that runs `deno test` on the unit tier: `--parallel`, and inside a network
+ * namespace with only loopback up when root can make one (`unshare -n`).
+ */
+export function unitCommand(deno: string, extra: string[]): string[] {
+  const test = [deno, "test", "-A", "--parallel", ...extra, ...tierFiles("unit")];
+  if (Deno.uid() !== 0 || !have("unshare") || !have("ip")) return test;
+  // `ip link set lo up` first: a new namespace's loopback is down.
+  return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "unit-tier", ...test];
+}
+
+async function main(args: string[]): Promise<number> {
+  const [verb, tier, ...rest] = args;
+  if (verb === "list" && (tier === "unit" || tier === "e2e")) {
+    for (const f of tierFiles(tier)) console.log(f);
+    return 0;
+  }
+  if (verb === "run" && tier === "unit") {
+    const deno = join(ROOT, "node_modules", ".bin", "deno");
+    const [cmd, ...cmdArgs] = unitCommand(deno, rest);
+    const t0 = Date.now();
+    const status = await new Deno.Command(cmd, {
+      args: cmdArgs,
+      cwd: ROOT,
+      // Four test files at a time on two cores: most of the tier waits on the processes it
+      // starts (serve, openssl, go), so Deno's default of one job per core left it half idle
+      // (73 s against 41 s here). DENO_JOBS set by the caller wins.
+      env: { [TIER_ENV]: "unit", DENO_JOBS: Deno.env.get("DENO_JOBS") ?? "4" },
+    }).spawn().status;
+    console.error(`unit tier: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    return status.code;
+  }
+  console.error("usage: test_tiers.ts list unit|e2e | run unit [deno test args…]");
+  return 2;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

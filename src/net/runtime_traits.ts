@@ -1,0 +1,25 @@
+/**
+ * What dockgate needs to know about the runtime it runs on: the type each runtime's module
+ * (`runtime_deno.ts`, `runtime_node.ts`) fills in and `runtime.ts` picks from. Its own module so
+ * that the picker imports the runtimes and the runtimes do not import the picker.
+ *
+ * @module
+ */
+
+import type { FlowControlFactory } from "./flow_control.ts";
+
+/** What dockgate needs to know about the runtime it runs on. */
+export interface RuntimeTraits {
+  /** `"deno"` or `"node"`. */
+  name: "deno" | "node";
+  /** Human-readable name and version, e.g. `Deno 2.9.5`. */
+  description: string;
+  /** Relay tuning for this runtime's sockets. */
+  relay: RuntimeRelayTuning;
+}
+
+/** The relay settings a runtime chooses for its own sockets. */
+export interface RuntimeRelayTuning {
+  /** How to hold back a socket of this runtime; absent: `pause()`/`resume()`. */
+  flowControl?: FlowControlFactory;
+}
