@@ -226,6 +226,14 @@ Deno.test("the policy file: the issue's JSON, YAML, and one clear error per mist
           /the root directory is the host/,
         ],
         [
+          'roles: {a: {preset: no-escape, allowImageNames: ["CI/*"]}}\nidentities: []',
+          /roles\.a\.allowImageNames\[0\]: must be an image name pattern like "ci\/\*"/,
+        ],
+        [
+          "roles: {a: {preset: no-escape, allowImageNames: ci}}\nidentities: []",
+          /roles\.a\.allowImageNames: must be a list of strings/,
+        ],
+        [
           "roles: {a: {preset: full, allow: [containers]}}\nidentities: []",
           /roles\.a\.allow\[0\]: must be "METHOD \/path\/pattern"/,
         ],
@@ -354,4 +362,44 @@ Deno.test("api policy: a build's record says its context was not read", () => {
   });
   assert.equal(d.allow, true);
   assert.match(d.rule, /build query checked, context not read/);
+});
+
+Deno.test("api policy: image names are written only as allowImageNames allows", () => {
+  const p = compileApiPolicy({
+    roles: {
+      ci: { preset: "no-escape" },
+      names: { preset: "no-escape", allowImageNames: ["ci/*"] },
+      all: { preset: "no-escape", allowImageNames: ["*"] },
+      ro: { preset: "read-only", allow: ["POST /images/**"] },
+    },
+    identities: [],
+  }, "x");
+  const decide = (role: string, method: string, path: string) =>
+    decideRequest(p.roles.get(role)!, { method, target: parseApiTarget(path) });
+  const cases: [string, string, string, boolean][] = [
+    ["ci", "POST", "/v1.41/images/evil/tag?repo=bb&tag=latest", false],
+    ["ci", "POST", "/v1.41/images/evil/tag?repo=ci/x&tag=1", false],
+    ["ci", "DELETE", "/v1.41/images/bb:latest", false],
+    ["ci", "POST", "/v1.41/images/bb/push?tag=latest", false],
+    ["ci", "POST", "/v1.41/images/prune", false],
+    ["ci", "POST", "/v1.41/images/load", false],
+    ["ro", "POST", "/v1.41/images/evil/tag?repo=bb", false],
+    ["names", "POST", "/v1.41/images/evil/tag?repo=ci/x&tag=1", true],
+    ["names", "POST", "/v1.41/images/evil/tag?repo=docker.io/ci/x", true],
+    ["names", "POST", "/v1.41/images/evil/tag?repo=docker.io/library/bb", false],
+    ["names", "POST", "/v1.41/images/evil/tag", false],
+    ["names", "DELETE", "/v1.41/images/ci/x:1", true],
+    ["names", "DELETE", "/v1.41/images/3f2a", false],
+    ["names", "DELETE", "/v1.41/images/bb", false],
+    ["names", "POST", "/v1.41/images/ci/x/push?tag=2", true],
+    ["names", "POST", "/v1.41/images/load", false],
+    ["all", "DELETE", "/v1.41/images/sha256:3f2a", true],
+    ["all", "POST", "/v1.41/images/load", true],
+    ["all", "POST", "/v1.41/images/prune", true],
+  ];
+  for (const [role, method, path, allow] of cases) {
+    const d = decide(role, method, path);
+    assert.equal(d.allow, allow, `${role} ${method} ${path}: ${d.rule}`);
+    if (!allow && role !== "ro") assert.match(d.rule, /allowImageNames/, d.rule);
+  }
 });

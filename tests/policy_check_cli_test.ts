@@ -39,6 +39,16 @@ identities:
       r.stdout,
       /^allow ci: no-escape\nshield CVE-2026-41568: refused on Docker 25\.0\.0 to 29\.5\.0 /,
     );
+    assert.match(r.stdout, /\ncontainer check: container web is inspected at run time/);
+    r = await check("--identity", "ci-runner", "POST", "/v1.41/images/x/tag?repo=bb&tag=latest");
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stdout,
+      /^deny ci: no-escape: tag bb:latest: name not allowed .*allowImageNames/,
+    );
+    r = await check("--identity", "ci-runner", "POST", "/v1.41/build?t=bb");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /\nimage check: bb:latest is not on allowImageNames/);
     r = await check("--identity", "grafana", "POST", "/v1.41/containers/create");
     assert.equal(r.code, 1);
     assert.match(r.stdout, /^deny monitor: read-only: POST \/containers\/create changes state\n$/);

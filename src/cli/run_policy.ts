@@ -23,6 +23,8 @@ import { IsolationRefusal, planIsolation } from "../docker/isolation.ts";
 import { JsonDocument } from "../docker/strict_json.ts";
 import { fsErrorText } from "../util/fs_util.ts";
 import { shieldLine, shieldsGuarding } from "../docker/shields.ts";
+import { containerAccess } from "../docker/container_check.ts";
+import { namesToBeNew } from "../docker/image_names.ts";
 
 /**
  * A line per shield that guards `method path`: refused on the daemon versions it names, or
@@ -38,6 +40,29 @@ function shieldLines(method: string, path: string, lifted: readonly string[]): s
   return shieldsGuarding(method, canonical).map((s) =>
     lifted.includes(s.id) ? `shield ${s.id}: lifted by the role (liftShields)` : shieldLine(s)
   );
+}
+
+/** The names a request writes that must not exist yet (`image_names.ts`). */
+function newNames(patterns: readonly string[] | undefined, method: string, path: string): string[] {
+  try {
+    return namesToBeNew(patterns, method, parseApiTarget(path));
+  } catch {
+    return [];
+  }
+}
+
+/** The container check a request of a restricted role gets at run time, as a line. */
+function insideLine(method: string, path: string): string | undefined {
+  try {
+    const access = containerAccess(method, parseApiTarget(path));
+    if (!access) return undefined;
+    const what = access.kind === "exec"
+      ? `the container of exec ${access.name}`
+      : `container ${access.name}`;
+    return `container check: ${what} is inspected at run time and must pass the create rules`;
+  } catch (err) {
+    return `container: ${(err as Error).message}`;
+  }
 }
 
 /** Decide, print `allow|deny <role>: <rule>` on stdout, and return the exit code. */
@@ -62,6 +87,16 @@ export async function runPolicyCheck(cmd: PolicyCheckCommand, io: CliIo): Promis
   if (decision.allow && role?.preset !== "full") {
     for (const line of shieldLines(cmd.method, cmd.path, role?.liftShields ?? [])) {
       io.out(line);
+    }
+  }
+  // Acting inside a container: its stored configuration is checked when the request comes.
+  const inside = decision.allow && role && !role.isolate && role.preset !== "full"
+    ? insideLine(cmd.method, cmd.path)
+    : undefined;
+  if (inside) io.out(inside);
+  if (decision.allow && role && role.preset !== "full") {
+    for (const name of newNames(role.spec.allowImageNames, cmd.method, cmd.path)) {
+      io.out(`image check: ${name} is not on allowImageNames: refused at run time if it exists`);
     }
   }
   return decision.allow ? 0 : 1;

@@ -20,6 +20,7 @@ import { isJsonObject, JsonError, type JsonValue, parseStrictJson } from "./stri
 import { reservedLabels } from "./isolation.ts";
 import { queryProblem } from "./route_params.ts";
 import { SHIELD_IDS } from "./shields.ts";
+import { imageNameProblem, imagePatternProblem } from "./image_names.ts";
 
 /** The presets a role starts from. */
 export type Preset = "read-only" | "no-escape" | "full";
@@ -52,6 +53,12 @@ export interface RoleSpec extends EscapeAllowances {
    * allowed on affected daemons too (the audit record says `lifted <CVE>`). Default: none.
    */
   liftShields?: readonly string[];
+  /**
+   * Image names the role may write (tag, push, remove), glob patterns (`*` any characters)
+   * matched against the familiar name with its tag (`ci/app:1`, `bb:latest`); prune and
+   * load need `"*"`. Default: none (see `image_names.ts`).
+   */
+  allowImageNames?: readonly string[];
 }
 
 /** One identity entry: exactly one of `cn`, `san`, `ou`, matched as the allow-lists match. */
@@ -153,6 +160,7 @@ const LIST_KEYS = [
   "allowLogDrivers",
   "allowVolumeDrivers",
   "liftShields",
+  "allowImageNames",
 ] as const;
 const ROLE_KEYS = new Set<string>([
   "preset",
@@ -279,6 +287,10 @@ function compileRole(
   if (r.liftShields !== undefined && r.preset === "full") {
     fail(".liftShields", "a full role has no shields (it is relayed raw)");
   }
+  ((r.allowImageNames ?? []) as string[]).forEach((p, i) => {
+    const bad = imagePatternProblem(p);
+    if (bad) fail(`.allowImageNames[${i}]`, bad);
+  });
   ((r.allowBindMounts ?? []) as string[]).forEach((p, i) => {
     if (!p.startsWith("/")) fail(`.allowBindMounts[${i}]`, "must be an absolute path");
     if (cleanPath(p) === "/") fail(`.allowBindMounts[${i}]`, "the root directory is the host");
@@ -443,6 +455,13 @@ function inspect(
     isolated: role.isolate,
   });
   if (query) return query;
+  const names = imageNameProblem(
+    role.spec.allowImageNames,
+    route.method,
+    route.pattern,
+    request.target,
+  );
+  if (names) return names;
   switch (route.inspect) {
     case undefined:
       return undefined;

@@ -129,6 +129,7 @@ class ApiRelay {
       connectDaemon: options.connectDaemon,
       whenIdle: () => this.#whenIdle(),
       containers: options.containers,
+      resolveSymlinks: options.resolveSymlinks,
     });
     this.#requests = this.#newRequestReader();
     this.#answers = new AnswerReader({

@@ -24,6 +24,14 @@ import {
 import { checkOwners } from "./owner_check.ts";
 import { JsonDocument } from "./strict_json.ts";
 import { denialMessage, type Exchange } from "./relay_exchange.ts";
+import { namesToBeNew } from "./image_names.ts";
+import {
+  checkContainerAccess,
+  checkNamesNew,
+  containerAccess,
+  type DaemonDefaults,
+  daemonDefaults,
+} from "./container_check.ts";
 import {
   GATE_VOLUME_HOLDS,
   type Release,
@@ -52,7 +60,12 @@ export interface IsolationInput {
 
 /** What to do with the request: forward these bytes, or answer here (audit mode: forward). */
 export type IsolationOutcome =
-  | { kind: "forward"; bytes: () => Buffer }
+  | {
+    kind: "forward";
+    bytes: () => Buffer;
+    /** The decision to record, when the step added to it (what it checked). */
+    decision?: ApiDecision;
+  }
   | {
     kind: "refuse";
     decision: ApiDecision;
@@ -98,6 +111,8 @@ export interface IsolationStepOptions {
    * and this record (none: no container is anyone's).
    */
   containers?: ContainerRecord;
+  /** Resolve symlinks in bind sources, as the body checks do (the daemon is on this host). */
+  resolveSymlinks?: boolean;
 }
 
 /** The volume holds a request needs: names it uses, or names it removes (`"all"`: a prune). */
@@ -124,6 +139,8 @@ export class IsolationStep {
   readonly #containers: ContainerRecord | undefined;
   /** The owner checks' own connection to the daemon, opened when first needed. */
   #daemon: DaemonClient | undefined;
+  readonly #resolveSymlinks: boolean;
+  readonly #defaults: () => Promise<DaemonDefaults>;
 
   /** The step for one connection (see {@linkcode IsolationStepOptions}). */
   constructor(options: IsolationStepOptions) {
@@ -132,6 +149,42 @@ export class IsolationStep {
     this.#whenIdle = options.whenIdle;
     this.#holds = options.holds ?? GATE_VOLUME_HOLDS;
     this.#containers = options.containers;
+    this.#resolveSymlinks = options.resolveSymlinks ?? false;
+    this.#defaults = daemonDefaults(() => this.#client()!);
+  }
+
+  /**
+   * Whether an allowed request of `role` takes this step: every request of an isolated role,
+   * one that writes an image name the role's `allowImageNames` does not cover (it must not
+   * exist yet), and, for the other restricted roles, those that act inside a container
+   * (`container_check.ts`: another identity's container must be no way out).
+   *
+   * @example
+   * ```ts
+   * import { IsolationStep } from "./isolation_step.ts";
+   * import { compileApiPolicy } from "./api_policy.ts";
+   * import { parseApiTarget } from "./api_path.ts";
+   * const role = compileApiPolicy({ roles: { ci: { preset: "no-escape" } }, identities: [] }, "x").roles.get("ci")!;
+   * const step = new IsolationStep({ who: { identity: "a", owner: "a" }, whenIdle: async () => {} });
+   * if (!step.takes(role, "POST", parseApiTarget("/containers/web/exec"))) throw new Error();
+   * if (step.takes(role, "GET", parseApiTarget("/containers/web/json"))) throw new Error();
+   * ```
+   */
+  takes(role: Role, method: string, target: ApiTarget): boolean {
+    if (role.isolate) return true;
+    if (role.preset === "full") return false;
+    if (namesToBeNew(role.spec.allowImageNames, method, target).length > 0) return true;
+    try {
+      return containerAccess(method, target) !== undefined;
+    } catch {
+      return true; // refused in run()
+    }
+  }
+
+  /** The daemon connection, opened when first needed (undefined: none configured). */
+  #client(): DaemonClient | undefined {
+    this.#daemon ??= this.#connectDaemon ? new DaemonClient(this.#connectDaemon) : undefined;
+    return this.#daemon;
   }
 
   /**
@@ -139,7 +192,34 @@ export class IsolationStep {
    * once the owners were checked. Throws only for a fault that is not a refusal.
    */
   run(input: IsolationInput): IsolationOutcome | Promise<IsolationOutcome> {
+    const { head, target, role } = input;
+    const names = role.preset === "full"
+      ? []
+      : namesToBeNew(role.spec.allowImageNames, head.method, target);
+    if (names.length === 0) return this.#run(input);
+    return this.#namesNew(input, names);
+  }
+
+  /**
+   * The names a build, commit or pull would write must not exist yet: asked once no earlier
+   * request of this connection is unanswered, then the isolation or container check.
+   */
+  async #namesNew(input: IsolationInput, names: string[]): Promise<IsolationOutcome> {
+    try {
+      await this.#whenIdle();
+      const client = this.#client();
+      if (!client) throw new Error("no connection to the daemon for image name checks");
+      await withTimeout(checkNamesNew(client, names), OWNER_CHECK_MS);
+    } catch (err) {
+      return this.#failed(input, err, "image check");
+    }
+    return await this.#run(input);
+  }
+
+  /** After the image name check: isolation, or the container check. */
+  #run(input: IsolationInput): IsolationOutcome | Promise<IsolationOutcome> {
     const { head, target, role, body } = input;
+    if (!role.isolate) return this.#inside(input);
     const settings: IsolationSettings = {
       owner: this.#who.owner,
       othersStatus: role.othersStatus,
@@ -181,9 +261,9 @@ export class IsolationStep {
       if (need) release = await this.#hold(need);
       let result: { ownContainers?: Set<string>; notes: string[] } = { notes: [] };
       if (plan.refs.length > 0 || plan.containerPrune) {
-        this.#daemon ??= this.#connectDaemon ? new DaemonClient(this.#connectDaemon) : undefined;
-        if (!this.#daemon) throw new Error("no connection to the daemon for owner checks");
-        const checks = checkOwners(plan, settings, this.#daemon, input.head.method);
+        const client = this.#client();
+        if (!client) throw new Error("no connection to the daemon for owner checks");
+        const checks = checkOwners(plan, settings, client, input.head.method);
         result = await withTimeout(checks, OWNER_CHECK_MS);
       }
       const outcome = this.#forward(input, plan, settings, result.ownContainers ?? new Set(), [
@@ -206,6 +286,49 @@ export class IsolationStep {
     if (need.remove === "all") return this.#holds.remove("all");
     if (need.remove) return this.#holds.remove([...need.remove, ...need.use]);
     return this.#holds.use(need.use);
+  }
+
+  /** A refusal, or the daemon's failure as 502 (that connection is not used again). */
+  #failed(input: IsolationInput, err: unknown, what: string): IsolationOutcome {
+    if (err instanceof IsolationRefusal) return this.#refused(input, err, what);
+    this.#daemon?.close();
+    this.#daemon = undefined;
+    const message = `${what} failed: ${(err as Error).message}`;
+    return this.#refused(input, new IsolationRefusal(502, message), what);
+  }
+
+  /**
+   * A restricted role that is not isolated, acting inside a container: the container's stored
+   * configuration is checked with the create rules, the request forwarded by its full ID (the
+   * container's configuration cannot change under that ID, so no wait for the line is needed).
+   */
+  #inside(input: IsolationInput): IsolationOutcome | Promise<IsolationOutcome> {
+    const { head, target, role, body, decision } = input;
+    const what = "container check";
+    const forward = (newTarget?: string) => () => {
+      const headBytes = serializeRequestHead(head, body?.length, newTarget);
+      return body ? Buffer.concat([headBytes, body]) : headBytes;
+    };
+    let access;
+    try {
+      access = containerAccess(head.method, target);
+    } catch (err) {
+      return this.#failed(input, err, what);
+    }
+    if (!access) return { kind: "forward", bytes: forward() };
+    const ctx = { allow: role.spec, resolveSymlinks: this.#resolveSymlinks, isolated: false };
+    const client = this.#client();
+    const check = client
+      ? withTimeout(
+        checkContainerAccess(access, head.target, target, client, ctx, this.#defaults),
+        OWNER_CHECK_MS,
+      )
+      : Promise.reject(new Error("no connection to the daemon for container checks"));
+    return check.then(({ target: newTarget, note }) => ({
+      kind: "forward" as const,
+      decision: { ...decision, rule: `${decision.rule} (${note})` },
+      bytes: forward(newTarget),
+    }), (err) => this.#failed(input, err, what));
   }
 
   /** Close the daemon connection (the relayed connection ended). */
@@ -244,10 +367,18 @@ export class IsolationStep {
   }
 
   /** Refuse for isolation: 404 in the daemon's words (nothing to tell apart), else 403/400/502. */
-  #refused(input: IsolationInput, refusal: IsolationRefusal): IsolationOutcome {
+  #refused(
+    input: IsolationInput,
+    refusal: IsolationRefusal,
+    what = "owner check",
+  ): IsolationOutcome {
     const { exchange, head, body } = input;
-    exchange.owner = `refused: ${refusal.message}`;
-    const decision = { allow: false, rule: `isolate: ${refusal.message}` };
+    const isolation = what === "owner check";
+    if (isolation) exchange.owner = `refused: ${refusal.message}`;
+    const rule = isolation
+      ? `isolate: ${refusal.message}`
+      : `${input.role.preset}: ${refusal.message}`;
+    const decision = { allow: false, rule };
     const status = refusal.status;
     const message = status === 404
       ? refusal.message

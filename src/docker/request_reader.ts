@@ -294,7 +294,7 @@ export class RequestReader {
     // parsers could read differently was refused (an inspected body is re-framed, see #collect).
     const then = () =>
       this.#afterHosts(exchange, decision, head.framing, next, () => r.headBytes, () => {
-        if (role.isolate && decision.allow) {
+        if (decision.allow && this.#options.isolation.takes(role, head.method, target)) {
           const input = { exchange, decision, head, target, role, body: undefined };
           return this.#isolate(input, head.framing, next);
         }
@@ -409,7 +409,7 @@ export class RequestReader {
     const decision = this.#inspect(c, body);
     const bytes = () => Buffer.concat([serializeRequestHead(c.head, body.length), body]);
     this.#afterHosts(c.exchange, decision, { kind: "none" }, c.next, bytes, () => {
-      if (c.role.isolate && decision.allow) {
+      if (decision.allow && this.#options.isolation.takes(c.role, c.head.method, c.target)) {
         const input = {
           exchange: c.exchange,
           decision,
@@ -481,7 +481,7 @@ export class RequestReader {
   #isolate(input: IsolationInput, framing: BodyFraming, next: Next): void {
     const act = (o: IsolationOutcome) => {
       const refusal = o.kind === "refuse" ? o.refusal : undefined;
-      const decision = o.kind === "refuse" ? o.decision : input.decision;
+      const decision = o.decision ?? input.decision;
       this.#decided(input.exchange, decision, framing, next, o.bytes, refusal);
     };
     const outcome = this.#options.isolation.run(input);

@@ -6,6 +6,7 @@
  */
 
 import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
 import http from "node:http";
 import type net from "node:net";
 import { readFile, rm } from "node:fs/promises";
@@ -22,6 +23,33 @@ import { freeTempDir } from "./wait.ts";
 
 /** The engine version the recording target claims (no shield is active for it). */
 export const TARGET_VERSION = "20.10.24";
+
+/**
+ * The full ID the recording target gives the container `name` (the gate's container check
+ * rewrites requests to it): the SHA-256 of the name.
+ */
+export function fakeContainerId(name: string): string {
+  return createHash("sha256").update(name).digest("hex");
+}
+
+/**
+ * The gate's own questions (its `DaemonClient` says `User-Agent: dockgate`), answered as a
+ * daemon would for a container made as a no-escape role makes them, and not recorded: a
+ * container's or exec instance's inspect, and `/info`. An exec instance `x` is in container `x`.
+ */
+function gateQuestion(req: http.IncomingMessage): { status: number; body: string } | undefined {
+  if (req.method !== "GET" || req.headers["user-agent"] !== "dockgate") return undefined;
+  const path = req.url!.split("?")[0];
+  if (path === "/info") return { status: 200, body: JSON.stringify({ CgroupVersion: "2" }) };
+  const m = /^\/(containers|exec)\/([^/]+)\/json$/.exec(path);
+  if (!m) return undefined;
+  const name = decodeURIComponent(m[2]);
+  const id = fakeContainerId(name);
+  const body = m[1] === "exec"
+    ? { ID: name, ContainerID: name, Running: false }
+    : { Id: id, Name: `/${name}`, Config: { Image: "bb" }, HostConfig: { NetworkMode: "none" } };
+  return { status: 200, body: JSON.stringify(body) };
+}
 
 /** A request as the recording target parsed it. */
 export interface Recorded {
@@ -46,13 +74,14 @@ export interface ApiGate {
 }
 
 /**
- * The test policy: `ro` read-only, `ci` no-escape (binds under /srv/ci), `iso` no-escape
- * isolated per owner, `root` full.
+ * The test policy: `ro` read-only, `ci` no-escape (binds under /srv/ci, every image name),
+ * `iso` no-escape isolated per owner, `root` full.
  */
 export const TEST_POLICY = {
   roles: {
     ro: { preset: "read-only" },
-    ci: { preset: "no-escape", allowBindMounts: ["/srv/ci"] },
+    // Every image name: the relay tests use `POST /images/load` as a bulk upload route.
+    ci: { preset: "no-escape", allowBindMounts: ["/srv/ci"], allowImageNames: ["*"] },
     iso: { preset: "no-escape", isolate: true },
     root: { preset: "full" },
   },
@@ -72,6 +101,11 @@ export async function withApiGate(
     maxBodyBytes?: number;
     /** The engine version the target claims; `null`: it cannot say. Default 20.10.24. */
     targetVersion?: string | null;
+    /**
+     * Answer the gate's own inspects (see `gateQuestion`). Default: true; false: they are
+     * recorded and answered like any request (`{"ok":true,…}`: no ID).
+     */
+    gateQuestions?: boolean;
   } = {},
 ): Promise<void> {
   const dir = await freeTempDir("dg-api-");
@@ -94,6 +128,14 @@ export async function withApiGate(
           "content-length": v.length,
         });
         return res.end(v);
+      }
+      const own = options.gateQuestions === false ? undefined : gateQuestion(req);
+      if (own) {
+        res.writeHead(own.status, {
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(own.body),
+        });
+        return res.end(own.body);
       }
       recorded.push({
         method: req.method!,
@@ -140,7 +182,9 @@ export async function withApiGate(
     );
     socket.write("stream-start\n");
     // A container that never reads its stdin: nothing is read from the stream.
-    if (req.url!.includes("hold=1")) return void socket.pause();
+    if (req.url!.includes("hold=1") || req.url!.includes(fakeContainerId("hold=1"))) {
+      return void socket.pause();
+    }
     if (head.length) socket.write(head);
     socket.on("data", (d: Buffer) => {
       seen.push(d);
