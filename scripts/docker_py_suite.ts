@@ -54,6 +54,7 @@ export const WIDE_NO_ESCAPE = {
       allowVolumeDrivers: ["local", "foo", "invalid.driver"],
       allowDownloads: true,
       allowPrivateAddresses: true,
+      allowImageNames: ["*"],
     },
   },
   identities: [{ cn: "dockerpy", role: "py" }],
