@@ -11,6 +11,7 @@ import tls from "node:tls";
 import { DEFAULT_MS } from "./config/defaults.ts";
 import { type Address, formatAddress, isLoopbackHost, type TcpAddress } from "./net/address.ts";
 import { ConnectionSet, peerOf } from "./net/connections.ts";
+import { serverProblem, serverTrust } from "./access/server_check.ts";
 import { listenOn } from "./net/listen.ts";
 import { type Logger, silentLogger } from "./observe/logger.ts";
 import { relay } from "./net/relay.ts";
@@ -108,6 +109,8 @@ function dialer(options: ConnectOptions, logger: Logger) {
   const serverName = options.serverName ?? options.server.host;
   const handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_MS.handshakeTimeout;
   const tlsOptions = clientTlsOptions(options.tls, serverName);
+  // Parsed once (a bad CA bundle fails connect() at start, not per client).
+  const trust = serverTrust(options.tls.caPem);
   return (local: net.Socket, connections: ConnectionSet) => {
     const since = Date.now();
     const remote = tls.connect({
@@ -139,27 +142,47 @@ function dialer(options: ConnectOptions, logger: Logger) {
         local.destroy();
         return;
       }
-      relayed = true;
-      local.resume();
-      const relaying = relay(local, remote);
-      // After relay() took the socket over (same tick): this listener sees, never takes.
-      remote.once("data", (first: Uint8Array) => {
-        const reason = refusalReason(first);
-        if (reason !== undefined) {
-          logger.log("warn", "refused by the gate", { peer: peerOf(local), reason });
+      // Our own chain and usage check before a byte of the local client goes out.
+      serverProblem(remote, trust).then((problem) => {
+        if (problem !== undefined) {
+          logger.log("error", "server refused", { reason: problem });
+          remote.destroy();
+          local.destroy();
+          return;
         }
-      });
-      connections.addRelay(relaying).then((result) => {
-        logger.log("debug", "closed", {
-          peer: peerOf(local),
-          bytes_in: result.bytesIn,
-          bytes_out: result.bytesOut,
-          ms: Date.now() - since,
-          error: result.error?.message,
-        });
+        relayed = true;
+        startRelay(local, remote, connections, logger, since);
       });
     });
   };
+}
+
+/** Relay a checked server connection for one local client, and log how it ended. */
+function startRelay(
+  local: net.Socket,
+  remote: tls.TLSSocket,
+  connections: ConnectionSet,
+  logger: Logger,
+  since: number,
+): void {
+  local.resume();
+  const relaying = relay(local, remote);
+  // After relay() took the socket over (same tick): this listener sees, never takes.
+  remote.once("data", (first: Uint8Array) => {
+    const reason = refusalReason(first);
+    if (reason !== undefined) {
+      logger.log("warn", "refused by the gate", { peer: peerOf(local), reason });
+    }
+  });
+  connections.addRelay(relaying).then((result) => {
+    logger.log("debug", "closed", {
+      peer: peerOf(local),
+      bytes_in: result.bytesIn,
+      bytes_out: result.bytesOut,
+      ms: Date.now() - since,
+      error: result.error?.message,
+    });
+  });
 }
 
 /**

@@ -180,9 +180,19 @@ const stores = new WeakMap<readonly x509.X509Certificate[], TrustStore>();
 /**
  * The certificates the peer sent after its leaf (parsed through the same bounded cache).
  * Why walk `issuerCertificate`: both runtimes give the presented chain that way; Node stops
- * at a self-reference, and a chain longer than the path limit is cut.
+ * at a self-reference, and a chain longer than the path limit is cut. Used for both ends:
+ * the gate's client and `connect`'s server.
+ *
+ * @example
+ * ```ts
+ * import { presentedChain } from "./authorize.ts";
+ * // deno-lint-ignore no-explicit-any
+ * const none = { getPeerCertificate: () => ({}) } as any;
+ * // deno-lint-ignore no-explicit-any
+ * if (presentedChain(none, {} as any).length !== 0) throw new Error();
+ * ```
  */
-function presentedChain(
+export function presentedChain(
   socket: Pick<TLSSocket, "getPeerCertificate">,
   leaf: x509.X509Certificate,
 ): x509.X509Certificate[] {
