@@ -303,6 +303,65 @@ export async function issueIntermediate(
   return { certPem: certToPem(cert), keyPem: await exportKeyPem(keys.privateKey) };
 }
 
+/**
+ * A new certificate, signed by `issuer`, for the subject and public key of the CA
+ * certificate `subjectPem`: a cross-certificate (the new root of a rotation signed by the old
+ * one, so clients that trust only the old root still verify what the new one issues) or an
+ * intermediate re-signed under another root (same key and name, so everything it issued
+ * stays valid). basicConstraints `CA:TRUE, pathlen` (critical), keyCertSign and cRLSign,
+ * the subject's key identifier, the issuer's as authority key identifier; valid from now to
+ * the earlier of both CAs' ends.
+ *
+ * @example
+ * ```ts
+ * import { createCa, signCaCertificate } from "./issue.ts";
+ * import { parseCertificatePem } from "../pki/pem.ts";
+ * const old = await createCa({ commonName: "old" });
+ * const next = await createCa({ commonName: "new" });
+ * const cross = parseCertificatePem(await signCaCertificate(next.certPem, old, 0));
+ * if (cross.subject !== "CN=new" || cross.issuer !== "CN=old") throw new Error();
+ * ```
+ */
+export async function signCaCertificate(
+  subjectPem: string,
+  issuer: PemPair,
+  pathLength: number,
+): Promise<string> {
+  const subject = parseCertificatePem(subjectPem);
+  if (subject.getExtension(x509.BasicConstraintsExtension)?.ca !== true) {
+    throw new TypeError(`"${subject.subject}" is not a CA certificate`);
+  }
+  const { caCert, caKey } = await loadCaPair(issuer);
+  const notBefore = new Date(Date.now() - 60_000);
+  const notAfter = new Date(Math.min(subject.notAfter.getTime(), caCert.notAfter.getTime()));
+  if (notAfter.getTime() <= Date.now()) {
+    throw new RangeError(`Cannot sign "${subject.subject}": "${caCert.subject}" has expired`);
+  }
+  const publicKey = await subject.publicKey.export();
+  const issuerSki = caCert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId ??
+    (await x509.SubjectKeyIdentifierExtension.create(caCert.publicKey)).keyId;
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: subject.subjectName,
+    issuer: caCert.subjectName,
+    notBefore,
+    notAfter,
+    publicKey,
+    signingKey: caKey,
+    signingAlgorithm: signingAlgorithm(caCert.publicKey.algorithm),
+    extensions: [
+      new x509.BasicConstraintsExtension(true, pathLengthOf(pathLength), true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+        true,
+      ),
+      await x509.SubjectKeyIdentifierExtension.create(publicKey),
+      new x509.AuthorityKeyIdentifierExtension(issuerSki, false),
+    ],
+  });
+  return certToPem(cert);
+}
+
 function pathLengthOf(n: number | undefined): number {
   const value = n ?? 1;
   if (!Number.isInteger(value) || value < 0 || value > 8) {

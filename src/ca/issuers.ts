@@ -57,34 +57,76 @@ export async function pkiExists(dir: string): Promise<boolean> {
  * ```
  */
 export async function loadCa(dir: string): Promise<PemPair> {
-  const layout = pkiLayout(dir);
-  const certPem = await readText(layout.caCert, "CA certificate");
-  const keyPem = await readText(layout.caKey, "CA private key");
+  return await loadCaDir(pkiLayout(dir).caDir);
+}
+
+/**
+ * Load and check the CA whose directory is `caDir` (the root, the previous root of a
+ * rotation): as {@linkcode loadCa}.
+ */
+async function loadCaDir(caDir: string): Promise<PemPair> {
+  const files = caFiles(caDir);
+  const certPem = await readText(files.cert, "CA certificate");
+  const keyPem = await readText(files.key, "CA private key");
   let cert;
   try {
     cert = parseCertificatePem(certPem);
   } catch (error) {
-    throw new Error(`Invalid CA certificate "${layout.caCert}": ${errorMessage(error)}`, {
+    throw new Error(`Invalid CA certificate "${files.cert}": ${errorMessage(error)}`, {
       cause: error,
     });
   }
   if (cert.getExtension(x509.BasicConstraintsExtension)?.ca !== true) {
-    throw new Error(`"${layout.caCert}" is not a CA certificate (basicConstraints CA:FALSE)`);
+    throw new Error(`"${files.cert}" is not a CA certificate (basicConstraints CA:FALSE)`);
   }
   let matches;
   try {
     matches = await keyMatchesCertificate(keyPem, certPem);
   } catch (error) {
-    throw new Error(`Invalid CA private key "${layout.caKey}": ${errorMessage(error)}`, {
+    throw new Error(`Invalid CA private key "${files.key}": ${errorMessage(error)}`, {
       cause: error,
     });
   }
   if (!matches) {
-    throw new Error(
-      `CA private key "${layout.caKey}" does not match CA certificate "${layout.caCert}"`,
-    );
+    throw new Error(`CA private key "${files.key}" does not match CA certificate "${files.cert}"`);
   }
   return { certPem, keyPem };
+}
+
+/**
+ * Whether a rotation is under way in `dir` (`keygen rotate-ca` ran, `retire-ca` not yet):
+ * `DIR/ca-previous/ca.pem` exists.
+ */
+export async function rotationUnderWay(dir: string): Promise<boolean> {
+  return await pathExists(caFiles(pkiLayout(dir).previousCaDir).cert, NO_FOLLOW);
+}
+
+/** The previous root of a rotation, loaded and checked (its key revokes what it issued). */
+export async function loadPreviousCa(dir: string): Promise<PemPair> {
+  return await loadCaDir(pkiLayout(dir).previousCaDir);
+}
+
+/**
+ * The chain a server certificate issued by the root carries: during a rotation the
+ * cross-certificate (the new root signed by the previous one), so that clients still
+ * trusting only the previous root verify it; otherwise nothing.
+ */
+export async function rootChainPem(dir: string): Promise<string> {
+  const cross = pkiLayout(dir).crossCert;
+  return await pathExists(cross, NO_FOLLOW) ? await readFile(cross, "utf8") : "";
+}
+
+/**
+ * The trust bundle of a client of the PKI: the root, and during a rotation the previous root
+ * too (servers not yet re-issued still present certificates from it).
+ */
+export async function clientTrustPem(dir: string): Promise<string> {
+  const layout = pkiLayout(dir);
+  let pem = await readText(layout.caCert, "CA certificate");
+  if (await rotationUnderWay(dir)) {
+    pem += await readFile(caFiles(layout.previousCaDir).cert, "utf8");
+  }
+  return pem;
 }
 
 /** What a bundle is issued from: the CA pair, and the chain to send after the leaf. */
@@ -126,11 +168,12 @@ export async function loadIssuer(dir: string, name: string | undefined): Promise
 }
 
 /**
- * The trust bundle of a server of the PKI: the root and every intermediate (so its CRL can be
- * verified; only the root is a trust anchor).
+ * The trust bundle of a server of the PKI: the root (both roots during a rotation) and every
+ * intermediate (so its CRL can be verified; only roots are trust anchors).
  */
 export async function serverTrustPem(dir: string): Promise<string> {
-  let pem = await readFile(pkiLayout(dir).caCert, "utf8");
+  // Both roots while a rotation is under way: clients of either get in.
+  let pem = await clientTrustPem(dir);
   for (const d of await intermediateDirs(pkiLayout(dir).dir)) {
     const cert = caFiles(d).cert;
     if (await pathExists(cert)) pem += await readFile(cert, "utf8");
@@ -139,8 +182,9 @@ export async function serverTrustPem(dir: string): Promise<string> {
 }
 
 /**
- * Which CA of the PKI issued `cert`: `undefined` for the root, else the intermediate's name.
- * Throws when none of them did (a bundle from elsewhere).
+ * Which CA of the PKI issues `cert`'s successor: `undefined` for the root (and, during a
+ * rotation, for the previous root: the new one renews what it issued), else the
+ * intermediate's name. Throws when none of them did (a bundle from elsewhere).
  */
 export async function issuerNameOf(
   dir: string,
@@ -148,6 +192,8 @@ export async function issuerNameOf(
 ): Promise<string | undefined> {
   const root = parseCertificatePem(await readFile(pkiLayout(dir).caCert, "utf8"));
   if (await signerOf(cert, [root])) return undefined;
+  // The previous root's leaves are renewed by the new root: that is what a rotation is for.
+  if (await issuedByPreviousRoot(dir, cert)) return undefined;
   for (const d of await intermediateDirs(pkiLayout(dir).dir)) {
     const path = caFiles(d).cert;
     if (!(await pathExists(path))) continue;
@@ -157,6 +203,16 @@ export async function issuerNameOf(
   }
   throw new Error(`"${cert.subject}" was not issued by the root or an intermediate of "${dir}"`);
 }
+/** Whether the previous root of a rotation under way issued `cert`. */
+export async function issuedByPreviousRoot(
+  dir: string,
+  cert: x509.X509Certificate,
+): Promise<boolean> {
+  if (!(await rotationUnderWay(dir))) return false;
+  const path = caFiles(pkiLayout(dir).previousCaDir).cert;
+  return await signerOf(cert, [parseCertificatePem(await readFile(path, "utf8"))]) !== undefined;
+}
+
 /** One CA of a PKI that issues, as {@linkcode issuingCas} lists them. */
 export interface IssuingCa {
   /** Its records' directory (`DIR/ca` or `DIR/intermediates/NAME`). */
@@ -185,6 +241,16 @@ export async function issuingCas(dir: string): Promise<IssuingCa[]> {
     subject: parseCertificatePem(await readFile(layout.caCert, "utf8")).subject,
     load: () => loadCa(dir),
   }];
+  if (await rotationUnderWay(dir)) {
+    // It issues nothing new, but revokes what it issued until retire-ca.
+    out.push({
+      caDir: layout.previousCaDir,
+      label: "the previous root",
+      subject: parseCertificatePem(await readFile(caFiles(layout.previousCaDir).cert, "utf8"))
+        .subject,
+      load: () => loadPreviousCa(dir),
+    });
+  }
   for (const d of await intermediateDirs(layout.dir)) {
     const name = basename(d);
     const i = intermediateLayout(dir, name);

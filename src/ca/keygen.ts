@@ -44,7 +44,18 @@ import { fsErrorText, pathExists, readText, writeFileAtomic } from "../util/fs_u
 import { normalizeSerial } from "../pki/serial.ts";
 import { parsePeerCertificate } from "../access/identity.ts";
 import { addRevocations, combinedCrl, issuedEntry, publishCrl, recordIssued } from "./records.ts";
-import { issuerNameOf, loadCa, loadIssuer, pkiExists, serverTrustPem } from "./issuers.ts";
+import {
+  clientTrustPem,
+  issuedByPreviousRoot,
+  issuerNameOf,
+  loadCa,
+  loadIssuer,
+  loadPreviousCa,
+  pkiExists,
+  rootChainPem,
+  rotationUnderWay,
+  serverTrustPem,
+} from "./issuers.ts";
 import { clientSerialsByCa, revokeByCa } from "./revoke.ts";
 import {
   AlreadyExistsError,
@@ -180,6 +191,13 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
   }
   // Generate everything in memory first so that a bad option writes nothing.
   const newCa = (force && options.newCa === true) || caState === "missing";
+  if (newCa && await rotationUnderWay(options.dir)) {
+    throw new AlreadyExistsError(
+      layout.previousCaDir,
+      `A CA rotation is under way in "${layout.dir}": finish it with "dockgate keygen ` +
+        `retire-ca" before replacing the CA`,
+    );
+  }
   const ca = newCa
     ? await createCa({ keyType, days: options.caDays ?? 3650 })
     : await loadCa(options.dir);
@@ -215,7 +233,16 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
       );
     }
   }
-  await writeBundle(layout.server, ca.certPem, server, force, report);
+  const rotating = !newCa && await rotationUnderWay(options.dir);
+  await writeBundle(
+    layout.server,
+    rotating ? await serverTrustPem(options.dir) : ca.certPem,
+    server && rotating
+      ? { ...server, certPem: server.certPem + await rootChainPem(layout.dir) }
+      : server,
+    force,
+    report,
+  );
   if (!server && options.sans?.length) {
     report.notes.push(
       `Server bundle "${layout.server.dir}" was kept, so the extra SANs were not applied: ` +
@@ -224,7 +251,13 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
     );
   }
   await ensureDir(layout.clientsDir);
-  await writeBundle(client, ca.certPem, clientPair, force, report);
+  await writeBundle(
+    client,
+    rotating ? await clientTrustPem(options.dir) : ca.certPem,
+    clientPair,
+    force,
+    report,
+  );
   await recordIssued(layout.caDir, [
     ...(newCa ? [issuedEntry(ca.certPem, "ca", "ca" as const)] : []),
     ...(server ? [issuedEntry(server.certPem, "server", "server" as const)] : []),
@@ -356,7 +389,11 @@ export async function issueServerBundle(options: IssueServerBundleOptions): Prom
   await writeBundle(
     paths,
     await serverTrustPem(options.dir),
-    { ...pair, certPem: pair.certPem + issuer.chainPem },
+    {
+      ...pair,
+      certPem: pair.certPem +
+        (options.issuer === undefined ? await rootChainPem(options.dir) : issuer.chainPem),
+    },
     force,
     report,
   );
@@ -449,9 +486,10 @@ export async function issueClientBundle(
   const layout = pkiLayout(options.dir);
   const report: Required<KeygenReport> = { created: [], kept: [], notes: [], revoked: [] };
   await ensureDir(layout.clientsDir);
-  // The client trusts the root alone; its chain goes with its certificate.
+  // The client trusts the root alone (both roots during a rotation); its chain goes with its
+  // certificate.
   const pair = { ...issued, certPem: issued.certPem + issuer.chainPem };
-  await writeBundle(paths, await readFile(layout.caCert, "utf8"), pair, force, report);
+  await writeBundle(paths, await clientTrustPem(options.dir), pair, force, report);
   await recordIssued(issuer.caDir, [issuedEntry(issued.certPem, name, "client")]);
   if (earlier.length && options.revokeOld) {
     const r = await revokeByCa(options.dir, earlierByCa, name);
@@ -601,14 +639,21 @@ export async function renewBundle(
   await requireCa(options.dir, issuerName !== undefined);
   const issuer = await loadIssuer(options.dir, issuerName);
   const ca = issuer.ca;
+  // During a rotation a leaf of the previous root is renewed by the new one, and revoked
+  // (with --revoke-old) by the one that issued it.
+  const fromPrevious = await issuedByPreviousRoot(options.dir, old);
+  const revoker = fromPrevious
+    ? { caDir: layout.previousCaDir, ca: await loadPreviousCa(options.dir) }
+    : { caDir: issuer.caDir, ca };
   const renewed = await renewLeaf(ca, certPem, { days: options.days, newKey: options.newKey });
   const report: Required<KeygenReport> = { created: [], kept: [], notes: [], revoked: [] };
+  const chain = server && issuerName === undefined
+    ? await rootChainPem(options.dir)
+    : issuer.chainPem;
   // The key first: a certificate is never on disk beside a key that is not its own for long.
   if (renewed.keyPem) await writeFileSafely(paths.key, renewed.keyPem, KEY_MODE, true, report);
-  await writeFileSafely(paths.cert, renewed.certPem + issuer.chainPem, CERT_MODE, true, report);
-  const trust = server
-    ? await serverTrustPem(options.dir)
-    : await readText(layout.caCert, "CA certificate");
+  await writeFileSafely(paths.cert, renewed.certPem + chain, CERT_MODE, true, report);
+  const trust = server ? await serverTrustPem(options.dir) : await clientTrustPem(options.dir);
   await writeFileSafely(paths.ca, trust, CERT_MODE, true, report);
   await recordIssued(issuer.caDir, [
     issuedEntry(renewed.certPem, server ? "server" : which, server ? "server" : "client"),
@@ -618,8 +663,8 @@ export async function renewBundle(
   report.notes.push(`renewed ${server ? "the server" : `"${which}"`} until ${until}`);
   if (options.revokeOld) {
     const r = await addRevocations(
-      { caDir: issuer.caDir, pkiDir: layout.dir },
-      ca,
+      { caDir: revoker.caDir, pkiDir: layout.dir },
+      revoker.ca,
       [{ serial: oldSerial, name: server ? "server" : which }],
     );
     report.revoked.push(oldSerial);

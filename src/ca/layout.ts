@@ -5,7 +5,10 @@
  *
  * ```text
  * DIR/ca/                 the root CA, its records (issued.json, revoked.json, crlnumber, crl.pem)
- * DIR/ca/retired/TIME/    a CA replaced by keygen --force --new-ca (ca.pem, ca-key.pem), kept
+ * DIR/ca/retired/TIME/    a CA replaced by keygen --force --new-ca or retired by retire-ca, kept
+ * DIR/ca/cross.pem        during a rotation: the new root signed by the previous one
+ * DIR/ca-previous/        during a rotation (keygen rotate-ca .. retire-ca): the old root, its
+ *                         records and key, still trusted and still revoking
  * DIR/intermediates/NAME/ an intermediate CA, with records of its own
  * DIR/server/             the server bundle (cert.pem, key.pem, ca.pem, crl.pem)
  * DIR/servers/HOST/       a fleet server bundle (same files)
@@ -83,6 +86,10 @@ export interface PkiLayout {
   caCert: string;
   /** `DIR/ca/ca-key.pem`. */
   caKey: string;
+  /** `DIR/ca-previous`: the root a rotation replaced, until `keygen retire-ca`. */
+  previousCaDir: string;
+  /** `DIR/ca/cross.pem`: during a rotation, the new root's certificate signed by the old root. */
+  crossCert: string;
   /** `DIR/server` bundle. */
   server: BundlePaths;
   /** `DIR/clients`, holding one bundle directory per client name. */
@@ -108,6 +115,8 @@ export function pkiLayout(dir: string): PkiLayout {
     caDir,
     caCert: root.cert,
     caKey: root.key,
+    previousCaDir: join(dir, PREVIOUS_CA),
+    crossCert: join(caDir, "cross.pem"),
     server: bundlePaths(join(dir, SERVER)),
     clientsDir: clientsDir(dir),
   };
@@ -215,6 +224,8 @@ function checkDir(dir: string): void {
 
 /** `DIR/ca`, the root CA and its records. */
 const ROOT_CA = "ca";
+/** `DIR/ca-previous`, the root a rotation replaced. */
+const PREVIOUS_CA = "ca-previous";
 /** `DIR/server`, the single server bundle. */
 const SERVER = "server";
 /** `DIR/servers`, where the fleet bundles go. */
@@ -320,7 +331,9 @@ export async function revocationCaDirs(bundleDir: string): Promise<string[]> {
 }
 
 /**
- * Every CA directory of the PKI under `pkiDir`: `ca/`, then each `intermediates/NAME/`.
+ * Every CA directory of the PKI under `pkiDir`: `ca/`, `ca-previous/` while a rotation is
+ * under way (its revocations stay in force while its certificates are trusted), then each
+ * `intermediates/NAME/`.
  *
  * @example
  * ```ts ignore
@@ -329,7 +342,12 @@ export async function revocationCaDirs(bundleDir: string): Promise<string[]> {
  * ```
  */
 export async function caDirs(pkiDir: string): Promise<string[]> {
-  return [join(pkiDir, ROOT_CA), ...await intermediateDirs(pkiDir)];
+  const previous = join(pkiDir, PREVIOUS_CA);
+  return [
+    join(pkiDir, ROOT_CA),
+    ...(await pathExists(previous) ? [previous] : []),
+    ...await intermediateDirs(pkiDir),
+  ];
 }
 
 /**

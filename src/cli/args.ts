@@ -111,7 +111,9 @@ export type KeygenCommand =
     issuer?: string;
   }
   | { kind: "keygen"; action: "revoke"; dir: string; subject: string }
-  | { kind: "keygen"; action: "crl"; dir: string };
+  | { kind: "keygen"; action: "crl"; dir: string }
+  | { kind: "keygen"; action: "rotate-ca"; dir: string; keyType: KeyType; caDays: number }
+  | { kind: "keygen"; action: "retire-ca"; dir: string; force: boolean };
 
 /** `dockgate serve …` */
 export interface ServeCommand {
@@ -558,6 +560,10 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
         dir,
         subject: needs("a client NAME or a certificate SERIAL"),
       };
+    case "rotate-ca":
+      return { kind: "keygen", action, dir, keyType, caDays: v.int("ca-days")! };
+    case "retire-ca":
+      return { kind: "keygen", action, dir, force };
     default:
       return { kind: "keygen", action: "crl", dir };
   }

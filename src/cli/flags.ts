@@ -452,7 +452,7 @@ const KEYGEN_FLAGS: readonly FlagSpec[] = [
     choices: ["p256", "p384", "rsa2048", "rsa3072", "rsa4096"],
     default: DEFAULTS.keyType,
     help: "the new key's type",
-    actions: KEYGEN_ISSUING,
+    actions: [...KEYGEN_ISSUING, "rotate-ca"],
   },
   {
     name: "days",
@@ -469,7 +469,7 @@ const KEYGEN_FLAGS: readonly FlagSpec[] = [
     value: "N",
     default: DEFAULTS.caDays,
     help: "validity of a new root CA in days",
-    actions: ["init"],
+    actions: ["init", "rotate-ca"],
   },
   {
     name: "san",
@@ -493,8 +493,8 @@ const KEYGEN_FLAGS: readonly FlagSpec[] = [
     name: "force",
     type: "bool",
     help: "replace what exists (never done silently); a client's earlier certificates stay " +
-      "valid unless --revoke-old",
-    actions: KEYGEN_ISSUING,
+      "valid unless --revoke-old; retire-ca: even with certificates of the old root in force",
+    actions: [...KEYGEN_ISSUING, "retire-ca"],
   },
   {
     name: "new-ca",
@@ -538,7 +538,8 @@ const KEYGEN_FLAGS: readonly FlagSpec[] = [
 export const VERBS: readonly VerbSpec[] = [
   {
     name: "keygen",
-    synopsis: "[server|client NAME|intermediate NAME|renew NAME|revoke NAME|SERIAL|crl]",
+    synopsis:
+      "[server|client NAME|intermediate NAME|renew NAME|revoke NAME|SERIAL|crl|rotate-ca|retire-ca]",
     summary: "the PKI: CA, server and client bundles, revocation",
     positional: "actions",
     actions: [
@@ -583,6 +584,19 @@ export const VERBS: readonly VerbSpec[] = [
         args: "",
         about: "Publish the CRL again from the PKI's revocation record (e.g. after crl.pem was " +
           "lost).",
+      },
+      {
+        name: "rotate-ca",
+        args: "",
+        about: "A new root CA without an outage: the old one moves to DIR/ca-previous/ and stays " +
+          "trusted (and revoking); the new one issues and renews; servers are re-issued with " +
+          "a cross-certificate so clients of the old root still verify them.",
+      },
+      {
+        name: "retire-ca",
+        args: "",
+        about: "End a rotation: stop trusting the old root (kept in DIR/ca/retired/); refuses " +
+          "while certificates it issued are valid and not renewed, unless --force.",
       },
     ],
     examples: [

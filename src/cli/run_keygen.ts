@@ -10,6 +10,7 @@ import { initPki, issueClientBundle, issueServerBundle, renewBundle } from "../c
 import { type KeygenReport } from "../ca/files.ts";
 import { republishCrl, revokeCertificate } from "../ca/revoke.ts";
 import { createIntermediate } from "../ca/intermediates.ts";
+import { retirePreviousCa, rotateCa } from "../ca/rotate_ca.ts";
 import { clientsDir, fleetBundleDir, pkiLayout } from "../ca/layout.ts";
 
 function reportKeygen(io: CliIo, report: KeygenReport) {
@@ -27,13 +28,23 @@ export async function runKeygen(cmd: KeygenCommand, io: CliIo): Promise<number> 
     for (const f of r.written) io.say(`wrote   ${f}`);
     return 0;
   }
+  if (cmd.action === "rotate-ca") {
+    reportKeygen(io, await rotateCa({ dir: cmd.dir, keyType: cmd.keyType, caDays: cmd.caDays }));
+    return 0;
+  }
+  if (cmd.action === "retire-ca") {
+    reportKeygen(io, await retirePreviousCa({ dir: cmd.dir, force: cmd.force }));
+    return 0;
+  }
   reportKeygen(io, await issue(cmd));
   sayNextSteps(cmd, io);
   return 0;
 }
 
 /** The issuing actions, through the library. */
-function issue(cmd: Exclude<KeygenCommand, { action: "revoke" | "crl" }>): Promise<KeygenReport> {
+function issue(
+  cmd: Exclude<KeygenCommand, { action: "revoke" | "crl" | "rotate-ca" | "retire-ca" }>,
+): Promise<KeygenReport> {
   const { dir, days } = cmd;
   switch (cmd.action) {
     case "init": {

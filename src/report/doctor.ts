@@ -301,7 +301,12 @@ export async function checkPki(
   }
   for (const caDir of await caDirs(dir)) {
     const crl = recordFiles(caDir).crl;
-    const label = caDir === pkiLayout(dir).caDir ? "CA" : `intermediate ${basename(caDir)}`;
+    const layout = pkiLayout(dir);
+    const label = caDir === layout.caDir
+      ? "CA"
+      : caDir === layout.previousCaDir
+      ? "previous CA (rotation under way)"
+      : `intermediate ${basename(caDir)}`;
     if (await exists(crl)) out.push(await crlCheck(crl, pkiCas, label, now));
   }
   return out;
