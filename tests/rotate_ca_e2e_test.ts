@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { X509Certificate } from "node:crypto";
 import { dockerdUnavailable, startDockerd } from "./helpers/dockerd.ts";
 import { runCli, type ServeProcess, startServe, tlsFlags } from "./helpers/gate.ts";
-import { freeTempDir } from "./helpers/wait.ts";
+import { freeTempDir, waitFor } from "./helpers/wait.ts";
 
 async function keygen(...args: string[]) {
   const r = await runCli(["keygen", ...args]);
@@ -86,8 +86,19 @@ Deno.test({
       assert.doesNotMatch(early.stderr, /mallory|carol|dave/);
       assert.equal(early.stderr.trim().split("\n").length, 1, early.stderr);
 
-      for (const name of ["alice", "bob", "default"]) await keygen("renew", name, "--dir", pki);
-      await keygen("retire-ca", "--dir", pki);
+      // A certificate of the old root is revoked by the old root during the overlap.
+      assert.equal((await docker(join(pki, "clients", "bob"))).code, 0);
+      await keygen("revoke", "bob", "--dir", pki);
+      await waitFor(
+        async () => (await docker(join(pki, "clients", "bob"))).code !== 0 || undefined,
+        {
+          timeoutMs: 30_000,
+        },
+      );
+      for (const name of ["alice", "default"]) await keygen("renew", name, "--dir", pki);
+      const retired = await keygen("retire-ca", "--dir", pki);
+      assert.match(retired.stdout + retired.stderr, /retired root and no longer get in: bob/);
+      await rm(join(pki, "clients", "bob"), { recursive: true });
       await gate.stop();
       gate = await startServe(["--certs", join(pki, "server"), "--target", d.host]);
       assert.equal(subjects(await readFile(join(pki, "server", "cert.pem"), "utf8")).length, 1);

@@ -269,6 +269,7 @@ export async function retirePreviousCa(options: RetireCaOptions): Promise<Keygen
     );
   }
   const report: Required<Omit<KeygenReport, "revoked">> = { created: [], kept: [], notes: [] };
+  const stale = await bundlesOfPreviousRoot(options.dir);
   const kept = await moveToRetired(options.dir);
   for (const d of await intermediateDirs(layout.dir)) {
     await rm(join(d, "ca-previous.pem"), { force: true });
@@ -279,7 +280,25 @@ export async function retirePreviousCa(options: RetireCaOptions): Promise<Keygen
     `The previous root was kept in "${kept}" and is no longer trusted: copy the server ` +
       `bundles to their hosts, and give clients their new ca.pem (it trusts the new root only)`,
   );
+  if (stale.length > 0) {
+    report.notes.push(
+      `These client bundles hold a certificate of the retired root and no longer get in: ` +
+        `${stale.join(", ")} (remove them, or re-issue with "dockgate keygen client NAME --force")`,
+    );
+  }
   return report;
+}
+
+/** The client bundles of the PKI directory whose certificate the previous root issued. */
+async function bundlesOfPreviousRoot(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const name of await subdirs(pkiLayout(dir).clientsDir)) {
+    const cert = clientBundlePaths(dir, name).cert;
+    if (!(await pathExists(cert, NO_FOLLOW))) continue;
+    const leaf = parseCertificatePem(await readFile(cert, "utf8"));
+    if (await issuedByPreviousRoot(dir, leaf)) out.push(name);
+  }
+  return out;
 }
 
 /**
