@@ -31,7 +31,7 @@ import { HandshakeSlots, ThrottledRefusals } from "./net/handshakes.ts";
 import type { AccessPolicy } from "./access/policy.ts";
 import { type ApiPolicy, type Role, roleFor } from "./docker/api_policy.ts";
 import { apiStrategy } from "./docker/strategy.ts";
-import { type ContainerRecord, ownerKey } from "./docker/isolation.ts";
+import { type ContainerRecord, ownerKey, ownerProblem } from "./docker/isolation.ts";
 import type { AuditSink } from "./observe/audit.ts";
 import { displayName, type PeerIdentity } from "./access/identity.ts";
 import type { GateMetrics } from "./observe/metrics.ts";
@@ -403,7 +403,11 @@ class Gate {
     role: Role | undefined,
   ): RelayStrategy {
     if (this.#selectStrategy) return this.#selectStrategy(identity);
+    // A reload between admission and here may have taken the role away: never the raw relay.
+    if (policy && !role) throw new Error("no role for this identity in the API policy");
     if (!role || role.preset === "full") return DEFAULT_STRATEGY;
+    const owner = ownerKey(identity, role.owner);
+    if (owner === undefined) throw new Error(ownerProblem(identity, role.owner));
     // The role in force for each request: looked up again only when a reload changed the policy.
     let seen: ApiPolicy | undefined = policy;
     let current: Role | undefined = role;
@@ -421,7 +425,9 @@ class Gate {
         identity: displayName(identity),
         serial: identity.serial,
         peer,
-        owner: ownerKey(identity),
+        // The kind is the role's at connection time; a reload that changes it applies to new
+        // connections.
+        owner,
       },
       audit: this.#options.audit,
       maxBodyBytes: this.#options.maxBodyBytes,

@@ -23,6 +23,7 @@ import { type ParsedPeer, parsePeerCertificate, type PeerIdentity } from "./iden
 import { leafUsageProblem } from "../pki/usage.ts";
 import { type AccessPolicy, evaluatePolicy } from "./policy.ts";
 import { type ApiPolicy, type Role, roleFor } from "../docker/api_policy.ts";
+import { ownerProblem } from "../docker/isolation.ts";
 import { x509 } from "../pki/x509.ts";
 import {
   MAX_INTERMEDIATES,
@@ -233,6 +234,8 @@ export function admission(
   if (!listed.allow || !rules.apiPolicy) return listed;
   const role = roleFor(rules.apiPolicy, identity);
   if (!role) return { allow: false, reason: "no role for this identity in the API policy" };
+  const unnamed = role.isolate ? ownerProblem(identity, role.owner) : undefined;
+  if (unnamed) return { allow: false, reason: `role ${role.name}: ${unnamed}` };
   return { allow: true, reason: `${listed.reason}; role ${role.name}`, role };
 }
 

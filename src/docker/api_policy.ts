@@ -22,6 +22,9 @@ import { queryProblem } from "./route_params.ts";
 import { SHIELD_IDS } from "./shields.ts";
 import { imageNameProblem, imagePatternProblem } from "./image_names.ts";
 
+/** What names an isolated identity's owner key: its common name or its one URI SAN. */
+export type OwnerKind = "cn" | "uri";
+
 /** The presets a role starts from. */
 export type Preset = "read-only" | "no-escape" | "full";
 
@@ -42,6 +45,13 @@ export interface RoleSpec extends EscapeAllowances {
   isolate?: boolean;
   /** The answer for another owner's object: 404 (as if missing) or 403. Default: 404. */
   othersStatus?: 404 | 403;
+  /**
+   * What names the owner under `isolate`: `"cn"` the subject common name, `"uri"` the
+   * certificate's one URI SAN (a SPIFFE ID such as `spiffe://example.org/ci/runner`; a
+   * certificate with none or several is refused). Owner keys of the two kinds never collide
+   * (see `isolation.ts` `ownerKey`). Default: `"cn"`.
+   */
+  owner?: OwnerKind;
   /**
    * Let dockerd fetch from loopback, link-local, private or unqualified hosts: image
    * references (`fromImage`, push, `/distribution`), `build?remote=` and
@@ -109,6 +119,8 @@ export interface Role {
   isolate: boolean;
   /** The answer for another owner's object. */
   othersStatus: 404 | 403;
+  /** What names the owner (see {@linkcode RoleSpec.owner}). */
+  owner: OwnerKind;
   /** The policy's shared volumes and networks. */
   shared: { volumes: readonly string[]; networks: readonly string[] };
   /** The shields the role goes without (CVE ids of `shields.ts`). */
@@ -169,6 +181,7 @@ const ROLE_KEYS = new Set<string>([
   "nonRootUser",
   "isolate",
   "othersStatus",
+  "owner",
   "allowPrivateAddresses",
 ]);
 
@@ -279,6 +292,12 @@ function compileRole(
   if (r.othersStatus !== undefined && r.isolate !== true) {
     fail(".othersStatus", "only means something with isolate: true");
   }
+  if (r.owner !== undefined && r.owner !== "cn" && r.owner !== "uri") {
+    fail(".owner", 'must be "cn" or "uri"');
+  }
+  if (r.owner !== undefined && r.isolate !== true) {
+    fail(".owner", "only means something with isolate: true");
+  }
   ((r.liftShields ?? []) as string[]).forEach((id, i) => {
     if (!SHIELD_IDS.includes(id)) {
       fail(`.liftShields[${i}]`, `unknown shield "${id}" (known: ${SHIELD_IDS.join(", ")})`);
@@ -310,6 +329,7 @@ function compileRole(
     deny: ops("deny"),
     isolate: r.isolate === true,
     othersStatus: (r.othersStatus as 404 | 403 | undefined) ?? 404,
+    owner: (r.owner as OwnerKind | undefined) ?? "cn",
     shared,
     liftShields: (r.liftShields ?? []) as string[],
   };

@@ -26,15 +26,17 @@ import { JsonError, parseStrictJson } from "./strict_json.ts";
 export const OWNER_LABEL = "dockgate.owner";
 
 /** Owner keys that are not a bare common name begin with one of these. */
-const OWNER_KEY_PREFIXES = ["cn:", "sha256:", "key:"];
+const OWNER_KEY_PREFIXES = ["cn:", "sha256:", "key:", "uri:"];
 
 /**
  * The owner key of an identity, the value of its objects' {@linkcode OWNER_LABEL}: its
  * certificate's common name, or for a certificate without one `sha256:` and the first 16 hex
  * digits of its fingerprint (the name logs show). A common name that begins like a key of
- * another kind (`cn:`, `sha256:`, `key:`) is written `cn:<CN>`, so that no certificate can
- * choose a CN that makes it another identity's owner. Ordinary CNs stay bare, as the labels of
- * objects created before this rule have them.
+ * another kind (`cn:`, `sha256:`, `key:`, `uri:`) is written `cn:<CN>`, so that no certificate
+ * can choose a CN that makes it another identity's owner. Ordinary CNs stay bare, as the
+ * labels of objects created before this rule have them. With `kind` `"uri"` (a role's
+ * `owner: "uri"`) it is `uri:` and the certificate's one URI SAN, or `undefined` when it has
+ * none or several (such a certificate is refused: see {@linkcode ownerProblem}).
  *
  * @example
  * ```ts
@@ -43,12 +45,50 @@ const OWNER_KEY_PREFIXES = ["cn:", "sha256:", "key:"];
  * const fp = "0123456789abcdef".repeat(4);
  * if (ownerKey({ fingerprint: fp }) !== "sha256:0123456789abcdef") throw new Error();
  * if (ownerKey({ commonName: "sha256:0123456789abcdef", fingerprint: "ab" }) !== "cn:sha256:0123456789abcdef") throw new Error();
+ * const spiffe = { commonName: "r", fingerprint: "ab", uris: ["spiffe://example.org/ci"] };
+ * if (ownerKey(spiffe, "uri") !== "uri:spiffe://example.org/ci") throw new Error();
+ * if (ownerKey({ commonName: "uri:spiffe://example.org/ci", fingerprint: "ab" }) !== "cn:uri:spiffe://example.org/ci") throw new Error();
  * ```
  */
-export function ownerKey(peer: { commonName?: string; fingerprint: string }): string {
+export function ownerKey(peer: OwnerPeer): string;
+export function ownerKey(peer: OwnerPeer, kind: "cn" | "uri"): string | undefined;
+export function ownerKey(peer: OwnerPeer, kind: "cn" | "uri" = "cn"): string | undefined {
+  if (kind === "uri") return peer.uris?.length === 1 ? `uri:${peer.uris[0]}` : undefined;
   const cn = peer.commonName;
   if (cn === undefined) return `sha256:${peer.fingerprint.slice(0, 16)}`;
   return OWNER_KEY_PREFIXES.some((p) => cn.startsWith(p)) ? `cn:${cn}` : cn;
+}
+
+/** What {@linkcode ownerKey} reads of an identity. */
+export interface OwnerPeer {
+  /** The subject common name. */
+  commonName?: string;
+  /** SHA-256 of the certificate, hex. */
+  fingerprint: string;
+  /** The URI SANs. */
+  uris?: readonly string[];
+}
+
+/**
+ * Why an identity cannot have an owner key of `kind`, or `undefined`: the refusal of a
+ * certificate that a role with `owner: "uri"` cannot name.
+ *
+ * @example
+ * ```ts
+ * import { ownerProblem } from "./isolation.ts";
+ * if (ownerProblem({ uris: [] }, "uri") === undefined) throw new Error();
+ * if (ownerProblem({ uris: ["spiffe://x/y"] }, "uri") !== undefined) throw new Error();
+ * ```
+ */
+export function ownerProblem(
+  peer: { uris?: readonly string[] },
+  kind: "cn" | "uri",
+): string | undefined {
+  if (kind !== "uri") return undefined;
+  const n = peer.uris?.length ?? 0;
+  return n === 1
+    ? undefined
+    : `the role names owners by URI SAN and this certificate has ${n} (needs exactly one)`;
 }
 
 /** The daemon's own networks, shared by every owner. */
