@@ -11,8 +11,8 @@
 #    --check, deno lint, deno check of every file (cli.ts, mod.ts, src, tests, scripts, bench),
 #    deno doc --lint mod.ts, no import cycles (scripts/check_cycles.ts: each cycle as a chain).
 # 4. The unit tier (`deno task test:unit`: no dockerd, loopback only, --parallel), then the
-#    end-to-end tier (serial), then the doc tests (mod.ts, src/); console output as usual,
-#    JUnit XML into .test-results/. Which file is in which tier: scripts/test_tiers.ts.
+#    end-to-end tier (serial), then the doc tests (mod.ts, src/, docs/library.md); console
+#    output as usual, JUnit XML into .test-results/. Which file is in which tier: scripts/test_tiers.ts.
 # 5. Prints the closing line `N passed, N failed, N skipped` counted from the JUnit results
 #    of every tier (top-level tests; see scripts/junit_summary.ts) and exits non-zero if
 #    anything failed.
@@ -261,6 +261,8 @@ else
   doc_targets=()
   [ -f mod.ts ] && doc_targets+=(mod.ts)
   [ -d src ] && doc_targets+=(src/)
+  # The library guide's ts blocks run too (deno test --doc runs a markdown file's code blocks).
+  [ -f docs/library.md ] && doc_targets+=(docs/library.md)
   if [ "${#doc_targets[@]}" -gt 0 ]; then
     run_deno junit-doc --doc "${doc_targets[@]}"
   fi

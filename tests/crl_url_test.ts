@@ -229,7 +229,7 @@ Deno.test("--crl-url: usage errors are one line", async () => {
   assert.match(noCache.stderr, /--crl-url needs a place for the last good copy/);
 });
 
-Deno.test("--crl-url: the CRL keygen revoke writes, published by python3 -m http.server (the README's one line)", async () => {
+Deno.test("--crl-url: the CRL keygen revoke writes, published by python3 -m http.server (docs/fleet.md's one line)", async () => {
   const dir = await freeTempDir("dg-crlpub-");
   const target = new RecordingTarget(join(dir, "t.sock"));
   await target.start();
@@ -239,7 +239,7 @@ Deno.test("--crl-url: the CRL keygen revoke writes, published by python3 -m http
     assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
     assert.equal((await runCli(["keygen", "client", "bob", "--dir", pki])).code, 0);
     const port = await freePort();
-    // The README's line: serve the server bundle's directory (crl.pem: every CA's CRL).
+    // docs/fleet.md's line: serve the server bundle's directory (crl.pem: every CA's CRL).
     web = new Deno.Command("python3", {
       args: [
         "-m",

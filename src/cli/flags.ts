@@ -327,8 +327,8 @@ const SERVE_FLAGS: readonly FlagSpec[] = [
     type: "path",
     value: "FILE",
     defaultText: "none",
-    help: 'per-identity Docker API rules (JSON or YAML; see README "Per-identity Docker API ' +
-      'rules"); an identity without a role is refused',
+    help: 'per-identity Docker API rules (JSON or YAML; see docs/policy.md "Per-identity Docker ' +
+      'API rules"); an identity without a role is refused',
     live: true,
   },
   {
@@ -353,7 +353,7 @@ const SERVE_FLAGS: readonly FlagSpec[] = [
     default: DEFAULTS.maxBody,
     help: "largest request body read for inspection (413 above)",
   },
-  // s8-owner: the owner record of isolated roles (README "Shared Docker hosts").
+  // s8-owner: the owner record of isolated roles (docs/policy.md "Shared Docker hosts").
   {
     name: "state-dir",
     type: "path",

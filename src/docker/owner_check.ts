@@ -229,7 +229,7 @@ async function ownContainers(
 /**
  * Refuse a container prune while a container has the owner's label without being the owner's
  * (its image gave it the label): dockerd prunes by label, and would remove it. (A container
- * made so between this check and the prune is not seen: the README says so.)
+ * made so between this check and the prune is not seen: docs/policy.md says so.)
  */
 async function pruneCheck(client: DaemonClient, settings: IsolationSettings): Promise<void> {
   const list = await labelled(client, settings.owner);

@@ -7,7 +7,7 @@
  * remove of that name (or a prune of volumes) through the gate waits for the holds to end and
  * holds the name itself (exclusive) until it is answered.
  *
- * What this cannot see: a client talking to the daemon directly (see the README).
+ * What this cannot see: a client talking to the daemon directly (see docs/policy.md).
  *
  * @module
  */
