@@ -13,7 +13,7 @@
 
 import { normalizeSerial } from "../pki/serial.ts";
 import { readFile } from "node:fs/promises";
-import { clientBundlePaths, pkiLayout } from "./layout.ts";
+import { caFiles, clientBundlePaths, pkiLayout } from "./layout.ts";
 import { issuingCas, loadCa } from "./issuers.ts";
 import { pathExists, readText } from "../util/fs_util.ts";
 import { addRevocations, publishCrl, type PublishReport, readIssued } from "./records.ts";
@@ -231,10 +231,41 @@ export async function revokeSerials(
   return revokeReport(serials.map(normalizeSerial), name, report);
 }
 
-/** Publish the CRL again from the record (`dockgate keygen crl`): e.g. after it was lost. */
-export async function republishCrl(dir: string): Promise<PublishReport> {
+/** What {@linkcode republishCrl} did, per CA. */
+export interface RepublishReport {
+  /** The CAs whose CRL was published, with its number and how many it lists. */
+  published: { label: string; number: bigint; total: number }[];
+  /** The CAs whose key is not here (offline root): their CRL stays as it was. */
+  skipped: string[];
+  /** The CRL files written. */
+  written: string[];
+}
+
+/**
+ * Publish every CA's CRL again from its record (`dockgate keygen crl`): after one was lost,
+ * or before a CRL's nextUpdate. Each CA whose key is here publishes (the root, the previous
+ * root during a rotation, each intermediate); one whose key is offline is skipped and named,
+ * so an intermediate's CRL is kept fresh while the root key stays offline. Throws when no
+ * CA's key is here.
+ */
+export async function republishCrl(dir: string): Promise<RepublishReport> {
   const layout = pkiLayout(dir);
-  return await publishCrl({ caDir: layout.caDir, pkiDir: layout.dir }, await loadCa(dir));
+  const report: RepublishReport = { published: [], skipped: [], written: [] };
+  for (const ca of await issuingCas(dir)) {
+    if (!(await pathExists(caFiles(ca.caDir).key))) {
+      report.skipped.push(ca.label);
+      continue;
+    }
+    const r = await publishCrl({ caDir: ca.caDir, pkiDir: layout.dir }, await ca.load());
+    report.published.push({ label: ca.label, number: r.number, total: r.total });
+    for (const f of r.written) if (!report.written.includes(f)) report.written.push(f);
+  }
+  if (report.published.length === 0) {
+    throw new Error(
+      `Cannot publish a CRL: no CA key in "${layout.dir}" (${report.skipped.join(", ")} offline)`,
+    );
+  }
+  return report;
 }
 
 async function issuedTo(dir: string, name: string): Promise<boolean> {

@@ -24,7 +24,12 @@ export async function runKeygen(cmd: KeygenCommand, io: CliIo): Promise<number> 
   if (cmd.action === "revoke") return await revoke(cmd.dir, cmd.subject, io);
   if (cmd.action === "crl") {
     const r = await republishCrl(cmd.dir);
-    io.say(`published CRL number ${r.number} listing ${r.total} revoked certificate(s)`);
+    for (const p of r.published) {
+      io.say(
+        `published CRL number ${p.number} of ${p.label} listing ${p.total} revoked certificate(s)`,
+      );
+    }
+    for (const label of r.skipped) io.say(`note: ${label}: key offline, its CRL was kept as it is`);
     for (const f of r.written) io.say(`wrote   ${f}`);
     return 0;
   }
