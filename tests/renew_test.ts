@@ -123,3 +123,29 @@ Deno.test({
     await rm(DIR, { recursive: true, force: true });
   }
 });
+
+Deno.test("keygen renew server --name HOST renews that fleet host's bundle, and only it", async () => {
+  const pki = join(await freeTempDir("dg-renew-fleet-"), "pki");
+  for (const args of [[], ["server", "--name", "host1"]]) {
+    const r = await runCli(["keygen", ...args, "--dir", pki]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const serial = async (dir: string) => {
+    const out = await new Deno.Command("openssl", {
+      args: ["x509", "-noout", "-serial", "-in", join(dir, "cert.pem")],
+      stdout: "piped",
+    }).output();
+    return new TextDecoder().decode(out.stdout).trim();
+  };
+  const host = join(pki, "servers", "host1");
+  const [hostBefore, singleBefore] = [await serial(host), await serial(join(pki, "server"))];
+  const r = await runCli(["keygen", "renew", "server", "--name", "host1", "--dir", pki]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.notEqual(await serial(host), hostBefore, "the fleet host's certificate was not renewed");
+  assert.equal(await serial(join(pki, "server")), singleBefore, "DIR/server was renewed instead");
+  const sameKey = await pubkey(join(host, "key.pem"), "pkey");
+  assert.equal(await pubkey(join(host, "cert.pem"), "x509"), sameKey);
+  const wrong = await runCli(["keygen", "renew", "alice", "--name", "host1", "--dir", pki]);
+  assert.equal(wrong.code, 2);
+  assert.match(wrong.stderr, /--name HOST goes with "keygen renew server"/);
+});

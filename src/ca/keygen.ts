@@ -601,6 +601,8 @@ export interface RenewBundleOptions {
   newKey?: boolean;
   /** Revoke the old certificate (and publish the CRL). Default: false: it stays valid. */
   revokeOld?: boolean;
+  /** With `"server"`: renew fleet host `DIR/servers/HOST/` instead of `DIR/server`. */
+  host?: string;
 }
 
 /**
@@ -623,8 +625,22 @@ export async function renewBundle(
   const layout = pkiLayout(options.dir);
   const server = which === "server";
   if (!server) validateClientName(which);
-  const paths = server ? layout.server : clientBundlePaths(options.dir, which);
-  const what = server ? "Server bundle" : `Client bundle "${which}"`;
+  if (options.host !== undefined) {
+    if (!server) throw new TypeError(`host goes with "server", not client "${which}"`);
+    validateHostName(options.host);
+  }
+  const paths = !server
+    ? clientBundlePaths(options.dir, which)
+    : options.host === undefined
+    ? layout.server
+    : bundlePaths(fleetBundleDir(layout.dir, options.host));
+  const what = !server
+    ? `Client bundle "${which}"`
+    : options.host === undefined
+    ? "Server bundle"
+    : `Server bundle "${paths.dir}"`;
+  // The record's name: as keygen server --name wrote it.
+  const recordName = server ? options.host ?? "server" : which;
   const read = (path: string) =>
     readFile(path, "utf8").catch((err) => {
       throw new Error(`Cannot renew ${what}: cannot read "${path}": ${fsErrorText(err)}`);
@@ -656,16 +672,16 @@ export async function renewBundle(
   const trust = server ? await serverTrustPem(options.dir) : await clientTrustPem(options.dir);
   await writeFileSafely(paths.ca, trust, CERT_MODE, true, report);
   await recordIssued(issuer.caDir, [
-    issuedEntry(renewed.certPem, server ? "server" : which, server ? "server" : "client"),
+    issuedEntry(renewed.certPem, recordName, server ? "server" : "client"),
   ]);
   const oldSerial = normalizeSerial(old.serialNumber);
   const until = parseCertificatePem(renewed.certPem).notAfter.toISOString();
-  report.notes.push(`renewed ${server ? "the server" : `"${which}"`} until ${until}`);
+  report.notes.push(`renewed ${server ? `the server ${paths.dir}` : `"${which}"`} until ${until}`);
   if (options.revokeOld) {
     const r = await addRevocations(
       { caDir: revoker.caDir, pkiDir: layout.dir },
       revoker.ca,
-      [{ serial: oldSerial, name: server ? "server" : which }],
+      [{ serial: oldSerial, name: recordName }],
     );
     report.revoked.push(oldSerial);
     report.created.push(...r.written);

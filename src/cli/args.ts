@@ -96,6 +96,8 @@ export type KeygenCommand =
     days: number;
     newKey: boolean;
     revokeOld: boolean;
+    /** With `server`: the fleet host `DIR/servers/HOST/`. */
+    host?: string;
   }
   | {
     kind: "keygen";
@@ -501,6 +503,10 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
   switch (action) {
     case "renew": {
       const subject = needs(`a client NAME or "server"`);
+      const host = v.str("name");
+      if (host !== undefined && subject !== "server") {
+        throw new UsageError(`--name HOST goes with "keygen renew server" (a fleet host's bundle)`);
+      }
       return {
         kind: "keygen",
         action,
@@ -509,6 +515,7 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
         days,
         newKey: v.bool("new-key"),
         revokeOld,
+        ...(host === undefined ? {} : { host }),
       };
     }
     case "init":

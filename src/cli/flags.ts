@@ -520,8 +520,9 @@ const KEYGEN_FLAGS: readonly FlagSpec[] = [
     type: "string",
     value: "HOST",
     defaultText: "the single DIR/server",
-    help: "one Docker host of a fleet: DIR/servers/HOST/ (CN and first SAN HOST), same CA",
-    actions: ["server"],
+    help: "one Docker host of a fleet: DIR/servers/HOST/ (CN and first SAN HOST), same CA; " +
+      "renew server --name HOST renews that host's bundle",
+    actions: ["server", "renew"],
   },
   {
     name: "issuer",

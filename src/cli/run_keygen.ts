@@ -63,7 +63,13 @@ function issue(
     case "intermediate":
       return createIntermediate(cmd.name, { dir, keyType: cmd.keyType, days, force: cmd.force });
     case "renew":
-      return renewBundle(cmd.name, { dir, days, newKey: cmd.newKey, revokeOld: cmd.revokeOld });
+      return renewBundle(cmd.name, {
+        dir,
+        days,
+        newKey: cmd.newKey,
+        revokeOld: cmd.revokeOld,
+        host: cmd.host,
+      });
     case "client": {
       const { keyType, force, revokeOld, issuer } = cmd;
       return issueClientBundle(cmd.name, {
