@@ -26,6 +26,7 @@ import {
   copyFile,
   mkdir,
   mkdtemp,
+  readdir,
   readFile,
   rm,
   stat,
@@ -402,6 +403,8 @@ export async function buildNpm(options: NpmBuildOptions = {}): Promise<NpmBuildR
   await rm(join(outDir, "esm", ENTRIES.bin.replace(/\.ts$/, ".d.ts")), { force: true });
   const types = "./" + join("esm", ENTRIES.library.replace(/\.ts$/, ".d.ts"));
   const main = "./" + join("esm", ENTRIES.library.replace(/\.ts$/, ".js"));
+  // The README links into docs/ and CHANGELOG.md: they go with it, so no link is dead on npm.
+  const docFiles = await packagedDocs();
   const pkg = {
     name: PACKAGE_NAME,
     version,
@@ -414,14 +417,18 @@ export async function buildNpm(options: NpmBuildOptions = {}): Promise<NpmBuildR
     types,
     exports: { ".": { types, default: main }, "./package.json": "./package.json" },
     bin: { dockgate: bin },
-    files: ["esm/", "README.md", "LICENSE"],
+    files: ["esm/", ...docFiles],
     engines: { node: ">=20" },
     dependencies: staged.dependencies,
   };
   await writeFile(join(outDir, "package.json"), JSON.stringify(pkg, null, 2) + "\n");
-  for (const file of ["README.md", "LICENSE"]) {
-    if (await exists(join(ROOT, file))) await copyFile(join(ROOT, file), join(outDir, file));
-    else log(`build:npm: WARNING: no ${file} to copy`);
+  for (const file of docFiles) {
+    if (!(await exists(join(ROOT, file)))) {
+      log(`build:npm: WARNING: no ${file} to copy`);
+      continue;
+    }
+    await mkdir(dirname(join(outDir, file)), { recursive: true });
+    await copyFile(join(ROOT, file), join(outDir, file));
   }
   log(
     `build:npm: ${outDir} (${PACKAGE_NAME}@${version}, dependencies ${
@@ -455,4 +462,11 @@ if (import.meta.main) {
     switches: { "--no-pack": () => (options.packDest = null) },
     build: (version) => buildNpm({ ...options, version }),
   });
+}
+
+/** The documentation files the package carries: README, LICENSE, CHANGELOG and docs/*.md. */
+export async function packagedDocs(): Promise<string[]> {
+  const docs = (await readdir(join(ROOT, "docs")).catch(() => [] as string[]))
+    .filter((f) => f.endsWith(".md")).sort().map((f) => `docs/${f}`);
+  return ["README.md", "LICENSE", "CHANGELOG.md", ...docs];
 }

@@ -17,6 +17,7 @@ import {
   ok,
   run,
 } from "./helpers/packaged.ts";
+import { packagedDocs } from "../scripts/build_npm.ts";
 
 // ------------------------------------------------------------------ the package, built once
 
@@ -142,7 +143,7 @@ Deno.test("npm package: build, pack and install; CLI, library API and types unde
         if (m) want[m[1]] = m[2];
       }
       assert.deepEqual(pkg.dependencies, want);
-      for (const file of ["LICENSE", "README.md"]) {
+      for (const file of await packagedDocs()) {
         assert.equal(
           await readFile(join(pkgDir, file), "utf8"),
           await readFile(join(ROOT, file), "utf8"),
@@ -191,7 +192,7 @@ Deno.test("npm package: build, pack and install; CLI, library API and types unde
       const listed = ok(await run("tar", ["tzf", f.tarball], { cwd: f.tmp }), "tar tzf").stdout
         .split("\n")
         .filter(Boolean).map((p) => p.replace(/^package\//, "")).sort();
-      assert.deepEqual(listed, ["LICENSE", "README.md", "package.json", ...rel].sort());
+      assert.deepEqual(listed, [...await packagedDocs(), "package.json", ...rel].sort());
     },
   );
 
