@@ -110,6 +110,16 @@ export type KeygenCommand =
     /** Issue from this intermediate. */
     issuer?: string;
   }
+  | {
+    kind: "keygen";
+    action: "token";
+    dir: string;
+    name: string;
+    role?: string;
+    ttlMs: number;
+    certTtlMs: number;
+    longLived: boolean;
+  }
   | { kind: "keygen"; action: "revoke"; dir: string; subject: string }
   | { kind: "keygen"; action: "crl"; dir: string };
 
@@ -558,9 +568,39 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
         dir,
         subject: needs("a client NAME or a certificate SERIAL"),
       };
+    case "token":
+      return tokenCommand(v, dir, needs("the client NAME it enrols"));
     default:
       return { kind: "keygen", action: "crl", dir };
   }
+}
+
+/** `keygen token NAME`: the lifetimes, checked here so that a mistake is a usage line. */
+function tokenCommand(v: FlagValues, dir: string, name: string): KeygenCommand {
+  const certTtlMs = v.ms("cert-ttl")!;
+  const longLived = v.bool("long-lived");
+  const hour = 3_600_000;
+  if (certTtlMs > (longLived ? 8760 : 168) * hour || certTtlMs < 30_000) {
+    throw new UsageError(
+      `Invalid --cert-ttl "${v.str("cert-ttl")}": from 30s to 168h` +
+        (longLived ? " (8760h with --long-lived)" : " (more with --long-lived)"),
+    );
+  }
+  const ttlMs = v.ms("ttl")!;
+  if (ttlMs > 168 * hour || ttlMs < 1000) {
+    throw new UsageError(`Invalid --ttl "${v.str("ttl")}": from 1s to 168h`);
+  }
+  const role = v.str("role");
+  return {
+    kind: "keygen",
+    action: "token",
+    dir,
+    name,
+    ...(role === undefined ? {} : { role }),
+    ttlMs,
+    certTtlMs,
+    longLived,
+  };
 }
 
 function certSource(v: FlagValues): CertSource {

@@ -531,6 +531,37 @@ const KEYGEN_FLAGS: readonly FlagSpec[] = [
     help: "issue from intermediate INT (the root key may be offline); cert.pem = leaf + INT",
     actions: ["client", "server"],
   },
+  {
+    name: "role",
+    type: "string",
+    value: "R",
+    defaultText: "none",
+    help: "the enrolled certificate's OU, for the API policy (identities: [{ou: R, role: R}])",
+    actions: ["token"],
+  },
+  {
+    name: "ttl",
+    type: "duration",
+    value: DURATION,
+    default: DEFAULTS.tokenTtl,
+    help: "how long the token works (at most 168h); it works once",
+    actions: ["token"],
+  },
+  {
+    name: "cert-ttl",
+    type: "duration",
+    value: DURATION,
+    default: DEFAULTS.enrolledCertTtl,
+    help: "lifetime of the certificate the token buys (30s to 168h; renewed with " +
+      "dockgate renew)",
+    actions: ["token"],
+  },
+  {
+    name: "long-lived",
+    type: "bool",
+    help: "allow a --cert-ttl over 168h (up to 8760h)",
+    actions: ["token"],
+  },
   HELP_FLAG,
 ];
 
@@ -538,7 +569,7 @@ const KEYGEN_FLAGS: readonly FlagSpec[] = [
 export const VERBS: readonly VerbSpec[] = [
   {
     name: "keygen",
-    synopsis: "[server|client NAME|intermediate NAME|renew NAME|revoke NAME|SERIAL|crl]",
+    synopsis: "[server|client NAME|intermediate NAME|renew NAME|token NAME|revoke NAME|SERIAL|crl]",
     summary: "the PKI: CA, server and client bundles, revocation",
     positional: "actions",
     actions: [
@@ -570,6 +601,12 @@ export const VERBS: readonly VerbSpec[] = [
         about: "A new certificate, same names, same key (or --new-key); the old one stays valid " +
           "until it expires unless --revoke-old. A running serve picks a renewed server " +
           "certificate up itself.",
+      },
+      {
+        name: "token",
+        args: "NAME",
+        about: "Print a single-use join token for client NAME (dockgate join on the client): " +
+          "it pins the root CA and carries a secret the PKI records hashed (DIR/tokens/).",
       },
       {
         name: "revoke",

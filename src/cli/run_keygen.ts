@@ -10,6 +10,7 @@ import { initPki, issueClientBundle, issueServerBundle, renewBundle } from "../c
 import { type KeygenReport } from "../ca/files.ts";
 import { republishCrl, revokeCertificate } from "../ca/revoke.ts";
 import { createIntermediate } from "../ca/intermediates.ts";
+import { createJoinToken } from "../ca/tokens.ts";
 import { clientsDir, fleetBundleDir, pkiLayout } from "../ca/layout.ts";
 
 function reportKeygen(io: CliIo, report: KeygenReport) {
@@ -21,6 +22,13 @@ function reportKeygen(io: CliIo, report: KeygenReport) {
 /** `dockgate keygen …`: create or extend the PKI, revoke, publish the CRL. */
 export async function runKeygen(cmd: KeygenCommand, io: CliIo): Promise<number> {
   if (cmd.action === "revoke") return await revoke(cmd.dir, cmd.subject, io);
+  if (cmd.action === "token") {
+    const { token, file } = await createJoinToken(cmd.name, cmd);
+    // stdout: the token alone (scripts capture it); stderr: where its record is.
+    io.out(token);
+    io.say(`recorded ${file} (single use, expires in ${Math.round(cmd.ttlMs / 60_000)} min)`);
+    return 0;
+  }
   if (cmd.action === "crl") {
     const r = await republishCrl(cmd.dir);
     io.say(`published CRL number ${r.number} listing ${r.total} revoked certificate(s)`);
@@ -33,7 +41,9 @@ export async function runKeygen(cmd: KeygenCommand, io: CliIo): Promise<number> 
 }
 
 /** The issuing actions, through the library. */
-function issue(cmd: Exclude<KeygenCommand, { action: "revoke" | "crl" }>): Promise<KeygenReport> {
+function issue(
+  cmd: Exclude<KeygenCommand, { action: "revoke" | "crl" | "token" }>,
+): Promise<KeygenReport> {
   const { dir, days } = cmd;
   switch (cmd.action) {
     case "init": {
