@@ -267,6 +267,21 @@ Deno.test("enrol: the port answers only its protocol; HTTP gets a refusal and re
     const cut = new TextDecoder().decode(await readLine(big.socket, MAX_ANSWER_BYTES, 5000));
     big.socket.destroy();
     assert.match(cut, /longer than/);
+    // 20 requests per minute per address: the 21st is refused before it is read.
+    const answers: string[] = [];
+    for (let i = 0; i < 19; i++) {
+      const c = await connectPinned({
+        host: "127.0.0.1",
+        port: gate.enrollPort,
+        pin: parseJoinToken(token).pin,
+        timeoutMs: 5000,
+      });
+      c.socket.write("{}\n");
+      answers.push(new TextDecoder().decode(await readLine(c.socket, MAX_ANSWER_BYTES, 5000)));
+      c.socket.destroy();
+    }
+    assert.match(answers[17], /expected/);
+    assert.match(answers[18], /too many requests from this address/);
     assert.deepEqual(gate.target.seen, []);
   } finally {
     await gate.stop();

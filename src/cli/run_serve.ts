@@ -94,7 +94,7 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   logStartup(run, gate);
   const daily = setInterval(() => warnExpiring(run.logger, run.inForce), 86_400_000);
   (daily as { unref?: () => void }).unref?.();
-  const reloader = startReloading(run, gate);
+  const reloader = startReloading(run, gate, enroll);
   const configWatch = watchConfigFile(run, reloader);
   handleSignals(run, gate, reloader, notifier);
   // Said only now that every signal has its handler: whoever waits for this line (a test, a
@@ -339,7 +339,7 @@ function openOwnerRecord(run: ServeRun): void {
 }
 
 /** The reloader (SIGHUP, file polling, fetched CRLs). */
-function startReloading(run: ServeRun, gate: ServeHandle): Reloader {
+function startReloading(run: ServeRun, gate: ServeHandle, enroll?: EnrollServer): Reloader {
   const reloader = startReloader({
     source: run.source,
     config: run.inForce,
@@ -347,6 +347,7 @@ function startReloading(run: ServeRun, gate: ServeHandle): Reloader {
     logger: run.logger,
     onReload: (c) => {
       run.inForce = c;
+      enroll?.reload(c.tls);
       if (hasIsolatedRole(c.apiPolicy) && !run.containers.isOpen) {
         try {
           openOwnerRecord(run);

@@ -88,6 +88,8 @@ export interface EnrollServerOptions {
 export interface EnrollServer {
   /** The bound address. */
   address: TcpAddress;
+  /** Present new TLS material (the gate's, after a reload) from the next handshake on. */
+  reload(material: TlsMaterial): void;
   /** Stop listening and end every connection. */
   close(): Promise<void>;
 }
@@ -143,6 +145,7 @@ export async function startEnrollServer(options: EnrollServerOptions): Promise<E
   const bound = server.address() as net.AddressInfo;
   return {
     address: { transport: "tcp", host: bound.address, port: bound.port },
+    reload: (material) => server.setSecureContext(enrollTlsOptions(material)),
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -196,8 +199,10 @@ class Exchanges {
     const since = Date.now();
     const peer = peerOf(socket);
     let outcome: Outcome;
+    let kind: Outcome["kind"] = "enroll";
     try {
       const request = parseRequest(await readLine(socket, MAX_REQUEST_BYTES, timeoutMs));
+      kind = request.op;
       outcome = request.op === "enroll"
         ? await this.#enroll(request)
         : await this.#renew(socket, request);
@@ -207,7 +212,7 @@ class Exchanges {
         this.options.logger.log("info", "enrolment connection ended without a request", { peer });
         return void socket.destroy();
       }
-      outcome = this.#failure(err);
+      outcome = { ...this.#failure(err), kind };
     }
     answer(socket, outcome.answer);
     this.#record(outcome, peer, Date.now() - since);
