@@ -7,7 +7,7 @@ import net from "node:net";
 import tls from "node:tls";
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { runCli, type ServeProcess, startServe } from "./helpers/gate.ts";
+import { cliCommand, runCli, type Runtime, type ServeProcess, startServe } from "./helpers/gate.ts";
 import { freeTempDir, waitFor } from "./helpers/wait.ts";
 import { OpensslCa, SERVER_EXT } from "./helpers/openssl_ca.ts";
 import { x509 } from "../src/pki/x509.ts";
@@ -48,8 +48,15 @@ interface Gate {
   stop(): Promise<void>;
 }
 
+/** `dockgate ARGS…` on Node (the npm package's runtime), to completion. */
+async function runNode(args: string[]): Promise<{ code: number; stderr: string }> {
+  const [cmd, argv] = await cliCommand("node", args);
+  const out = await new Deno.Command(cmd, { args: argv, stdin: "null" }).output();
+  return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+}
+
 /** A PKI with an enrolment intermediate, and serve --enroll on it. */
-async function startGate(): Promise<Gate> {
+async function startGate(runtime: Runtime = "deno"): Promise<Gate> {
   const pki = await freeTempDir("dg-pki-");
   assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
   assert.equal((await runCli(["keygen", "intermediate", "enroll", "--dir", pki])).code, 0);
@@ -66,7 +73,7 @@ async function startGate(): Promise<Gate> {
     "enroll",
     "--audit-log",
     audit,
-  ]);
+  ], { runtime });
   const m = await serve.waitForLog(/enrolment port on tcp:\/\/127\.0\.0\.1:(\d+)/);
   await serve.waitForLog(/listening on/);
   target.seen.length = 0; // serve's own startup check of the target
@@ -322,5 +329,44 @@ Deno.test("renew: an enrolled certificate renews over mTLS; once revoked it does
   } finally {
     await gate.stop();
     await Deno.remove(client, { recursive: true });
+  }
+});
+
+Deno.test("on Node: serve --enroll, join and renew; the impostor is refused there too", async () => {
+  const gate = await startGate("node");
+  const tmp = await freeTempDir("dg-node-");
+  try {
+    const token = await gate.token("gina");
+    const ca = OpensslCa.create(join(tmp, "ca"), { name: "impostor CA" });
+    const leaf = ca.issue("gate", { subject: "/CN=localhost", extensions: SERVER_EXT });
+    const realRoot = await readFile(join(gate.pki, "ca", "ca.pem"), "utf8");
+    let received = 0;
+    const impostor = tls.createServer({ cert: leaf.cert + realRoot, key: leaf.key }, (s) => {
+      s.on("data", (d) => (received += d.length));
+      s.on("error", () => {});
+    });
+    await new Promise<void>((r) => impostor.listen(0, "127.0.0.1", r));
+    const port = (impostor.address() as net.AddressInfo).port;
+    try {
+      const r = await runNode(["join", `127.0.0.1:${port}`, token, "--dir", tmp + "/x"]);
+      assert.equal(r.code, 1);
+      // Node's peer chain follows issuer names, so there the real root is not even on it.
+      assert.match(r.stderr, /does not chain to the pinned CA|does not match the token's pin/);
+      assert.equal(received, 0);
+    } finally {
+      impostor.close();
+    }
+    const dir = join(tmp, "docker");
+    const joined = await runNode(["join", `127.0.0.1:${gate.enrollPort}`, token, "--dir", dir]);
+    assert.equal(joined.code, 0, joined.stderr);
+    const renewed = await runNode(["renew", "--dir", dir]);
+    assert.equal(renewed.code, 0, renewed.stderr);
+    assert.deepEqual((await auditRecords(gate)).map((a) => `${a.event}:${a.decision}`), [
+      "enroll:allow",
+      "renew:allow",
+    ]);
+  } finally {
+    await gate.stop();
+    await Deno.remove(tmp, { recursive: true });
   }
 });
