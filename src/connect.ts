@@ -44,6 +44,11 @@ export interface ConnectHandle {
   /** Number of open local connections. */
   connectionCount(): number;
   /**
+   * Use new TLS material (a renewed certificate) for connections from now on; open ones go
+   * on with the session they have.
+   */
+  reload(tls: TlsMaterial): void;
+  /**
    * Stop accepting, let open connections finish for up to `drainMs` (default 5 000 ms, as
    * `connect --drain-timeout`), then close the rest.
    */
@@ -77,6 +82,7 @@ export async function connect(options: ConnectOptions): Promise<ConnectHandle> {
   // One connection, in order: accept a local client -> dial the server in mTLS -> check the
   // server -> relay -> closed.
   const dial = dialer(options, logger);
+  const reload = (material: TlsMaterial) => dial.reload(material);
   const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (local) => {
     if (!connections.accepting) return void local.destroy();
     connections.addSocket(local);
@@ -86,7 +92,7 @@ export async function connect(options: ConnectOptions): Promise<ConnectHandle> {
   if (listen.transport === "unix") await clearStaleSocket(listen.path);
   // The local socket is created 0600: only its owner may borrow our client certificate.
   await listenOn(server, listen, { unixMode: 0o600, logger });
-  return tunnelHandle(server, listen, connections, logger);
+  return { ...tunnelHandle(server, listen, connections, logger), reload };
 }
 
 /** A TCP listen address off loopback lends our certificate to anyone who can reach it. */
@@ -107,8 +113,8 @@ function refuseUnsafeListen(options: ConnectOptions): void {
 function dialer(options: ConnectOptions, logger: Logger) {
   const serverName = options.serverName ?? options.server.host;
   const handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_MS.handshakeTimeout;
-  const tlsOptions = clientTlsOptions(options.tls, serverName);
-  return (local: net.Socket, connections: ConnectionSet) => {
+  let tlsOptions = clientTlsOptions(options.tls, serverName);
+  const dial = (local: net.Socket, connections: ConnectionSet) => {
     const since = Date.now();
     const remote = tls.connect({
       ...tlsOptions,
@@ -160,6 +166,9 @@ function dialer(options: ConnectOptions, logger: Logger) {
       });
     });
   };
+  return Object.assign(dial, {
+    reload: (material: TlsMaterial) => void (tlsOptions = clientTlsOptions(material, serverName)),
+  });
 }
 
 /**
@@ -190,7 +199,7 @@ function tunnelHandle(
   listen: Address,
   connections: ConnectionSet,
   logger: Logger,
-): ConnectHandle {
+): Omit<ConnectHandle, "reload"> {
   let address: Address = listen;
   if (listen.transport === "unix") {
     fs.chmodSync(listen.path, 0o600);

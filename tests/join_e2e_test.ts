@@ -8,7 +8,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { dockerdUnavailable, startDockerd } from "./helpers/dockerd.ts";
 import { freeTempDir, waitFor } from "./helpers/wait.ts";
-import { runCli, spawnCli, startServe, tlsFlags } from "./helpers/gate.ts";
+import { runCli, spawnCli, startConnect, startServe, tlsFlags } from "./helpers/gate.ts";
 import { parseCertificatesPem } from "../src/pki/pem.ts";
 
 Deno.test({
@@ -68,6 +68,102 @@ Deno.test({
     assert.match(metrics, /dockgate_enrolments_total\{kind="renew",result="ok"\} [1-9]/);
   } finally {
     await renew?.stop();
+    await serve?.stop();
+    await d.stop();
+    await Deno.remove(pki, { recursive: true });
+    await Deno.remove(client, { recursive: true });
+  }
+});
+
+Deno.test({
+  name:
+    "connect --renew: a docker run -i stream stays open across renewals, new ones use the new certificate",
+  ignore: dockerdUnavailable(),
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async () => {
+  const d = await startDockerd();
+  if (!d) return console.error("SKIP: join e2e test skipped (see SKIP line above)");
+  const pki = await freeTempDir("dg-pki-");
+  const client = await freeTempDir("dg-client-");
+  let serve: Awaited<ReturnType<typeof startServe>> | undefined;
+  let tunnel: Awaited<ReturnType<typeof startConnect>> | undefined;
+  let cat: Deno.ChildProcess | undefined;
+  try {
+    assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
+    assert.equal((await runCli(["keygen", "intermediate", "enroll", "--dir", pki])).code, 0);
+    serve = await startServe([
+      "--certs",
+      join(pki, "server"),
+      "--target",
+      d.host,
+      "--enroll",
+      "127.0.0.1:0",
+      "--enroll-issuer",
+      "enroll",
+    ]);
+    const port = Number(
+      (await serve.waitForLog(/enrolment port on tcp:\/\/127\.0\.0\.1:(\d+)/))[1],
+    );
+    const token = (await runCli(["keygen", "token", "streamer", "--dir", pki, "--cert-ttl", "30s"]))
+      .stdout.trim();
+    assert.equal((await runCli(["join", `127.0.0.1:${port}`, token, "--dir", client])).code, 0);
+    const [cert] = parseCertificatesPem(await readFile(join(client, "cert.pem"), "utf8"));
+    const sock = join(client, "docker.sock");
+    tunnel = await startConnect([
+      "--server",
+      `127.0.0.1:${serve.port}`,
+      "--server-name",
+      "localhost",
+      "--certs",
+      client,
+      "--listen",
+      `unix://${sock}`,
+      "--renew",
+    ]);
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(Deno.env.toObject())) {
+      if (!k.startsWith("DOCKER_")) env[k] = v;
+    }
+    env.DOCKER_CONFIG = join(d.tmp, "cli");
+    cat = new Deno.Command("docker", {
+      args: ["-H", `unix://${sock}`, "run", "-i", "--rm", "--network", "none", d.image, "cat"],
+      env,
+      clearEnv: true,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const writer = cat.stdin.getWriter();
+    const reader = cat.stdout.getReader();
+    let seen = "";
+    const echo = async (word: string) => {
+      await writer.write(new TextEncoder().encode(word + "\n"));
+      while (!seen.includes(word)) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`the stream ended before "${word}" came back`);
+        seen += new TextDecoder().decode(value);
+      }
+    };
+    await echo("before");
+    await tunnel.waitForLog(/renewed/, 40_000);
+    await waitFor(() => Date.now() > cert.notAfter.getTime() + 1000, {
+      timeoutMs: 60_000,
+      what: "the first certificate's end",
+    });
+    await echo("after"); // the open stream went on past the first certificate's end
+    const ps = await d.docker(["ps", "-q"], { host: `unix://${sock}` });
+    assert.equal(ps.code, 0, `a new connection after the first certificate's end: ${ps.stderr}`);
+    await writer.close();
+    assert.equal((await cat.status).code, 0);
+    cat = undefined;
+  } finally {
+    try {
+      cat?.kill();
+    } catch {
+      // Already gone.
+    }
+    await tunnel?.stop();
     await serve?.stop();
     await d.stop();
     await Deno.remove(pki, { recursive: true });

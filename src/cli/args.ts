@@ -232,6 +232,8 @@ export interface ConnectCommand {
   serverName?: string;
   /** Allow non-loopback TCP listen. */
   unsafeListen: boolean;
+  /** Renew the enrolled bundle in-process (`--certs DIR` with `DIR/enroll.json`). */
+  renew: boolean;
   /** Accept group/other-readable keys. */
   insecureKeyPerms: boolean;
   /** Milliseconds. */
@@ -996,6 +998,15 @@ export function defaultConnectListen(env: Record<string, string | undefined>, ui
   return `unix:///tmp/dockgate-${uid}.sock`;
 }
 
+/** `connect --renew`: the bundle is one directory (per-file overrides would not be renewed). */
+function renewFlag(v: FlagValues, source: CertSource): boolean {
+  if (!v.bool("renew")) return false;
+  if (source.cert || source.key || source.ca) {
+    throw new UsageError("--renew renews a --certs DIR bundle: give it without --cert/--key/--ca");
+  }
+  return true;
+}
+
 function parseConnect(
   args: string[],
   env: Record<string, string | undefined>,
@@ -1026,6 +1037,7 @@ function parseConnect(
     source,
     serverName: v.str("server-name"),
     unsafeListen: v.bool("unsafe-listen"),
+    renew: renewFlag(v, source),
     insecureKeyPerms: v.bool("insecure-key-perms"),
     drainTimeoutMs: v.ms("drain-timeout")!,
     logLevel: v.choice("log-level"),

@@ -439,6 +439,12 @@ const CONNECT_FLAGS: readonly FlagSpec[] = [
     help: "allow a TCP listen address off loopback",
   },
   {
+    name: "renew",
+    type: "bool",
+    help: "renew an enrolled bundle (dockgate join) in-process at 2/3 of each lifetime; new " +
+      "connections use the new certificate, open ones go on",
+  },
+  {
     name: "drain-timeout",
     type: "duration",
     value: DURATION,

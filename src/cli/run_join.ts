@@ -45,14 +45,38 @@ export async function runRenew(cmd: RenewCommand, io: CliIo): Promise<number> {
   let stop!: () => void;
   const stopped = new Promise<void>((resolve) => (stop = resolve));
   onStopSignals(io, () => stop());
-  const log = io.logger("info");
+  await renewLoop({ ...cmd, stopped, log: io.logger("info") });
+  return 0;
+}
+
+/** What {@linkcode renewLoop} renews, and whom it tells. */
+export interface RenewLoop {
+  /** The bundle directory. */
+  dir: string;
+  /** The enrolment port, when not from `DIR/enroll.json`. */
+  server?: { host: string; port: number };
+  /** `--exec`: run after each renewal. */
+  exec?: string;
+  /** Resolves when the loop must end. */
+  stopped: Promise<void>;
+  /** Where it reports. */
+  log: ReturnType<CliIo["logger"]>;
+  /** Called after each renewal (connect uses the new certificate from then on). */
+  onRenewed?: () => Promise<void> | void;
+}
+
+/**
+ * Renew the bundle in `dir` at 2/3 of each certificate's lifetime until `stopped`; throws
+ * once a certificate ended without a renewal (`renew --daemon`, `connect --renew`).
+ */
+export async function renewLoop(loop: RenewLoop): Promise<void> {
   for (;;) {
-    const cert = await currentCert(cmd.dir);
+    const cert = await currentCert(loop.dir);
     const due = renewalTime(cert).getTime();
     const wait = Math.max(0, due - Date.now());
-    log.log("info", "next renewal", { at: new Date(Date.now() + wait).toISOString() });
-    if (await sleepOrStop(wait, stopped)) return 0;
-    if (await renewUntilDone(cmd, cert, stopped, log)) return 0;
+    loop.log.log("info", "next renewal", { at: new Date(Date.now() + wait).toISOString() });
+    if (await sleepOrStop(wait, loop.stopped)) return;
+    if (await renewUntilDone(loop, cert)) return;
   }
 }
 
@@ -61,17 +85,14 @@ export async function runRenew(cmd: RenewCommand, io: CliIo): Promise<number> {
  * certificate ends; `true` when stopped meanwhile. An ended certificate cannot renew: join
  * again.
  */
-async function renewUntilDone(
-  cmd: RenewCommand,
-  cert: { notAfter: Date },
-  stopped: Promise<void>,
-  log: ReturnType<CliIo["logger"]>,
-): Promise<boolean> {
+async function renewUntilDone(loop: RenewLoop, cert: { notAfter: Date }): Promise<boolean> {
+  const { log, stopped } = loop;
   for (;;) {
     try {
-      const r = await renewBundleOnce({ dir: cmd.dir, place: cmd.server });
+      const r = await renewBundleOnce({ dir: loop.dir, place: loop.server });
       log.log("info", "renewed", { identity: r.name, not_after: r.notAfter.toISOString() });
-      if (cmd.exec) await runExec(cmd.exec, log);
+      await loop.onRenewed?.();
+      if (loop.exec) await runExec(loop.exec, log);
       return false;
     } catch (err) {
       const left = cert.notAfter.getTime() - Date.now();
