@@ -21,6 +21,7 @@ import { runEnv } from "./src/cli/run_env.ts";
 import { runInspect } from "./src/cli/run_inspect.ts";
 import { completionScript } from "./src/cli/completion.ts";
 import { runDoctor } from "./src/cli/run_doctor.ts";
+import { runJoin, runRenew } from "./src/cli/run_join.ts";
 import { lineLogger, streamSink } from "./src/observe/logger.ts";
 import { VERSION } from "./src/version.ts";
 
@@ -82,6 +83,10 @@ async function main(argv: string[]): Promise<number> {
       case "completion":
         process.stdout.write(completionScript(cmd.shell));
         return 0;
+      case "join":
+        return await runJoin(cmd, io);
+      case "renew":
+        return await runRenew(cmd, io);
     }
   } catch (err) {
     const e = err as Error;

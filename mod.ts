@@ -99,6 +99,7 @@ export {
   silentLogger,
 } from "./src/observe/logger.ts";
 export {
+  type EnrollMetrics,
   type GateMetrics,
   PrometheusMetrics,
   type RefusalMetricKind,

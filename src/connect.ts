@@ -45,6 +45,11 @@ export interface ConnectHandle {
   /** Number of open local connections. */
   connectionCount(): number;
   /**
+   * Use new TLS material (a renewed certificate) for connections from now on; open ones go
+   * on with the session they have.
+   */
+  reload(tls: TlsMaterial): void;
+  /**
    * Stop accepting, let open connections finish for up to `drainMs` (default 5 000 ms, as
    * `connect --drain-timeout`), then close the rest.
    */
@@ -78,6 +83,7 @@ export async function connect(options: ConnectOptions): Promise<ConnectHandle> {
   // One connection, in order: accept a local client -> dial the server in mTLS -> check the
   // server -> relay -> closed.
   const dial = dialer(options, logger);
+  const reload = (material: TlsMaterial) => dial.reload(material);
   const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (local) => {
     if (!connections.accepting) return void local.destroy();
     connections.addSocket(local);
@@ -87,7 +93,7 @@ export async function connect(options: ConnectOptions): Promise<ConnectHandle> {
   if (listen.transport === "unix") await clearStaleSocket(listen.path);
   // The local socket is created 0600: only its owner may borrow our client certificate.
   await listenOn(server, listen, { unixMode: 0o600, logger });
-  return tunnelHandle(server, listen, connections, logger);
+  return { ...tunnelHandle(server, listen, connections, logger), reload };
 }
 
 /** A TCP listen address off loopback lends our certificate to anyone who can reach it. */
@@ -108,10 +114,10 @@ function refuseUnsafeListen(options: ConnectOptions): void {
 function dialer(options: ConnectOptions, logger: Logger) {
   const serverName = options.serverName ?? options.server.host;
   const handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_MS.handshakeTimeout;
-  const tlsOptions = clientTlsOptions(options.tls, serverName);
-  // Parsed once (a bad CA bundle fails connect() at start, not per client).
-  const trust = serverTrust(options.tls.caPem);
-  return (local: net.Socket, connections: ConnectionSet) => {
+  let tlsOptions = clientTlsOptions(options.tls, serverName);
+  // Parsed once per material (a bad CA bundle fails connect() at start, not per client).
+  let trust = serverTrust(options.tls.caPem);
+  const dial = (local: net.Socket, connections: ConnectionSet) => {
     const since = Date.now();
     const remote = tls.connect({
       ...tlsOptions,
@@ -155,6 +161,12 @@ function dialer(options: ConnectOptions, logger: Logger) {
       });
     });
   };
+  return Object.assign(dial, {
+    reload: (material: TlsMaterial) => {
+      tlsOptions = clientTlsOptions(material, serverName);
+      trust = serverTrust(material.caPem);
+    },
+  });
 }
 
 /** Relay a checked server connection for one local client, and log how it ended. */
@@ -213,7 +225,7 @@ function tunnelHandle(
   listen: Address,
   connections: ConnectionSet,
   logger: Logger,
-): ConnectHandle {
+): Omit<ConnectHandle, "reload"> {
   let address: Address = listen;
   if (listen.transport === "unix") {
     fs.chmodSync(listen.path, 0o600);

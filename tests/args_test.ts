@@ -211,7 +211,7 @@ Deno.test("usage errors are UsageError with a clear message", () => {
     [["keygen", "revoke"], /NAME or a certificate SERIAL/],
     [
       ["sevre"],
-      /Unknown command "sevre" \(did you mean serve\?\); the commands are keygen, serve, connect, policy, env, inspect, doctor, completion, help, version$/,
+      /Unknown command "sevre" \(did you mean serve\?\); the commands are keygen, serve, connect, policy, env, inspect, doctor, join, renew, completion, help, version$/,
     ],
     [["help", "sevre"], /No help for "sevre" \(did you mean serve\?\)/],
     [

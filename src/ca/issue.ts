@@ -101,6 +101,11 @@ export interface IssueClientOptions extends ValidityOptions {
    * ends); ordinary client certificates should keep the default. Default: `["clientAuth"]`.
    */
   extKeyUsages?: ClientExtKeyUsage[];
+  /**
+   * Certify this public key (a CSR's, checked by the caller) instead of generating a key pair;
+   * `keyPem` is then `""`. Default: a new key of `keyType`.
+   */
+  publicKey?: CryptoKey;
 }
 
 const MINUTE = 60_000;
@@ -442,12 +447,14 @@ export async function issueClient(
       throw new TypeError(`Invalid extended key usage "${eku}": expected clientAuth or serverAuth`);
     }
   }
+  const key = options.publicKey;
   return await issueLeaf(
     ca,
-    options,
+    key ? { ...options, keyType: keyTypeOf(key.algorithm) } : options,
     subject,
     options.sans ?? [],
     ekus.map((e) => x509.ExtendedKeyUsage[e]),
+    key ? { publicKey: key } : {},
   );
 }
 

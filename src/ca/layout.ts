@@ -13,6 +13,8 @@
  * DIR/server/             the server bundle (cert.pem, key.pem, ca.pem, crl.pem)
  * DIR/servers/HOST/       a fleet server bundle (same files)
  * DIR/clients/NAME/       a client bundle
+ * DIR/tokens/ID.json      a join token's record (hashed secret, name, expiry; 0600), ID.used once
+ *                         redeemed
  * ```
  *
  * @example Compute the layout
@@ -234,6 +236,39 @@ const SERVERS = "servers";
 const CLIENTS = "clients";
 /** `DIR/intermediates`, where the intermediate CAs go. */
 const INTERMEDIATES = "intermediates";
+/** `DIR/tokens`, where the join tokens' records go. */
+const TOKENS = "tokens";
+
+/**
+ * The directory of join token records, `DIR/tokens`.
+ *
+ * @example
+ * ```ts
+ * import { tokensDir } from "./layout.ts";
+ * if (tokensDir("pki") !== "pki/tokens") throw new Error("unexpected");
+ * ```
+ */
+export function tokensDir(pkiDir: string): string {
+  return join(pkiDir, TOKENS);
+}
+
+/**
+ * The record of join token `id` (16 hex digits, else `TypeError`): `DIR/tokens/ID.json`, and
+ * where it goes once redeemed, `DIR/tokens/ID.used`.
+ *
+ * @example
+ * ```ts
+ * import { tokenFiles } from "./layout.ts";
+ * if (tokenFiles("pki", "0123456789abcdef").used !== "pki/tokens/0123456789abcdef.used") throw new Error();
+ * ```
+ */
+export function tokenFiles(pkiDir: string, id: string): { live: string; used: string } {
+  if (!/^[0-9a-f]{16}$/.test(id)) throw new TypeError(`Invalid token id "${id}"`);
+  return {
+    live: join(tokensDir(pkiDir), `${id}.json`),
+    used: join(tokensDir(pkiDir), `${id}.used`),
+  };
+}
 
 /**
  * The directory of fleet server bundle `host`: `DIR/servers/HOST` (the caller validates `host`).

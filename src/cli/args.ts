@@ -16,6 +16,7 @@ import type { SettingSource } from "../config/layered.ts";
 import { type Address, isLoopbackHost, type TcpAddress } from "../net/address.ts";
 import { DEFAULTS } from "../config/defaults.ts";
 import { type KeyType, parseKeyType } from "../ca/issue.ts";
+import { parseJoinToken } from "../pki/join_token.ts";
 import {
   defaultText,
   flagsFor,
@@ -112,6 +113,16 @@ export type KeygenCommand =
     /** Issue from this intermediate. */
     issuer?: string;
   }
+  | {
+    kind: "keygen";
+    action: "token";
+    dir: string;
+    name: string;
+    role?: string;
+    ttlMs: number;
+    certTtlMs: number;
+    longLived: boolean;
+  }
   | { kind: "keygen"; action: "revoke"; dir: string; subject: string }
   | { kind: "keygen"; action: "crl"; dir: string }
   | { kind: "keygen"; action: "rotate-ca"; dir: string; keyType: KeyType; caDays: number }
@@ -187,6 +198,8 @@ export interface ServeCommand {
   maxBodyBytes: number;
   /** s8-owner: `--state-dir`, where the owner record of isolated roles lives. */
   stateDir: string;
+  /** `--enroll`: the enrolment port, with the intermediate that signs (`--enroll-issuer`). */
+  enroll?: { listen: TcpAddress; issuer: string };
 }
 
 /** `dockgate policy check FILE --identity CN METHOD PATH [--body FILE]` */
@@ -223,6 +236,8 @@ export interface ConnectCommand {
   serverName?: string;
   /** Allow non-loopback TCP listen. */
   unsafeListen: boolean;
+  /** Renew the enrolled bundle in-process (`--certs DIR` with `DIR/enroll.json`). */
+  renew: boolean;
   /** Accept group/other-readable keys. */
   insecureKeyPerms: boolean;
   /** Milliseconds. */
@@ -275,7 +290,41 @@ export type Command =
   | EnvCommand
   | InspectCommand
   | { kind: "completion"; shell: Shell }
-  | DoctorCommand;
+  | DoctorCommand
+  | JoinCommand
+  | RenewCommand;
+
+/** `dockgate join HOST:PORT TOKEN [--dir DIR] [--server-name N] [--force]`. */
+export interface JoinCommand {
+  /** Discriminant. */
+  kind: "join";
+  /** The gate's enrolment port. */
+  host: string;
+  /** Its port. */
+  port: number;
+  /** The token. */
+  token: string;
+  /** The bundle directory. */
+  dir: string;
+  /** The name the gate's certificate must carry. */
+  serverName?: string;
+  /** Replace an existing bundle. */
+  force: boolean;
+}
+
+/** `dockgate renew [--dir DIR] [--server HOST:PORT] [--daemon] [--exec CMD]`. */
+export interface RenewCommand {
+  /** Discriminant. */
+  kind: "renew";
+  /** The bundle directory. */
+  dir: string;
+  /** The enrolment port, when not from `DIR/enroll.json`. */
+  server?: { host: string; port: number };
+  /** Keep renewing. */
+  daemon: boolean;
+  /** Run after each renewal. */
+  exec?: string;
+}
 
 /** `dockgate doctor [--pki DIR] [--certs DIR] [--target ADDR] [--listen ADDR] [--server H:P]`. */
 export interface DoctorCommand {
@@ -378,6 +427,10 @@ export function parseCommand(
       return parseDoctor(rest);
     case "completion":
       return parseCompletion(rest);
+    case "join":
+      return parseJoin(rest, env);
+    case "renew":
+      return parseRenew(rest, env);
     default:
       throw unknownVerb(first);
   }
@@ -571,9 +624,39 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
       return { kind: "keygen", action, dir, keyType, caDays: v.int("ca-days")! };
     case "retire-ca":
       return { kind: "keygen", action, dir, force };
+    case "token":
+      return tokenCommand(v, dir, needs("the client NAME it enrols"));
     default:
       return { kind: "keygen", action: "crl", dir };
   }
+}
+
+/** `keygen token NAME`: the lifetimes, checked here so that a mistake is a usage line. */
+function tokenCommand(v: FlagValues, dir: string, name: string): KeygenCommand {
+  const certTtlMs = v.ms("cert-ttl")!;
+  const longLived = v.bool("long-lived");
+  const hour = 3_600_000;
+  if (certTtlMs > (longLived ? 8760 : 168) * hour || certTtlMs < 30_000) {
+    throw new UsageError(
+      `Invalid --cert-ttl "${v.str("cert-ttl")}": from 30s to 168h` +
+        (longLived ? " (8760h with --long-lived)" : " (more with --long-lived)"),
+    );
+  }
+  const ttlMs = v.ms("ttl")!;
+  if (ttlMs > 168 * hour || ttlMs < 1000) {
+    throw new UsageError(`Invalid --ttl "${v.str("ttl")}": from 1s to 168h`);
+  }
+  const role = v.str("role");
+  return {
+    kind: "keygen",
+    action: "token",
+    dir,
+    name,
+    ...(role === undefined ? {} : { role }),
+    ttlMs,
+    certTtlMs,
+    longLived,
+  };
 }
 
 function certSource(v: FlagValues): CertSource {
@@ -632,6 +715,7 @@ function parseServe(
     logFormat: v.choice("log-format"),
     metrics: metricsAddress(v),
     requireTarget: v.bool("require-target"),
+    ...enrollOf(v, source),
     configFile,
     printConfig: v.bool("print-config"),
     settings: settingsOf(verb, values, sources),
@@ -641,6 +725,25 @@ function parseServe(
       return again;
     },
   };
+}
+
+/** `--enroll ADDR --enroll-issuer INT`: both or neither, and a PKI bundle to find INT in. */
+function enrollOf(v: FlagValues, source: CertSource): Pick<ServeCommand, "enroll"> {
+  const issuer = v.str("enroll-issuer");
+  if (v.str("enroll") === undefined) {
+    if (issuer !== undefined) throw new UsageError("--enroll-issuer goes with --enroll ADDR");
+    return {};
+  }
+  const listen = tcpAddress(v, "enroll", "expected a TCP address, as in 0.0.0.0:2377");
+  if (issuer === undefined) {
+    throw new UsageError(
+      "--enroll needs --enroll-issuer INT (make one with dockgate keygen intermediate INT)",
+    );
+  }
+  if (!source.certs) {
+    throw new UsageError("--enroll needs --certs DIR (a bundle of keygen's PKI, which holds INT)");
+  }
+  return { enroll: { listen, issuer } };
 }
 
 /** Every setting with its value and where it came from (for `--print-config`). */
@@ -709,6 +812,69 @@ function parseDoctor(args: string[]): DoctorCommand | HelpCommand {
     clientBundle: server
       ? v.str("client-certs") ?? clientsDir(pki ?? DEFAULTS.pkiDir, "default")
       : undefined,
+  };
+}
+
+/** The Docker CLI's certificate directory: `$DOCKER_CERT_PATH`, then `~/.docker`. */
+function dockerCertDir(env: Record<string, string | undefined>): string {
+  return env.DOCKER_CERT_PATH || (env.HOME ? `${env.HOME}/.docker` : ".docker");
+}
+
+/** `HOST:PORT` (IPv6 in brackets), the port required. */
+function enrollPort(text: string, what: string): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(text);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+    throw new UsageError(
+      `Invalid ${what} "${text}": expected HOST:PORT of the gate's --enroll (e.g. gate.example.com:2377)`,
+    );
+  }
+  return { host: m[1].replace(/^\[|\]$/g, ""), port: Number(m[2]) };
+}
+
+function parseJoin(
+  args: string[],
+  env: Record<string, string | undefined>,
+): JoinCommand | HelpCommand {
+  const verb = spec("join");
+  const { values, positionals } = parseVerbArgs(verb, args, true);
+  if (values.help) return { kind: "help", topic: "join" };
+  const v = new FlagValues(verb, values);
+  if (positionals.length !== 2) {
+    throw new UsageError(
+      `"join" needs HOST:PORT TOKEN (got ${positionals.length} of 2), as in ` +
+        `dockgate join gate.example.com:2377 DGTKN-1-…`,
+    );
+  }
+  const place = enrollPort(positionals[0], "address");
+  // Read here so that a mistyped token is a usage line, before any key is made.
+  asUsage(() => parseJoinToken(positionals[1]));
+  return {
+    kind: "join",
+    ...place,
+    token: positionals[1],
+    dir: v.str("dir") ?? dockerCertDir(env),
+    serverName: v.str("server-name"),
+    force: v.bool("force"),
+  };
+}
+
+function parseRenew(
+  args: string[],
+  env: Record<string, string | undefined>,
+): RenewCommand | HelpCommand {
+  const verb = spec("renew");
+  const { values } = parseVerbArgs(verb, args, false);
+  if (values.help) return { kind: "help", topic: "renew" };
+  const v = new FlagValues(verb, values);
+  const server = v.str("server");
+  const exec = v.str("exec");
+  if (exec !== undefined && !v.bool("daemon")) throw new UsageError("--exec goes with --daemon");
+  return {
+    kind: "renew",
+    dir: v.str("dir") ?? dockerCertDir(env),
+    ...(server === undefined ? {} : { server: enrollPort(server, "--server") }),
+    daemon: v.bool("daemon"),
+    ...(exec === undefined ? {} : { exec }),
   };
 }
 
@@ -845,6 +1011,15 @@ export function defaultConnectListen(env: Record<string, string | undefined>, ui
   return `unix:///tmp/dockgate-${uid}.sock`;
 }
 
+/** `connect --renew`: the bundle is one directory (per-file overrides would not be renewed). */
+function renewFlag(v: FlagValues, source: CertSource): boolean {
+  if (!v.bool("renew")) return false;
+  if (source.cert || source.key || source.ca) {
+    throw new UsageError("--renew renews a --certs DIR bundle: give it without --cert/--key/--ca");
+  }
+  return true;
+}
+
 function parseConnect(
   args: string[],
   env: Record<string, string | undefined>,
@@ -875,6 +1050,7 @@ function parseConnect(
     source,
     serverName: v.str("server-name"),
     unsafeListen: v.bool("unsafe-listen"),
+    renew: renewFlag(v, source),
     insecureKeyPerms: v.bool("insecure-key-perms"),
     drainTimeoutMs: v.ms("drain-timeout")!,
     logLevel: v.choice("log-level"),

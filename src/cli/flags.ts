@@ -376,6 +376,22 @@ const SERVE_FLAGS: readonly FlagSpec[] = [
     help: "allow a --metrics address off loopback (metrics name every identity)",
   },
   {
+    name: "enroll",
+    type: "address",
+    value: "ADDR",
+    defaultText: "off",
+    help: "also accept enrolment (dockgate join TOKEN) and renewal (dockgate renew) on this " +
+      "TCP address of its own; it never reaches the Docker API (needs --enroll-issuer)",
+  },
+  {
+    name: "enroll-issuer",
+    type: "string",
+    value: "INT",
+    defaultText: "required with --enroll",
+    help: "the intermediate (keygen intermediate INT) that signs enrolled clients; the PKI " +
+      "is the one of --certs",
+  },
+  {
     name: "require-target",
     type: "bool",
     help: "fail at start when the target does not answer (default: warn, start, relay once it " +
@@ -421,6 +437,12 @@ const CONNECT_FLAGS: readonly FlagSpec[] = [
     name: "unsafe-listen",
     type: "bool",
     help: "allow a TCP listen address off loopback",
+  },
+  {
+    name: "renew",
+    type: "bool",
+    help: "renew an enrolled bundle (dockgate join) in-process at 2/3 of each lifetime; new " +
+      "connections use the new certificate, open ones go on",
   },
   {
     name: "drain-timeout",
@@ -532,6 +554,37 @@ const KEYGEN_FLAGS: readonly FlagSpec[] = [
     help: "issue from intermediate INT (the root key may be offline); cert.pem = leaf + INT",
     actions: ["client", "server"],
   },
+  {
+    name: "role",
+    type: "string",
+    value: "R",
+    defaultText: "none",
+    help: "the enrolled certificate's OU, for the API policy (identities: [{ou: R, role: R}])",
+    actions: ["token"],
+  },
+  {
+    name: "ttl",
+    type: "duration",
+    value: DURATION,
+    default: DEFAULTS.tokenTtl,
+    help: "how long the token works (at most 168h); it works once",
+    actions: ["token"],
+  },
+  {
+    name: "cert-ttl",
+    type: "duration",
+    value: DURATION,
+    default: DEFAULTS.enrolledCertTtl,
+    help: "lifetime of the certificate the token buys (30s to 168h; renewed with " +
+      "dockgate renew)",
+    actions: ["token"],
+  },
+  {
+    name: "long-lived",
+    type: "bool",
+    help: "allow a --cert-ttl over 168h (up to 8760h)",
+    actions: ["token"],
+  },
   HELP_FLAG,
 ];
 
@@ -539,8 +592,8 @@ const KEYGEN_FLAGS: readonly FlagSpec[] = [
 export const VERBS: readonly VerbSpec[] = [
   {
     name: "keygen",
-    synopsis:
-      "[server|client NAME|intermediate NAME|renew NAME|revoke NAME|SERIAL|crl|rotate-ca|retire-ca]",
+    synopsis: "[server|client NAME|intermediate NAME|renew NAME|token NAME|revoke NAME|SERIAL|" +
+      "crl|rotate-ca|retire-ca]",
     summary: "the PKI: CA, server and client bundles, revocation",
     positional: "actions",
     actions: [
@@ -572,6 +625,12 @@ export const VERBS: readonly VerbSpec[] = [
         about: "A new certificate, same names, same key (or --new-key); the old one stays valid " +
           "until it expires unless --revoke-old. A running serve picks a renewed server " +
           "certificate up itself.",
+      },
+      {
+        name: "token",
+        args: "NAME",
+        about: "Print a single-use join token for client NAME (dockgate join on the client): " +
+          "it pins the root CA and carries a secret the PKI records hashed (DIR/tokens/).",
       },
       {
         name: "revoke",
@@ -811,6 +870,81 @@ type.`,
         value: "DIR",
         defaultText: "PKI/clients/default",
         help: "the client bundle for --server",
+      },
+      HELP_FLAG,
+    ],
+  },
+  {
+    name: "join",
+    synopsis: "HOST:PORT TOKEN [--dir DIR]",
+    summary: "enrol this machine with a gate's --enroll port: a key made here, a certificate",
+    positional: "none",
+    notes: `The key is made here (key.pem, 0600) and never sent. Before anything is sent, the
+gate's certificate must chain to the CA whose hash the token carries; a gate with another CA is
+refused. Writes ca.pem, cert.pem, key.pem (the Docker CLI's layout) and enroll.json (where to
+renew). The certificate is short-lived: keep it fresh with dockgate renew --daemon.`,
+    examples: [
+      "dockgate join gate.example.com:2377 DGTKN-1-… && dockgate renew --daemon &",
+    ],
+    flags: [
+      {
+        name: "dir",
+        type: "path",
+        value: "DIR",
+        defaultText: "$DOCKER_CERT_PATH, then ~/.docker",
+        help: "where the bundle goes (created 0700)",
+      },
+      {
+        name: "server-name",
+        type: "string",
+        value: "NAME",
+        defaultText: "the HOST",
+        help: "name the gate's certificate must carry",
+      },
+      {
+        name: "force",
+        type: "bool",
+        help: "replace a bundle already in DIR",
+      },
+      HELP_FLAG,
+    ],
+  },
+  {
+    name: "renew",
+    synopsis: "[--dir DIR] [--daemon [--exec CMD]]",
+    summary: "renew an enrolled bundle over mTLS with its current certificate",
+    positional: "none",
+    notes: `Renews cert.pem (same key, one atomic rename: the Docker CLI never reads half a file)
+at the gate's --enroll port named in DIR/enroll.json. Once, or with --daemon at 2/3 of each
+certificate's lifetime, retrying until it ends. A revoked or no longer allowed certificate is
+not renewed.`,
+    examples: ["dockgate renew --dir ~/.docker --daemon --exec 'systemctl reload myapp'"],
+    flags: [
+      {
+        name: "dir",
+        type: "path",
+        value: "DIR",
+        defaultText: "$DOCKER_CERT_PATH, then ~/.docker",
+        help: "the bundle written by dockgate join",
+      },
+      {
+        name: "server",
+        type: "string",
+        value: "HOST:PORT",
+        defaultText: "from DIR/enroll.json",
+        help: "the gate's --enroll address",
+      },
+      {
+        name: "daemon",
+        type: "bool",
+        help: "keep running: renew at 2/3 of each lifetime (until SIGTERM)",
+      },
+      {
+        name: "exec",
+        type: "string",
+        value: "CMD",
+        defaultText: "none",
+        help: "run CMD (sh -c) after each renewal",
       },
       HELP_FLAG,
     ],

@@ -11,6 +11,7 @@ import { type KeygenReport } from "../ca/files.ts";
 import { republishCrl, revokeCertificate } from "../ca/revoke.ts";
 import { createIntermediate } from "../ca/intermediates.ts";
 import { retirePreviousCa, rotateCa } from "../ca/rotate_ca.ts";
+import { createJoinToken } from "../ca/tokens.ts";
 import { clientsDir, fleetBundleDir, pkiLayout } from "../ca/layout.ts";
 
 function reportKeygen(io: CliIo, report: KeygenReport) {
@@ -22,6 +23,13 @@ function reportKeygen(io: CliIo, report: KeygenReport) {
 /** `dockgate keygen …`: create or extend the PKI, revoke, publish the CRL. */
 export async function runKeygen(cmd: KeygenCommand, io: CliIo): Promise<number> {
   if (cmd.action === "revoke") return await revoke(cmd.dir, cmd.subject, io);
+  if (cmd.action === "token") {
+    const { token, file } = await createJoinToken(cmd.name, cmd);
+    // stdout: the token alone (scripts capture it); stderr: where its record is.
+    io.out(token);
+    io.say(`recorded ${file} (single use, expires in ${Math.round(cmd.ttlMs / 60_000)} min)`);
+    return 0;
+  }
   if (cmd.action === "crl") {
     const r = await republishCrl(cmd.dir);
     for (const p of r.published) {
@@ -48,7 +56,7 @@ export async function runKeygen(cmd: KeygenCommand, io: CliIo): Promise<number> 
 
 /** The issuing actions, through the library. */
 function issue(
-  cmd: Exclude<KeygenCommand, { action: "revoke" | "crl" | "rotate-ca" | "retire-ca" }>,
+  cmd: Exclude<KeygenCommand, { action: "revoke" | "crl" | "token" | "rotate-ca" | "retire-ca" }>,
 ): Promise<KeygenReport> {
   const { dir, days } = cmd;
   switch (cmd.action) {

@@ -7,7 +7,9 @@
 
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { checkConfigFile } from "./config_trust.ts";
-import { bundleCrlPath, clientsDir } from "../ca/layout.ts";
+import { bundleCrlPath, clientsDir, pkiRootOf, tokensDir } from "../ca/layout.ts";
+import { loadIssuer } from "../ca/issuers.ts";
+import { type EnrollServer, startEnrollServer } from "../enroll/enroll_server.ts";
 import type { ServeCommand } from "./args.ts";
 import { formatSetting } from "./print_config.ts";
 import { liveSettings } from "./flags.ts";
@@ -40,7 +42,7 @@ import process from "node:process";
 import { listenFdFromEnv, systemdNotifier } from "../net/systemd.ts";
 import { parseCertificatesPem } from "../pki/pem.ts";
 import { CrlFetcher } from "../config/crl_fetch.ts";
-import { crlStaleness } from "../access/authorize.ts";
+import { crlStaleness, type GateRules } from "../access/authorize.ts";
 import { OwnerRecordSlot } from "../docker/owner_record.ts";
 import type { ApiPolicy } from "../docker/api_policy.ts";
 
@@ -87,11 +89,12 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   const listenFd = listenFdFromEnv();
   const notifier = systemdNotifier(undefined, (m) => run.logger.log("warn", m));
   const gate = await startGate(run, listenFd);
+  const enroll = await startEnroll(run, gate);
   const metricsServer = await startMetrics(run, gate);
   logStartup(run, gate);
   const daily = setInterval(() => warnExpiring(run.logger, run.inForce), 86_400_000);
   (daily as { unref?: () => void }).unref?.();
-  const reloader = startReloading(run, gate);
+  const reloader = startReloading(run, gate, enroll);
   const configWatch = watchConfigFile(run, reloader);
   handleSignals(run, gate, reloader, notifier);
   // Said only now that every signal has its handler: whoever waits for this line (a test, a
@@ -102,6 +105,7 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
   });
   await notifier.send("READY=1", `STATUS=listening on ${formatAddress(gate.address)}`);
   await gate.closed;
+  await enroll?.close();
   clearInterval(daily);
   configWatch?.stop();
   notifier.close();
@@ -187,7 +191,8 @@ async function loadFirstConfig(run: ServeRun): Promise<void> {
 /** The audit trail: `--audit-log`, else stderr when there is a policy. */
 function openAudit(run: ServeRun): void {
   run.auditFile = run.cmd.auditLog ? openAuditLog(run.cmd.auditLog) : undefined;
-  run.audit = run.auditFile ?? (run.cmd.policy ? lineAuditSink(run.io.say) : undefined);
+  run.audit = run.auditFile ??
+    (run.cmd.policy || run.cmd.enroll ? lineAuditSink(run.io.say) : undefined);
 }
 
 /**
@@ -229,6 +234,47 @@ function startGate(run: ServeRun, listenFd: number | undefined): Promise<ServeHa
     containers: run.containers,
     metrics: run.metrics,
   });
+}
+
+/**
+ * The enrolment port (`--enroll`), beside the gate and apart from it: it signs with
+ * `--enroll-issuer` and judges renewals by the rules in force (the gate is closed if it
+ * cannot start).
+ */
+async function startEnroll(run: ServeRun, gate: ServeHandle): Promise<EnrollServer | undefined> {
+  const enroll = run.cmd.enroll;
+  if (!enroll) return undefined;
+  try {
+    const pkiDir = pkiRootOf(run.cmd.source.certs!);
+    const server = await startEnrollServer({
+      listen: enroll.listen,
+      pkiDir,
+      issuer: await loadIssuer(pkiDir, enroll.issuer),
+      tls: () => run.inForce.tls,
+      rules: () => rulesOf(run.inForce),
+      logger: run.logger,
+      audit: run.audit,
+      metrics: run.metrics,
+    });
+    run.logger.log("info", `enrolment port on ${formatAddress(server.address)}`, {
+      issuer: enroll.issuer,
+      tokens: tokensDir(pkiDir),
+    });
+    return server;
+  } catch (err) {
+    await gate.close();
+    throw err;
+  }
+}
+
+/** The rules of a configuration, as a connection's decision reads them. */
+function rulesOf(config: ServeConfig): GateRules {
+  return {
+    caCertificates: parseCertificatesPem(config.tls.caPem),
+    policy: config.policy,
+    revocations: config.revocations,
+    apiPolicy: config.apiPolicy,
+  };
 }
 
 /** `/metrics` and `/healthz` on `--metrics`, if given (the gate is closed if that fails). */
@@ -293,7 +339,7 @@ function openOwnerRecord(run: ServeRun): void {
 }
 
 /** The reloader (SIGHUP, file polling, fetched CRLs). */
-function startReloading(run: ServeRun, gate: ServeHandle): Reloader {
+function startReloading(run: ServeRun, gate: ServeHandle, enroll?: EnrollServer): Reloader {
   const reloader = startReloader({
     source: run.source,
     config: run.inForce,
@@ -301,6 +347,7 @@ function startReloading(run: ServeRun, gate: ServeHandle): Reloader {
     logger: run.logger,
     onReload: (c) => {
       run.inForce = c;
+      enroll?.reload(c.tls);
       if (hasIsolatedRole(c.apiPolicy) && !run.containers.isOpen) {
         try {
           openOwnerRecord(run);

@@ -26,6 +26,10 @@ export const DEFAULTS = {
   leafDays: 365,
   /** `keygen --ca-days`: validity of a new root CA. */
   caDays: 3650,
+  /** `keygen token --ttl`: how long a join token works. */
+  tokenTtl: "1h",
+  /** `keygen token --cert-ttl`: the lifetime of an enrolled client's certificate. */
+  enrolledCertTtl: "24h",
   /** `keygen intermediate --days`: validity of an intermediate CA (never past the root's end). */
   intermediateDays: 1825,
   /** The port of an address given without one (`--listen`, `--server`, `--host`): Docker's TLS port. */

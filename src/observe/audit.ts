@@ -15,8 +15,8 @@ import { escapeControls } from "./logger.ts";
 
 /** One audit record; `time` is added when it is written. */
 export interface AuditRecord {
-  /** `request` or `connection`. */
-  event: "request" | "connection";
+  /** `request` or `connection`; `enroll` and `renew` on serve's `--enroll` port. */
+  event: "request" | "connection" | "enroll" | "renew";
   /** The client certificate's common name. */
   identity: string;
   /** Its serial number (hex). */
@@ -49,6 +49,8 @@ export interface AuditRecord {
   ms: number;
   /** Why a connection ended with an error. */
   error?: string;
+  /** Enrolment: the id of the token presented (never its secret). */
+  token?: string;
 }
 
 /** Where audit records go. Writing never throws and never blocks the gate. */

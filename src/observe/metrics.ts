@@ -39,6 +39,12 @@ export interface GateMetrics {
   closed(identity: string, bytesIn: number, bytesOut: number, error: boolean): void;
 }
 
+/** What the enrolment port reports: each enrolment and renewal, signed or refused. */
+export interface EnrollMetrics {
+  /** One enrolment (`enroll`) or renewal (`renew`) ended `ok` or `refused`. */
+  enrolment(kind: "enroll" | "renew", result: "ok" | "refused"): void;
+}
+
 /** Handshake duration buckets, in seconds (a local mTLS handshake takes 1–20 ms). */
 const HANDSHAKE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
@@ -55,7 +61,7 @@ const HANDSHAKE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
  * if (!text.includes('dockgate_connections_total{identity="ci"} 1')) throw new Error(text);
  * ```
  */
-export class PrometheusMetrics implements GateMetrics {
+export class PrometheusMetrics implements GateMetrics, EnrollMetrics {
   /** The registry (only the gate's metrics are in it). */
   readonly registry: client.Registry = new client.Registry();
   readonly #open: client.Gauge<"identity">;
@@ -68,6 +74,7 @@ export class PrometheusMetrics implements GateMetrics {
   readonly #lastReload: client.Gauge;
   readonly #expiry: client.Gauge<"certificate">;
   readonly #crlFetches: client.Counter<"result">;
+  readonly #enrolments: client.Counter<"kind" | "result">;
   #staleCrls: () => number = () => 0;
 
   /** Make the metrics; `build` goes into `dockgate_build_info`. */
@@ -114,6 +121,12 @@ export class PrometheusMetrics implements GateMetrics {
       buckets: HANDSHAKE_BUCKETS,
       registers,
     });
+    this.#enrolments = new client.Counter({
+      name: "dockgate_enrolments_total",
+      help: "Enrolments (token) and renewals (mTLS) on the --enroll port, by result",
+      labelNames: ["kind", "result"],
+      registers,
+    });
     this.#reloads = new client.Counter({
       name: "dockgate_reloads_total",
       help: "Reloads of certificates, CRL and policy, by result",
@@ -153,6 +166,11 @@ export class PrometheusMetrics implements GateMetrics {
     }
     for (const d of ["in", "out"]) this.#bytes.inc({ direction: d }, 0);
     for (const r of ["ok", "error"]) this.#reloads.inc({ result: r }, 0);
+  }
+
+  /** Count one enrolment or renewal. */
+  enrolment(kind: "enroll" | "renew", result: "ok" | "refused"): void {
+    this.#enrolments.inc({ kind, result });
   }
 
   /** Observe one handshake's duration. */

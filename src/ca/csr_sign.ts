@@ -1,0 +1,149 @@
+/**
+ * Signing an enrolled client's certificate from its CSR: the CSR only proves possession of a
+ * key (its self-signature is verified and its key type is one keygen would make); everything
+ * else in the certificate is the gate's (the token's name as CN, its role as OU, no SAN,
+ * clientAuth only, the lifetime the token bought). Nothing the CSR asks for is copied.
+ *
+ * @module
+ */
+
+import { x509 } from "../pki/x509.ts";
+import { normalizeSerial } from "../pki/serial.ts";
+import { parseCertificatePem } from "../pki/pem.ts";
+import { issueClient } from "./issue.ts";
+import { issuedEntry, recordIssued } from "./records.ts";
+import type { Issuer } from "./issuers.ts";
+
+/** The largest CSR read (a P-384 or RSA-4096 CSR is under 2 KiB of PEM). */
+export const MAX_CSR_BYTES = 8192;
+
+/** How far back an enrolled certificate starts (clock skew), at most. */
+const SKEW_MS = 60_000;
+
+/** A CSR the gate will not sign; `message` is safe to tell the peer. */
+export class CsrRefused extends Error {
+  /** Create it. */
+  constructor(message: string) {
+    super(message);
+    this.name = "CsrRefused";
+  }
+}
+
+/**
+ * The public key of a PEM CSR whose self-signature verifies and whose key is ECDSA P-256 or
+ * P-384 or RSA of 2048 to 4096 bits. Throws {@linkcode CsrRefused} otherwise.
+ *
+ * @example
+ * ```ts
+ * import { x509 } from "../pki/x509.ts";
+ * import { csrPublicKey } from "./csr_sign.ts";
+ * const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+ * const keys = await crypto.subtle.generateKey(alg, true, ["sign", "verify"]);
+ * const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: "CN=x", keys, signingAlgorithm: alg });
+ * const key = await csrPublicKey(csr.toString("pem"));
+ * if (key.type !== "public") throw new Error();
+ * ```
+ */
+export async function csrPublicKey(pem: string): Promise<CryptoKey> {
+  if (typeof pem !== "string" || pem.length > MAX_CSR_BYTES) {
+    throw new CsrRefused(`the CSR must be PEM text of at most ${MAX_CSR_BYTES} bytes`);
+  }
+  let csr: x509.Pkcs10CertificateRequest;
+  try {
+    csr = new x509.Pkcs10CertificateRequest(pem);
+  } catch {
+    throw new CsrRefused("the CSR is not a PKCS#10 request");
+  }
+  let ok = false;
+  try {
+    ok = await csr.verify();
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new CsrRefused("the CSR's signature does not verify");
+  let key: CryptoKey;
+  try {
+    key = await csr.publicKey.export();
+  } catch {
+    throw new CsrRefused("the CSR's key type is not supported (use ECDSA P-256)");
+  }
+  const a = key.algorithm as { name: string; namedCurve?: string; modulusLength?: number };
+  const ec = a.name === "ECDSA" && (a.namedCurve === "P-256" || a.namedCurve === "P-384");
+  const rsa = a.name === "RSASSA-PKCS1-v1_5" && (a.modulusLength ?? 0) >= 2048 &&
+    (a.modulusLength ?? 0) <= 4096;
+  if (!ec && !rsa) {
+    throw new CsrRefused("the CSR's key type is not supported (ECDSA P-256/P-384, RSA 2048-4096)");
+  }
+  return key;
+}
+
+/** How far back a certificate of lifetime `ttlMs` starts: the one skew rule of both below. */
+function skewOf(ttlMs: number): number {
+  return Math.min(SKEW_MS, ttlMs / 2);
+}
+
+/**
+ * The lifetime an enrolled certificate was signed for (its `notAfter - notBefore` less the
+ * skew {@linkcode signEnrolment} put before it): what its renewal gets again.
+ *
+ * @example
+ * ```ts ignore
+ * enrolledTtlOf(cert); // 86_400_000 for a certificate a 24h token bought
+ * ```
+ */
+export function enrolledTtlOf(cert: x509.X509Certificate): number {
+  const span = cert.notAfter.getTime() - cert.notBefore.getTime();
+  // span = ttl + min(60 s, ttl / 2)
+  return span >= 3 * SKEW_MS ? span - SKEW_MS : Math.round((span * 2) / 3);
+}
+
+/** What the gate certifies for an enrolled client. */
+export interface EnrolledSubject {
+  /** The CN (the token's name, or the renewing certificate's). */
+  name: string;
+  /** The OUs (the token's role, or the renewing certificate's). */
+  organizationalUnits: string[];
+  /** The lifetime from now, in milliseconds. */
+  ttlMs: number;
+}
+
+/** A signed enrolment. */
+export interface SignedEnrolment {
+  /** The leaf, then the issuer's chain (the intermediate), PEM. */
+  certPem: string;
+  /** The leaf's serial, normalised hex. */
+  serial: string;
+  /** Its end. */
+  notAfter: Date;
+}
+
+/**
+ * Certify `publicKey` for `subject` with `issuer` (clientAuth only, no SAN) and record it in
+ * the issuer's `issued.json` under the name (so `keygen revoke NAME` finds it).
+ *
+ * @example
+ * ```ts ignore
+ * const signed = await signEnrolment(issuer, await csrPublicKey(csr), { name: "ci-7", organizationalUnits: [], ttlMs: 86_400_000 });
+ * ```
+ */
+export async function signEnrolment(
+  issuer: Issuer,
+  publicKey: CryptoKey,
+  subject: EnrolledSubject,
+): Promise<SignedEnrolment> {
+  const now = Date.now();
+  const pair = await issueClient(issuer.ca, subject.name, {
+    publicKey,
+    organizationalUnits: subject.organizationalUnits,
+    extKeyUsages: ["clientAuth"],
+    notBefore: new Date(now - skewOf(subject.ttlMs)),
+    notAfter: new Date(now + subject.ttlMs),
+  });
+  await recordIssued(issuer.caDir, [issuedEntry(pair.certPem, subject.name, "client")]);
+  const leaf = parseCertificatePem(pair.certPem);
+  return {
+    certPem: pair.certPem + issuer.chainPem,
+    serial: normalizeSerial(leaf.serialNumber),
+    notAfter: leaf.notAfter,
+  };
+}
