@@ -21,6 +21,7 @@ import { HttpError } from "./http.ts";
 import { matchRoutes } from "./routes.ts";
 import { isJsonObject, JsonDocument, type JsonObject, type JsonValue } from "./strict_json.ts";
 import { JsonError, parseStrictJson } from "./strict_json.ts";
+import { namedVolumes } from "./volume_check.ts";
 
 /** The label that says who owns an object. */
 export const OWNER_LABEL = "dockgate.owner";
@@ -68,6 +69,12 @@ export interface IsolationSettings {
   allowVolumesFrom: readonly string[];
   /** The gate's record of the containers it created; without it no container is anyone's. */
   containers?: ContainerRecord;
+  /**
+   * The stored-volume rule (`volume_check.ts` `storedVolumeProblem` with the role's
+   * allowances): a volume a container mounts must be one the role could have created, as the
+   * daemon stored it. Without it (tests of the owner rules alone) stored volumes are not read.
+   */
+  volumeProblem?: (stored: JsonValue) => string | undefined;
 }
 
 /** The kinds of object an owner has. */
@@ -719,44 +726,19 @@ function anonymousMountLabels(doc: JsonDocument, host: JsonObject, owner: string
   });
 }
 
-/** Named volumes in `Binds` and `Mounts`: owned ones, shared ones, or created for the owner. */
+/**
+ * Named volumes in `Binds` and `Mounts` (`volume_check.ts` `namedVolumes`, read as dockerd reads
+ * them): owned ones, shared ones, or created for the owner.
+ */
 function volumeReferences(plan: IsolationPlan, host: JsonObject): void {
-  const driver = typeof host.VolumeDriver === "string" && host.VolumeDriver !== ""
-    ? host.VolumeDriver
-    : undefined;
-  if (Array.isArray(host.Binds)) {
-    host.Binds.forEach((item, i) => {
-      if (typeof item !== "string") return;
-      const parts = item.split(":");
-      if (parts.length < 2 || parts[0].startsWith("/") || parts[0] === "") return;
-      plan.refs.push({
-        kind: "volume",
-        name: parts[0],
-        at: `HostConfig.Binds[${i}]`,
-        volume: { Driver: driver },
-      });
-    });
-  }
-  if (Array.isArray(host.Mounts)) {
-    host.Mounts.forEach((m, i) => {
-      if (!isJsonObject(m) || m.Type !== "volume" || typeof m.Source !== "string" || !m.Source) {
-        return;
-      }
-      const options = isJsonObject(m.VolumeOptions) ? m.VolumeOptions : undefined;
-      const config = options && isJsonObject(options.DriverConfig)
-        ? options.DriverConfig
-        : undefined;
-      refuseOwnLabels(options?.Labels, `HostConfig.Mounts[${i}].VolumeOptions.Labels`);
-      plan.refs.push({
-        kind: "volume",
-        name: m.Source,
-        at: `HostConfig.Mounts[${i}]`,
-        volume: {
-          Driver: typeof config?.Name === "string" && config.Name ? config.Name : driver,
-          DriverOpts: isJsonObject(config?.Options) ? config!.Options as JsonObject : undefined,
-          Labels: isJsonObject(options?.Labels) ? options!.Labels as JsonObject : undefined,
-        },
-      });
+  for (const volume of namedVolumes(host)) {
+    const mount = volume.at.startsWith("HostConfig.Mounts");
+    if (mount) refuseOwnLabels(volume.labels, `${volume.at}.VolumeOptions.Labels`);
+    plan.refs.push({
+      kind: "volume",
+      name: volume.name,
+      at: volume.at,
+      volume: { Driver: volume.driver, DriverOpts: volume.options, Labels: volume.labels },
     });
   }
 }
