@@ -230,9 +230,18 @@ class ApiRelay {
     });
   }
 
-  /** 5. An exchange is complete: record it, send the gate's answers now first in line. */
+  /**
+   * 5. An exchange is complete: record it, send the gate's answers now first in line. The
+   * client's last request (`Exchange.last`) ends the connection once its answer is written,
+   * whether or not the daemon closes its side.
+   */
   #answered(exchange: Exchange): void {
     this.#finish(exchange, exchange.status ?? 0);
+    if (exchange.last && !this.#answers.raw) {
+      if (this.#writer.batching) this.#closeAfterWrite = true;
+      else this.#closeNow();
+      return;
+    }
     if (!this.#answers.raw) this.#requests.answerArrived();
     this.#flushLocal();
     if (!this.#answers.raw) this.#pump();
