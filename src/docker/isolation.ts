@@ -754,8 +754,11 @@ export function ownerOf(labels: unknown): string | undefined {
 export interface ContainerRecord {
   /** Whether the gate created container `id` (a full ID) for `owner`. */
   has(owner: string, id: string): boolean;
-  /** Record a create, durably, before its answer is sent; throws when it cannot. */
-  add(owner: string, id: string): void;
+  /**
+   * Record a create durably: the answer is sent once this resolves; it rejects (or throws)
+   * when the create cannot be recorded.
+   */
+  add(owner: string, id: string): Promise<void>;
 }
 
 /**
@@ -769,7 +772,7 @@ export interface ContainerRecord {
  * ```ts
  * import { containerOwner } from "./isolation.ts";
  * const id = "c".repeat(64);
- * const record = { has: (o: string, i: string) => o === "b" && i === id, add() {} };
+ * const record = { has: (o: string, i: string) => o === "b" && i === id, add: async () => {} };
  * if (containerOwner({ "dockgate.owner": "b" }, id, record) !== "b") throw new Error();
  * if (containerOwner({ "dockgate.owner": "b" }, "d".repeat(64), record) !== undefined) throw new Error();
  * if (containerOwner({ "dockgate.owner": "b" }, id, undefined) !== undefined) throw new Error();
@@ -825,18 +828,27 @@ function ownDiskUsage(
   return df;
 }
 
+/** The answer an answer rule made: its status and body. */
+export interface FilteredAnswer {
+  /** The status to send. */
+  status: number;
+  /** The body to send. */
+  body: Uint8Array;
+}
+
 /**
  * The answer a rule makes of the daemon's `status` and JSON `body` for `owner`; `undefined`
- * keeps it as it is. `ownContainers` are the owner's container IDs (for a network's list),
+ * keeps it as it is; a promise of either for a container create's 201, which is sent only
+ * once the create is recorded (`ContainerRecord.add`). `ownContainers` are the owner's container IDs (for a network's list),
  * `record` the gate's record of the containers it created ({@linkcode containerOwner}; a
  * container create's answer is recorded there before it is sent).
  *
  * @example
  * ```ts
  * import { filterAnswer } from "./isolation.ts";
- * const record = { has: (o: string, i: string) => o === "x" && i === "a", add() {} };
+ * const record = { has: (o: string, i: string) => o === "x" && i === "a", add: async () => {} };
  * const body = new TextEncoder().encode(JSON.stringify({ Containers: [{ Id: "a", Labels: { "dockgate.owner": "x" } }, { Id: "b", Labels: { "dockgate.owner": "x" } }], Volumes: [] }));
- * const out = filterAnswer({ kind: "system-df" }, 200, body, "x", new Set(), record);
+ * const out = await filterAnswer({ kind: "system-df" }, 200, body, "x", new Set(), record);
  * if (JSON.parse(new TextDecoder().decode(out!.body)).Containers.length !== 1) throw new Error();
  * ```
  */
@@ -847,7 +859,7 @@ export function filterAnswer(
   owner: string,
   ownContainers: ReadonlySet<string>,
   record?: ContainerRecord,
-): { status: number; body: Uint8Array } | undefined {
+): FilteredAnswer | undefined | Promise<FilteredAnswer | undefined> {
   const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v) + "\n");
   const parsed = () => {
     try {
@@ -912,7 +924,7 @@ export function filterAnswer(
  * ```ts
  * import { keepEvent } from "./isolation.ts";
  * const id = "c".repeat(64);
- * const record = { has: (o: string, i: string) => o === "b" && i === id, add() {} };
+ * const record = { has: (o: string, i: string) => o === "b" && i === id, add: async () => {} };
  * const ev = (i: string) => JSON.stringify({ Type: "container", Actor: { ID: i, Attributes: { "dockgate.owner": "b" } } });
  * if (!keepEvent(ev(id), "b", record) || keepEvent(ev("d".repeat(64)), "b", record)) throw new Error();
  * ```
@@ -947,15 +959,15 @@ function conflictAnswer(
  * A created container, recorded for its owner before the client hears of it; when it cannot
  * be recorded the client gets a 500 saying so (the container exists, and has no owner).
  */
-function recordCreate(
+async function recordCreate(
   answer: { Id?: unknown },
   owner: string,
   record: ContainerRecord | undefined,
-): { status: number; body: Uint8Array } | undefined {
+): Promise<FilteredAnswer | undefined> {
   try {
     if (!record) throw new Error("the gate has no owner record (serve --state-dir)");
     if (typeof answer?.Id !== "string") throw new Error("the daemon's answer has no Id");
-    record.add(owner, answer.Id);
+    await record.add(owner, answer.Id);
     return undefined;
   } catch (err) {
     const message = `dockgate could not record the new container's owner: ${
