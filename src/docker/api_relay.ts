@@ -400,8 +400,7 @@ class ApiRelay {
       // An answer waiting for its rule ends the client once it is sent (`#later`).
       if (s === this.#upstream && !other.writableEnded) {
         if (!this.#answers.waiting) other.end();
-      }
-      else if (s === this.#client) other.destroy();
+      } else if (s === this.#client) other.destroy();
     }
     if (++this.#closed === 2) {
       // What is still in line gets no answer: its holds end, waiting checks are refused.
