@@ -205,6 +205,8 @@ Deno.test("isolation: answers that list every owner's objects are filtered", asy
     ],
     Volumes: [{ Name: "x", Labels: null }],
     Images: [{}],
+    BuildCache: [{ ID: "k", Description: "[2/2] COPY secret.txt /" }],
+    BuilderSize: 5,
   };
   const out = (await filterAnswer(
     { kind: "system-df" },
@@ -218,6 +220,7 @@ Deno.test("isolation: answers that list every owner's objects are filtered", asy
   assert.deepEqual(got.Containers, [mine]);
   assert.deepEqual(got.Volumes, []);
   assert.equal(got.Images.length, 1);
+  assert.deepEqual([got.BuildCache, got.BuilderSize], [[], 0], "the build cache has no owner");
   const net = { Name: "bridge", Containers: { a: {}, b: {} } };
   const n = (await filterAnswer(
     { kind: "network-containers" },

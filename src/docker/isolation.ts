@@ -791,6 +791,11 @@ export function containerOwner(
 /**
  * A `/system/df` answer as the owner's: its containers (by `mineContainer`, the record's
  * rule) and volumes (by label: only their own create labels them), and counts of them.
+ * Images stay, with their container counts the owner's: images are shared by every identity
+ * (`/images/json` lists them all alike), so listing them here tells nothing more. The build
+ * cache goes, all of it: BuildKit's records carry no owner (no label, no creator), and each
+ * names a step of someone's build (`[2/2] COPY secret.txt /`, a `RUN` command line), so none
+ * can be told to be the owner's (fail closed: `BuildCache: []`, `BuilderSize: 0`).
  */
 function ownDiskUsage(
   // deno-lint-ignore no-explicit-any
@@ -808,6 +813,9 @@ function ownDiskUsage(
   const count = (pick: (c: { ImageID?: unknown; Mounts?: unknown }) => boolean) =>
     own ? own.filter(pick).length : -1;
   if (Array.isArray(df.Volumes)) df.Volumes = df.Volumes.filter(mine);
+  // Left as the daemon sent it only when absent or null (not asked for: `type=` of API 1.42).
+  if (df.BuildCache !== undefined && df.BuildCache !== null) df.BuildCache = [];
+  if (typeof df.BuilderSize === "number") df.BuilderSize = 0;
   for (const image of Array.isArray(df.Images) ? df.Images : []) {
     if (typeof image?.Containers === "number" && image.Containers >= 0) {
       image.Containers = count((c) => c.ImageID === image.Id);
