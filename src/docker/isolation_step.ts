@@ -103,6 +103,17 @@ function mountsVolumes(method: string, target: ApiTarget): "create" | "service" 
   return undefined;
 }
 
+/**
+ * The volume names `method target` removes: one (`DELETE /volumes/{name}`), every one
+ * (`POST /volumes/prune`), or undefined for any other route.
+ */
+function removesVolumes(method: string, target: ApiTarget): VolumeNames | undefined {
+  const segs = target.path.split("/").slice(1);
+  if (method === "POST" && target.path === "/volumes/prune") return "all";
+  if (method === "DELETE" && segs.length === 2 && segs[0] === "volumes") return [segs[1]];
+  return undefined;
+}
+
 /** `promise`, or a rejection after `ms`. */
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -194,7 +205,7 @@ export class IsolationStep {
     if (role.isolate) return true;
     if (role.preset === "full") return false;
     if (namesToBeNew(role.spec.allowImageNames, method, target).length > 0) return true;
-    if (mountsVolumes(method, target)) return true;
+    if (mountsVolumes(method, target) || removesVolumes(method, target)) return true;
     try {
       return containerAccess(method, target) !== undefined;
     } catch {
@@ -242,7 +253,9 @@ export class IsolationStep {
     const { head, target, role, body } = input;
     if (!role.isolate) {
       const kind = mountsVolumes(head.method, target);
-      return kind ? this.#storedVolumes(input, kind) : this.#inside(input);
+      if (kind) return this.#storedVolumes(input, kind);
+      const removed = removesVolumes(head.method, target);
+      return removed ? this.#removing(input, removed) : this.#inside(input);
     }
     const settings: IsolationSettings = {
       owner: this.#who.owner,
@@ -412,6 +425,22 @@ export class IsolationStep {
       release?.();
       return this.#failed(input, err, "volume check");
     }
+  }
+
+  /**
+   * A volume remove or prune of a role that is not isolated: it holds the names (a prune all
+   * of them) until the daemon answered, after the holds of the creates that checked them end,
+   * so that a volume checked as stored is not swapped under its name through the gate.
+   */
+  async #removing(input: IsolationInput, names: VolumeNames): Promise<IsolationOutcome> {
+    const { head, body } = input;
+    try {
+      input.exchange.release = await this.#holds.remove(names);
+    } catch (err) {
+      return this.#failed(input, err, "volume hold");
+    }
+    const bytes = serializeRequestHead(head, body?.length);
+    return { kind: "forward", bytes: () => body ? Buffer.concat([bytes, body]) : bytes };
   }
 
   /** Close the daemon connection (the relayed connection ended). */
