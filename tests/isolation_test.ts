@@ -190,10 +190,13 @@ Deno.test("isolation: references in a create body, rewritten to full IDs", () =>
   assert.equal(out.Labels["dockgate.owner"], "team-a");
 });
 
-Deno.test("isolation: answers that list every owner's objects are filtered", () => {
+Deno.test("isolation: answers that list every owner's objects are filtered", async () => {
   const mine = { Id: "a", Labels: { "dockgate.owner": "team-a" } };
   // "f" has team-a's label from its image: the gate's record does not have it.
-  const record = { has: (o: string, id: string) => o === "team-a" && id === "a", add() {} };
+  const record = {
+    has: (o: string, id: string) => o === "team-a" && id === "a",
+    add: async () => {},
+  };
   const df = {
     Containers: [
       mine,
@@ -202,38 +205,41 @@ Deno.test("isolation: answers that list every owner's objects are filtered", () 
     ],
     Volumes: [{ Name: "x", Labels: null }],
     Images: [{}],
+    BuildCache: [{ ID: "k", Description: "[2/2] COPY secret.txt /" }],
+    BuilderSize: 5,
   };
-  const out = filterAnswer(
+  const out = (await filterAnswer(
     { kind: "system-df" },
     200,
     enc(JSON.stringify(df)),
     "team-a",
     new Set(),
     record,
-  )!;
+  ))!;
   const got = JSON.parse(new TextDecoder().decode(out.body));
   assert.deepEqual(got.Containers, [mine]);
   assert.deepEqual(got.Volumes, []);
   assert.equal(got.Images.length, 1);
+  assert.deepEqual([got.BuildCache, got.BuilderSize], [[], 0], "the build cache has no owner");
   const net = { Name: "bridge", Containers: { a: {}, b: {} } };
-  const n = filterAnswer(
+  const n = (await filterAnswer(
     { kind: "network-containers" },
     200,
     enc(JSON.stringify(net)),
     "team-a",
     new Set(["a"]),
-  )!;
+  ))!;
   assert.deepEqual(Object.keys(JSON.parse(new TextDecoder().decode(n.body)).Containers), ["a"]);
-  const v = filterAnswer(
+  const v = (await filterAnswer(
     { kind: "volume-owner", name: "v" },
     201,
     enc('{"Name":"v","Labels":{"dockgate.owner":"team-b"}}'),
     "team-a",
     new Set(),
-  )!;
+  ))!;
   assert.equal(v.status, 409);
   assert.equal(
-    filterAnswer(
+    await filterAnswer(
       { kind: "volume-owner", name: "v" },
       201,
       enc('{"Labels":{"dockgate.owner":"team-a"}}'),
@@ -242,13 +248,13 @@ Deno.test("isolation: answers that list every owner's objects are filtered", () 
     ),
     undefined,
   );
-  const conflict = filterAnswer(
+  const conflict = (await filterAnswer(
     { kind: "create-conflict", name: "w" },
     409,
     enc('{"message":"... by container \\"0123abcd\\""}'),
     "team-a",
     new Set(),
-  )!;
+  ))!;
   assert.doesNotMatch(new TextDecoder().decode(conflict.body), /0123abcd/);
 });
 
@@ -368,7 +374,7 @@ Deno.test("isolation: an anonymous volume of a Mounts entry gets the owner label
   assert.equal(mounts[3].VolumeOptions.Labels.app, "x");
 });
 
-Deno.test("isolation: a rename's name conflict does not name the other container", () => {
+Deno.test("isolation: a rename's name conflict does not name the other container", async () => {
   const p = plan("POST", "/v1.41/containers/a1/rename?name=b1");
   assert.deepEqual(p.answer, { kind: "create-conflict", name: "b1" });
   const daemon = enc(
@@ -376,11 +382,11 @@ Deno.test("isolation: a rename's name conflict does not name the other container
       "b".repeat(64)
     }\\"."}`,
   );
-  const out = filterAnswer(p.answer!, 409, daemon, "team-a", new Set());
+  const out = await filterAnswer(p.answer!, 409, daemon, "team-a", new Set());
   assert.doesNotMatch(new TextDecoder().decode(out!.body), /bbbb/);
 });
 
-Deno.test("isolation: since/before are references, events are containers', df counts the owner's", () => {
+Deno.test("isolation: since/before are references, events are containers', df counts the owner's", async () => {
   const list = plan("GET", `/containers/json?filters=${encodeURIComponent('{"since":["b1"]}')}`);
   assert.deepEqual(list.refs.map((r) => [r.kind, r.name, r.at, r.asMissing]), [
     ["container", "b1", "filters.since", true],
@@ -429,16 +435,16 @@ Deno.test("isolation: since/before are references, events are containers', df co
   const record = {
     has: (o: string, id: string) =>
       (o === "team-a" && id === "a") || (o === "team-b" && id === "b"),
-    add() {},
+    add: async () => {},
   };
-  const out = filterAnswer(
+  const out = (await filterAnswer(
     df.answer!,
     200,
     enc(JSON.stringify(body)),
     "team-a",
     new Set(),
     record,
-  )!;
+  ))!;
   const got = JSON.parse(new TextDecoder().decode(out.body));
   assert.equal(got.Containers, undefined);
   assert.deepEqual(got.Images.map((i: { Containers: number }) => i.Containers), [1, -1]);

@@ -1,22 +1,30 @@
 /**
  * The owner record (src/docker/owner_record.ts): a torn last line is cut off (and the next
  * entry survives), other unreadable lines and untrusted files refuse the load, the file is
- * 0600, and concurrent appends from several processes all land, one intact line each.
+ * 0600, and concurrent appends from several processes all land, one intact line each. The
+ * append and fsync run off the event loop (a slow fsync holds no timer back), in order, and a
+ * failed write refuses that add and every later one, and is logged.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { OWNER_RECORD_FILE, OwnerRecord, OwnerRecordSlot } from "../src/docker/owner_record.ts";
-import { freeTempDir } from "./helpers/wait.ts";
+import {
+  type AppendDurably,
+  appendDurably,
+  OWNER_RECORD_FILE,
+  OwnerRecord,
+  OwnerRecordSlot,
+} from "../src/docker/owner_record.ts";
+import { freeTempDir, waitFor } from "./helpers/wait.ts";
 
 const id = (c: string) => c.repeat(64);
 
 Deno.test("owner record: entries survive a reopen, per owner, 0600 in a 0700 directory", async () => {
   const dir = join(await freeTempDir("dgr-"), "state");
   const r = OwnerRecord.open(dir);
-  r.add("team-a", id("a"));
-  r.add("team-b", id("b"));
-  r.add("team-b", id("b")); // again: nothing new
-  assert.throws(() => r.add("team-a", id("b")), /another owner/);
+  await r.add("team-a", id("a"));
+  await r.add("team-b", id("b"));
+  await r.add("team-b", id("b")); // again: nothing new
+  await assert.rejects(() => r.add("team-a", id("b")), /another owner/);
   assert.throws(() => r.add("team-a", "abc"), RangeError);
   r.close();
   assert.equal((await Deno.stat(join(dir, OWNER_RECORD_FILE))).mode! & 0o777, 0o600);
@@ -38,7 +46,7 @@ Deno.test("owner record: a torn last line is cut off, and the next entry is not 
   assert.ok(r.has("team-a", id("a")));
   assert.ok(!r.has("team-b", id("b")));
   assert.equal(await Deno.readTextFile(file), whole);
-  r.add("team-c", id("c"));
+  await r.add("team-c", id("c"));
   r.close();
   const again = OwnerRecord.open(dir);
   assert.ok(again.has("team-a", id("a")) && again.has("team-c", id("c")));
@@ -82,7 +90,7 @@ Deno.test("owner record: concurrent appends from several processes all land, one
     `import { OwnerRecord } from ${JSON.stringify(module)};
      const r = OwnerRecord.open(${JSON.stringify(dir)});
      for (let i = 0; i < ${each}; i++) {
-       r.add("owner-${w}", (${w} * 100000 + i).toString(16).padStart(64, "0"));
+       await r.add("owner-${w}", (${w} * 100000 + i).toString(16).padStart(64, "0"));
      }
      r.close();`;
   const runs = Array.from({ length: writers }, (_, w) =>
@@ -109,9 +117,9 @@ Deno.test("owner record: concurrent appends from several processes all land, one
 Deno.test("owner record slot: nothing is owned and nothing recorded until it is open", async () => {
   const slot = new OwnerRecordSlot(await freeTempDir("dgr-"));
   assert.ok(!slot.has("a", id("a")));
-  assert.throws(() => slot.add("a", id("a")), /not open/);
+  await assert.rejects(() => slot.add("a", id("a")), /not open/);
   assert.equal(slot.open(), slot.open());
-  slot.add("a", id("a"));
+  await slot.add("a", id("a"));
   assert.ok(slot.isOpen && slot.has("a", id("a")));
   slot.close();
   assert.ok(!slot.has("a", id("a")));
@@ -121,7 +129,7 @@ Deno.test("owner record: two gates sharing the file see each other's new entries
   const dir = await freeTempDir("dgr-");
   const one = OwnerRecord.open(dir);
   const two = OwnerRecord.open(dir);
-  one.add("team-a", id("a"));
+  await one.add("team-a", id("a"));
   assert.ok(two.has("team-a", id("a")), "read on a miss");
   assert.ok(!two.has("team-b", id("a")));
   // A line still being written is not read until it is whole.
@@ -138,4 +146,88 @@ Deno.test("owner record: two gates sharing the file see each other's new entries
   assert.ok(!two.has("team-c", id("a")) && two.has("team-a", id("a")));
   one.close();
   two.close();
+});
+
+/** An append whose durability the test releases: each call waits for `finish()`. */
+function slowAppend(): { append: AppendDurably; calls: string[]; finish: (err?: Error) => void } {
+  const calls: string[] = [];
+  const waiting: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  const append: AppendDurably = (fd, bytes) => {
+    calls.push(new TextDecoder().decode(bytes));
+    return new Promise<void>((resolve, reject) => waiting.push({ resolve, reject })).then(() =>
+      appendDurably(fd, bytes)
+    );
+  };
+  const finish = (err?: Error) => {
+    const w = waiting.shift();
+    if (!w) throw new Error("no write is waiting");
+    if (err) w.reject(err);
+    else w.resolve();
+  };
+  return { append, calls, finish };
+}
+
+Deno.test("owner record: a slow fsync does not block the event loop; adds stay in order", async () => {
+  const dir = await freeTempDir("dgr-");
+  const slow = slowAppend();
+  const r = OwnerRecord.open(dir, { append: slow.append });
+  let settled = "";
+  const first = r.add("team-a", id("a")).then(() => void (settled += "a"));
+  // While the first write is pending: a timer fires, and later adds queue behind it.
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(settled, "", "the add resolved before its write was durable");
+  assert.ok(!r.has("team-a", id("a")), "owned before it was durable");
+  const second = r.add("team-b", id("b")).then(() => void (settled += "b"));
+  const third = r.add("team-c", id("c")).then(() => void (settled += "c"));
+  const again = r.add("team-b", id("b")); // pending: the same write, no second line
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(slow.calls.length, 1, "the second write waits for the first");
+  slow.finish();
+  await first;
+  assert.ok(r.has("team-a", id("a")));
+  await waitFor(() => slow.calls.length === 2, { what: "the second write" });
+  // The adds queued meanwhile go out together: one write, one fsync, in order.
+  assert.equal(
+    slow.calls[1],
+    JSON.stringify(["team-b", id("b")]) + "\n" +
+      JSON.stringify(["team-c", id("c")]) + "\n",
+  );
+  slow.finish();
+  await Promise.all([second, third, again]);
+  assert.equal(settled, "abc");
+  r.close();
+  const lines = (await Deno.readTextFile(join(dir, OWNER_RECORD_FILE))).trim().split("\n");
+  assert.deepEqual(lines.map((l) => JSON.parse(l)[0]), ["team-a", "team-b", "team-c"]);
+});
+
+Deno.test("owner record: a failed write refuses its add and every later one, and is logged", async () => {
+  const dir = await freeTempDir("dgr-");
+  const slow = slowAppend();
+  const logged: string[] = [];
+  const logger = { log: (_l: string, message: string) => void logged.push(message) };
+  const r = OwnerRecord.open(dir, { append: slow.append, logger });
+  const first = r.add("team-a", id("a"));
+  const queued = r.add("team-b", id("b"));
+  slow.finish(Object.assign(new Error("no space"), { code: "ENOSPC" }));
+  await assert.rejects(first, /Cannot write the owner record/);
+  await assert.rejects(queued, /Cannot write the owner record/);
+  await assert.rejects(r.add("team-c", id("c")), /until serve restarts/);
+  assert.ok(!r.has("team-a", id("a")) && !r.has("team-b", id("b")));
+  assert.deepEqual(logged, ["owner record write failed"]);
+  assert.equal(slow.calls.length, 1, "nothing written after the failure");
+  r.close();
+});
+
+Deno.test("owner record: close waits for the write in flight, then refuses adds", async () => {
+  const dir = await freeTempDir("dgr-");
+  const slow = slowAppend();
+  const r = OwnerRecord.open(dir, { append: slow.append });
+  const pending = r.add("team-a", id("a"));
+  r.close();
+  await assert.rejects(r.add("team-b", id("b")), /closed/);
+  slow.finish();
+  await pending;
+  const again = OwnerRecord.open(dir);
+  assert.ok(again.has("team-a", id("a")) && !again.has("team-b", id("b")));
+  again.close();
 });

@@ -120,19 +120,20 @@ export async function runServe(cmd: ServeCommand, io: CliIo): Promise<number> {
 function levelledRun(cmd: ServeCommand, io: CliIo): ServeRun {
   const base = io.logger("debug", cmd.logFormat);
   let level = cmd.logLevel;
+  const logger: Logger = {
+    log: (l, message, fields) => {
+      if (LEVELS[l] >= LEVELS[level]) base.log(l, message, fields);
+    },
+  };
   return {
     cmd,
     io,
-    logger: {
-      log: (l, message, fields) => {
-        if (LEVELS[l] >= LEVELS[level]) base.log(l, message, fields);
-      },
-    },
+    logger,
     setLevel: (l) => void (level = l),
     source: undefined as unknown as ServeConfigSource, // set by loadFirstConfig
     inForce: undefined as unknown as ServeConfig, // set by loadFirstConfig
     onCrlChange: () => {},
-    containers: new OwnerRecordSlot(cmd.stateDir),
+    containers: new OwnerRecordSlot(cmd.stateDir, { logger }),
   };
 }
 

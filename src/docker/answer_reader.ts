@@ -36,6 +36,8 @@ type AnswerPhase =
     size: number;
   }
   | { kind: "raw" }
+  /** An answer read whole waits for its rule (a create being recorded); nothing else is read. */
+  | { kind: "waiting" }
   /** A chunked stream of JSON lines passed on line by line, each kept or dropped by its rule. */
   | { kind: "lines"; chunked: ChunkedReader; pending: Buffer };
 
@@ -51,6 +53,11 @@ export interface AnswerHost {
   answered(exchange: Exchange): void;
   /** The answer to `exchange` switched protocols; `rest` are the stream's first bytes. */
   switchToRaw(exchange: Exchange, headBytes: Buffer, rest: Buffer): void;
+  /**
+   * Run `fn` later, as a socket event would run (an answer whose rule waited is sent then,
+   * and the answers held behind it are read on). Default: at once.
+   */
+  later?(fn: () => void): void;
 }
 
 /**
@@ -65,7 +72,7 @@ export interface AnswerHost {
  * const out: Buffer[] = [];
  * const r = new AnswerReader({
  *   current: () => line[0], ending: () => false, toClient: (b) => void out.push(b),
- *   answered: () => void line.shift(), switchToRaw: () => {},
+ *   answered: () => void line.shift(), switchToRaw: () => {}, later: (fn) => fn(),
  * });
  * r.feed(Buffer.from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"));
  * r.pump();
@@ -85,6 +92,11 @@ export class AnswerReader {
   /** Whether the connection is a raw stream now. */
   get raw(): boolean {
     return this.#phase.kind === "raw";
+  }
+
+  /** Whether an answer read whole waits for its rule (a container create being recorded). */
+  get waiting(): boolean {
+    return this.#phase.kind === "waiting";
   }
 
   /** More bytes from the target. */
@@ -108,7 +120,10 @@ export class AnswerReader {
     // Once the gate's own last answer closed the connection, what the target sent after it
     // (an answer to a request the gate answered itself) is dropped, not an error that would
     // cut the answers already written.
-    while (this.#buffer.length > 0 && this.#phase.kind !== "raw" && !this.#host.ending()) {
+    while (
+      this.#buffer.length > 0 && this.#phase.kind !== "raw" && this.#phase.kind !== "waiting" &&
+      !this.#host.ending()
+    ) {
       const exchange = this.#host.current();
       if (!exchange || exchange.local) throw new Error("answer without a request");
       if (this.#phase.kind === "head") {
@@ -243,11 +258,27 @@ export class AnswerReader {
     const a = exchange.answer!;
     const body = Buffer.concat(r.data);
     const out = filterAnswer(a.rule, r.head.status, body, a.owner, a.own, a.record);
-    const status = out?.status ?? r.head.status;
-    const data = out ? Buffer.from(out.body) : body;
-    this.#host.toClient(Buffer.concat([responseHeadWith(r.head, status, data.length), data]));
-    exchange.status = status;
+    if (!(out instanceof Promise)) return this.#send(exchange, r.head, body, out);
+    // Recorded off the event loop: this answer, and every one behind it, waits for the record.
+    this.#phase = { kind: "waiting" };
+    const later = this.#host.later ?? ((fn: () => void) => fn());
+    out.then((o) => later(() => this.#send(exchange, r.head, body, o)));
+  }
+
+  /** Send `exchange`'s answer as its rule made it (`out`; undefined: as the daemon sent it). */
+  #send(
+    exchange: Exchange,
+    head: ResponseHead,
+    body: Buffer,
+    out: { status: number; body: Uint8Array } | undefined,
+  ): void {
     this.#phase = { kind: "head" };
+    // The connection ended while the rule waited: nobody is left to answer.
+    if (this.#host.current() !== exchange) return;
+    const status = out?.status ?? head.status;
+    const data = out ? Buffer.from(out.body) : body;
+    this.#host.toClient(Buffer.concat([responseHeadWith(head, status, data.length), data]));
+    exchange.status = status;
     this.#host.answered(exchange);
   }
 }

@@ -134,10 +134,12 @@ class ApiRelay {
     this.#requests = this.#newRequestReader();
     this.#answers = new AnswerReader({
       current: () => this.#queue[0],
-      ending: () => this.#closeAfterWrite || this.#upstream.destroyed,
+      // A target that ended by itself still has its held answers read (one may have waited).
+      ending: () => this.#closeAfterWrite || (this.#upstream.destroyed && !this.#upstreamEnded),
       toClient: (bytes) => this.#writer.toClient(bytes),
       answered: (exchange) => this.#answered(exchange),
       switchToRaw: (exchange, headBytes, rest) => this.#goRaw(exchange, headBytes, rest),
+      later: (fn) => this.#later(fn),
     });
     const done = new Promise<RelayResult>((r) => (this.#resolve = r));
     this.handle = { done, abort: (reason) => this.#abort(reason) };
@@ -221,18 +223,39 @@ class ApiRelay {
     if (this.#rawHold) return void this.#rawHold.push(chunk);
     if (this.#answers.raw) return this.#writer.toClient(chunk);
     this.#answers.feed(chunk);
+    this.#later(() => {});
+  }
+
+  /**
+   * 4b. Run `fn` (an answer whose rule waited, e.g. a create being recorded) and read on the
+   * answers held behind it, writes batched; if the target ended meanwhile, the client's side
+   * ends once they are written.
+   */
+  #later(fn: () => void): void {
+    if (this.#closed === 2) return;
     this.#writer.batch(() => {
       try {
+        fn();
         this.#answers.pump();
       } catch (err) {
         this.#abort(new Error(`target: ${(err as Error).message}`));
       }
     });
+    if (this.#upstreamEnded && !this.#answers.waiting && !this.#rawHold) this.#endClient();
   }
 
-  /** 5. An exchange is complete: record it, send the gate's answers now first in line. */
+  /**
+   * 5. An exchange is complete: record it, send the gate's answers now first in line. The
+   * client's last request (`Exchange.last`) ends the connection once its answer is written,
+   * whether or not the daemon closes its side.
+   */
   #answered(exchange: Exchange): void {
     this.#finish(exchange, exchange.status ?? 0);
+    if (exchange.last && !this.#answers.raw) {
+      if (this.#writer.batching) this.#closeAfterWrite = true;
+      else this.#closeNow();
+      return;
+    }
     if (!this.#answers.raw) this.#requests.answerArrived();
     this.#flushLocal();
     if (!this.#answers.raw) this.#pump();
@@ -357,7 +380,8 @@ class ApiRelay {
     if (exchange && !exchange.local && this.#answers.endOfStream()) {
       this.#finish(exchange, exchange.status ?? 0);
     }
-    if (!this.#rawHold) this.#endClient();
+    // An answer waiting for its rule (a create being recorded) ends the client when it is sent.
+    if (!this.#rawHold && !this.#answers.waiting) this.#endClient();
   }
 
   #endClient(): void {
@@ -373,8 +397,10 @@ class ApiRelay {
   #onClose(s: Duplex): void {
     const other = s === this.#client ? this.#upstream : this.#client;
     if (!other.destroyed) {
-      if (s === this.#upstream && !other.writableEnded) other.end();
-      else if (s === this.#client) other.destroy();
+      // An answer waiting for its rule ends the client once it is sent (`#later`).
+      if (s === this.#upstream && !other.writableEnded) {
+        if (!this.#answers.waiting) other.end();
+      } else if (s === this.#client) other.destroy();
     }
     if (++this.#closed === 2) {
       // What is still in line gets no answer: its holds end, waiting checks are refused.

@@ -21,6 +21,7 @@ import { HttpError } from "./http.ts";
 import { matchRoutes } from "./routes.ts";
 import { isJsonObject, JsonDocument, type JsonObject, type JsonValue } from "./strict_json.ts";
 import { JsonError, parseStrictJson } from "./strict_json.ts";
+import { namedVolumes } from "./volume_check.ts";
 
 /** The label that says who owns an object. */
 export const OWNER_LABEL = "dockgate.owner";
@@ -108,6 +109,12 @@ export interface IsolationSettings {
   allowVolumesFrom: readonly string[];
   /** The gate's record of the containers it created; without it no container is anyone's. */
   containers?: ContainerRecord;
+  /**
+   * The stored-volume rule (`volume_check.ts` `storedVolumeProblem` with the role's
+   * allowances): a volume a container mounts must be one the role could have created, as the
+   * daemon stored it. Without it (tests of the owner rules alone) stored volumes are not read.
+   */
+  volumeProblem?: (stored: JsonValue) => string | undefined;
 }
 
 /** The kinds of object an owner has. */
@@ -759,44 +766,19 @@ function anonymousMountLabels(doc: JsonDocument, host: JsonObject, owner: string
   });
 }
 
-/** Named volumes in `Binds` and `Mounts`: owned ones, shared ones, or created for the owner. */
+/**
+ * Named volumes in `Binds` and `Mounts` (`volume_check.ts` `namedVolumes`, read as dockerd reads
+ * them): owned ones, shared ones, or created for the owner.
+ */
 function volumeReferences(plan: IsolationPlan, host: JsonObject): void {
-  const driver = typeof host.VolumeDriver === "string" && host.VolumeDriver !== ""
-    ? host.VolumeDriver
-    : undefined;
-  if (Array.isArray(host.Binds)) {
-    host.Binds.forEach((item, i) => {
-      if (typeof item !== "string") return;
-      const parts = item.split(":");
-      if (parts.length < 2 || parts[0].startsWith("/") || parts[0] === "") return;
-      plan.refs.push({
-        kind: "volume",
-        name: parts[0],
-        at: `HostConfig.Binds[${i}]`,
-        volume: { Driver: driver },
-      });
-    });
-  }
-  if (Array.isArray(host.Mounts)) {
-    host.Mounts.forEach((m, i) => {
-      if (!isJsonObject(m) || m.Type !== "volume" || typeof m.Source !== "string" || !m.Source) {
-        return;
-      }
-      const options = isJsonObject(m.VolumeOptions) ? m.VolumeOptions : undefined;
-      const config = options && isJsonObject(options.DriverConfig)
-        ? options.DriverConfig
-        : undefined;
-      refuseOwnLabels(options?.Labels, `HostConfig.Mounts[${i}].VolumeOptions.Labels`);
-      plan.refs.push({
-        kind: "volume",
-        name: m.Source,
-        at: `HostConfig.Mounts[${i}]`,
-        volume: {
-          Driver: typeof config?.Name === "string" && config.Name ? config.Name : driver,
-          DriverOpts: isJsonObject(config?.Options) ? config!.Options as JsonObject : undefined,
-          Labels: isJsonObject(options?.Labels) ? options!.Labels as JsonObject : undefined,
-        },
-      });
+  for (const volume of namedVolumes(host)) {
+    const mount = volume.at.startsWith("HostConfig.Mounts");
+    if (mount) refuseOwnLabels(volume.labels, `${volume.at}.VolumeOptions.Labels`);
+    plan.refs.push({
+      kind: "volume",
+      name: volume.name,
+      at: volume.at,
+      volume: { Driver: volume.driver, DriverOpts: volume.options, Labels: volume.labels },
     });
   }
 }
@@ -812,8 +794,11 @@ export function ownerOf(labels: unknown): string | undefined {
 export interface ContainerRecord {
   /** Whether the gate created container `id` (a full ID) for `owner`. */
   has(owner: string, id: string): boolean;
-  /** Record a create, durably, before its answer is sent; throws when it cannot. */
-  add(owner: string, id: string): void;
+  /**
+   * Record a create durably: the answer is sent once this resolves; it rejects (or throws)
+   * when the create cannot be recorded.
+   */
+  add(owner: string, id: string): Promise<void>;
 }
 
 /**
@@ -827,7 +812,7 @@ export interface ContainerRecord {
  * ```ts
  * import { containerOwner } from "./isolation.ts";
  * const id = "c".repeat(64);
- * const record = { has: (o: string, i: string) => o === "b" && i === id, add() {} };
+ * const record = { has: (o: string, i: string) => o === "b" && i === id, add: async () => {} };
  * if (containerOwner({ "dockgate.owner": "b" }, id, record) !== "b") throw new Error();
  * if (containerOwner({ "dockgate.owner": "b" }, "d".repeat(64), record) !== undefined) throw new Error();
  * if (containerOwner({ "dockgate.owner": "b" }, id, undefined) !== undefined) throw new Error();
@@ -846,6 +831,11 @@ export function containerOwner(
 /**
  * A `/system/df` answer as the owner's: its containers (by `mineContainer`, the record's
  * rule) and volumes (by label: only their own create labels them), and counts of them.
+ * Images stay, with their container counts the owner's: images are shared by every identity
+ * (`/images/json` lists them all alike), so listing them here tells nothing more. The build
+ * cache goes, all of it: BuildKit's records carry no owner (no label, no creator), and each
+ * names a step of someone's build (`[2/2] COPY secret.txt /`, a `RUN` command line), so none
+ * can be told to be the owner's (fail closed: `BuildCache: []`, `BuilderSize: 0`).
  */
 function ownDiskUsage(
   // deno-lint-ignore no-explicit-any
@@ -863,6 +853,9 @@ function ownDiskUsage(
   const count = (pick: (c: { ImageID?: unknown; Mounts?: unknown }) => boolean) =>
     own ? own.filter(pick).length : -1;
   if (Array.isArray(df.Volumes)) df.Volumes = df.Volumes.filter(mine);
+  // Left as the daemon sent it only when absent or null (not asked for: `type=` of API 1.42).
+  if (df.BuildCache !== undefined && df.BuildCache !== null) df.BuildCache = [];
+  if (typeof df.BuilderSize === "number") df.BuilderSize = 0;
   for (const image of Array.isArray(df.Images) ? df.Images : []) {
     if (typeof image?.Containers === "number" && image.Containers >= 0) {
       image.Containers = count((c) => c.ImageID === image.Id);
@@ -883,18 +876,27 @@ function ownDiskUsage(
   return df;
 }
 
+/** The answer an answer rule made: its status and body. */
+export interface FilteredAnswer {
+  /** The status to send. */
+  status: number;
+  /** The body to send. */
+  body: Uint8Array;
+}
+
 /**
  * The answer a rule makes of the daemon's `status` and JSON `body` for `owner`; `undefined`
- * keeps it as it is. `ownContainers` are the owner's container IDs (for a network's list),
+ * keeps it as it is; a promise of either for a container create's 201, which is sent only
+ * once the create is recorded (`ContainerRecord.add`). `ownContainers` are the owner's container IDs (for a network's list),
  * `record` the gate's record of the containers it created ({@linkcode containerOwner}; a
  * container create's answer is recorded there before it is sent).
  *
  * @example
  * ```ts
  * import { filterAnswer } from "./isolation.ts";
- * const record = { has: (o: string, i: string) => o === "x" && i === "a", add() {} };
+ * const record = { has: (o: string, i: string) => o === "x" && i === "a", add: async () => {} };
  * const body = new TextEncoder().encode(JSON.stringify({ Containers: [{ Id: "a", Labels: { "dockgate.owner": "x" } }, { Id: "b", Labels: { "dockgate.owner": "x" } }], Volumes: [] }));
- * const out = filterAnswer({ kind: "system-df" }, 200, body, "x", new Set(), record);
+ * const out = await filterAnswer({ kind: "system-df" }, 200, body, "x", new Set(), record);
  * if (JSON.parse(new TextDecoder().decode(out!.body)).Containers.length !== 1) throw new Error();
  * ```
  */
@@ -905,7 +907,7 @@ export function filterAnswer(
   owner: string,
   ownContainers: ReadonlySet<string>,
   record?: ContainerRecord,
-): { status: number; body: Uint8Array } | undefined {
+): FilteredAnswer | undefined | Promise<FilteredAnswer | undefined> {
   const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v) + "\n");
   const parsed = () => {
     try {
@@ -970,7 +972,7 @@ export function filterAnswer(
  * ```ts
  * import { keepEvent } from "./isolation.ts";
  * const id = "c".repeat(64);
- * const record = { has: (o: string, i: string) => o === "b" && i === id, add() {} };
+ * const record = { has: (o: string, i: string) => o === "b" && i === id, add: async () => {} };
  * const ev = (i: string) => JSON.stringify({ Type: "container", Actor: { ID: i, Attributes: { "dockgate.owner": "b" } } });
  * if (!keepEvent(ev(id), "b", record) || keepEvent(ev("d".repeat(64)), "b", record)) throw new Error();
  * ```
@@ -1005,15 +1007,15 @@ function conflictAnswer(
  * A created container, recorded for its owner before the client hears of it; when it cannot
  * be recorded the client gets a 500 saying so (the container exists, and has no owner).
  */
-function recordCreate(
+async function recordCreate(
   answer: { Id?: unknown },
   owner: string,
   record: ContainerRecord | undefined,
-): { status: number; body: Uint8Array } | undefined {
+): Promise<FilteredAnswer | undefined> {
   try {
     if (!record) throw new Error("the gate has no owner record (serve --state-dir)");
     if (typeof answer?.Id !== "string") throw new Error("the daemon's answer has no Id");
-    record.add(owner, answer.Id);
+    await record.add(owner, answer.Id);
     return undefined;
   } catch (err) {
     const message = `dockgate could not record the new container's owner: ${

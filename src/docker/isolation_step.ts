@@ -33,6 +33,14 @@ import {
   daemonDefaults,
 } from "./container_check.ts";
 import {
+  checkStoredVolumes,
+  type NamedVolume,
+  requestVolumes,
+  storedVolumeProblem,
+} from "./volume_check.ts";
+import { matchRoutes } from "./routes.ts";
+import { parseStrictJson } from "./strict_json.ts";
+import {
   GATE_VOLUME_HOLDS,
   type Release,
   type VolumeHolds,
@@ -82,6 +90,28 @@ function holdNeed(plan: IsolationPlan, method: string, path: string): HoldNeed |
   const remove = volumes.filter((r) => r.remove).map((r) => r.name);
   const use = volumes.filter((r) => !r.remove).map((r) => r.name);
   return remove.length > 0 ? { use, remove } : { use };
+}
+
+/**
+ * Whether `method target` is a route whose body may mount named volumes: a container create
+ * (`"create"`) or a service create or update (`"service"`); else undefined.
+ */
+function mountsVolumes(method: string, target: ApiTarget): "create" | "service" | undefined {
+  for (const route of matchRoutes(method, target.path)) {
+    if (route.inspect === "create" || route.inspect === "service") return route.inspect;
+  }
+  return undefined;
+}
+
+/**
+ * The volume names `method target` removes: one (`DELETE /volumes/{name}`), every one
+ * (`POST /volumes/prune`), or undefined for any other route.
+ */
+function removesVolumes(method: string, target: ApiTarget): VolumeNames | undefined {
+  const segs = target.path.split("/").slice(1);
+  if (method === "POST" && target.path === "/volumes/prune") return "all";
+  if (method === "DELETE" && segs.length === 2 && segs[0] === "volumes") return [segs[1]];
+  return undefined;
 }
 
 /** `promise`, or a rejection after `ms`. */
@@ -157,7 +187,8 @@ export class IsolationStep {
    * Whether an allowed request of `role` takes this step: every request of an isolated role,
    * one that writes an image name the role's `allowImageNames` does not cover (it must not
    * exist yet), and, for the other restricted roles, those that act inside a container
-   * (`container_check.ts`: another identity's container must be no way out).
+   * (`container_check.ts`: another identity's container must be no way out) and those that may
+   * mount named volumes (`volume_check.ts`: a volume made elsewhere must be no way out).
    *
    * @example
    * ```ts
@@ -174,6 +205,7 @@ export class IsolationStep {
     if (role.isolate) return true;
     if (role.preset === "full") return false;
     if (namesToBeNew(role.spec.allowImageNames, method, target).length > 0) return true;
+    if (mountsVolumes(method, target) || removesVolumes(method, target)) return true;
     try {
       return containerAccess(method, target) !== undefined;
     } catch {
@@ -219,7 +251,12 @@ export class IsolationStep {
   /** After the image name check: isolation, or the container check. */
   #run(input: IsolationInput): IsolationOutcome | Promise<IsolationOutcome> {
     const { head, target, role, body } = input;
-    if (!role.isolate) return this.#inside(input);
+    if (!role.isolate) {
+      const kind = mountsVolumes(head.method, target);
+      if (kind) return this.#storedVolumes(input, kind);
+      const removed = removesVolumes(head.method, target);
+      return removed ? this.#removing(input, removed) : this.#inside(input);
+    }
     const settings: IsolationSettings = {
       owner: this.#who.owner,
       othersStatus: role.othersStatus,
@@ -227,6 +264,12 @@ export class IsolationStep {
       sharedNetworks: role.shared.networks,
       allowVolumesFrom: role.spec.allowVolumesFrom ?? [],
       containers: this.#containers,
+      volumeProblem: (stored) =>
+        storedVolumeProblem(stored, {
+          allow: role.spec,
+          resolveSymlinks: this.#resolveSymlinks,
+          isolated: true,
+        }),
     };
     let plan: IsolationPlan;
     try {
@@ -329,6 +372,75 @@ export class IsolationStep {
       decision: { ...decision, rule: `${decision.rule} (${note})` },
       bytes: forward(newTarget),
     }), (err) => this.#failed(input, err, what));
+  }
+
+  /**
+   * A restricted role that is not isolated, creating a container (or a service): each named
+   * volume it mounts is checked as the daemon stored it (`volume_check.ts`), once no earlier
+   * request of this connection is unanswered, and held gate-wide until the daemon answered
+   * (a remove of it through the gate waits), so that the check and the mount are on one volume.
+   */
+  #storedVolumes(
+    input: IsolationInput,
+    kind: "create" | "service",
+  ): IsolationOutcome | Promise<IsolationOutcome> {
+    const { head, body } = input;
+    const bytes = () => {
+      const headBytes = serializeRequestHead(head, body?.length);
+      return body ? Buffer.concat([headBytes, body]) : headBytes;
+    };
+    let volumes: NamedVolume[];
+    try {
+      volumes = body && body.length > 0 ? requestVolumes(kind, parseStrictJson(body)) : [];
+    } catch (err) {
+      return this.#failed(input, new IsolationRefusal(400, (err as Error).message), "volume check");
+    }
+    if (volumes.length === 0) return { kind: "forward", bytes };
+    return this.#checkVolumes(input, volumes, kind === "create", bytes);
+  }
+
+  async #checkVolumes(
+    input: IsolationInput,
+    volumes: NamedVolume[],
+    create: boolean,
+    bytes: () => Buffer,
+  ): Promise<IsolationOutcome> {
+    const { role, decision } = input;
+    const ctx = { allow: role.spec, resolveSymlinks: this.#resolveSymlinks, isolated: false };
+    let release: Release | undefined;
+    try {
+      await this.#whenIdle();
+      release = await this.#holds.use(volumes.map((v) => v.name));
+      const client = this.#client();
+      if (!client) throw new Error("no connection to the daemon for volume checks");
+      const verdict = await withTimeout(
+        checkStoredVolumes(client, volumes, ctx, create),
+        OWNER_CHECK_MS,
+      );
+      if ("problem" in verdict) throw new IsolationRefusal(verdict.status, verdict.problem);
+      input.exchange.release = release;
+      const rule = `${decision.rule} (${verdict.notes.join(", ")})`;
+      return { kind: "forward", decision: { ...decision, rule }, bytes };
+    } catch (err) {
+      release?.();
+      return this.#failed(input, err, "volume check");
+    }
+  }
+
+  /**
+   * A volume remove or prune of a role that is not isolated: it holds the names (a prune all
+   * of them) until the daemon answered, after the holds of the creates that checked them end,
+   * so that a volume checked as stored is not swapped under its name through the gate.
+   */
+  async #removing(input: IsolationInput, names: VolumeNames): Promise<IsolationOutcome> {
+    const { head, body } = input;
+    try {
+      input.exchange.release = await this.#holds.remove(names);
+    } catch (err) {
+      return this.#failed(input, err, "volume hold");
+    }
+    const bytes = serializeRequestHead(head, body?.length);
+    return { kind: "forward", bytes: () => body ? Buffer.concat([bytes, body]) : bytes };
   }
 
   /** Close the daemon connection (the relayed connection ended). */

@@ -365,8 +365,8 @@ const binds: Check = list((value, ctx, at) => {
   const parts = s.split(":");
   if (parts.length < 2) return undefined; // an anonymous volume
   const source = parts[0];
-  // A source that is not a path is a named volume (its driver options were checked when it
-  // was created through this gate, see volumeOptions).
+  // A source that is not a path is a named volume: its stored driver and options are checked
+  // on the daemon before the create is forwarded (volume_check.ts, with volumeProblem).
   if (!source.startsWith("/") && !source.startsWith(".") && !source.includes("/")) return undefined;
   return bindSource(source, ctx, at);
 });
@@ -419,8 +419,21 @@ function localOptions(options: Record<string, JsonValue>, at: string): Violation
   return bad === undefined ? undefined : refuse(`mount option ${JSON.stringify(bad)} not allowed`);
 }
 
-/** A volume's driver and its options, wherever a volume may be created. */
-function volumeOptions(
+/**
+ * The one volume rule: a volume's driver and its options, wherever a volume may be created
+ * (`POST /volumes/create`, a mount's `DriverConfig`) and wherever one the daemon already has
+ * is mounted (its stored `Driver` and `Options`, `volume_check.ts`).
+ *
+ * @example
+ * ```ts
+ * import { volumeProblem } from "./no_escape.ts";
+ * const bind = { type: "none", o: "bind", device: "/etc" };
+ * if (!volumeProblem("local", bind, { allow: {} }, "Options")) throw new Error();
+ * if (volumeProblem("local", bind, { allow: { allowVolumeDrivers: ["local"] } }, "Options")) throw new Error();
+ * if (volumeProblem("", { type: "tmpfs", device: "tmpfs", o: "size=1m" }, { allow: {} }, "o")) throw new Error();
+ * ```
+ */
+export function volumeProblem(
   driver: JsonValue | undefined,
   options: JsonValue | undefined,
   ctx: EscapeContext,
@@ -483,7 +496,7 @@ const mount: Check = (value, ctx, at) => {
     const vo = value["VolumeOptions"];
     const dc = isJsonObject(vo) ? vo["DriverConfig"] : undefined;
     if (isJsonObject(dc)) {
-      return volumeOptions(dc["Name"], dc["Options"], ctx, `${at}.VolumeOptions.DriverConfig`);
+      return volumeProblem(dc["Name"], dc["Options"], ctx, `${at}.VolumeOptions.DriverConfig`);
     }
     return undefined;
   }
@@ -717,7 +730,7 @@ const volumeBody: Check = (value, ctx, at) => {
     ClusterVolumeSpec: mustBeEmpty("cluster volumes are not inspected"),
   })(value, ctx, at);
   if (shape || !isJsonObject(value)) return shape;
-  return volumeOptions(value["Driver"], value["DriverOpts"], ctx, "DriverOpts");
+  return volumeProblem(value["Driver"], value["DriverOpts"], ctx, "DriverOpts");
 };
 
 /** `POST /networks/create`: moby's `network.CreateRequest`. */

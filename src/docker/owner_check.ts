@@ -8,6 +8,7 @@
  */
 
 import type { DaemonClient } from "./daemon_client.ts";
+import type { JsonValue } from "./strict_json.ts";
 import {
   BUILTIN_NETWORKS,
   containerOwner,
@@ -30,6 +31,8 @@ interface Found {
   name: string;
   /** Its owner label. */
   owner?: string;
+  /** A volume as the daemon described it (inspect or create answer). */
+  stored?: JsonValue;
 }
 
 /** What the checks found, for the relay. */
@@ -87,6 +90,11 @@ export async function checkOwners(
         403,
         `${ref.kind} ${ref.name} is shared: only an admin removes it`,
       );
+    }
+    if (ref.volume && settings.volumeProblem) {
+      // A volume the container mounts, as the daemon stored it (made elsewhere, or just now).
+      const problem = settings.volumeProblem(found.stored ?? null);
+      if (problem) throw new IsolationRefusal(403, `${ref.at}: ${problem}`);
     }
     notes.push(`${verdict} ${ref.kind} ${short(found.id)}`);
     ref.rewrite?.(found.id);
@@ -161,7 +169,8 @@ async function lookup(
   const owner = kind === "container"
     ? containerOwner(labels, fullId, settings.containers)
     : ownerOf(labels);
-  return { id: fullId, name: String(body.Name ?? "").replace(/^\//, ""), owner };
+  const plainName = String(body.Name ?? "").replace(/^\//, "");
+  return { id: fullId, name: plainName, owner, ...(kind === "volume" ? { stored: body } : {}) };
 }
 
 /** Whether `prefix` is an ID prefix of more than one container. */
@@ -200,7 +209,7 @@ async function createVolume(
   }
   const body = JSON.parse(answer.body.toString("utf8"));
   // Created meanwhile by someone else: the daemon returns that volume, with its labels.
-  return { id: body.Name, name: body.Name, owner: ownerOf(body.Labels) };
+  return { id: body.Name, name: body.Name, owner: ownerOf(body.Labels), stored: body };
 }
 
 /** The containers with the owner's label, as the daemon lists them. */

@@ -8,6 +8,9 @@
  *
  * The file: one JSON line per container, `["<owner key>","<full ID>"]`, appended and
  * fsync'ed before the create's answer reaches the client, mode 0600, owned by the gate's user.
+ * The append and the fsync run off the event loop (on a busy disk an fsync takes tens of
+ * milliseconds, which every other connection would wait out): adds are queued in order, and
+ * those queued while one write is in flight go out together in the next write and fsync.
  * A last line without its newline (a crash during a write) is cut off at load; any other
  * unreadable line, a file others may write, or one owned by another user refuses the load
  * (fail closed: the record says who owns what).
@@ -18,6 +21,7 @@
 import {
   closeSync,
   fstatSync,
+  fsync,
   fsyncSync,
   ftruncateSync,
   mkdirSync,
@@ -25,11 +29,12 @@ import {
   readFileSync,
   readSync,
   statSync,
-  writeSync,
+  write,
 } from "node:fs";
 import { dirname, join } from "node:path";
 import process from "node:process";
 import { fsErrorText } from "../util/fs_util.ts";
+import type { Logger } from "../observe/logger.ts";
 import type { ContainerRecord } from "./isolation.ts";
 
 /** The record's file name inside the state directory. */
@@ -37,6 +42,57 @@ export const OWNER_RECORD_FILE = "owners.jsonl";
 
 /** A container's full ID, as dockerd answers a create. */
 const FULL_ID = /^[0-9a-f]{64}$/;
+
+/**
+ * Write all of `bytes` at the end of the file `fd` (opened for appends) and make it durable;
+ * resolves once it is, rejects when it cannot be.
+ */
+export type AppendDurably = (fd: number, bytes: Uint8Array) => Promise<void>;
+
+/** How the record writes and reports (both injectable for tests). */
+export interface OwnerRecordOptions {
+  /** The append and fsync. Default: {@linkcode appendDurably} (off the event loop). */
+  append?: AppendDurably;
+  /** Where a failed write is reported. Default: nowhere (the create's answer still says it). */
+  logger?: Logger;
+}
+
+/**
+ * The default {@linkcode AppendDurably}: `write` (again for what a short write left) and
+ * `fsync` on libuv's thread pool, so the event loop runs meanwhile.
+ *
+ * @example
+ * ```ts
+ * import { openSync, closeSync, readFileSync } from "node:fs";
+ * import { appendDurably } from "./owner_record.ts";
+ * const file = Deno.makeTempFileSync();
+ * const fd = openSync(file, "a");
+ * await appendDurably(fd, new TextEncoder().encode("x\n"));
+ * closeSync(fd);
+ * if (readFileSync(file, "utf8") !== "x\n") throw new Error();
+ * ```
+ */
+export function appendDurably(fd: number, bytes: Uint8Array): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const from = (done: number) =>
+      write(fd, bytes, done, bytes.length - done, null, (err, n) => {
+        if (err) return reject(err);
+        if (done + n < bytes.length) return from(done + n);
+        fsync(fd, (e) => e ? reject(e) : resolve());
+      });
+    from(0);
+  });
+}
+
+/** One add waiting for its line to be durable. */
+interface Pending {
+  owner: string;
+  id: string;
+  line: Uint8Array;
+  done: Promise<void>;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
 
 /**
  * The record, open for appends. Shared by every connection and kept across reloads.
@@ -47,7 +103,7 @@ const FULL_ID = /^[0-9a-f]{64}$/;
  * const dir = Deno.makeTempDirSync();
  * const id = "a".repeat(64);
  * const record = OwnerRecord.open(dir);
- * record.add("team-b", id);
+ * await record.add("team-b", id);
  * record.close();
  * const again = OwnerRecord.open(dir);
  * if (!again.has("team-b", id) || again.has("team-a", id)) throw new Error();
@@ -60,17 +116,31 @@ export class OwnerRecord implements ContainerRecord {
   readonly #owners = new Map<string, string>();
   /** The bytes of the file read so far (complete lines). */
   #offset = 0;
+  readonly #append: AppendDurably;
+  readonly #logger: Logger | undefined;
+  /** Adds not yet durable, by container ID, in order (the queue of the next write). */
+  readonly #pending = new Map<string, Pending>();
+  /** Adds queued for the next write. */
+  #queue: Pending[] = [];
+  /** A write is in flight. */
+  #writing = false;
+  /** `close()` was called: the file closes once the write in flight is done. */
+  #closing = false;
+  /** Why a write failed: the record takes no more adds (see `#drain`). */
+  #broken: Error | undefined;
 
-  private constructor(path: string, fd: number) {
+  private constructor(path: string, fd: number, options: OwnerRecordOptions) {
     this.#path = path;
     this.#fd = fd;
+    this.#append = options.append ?? appendDurably;
+    this.#logger = options.logger;
   }
 
   /**
    * Open (or create) the record in `dir` (created 0700 when missing) and load it. Throws an
    * `Error` naming the file and the fix when it cannot be read, written or trusted.
    */
-  static open(dir: string): OwnerRecord {
+  static open(dir: string, options: OwnerRecordOptions = {}): OwnerRecord {
     if (typeof dir !== "string" || dir === "") throw new TypeError("state directory: empty");
     const path = join(dir, OWNER_RECORD_FILE);
     let fd: number;
@@ -82,7 +152,7 @@ export class OwnerRecord implements ContainerRecord {
     }
     try {
       trusted(path, fd);
-      const record = new OwnerRecord(path, fd);
+      const record = new OwnerRecord(path, fd, options);
       record.#load(fd);
       return record;
     } catch (err) {
@@ -107,32 +177,85 @@ export class OwnerRecord implements ContainerRecord {
   }
 
   /**
-   * Record that the gate created container `id` (a full ID) for `owner`: written and fsync'ed
-   * before this returns. Throws when it cannot be (the create's answer then says so).
+   * Record that the gate created container `id` (a full ID) for `owner`: resolves once the line
+   * is written and fsync'ed (in the order of the adds), rejects when it cannot be (the create's
+   * answer then says so). Bad input throws at once (`TypeError`, `RangeError`).
    */
-  add(owner: string, id: string): void {
+  add(owner: string, id: string): Promise<void> {
     if (typeof owner !== "string" || owner === "") throw new TypeError("owner: empty");
     if (!FULL_ID.test(id)) {
       throw new RangeError(`container ID ${JSON.stringify(id)}: not a full ID`);
     }
-    if (this.#fd === undefined) throw new Error(`the owner record "${this.#path}" is closed`);
-    const known = this.#owners.get(id);
-    if (known === owner) return;
-    if (known !== undefined) throw new Error(`container ${id} is recorded for another owner`);
-    // One write of one line (O_APPEND): concurrent writers' lines never interleave.
-    const line = new TextEncoder().encode(JSON.stringify([owner, id]) + "\n");
-    try {
-      let done = 0;
-      while (done < line.length) done += writeSync(this.#fd, line, done);
-      fsyncSync(this.#fd);
-    } catch (err) {
-      throw new Error(`Cannot write the owner record "${this.#path}": ${fsErrorText(err)}`);
+    if (this.#fd === undefined || this.#closing) {
+      return Promise.reject(new Error(`the owner record "${this.#path}" is closed`));
     }
-    this.#owners.set(id, owner);
+    if (this.#broken) return Promise.reject(this.#broken);
+    const known = this.#owners.get(id) ?? this.#pending.get(id)?.owner;
+    if (known !== undefined && known !== owner) {
+      return Promise.reject(new Error(`container ${id} is recorded for another owner`));
+    }
+    if (known === owner) return this.#pending.get(id)?.done ?? Promise.resolve();
+    const line = new TextEncoder().encode(JSON.stringify([owner, id]) + "\n");
+    let resolve!: () => void, reject!: (err: Error) => void;
+    const done = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const entry = { owner, id, line, done, resolve, reject };
+    this.#pending.set(id, entry);
+    this.#queue.push(entry);
+    if (!this.#writing) void this.#drain();
+    return done;
   }
 
-  /** Close the file (further adds throw). */
+  /**
+   * Write the queued lines, one write and one fsync per turn (O_APPEND: another process's
+   * lines never land inside it), until the queue is empty. A failed write breaks the record
+   * for good: the file may now end in a torn line, which the next append would join and make
+   * unreadable, so no later add is written (serve's restart cuts the torn line at load).
+   */
+  async #drain(): Promise<void> {
+    this.#writing = true;
+    while (this.#queue.length > 0 && this.#fd !== undefined) {
+      const batch = this.#queue;
+      this.#queue = [];
+      const bytes = new Uint8Array(batch.reduce((n, p) => n + p.line.length, 0));
+      batch.reduce((at, p) => (bytes.set(p.line, at), at + p.line.length), 0);
+      try {
+        await this.#append(this.#fd, bytes);
+      } catch (err) {
+        const failed = new Error(
+          `Cannot write the owner record "${this.#path}": ${fsErrorText(err)} (no container ` +
+            "create of an isolated role is recorded until serve restarts)",
+        );
+        this.#broken = failed;
+        this.#logger?.log("error", "owner record write failed", {
+          file: this.#path,
+          error: failed.message,
+        });
+        for (const p of [...batch, ...this.#queue.splice(0)]) {
+          this.#pending.delete(p.id);
+          p.reject(failed);
+        }
+        break;
+      }
+      for (const p of batch) {
+        this.#owners.set(p.id, p.owner);
+        this.#pending.delete(p.id);
+        p.resolve();
+      }
+    }
+    this.#writing = false;
+    if (this.#closing) this.#closeFd();
+  }
+
+  /** Close the file once the adds already made are written (further adds are refused). */
   close(): void {
+    this.#closing = true;
+    if (!this.#writing) this.#closeFd();
+  }
+
+  #closeFd(): void {
     if (this.#fd !== undefined) closeSync(this.#fd);
     this.#fd = undefined;
   }
@@ -242,23 +365,25 @@ function trusted(path: string, fd: number): void {
  * const slot = new OwnerRecordSlot(Deno.makeTempDirSync());
  * if (slot.has("a", "b".repeat(64))) throw new Error();
  * slot.open();
- * slot.add("a", "b".repeat(64));
+ * await slot.add("a", "b".repeat(64));
  * if (!slot.has("a", "b".repeat(64))) throw new Error();
  * slot.close();
  * ```
  */
 export class OwnerRecordSlot implements ContainerRecord {
   readonly #dir: string;
+  readonly #options: OwnerRecordOptions;
   #record: OwnerRecord | undefined;
 
-  /** A slot for the record in `dir` (not opened yet). */
-  constructor(dir: string) {
+  /** A slot for the record in `dir` (not opened yet), to be opened with `options`. */
+  constructor(dir: string, options: OwnerRecordOptions = {}) {
     this.#dir = dir;
+    this.#options = options;
   }
 
   /** Open the record (once; later calls return the same one). Throws as `OwnerRecord.open`. */
   open(): OwnerRecord {
-    return this.#record ??= OwnerRecord.open(this.#dir);
+    return this.#record ??= OwnerRecord.open(this.#dir, this.#options);
   }
 
   /** Whether the record is open. */
@@ -271,12 +396,14 @@ export class OwnerRecordSlot implements ContainerRecord {
     return this.#record?.has(owner, id) ?? false;
   }
 
-  /** As {@linkcode OwnerRecord.add}; throws while closed. */
-  add(owner: string, id: string): void {
+  /** As {@linkcode OwnerRecord.add}; rejects while closed. */
+  add(owner: string, id: string): Promise<void> {
     if (!this.#record) {
-      throw new Error(`the owner record in "${this.#dir}" is not open (see the serve log)`);
+      return Promise.reject(
+        new Error(`the owner record in "${this.#dir}" is not open (see the serve log)`),
+      );
     }
-    this.#record.add(owner, id);
+    return this.#record.add(owner, id);
   }
 
   /** Close the record. */

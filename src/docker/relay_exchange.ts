@@ -31,6 +31,11 @@ export interface Exchange {
   local?: { response: Buffer; status: number; close: boolean };
   /** The answer may switch the connection to a raw stream. */
   mayUpgrade: boolean;
+  /**
+   * The request was the connection's last (`Connection: close`, or HTTP/1.0 without
+   * keep-alive): once its answer is out the gate closes the client connection.
+   */
+  last?: boolean;
   /** The status of the target's answer, once its head was read. */
   status?: number;
   /** The owner decision, for the audit record. */

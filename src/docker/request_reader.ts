@@ -344,6 +344,8 @@ export class RequestReader {
     refusal?: { status: number; message: string },
   ): void {
     exchange.decision = decision;
+    // The client's last request: nothing after it is read, and its answer ends the connection.
+    if (next === "closing") exchange.last = true;
     const pass = decision.allow || this.#options.mode === "audit";
     const left = framing.kind === "length" ? framing.length : 0;
     const chunked = framing.kind === "chunked" ? new ChunkedReader() : undefined;
@@ -357,7 +359,7 @@ export class RequestReader {
     }
     const message = refusal?.message ??
       denialMessage(this.#options.identity, exchange, decision.rule);
-    this.#refuse(exchange, refusal?.status ?? 403, message, false);
+    this.#refuse(exchange, refusal?.status ?? 403, message, next === "closing");
     const after = next === "wait-upgrade" ? "head" : next;
     this.#phase = left > 0 || chunked ? { kind: "discard", left, chunked, next: after } : {
       kind: after,
