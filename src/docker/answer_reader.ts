@@ -12,11 +12,14 @@ import { Buffer } from "node:buffer";
 import {
   ChunkedReader,
   findHeadEnd,
+  gateResponse,
   parseResponseHead,
   responseFraming,
   type ResponseHead,
   responseHeadWith,
+  valuesOf,
 } from "./http.ts";
+import { RedactionError, redactSecrets } from "./secret_redaction.ts";
 import { mediaTypeOf } from "./request_body.ts";
 import { filterAnswer, keepEvent } from "./isolation.ts";
 import type { Exchange } from "./relay_exchange.ts";
@@ -150,7 +153,9 @@ export class AnswerReader {
       this.#phase = { kind: "lines", chunked: new ChunkedReader(), pending: Buffer.alloc(0) };
       return true;
     }
-    if (exchange.answer && head.status >= 200 && framing.kind !== "none") {
+    // Redaction reads only a 200 whole (an error answer carries no secret and passes as sent).
+    const reads = exchange.answer ? head.status >= 200 : exchange.redact && head.status === 200;
+    if (reads && framing.kind !== "none") {
       if (framing.kind === "close") throw new Error("an answer to filter has no length");
       exchange.status = head.status;
       const left = framing.kind === "length" ? framing.length : 0;
@@ -240,15 +245,39 @@ export class AnswerReader {
     exchange.bytesOut += used;
     if (r.size > MAX_FILTERED_ANSWER) throw new Error("an answer to filter is too big");
     if (r.chunked ? !r.chunked.done : r.left > 0) return;
-    const a = exchange.answer!;
+    const a = exchange.answer;
     const body = Buffer.concat(r.data);
-    const out = filterAnswer(a.rule, r.head.status, body, a.owner, a.own, a.record);
-    const status = out?.status ?? r.head.status;
-    const data = out ? Buffer.from(out.body) : body;
-    this.#host.toClient(Buffer.concat([responseHeadWith(r.head, status, data.length), data]));
+    const out = a && filterAnswer(a.rule, r.head.status, body, a.owner, a.own, a.record);
+    let status = out?.status ?? r.head.status;
+    let data: Buffer = out ? Buffer.from(out.body) : body;
+    let answer: Buffer | undefined;
+    if (exchange.redact && status === 200) {
+      const redacted = redactedAnswer(r.head, data);
+      if (typeof redacted === "string") {
+        status = 502;
+        answer = gateResponse(status, `dockgate: not passed on: ${redacted}`, false);
+      } else data = redacted;
+    }
+    answer ??= Buffer.concat([responseHeadWith(r.head, status, data.length), data]);
+    this.#host.toClient(answer);
     exchange.status = status;
     this.#phase = { kind: "head" };
     this.#host.answered(exchange);
+  }
+}
+
+/**
+ * `data` with its secret values replaced (`secret_redaction.ts`), or why it cannot be: an
+ * encoded or unreadable answer is refused (502) rather than passed on with its secrets.
+ */
+function redactedAnswer(head: ResponseHead, data: Buffer): Buffer | string {
+  const encoding = valuesOf(head, "content-encoding");
+  if (encoding.length > 0) return `an answer to redact is encoded (${encoding.join(", ")})`;
+  try {
+    return Buffer.from(redactSecrets(data));
+  } catch (err) {
+    if (err instanceof RedactionError) return err.message;
+    throw err;
   }
 }
 

@@ -59,6 +59,12 @@ export interface RoleSpec extends EscapeAllowances {
    * load need `"*"`. Default: none (see `image_names.ts`).
    */
   allowImageNames?: readonly string[];
+  // ---- issue 24, reads and limits (secret_redaction.ts); kept apart for merges ----
+  /**
+   * Let a read-only role see environment values and secret/config data in inspect answers.
+   * Default: false (the values are replaced by a marker, see `secret_redaction.ts`).
+   */
+  allowSecrets?: boolean;
 }
 
 /** One identity entry: exactly one of `cn`, `san`, `ou`, matched as the allow-lists match. */
@@ -162,6 +168,24 @@ const LIST_KEYS = [
   "liftShields",
   "allowImageNames",
 ] as const;
+// ---- issue 24, reads and limits: the options of this block are checked in viewProblem ----
+const VIEW_KEYS = ["allowSecrets"] as const;
+
+/** The problem with a role's issue-24 view options, if any: `[where, what]`. */
+function viewProblem(r: Record<string, unknown>): [string, string] | undefined {
+  if (r.allowSecrets !== undefined && typeof r.allowSecrets !== "boolean") {
+    return [".allowSecrets", "must be true or false"];
+  }
+  if (r.allowSecrets !== undefined && r.preset !== "read-only") {
+    return [
+      ".allowSecrets",
+      "only means something with preset read-only (others are not redacted)",
+    ];
+  }
+  return undefined;
+}
+// ---- end of the issue 24 block ----
+
 const ROLE_KEYS = new Set<string>([
   "preset",
   ...LIST_KEYS,
@@ -170,6 +194,7 @@ const ROLE_KEYS = new Set<string>([
   "isolate",
   "othersStatus",
   "allowPrivateAddresses",
+  ...VIEW_KEYS,
 ]);
 
 /**
@@ -295,6 +320,8 @@ function compileRole(
     if (!p.startsWith("/")) fail(`.allowBindMounts[${i}]`, "must be an absolute path");
     if (cleanPath(p) === "/") fail(`.allowBindMounts[${i}]`, "the root directory is the host");
   });
+  const view = viewProblem(r);
+  if (view) fail(...view);
   const ops = (key: "allow" | "deny") =>
     ((r[key] ?? []) as string[]).map((text, i) => {
       const m = /^([A-Z]+|\*) (\/\S*)$/.exec(text);

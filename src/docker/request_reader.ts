@@ -40,6 +40,7 @@ import {
 } from "./request_body.ts";
 import { denialMessage, type Exchange, newExchange, type Next } from "./relay_exchange.ts";
 import type { IsolationInput, IsolationOutcome, IsolationStep } from "./isolation_step.ts";
+import { redactsSecrets } from "./secret_redaction.ts";
 
 /** Requests in flight (pipelined) before the gate stops reading the client. */
 export const MAX_IN_FLIGHT = 32;
@@ -240,6 +241,7 @@ export class RequestReader {
     const mayUpgrade = hijacks(head.method, target.path);
     const exchange = newExchange(head.method, target.path, role.name, mayUpgrade);
     exchange.bytesIn = end;
+    if (redactsSecrets(role, head.method, target.path)) exchange.redact = true;
     exchange.shield = liftedShields(
       head.method,
       target.path,
