@@ -21,6 +21,7 @@ import { reservedLabels } from "./isolation.ts";
 import { queryProblem } from "./route_params.ts";
 import { SHIELD_IDS } from "./shields.ts";
 import { imageNameProblem, imagePatternProblem } from "./image_names.ts";
+import { limitProblem, type RateSpec } from "./limit_spec.ts";
 
 /** The presets a role starts from. */
 export type Preset = "read-only" | "no-escape" | "full";
@@ -65,6 +66,10 @@ export interface RoleSpec extends EscapeAllowances {
    * Default: false (the values are replaced by a marker, see `secret_redaction.ts`).
    */
   allowSecrets?: boolean;
+  /** Requests a second per identity, with a burst (`request_limits.ts`). Default: none. */
+  rate?: RateSpec;
+  /** Requests of one identity in flight at once (`request_limits.ts`). Default: none. */
+  maxInFlight?: number;
 }
 
 /** One identity entry: exactly one of `cn`, `san`, `ou`, matched as the allow-lists match. */
@@ -169,7 +174,7 @@ const LIST_KEYS = [
   "allowImageNames",
 ] as const;
 // ---- issue 24, reads and limits: the options of this block are checked in viewProblem ----
-const VIEW_KEYS = ["allowSecrets"] as const;
+const VIEW_KEYS = ["allowSecrets", "rate", "maxInFlight"] as const;
 
 /** The problem with a role's issue-24 view options, if any: `[where, what]`. */
 function viewProblem(r: Record<string, unknown>): [string, string] | undefined {
@@ -182,7 +187,7 @@ function viewProblem(r: Record<string, unknown>): [string, string] | undefined {
       "only means something with preset read-only (others are not redacted)",
     ];
   }
-  return undefined;
+  return limitProblem(r);
 }
 // ---- end of the issue 24 block ----
 

@@ -39,6 +39,8 @@ export interface Exchange {
   shield?: string;
   /** Ends the volume holds its owner check took (`volume_holds.ts`), once it is answered. */
   release?: () => void;
+  /** Ends its slot of the identity's `maxInFlight` (`request_limits.ts`), once it is answered. */
+  endSlot?: () => void;
   /** The answer's secret values are replaced before the client sees it (`secret_redaction.ts`). */
   redact?: boolean;
   /** The answer is filtered or checked before the client sees it. */

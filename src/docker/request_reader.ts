@@ -126,6 +126,8 @@ export interface RequestReaderOptions {
   daemonVersion?: () => string | undefined;
   /** The isolation step (isolated roles). */
   isolation: IsolationStep;
+  /** The identity's limits: the rule a request is over (answered 429), or undefined. */
+  limit?: (role: Role, exchange: Exchange) => string | undefined;
 }
 
 /**
@@ -250,6 +252,16 @@ export class RequestReader {
     );
     const next: Next = head.close ? "closing" : mayUpgrade ? "wait-upgrade" : "head";
     const forwardHead = () => headBytes;
+    const limited = this.#options.limit?.(role, exchange);
+    if (limited) {
+      const refusal = {
+        status: 429,
+        message: denialMessage(this.#options.identity, exchange, limited),
+      };
+      const decision = { allow: false, rule: limited };
+      this.#decided(exchange, decision, head.framing, next, forwardHead, refusal);
+      return true;
+    }
     const early = role.preset === "full"
       ? undefined
       : headProblem(head, target, this.#options.daemonVersion?.(), role.liftShields);
