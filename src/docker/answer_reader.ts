@@ -213,7 +213,7 @@ export class AnswerReader {
     for (let nl = text.indexOf(0x0a); nl !== -1; nl = text.indexOf(0x0a)) {
       const line = text.subarray(0, nl + 1);
       text = text.subarray(nl + 1);
-      if (keepEvent(line.toString("utf8"), a.owner, a.record)) {
+      if (keepEvent(line.toString("utf8"), a.owner, a.record, a.scope)) {
         out.push(Buffer.from(`${line.length.toString(16)}\r\n`), line, Buffer.from("\r\n"));
       }
     }
@@ -247,7 +247,8 @@ export class AnswerReader {
     if (r.chunked ? !r.chunked.done : r.left > 0) return;
     const a = exchange.answer;
     const body = Buffer.concat(r.data);
-    const out = a && filterAnswer(a.rule, r.head.status, body, a.owner, a.own, a.record);
+    const out = a &&
+      filterAnswer(a.rule, r.head.status, body, a.owner, a.own, a.record, a.scope);
     let status = out?.status ?? r.head.status;
     let data: Buffer = out ? Buffer.from(out.body) : body;
     let answer: Buffer | undefined;

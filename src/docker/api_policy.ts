@@ -21,7 +21,7 @@ import { reservedLabels } from "./isolation.ts";
 import { queryProblem } from "./route_params.ts";
 import { SHIELD_IDS } from "./shields.ts";
 import { imageNameProblem, imagePatternProblem } from "./image_names.ts";
-import { limitProblem, type RateSpec } from "./limit_spec.ts";
+import { limitProblem, type RateSpec, scopeProblem } from "./limit_spec.ts";
 
 /** The presets a role starts from. */
 export type Preset = "read-only" | "no-escape" | "full";
@@ -70,6 +70,12 @@ export interface RoleSpec extends EscapeAllowances {
   rate?: RateSpec;
   /** Requests of one identity in flight at once (`request_limits.ts`). Default: none. */
   maxInFlight?: number;
+  /**
+   * See only the containers with this label (`{"label": "com.example.team=web"}`): lists
+   * filtered, other containers 404, as isolation does (`isolation.ts` `containerSeen`).
+   * read-only only. Default: every container.
+   */
+  scope?: { label: string };
 }
 
 /** One identity entry: exactly one of `cn`, `san`, `ou`, matched as the allow-lists match. */
@@ -174,7 +180,7 @@ const LIST_KEYS = [
   "allowImageNames",
 ] as const;
 // ---- issue 24, reads and limits: the options of this block are checked in viewProblem ----
-const VIEW_KEYS = ["allowSecrets", "rate", "maxInFlight"] as const;
+const VIEW_KEYS = ["allowSecrets", "rate", "maxInFlight", "scope"] as const;
 
 /** The problem with a role's issue-24 view options, if any: `[where, what]`. */
 function viewProblem(r: Record<string, unknown>): [string, string] | undefined {
@@ -187,7 +193,7 @@ function viewProblem(r: Record<string, unknown>): [string, string] | undefined {
       "only means something with preset read-only (others are not redacted)",
     ];
   }
-  return limitProblem(r);
+  return limitProblem(r) ?? scopeProblem(r);
 }
 // ---- end of the issue 24 block ----
 

@@ -1,6 +1,7 @@
 /**
- * The role options `rate` and `maxInFlight` as the policy file writes them, and their checks
- * (`api_policy.ts` calls {@linkcode limitProblem}); `request_limits.ts` enforces them.
+ * The role options `rate`, `maxInFlight` and `scope` as the policy file writes them, and their
+ * checks (`api_policy.ts` calls {@linkcode limitProblem} and {@linkcode scopeProblem});
+ * `request_limits.ts` enforces the limits, the isolation step the scope.
  *
  * @module
  */
@@ -58,4 +59,55 @@ export function limitProblem(r: Record<string, unknown>): [string, string] | und
     ];
   }
   return undefined;
+}
+
+/**
+ * The problem with a role's `scope` as written, if any: `[where, what]`. A scope is
+ * `{"label": "key=value"}` on a read-only role that is not isolated; its key is not one of
+ * the gate's own (`dockgate.`).
+ *
+ * @example
+ * ```ts
+ * import { scopeProblem } from "./limit_spec.ts";
+ * if (scopeProblem({ preset: "read-only", scope: { label: "com.example.team=web" } })) throw new Error();
+ * if (!scopeProblem({ preset: "no-escape", scope: { label: "a=b" } })) throw new Error();
+ * ```
+ */
+export function scopeProblem(r: Record<string, unknown>): [string, string] | undefined {
+  if (r.scope === undefined) return undefined;
+  const scope = r.scope as Record<string, unknown>;
+  if (typeof scope !== "object" || scope === null || Array.isArray(scope)) {
+    return [".scope", 'must be an object like {"label": "com.example.team=web"}'];
+  }
+  for (const k of Object.keys(scope)) {
+    if (k !== "label") return [`.scope.${k}`, "unknown key (expected label)"];
+  }
+  const label = scope.label;
+  const eq = typeof label === "string" ? label.indexOf("=") : -1;
+  if (typeof label !== "string" || eq < 1) {
+    return [".scope.label", 'must be "key=value" (the label the containers carry)'];
+  }
+  if (label.startsWith("dockgate.")) return [".scope.label", "dockgate. labels are the gate's own"];
+  if (r.preset !== "read-only") return [".scope", "only with preset read-only"];
+  if (r.isolate === true) return [".scope", "a role is isolated or scoped, not both"];
+  return undefined;
+}
+
+/**
+ * A role's scope as the isolation step reads it, or undefined.
+ *
+ * @example
+ * ```ts
+ * import { scopeOf } from "./limit_spec.ts";
+ * const s = scopeOf({ spec: { scope: { label: "team=web=1" } } });
+ * if (s?.key !== "team" || s.value !== "web=1") throw new Error();
+ * ```
+ */
+export function scopeOf(
+  role: { spec: { scope?: { label: string } } },
+): { key: string; value: string } | undefined {
+  const label = role.spec.scope?.label;
+  if (label === undefined) return undefined;
+  const eq = label.indexOf("=");
+  return { key: label.slice(0, eq), value: label.slice(eq + 1) };
 }

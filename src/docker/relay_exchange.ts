@@ -9,7 +9,7 @@
 import type { Buffer } from "node:buffer";
 import type { ApiDecision } from "./api_policy.ts";
 import type { AuditRecord } from "../observe/audit.ts";
-import type { AnswerRule, ContainerRecord } from "./isolation.ts";
+import type { AnswerRule, ContainerRecord, LabelScope } from "./isolation.ts";
 
 /** One request in flight, from its head to the end of its answer. */
 export interface Exchange {
@@ -50,6 +50,8 @@ export interface Exchange {
     own: ReadonlySet<string>;
     /** The gate's record of the containers it created (`isolation.ts` `containerOwner`). */
     record?: ContainerRecord;
+    /** A scoped role's label (`isolation.ts` `containerSeen`), instead of the owner. */
+    scope?: LabelScope;
   };
 }
 
