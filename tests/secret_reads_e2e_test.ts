@@ -23,8 +23,9 @@ const POLICY = {
   roles: {
     ro: { preset: "read-only" },
     seer: { preset: "read-only", allowSecrets: true },
+    ci: { preset: "no-escape" },
   },
-  identities: [{ cn: "ro", role: "ro" }, { cn: "seer", role: "seer" }],
+  identities: [{ cn: "ro", role: "ro" }, { cn: "seer", role: "seer" }, { cn: "ci", role: "ci" }],
 };
 
 const MARKER = "<redacted by dockgate>";
@@ -44,7 +45,7 @@ async function secretReads(t: Deno.TestContext, engine: Engine): Promise<void> {
   const work = await freeTempDir("dgs-");
   let gate: ServeProcess | undefined;
   try {
-    const g = await startPolicyGate(d.host, work, POLICY, ["ro", "seer"]);
+    const g = await startPolicyGate(d.host, work, POLICY, ["ro", "seer", "ci"]);
     gate = g.gate;
     await gate.waitForLog(/API policy: /);
     const as = (who: string, args: string[]) =>
@@ -114,6 +115,56 @@ async function secretReads(t: Deno.TestContext, engine: Engine): Promise<void> {
       assert.equal(r.code, 0, r.stderr);
       assert.ok(JSON.parse(r.stdout)[0].Config.Env.includes("PASSWORD=hunter2"), r.stdout);
       assert.ok(!r.stdout.includes(MARKER));
+    });
+
+    await t.step("swarm: service env and config data redacted, join tokens for all", async () => {
+      const init = await d.docker(["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+      assert.equal(init.code, 0, init.stderr);
+      const svc = await d.docker([
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "websvc",
+        "--env",
+        "API_KEY=sekrit",
+        d.image,
+        "sleep",
+        "600",
+      ]);
+      assert.equal(svc.code, 0, svc.stderr);
+      const cfg = await d.docker(["config", "create", "appcfg", "-"], {
+        stdin: "db_pass=topsecret",
+      });
+      assert.equal(cfg.code, 0, cfg.stderr);
+      const tokens = (await d.docker(["swarm", "join-token", "-q", "manager"])).stdout.trim();
+      assert.match(tokens, /^SWMTKN-/);
+      for (const args of [["service", "inspect", "websvc"], ["service", "ls"]]) {
+        const r = await as("ro", args);
+        assert.equal(r.code, 0, r.stderr);
+        assert.ok(!r.stdout.includes("sekrit"), `${args.join(" ")}: ${r.stdout}`);
+      }
+      const spec = JSON.parse((await as("ro", ["service", "inspect", "websvc"])).stdout)[0].Spec;
+      assert.deepEqual(spec.TaskTemplate.ContainerSpec.Env, [`API_KEY=${MARKER}`]);
+      const pretty = await as("ro", ["config", "inspect", "--pretty", "appcfg"]);
+      assert.equal(pretty.code, 0, pretty.stderr);
+      assert.ok(!pretty.stdout.includes("topsecret"), pretty.stdout);
+      assert.ok(pretty.stdout.includes(MARKER), pretty.stdout);
+      const seen = await as("seer", ["config", "inspect", "--pretty", "appcfg"]);
+      assert.ok(seen.stdout.includes("topsecret"), seen.stdout);
+      for (const who of ["ro", "seer", "ci"]) {
+        const r = await as(who, ["swarm", "join-token", "manager"]);
+        assert.ok(!r.stdout.includes(tokens), `${who} must not get the manager token`);
+        assert.ok(!r.stderr.includes(tokens), `${who} must not get the manager token`);
+        const raw = await tlsExchange(
+          gate!.port,
+          await bundleCreds(g.pki, who),
+          "GET /swarm HTTP/1.1\r\nHost: d\r\n\r\n",
+        );
+        const text = raw.data.toString("latin1");
+        assert.ok(!text.includes("SWMTKN-"), `${who}: ${text}`);
+        assert.equal(JSON.parse(splitResponses(raw.data)[0].body).JoinTokens.Manager, MARKER);
+      }
     });
   } finally {
     await gate?.stop();

@@ -54,6 +54,10 @@ Deno.test("secret redaction: every shape the covered routes answer", () => {
   const image = redact({ Config: { Env: ["T=s"] }, ContainerConfig: { Env: null } });
   assert.deepEqual(image, { Config: { Env: [`T=${REDACTED}`] }, ContainerConfig: { Env: null } });
   assert.deepEqual(redact({ Env: [7, null] }), { Env: [REDACTED, null] }, "odd items: the marker");
+  const swarm = redact({ ID: "s", JoinTokens: { Worker: "SWMTKN-1-w", Manager: "SWMTKN-1-m" } });
+  assert.deepEqual(swarm.JoinTokens, { Worker: REDACTED, Manager: REDACTED });
+  const ca = redact({ Spec: { CAConfig: { SigningCAKey: "a2V5", SigningCACert: "" } } });
+  assert.deepEqual(ca.Spec.CAConfig, { SigningCAKey: B64, SigningCACert: "" });
 });
 
 Deno.test("secret redaction: only the values' bytes change; not JSON is an error", () => {
@@ -86,6 +90,9 @@ Deno.test("secret redaction: read-only roles without allowSecrets, the covered r
   assert.ok(!redactsSecrets(ro, "HEAD", "/containers/db/json"), "no body to redact");
   assert.ok(!redactsSecrets(p.roles.get("seer")!, "GET", "/containers/db/json"));
   assert.ok(!redactsSecrets(p.roles.get("ci")!, "GET", "/containers/db/json"));
+  for (const name of ["ro", "seer", "ci"]) {
+    assert.ok(redactsSecrets(p.roles.get(name)!, "GET", "/swarm"), `${name}: join tokens`);
+  }
   for (
     const role of [{ preset: "no-escape", allowSecrets: false }, {
       preset: "read-only",

@@ -16,6 +16,11 @@
  * Command lines (`Cmd`, `Args`, `Entrypoint`, exec `ProcessConfig`) are not: they are shown by
  * `docker ps` and `top` too, and are no place for a secret.
  *
+ * The swarm's join tokens (`GET /swarm` `JoinTokens`, and a `SigningCAKey` should one be
+ * there) are redacted for every restricted role, `no-escape` too, whatever `allowSecrets`
+ * says: a manager token lets the client's own machine join as a manager, and a manager runs
+ * services with any mount on this host (the unlock key's route is refused as an escape).
+ *
  * @module
  */
 
@@ -60,9 +65,17 @@ export class RedactionError extends Error {}
  * ```
  */
 export function redactsSecrets(role: Role, method: string, path: string): boolean {
+  if (role.preset === "full") return false;
+  const routes = matchRoutes(method, path).map((r) => `${r.method} ${r.pattern}`);
+  // A manager join token makes a machine of the client's a swarm manager, which runs what it
+  // likes on this host: as the unlock key, it is for full roles only (allowSecrets or not).
+  if (routes.includes(SWARM_ROUTE)) return true;
   if (role.preset !== "read-only" || role.spec.allowSecrets === true) return false;
-  return matchRoutes(method, path).some((r) => SECRET_ROUTES.includes(`${r.method} ${r.pattern}`));
+  return routes.some((r) => SECRET_ROUTES.includes(r));
 }
+
+/** The swarm's inspect, whose join tokens every restricted role gets redacted. */
+const SWARM_ROUTE = "GET /swarm";
 
 /**
  * `body` (an answer of {@linkcode SECRET_ROUTES}) with every secret value replaced by the
@@ -98,13 +111,21 @@ function walk(doc: JsonDocument, node: JsonValue): void {
   if (!isJsonObject(node)) return;
   for (const [key, value] of Object.entries(node)) {
     if (key === "Env" && Array.isArray(value)) redactEnv(doc, value);
-    else if (key === "Spec" && isJsonObject(value) && typeof value.Data === "string") {
-      // Data is []byte in moby (base64 in JSON): the marker encoded, so clients still decode it.
-      doc.replaceValue(value, "Data", JSON.stringify(Buffer.from(REDACTED).toString("base64")));
+    else if (key === "JoinTokens" && isJsonObject(value)) {
+      for (const [k, v] of Object.entries(value)) {
+        if (typeof v === "string") doc.replaceValue(value, k, JSON.stringify(REDACTED));
+      }
+    } else if (key === "SigningCAKey" && typeof value === "string" && value !== "") {
+      doc.replaceValue(node, key, REDACTED_BYTES);
+    } else if (key === "Spec" && isJsonObject(value) && typeof value.Data === "string") {
+      doc.replaceValue(value, "Data", REDACTED_BYTES);
       walk(doc, omit(value, "Data"));
     } else walk(doc, value);
   }
 }
+
+/** The marker as a Go `[]byte` field's JSON (base64), so clients still decode the field. */
+const REDACTED_BYTES = JSON.stringify(Buffer.from(REDACTED).toString("base64"));
 
 /** `NAME=value` -> `NAME=<marker>`; a plugin's `{Name, Value}` gets the marker as its value. */
 function redactEnv(doc: JsonDocument, env: JsonValue[]): void {
