@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { parseApiTarget } from "../src/docker/api_path.ts";
 import { compileApiPolicy } from "../src/docker/api_policy.ts";
+import { runCli } from "./helpers/gate.ts";
 import {
   containerSeen,
   filterAnswer,
@@ -114,4 +115,30 @@ Deno.test("label scope: the option is checked", () => {
     [{ preset: "no-escape", scope: { label: "a=b" } }, /scope: only with preset read-only/],
   ];
   for (const [spec, re] of bad) assert.throws(() => role(spec), re, JSON.stringify(spec));
+});
+
+Deno.test("label scope: policy check says what the scope does", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/p.json`;
+    await Deno.writeTextFile(
+      file,
+      JSON.stringify({
+        roles: { w: { preset: "read-only", scope: { label: "team=web" } } },
+        identities: [{ cn: "m", role: "w" }],
+      }),
+    );
+    const check = (method: string, path: string) =>
+      runCli(["policy", "check", file, "--identity", "m", method, path]);
+    const list = await check("GET", "/containers/json");
+    assert.equal(list.code, 0);
+    assert.equal(list.stdout, "allow w: read-only\nscope: label filter\n");
+    const logs = await check("GET", "/containers/db/logs");
+    assert.match(logs.stdout, /^scope: label of container db \(path\) checked at run time$/m);
+    const old = await check("GET", "/v1.27/networks");
+    assert.equal(old.code, 1);
+    assert.match(old.stdout, /^deny w: scope: 403: a scoped role lists networks/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -332,7 +332,7 @@ export function planIsolation(
     if (route === "GET /events") ownEventTypes(filters);
     if (route === "GET /containers/json") filterReferences(plan, filters);
     editor.setQuery("filters", JSON.stringify(filters));
-    plan.notes.push("owner filter");
+    plan.notes.push(settings.scope ? "label filter" : "owner filter");
   }
   if (route === "GET /system/df") plan.answer = diskUsageRule(editor);
   if (route === "POST /containers/prune") plan.containerPrune = true;
