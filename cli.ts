@@ -17,6 +17,7 @@ import { runConnect } from "./src/cli/run_connect.ts";
 import { runKeygen } from "./src/cli/run_keygen.ts";
 import { runServe } from "./src/cli/run_serve.ts";
 import { runPolicyCheck } from "./src/cli/run_policy.ts";
+import { runPolicyLearn } from "./src/cli/run_policy_learn.ts";
 import { runEnv } from "./src/cli/run_env.ts";
 import { runInspect } from "./src/cli/run_inspect.ts";
 import { completionScript } from "./src/cli/completion.ts";
@@ -74,6 +75,8 @@ async function main(argv: string[]): Promise<number> {
         return await runConnect(cmd, io);
       case "policy-check":
         return await runPolicyCheck(cmd, io);
+      case "policy-learn":
+        return await runPolicyLearn(cmd, io);
       case "env":
         return await runEnv(cmd, io);
       case "inspect":

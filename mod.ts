@@ -138,6 +138,7 @@ export {
   roleFor,
   type RoleSpec,
 } from "./src/docker/api_policy.ts";
+export type { RateSpec } from "./src/docker/limit_spec.ts";
 export type { EscapeAllowances } from "./src/docker/no_escape.ts";
 export { type ApiTarget, parseApiTarget } from "./src/docker/api_path.ts";
 export { HttpError } from "./src/docker/http.ts";

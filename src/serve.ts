@@ -31,6 +31,7 @@ import { HandshakeSlots, ThrottledRefusals } from "./net/handshakes.ts";
 import type { AccessPolicy } from "./access/policy.ts";
 import { type ApiPolicy, type Role, roleFor } from "./docker/api_policy.ts";
 import { apiStrategy } from "./docker/strategy.ts";
+import { RequestLimits } from "./docker/request_limits.ts";
 import { type ContainerRecord, ownerKey, ownerProblem } from "./docker/isolation.ts";
 import type { AuditSink } from "./observe/audit.ts";
 import { displayName, type PeerIdentity } from "./access/identity.ts";
@@ -203,6 +204,8 @@ class Gate {
   readonly #open = new Map<RelayHandle, OpenRelay>();
   #established = 0;
   #rules: GateRules;
+  /** The per-identity request limits of the roles (`rate`, `maxInFlight`), gate-wide. */
+  readonly #limits: RequestLimits;
 
   constructor(options: ServeOptions) {
     if (options.listen.transport !== "tcp") {
@@ -223,6 +226,7 @@ class Gate {
       options.maxHandshakesPerAddress ?? DEFAULTS.maxHandshakesPerAddress,
     );
     this.#refusals = new ThrottledRefusals(this.logger);
+    this.#limits = new RequestLimits({ metrics: options.metrics, logger: this.logger });
     this.#rules = rulesFrom(options.tls, options.policy, options.revocations, options.apiPolicy);
   }
 
@@ -433,6 +437,7 @@ class Gate {
       maxBodyBytes: this.#options.maxBodyBytes,
       resolveSymlinks: this.#options.target.transport === "unix",
       containers: this.#options.containers,
+      limits: this.#limits,
     });
   }
 

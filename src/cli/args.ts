@@ -222,6 +222,18 @@ export interface PolicyCheckCommand {
   body?: string;
 }
 
+/** `dockgate policy learn AUDIT_LOG [--identity CN]... [--against FILE]` */
+export interface PolicyLearnCommand {
+  /** Discriminant. */
+  kind: "policy-learn";
+  /** The audit log. */
+  log: string;
+  /** The identities to learn (all when empty). */
+  identities: string[];
+  /** The policy file to compare with. */
+  against?: string;
+}
+
 /** `dockgate connect …` */
 export interface ConnectCommand {
   /** Discriminant. */
@@ -287,6 +299,7 @@ export type Command =
   | ServeCommand
   | ConnectCommand
   | PolicyCheckCommand
+  | PolicyLearnCommand
   | EnvCommand
   | InspectCommand
   | { kind: "completion"; shell: Shell }
@@ -961,26 +974,47 @@ function hostsFile(path: string | undefined): string[] {
   return hosts;
 }
 
-function parsePolicy(args: string[]): PolicyCheckCommand | HelpCommand {
+function parsePolicy(args: string[]): PolicyCheckCommand | PolicyLearnCommand | HelpCommand {
   const [action, ...rest] = args;
   if (action === undefined || action === "--help" || action === "-h") {
     return { kind: "help", topic: "policy" };
   }
-  if (action !== "check") {
-    throw new UsageError(`Unknown policy action "${action}" (expected check)`);
+  if (action !== "check" && action !== "learn") {
+    throw new UsageError(`Unknown policy action "${action}" (expected check or learn)`);
   }
   const verb = spec("policy");
-  const { values, positionals } = parseVerbArgs(verb, rest, true);
+  const { values, positionals, given } = parseVerbArgs(verb, rest, true);
   if (values.help) return { kind: "help", topic: "policy" };
   const v = new FlagValues(verb, values);
+  for (const f of verb.flags) {
+    const fits = !f.actions || f.actions.includes(action);
+    if (given.has(f.name) && !fits) {
+      throw new UsageError(`--${f.name} does not apply to "policy ${action}"`);
+    }
+  }
+  if (action === "learn") {
+    if (positionals.length !== 1) {
+      throw new UsageError(
+        `"policy learn" needs AUDIT_LOG (got ${positionals.length} arguments), as in ` +
+          `dockgate policy learn audit.log --identity ci`,
+      );
+    }
+    return {
+      kind: "policy-learn",
+      log: positionals[0],
+      identities: v.list("identity"),
+      against: v.str("against"),
+    };
+  }
   if (positionals.length !== 3) {
     throw new UsageError(
       `"policy check" needs FILE METHOD PATH (got ${positionals.length} of 3), as in ` +
         `dockgate policy check policy.yaml --identity ci GET /_ping`,
     );
   }
-  const identity = v.str("identity");
-  if (!identity) throw new UsageError(`"policy check" needs --identity CN`);
+  const ids = v.list("identity");
+  if (ids.length !== 1) throw new UsageError(`"policy check" needs one --identity CN`);
+  const identity = ids[0];
   const [file, method, path] = positionals;
   if (!/^[A-Z]+$/.test(method)) throw new UsageError(`Invalid METHOD "${method}" (e.g. GET, POST)`);
   if (!path.startsWith("/")) throw new UsageError(`Invalid PATH "${path}" (must start with /)`);

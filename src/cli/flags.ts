@@ -690,8 +690,8 @@ export const VERBS: readonly VerbSpec[] = [
   },
   {
     name: "policy",
-    synopsis: "check FILE --identity CN METHOD PATH [--body F]",
-    summary: "what an API policy decides",
+    synopsis: "check FILE --identity CN METHOD PATH [--body F] | learn AUDIT_LOG [--against F]",
+    summary: "what an API policy decides; a policy learned from the audit log",
     positional: "actions",
     actions: [{
       name: "check",
@@ -699,21 +699,39 @@ export const VERBS: readonly VerbSpec[] = [
       about: "Print what the API policy FILE decides for this request and the rule that " +
         "decided it. Exit 0 when allowed, 1 when denied (2 for usage errors). PATH may carry " +
         "/vN.NN and a query.",
+    }, {
+      name: "learn",
+      args: "AUDIT_LOG",
+      about: "Print the smallest policy (JSON: a role per identity, with the operations it " +
+        "used) that allows every request of the identities in AUDIT_LOG; with --against, " +
+        "how that differs from the policy FILE. Request bodies are not in the log: no body " +
+        "allowance is learned.",
     }],
     examples: [
       "dockgate policy check policy.json --identity ci-runner POST /v1.41/containers/create " +
       "--body create.json",
+      "dockgate policy learn /var/log/dockgate/audit.log --identity grafana > learned.json",
     ],
     flags: [
       {
         name: "identity",
         type: "string",
         value: "CN",
-        defaultText: "required",
-        help: "the client's common name",
+        multiple: true,
+        defaultText: "check: required; learn: all",
+        help: "the client's common name (learn: repeatable, the identities to learn)",
+      },
+      {
+        name: "against",
+        type: "path",
+        value: "F",
+        defaultText: "none",
+        actions: ["learn"],
+        help: "learn: print the difference from the policy file F instead of a policy",
       },
       {
         name: "ou",
+        actions: ["check"],
         type: "string",
         value: "OU",
         multiple: true,
@@ -722,6 +740,7 @@ export const VERBS: readonly VerbSpec[] = [
       },
       {
         name: "san",
+        actions: ["check"],
         type: "string",
         value: "NAME",
         multiple: true,
@@ -730,6 +749,7 @@ export const VERBS: readonly VerbSpec[] = [
       },
       {
         name: "body",
+        actions: ["check"],
         type: "path",
         value: "F",
         defaultText: "none",

@@ -25,6 +25,7 @@ import { fsErrorText } from "../util/fs_util.ts";
 import { shieldLine, shieldsGuarding } from "../docker/shields.ts";
 import { containerAccess } from "../docker/container_check.ts";
 import { namesToBeNew } from "../docker/image_names.ts";
+import { scopeOf } from "../docker/limit_spec.ts";
 
 /**
  * A line per shield that guards `method path`: refused on the daemon versions it names, or
@@ -79,10 +80,12 @@ export async function runPolicyCheck(cmd: PolicyCheckCommand, io: CliIo): Promis
   const role = roleFor(policy, identity);
   let decision = await decide();
   let owner: string | undefined;
-  if (decision.allow && role?.isolate) [decision, owner] = isolation(decision);
+  const scope = role && scopeOf(role);
+  const planned = role?.isolate ? "isolate" : scope ? "scope" : undefined;
+  if (decision.allow && planned) [decision, owner] = isolation(decision);
   io.out(`${decision.allow ? "allow" : "deny"} ${role?.name ?? "-"}: ${decision.rule}`);
   // The owner checks need the daemon: say what the gate will check when the request comes.
-  if (owner) io.out(`isolate: ${owner}`);
+  if (owner) io.out(`${planned}: ${owner}`);
   // Shields depend on the daemon's version, which only serve knows: say which apply here.
   if (decision.allow && role?.preset !== "full") {
     for (const line of shieldLines(cmd.method, cmd.path, role?.liftShields ?? [])) {
@@ -90,7 +93,7 @@ export async function runPolicyCheck(cmd: PolicyCheckCommand, io: CliIo): Promis
     }
   }
   // Acting inside a container: its stored configuration is checked when the request comes.
-  const inside = decision.allow && role && !role.isolate && role.preset !== "full"
+  const inside = decision.allow && role && !planned && role.preset !== "full"
     ? insideLine(cmd.method, cmd.path)
     : undefined;
   if (inside) io.out(inside);
@@ -109,6 +112,7 @@ export async function runPolicyCheck(cmd: PolicyCheckCommand, io: CliIo): Promis
       sharedVolumes: role!.shared.volumes,
       sharedNetworks: role!.shared.networks,
       allowVolumesFrom: role!.spec.allowVolumesFrom ?? [],
+      ...(scope ? { scope } : {}),
     };
     try {
       const doc = bodyBytes?.length ? new JsonDocument(bodyBytes) : undefined;
@@ -116,12 +120,14 @@ export async function runPolicyCheck(cmd: PolicyCheckCommand, io: CliIo): Promis
       const what = [
         ...plan.notes,
         ...(doc?.edited ? ["owner label added"] : []),
-        ...plan.refs.map((r) => `owner of ${r.kind} ${r.name} (${r.at}) checked at run time`),
+        ...plan.refs.map((r) =>
+          `${scope ? "label" : "owner"} of ${r.kind} ${r.name} (${r.at}) checked at run time`
+        ),
       ];
       return [allowed, what.join("; ") || "nothing to check"];
     } catch (err) {
       if (!(err instanceof IsolationRefusal)) throw err;
-      return [{ allow: false, rule: `isolate: ${err.status}: ${err.message}` }, undefined];
+      return [{ allow: false, rule: `${planned}: ${err.status}: ${err.message}` }, undefined];
     }
   }
 

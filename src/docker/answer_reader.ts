@@ -12,11 +12,14 @@ import { Buffer } from "node:buffer";
 import {
   ChunkedReader,
   findHeadEnd,
+  gateResponse,
   parseResponseHead,
   responseFraming,
   type ResponseHead,
   responseHeadWith,
+  valuesOf,
 } from "./http.ts";
+import { RedactionError, redactSecrets } from "./secret_redaction.ts";
 import { mediaTypeOf } from "./request_body.ts";
 import { filterAnswer, keepEvent } from "./isolation.ts";
 import type { Exchange } from "./relay_exchange.ts";
@@ -165,7 +168,9 @@ export class AnswerReader {
       this.#phase = { kind: "lines", chunked: new ChunkedReader(), pending: Buffer.alloc(0) };
       return true;
     }
-    if (exchange.answer && head.status >= 200 && framing.kind !== "none") {
+    // Redaction reads only a 200 whole (an error answer carries no secret and passes as sent).
+    const reads = exchange.answer ? head.status >= 200 : exchange.redact && head.status === 200;
+    if (reads && framing.kind !== "none") {
       if (framing.kind === "close") throw new Error("an answer to filter has no length");
       exchange.status = head.status;
       const left = framing.kind === "length" ? framing.length : 0;
@@ -223,7 +228,7 @@ export class AnswerReader {
     for (let nl = text.indexOf(0x0a); nl !== -1; nl = text.indexOf(0x0a)) {
       const line = text.subarray(0, nl + 1);
       text = text.subarray(nl + 1);
-      if (keepEvent(line.toString("utf8"), a.owner, a.record)) {
+      if (keepEvent(line.toString("utf8"), a.owner, a.record, a.scope)) {
         out.push(Buffer.from(`${line.length.toString(16)}\r\n`), line, Buffer.from("\r\n"));
       }
     }
@@ -255,9 +260,10 @@ export class AnswerReader {
     exchange.bytesOut += used;
     if (r.size > MAX_FILTERED_ANSWER) throw new Error("an answer to filter is too big");
     if (r.chunked ? !r.chunked.done : r.left > 0) return;
-    const a = exchange.answer!;
+    const a = exchange.answer;
     const body = Buffer.concat(r.data);
-    const out = filterAnswer(a.rule, r.head.status, body, a.owner, a.own, a.record);
+    const out = a &&
+      filterAnswer(a.rule, r.head.status, body, a.owner, a.own, a.record, a.scope);
     if (!(out instanceof Promise)) return this.#send(exchange, r.head, body, out);
     // Recorded off the event loop: this answer, and every one behind it, waits for the record.
     this.#phase = { kind: "waiting" };
@@ -265,7 +271,10 @@ export class AnswerReader {
     out.then((o) => later(() => this.#send(exchange, r.head, body, o)));
   }
 
-  /** Send `exchange`'s answer as its rule made it (`out`; undefined: as the daemon sent it). */
+  /**
+   * Send `exchange`'s answer as its rule made it (`out`; undefined: as the daemon sent it),
+   * with its secrets replaced when the role reads redacted.
+   */
   #send(
     exchange: Exchange,
     head: ResponseHead,
@@ -275,11 +284,35 @@ export class AnswerReader {
     this.#phase = { kind: "head" };
     // The connection ended while the rule waited: nobody is left to answer.
     if (this.#host.current() !== exchange) return;
-    const status = out?.status ?? head.status;
-    const data = out ? Buffer.from(out.body) : body;
-    this.#host.toClient(Buffer.concat([responseHeadWith(head, status, data.length), data]));
+    let status = out?.status ?? head.status;
+    let data: Buffer = out ? Buffer.from(out.body) : body;
+    let answer: Buffer | undefined;
+    if (exchange.redact && status === 200) {
+      const redacted = redactedAnswer(head, data);
+      if (typeof redacted === "string") {
+        status = 502;
+        answer = gateResponse(status, `dockgate: not passed on: ${redacted}`, false);
+      } else data = redacted;
+    }
+    answer ??= Buffer.concat([responseHeadWith(head, status, data.length), data]);
+    this.#host.toClient(answer);
     exchange.status = status;
     this.#host.answered(exchange);
+  }
+}
+
+/**
+ * `data` with its secret values replaced (`secret_redaction.ts`), or why it cannot be: an
+ * encoded or unreadable answer is refused (502) rather than passed on with its secrets.
+ */
+function redactedAnswer(head: ResponseHead, data: Buffer): Buffer | string {
+  const encoding = valuesOf(head, "content-encoding");
+  if (encoding.length > 0) return `an answer to redact is encoded (${encoding.join(", ")})`;
+  try {
+    return Buffer.from(redactSecrets(data));
+  } catch (err) {
+    if (err instanceof RedactionError) return err.message;
+    throw err;
   }
 }
 

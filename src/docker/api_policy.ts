@@ -21,6 +21,7 @@ import { reservedLabels } from "./isolation.ts";
 import { queryProblem } from "./route_params.ts";
 import { SHIELD_IDS } from "./shields.ts";
 import { imageNameProblem, imagePatternProblem } from "./image_names.ts";
+import { limitProblem, type RateSpec, scopeProblem } from "./limit_spec.ts";
 
 /** What names an isolated identity's owner key: its common name or its one URI SAN. */
 export type OwnerKind = "cn" | "uri";
@@ -69,6 +70,22 @@ export interface RoleSpec extends EscapeAllowances {
    * load need `"*"`. Default: none (see `image_names.ts`).
    */
   allowImageNames?: readonly string[];
+  // ---- issue 24, reads and limits (secret_redaction.ts); kept apart for merges ----
+  /**
+   * Let a read-only role see environment values and secret/config data in inspect answers.
+   * Default: false (the values are replaced by a marker, see `secret_redaction.ts`).
+   */
+  allowSecrets?: boolean;
+  /** Requests a second per identity, with a burst (`request_limits.ts`). Default: none. */
+  rate?: RateSpec;
+  /** Requests of one identity in flight at once (`request_limits.ts`). Default: none. */
+  maxInFlight?: number;
+  /**
+   * See only the containers with this label (`{"label": "com.example.team=web"}`): lists
+   * filtered, other containers 404, as isolation does (`isolation.ts` `containerSeen`).
+   * read-only only. Default: every container.
+   */
+  scope?: { label: string };
 }
 
 /** One identity entry: exactly one of `cn`, `san`, `ou`, matched as the allow-lists match. */
@@ -174,6 +191,24 @@ const LIST_KEYS = [
   "liftShields",
   "allowImageNames",
 ] as const;
+// ---- issue 24, reads and limits: the options of this block are checked in viewProblem ----
+const VIEW_KEYS = ["allowSecrets", "rate", "maxInFlight", "scope"] as const;
+
+/** The problem with a role's issue-24 view options, if any: `[where, what]`. */
+function viewProblem(r: Record<string, unknown>): [string, string] | undefined {
+  if (r.allowSecrets !== undefined && typeof r.allowSecrets !== "boolean") {
+    return [".allowSecrets", "must be true or false"];
+  }
+  if (r.allowSecrets !== undefined && r.preset !== "read-only") {
+    return [
+      ".allowSecrets",
+      "only means something with preset read-only (others are not redacted)",
+    ];
+  }
+  return limitProblem(r) ?? scopeProblem(r);
+}
+// ---- end of the issue 24 block ----
+
 const ROLE_KEYS = new Set<string>([
   "preset",
   ...LIST_KEYS,
@@ -183,6 +218,7 @@ const ROLE_KEYS = new Set<string>([
   "othersStatus",
   "owner",
   "allowPrivateAddresses",
+  ...VIEW_KEYS,
 ]);
 
 /**
@@ -314,6 +350,8 @@ function compileRole(
     if (!p.startsWith("/")) fail(`.allowBindMounts[${i}]`, "must be an absolute path");
     if (cleanPath(p) === "/") fail(`.allowBindMounts[${i}]`, "the root directory is the host");
   });
+  const view = viewProblem(r);
+  if (view) fail(...view);
   const ops = (key: "allow" | "deny") =>
     ((r[key] ?? []) as string[]).map((text, i) => {
       const m = /^([A-Z]+|\*) (\/\S*)$/.exec(text);

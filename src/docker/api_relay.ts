@@ -34,6 +34,7 @@ import { type FlowControl, runtimeFlowControl } from "../net/relay.ts";
 import { auditRecordOf, type Exchange } from "./relay_exchange.ts";
 import { MAX_HELD_BYTES, MAX_IN_FLIGHT, RequestReader } from "./request_reader.ts";
 import { AnswerReader } from "./answer_reader.ts";
+import type { RequestLimits } from "./request_limits.ts";
 import { IsolationStep } from "./isolation_step.ts";
 import { RelayWriter } from "./relay_writer.ts";
 
@@ -60,6 +61,8 @@ export interface ApiRelayOptions {
   daemonVersion?: () => string | undefined;
   /** The gate's record of the containers it created (isolation); without it none is owned. */
   containers?: ContainerRecord;
+  /** The gate-wide per-identity limits (roles' `rate`, `maxInFlight`). Default: none. */
+  limits?: RequestLimits;
 }
 
 /** The default cap of an inspected body. */
@@ -179,6 +182,7 @@ class ApiRelay {
       resolveSymlinks: o.resolveSymlinks,
       daemonVersion: o.daemonVersion,
       isolation: this.#isolation,
+      limit: o.limits && ((role, exchange) => o.limits!.admit(o.who, role, exchange)),
     }, {
       inFlight: () => this.#queue.length,
       last: () => this.#queue.at(-1),
@@ -212,7 +216,10 @@ class ApiRelay {
   /** 3. A decided request joins the line; the gate's own answer goes out once it is first. */
   #enqueue(exchange: Exchange): void {
     // An owner check that ended after the connection did: nothing will answer it.
-    if (this.#closed === 2) return void exchange.release?.();
+    if (this.#closed === 2) {
+      exchange.endSlot?.();
+      return void exchange.release?.();
+    }
     this.#queue.push(exchange);
     if (exchange.local) this.#flushLocal();
   }
@@ -265,6 +272,7 @@ class ApiRelay {
   #finish(exchange: Exchange, status: number): void {
     this.#queue.shift();
     exchange.release?.();
+    exchange.endSlot?.();
     this.#record(exchange, status);
     if (this.#queue.length === 0) { for (const w of this.#idleWaiters.splice(0)) w.resolve(); }
   }
@@ -404,7 +412,10 @@ class ApiRelay {
     }
     if (++this.#closed === 2) {
       // What is still in line gets no answer: its holds end, waiting checks are refused.
-      for (const exchange of this.#queue.splice(0)) exchange.release?.();
+      for (const exchange of this.#queue.splice(0)) {
+        exchange.release?.();
+        exchange.endSlot?.();
+      }
       const closed = new Error("the connection ended");
       for (const w of this.#idleWaiters.splice(0)) w.reject(closed);
       this.#isolation.close();

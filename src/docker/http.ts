@@ -391,6 +391,7 @@ const REASONS: Record<number, string> = {
   404: "Not Found",
   409: "Conflict",
   413: "Content Too Large",
+  429: "Too Many Requests",
   502: "Bad Gateway",
 };
 

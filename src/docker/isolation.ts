@@ -16,7 +16,7 @@
  * @module
  */
 
-import type { ApiTarget } from "./api_path.ts";
+import { type ApiTarget, versionBelow } from "./api_path.ts";
 import { HttpError } from "./http.ts";
 import { matchRoutes } from "./routes.ts";
 import { isJsonObject, JsonDocument, type JsonObject, type JsonValue } from "./strict_json.ts";
@@ -115,6 +115,63 @@ export interface IsolationSettings {
    * daemon stored it. Without it (tests of the owner rules alone) stored volumes are not read.
    */
   volumeProblem?: (stored: JsonValue) => string | undefined;
+  /**
+   * A label scope (role option `scope`) instead of ownership: the containers with this label
+   * are the ones seen, volumes and networks are all shared (see {@linkcode containerSeen}).
+   */
+  scope?: LabelScope;
+}
+
+/** A role's label scope, `{"label": "key=value"}` as parsed: it sees containers so labelled. */
+export interface LabelScope {
+  /** The label's key. */
+  key: string;
+  /** Its value. */
+  value: string;
+}
+
+/**
+ * The label filter that picks what `settings` sees: the owner label, or the scope's label.
+ *
+ * @example
+ * ```ts
+ * import { visibilityLabel } from "./isolation.ts";
+ * const base = { owner: "a", othersStatus: 404 as const, sharedVolumes: [], sharedNetworks: [], allowVolumesFrom: [] };
+ * if (visibilityLabel(base) !== "dockgate.owner=a") throw new Error();
+ * if (visibilityLabel({ ...base, scope: { key: "team", value: "web" } }) !== "team=web") throw new Error();
+ * ```
+ */
+export function visibilityLabel(settings: Pick<IsolationSettings, "owner" | "scope">): string {
+  return settings.scope
+    ? `${settings.scope.key}=${settings.scope.value}`
+    : `${OWNER_LABEL}=${settings.owner}`;
+}
+
+/**
+ * Whether a container (its labels and full ID) is seen by `owner`: by its owner label and the
+ * gate's record ({@linkcode containerOwner}), or with a `scope` by the scope's label alone.
+ * The one rule for lists, events, `/system/df`, a network's containers and every reference.
+ *
+ * @example
+ * ```ts
+ * import { containerSeen } from "./isolation.ts";
+ * const scope = { key: "team", value: "web" };
+ * if (!containerSeen({ team: "web" }, "x", "a", undefined, scope)) throw new Error();
+ * if (containerSeen({ team: "db" }, "x", "a", undefined, scope)) throw new Error();
+ * if (containerSeen({ "dockgate.owner": "a" }, "x", "a", undefined)) throw new Error();
+ * ```
+ */
+export function containerSeen(
+  labels: unknown,
+  id: unknown,
+  owner: string,
+  record: ContainerRecord | undefined,
+  scope?: LabelScope,
+): boolean {
+  if (!scope) return containerOwner(labels, id, record) === owner;
+  if (typeof labels !== "object" || labels === null) return false;
+  return Object.hasOwn(labels, scope.key) &&
+    (labels as Record<string, unknown>)[scope.key] === scope.value;
 }
 
 /** The kinds of object an owner has. */
@@ -311,14 +368,18 @@ export function planIsolation(
       `swarm ${segs[0]} have no owner: an isolated role may not use them`,
     );
   }
-  if (FILTERED.has(route)) {
+  if (settings.scope) scopeRoute(method, route, segs, target);
+  // A scope limits containers only: volume and network lists stay whole.
+  const filtered = FILTERED.has(route) &&
+    (!settings.scope || route === "GET /containers/json" || route === "GET /events");
+  if (filtered) {
     const values = editor.query("filters");
     if (values.length > 1) throw new IsolationRefusal(400, "more than one filters parameter");
-    const filters = ownerFilters(values[0], settings.owner);
+    const filters = ownerFilters(values[0], visibilityLabel(settings));
     if (route === "GET /events") ownEventTypes(filters);
     if (route === "GET /containers/json") filterReferences(plan, filters);
     editor.setQuery("filters", JSON.stringify(filters));
-    plan.notes.push("owner filter");
+    plan.notes.push(settings.scope ? "label filter" : "owner filter");
   }
   if (route === "GET /system/df") plan.answer = diskUsageRule(editor);
   if (route === "POST /containers/prune") plan.containerPrune = true;
@@ -417,14 +478,40 @@ export function missingMessage(kind: ObjectKind, name: string): string {
  * ```
  */
 export function mergeOwnerFilter(filters: string | undefined, owner: string): string {
-  return JSON.stringify(ownerFilters(filters, owner));
+  return JSON.stringify(ownerFilters(filters, `${OWNER_LABEL}=${owner}`));
+}
+
+/**
+ * What a scoped role may ask besides reads: only requests on one container it sees (start,
+ * stop, restart, …: the path names it, and it is checked like every reference). Nothing that
+ * creates, and nothing on a volume or network (those are shared, never removed through it).
+ */
+function scopeRoute(
+  method: string,
+  route: string,
+  segs: readonly string[],
+  target: ApiTarget,
+): void {
+  // Before API 1.28 the network list carries every network's containers (moby's
+  // getNetworksList asks for Detailed): a scope keeps network lists whole, so not those.
+  if (route === "GET /networks" && target.version && versionBelow(target.version, "1.28")) {
+    throw new IsolationRefusal(403, "a scoped role lists networks with API 1.28 or later");
+  }
+  if (method === "GET" || method === "HEAD") return;
+  const oneContainer = segs[0] === "containers" && segs.length >= 2 &&
+    segs[1] !== "create" && segs[1] !== "prune";
+  if (oneContainer) return;
+  throw new IsolationRefusal(
+    403,
+    `a scoped role acts only on the containers it sees (not ${route})`,
+  );
 }
 
 /** A list's filters in the daemon's map form (`key -> value -> true`). */
 type Filters = Record<string, Record<string, boolean>>;
 
-/** {@linkcode mergeOwnerFilter}'s filters before serializing, for the rules that edit them. */
-function ownerFilters(filters: string | undefined, owner: string): Filters {
+/** {@linkcode mergeOwnerFilter}'s filters before serializing (with `label`, `key=value`). */
+function ownerFilters(filters: string | undefined, label: string): Filters {
   const out: Filters = Object.create(null);
   if (filters !== undefined && filters !== "" && filters !== "null") {
     let value: JsonValue;
@@ -452,7 +539,7 @@ function ownerFilters(filters: string | undefined, owner: string): Filters {
     }
   }
   out.label ??= Object.create(null);
-  out.label[`${OWNER_LABEL}=${owner}`] = true;
+  out.label[label] = true;
   return out;
 }
 
@@ -843,8 +930,10 @@ function ownDiskUsage(
   owner: string,
   dropContainers: boolean | undefined,
   mineContainer: (c: { Id?: unknown; Labels?: unknown }) => boolean,
+  allVolumes = false,
 ): unknown {
-  const mine = (o: { Labels?: unknown }) => ownerOf(o?.Labels) === owner;
+  // A scope limits containers only: every volume is seen.
+  const mine = (o: { Labels?: unknown }) => allVolumes || ownerOf(o?.Labels) === owner;
   // Without the list (not asked for, or a daemon that left it out) no count can be told:
   // -1, the daemon's own "not computed".
   const own: { ImageID?: unknown; Mounts?: unknown }[] | undefined = Array.isArray(df.Containers)
@@ -907,6 +996,7 @@ export function filterAnswer(
   owner: string,
   ownContainers: ReadonlySet<string>,
   record?: ContainerRecord,
+  scope?: LabelScope,
 ): FilteredAnswer | undefined | Promise<FilteredAnswer | undefined> {
   const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v) + "\n");
   const parsed = () => {
@@ -917,11 +1007,12 @@ export function filterAnswer(
     }
   };
   const mine = (c: { Id?: unknown; Labels?: unknown }) =>
-    containerOwner(c?.Labels, c?.Id, record) === owner;
+    containerSeen(c?.Labels, c?.Id, owner, record, scope);
   switch (rule.kind) {
     case "system-df": {
       if (status !== 200) return undefined;
-      return { status, body: json(ownDiskUsage(parsed(), owner, rule.dropContainers, mine)) };
+      const df = parsed();
+      return { status, body: json(ownDiskUsage(df, owner, rule.dropContainers, mine, !!scope)) };
     }
     case "container-list": {
       if (status !== 200) return undefined;
@@ -956,7 +1047,7 @@ export function filterAnswer(
       // A stream with a length (an answer with `until`) is read whole: the same line rule.
       if (status !== 200) return undefined;
       const lines = new TextDecoder().decode(body).split("\n").filter((l) => l !== "");
-      const kept = lines.filter((l) => keepEvent(l, owner, record));
+      const kept = lines.filter((l) => keepEvent(l, owner, record, scope));
       return { status, body: new TextEncoder().encode(kept.map((l) => l + "\n").join("")) };
     }
   }
@@ -981,6 +1072,7 @@ export function keepEvent(
   line: string,
   owner: string,
   record: ContainerRecord | undefined,
+  scope?: LabelScope,
 ): boolean {
   let ev;
   try {
@@ -990,7 +1082,7 @@ export function keepEvent(
   }
   if (typeof ev !== "object" || ev === null || Array.isArray(ev)) return false;
   if (ev.Type !== "container") return true;
-  return containerOwner(ev.Actor?.Attributes, ev.Actor?.ID, record) === owner;
+  return containerSeen(ev.Actor?.Attributes, ev.Actor?.ID, owner, record, scope);
 }
 
 /** A 409 on create or rename, without the name of the container that has the name. */

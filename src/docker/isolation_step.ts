@@ -22,6 +22,7 @@ import {
   planIsolation,
 } from "./isolation.ts";
 import { checkOwners } from "./owner_check.ts";
+import { scopeOf } from "./limit_spec.ts";
 import { JsonDocument } from "./strict_json.ts";
 import { denialMessage, type Exchange } from "./relay_exchange.ts";
 import { namesToBeNew } from "./image_names.ts";
@@ -202,7 +203,7 @@ export class IsolationStep {
    * ```
    */
   takes(role: Role, method: string, target: ApiTarget): boolean {
-    if (role.isolate) return true;
+    if (role.isolate || role.spec.scope) return true;
     if (role.preset === "full") return false;
     if (namesToBeNew(role.spec.allowImageNames, method, target).length > 0) return true;
     if (mountsVolumes(method, target) || removesVolumes(method, target)) return true;
@@ -251,7 +252,8 @@ export class IsolationStep {
   /** After the image name check: isolation, or the container check. */
   #run(input: IsolationInput): IsolationOutcome | Promise<IsolationOutcome> {
     const { head, target, role, body } = input;
-    if (!role.isolate) {
+    const scope = scopeOf(role);
+    if (!role.isolate && !scope) {
       const kind = mountsVolumes(head.method, target);
       if (kind) return this.#storedVolumes(input, kind);
       const removed = removesVolumes(head.method, target);
@@ -270,6 +272,7 @@ export class IsolationStep {
           resolveSymlinks: this.#resolveSymlinks,
           isolated: true,
         }),
+      ...(scope ? { scope } : {}),
     };
     let plan: IsolationPlan;
     try {
@@ -464,6 +467,7 @@ export class IsolationStep {
         owner: settings.owner,
         own,
         record: settings.containers,
+        ...(settings.scope ? { scope: settings.scope } : {}),
       };
     }
     const newTarget = plan.target.changed ? plan.target.toString() : undefined;
@@ -488,7 +492,7 @@ export class IsolationStep {
     const isolation = what === "owner check";
     if (isolation) exchange.owner = `refused: ${refusal.message}`;
     const rule = isolation
-      ? `isolate: ${refusal.message}`
+      ? `${input.role.spec.scope ? "scope" : "isolate"}: ${refusal.message}`
       : `${input.role.preset}: ${refusal.message}`;
     const decision = { allow: false, rule };
     const status = refusal.status;

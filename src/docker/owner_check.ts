@@ -12,15 +12,16 @@ import type { JsonValue } from "./strict_json.ts";
 import {
   BUILTIN_NETWORKS,
   containerOwner,
+  containerSeen,
   type IsolationPlan,
   IsolationRefusal,
   type IsolationSettings,
-  mergeOwnerFilter,
   missingMessage,
   type ObjectKind,
   type ObjectRef,
   OWNER_LABEL,
   ownerOf,
+  visibilityLabel,
 } from "./isolation.ts";
 
 /** An object as the daemon described it. */
@@ -117,6 +118,8 @@ function judge(
   settings: IsolationSettings,
 ): "own" | "shared" | "other" {
   if (found.owner === settings.owner) return "own";
+  // A scope limits containers only (a container not seen is another's, whatever its labels).
+  if (settings.scope) return ref.kind === "container" || ref.kind === "exec" ? "other" : "shared";
   if (found.owner !== undefined) return "other";
   if (ref.kind === "network") {
     if (BUILTIN_NETWORKS.includes(found.name) || settings.sharedNetworks.includes(found.name)) {
@@ -166,9 +169,12 @@ async function lookup(
     throw new Error(`inspect of ${kind} ${name}: no ID`);
   }
   // A container's label may come from its image: it is the owner's only by the gate's record.
-  const owner = kind === "container"
-    ? containerOwner(labels, fullId, settings.containers)
-    : ownerOf(labels);
+  const { owner: who, containers, scope } = settings;
+  const owner = kind !== "container"
+    ? ownerOf(labels)
+    : scope
+    ? (containerSeen(labels, fullId, who, containers, scope) ? who : undefined)
+    : containerOwner(labels, fullId, containers);
   const plainName = String(body.Name ?? "").replace(/^\//, "");
   return { id: fullId, name: plainName, owner, ...(kind === "volume" ? { stored: body } : {}) };
 }
@@ -215,9 +221,10 @@ async function createVolume(
 /** The containers with the owner's label, as the daemon lists them. */
 async function labelled(
   client: DaemonClient,
-  owner: string,
+  settings: IsolationSettings,
 ): Promise<{ Id: string; Labels?: unknown }[]> {
-  const filters = encodeURIComponent(mergeOwnerFilter(undefined, owner));
+  const label = visibilityLabel(settings);
+  const filters = encodeURIComponent(JSON.stringify({ label: { [label]: true } }));
   const answer = await client.request("GET", `/containers/json?all=1&filters=${filters}`);
   if (answer.status !== 200) throw new Error(`listing the owner's containers: ${answer.status}`);
   return JSON.parse(answer.body.toString("utf8"));
@@ -228,10 +235,10 @@ async function ownContainers(
   client: DaemonClient,
   settings: IsolationSettings,
 ): Promise<Set<string>> {
-  const list = await labelled(client, settings.owner);
+  const list = await labelled(client, settings);
+  const { owner, containers, scope } = settings;
   return new Set(
-    list.filter((c) => containerOwner(c.Labels, c.Id, settings.containers) === settings.owner)
-      .map((c) => c.Id),
+    list.filter((c) => containerSeen(c.Labels, c.Id, owner, containers, scope)).map((c) => c.Id),
   );
 }
 
@@ -241,7 +248,7 @@ async function ownContainers(
  * made so between this check and the prune is not seen: docs/policy.md says so.)
  */
 async function pruneCheck(client: DaemonClient, settings: IsolationSettings): Promise<void> {
-  const list = await labelled(client, settings.owner);
+  const list = await labelled(client, settings);
   const foreign = list.filter((c) =>
     containerOwner(c.Labels, c.Id, settings.containers) !== settings.owner
   );

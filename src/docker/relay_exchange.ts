@@ -9,7 +9,7 @@
 import type { Buffer } from "node:buffer";
 import type { ApiDecision } from "./api_policy.ts";
 import type { AuditRecord } from "../observe/audit.ts";
-import type { AnswerRule, ContainerRecord } from "./isolation.ts";
+import type { AnswerRule, ContainerRecord, LabelScope } from "./isolation.ts";
 
 /** One request in flight, from its head to the end of its answer. */
 export interface Exchange {
@@ -44,6 +44,10 @@ export interface Exchange {
   shield?: string;
   /** Ends the volume holds its owner check took (`volume_holds.ts`), once it is answered. */
   release?: () => void;
+  /** Ends its slot of the identity's `maxInFlight` (`request_limits.ts`), once it is answered. */
+  endSlot?: () => void;
+  /** The answer's secret values are replaced before the client sees it (`secret_redaction.ts`). */
+  redact?: boolean;
   /** The answer is filtered or checked before the client sees it. */
   answer?: {
     rule: AnswerRule;
@@ -51,6 +55,8 @@ export interface Exchange {
     own: ReadonlySet<string>;
     /** The gate's record of the containers it created (`isolation.ts` `containerOwner`). */
     record?: ContainerRecord;
+    /** A scoped role's label (`isolation.ts` `containerSeen`), instead of the owner. */
+    scope?: LabelScope;
   };
 }
 

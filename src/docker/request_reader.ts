@@ -40,6 +40,7 @@ import {
 } from "./request_body.ts";
 import { denialMessage, type Exchange, newExchange, type Next } from "./relay_exchange.ts";
 import type { IsolationInput, IsolationOutcome, IsolationStep } from "./isolation_step.ts";
+import { redactsSecrets } from "./secret_redaction.ts";
 
 /** Requests in flight (pipelined) before the gate stops reading the client. */
 export const MAX_IN_FLIGHT = 32;
@@ -125,6 +126,8 @@ export interface RequestReaderOptions {
   daemonVersion?: () => string | undefined;
   /** The isolation step (isolated roles). */
   isolation: IsolationStep;
+  /** The identity's limits: the rule a request is over (answered 429), or undefined. */
+  limit?: (role: Role, exchange: Exchange) => string | undefined;
 }
 
 /**
@@ -240,6 +243,7 @@ export class RequestReader {
     const mayUpgrade = hijacks(head.method, target.path);
     const exchange = newExchange(head.method, target.path, role.name, mayUpgrade);
     exchange.bytesIn = end;
+    if (redactsSecrets(role, head.method, target.path)) exchange.redact = true;
     exchange.shield = liftedShields(
       head.method,
       target.path,
@@ -248,6 +252,16 @@ export class RequestReader {
     );
     const next: Next = head.close ? "closing" : mayUpgrade ? "wait-upgrade" : "head";
     const forwardHead = () => headBytes;
+    const limited = this.#options.limit?.(role, exchange);
+    if (limited) {
+      const refusal = {
+        status: 429,
+        message: denialMessage(this.#options.identity, exchange, limited),
+      };
+      const decision = { allow: false, rule: limited };
+      this.#decided(exchange, decision, head.framing, next, forwardHead, refusal);
+      return true;
+    }
     const early = role.preset === "full"
       ? undefined
       : headProblem(head, target, this.#options.daemonVersion?.(), role.liftShields);

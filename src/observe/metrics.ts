@@ -37,6 +37,8 @@ export interface GateMetrics {
   opened(identity: string): void;
   /** It ended, after `bytesIn` from the client and `bytesOut` to it. */
   closed(identity: string, bytesIn: number, bytesOut: number, error: boolean): void;
+  /** A request of `identity` was over its role's `rate` or `maxInFlight` (answered 429). */
+  limited?(identity: string, limit: "rate" | "in_flight"): void;
 }
 
 /** What the enrolment port reports: each enrolment and renewal, signed or refused. */
@@ -75,6 +77,7 @@ export class PrometheusMetrics implements GateMetrics, EnrollMetrics {
   readonly #expiry: client.Gauge<"certificate">;
   readonly #crlFetches: client.Counter<"result">;
   readonly #enrolments: client.Counter<"kind" | "result">;
+  readonly #limited: client.Counter<"identity" | "limit">;
   #staleCrls: () => number = () => 0;
 
   /** Make the metrics; `build` goes into `dockgate_build_info`. */
@@ -161,6 +164,12 @@ export class PrometheusMetrics implements GateMetrics, EnrollMetrics {
       registers,
     });
     for (const r of ["updated", "not_modified", "failed"]) this.#crlFetches.inc({ result: r }, 0);
+    this.#limited = new client.Counter({
+      name: "dockgate_requests_limited_total",
+      help: "Requests answered 429, over the role's rate or maxInFlight, by identity and limit",
+      labelNames: ["identity", "limit"],
+      registers,
+    });
     for (const r of ["limit", "tls", "certificate", "revoked", "not_allowed", "target"]) {
       this.#refused.inc({ reason: r }, 0);
     }
@@ -195,6 +204,11 @@ export class PrometheusMetrics implements GateMetrics, EnrollMetrics {
     this.#bytes.inc({ direction: "in" }, bytesIn);
     this.#bytes.inc({ direction: "out" }, bytesOut);
     if (error) this.#errors.inc();
+  }
+
+  /** Count a request over its role's limit. */
+  limited(identity: string, limit: "rate" | "in_flight"): void {
+    this.#limited.inc({ identity, limit });
   }
 
   /** A reload finished: `ok`, or failed (the old rules stay). */
