@@ -75,12 +75,12 @@ Deno.test("label scope: only reads, and acts on one container it sees", () => {
   assert.equal(plan("GET", "/v1.28/networks").target.changed, false);
 });
 
-Deno.test("label scope: the answer filters keep what the scope sees", () => {
+Deno.test("label scope: the answer filters keep what the scope sees", async () => {
   const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
   const dec = (b: Uint8Array) => JSON.parse(new TextDecoder().decode(b));
   const web = { Id: "a", Labels: { "com.example.team": "web" } };
   const db = { Id: "b", Labels: { "com.example.team": "db" } };
-  const list = filterAnswer(
+  const list = await filterAnswer(
     { kind: "container-list" },
     200,
     enc([web, db]),
@@ -92,7 +92,16 @@ Deno.test("label scope: the answer filters keep what the scope sees", () => {
   assert.deepEqual(dec(list!.body), [web]);
   const df = { Containers: [web, db], Volumes: [{ Name: "v", Labels: null }], Images: [] };
   const out = dec(
-    filterAnswer({ kind: "system-df" }, 200, enc(df), "webmon", new Set(), undefined, scope)!.body,
+    (await filterAnswer(
+      { kind: "system-df" },
+      200,
+      enc(df),
+      "webmon",
+      new Set(),
+      undefined,
+      scope,
+    ))!
+      .body,
   );
   assert.deepEqual(out.Containers, [web]);
   assert.equal(out.Volumes.length, 1, "volumes are not scoped");
