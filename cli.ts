@@ -18,6 +18,7 @@ import { runKeygen } from "./src/cli/run_keygen.ts";
 import { runServe } from "./src/cli/run_serve.ts";
 import { runPolicyCheck } from "./src/cli/run_policy.ts";
 import { runEnv } from "./src/cli/run_env.ts";
+import { runUse } from "./src/cli/run_use.ts";
 import { runInspect } from "./src/cli/run_inspect.ts";
 import { completionScript } from "./src/cli/completion.ts";
 import { runDoctor } from "./src/cli/run_doctor.ts";
@@ -75,6 +76,8 @@ async function main(argv: string[]): Promise<number> {
         return await runPolicyCheck(cmd, io);
       case "env":
         return await runEnv(cmd, io);
+      case "use":
+        return await runUse(cmd, io);
       case "inspect":
         return await runInspect(cmd, io);
       case "doctor":
