@@ -102,6 +102,9 @@ export function denoPresentedCertificates(raw: net.Socket): () => Uint8Array[] {
     .find((v): v is tls.TLSSocket => v instanceof tls.TLSSocket);
   owner?.prependListener("secure", () => {
     try {
+      // Only a chain the runtime is about to refuse is read (when its verdict can be asked).
+      const verdict = (owner as { _handle?: { verifyError?: () => unknown } })._handle;
+      if (typeof verdict?.verifyError === "function" && !verdict.verifyError()) return;
       certs = chainOf(owner.getPeerCertificate(true));
     } catch { /* a refusal line without the detail, never a failure */ }
   });
