@@ -13,6 +13,7 @@ import { type BundleArchive, BundleArchiveError, HOST_FILE } from "./bundle_unpa
 import { CERT_MODE, ensureDir, KEY_MODE } from "./files.ts";
 import { trustStoreOf, verifyChain } from "../pki/chain.ts";
 import { keyMatchesCertificate, parseCertificatesPem } from "../pki/pem.ts";
+import { leafUsageProblem, usageFactsOf } from "../pki/usage.ts";
 import { BUNDLE_FILES } from "../pki/credentials.ts";
 import { fsErrorText, pathExists, writeFileAtomic } from "../util/fs_util.ts";
 
@@ -53,6 +54,9 @@ export async function checkBundle(bundle: BundleArchive): Promise<void> {
     throw new BundleArchiveError(`${n}/key.pem is not a usable private key (${firstLine(err)})`);
   }
   if (!matches) throw new BundleArchiveError(`${n}/key.pem does not match ${n}/cert.pem`);
+  // The leaf's own rules first, so that an expired certificate is not said not to chain.
+  const usage = leafUsageProblem(usageFactsOf(leaf), "client");
+  if (usage) throw new BundleArchiveError(`${n}/cert.pem cannot be used: ${usage.reason}`);
   const chain = await verifyChain(leaf, intermediates, trustStoreOf(anchors), "client");
   if (!chain.ok) {
     throw new BundleArchiveError(`${n}/cert.pem does not chain to ca.pem: ${chain.reason}`);
