@@ -19,6 +19,7 @@ import { runServe } from "./src/cli/run_serve.ts";
 import { runPolicyCheck } from "./src/cli/run_policy.ts";
 import { runPolicyLearn } from "./src/cli/run_policy_learn.ts";
 import { runEnv } from "./src/cli/run_env.ts";
+import { runUse } from "./src/cli/run_use.ts";
 import { runInspect } from "./src/cli/run_inspect.ts";
 import { completionScript } from "./src/cli/completion.ts";
 import { runDoctor } from "./src/cli/run_doctor.ts";
@@ -79,6 +80,8 @@ async function main(argv: string[]): Promise<number> {
         return await runPolicyLearn(cmd, io);
       case "env":
         return await runEnv(cmd, io);
+      case "use":
+        return await runUse(cmd, io);
       case "inspect":
         return await runInspect(cmd, io);
       case "doctor":

@@ -41,7 +41,8 @@ import { ConnectionSet, peerOf } from "./net/connections.ts";
 import { listenOn } from "./net/listen.ts";
 import { HeldInput, type RelayHandle } from "./net/relay.ts";
 import { answerRefusal, type RefusalAnswer } from "./net/refusal_answer.ts";
-import { tlsErrorReason } from "./net/tls_reason.ts";
+import { refusedChainReason, tlsErrorReason } from "./net/tls_reason.ts";
+import { RUNTIME } from "./net/runtime.ts";
 import { rawStrategy, type RelayStrategy } from "./net/strategy.ts";
 import { serverTlsOptions, type TlsMaterial } from "./net/tls_config.ts";
 
@@ -198,6 +199,8 @@ class Gate {
   readonly #peers = new WeakMap<net.Socket, string>();
   /** When each TCP socket arrived (for the handshake duration). */
   readonly #arrived = new WeakMap<net.Socket, number>();
+  /** Each TCP socket's reader of the certificates its client presented (where the runtime needs it). */
+  readonly #presented = new WeakMap<net.Socket, () => Uint8Array[]>();
   /** Raw sockets refused or evicted here: their TLS error is not a second refusal line. */
   readonly #refusedHere = new WeakSet<net.Socket>();
   /** Relays running, with whom, for the re-check at reload. */
@@ -259,6 +262,8 @@ class Gate {
     raw.once("close", () => this.#slots.release(raw));
     this.#peers.set(raw, peer);
     if (this.#options.metrics) this.#arrived.set(raw, performance.now());
+    const presented = RUNTIME.presentedCertificates?.(raw);
+    if (presented) this.#presented.set(raw, presented);
   }
 
   /** 2a. The handshake failed (the runtime refused the certificate, garbage, timeout). */
@@ -271,11 +276,13 @@ class Gate {
     // Deno's TLSSocket has no remoteAddress before the handshake completes, and a failed
     // one may have lost it: use what was recorded for its TCP socket on arrival.
     const peer = (raw && this.#peers.get(raw)) ?? peerOf(socket);
+    this.#options.metrics?.refused("tls");
     // A rejected certificate surfaces as "socket hang up"; the runtime's verdict says why.
     const verdict = socket.authorizationError;
-    const reason = verdict ? `certificate not verified: ${String(verdict)}` : tlsErrorReason(err);
-    this.logger.log("warn", "refused", { peer, reason });
-    this.#options.metrics?.refused("tls");
+    if (!verdict) return this.logger.log("warn", "refused", { peer, reason: tlsErrorReason(err) });
+    const presented = (raw && this.#presented.get(raw)?.()) ?? [];
+    void refusedChainReason(String(verdict), presented, this.#rules.caCertificates)
+      .then((reason) => this.logger.log("warn", "refused", { peer, reason }));
   }
 
   /**

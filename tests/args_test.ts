@@ -211,7 +211,7 @@ Deno.test("usage errors are UsageError with a clear message", () => {
     [["keygen", "revoke"], /NAME or a certificate SERIAL/],
     [
       ["sevre"],
-      /Unknown command "sevre" \(did you mean serve\?\); the commands are keygen, serve, connect, policy, env, inspect, doctor, join, renew, completion, help, version$/,
+      /Unknown command "sevre" \(did you mean serve\?\); the commands are keygen, serve, connect, policy, env, use, inspect, doctor, join, renew, completion, help, version$/,
     ],
     [["help", "sevre"], /No help for "sevre" \(did you mean serve\?\)/],
     [
@@ -347,4 +347,25 @@ Deno.test("keygen: validity defaults come from DEFAULTS (leaf, CA, intermediate)
   const r = parseCommand(["keygen", "renew", "alice"], env);
   assert.ok(r.kind === "keygen" && r.action === "renew");
   assert.equal(r.days, DEFAULTS.leafDays);
+});
+
+Deno.test("use: one archive, one mode, the Docker CLI's config directory by default", () => {
+  const c = parseCommand(["use", "alice.tar.gz"], { HOME: "/home/a" });
+  assert.equal(c.kind, "use");
+  if (c.kind !== "use") return;
+  assert.equal(c.mode, "context");
+  assert.equal(c.dockerConfig, "/home/a/.docker");
+  const e = parseCommand(["use", "a.tgz", "--env", "--host", "gate"], { DOCKER_CONFIG: "/cfg" });
+  if (e.kind !== "use") throw new Error(e.kind);
+  assert.equal(e.mode, "env");
+  assert.equal(e.host, "gate:2376");
+  assert.equal(e.dockerConfig, "/cfg");
+  assert.throws(() => parseCommand(["use", "a.tgz", "--env", "--connect"], {}), /Give one of/);
+  assert.throws(() => parseCommand(["use"], {}), /"use" needs one bundle archive/);
+  const env = parseCommand(["env", "alice", "--bundle", "a.tar.gz", "--host", "g:1"], {});
+  if (env.kind !== "env") throw new Error(env.kind);
+  assert.equal(env.bundleHost, "g:1");
+  const guessed = parseCommand(["env", "alice", "--bundle", "a.tar.gz"], {});
+  if (guessed.kind !== "env") throw new Error(guessed.kind);
+  assert.equal(guessed.bundleHost, undefined, "a default host name is never recorded");
 });

@@ -107,6 +107,34 @@ Deno.test("binary: keygen, serve and connect without node, deno or node_modules"
     );
   });
 
+  await t.step("env --bundle on the CA host, use on a client (docs/client.md)", async () => {
+    ok(
+      await run(f.binary, [
+        "env",
+        "default",
+        "--dir",
+        "pki",
+        "--bundle",
+        "default.tar.gz",
+        "--host",
+        "gate.example:2376",
+      ], opts),
+      "env --bundle",
+    );
+    const home = await workDir(f, "client-home");
+    const used = ok(
+      await run(f.binary, ["use", join(dir, "default.tar.gz"), "--env"], {
+        ...opts,
+        env: { ...f.env, HOME: home },
+      }),
+      "use",
+    );
+    const installed = join(home, ".docker", "dockgate", "default");
+    assert.match(used.stdout, /^export DOCKER_HOST=tcp:\/\/gate\.example:2376\n/);
+    assert.ok(used.stdout.includes(`export DOCKER_CERT_PATH=${installed}\n`), used.stdout);
+    assert.equal((await stat(join(installed, "key.pem"))).mode & 0o777, 0o600);
+  });
+
   await t.step(
     "serve + connect relay over mutual TLS; anonymous and revoked peers refused",
     async () => {

@@ -704,6 +704,45 @@ for (const runtime of ["deno", "node"] as Runtime[]) {
   });
 }
 
+for (const runtime of ["deno", "node"] as Runtime[]) {
+  Deno.test(`an expired client certificate is logged as expired, with its end date (${runtime})`, async () => {
+    await withOpensslGate(async ({ dir, server, target, creds, env }) => {
+      const notAfter = daysFromNow(-1);
+      const old = creds("old", { notBefore: daysFromNow(-10), notAfter });
+      // Same CA name, other key, also expired: not ours, so never called "expired" by us.
+      const other = OpensslCa.create(join(dir, "other-ca"));
+      const foreign = other.issue("mallory", {
+        subject: "/CN=mallory",
+        extensions: CLIENT_EXT,
+        notBefore: daysFromNow(-10),
+        notAfter,
+      });
+      const gate = await startServe(["--certs", server, "--target", `unix://${target.path}`], {
+        runtime,
+      });
+      try {
+        await assertAccepted(gate, creds("alice"), "alice");
+        // X.509 keeps whole seconds.
+        const end = new Date(Math.floor(notAfter.getTime() / 1000) * 1000).toISOString();
+        const line = await assertRefused(env, gate, old, /expired|EXPIRED/);
+        // Deno's TLS verdict does not say expired: the gate's own words, with the date. Node's
+        // says CERT_HAS_EXPIRED, and its refused socket no longer has the certificate.
+        if (runtime === "deno") {
+          assert.ok(line.includes(`reason="certificate expired ${end}"`), line);
+        } else assert.match(line, /reason="certificate not verified: CERT_HAS_EXPIRED"/);
+        const f = await assertRefused(env, gate, {
+          ca: old.ca,
+          cert: foreign.cert,
+          key: foreign.key,
+        }, /reason="certificate not verified: /);
+        if (runtime === "deno") assert.doesNotMatch(f, /expired/);
+      } finally {
+        await gate.stop();
+      }
+    });
+  });
+}
+
 Deno.test("client leaves whose key usage rules out signing are refused", async () => {
   await withOpensslGate(async ({ server, target, creds, env }) => {
     const agreement = creds("ka", {

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { dockerdUnavailable, startDockerd } from "./helpers/dockerd.ts";
-import { type CliProcess, DENO, ROOT } from "./helpers/gate.ts";
+import { type CliProcess, DENO, ROOT, runCli } from "./helpers/gate.ts";
 import {
   assertDockerThroughGate,
   assertRelayAndRefusals,
@@ -324,6 +324,59 @@ Deno.test({
     for (const p of procs) await p.stop();
     await d.stop();
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("npm package on the client: npm install -g TARBALL, then dockgate use (docs/client.md)", async () => {
+  const f = await installedPackage();
+  const work = join(f.tmp, "client-install");
+  const caHost = join(work, "ca-host");
+  const prefix = join(work, "prefix");
+  const home = join(work, "home");
+  for (const d of [caHost, prefix, home]) await mkdir(d, { recursive: true });
+  try {
+    // The CA host makes the bundle archive (any dockgate; here the checkout's).
+    ok(await runCli(["keygen", "--dir", "pki"], { cwd: caHost }), "keygen");
+    ok(await runCli(["keygen", "client", "alice", "--dir", "pki"], { cwd: caHost }), "client");
+    const archive = join(work, "alice.tar.gz");
+    ok(
+      await runCli(["env", "alice", "--bundle", archive, "--host", "gate.example:2376"], {
+        cwd: caHost,
+      }),
+      "env --bundle",
+    );
+    // The client: the package tarball installed globally (into a temp prefix), then `use`.
+    ok(
+      await run("npm", [
+        "install",
+        "--global",
+        "--prefix",
+        prefix,
+        "--no-audit",
+        "--no-fund",
+        "--prefer-offline",
+        "--loglevel=error",
+        f.tarball,
+      ], { cwd: work, env: f.env, timeoutMs: 180_000 }),
+      "npm install -g TARBALL",
+    );
+    const used = ok(
+      await run(join(prefix, "bin", "dockgate"), ["use", archive, "--env"], {
+        cwd: work,
+        env: { PATH: `${join(prefix, "bin")}:${f.env.PATH}`, HOME: home },
+        clearEnv: true,
+      }),
+      "dockgate use",
+    );
+    const dir = join(home, ".docker", "dockgate", "alice");
+    assert.equal(
+      used.stdout,
+      `export DOCKER_HOST=tcp://gate.example:2376\nexport DOCKER_TLS_VERIFY=1\n` +
+        `export DOCKER_CERT_PATH=${dir}\n`,
+    );
+    assert.equal((await stat(join(dir, "key.pem"))).mode & 0o777, 0o600);
+  } finally {
+    await rm(work, { recursive: true, force: true });
   }
 });
 

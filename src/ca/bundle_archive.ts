@@ -1,7 +1,9 @@
 /**
  * A client bundle packed for copying to another machine: a gzip'd POSIX tar (ustar) of
- * `NAME/ca.pem`, `NAME/cert.pem` and `NAME/key.pem`, written 0600 and never over an existing
- * file. The key keeps mode 0600 inside the archive too, so `tar -xpf` restores it private.
+ * `NAME/ca.pem`, `NAME/cert.pem` and `NAME/key.pem` (and `NAME/host`, the gate's `HOST:PORT`,
+ * when it is known), written 0600 and never over an existing file. The key keeps mode 0600
+ * inside the archive too, so `tar -xpf` restores it private. `dockgate use` reads it on the
+ * client (`bundle_unpack.ts`).
  *
  * Why our own tar writer: three small files need 512-byte headers and padding, no more; a
  * dependency (or a `tar` binary that may not be there) is not worth that.
@@ -14,6 +16,7 @@ import { closeSync, constants, openSync, writeSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { bundlePaths } from "./layout.ts";
+import { HOST_FILE } from "./bundle_unpack.ts";
 import { gzipSync } from "node:zlib";
 
 /** One file of an archive. */
@@ -67,17 +70,19 @@ function octal(n: number, width: number): string {
 /**
  * Pack the client bundle in `bundleDir` as `file` (gzip'd tar, created 0600; an existing
  * file is an error, never replaced). Entries are `name/ca.pem`, `name/cert.pem`,
- * `name/key.pem`.
+ * `name/key.pem`, and with `host` (the gate as the client reaches it, `HOST:PORT`)
+ * `name/host`, so that `dockgate use` on the client needs no `--host`.
  *
  * @example
  * ```ts ignore
- * await writeBundleArchive("pki/clients/alice", "alice", "alice.tar.gz");
+ * await writeBundleArchive("pki/clients/alice", "alice", "alice.tar.gz", "gate.example:2376");
  * ```
  */
 export async function writeBundleArchive(
   bundleDir: string,
   name: string,
   file: string,
+  host?: string,
 ): Promise<void> {
   const entries: ArchiveEntry[] = [];
   const paths = bundlePaths(bundleDir);
@@ -89,6 +94,9 @@ export async function writeBundleArchive(
       throw new Error(`Cannot read "${path}": ${(err as Error).message}`);
     });
     entries.push({ name: `${name}/${f}`, data, mode });
+  }
+  if (host !== undefined) {
+    entries.push({ name: `${name}/${HOST_FILE}`, data: Buffer.from(`${host}\n`), mode: 0o644 });
   }
   const bytes = gzipSync(tarArchive(entries, Math.floor(Date.now() / 1000)));
   let fd: number;

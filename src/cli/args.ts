@@ -301,6 +301,7 @@ export type Command =
   | PolicyCheckCommand
   | PolicyLearnCommand
   | EnvCommand
+  | UseCommand
   | InspectCommand
   | { kind: "completion"; shell: Shell }
   | DoctorCommand
@@ -387,6 +388,29 @@ export interface EnvCommand {
   apply: boolean;
   /** Pack the bundle into this `.tar.gz` instead. */
   bundle?: string;
+  /** With `bundle`: the `--host` given, recorded in the archive (never a guessed default). */
+  bundleHost?: string;
+}
+
+/** How `use` sets up the Docker CLI after installing the bundle. */
+export type UseMode = "context" | "env" | "connect";
+
+/** `dockgate use FILE.tar.gz [--context|--env|--connect] [--dir DIR] [--host H] [--force]`. */
+export interface UseCommand {
+  /** Discriminant. */
+  kind: "use";
+  /** The bundle archive. */
+  archive: string;
+  /** Create a Docker context, print DOCKER_* lines, or print the connect command. */
+  mode: UseMode;
+  /** Where the files go (default: `dockerConfig/dockgate/NAME`). */
+  dir?: string;
+  /** The Docker CLI's config directory (`$DOCKER_CONFIG`, else `~/.docker`). */
+  dockerConfig: string;
+  /** The gate's `HOST:PORT`, overriding the one recorded in the archive. */
+  host?: string;
+  /** Replace an installed bundle and an existing context of the same name. */
+  force: boolean;
 }
 
 /** The defaults table (`src/config/defaults.ts`), re-exported for the CLI's help text. */
@@ -434,6 +458,8 @@ export function parseCommand(
       return parsePolicy(rest);
     case "env":
       return parseEnv(rest);
+    case "use":
+      return parseUse(rest, env);
     case "inspect":
       return parseInspect(rest);
     case "doctor":
@@ -942,11 +968,51 @@ function parseEnv(args: string[]): EnvCommand | HelpCommand {
     context: v.bool("context"),
     apply: v.bool("apply"),
     bundle,
+    bundleHost: bundle !== undefined && given.length === 1 ? hosts[0] : undefined,
   };
 }
 
-/** `HOST[:PORT]` as `HOST:PORT` (Docker's TLS port 2376 by default). */
-function hostPort(text: string): string {
+function parseUse(
+  args: string[],
+  env: Record<string, string | undefined>,
+): UseCommand | HelpCommand {
+  const verb = spec("use");
+  const { values, positionals } = parseVerbArgs(verb, args, true);
+  if (values.help) return { kind: "help", topic: "use" };
+  const v = new FlagValues(verb, values);
+  if (positionals.length !== 1) {
+    throw new UsageError(
+      `"use" needs one bundle archive (got ${positionals.length}), as in dockgate use alice.tar.gz`,
+    );
+  }
+  const modes = (["context", "env", "connect"] as const).filter((m) => v.bool(m));
+  if (modes.length > 1) {
+    throw new UsageError(`Give one of --context, --env, --connect (got ${modes.length})`);
+  }
+  const host = v.str("host");
+  return {
+    kind: "use",
+    archive: positionals[0],
+    mode: modes[0] ?? "context",
+    dir: v.str("dir"),
+    // The Docker CLI's own config directory: $DOCKER_CONFIG, else ~/.docker.
+    dockerConfig: env.DOCKER_CONFIG || (env.HOME ? `${env.HOME}/.docker` : ".docker"),
+    host: host === undefined ? undefined : hostPort(host),
+    force: v.bool("force"),
+  };
+}
+
+/**
+ * `HOST[:PORT]` as `HOST:PORT` (Docker's TLS port 2376 by default); a {@linkcode UsageError}
+ * naming `--host` otherwise.
+ *
+ * @example
+ * ```ts
+ * import { hostPort } from "./args.ts";
+ * if (hostPort("gate.lan") !== "gate.lan:2376" || hostPort("[::1]:1") !== "[::1]:1") throw new Error();
+ * ```
+ */
+export function hostPort(text: string): string {
   const withPort = /^\[[^\]]*\]:[0-9]+$/.test(text) || /^[^:[\]]+:[0-9]+$/.test(text)
     ? text
     : `${text}:${DEFAULTS.dockerTlsPort}`;

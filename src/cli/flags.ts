@@ -760,12 +760,13 @@ export const VERBS: readonly VerbSpec[] = [
   },
   {
     name: "env",
-    synopsis: "NAME [--host HOST:PORT] [--context [--apply]] [--bundle F]",
+    synopsis: "NAME [--host HOST:PORT] [--context [--apply]] [--bundle F [--host HOST:PORT]]",
     summary: "how a client connects: shell lines, a docker context, a bundle archive",
     positional: "none",
     notes: `Client NAME's bundle is DIR/clients/NAME. Without --context or --bundle: shell lines,
 as in eval "$(dockgate env alice --host gate.example.com:2376)". Several --host (or a
---hosts-file): a fleet, one "docker context create" per host, named after the host.`,
+--hosts-file): a fleet, one "docker context create" per host, named after the host. With
+--bundle, one --host is recorded in the archive, so "dockgate use F" on the client needs none.`,
     examples: [
       "dockgate env alice --host gate.example.com:2376 --context --apply && " +
       "docker --context alice ps",
@@ -809,7 +810,60 @@ as in eval "$(dockgate env alice --host gate.example.com:2376)". Several --host 
         type: "path",
         value: "FILE.tar.gz",
         defaultText: "none",
-        help: "pack ca.pem, cert.pem, key.pem into FILE (created 0600, never over a file)",
+        help: "pack ca.pem, cert.pem, key.pem (and --host) into FILE (created 0600, never " +
+          'over a file) for "dockgate use FILE" on the client',
+      },
+      HELP_FLAG,
+    ],
+  },
+  {
+    name: "use",
+    synopsis: "NAME.tar.gz [--context|--env|--connect] [--dir DIR] [--host HOST:PORT] [--force]",
+    summary: "on the client: install a bundle archive and set up the Docker CLI",
+    positional: "files",
+    notes: `Reads the archive made by "dockgate env NAME --bundle NAME.tar.gz --host HOST:PORT" on
+the CA host, strictly (only NAME/ca.pem, cert.pem, key.pem and host; no links, no other
+paths), checks that key.pem matches cert.pem and that cert.pem chains to ca.pem, and only
+then installs the files (key 0600) and, by default, creates the Docker context NAME. An
+existing bundle or context is never replaced without --force.`,
+    examples: [
+      "dockgate use alice.tar.gz && docker --context alice ps",
+      'eval "$(dockgate use alice.tar.gz --env)" && docker ps',
+    ],
+    flags: [
+      {
+        name: "context",
+        type: "bool",
+        help: 'create the Docker context NAME ("docker context create"; the default)',
+      },
+      {
+        name: "env",
+        type: "bool",
+        help: "print DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH lines instead",
+      },
+      {
+        name: "connect",
+        type: "bool",
+        help: 'print the "dockgate connect" command for this bundle instead',
+      },
+      {
+        name: "dir",
+        type: "path",
+        value: "DIR",
+        defaultText: "$DOCKER_CONFIG/dockgate/NAME, else ~/.docker/dockgate/NAME",
+        help: "where the bundle's files go (created 0700)",
+      },
+      {
+        name: "host",
+        type: "string",
+        value: "HOST[:PORT]",
+        defaultText: "the address recorded in the archive",
+        help: "the gate as this machine reaches it",
+      },
+      {
+        name: "force",
+        type: "bool",
+        help: "replace a bundle already in DIR and a Docker context of the same name",
       },
       HELP_FLAG,
     ],

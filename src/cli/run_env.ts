@@ -8,7 +8,7 @@
 
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { resolve } from "node:path";
+import { basename, resolve } from "node:path";
 import type { EnvCommand } from "./args.ts";
 import type { CliIo } from "./io.ts";
 import { clientBundlePaths } from "../ca/layout.ts";
@@ -46,8 +46,13 @@ export async function runEnv(cmd: EnvCommand, io: CliIo): Promise<number> {
     }
   }
   if (cmd.bundle) {
-    await writeBundleArchive(bundle.dir, cmd.name, cmd.bundle);
-    io.say(`wrote ${cmd.bundle} (0600): copy it to the client, then "tar -xpzf ${cmd.bundle}"`);
+    await writeBundleArchive(bundle.dir, cmd.name, cmd.bundle, cmd.bundleHost);
+    const where = cmd.bundleHost ? ` (gate ${cmd.bundleHost})` : "";
+    const hint = cmd.bundleHost ? "" : " --host HOST:PORT";
+    io.say(
+      `wrote ${cmd.bundle} (0600)${where}: copy it to the client, then ` +
+        `"dockgate use ${shellWord(basename(cmd.bundle))}${hint}" there`,
+    );
     return 0;
   }
   if (cmd.hosts.length > 1) return await fleetContexts(cmd, dir, io);
@@ -62,11 +67,28 @@ export async function runEnv(cmd: EnvCommand, io: CliIo): Promise<number> {
     io.say(`created docker context "${cmd.name}": docker --context ${cmd.name} version`);
     return 0;
   }
-  io.out(`export DOCKER_HOST=${shellWord(`tcp://${cmd.host}`)}`);
-  io.out("export DOCKER_TLS_VERIFY=1");
-  io.out(`export DOCKER_CERT_PATH=${shellWord(dir)}`);
+  for (const line of shellLines(cmd.host, dir)) io.out(line);
   io.out(`# Run: eval "$(dockgate env ${shellWord(cmd.name)})"`);
   return 0;
+}
+
+/**
+ * The shell lines that point the Docker CLI at the gate `host` (`HOST:PORT`) with the bundle
+ * in `dir`.
+ *
+ * @example
+ * ```ts
+ * import { shellLines } from "./run_env.ts";
+ * const l = shellLines("gate:2376", "/home/a/.docker/dockgate/alice");
+ * if (l[0] !== "export DOCKER_HOST=tcp://gate:2376" || l.length !== 3) throw new Error(l.join());
+ * ```
+ */
+export function shellLines(host: string, dir: string): string[] {
+  return [
+    `export DOCKER_HOST=${shellWord(`tcp://${host}`)}`,
+    "export DOCKER_TLS_VERIFY=1",
+    `export DOCKER_CERT_PATH=${shellWord(dir)}`,
+  ];
 }
 
 /**
@@ -110,7 +132,8 @@ async function fleetContexts(cmd: EnvCommand, dir: string, io: CliIo): Promise<n
   return 0;
 }
 
-function run(command: string, args: string[]): Promise<number> {
+/** Run `command args…` (stdout ignored, stderr passed through); resolves with its exit code. */
+export function run(command: string, args: string[]): Promise<number> {
   return new Promise((done, fail) => {
     const child = spawn(command, args, { stdio: ["ignore", "ignore", "inherit"] });
     child.once("error", (err) => fail(new Error(`Cannot run ${command}: ${err.message}`)));

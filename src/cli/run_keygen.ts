@@ -115,7 +115,10 @@ function sayClientNextSteps(io: CliIo, dir: string, name: string): void {
   io.say("next steps:");
   io.say(`  eval "$(dockgate env ${name} --dir ${dir} --host HOST:2376)"`);
   io.say(`  dockgate env ${name} --dir ${dir} --host HOST:2376 --context --apply`);
-  io.say(`  dockgate env ${name} --dir ${dir} --bundle ${name}.tar.gz   (to copy it)`);
+  io.say(
+    `  dockgate env ${name} --dir ${dir} --bundle ${name}.tar.gz --host HOST:2376   (to copy ` +
+      `it; then "dockgate use ${name}.tar.gz" on the client)`,
+  );
 }
 
 /** `keygen revoke NAME|SERIAL`: revoke, publish, and say what changed. */

@@ -6,6 +6,7 @@
  * @module
  */
 
+import type net from "node:net";
 import type { FlowControlFactory } from "./flow_control.ts";
 
 /** What dockgate needs to know about the runtime it runs on. */
@@ -16,6 +17,13 @@ export interface RuntimeTraits {
   description: string;
   /** Relay tuning for this runtime's sockets. */
   relay: RuntimeRelayTuning;
+  /**
+   * Called once per accepted TCP socket of a TLS server: returns a reader of the certificates
+   * (DER, leaf first) the client presented, for the refusal line when the runtime's TLS
+   * refuses them with a verdict that does not say why (Deno's one code for every chain
+   * failure). Absent where the runtime's verdict already says it (Node).
+   */
+  presentedCertificates?: (raw: net.Socket) => () => Uint8Array[];
 }
 
 /** The relay settings a runtime chooses for its own sockets. */
