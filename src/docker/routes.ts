@@ -211,7 +211,35 @@ export const ROUTES: readonly Route[] = TABLE.trim().split("\n").map((line) => {
  * ```
  */
 export function matchRoutes(method: string, path: string): Route[] {
-  return (BY_METHOD.get(method) ?? []).filter((r) => r.regex.test(path));
+  const buckets = BY_METHOD.get(method);
+  if (!buckets) return [];
+  const candidates = buckets.bySegment.get(firstSegment(path)) ?? buckets.anySegment;
+  return candidates.filter((r) => r.regex.test(path));
+}
+
+/**
+ * The first segment of a path (`containers` of `/containers/web/json`), or of a pattern.
+ * Why: a pattern whose first segment is literal only matches paths with that first segment
+ * (its regex starts with `^\/segment` and then `\/` or `$`), so a path is tested against its
+ * own segment's routes (and those whose first segment is a placeholder), in table order:
+ * the same result as testing every route of the method, without ~70 regexes per request.
+ */
+function firstSegment(path: string): string {
+  const slash = path.indexOf("/", 1);
+  return slash === -1 ? path.slice(1) : path.slice(1, slash);
+}
+
+/** A method's routes by the literal first segment of their pattern (see `firstSegment`). */
+interface MethodRoutes {
+  /** For a first segment: the routes with that literal one, and the others below, in order. */
+  bySegment: Map<string, Route[]>;
+  /** The routes whose first segment is not literal (a placeholder): tried for every path. */
+  anySegment: Route[];
+}
+
+/** Whether a pattern's first segment is literal text (no placeholder in it). */
+function literalFirst(pattern: string): boolean {
+  return !/[{*]/.test(firstSegment(pattern));
 }
 
 /**
@@ -236,8 +264,22 @@ export function asksUpgrade(head: { index: ReadonlyMap<string, string[]> }): boo
 }
 
 /** The routes of each method (a request is matched against its method's only). */
-const BY_METHOD = new Map<string, Route[]>();
-for (const r of ROUTES) BY_METHOD.set(r.method, [...(BY_METHOD.get(r.method) ?? []), r]);
+const BY_METHOD = new Map<string, MethodRoutes>();
+for (const method of new Set(ROUTES.map((r) => r.method))) {
+  const own = ROUTES.filter((r) => r.method === method);
+  const anySegment = own.filter((r) => !literalFirst(r.pattern));
+  const bySegment = new Map<string, Route[]>();
+  for (const r of own) {
+    if (!literalFirst(r.pattern)) continue;
+    const segment = firstSegment(r.pattern);
+    if (bySegment.has(segment)) continue;
+    bySegment.set(
+      segment,
+      own.filter((o) => !literalFirst(o.pattern) || firstSegment(o.pattern) === segment),
+    );
+  }
+  BY_METHOD.set(method, { bySegment, anySegment });
+}
 
 /**
  * Whether dockerd hijacks the connection for `method path` (canonical, without the version):
