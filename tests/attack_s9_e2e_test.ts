@@ -23,7 +23,7 @@ import {
   startDockerd,
 } from "./helpers/dockerd.ts";
 import { freeTempDir } from "./helpers/wait.ts";
-import { RESTRICTED_POLICY, type ServeProcess, startPolicyGate } from "./helpers/gate.ts";
+import { RESTRICTED_POLICY, type ServeProcess, startPolicyGate, tlsFlags } from "./helpers/gate.ts";
 import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
 import { bundleCreds, type Creds } from "./helpers/tls_peers.ts";
 
@@ -34,6 +34,8 @@ interface Scene {
   creds(name: string): Promise<Creds>;
   v: string;
   work: string;
+  /** The docker CLI through the gate as client `who`. */
+  as(who: string, args: string[]): ReturnType<Dockerd["docker"]>;
 }
 
 /** A private dockerd of `engine` and a gate with RESTRICTED_POLICY in front of it. */
@@ -50,7 +52,10 @@ async function withGate(engine: Engine, run: (s: Scene) => Promise<void>): Promi
     gate = g.gate;
     await gate.waitForLog(/API policy: /);
     const v = `/v${(await d.docker(["version", "-f", "{{.Server.APIVersion}}"])).stdout.trim()}`;
-    await run({ d, port: gate.port, creds: (n) => bundleCreds(g.pki, n), v, work });
+    const host = gate.host;
+    const as = (who: string, args: string[]) =>
+      d.docker([...tlsFlags(join(g.pki, "clients", who)), ...args], { host });
+    await run({ d, port: gate.port, creds: (n) => bundleCreds(g.pki, n), v, work, as });
   } finally {
     await gate?.stop();
     await d.stop();
@@ -125,7 +130,8 @@ async function ip(args: string[]): Promise<string> {
 e2e(
   "network create cannot take over a host bridge or interface",
   (engine) =>
-    withGate(engine, async ({ d, port, creds, v }) => {
+    withGate(engine, async ({ d, port, creds, v, as }) => {
+      const MTU = "com.docker.network.driver.mtu=1400";
       // A bridge of the host's own (libvirt's virbr0, a LAN bridge br0), with its address.
       const bridge = `dgab${crypto.randomUUID().slice(0, 8)}`;
       await ip(["link", "add", bridge, "type", "bridge"]);
@@ -152,6 +158,11 @@ e2e(
             assert.notEqual(stored.code, 0, `${who}: the daemon stored network ${name}`);
           }
         }
+        // What the CLI sends for an ordinary network (an MTU option) still goes through.
+        const ok = await as("ci", ["network", "create", "--opt", MTU, "plain"]);
+        assert.equal(ok.code, 0, ok.stderr);
+        const mtu = await d.docker(["network", "inspect", "plain", "-f", "{{json .Options}}"]);
+        assert.match(mtu.stdout, /1400/);
         const addrs = await ip(["-4", "addr", "show", "dev", bridge]);
         assert.match(addrs, /10\.98\.7\.1\/24/, "the host bridge kept its address");
         assert.doesNotMatch(addrs, /10\.98\.8\./, "the daemon put no address on the host bridge");

@@ -107,9 +107,18 @@ const change: ParamRule = (v, ctx) => {
 
 /**
  * A host dockerd would connect to: a DNS name with an alphabetic top-level label (so no IP
- * literal) that is not `localhost`, unless the role allows private addresses.
+ * literal) that is not `localhost`, unless the role allows private addresses. The name goes
+ * to `ctx.hosts`, which the relay resolves before forwarding (`host_check.ts`).
+ *
+ * @example
+ * ```ts
+ * import { publicHost } from "./route_params.ts";
+ * const hosts: string[] = [];
+ * if (publicHost("registry.example.com:5000", { hosts }) || hosts[0] !== "registry.example.com") throw new Error();
+ * if (!publicHost("127.0.0.1:5000", {}) || !publicHost("localhost", {})) throw new Error();
+ * ```
  */
-function publicHost(host: string, ctx: ParamContext): string | undefined {
+export function publicHost(host: string, ctx: ParamContext): string | undefined {
   if (ctx.allowPrivateAddresses) return undefined;
   const name = host.replace(/:[0-9]{1,5}$/, "");
   const labels = name.split(".");

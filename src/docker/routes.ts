@@ -32,7 +32,8 @@ export type Inspection =
   | "disconnect"
   | "service"
   | "start"
-  | "build";
+  | "build"
+  | "auth";
 
 /** One route of the API. */
 export interface Route {
@@ -56,7 +57,7 @@ GET /version read
 GET /info read
 GET /events read
 GET /system/df read
-POST /auth write
+POST /auth write auth
 GET /containers/json read
 POST /containers/create write create
 POST /containers/prune write
