@@ -171,3 +171,43 @@ e2e(
       }
     }),
 );
+
+e2e(
+  "commit and import cannot write a dockgate. label into an image",
+  (engine) =>
+    withGate(engine, async ({ d, port, creds, v, as }) => {
+      assert.equal((await as("t1", ["create", "--name", "mine", d.image, "true"])).code, 0);
+      const q = (s: string) => encodeURIComponent(s);
+      const commit = `${v}/commit?container=mine&repo=`;
+      const attempts: [string, string, string][] = [
+        // The builder's word processing drops the backslash: the key is dockgate.owner.
+        ["escaped key", `${commit}f1&changes=${q("LABEL dock\\gate.owner=t2")}`, ""],
+        // A change ending in a backslash continues onto the next one (they are joined by \n).
+        ["continued", `${commit}f2&changes=${q("LABEL dock\\")}&changes=${q("gate.owner=t2")}`, ""],
+        ["variable", `${commit}f3&changes=${q("LABEL ${X:-dockgate}.owner=t2")}`, ""],
+        ["onbuild", `${commit}f4&changes=${q('ONBUILD LABEL "dockgate.owner"=t2')}`, ""],
+        // The commit body is a container config: its Labels go into the image.
+        ["body", `${commit}f5`, JSON.stringify({ Labels: { "dockgate.owner": "t2" } })],
+        ["body, folded key", `${commit}f6`, JSON.stringify({ labels: { "dockgate.owner": "t2" } })],
+      ];
+      for (const [what, target, body] of attempts) {
+        const ex = await tlsExchange(port, await creds("t1"), jsonRequest("POST", target, body));
+        assert.equal(splitResponses(ex.data)[0]?.status, 403, `${what}: ${ex.data}`);
+      }
+      // An import's changes: the same rule.
+      const tar = new Uint8Array(1024); // an empty tar archive (two zero blocks)
+      const head = `POST ${v}/images/create?fromSrc=-&repo=f7&changes=` +
+        `${q("LABEL dock\\gate.owner=t2")} HTTP/1.1\r\nHost: d\r\n` +
+        `Content-Type: application/x-tar\r\nContent-Length: ${tar.length}\r\n\r\n`;
+      const bytes = new Uint8Array([...new TextEncoder().encode(head), ...tar]);
+      const ex = await tlsExchange(port, await creds("t1"), bytes);
+      assert.equal(splitResponses(ex.data)[0]?.status, 403, `import: ${ex.data}`);
+      const labelled = await d.docker(["images", "-q", "--filter", "label=dockgate.owner"]);
+      assert.equal(labelled.stdout.trim(), "", "no image carries a dockgate. label");
+      // What the CLI sends for an ordinary commit with a label change still goes through.
+      const ok = await as("t1", ["commit", "-c", "LABEL app=web", "mine", "okimg"]);
+      assert.equal(ok.code, 0, ok.stderr);
+      const labels = await d.docker(["image", "inspect", "okimg", "-f", "{{json .Config.Labels}}"]);
+      assert.match(labels.stdout, /"app":"web"/);
+    }),
+);
