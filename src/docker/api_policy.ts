@@ -20,6 +20,7 @@ import { isJsonObject, JsonError, type JsonValue, parseStrictJson } from "./stri
 import { reservedLabels } from "./isolation.ts";
 import { queryProblem } from "./route_params.ts";
 import { authBodyProblem } from "./auth_body.ts";
+import { commitBodyProblem } from "./image_changes.ts";
 import { SHIELD_IDS } from "./shields.ts";
 import { imageNameProblem, imagePatternProblem } from "./image_names.ts";
 
@@ -496,6 +497,9 @@ function inspect(
       return "a body on start (API < 1.24 applied a HostConfig sent there)";
     case "build":
       return undefined; // its query is all there is to check (above)
+    case "commit":
+      // A container config merged into the image's: its labels are the image's.
+      return commitBodyProblem(request.body);
     case "auth":
       // The registry's host is one dockerd connects to, like a pull's.
       if (request.body === undefined) return "auth needs a JSON body to inspect";

@@ -18,6 +18,7 @@
 import type { ApiTarget } from "./api_path.ts";
 import { isJsonObject, JsonError, type JsonValue, parseStrictJson } from "./strict_json.ts";
 import { sharesNamespace } from "./no_escape.ts";
+import { changeProblem } from "./image_changes.ts";
 
 /** What a value rule may consult. */
 export interface ParamContext {
@@ -100,10 +101,8 @@ const ulimits = json((v) =>
 );
 
 /** A Dockerfile instruction for commit or import: no `dockgate.` label, one line. */
-const change: ParamRule = (v, ctx) => {
-  if (/dockgate\./i.test(v)) return "sets a dockgate. label (the gate's to set)";
-  return text(v, ctx);
-};
+// A Dockerfile line for commit and import, read as an allow-list (image_changes.ts).
+const change: ParamRule = (v, ctx) => text(v, ctx) ?? changeProblem(v);
 
 /**
  * A host dockerd would connect to: a DNS name with an alphabetic top-level label (so no IP

@@ -33,7 +33,8 @@ export type Inspection =
   | "service"
   | "start"
   | "build"
-  | "auth";
+  | "auth"
+  | "commit";
 
 /** One route of the API. */
 export interface Route {
@@ -103,7 +104,7 @@ GET /images/{name}/get download
 POST /images/{name}/push write
 POST /images/{name}/tag write
 DELETE /images/{name} write
-POST /commit write
+POST /commit write commit
 POST /build write build
 POST /build/prune write
 POST /build/cancel write
