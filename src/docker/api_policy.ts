@@ -19,6 +19,8 @@ import { checkBody, cleanPath, type EscapeAllowances } from "./no_escape.ts";
 import { isJsonObject, JsonError, type JsonValue, parseStrictJson } from "./strict_json.ts";
 import { reservedLabels } from "./isolation.ts";
 import { queryProblem } from "./route_params.ts";
+import { authBodyProblem } from "./auth_body.ts";
+import { commitBodyProblem } from "./image_changes.ts";
 import { SHIELD_IDS } from "./shields.ts";
 import { imageNameProblem, imagePatternProblem } from "./image_names.ts";
 import { limitProblem, type RateSpec, scopeProblem } from "./limit_spec.ts";
@@ -188,6 +190,7 @@ const LIST_KEYS = [
   "allowVolumesFrom",
   "allowLogDrivers",
   "allowVolumeDrivers",
+  "allowNetworkDrivers",
   "liftShields",
   "allowImageNames",
 ] as const;
@@ -532,6 +535,16 @@ function inspect(
       return "a body on start (API < 1.24 applied a HostConfig sent there)";
     case "build":
       return undefined; // its query is all there is to check (above)
+    case "commit":
+      // A container config merged into the image's: its labels are the image's.
+      return commitBodyProblem(request.body);
+    case "auth":
+      // The registry's host is one dockerd connects to, like a pull's.
+      if (request.body === undefined) return "auth needs a JSON body to inspect";
+      return authBodyProblem(request.body, {
+        allowPrivateAddresses: role.spec.allowPrivateAddresses === true,
+        hosts,
+      });
     default:
       if (request.body === undefined) return `${route.inspect} needs a JSON body to inspect`;
       return checkBody(route.inspect, request.body, ctx) ??

@@ -16,9 +16,10 @@
 
 import { lstatSync, realpathSync } from "node:fs";
 import { isJsonObject, type JsonValue } from "./strict_json.ts";
+import { type NetworkAllowances, networkOptionsProblem } from "./network_options.ts";
 
 /** What a role allows beyond the preset (see the policy file's role options). */
-export interface EscapeAllowances {
+export interface EscapeAllowances extends NetworkAllowances {
   /** Host directories that bind mounts may come from (whole path components). */
   allowBindMounts?: readonly string[];
   /** Capabilities `CapAdd` may name beyond Docker's default set (upper case, no `CAP_`). */
@@ -733,8 +734,14 @@ const volumeBody: Check = (value, ctx, at) => {
   return volumeProblem(value["Driver"], value["DriverOpts"], ctx, "DriverOpts");
 };
 
-/** `POST /networks/create`: moby's `network.CreateRequest`. */
-const networkBody: Check = struct({
+/** `POST /networks/create`: moby's `network.CreateRequest`, its drivers an allow-list. */
+const networkBody: Check = (value, ctx, at) => {
+  const shape = networkShape(value, ctx, at);
+  if (shape || !isJsonObject(value)) return shape;
+  return networkOptionsProblem(value, ctx.allow);
+};
+
+const networkShape: Check = struct({
   Name: any,
   CheckDuplicate: any,
   Driver: any,

@@ -18,6 +18,7 @@
 import type { ApiTarget } from "./api_path.ts";
 import { isJsonObject, JsonError, type JsonValue, parseStrictJson } from "./strict_json.ts";
 import { sharesNamespace } from "./no_escape.ts";
+import { changeProblem } from "./image_changes.ts";
 
 /** What a value rule may consult. */
 export interface ParamContext {
@@ -100,16 +101,23 @@ const ulimits = json((v) =>
 );
 
 /** A Dockerfile instruction for commit or import: no `dockgate.` label, one line. */
-const change: ParamRule = (v, ctx) => {
-  if (/dockgate\./i.test(v)) return "sets a dockgate. label (the gate's to set)";
-  return text(v, ctx);
-};
+// A Dockerfile line for commit and import, read as an allow-list (image_changes.ts).
+const change: ParamRule = (v, ctx) => text(v, ctx) ?? changeProblem(v);
 
 /**
  * A host dockerd would connect to: a DNS name with an alphabetic top-level label (so no IP
- * literal) that is not `localhost`, unless the role allows private addresses.
+ * literal) that is not `localhost`, unless the role allows private addresses. The name goes
+ * to `ctx.hosts`, which the relay resolves before forwarding (`host_check.ts`).
+ *
+ * @example
+ * ```ts
+ * import { publicHost } from "./route_params.ts";
+ * const hosts: string[] = [];
+ * if (publicHost("registry.example.com:5000", { hosts }) || hosts[0] !== "registry.example.com") throw new Error();
+ * if (!publicHost("127.0.0.1:5000", {}) || !publicHost("localhost", {})) throw new Error();
+ * ```
  */
-function publicHost(host: string, ctx: ParamContext): string | undefined {
+export function publicHost(host: string, ctx: ParamContext): string | undefined {
   if (ctx.allowPrivateAddresses) return undefined;
   const name = host.replace(/:[0-9]{1,5}$/, "");
   const labels = name.split(".");

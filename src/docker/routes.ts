@@ -32,7 +32,9 @@ export type Inspection =
   | "disconnect"
   | "service"
   | "start"
-  | "build";
+  | "build"
+  | "auth"
+  | "commit";
 
 /** One route of the API. */
 export interface Route {
@@ -56,7 +58,7 @@ GET /version read
 GET /info read
 GET /events read
 GET /system/df read
-POST /auth write
+POST /auth write auth
 GET /containers/json read
 POST /containers/create write create
 POST /containers/prune write
@@ -102,7 +104,7 @@ GET /images/{name}/get download
 POST /images/{name}/push write
 POST /images/{name}/tag write
 DELETE /images/{name} write
-POST /commit write
+POST /commit write commit
 POST /build write build
 POST /build/prune write
 POST /build/cancel write
