@@ -29,7 +29,7 @@ import type { RevocationLink } from "./pki/chain.ts";
 import { parseCertificatesPem } from "./pki/pem.ts";
 import { HandshakeSlots, ThrottledRefusals } from "./net/handshakes.ts";
 import type { AccessPolicy } from "./access/policy.ts";
-import { type ApiPolicy, type Role, roleFor } from "./docker/api_policy.ts";
+import { type ApiPolicy, relaysRaw, type Role, roleFor } from "./docker/api_policy.ts";
 import { apiStrategy } from "./docker/strategy.ts";
 import { type ContainerRecord, ownerKey } from "./docker/isolation.ts";
 import type { AuditSink } from "./observe/audit.ts";
@@ -392,8 +392,9 @@ class Gate {
   }
 
   /**
-   * The relay for an identity: without an API policy (or for a `full` role) the raw byte
-   * relay; for a restricted role the HTTP-aware one, which reads the role in force for every
+   * The relay for an identity: without an API policy (or for a `full` role audited per
+   * connection, `relaysRaw`) the raw byte relay; for a restricted role, or a `full` one with
+   * `"audit": "requests"`, the HTTP-aware one, which reads the role in force for every
    * request (a reload applies to the next request of an open connection).
    */
   #strategyFor(
@@ -403,7 +404,7 @@ class Gate {
     role: Role | undefined,
   ): RelayStrategy {
     if (this.#selectStrategy) return this.#selectStrategy(identity);
-    if (!role || role.preset === "full") return DEFAULT_STRATEGY;
+    if (relaysRaw(role)) return DEFAULT_STRATEGY;
     // The role in force for each request: looked up again only when a reload changed the policy.
     let seen: ApiPolicy | undefined = policy;
     let current: Role | undefined = role;
@@ -536,8 +537,10 @@ function endDisallowed(
     const role = admitted.role;
     const why = revocationVerdict(links, rules.revocations) ??
       (admitted.allow ? undefined : `no longer allowed: ${admitted.reason}`) ??
-      (relay === "raw" && role && role.preset !== "full"
-        ? `role ${role.name} is now ${role.preset}: a raw relay cannot be restricted`
+      (relay === "raw" && role && !relaysRaw(role)
+        ? role.preset === "full"
+          ? `role ${role.name} now audits requests: a raw relay cannot record them`
+          : `role ${role.name} is now ${role.preset}: a raw relay cannot be restricted`
         : undefined);
     if (!why) continue;
     logger.log("warn", "ending connection at reload", {

@@ -10,6 +10,7 @@ import {
   compileApiPolicy,
   decideRequest,
   inspectionFor,
+  relaysRaw,
   type Role,
   roleFor,
 } from "../src/docker/api_policy.ts";
@@ -402,4 +403,26 @@ Deno.test("api policy: image names are written only as allowImageNames allows", 
     assert.equal(d.allow, allow, `${role} ${method} ${path}: ${d.rule}`);
     if (!allow && role !== "ro") assert.match(d.rule, /allowImageNames/, d.rule);
   }
+});
+
+Deno.test("audit option: requests or connections, connections only for full; the relay rule", () => {
+  const roles = (r: Record<string, unknown>) =>
+    compileApiPolicy({ roles: { r }, identities: [] }, "p.json").roles.get("r")!;
+  assert.equal(roles({ preset: "full" }).audit, "connections");
+  assert.equal(roles({ preset: "full", audit: "requests" }).audit, "requests");
+  assert.equal(roles({ preset: "no-escape" }).audit, "requests");
+  assert.equal(roles({ preset: "read-only", audit: "requests" }).audit, "requests");
+  assert.ok(relaysRaw(roles({ preset: "full" })));
+  assert.ok(relaysRaw(undefined));
+  assert.ok(!relaysRaw(roles({ preset: "full", audit: "requests" })));
+  assert.ok(!relaysRaw(roles({ preset: "read-only" })));
+  assert.throws(
+    () => roles({ preset: "full", audit: "request" }),
+    /Policy "p\.json": roles\.r\.audit: must be one of requests, connections, got "request"/,
+  );
+  assert.throws(() => roles({ preset: "full", audit: true }), /roles\.r\.audit: must be one of/);
+  assert.throws(
+    () => roles({ preset: "no-escape", audit: "connections" }),
+    /roles\.r\.audit: a no-escape role decides every request .*only a full role/,
+  );
 });

@@ -2,7 +2,8 @@
  * Per-identity Docker API rules: roles (a preset plus allowed and denied operations and
  * allowances), identities mapped to roles, and the one decision for a request.
  *
- * Presets: `full` is everything (and keeps the raw byte relay); `read-only` is the GET/HEAD
+ * Presets: `full` is everything (and keeps the raw byte relay, unless `"audit": "requests"`
+ * asks for a record per request); `read-only` is the GET/HEAD
  * routes that only read state (no file downloads unless `allowDownloads`); `no-escape` is
  * every route except those that can reach the host, with request bodies read field by field
  * (`no_escape.ts`). Extra `allow` operations never lift the no-escape body checks: only a
@@ -59,7 +60,18 @@ export interface RoleSpec extends EscapeAllowances {
    * load need `"*"`. Default: none (see `image_names.ts`).
    */
   allowImageNames?: readonly string[];
+  /**
+   * What the audit log records for the role: `requests` (a record per request, with what an
+   * exec, attach or container create asked for) or `connections` (one record per connection).
+   * A `full` role with `requests` is relayed through the HTTP-aware relay with everything
+   * allowed instead of the raw relay. Restricted roles are always `requests` (each request is
+   * decided). Default: `connections` for `full`, `requests` for the others.
+   */
+  audit?: AuditLevel;
 }
+
+/** What the audit log records for a role (`RoleSpec.audit`). */
+export type AuditLevel = "requests" | "connections";
 
 /** One identity entry: exactly one of `cn`, `san`, `ou`, matched as the allow-lists match. */
 export interface IdentitySpec {
@@ -113,6 +125,8 @@ export interface Role {
   shared: { volumes: readonly string[]; networks: readonly string[] };
   /** The shields the role goes without (CVE ids of `shields.ts`). */
   liftShields: readonly string[];
+  /** What the audit log records (`RoleSpec.audit`, its default filled in). */
+  audit: AuditLevel;
 }
 
 /** A validated policy, ready for decisions. */
@@ -170,7 +184,9 @@ const ROLE_KEYS = new Set<string>([
   "isolate",
   "othersStatus",
   "allowPrivateAddresses",
+  "audit",
 ]);
+const AUDIT_LEVELS: readonly AuditLevel[] = ["requests", "connections"];
 
 /**
  * Validate a policy (parsed from JSON or YAML) and compile it. Throws a `TypeError` naming
@@ -273,6 +289,7 @@ function compileRole(
   if (r.isolate === true && r.preset === "full") {
     fail(".isolate", "a full role is relayed raw and cannot be isolated (use no-escape)");
   }
+  const audit = auditLevelOf(r, fail);
   if (r.othersStatus !== undefined && r.othersStatus !== 404 && r.othersStatus !== 403) {
     fail(".othersStatus", "must be 404 or 403");
   }
@@ -312,7 +329,43 @@ function compileRole(
     othersStatus: (r.othersStatus as 404 | 403 | undefined) ?? 404,
     shared,
     liftShields: (r.liftShields ?? []) as string[],
+    audit,
   };
+}
+
+/** The role's `audit` option, validated, with its default. */
+function auditLevelOf(
+  r: Record<string, unknown>,
+  fail: (where: string, what: string) => never,
+): AuditLevel {
+  if (r.audit === undefined) return r.preset === "full" ? "connections" : "requests";
+  if (!AUDIT_LEVELS.includes(r.audit as AuditLevel)) {
+    fail(".audit", `must be one of ${AUDIT_LEVELS.join(", ")}, got ${JSON.stringify(r.audit)}`);
+  }
+  if (r.audit === "connections" && r.preset !== "full") {
+    fail(
+      ".audit",
+      `a ${r.preset} role decides every request and always records each one ` +
+        '(only a full role may be "connections")',
+    );
+  }
+  return r.audit as AuditLevel;
+}
+
+/**
+ * Whether `role`'s connections get the raw byte relay (no role, or a `full` role audited per
+ * connection) rather than the HTTP-aware relay that records, and for restricted roles decides,
+ * every request. The one rule for choosing the relay, at the connection's start and at a reload.
+ *
+ * @example
+ * ```ts
+ * import { compileApiPolicy, relaysRaw } from "./api_policy.ts";
+ * const p = compileApiPolicy({ roles: { a: { preset: "full" }, b: { preset: "full", audit: "requests" } }, identities: [] }, "x");
+ * if (!relaysRaw(p.roles.get("a")) || relaysRaw(p.roles.get("b")) || !relaysRaw(undefined)) throw new Error();
+ * ```
+ */
+export function relaysRaw(role: Role | undefined): boolean {
+  return role === undefined || (role.preset === "full" && role.audit === "connections");
 }
 
 function isPlainObject(v: unknown): boolean {

@@ -237,7 +237,7 @@ export class RequestReader {
     this.#reading.path = target.path;
     // Only the routes dockerd hijacks may switch: a stream content type on any other answer
     // (logs since Docker 23) is an ordinary response.
-    const mayUpgrade = hijacks(head.method, target.path);
+    const mayUpgrade = hijacks(head.method, target.path, role.preset === "full");
     const exchange = newExchange(head.method, target.path, role.name, mayUpgrade);
     exchange.bytesIn = end;
     exchange.shield = liftedShields(
