@@ -141,7 +141,11 @@ Deno.test("no-escape: host-reaching routes refused, bodies inspected, old versio
   assert.equal(inspectionFor(ci, "POST", "/services/create"), "service");
   assert.equal(inspectionFor(ci, "POST", "/services/web/update"), "service");
   assert.equal(inspectionFor(ci, "POST", "/build"), undefined, "a build's body is its context");
-  assert.equal(inspectionFor(role("admin"), "POST", "/containers/create"), undefined);
+  // A full role reads only the exec and container creates, for their audit record.
+  assert.equal(inspectionFor(role("admin"), "POST", "/containers/create"), "create");
+  assert.equal(inspectionFor(role("admin"), "POST", "/containers/web/exec"), "exec");
+  assert.equal(inspectionFor(role("admin"), "POST", "/containers/web/update"), undefined);
+  assert.equal(inspectionFor(role("admin"), "POST", "/networks/create"), undefined);
   assert.equal(
     decide(ci, "POST", "/containers/create").allow,
     false,

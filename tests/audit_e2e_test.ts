@@ -6,6 +6,10 @@
  *   allowed: `docker run`, `docker exec` (plain and `-i`, an upgrade) and `docker attach` work,
  *   and each request has its record; a `full` role without the option keeps the raw relay (one
  *   record per connection, none per request).
+ * - Attribution: a container create's record names image, command and entrypoint; an exec
+ *   create's its command, user, tty, privileged, working directory and the names (never the
+ *   values) of its environment; exec start and attach records the exec or container and the
+ *   stream's bytes each way. For the admin and for a no-escape role.
  */
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
@@ -158,6 +162,95 @@ async function audit(engine: Engine, t: Deno.TestContext): Promise<void> {
         (r) => mine("alice", r) && r.event === "connection",
       );
       assert.equal(conn.relay, "docker-api");
+    });
+
+    await t.step("create and exec records name image, command, user, env names", async () => {
+      const create = await recordOf(
+        auditLog,
+        "alice's create record",
+        (r) =>
+          mine("alice", r) && r.path === "/containers/create" &&
+          JSON.stringify(r.cmd) === '["echo","hi"]',
+      );
+      assert.equal(create.image, d.image);
+      assert.equal(create.entrypoint, undefined);
+      ok(
+        "run --entrypoint",
+        await as("alice", [
+          "run",
+          "--rm",
+          "--network",
+          "none",
+          "--entrypoint",
+          "sh",
+          d.image,
+          "-c",
+          "echo e",
+        ]),
+      );
+      const ep = await recordOf(
+        auditLog,
+        "the entrypoint record",
+        (r) => mine("alice", r) && r.path === "/containers/create" && r.entrypoint !== undefined,
+      );
+      assert.deepEqual([ep.entrypoint, ep.cmd, ep.image], [["sh"], ["-c", "echo e"], d.image]);
+      for (const who of ["alice", "ci"]) {
+        const out = await as(who, [
+          "exec",
+          "-e",
+          "SECRET_TOKEN=hunter2",
+          "-e",
+          "LANG=C",
+          "-u",
+          "0",
+          "-w",
+          "/tmp",
+          "keep",
+          "sh",
+          "-c",
+          "echo $PWD",
+        ]);
+        assert.equal(ok(`${who} exec`, out).stdout, "/tmp\n");
+        const exec = await recordOf(
+          auditLog,
+          `${who}'s exec create`,
+          (r) =>
+            mine(who, r) && r.path === "/containers/keep/exec" && String(r.cmd).includes("PWD"),
+        );
+        assert.equal(exec.decision, "allow");
+        assert.deepEqual(exec.cmd, ["sh", "-c", "echo $PWD"]);
+        assert.equal(exec.user, "0");
+        assert.equal(exec.working_dir, "/tmp");
+        assert.equal(exec.tty, false);
+        assert.equal(exec.privileged, false);
+        assert.equal(exec.container, "keep");
+        assert.deepEqual(exec.env_names, ["SECRET_TOKEN", "LANG"]);
+      }
+      assert.ok(!(await readFile(auditLog, "utf8")).includes("hunter2"), "an Env value was logged");
+    });
+
+    await t.step("exec start and attach records carry the ID and the bytes each way", async () => {
+      const typed = "typed-line\n".repeat(5000);
+      const start = await recordOf(
+        auditLog,
+        "the exec -i session's record",
+        (r) =>
+          mine("alice", r) && /^\/exec\/[0-9a-f]{64}\/start$/.test(String(r.path)) &&
+          Number(r.bytes_in) > typed.length,
+      );
+      assert.equal(start.exec_id, String(start.path).split("/")[2]);
+      assert.equal(start.status, 101);
+      assert.ok(Number(start.bytes_out) > typed.length, `bytes_out ${start.bytes_out}`);
+      const attach = await recordOf(
+        auditLog,
+        "the attach record",
+        (r) => mine("alice", r) && r.path === "/containers/att/attach",
+      );
+      assert.equal(attach.container, "att");
+      assert.ok(
+        Number(attach.bytes_out) >= "attached-out\n".length + 8,
+        `bytes_out ${attach.bytes_out}`,
+      );
     });
 
     await t.step("a full role without the option keeps the raw relay", async () => {

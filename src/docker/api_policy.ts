@@ -404,7 +404,8 @@ function opMatches(op: Operation, method: string, path: string): boolean {
 }
 
 /**
- * Which body the policy must read before deciding on `method path` for `role`, if any.
+ * Which body the policy must read before deciding on `method path` for `role`, if any (for a
+ * `full` role: the exec and container creates, read for their audit record).
  *
  * @example
  * ```ts
@@ -414,9 +415,14 @@ function opMatches(op: Operation, method: string, path: string): boolean {
  * ```
  */
 export function inspectionFor(role: Role, method: string, path: string): Inspection | undefined {
-  if (role.preset === "full") return undefined;
-  // A build's body is its context (large, a tar): only its query is checked.
   for (const r of matchRoutes(method, path)) {
+    // A full role's bodies decide nothing: an exec or container create is read for its record
+    // (`attribution.ts`: what was run), as dockerd will read it.
+    if (role.preset === "full") {
+      if (r.inspect === "exec" || r.inspect === "create") return r.inspect;
+      continue;
+    }
+    // A build's body is its context (large, a tar): only its query is checked.
     if (r.inspect && r.inspect !== "build") return r.inspect;
   }
   return undefined;

@@ -106,6 +106,11 @@ class ApiRelay {
   #clientEnded = false;
   #upstreamEnded = false;
   #closeAfterWrite = false;
+  /**
+   * The exchange that switched to a raw stream (attach, exec start): recorded when the
+   * connection ends, with the stream's bytes each way.
+   */
+  #session: Exchange | undefined;
   /** Stream bytes that wait while the switching head is handed to TLS. */
   #rawHold: Buffer[] | undefined;
   #clientStopped = false;
@@ -194,7 +199,7 @@ class ApiRelay {
   #onClientData(chunk: Buffer): void {
     this.#result.bytesIn += chunk.length;
     const phase = this.#requests.phase;
-    if (phase === "raw") return this.#writer.toUpstream(chunk);
+    if (phase === "raw") return this.#sessionIn(chunk);
     if (phase === "closing") return;
     this.#requests.feed(chunk);
     this.#writer.batch(() => this.#pump());
@@ -218,6 +223,7 @@ class ApiRelay {
   /** 4. Target bytes: read by the answer reader, in request order (raw after a switch). */
   #onUpstreamData(chunk: Buffer): void {
     this.#result.bytesOut += chunk.length;
+    if (this.#session) this.#session.bytesOut += chunk.length;
     if (this.#rawHold) return void this.#rawHold.push(chunk);
     if (this.#answers.raw) return this.#writer.toClient(chunk);
     this.#answers.feed(chunk);
@@ -242,7 +248,9 @@ class ApiRelay {
   #finish(exchange: Exchange, status: number): void {
     this.#queue.shift();
     exchange.release?.();
-    this.#record(exchange, status);
+    exchange.status = status;
+    // A raw stream is recorded when it ends, with its bytes (see #onClose).
+    if (exchange !== this.#session) this.#record(exchange, status);
     if (this.#queue.length === 0) { for (const w of this.#idleWaiters.splice(0)) w.resolve(); }
   }
 
@@ -273,6 +281,8 @@ class ApiRelay {
    * bytes first) for the rest of the connection.
    */
   #goRaw(exchange: Exchange, headBytes: Buffer, rest: Buffer): void {
+    this.#session = exchange;
+    exchange.bytesOut += rest.length;
     this.#rawHold = rest.length ? [rest] : [];
     // Answers before this one go first, then the head alone.
     this.#writer.flushClientBatch();
@@ -287,7 +297,15 @@ class ApiRelay {
       return this.#abort(new Error("target switched protocols with requests still in line"));
     }
     this.#requests.goRaw();
+    const held = this.#requests.takePending();
+    if (held.length) this.#sessionIn(held);
     this.#pump();
+  }
+
+  /** The client's bytes of the raw stream: counted for the session's record, relayed. */
+  #sessionIn(bytes: Buffer): void {
+    if (this.#session) this.#session.bytesIn += bytes.length;
+    this.#writer.toUpstream(bytes);
   }
 
   #record(exchange: Exchange, status: number): void {
@@ -382,6 +400,7 @@ class ApiRelay {
       const closed = new Error("the connection ended");
       for (const w of this.#idleWaiters.splice(0)) w.reject(closed);
       this.#isolation.close();
+      if (this.#session) this.#record(this.#session, this.#session.status ?? 0);
       this.#resolve(this.#result);
     }
   }

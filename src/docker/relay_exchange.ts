@@ -8,7 +8,7 @@
 
 import type { Buffer } from "node:buffer";
 import type { ApiDecision } from "./api_policy.ts";
-import type { AuditRecord } from "../observe/audit.ts";
+import type { AuditDetail, AuditRecord } from "../observe/audit.ts";
 import type { AnswerRule, ContainerRecord } from "./isolation.ts";
 
 /** One request in flight, from its head to the end of its answer. */
@@ -37,6 +37,8 @@ export interface Exchange {
   owner?: string;
   /** The role's lifted shields that applied (`shields.ts` `liftedShields`), for the audit. */
   shield?: string;
+  /** What it asked for or acts in (`attribution.ts`), for the audit record. */
+  detail?: AuditDetail;
   /** Ends the volume holds its owner check took (`volume_holds.ts`), once it is answered. */
   release?: () => void;
   /** The answer is filtered or checked before the client sees it. */
@@ -136,6 +138,7 @@ export function auditRecordOf(
     rule: exchange.decision.rule,
     ...(exchange.owner ? { owner: exchange.owner } : {}),
     ...(exchange.shield ? { shield: exchange.shield } : {}),
+    ...exchange.detail,
     status,
     bytes_in: exchange.bytesIn,
     bytes_out: exchange.bytesOut,

@@ -28,7 +28,8 @@ import {
   type Role,
   routeRequest,
 } from "./api_policy.ts";
-import { asksUpgrade, hijacks } from "./routes.ts";
+import { asksUpgrade, hijacks, type Inspection } from "./routes.ts";
+import { bodyBytesAttribution, pathAttribution } from "./attribution.ts";
 import { liftedShields, shieldProblem } from "./shields.ts";
 import { hostProblem } from "./host_check.ts";
 import {
@@ -71,6 +72,7 @@ type ClientPhase =
 
 interface Collector {
   head: RequestHead;
+  inspection?: Inspection;
   target: ApiTarget;
   role: Role;
   exchange: Exchange;
@@ -187,6 +189,13 @@ export class RequestReader {
     this.#phase = { kind: "raw" };
   }
 
+  /** The client bytes held so far (after a switch: the raw stream's first bytes), taken. */
+  takePending(): Buffer {
+    const held = this.#pending;
+    this.#pending = Buffer.alloc(0);
+    return held;
+  }
+
   /** An answer arrived that did not switch protocols: the held next request may be read. */
   answerArrived(): void {
     if (this.#phase.kind === "wait-upgrade") this.#phase = { kind: "head" };
@@ -240,6 +249,7 @@ export class RequestReader {
     const mayUpgrade = hijacks(head.method, target.path, role.preset === "full");
     const exchange = newExchange(head.method, target.path, role.name, mayUpgrade);
     exchange.bytesIn = end;
+    exchange.detail = pathAttribution(head.method, target.path);
     exchange.shield = liftedShields(
       head.method,
       target.path,
@@ -257,7 +267,7 @@ export class RequestReader {
       return true;
     }
     const request = { head, headBytes, target, role, exchange, next };
-    this.#readBody(request, routed.inspection !== undefined, routed.decision);
+    this.#readBody(request, routed.inspection, routed.decision);
     return true;
   }
 
@@ -271,9 +281,10 @@ export class RequestReader {
       exchange: Exchange;
       next: Next;
     },
-    inspect: boolean,
+    inspection: Inspection | undefined,
     routed: ApiDecision | undefined,
   ): void {
+    const inspect = inspection !== undefined;
     const { head, target, role, exchange, next } = r;
     const hasBody = head.framing.kind === "chunked" ||
       (head.framing.kind === "length" && head.framing.length > 0);
@@ -282,7 +293,17 @@ export class RequestReader {
       const max = this.#options.maxBody;
       if (length > max) throw new HttpError(413, `body over ${max} bytes cannot be inspected`);
       const chunked = head.framing.kind === "chunked" ? new ChunkedReader() : undefined;
-      const collect = { head, target, role, exchange, left: length, chunked, data: [], size: 0 };
+      const collect = {
+        head,
+        inspection,
+        target,
+        role,
+        exchange,
+        left: length,
+        chunked,
+        data: [],
+        size: 0,
+      };
       this.#phase = { kind: "collect", collect: { ...collect, next } };
       return;
     }
@@ -407,6 +428,9 @@ export class RequestReader {
     }
     const body = Buffer.concat(c.data);
     const decision = this.#inspect(c, body);
+    // What an exec or container create asked for goes into its record, allowed or not.
+    const asked = bodyBytesAttribution(c.inspection, body);
+    if (asked) c.exchange.detail = { ...c.exchange.detail, ...asked };
     const bytes = () => Buffer.concat([serializeRequestHead(c.head, body.length), body]);
     this.#afterHosts(c.exchange, decision, { kind: "none" }, c.next, bytes, () => {
       if (decision.allow && this.#options.isolation.takes(c.role, c.head.method, c.target)) {
