@@ -344,7 +344,8 @@ const SERVE_FLAGS: readonly FlagSpec[] = [
     type: "path",
     value: "FILE",
     defaultText: "stderr with --policy",
-    help: "JSON lines: every request of a restricted role, every connection (reopened on SIGHUP)",
+    help: "JSON lines: every request of a restricted role (or one with audit: requests), every " +
+      "connection (reopened on SIGHUP)",
   },
   {
     name: "max-body",
