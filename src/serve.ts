@@ -32,6 +32,7 @@ import type { AccessPolicy } from "./access/policy.ts";
 import { type ApiPolicy, relaysRaw, type Role, roleFor } from "./docker/api_policy.ts";
 import { apiStrategy } from "./docker/strategy.ts";
 import { type ContainerRecord, ownerKey } from "./docker/isolation.ts";
+import type { SessionRecorder } from "./docker/session_record.ts";
 import type { AuditSink } from "./observe/audit.ts";
 import { displayName, type PeerIdentity } from "./access/identity.ts";
 import type { GateMetrics } from "./observe/metrics.ts";
@@ -109,6 +110,12 @@ export interface ServeOptions {
    * anyone's: isolated roles see none).
    */
   containers?: ContainerRecord;
+  /**
+   * Where the exec and attach sessions of roles with `record` are written
+   * (`docker/session_record.ts`). Default: none (a role with `"record": "required"` then
+   * cannot exec or attach).
+   */
+  recorder?: SessionRecorder;
   /**
    * Choose the relay for an identity, overriding the API policy's choice. For tests of the
    * relays; its types are internal.
@@ -428,6 +435,7 @@ class Gate {
       maxBodyBytes: this.#options.maxBodyBytes,
       resolveSymlinks: this.#options.target.transport === "unix",
       containers: this.#options.containers,
+      recorder: this.#options.recorder,
     });
   }
 

@@ -430,3 +430,19 @@ Deno.test("audit option: requests or connections, connections only for full; the
     /roles\.r\.audit: a no-escape role decides every request .*only a full role/,
   );
 });
+
+Deno.test("record option: true, false or required; a full role needs audit requests", () => {
+  const roles = (r: Record<string, unknown>) =>
+    compileApiPolicy({ roles: { r }, identities: [] }, "p.json").roles.get("r")!;
+  assert.equal(roles({ preset: "no-escape" }).record, false);
+  assert.equal(roles({ preset: "no-escape", record: true }).record, true);
+  assert.equal(roles({ preset: "full", audit: "requests", record: "required" }).record, "required");
+  assert.throws(
+    () => roles({ preset: "no-escape", record: "yes" }),
+    /roles\.r\.record: must be true, false or "required", got "yes"/,
+  );
+  assert.throws(
+    () => roles({ preset: "full", record: true }),
+    /roles\.r\.record: a full role is relayed raw: recording its sessions needs "audit": "requests"/,
+  );
+});

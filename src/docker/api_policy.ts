@@ -68,6 +68,13 @@ export interface RoleSpec extends EscapeAllowances {
    * decided). Default: `connections` for `full`, `requests` for the others.
    */
   audit?: AuditLevel;
+  /**
+   * Record the role's exec and attach sessions (`serve --record-sessions DIR`, asciicast v2):
+   * `true` records when it can, `"required"` refuses an exec start or attach whose recording
+   * cannot be written (so no unrecorded session exists). A `full` role needs
+   * `"audit": "requests"` (the raw relay sees no sessions). Default: false.
+   */
+  record?: boolean | "required";
 }
 
 /** What the audit log records for a role (`RoleSpec.audit`). */
@@ -127,6 +134,8 @@ export interface Role {
   liftShields: readonly string[];
   /** What the audit log records (`RoleSpec.audit`, its default filled in). */
   audit: AuditLevel;
+  /** Whether its sessions are recorded (`RoleSpec.record`). */
+  record: boolean | "required";
 }
 
 /** A validated policy, ready for decisions. */
@@ -185,6 +194,7 @@ const ROLE_KEYS = new Set<string>([
   "othersStatus",
   "allowPrivateAddresses",
   "audit",
+  "record",
 ]);
 const AUDIT_LEVELS: readonly AuditLevel[] = ["requests", "connections"];
 
@@ -290,6 +300,12 @@ function compileRole(
     fail(".isolate", "a full role is relayed raw and cannot be isolated (use no-escape)");
   }
   const audit = auditLevelOf(r, fail);
+  if (r.record !== undefined && typeof r.record !== "boolean" && r.record !== "required") {
+    fail(".record", `must be true, false or "required", got ${JSON.stringify(r.record)}`);
+  }
+  if (r.record !== undefined && r.record !== false && r.preset === "full" && audit !== "requests") {
+    fail(".record", 'a full role is relayed raw: recording its sessions needs "audit": "requests"');
+  }
   if (r.othersStatus !== undefined && r.othersStatus !== 404 && r.othersStatus !== 403) {
     fail(".othersStatus", "must be 404 or 403");
   }
@@ -330,6 +346,7 @@ function compileRole(
     shared,
     liftShields: (r.liftShields ?? []) as string[],
     audit,
+    record: (r.record as boolean | "required" | undefined) ?? false,
   };
 }
 

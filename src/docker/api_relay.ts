@@ -36,6 +36,8 @@ import { MAX_HELD_BYTES, MAX_IN_FLIGHT, RequestReader } from "./request_reader.t
 import { AnswerReader } from "./answer_reader.ts";
 import { IsolationStep } from "./isolation_step.ts";
 import { RelayWriter } from "./relay_writer.ts";
+import { SessionStep } from "./session_step.ts";
+import type { SessionRecorder } from "./session_record.ts";
 
 /** What the relay needs to know, besides the two sockets. */
 export interface ApiRelayOptions {
@@ -60,6 +62,8 @@ export interface ApiRelayOptions {
   daemonVersion?: () => string | undefined;
   /** The gate's record of the containers it created (isolation); without it none is owned. */
   containers?: ContainerRecord;
+  /** Where the sessions of roles with `record` are written. Default: none (not recorded). */
+  recorder?: SessionRecorder;
 }
 
 /** The default cap of an inspected body. */
@@ -100,6 +104,7 @@ class ApiRelay {
   /** The exchanges in flight, in request order; the first is the one being answered. */
   readonly #queue: Exchange[] = [];
   readonly #isolation: IsolationStep;
+  readonly #sessions: SessionStep;
   readonly #requests: RequestReader;
   readonly #answers: AnswerReader;
   readonly #writer: RelayWriter;
@@ -135,6 +140,11 @@ class ApiRelay {
       whenIdle: () => this.#whenIdle(),
       containers: options.containers,
       resolveSymlinks: options.resolveSymlinks,
+    });
+    this.#sessions = new SessionStep({
+      recorder: options.recorder,
+      connectDaemon: options.connectDaemon,
+      who: options.who,
     });
     this.#requests = this.#newRequestReader();
     this.#answers = new AnswerReader({
@@ -182,6 +192,7 @@ class ApiRelay {
       resolveSymlinks: o.resolveSymlinks,
       daemonVersion: o.daemonVersion,
       isolation: this.#isolation,
+      sessions: this.#sessions,
     }, {
       inFlight: () => this.#queue.length,
       last: () => this.#queue.at(-1),
@@ -223,7 +234,11 @@ class ApiRelay {
   /** 4. Target bytes: read by the answer reader, in request order (raw after a switch). */
   #onUpstreamData(chunk: Buffer): void {
     this.#result.bytesOut += chunk.length;
-    if (this.#session) this.#session.bytesOut += chunk.length;
+    if (this.#session) {
+      this.#session.bytesOut += chunk.length;
+      this.#session.recording?.output(chunk);
+      if (!this.#recordedWhole()) return;
+    }
     if (this.#rawHold) return void this.#rawHold.push(chunk);
     if (this.#answers.raw) return this.#writer.toClient(chunk);
     this.#answers.feed(chunk);
@@ -250,7 +265,10 @@ class ApiRelay {
     exchange.release?.();
     exchange.status = status;
     // A raw stream is recorded when it ends, with its bytes (see #onClose).
-    if (exchange !== this.#session) this.#record(exchange, status);
+    if (exchange !== this.#session) {
+      exchange.recording?.discard(); // no stream: nothing ran to record
+      this.#record(exchange, status);
+    }
     if (this.#queue.length === 0) { for (const w of this.#idleWaiters.splice(0)) w.resolve(); }
   }
 
@@ -283,6 +301,8 @@ class ApiRelay {
   #goRaw(exchange: Exchange, headBytes: Buffer, rest: Buffer): void {
     this.#session = exchange;
     exchange.bytesOut += rest.length;
+    if (rest.length) exchange.recording?.output(rest);
+    if (!this.#recordedWhole()) return;
     this.#rawHold = rest.length ? [rest] : [];
     // Answers before this one go first, then the head alone.
     this.#writer.flushClientBatch();
@@ -304,8 +324,24 @@ class ApiRelay {
 
   /** The client's bytes of the raw stream: counted for the session's record, relayed. */
   #sessionIn(bytes: Buffer): void {
-    if (this.#session) this.#session.bytesIn += bytes.length;
+    if (this.#session) {
+      this.#session.bytesIn += bytes.length;
+      this.#session.recording?.input(bytes);
+      if (!this.#recordedWhole()) return;
+    }
     this.#writer.toUpstream(bytes);
+  }
+
+  /**
+   * False (and the connection ended) when a session whose role requires its recording can no
+   * longer be recorded whole (its cap, the total cap, a failed write): what did not fit is
+   * not relayed either.
+   */
+  #recordedWhole(): boolean {
+    const s = this.#session;
+    if (!s?.recordRequired || !s.recording?.truncated) return true;
+    this.#abort(new Error("record: required: the session's recording is full or failed"));
+    return false;
   }
 
   #record(exchange: Exchange, status: number): void {
@@ -396,10 +432,15 @@ class ApiRelay {
     }
     if (++this.#closed === 2) {
       // What is still in line gets no answer: its holds end, waiting checks are refused.
-      for (const exchange of this.#queue.splice(0)) exchange.release?.();
+      for (const exchange of this.#queue.splice(0)) {
+        exchange.release?.();
+        if (exchange !== this.#session) exchange.recording?.discard();
+      }
       const closed = new Error("the connection ended");
       for (const w of this.#idleWaiters.splice(0)) w.reject(closed);
       this.#isolation.close();
+      this.#sessions.close();
+      this.#session?.recording?.close();
       if (this.#session) this.#record(this.#session, this.#session.status ?? 0);
       this.#resolve(this.#result);
     }

@@ -100,6 +100,25 @@ export function bodyBytesAttribution(
   }
 }
 
+/**
+ * What an exec start's body says of `Tty` (dockerd frames the stream by it: raw with a
+ * terminal, Docker's 8-byte frames without); `undefined` when the body is not a JSON object.
+ *
+ * @example
+ * ```ts
+ * import { startTty } from "./attribution.ts";
+ * if (startTty(new TextEncoder().encode('{"Detach":false,"tty":true}')) !== true) throw new Error();
+ * ```
+ */
+export function startTty(bytes: Uint8Array): boolean | undefined {
+  try {
+    const body = parseStrictJson(bytes);
+    return isJsonObject(body) ? field(body, "Tty") === true : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 const EXEC_CREATE = /^\/containers\/([^/]+)\/exec$/;
 const EXEC_START = /^\/exec\/([^/]+)\/start$/;
 const ATTACH = /^\/containers\/([^/]+)\/attach(?:\/ws)?$/;

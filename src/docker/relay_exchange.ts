@@ -10,6 +10,7 @@ import type { Buffer } from "node:buffer";
 import type { ApiDecision } from "./api_policy.ts";
 import type { AuditDetail, AuditRecord } from "../observe/audit.ts";
 import type { AnswerRule, ContainerRecord } from "./isolation.ts";
+import type { SessionRecording } from "./session_record.ts";
 
 /** One request in flight, from its head to the end of its answer. */
 export interface Exchange {
@@ -39,6 +40,14 @@ export interface Exchange {
   shield?: string;
   /** What it asked for or acts in (`attribution.ts`), for the audit record. */
   detail?: AuditDetail;
+  /** An exec start's `Tty` (its stream's framing), from its body. */
+  streamTty?: boolean;
+  /** The session's recording was opened, or its absence decided (`session_step.ts`). */
+  sessionOpened?: boolean;
+  /** The session's recording, fed with the raw stream both ways (`session_record.ts`). */
+  recording?: SessionRecording;
+  /** The role requires the recording: the session ends when it cannot be recorded whole. */
+  recordRequired?: boolean;
   /** Ends the volume holds its owner check took (`volume_holds.ts`), once it is answered. */
   release?: () => void;
   /** The answer is filtered or checked before the client sees it. */

@@ -29,7 +29,8 @@ import {
   routeRequest,
 } from "./api_policy.ts";
 import { asksUpgrade, hijacks, type Inspection } from "./routes.ts";
-import { bodyBytesAttribution, pathAttribution } from "./attribution.ts";
+import { bodyBytesAttribution, pathAttribution, startTty } from "./attribution.ts";
+import type { SessionStep } from "./session_step.ts";
 import { liftedShields, shieldProblem } from "./shields.ts";
 import { hostProblem } from "./host_check.ts";
 import {
@@ -127,6 +128,8 @@ export interface RequestReaderOptions {
   daemonVersion?: () => string | undefined;
   /** The isolation step (isolated roles). */
   isolation: IsolationStep;
+  /** The recording step (roles with `record`). Default: none (nothing recorded). */
+  sessions?: SessionStep;
 }
 
 /**
@@ -284,8 +287,11 @@ export class RequestReader {
     inspection: Inspection | undefined,
     routed: ApiDecision | undefined,
   ): void {
-    const inspect = inspection !== undefined;
     const { head, target, role, exchange, next } = r;
+    // A recorded exec start's body says how its stream is framed: read it too.
+    const recordedStart = exchange.detail?.exec_id !== undefined &&
+      this.#options.sessions?.takes(role, head.method, target.path) === true;
+    const inspect = inspection !== undefined || recordedStart;
     const hasBody = head.framing.kind === "chunked" ||
       (head.framing.kind === "length" && head.framing.length > 0);
     if (inspect && hasBody) {
@@ -362,10 +368,30 @@ export class RequestReader {
     framing: BodyFraming,
     next: Next,
     bytes: () => Buffer,
-    refusal?: { status: number; message: string },
+    refusal?: { status: number; message: string; always?: boolean },
   ): void {
     exchange.decision = decision;
-    const pass = decision.allow || this.#options.mode === "audit";
+    const pass = !refusal?.always && (decision.allow || this.#options.mode === "audit");
+    if (pass && !exchange.sessionOpened && this.#recorded(exchange)) {
+      return this.#openSession(
+        exchange,
+        decision,
+        () => this.#decided(exchange, decision, framing, next, bytes),
+        (status, rule) =>
+          this.#decided(
+            exchange,
+            { allow: false, rule },
+            framing,
+            next,
+            bytes,
+            {
+              status,
+              message: denialMessage(this.#options.identity, exchange, rule),
+              always: true,
+            },
+          ),
+      );
+    }
     const left = framing.kind === "length" ? framing.length : 0;
     const chunked = framing.kind === "chunked" ? new ChunkedReader() : undefined;
     if (pass) {
@@ -383,6 +409,44 @@ export class RequestReader {
     this.#phase = left > 0 || chunked ? { kind: "discard", left, chunked, next: after } : {
       kind: after,
     };
+  }
+
+  /** Whether `exchange` starts a session its role records. */
+  #recorded(exchange: Exchange): boolean {
+    const role = this.#options.role();
+    return !!role && this.#options.sessions?.takes(role, exchange.method, exchange.path) === true;
+  }
+
+  /**
+   * A recorded session: its recording is opened (the client's next bytes wait) before the
+   * request goes on (`go`), or it is refused (`refuse`) when the role requires the recording.
+   */
+  #openSession(
+    exchange: Exchange,
+    decision: ApiDecision,
+    go: () => void,
+    refuse: (status: number, rule: string) => void,
+  ): void {
+    exchange.sessionOpened = true;
+    const role = this.#options.role()!;
+    this.#phase = { kind: "resolving" };
+    void this.#options.sessions!.open(role, exchange.method, exchange.path, exchange.streamTty)
+      .then((o) =>
+        this.#host.batch(() => {
+          if (o.kind === "refuse") refuse(o.status, o.rule);
+          else {
+            exchange.recording = o.recording;
+            exchange.recordRequired = role.record === "required";
+            const note = o.recording
+              ? { recording: o.recording.path }
+              : { recording_error: o.problem };
+            exchange.detail = { ...exchange.detail, ...note };
+            exchange.decision = decision;
+            go();
+          }
+          this.#host.pump();
+        })
+      );
   }
 
   /** Forward (stream) or drop (discard) body bytes of the current request. */
@@ -431,6 +495,7 @@ export class RequestReader {
     // What an exec or container create asked for goes into its record, allowed or not.
     const asked = bodyBytesAttribution(c.inspection, body);
     if (asked) c.exchange.detail = { ...c.exchange.detail, ...asked };
+    if (c.exchange.detail?.exec_id !== undefined) c.exchange.streamTty = startTty(body);
     const bytes = () => Buffer.concat([serializeRequestHead(c.head, body.length), body]);
     this.#afterHosts(c.exchange, decision, { kind: "none" }, c.next, bytes, () => {
       if (decision.allow && this.#options.isolation.takes(c.role, c.head.method, c.target)) {

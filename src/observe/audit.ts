@@ -39,6 +39,10 @@ export interface AuditDetail {
   container?: string;
   /** Exec start: the exec's ID. */
   exec_id?: string;
+  /** Exec start or attach of a recorded role: the session's recording (`--record-sessions`). */
+  recording?: string;
+  /** Exec start or attach of a recorded role: why the session was not recorded. */
+  recording_error?: string;
 }
 
 /** One audit record; `time` is added when it is written. */
