@@ -26,6 +26,8 @@ import {
 import { freeTempDir, waitFor } from "./helpers/wait.ts";
 import { type ServeProcess, startServe, tlsFlags } from "./helpers/gate.ts";
 import { runCli } from "./helpers/gate.ts";
+import { splitResponses, tlsExchange } from "./helpers/http_raw.ts";
+import { bundleCreds } from "./helpers/tls_peers.ts";
 
 const POLICY = {
   roles: {
@@ -343,6 +345,16 @@ async function recording(engine: Engine, t: Deno.TestContext): Promise<void> {
         },
       );
       assert.match(String(note.recording_error), /cannot create/);
+    });
+
+    await t.step("record required: a websocket attach (not readable) is refused", async () => {
+      const ws = "GET /v1.41/containers/keep/attach/ws?stream=1&stdout=1 HTTP/1.1\r\nHost: d\r\n" +
+        "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+      const ex = await tlsExchange(g.gate.port, await bundleCreds(pki, "ci"), ws);
+      const [answer] = splitResponses(ex.data);
+      assert.equal(answer?.status, 403, ex.data.toString());
+      assert.match(ex.data.toString(), /record: required: .*a websocket attach is not recorded/);
     });
 
     await t.step("a session's recording stops at --record-max-session", async () => {

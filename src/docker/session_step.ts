@@ -91,6 +91,9 @@ export class SessionStep {
     try {
       const recorder = this.#options.recorder;
       if (!recorder) throw new Error("serve runs without --record-sessions");
+      // A websocket attach's stream is in WebSocket frames (masked from the client) that the
+      // gate does not read: it cannot be recorded as what was typed and shown.
+      if (path.endsWith("/attach/ws")) throw new Error("a websocket attach is not recorded");
       const meta = await this.#meta(sessionOf(method, path)!, startTty);
       return { kind: "go", recording: recorder.open(meta) };
     } catch (err) {
