@@ -226,7 +226,10 @@ class ApiRelay {
   /** 3. A decided request joins the line; the gate's own answer goes out once it is first. */
   #enqueue(exchange: Exchange): void {
     // An owner check that ended after the connection did: nothing will answer it.
-    if (this.#closed === 2) return void exchange.release?.();
+    if (this.#closed === 2) {
+      exchange.recording?.discard(); // opened for a session that will not start
+      return void exchange.release?.();
+    }
     this.#queue.push(exchange);
     if (exchange.local) this.#flushLocal();
   }
