@@ -129,6 +129,7 @@ export {
   type ApiPolicy,
   type ApiPolicySpec,
   type ApiRequest,
+  type AuditLevel,
   compileApiPolicy,
   decideRequest,
   type IdentitySpec,
@@ -145,6 +146,12 @@ export { HttpError } from "./src/docker/http.ts";
 export type { ContainerRecord } from "./src/docker/isolation.ts";
 export { OwnerRecord } from "./src/docker/owner_record.ts";
 export {
+  type SessionMeta,
+  SessionRecorder,
+  type SessionRecorderOptions,
+  type SessionRecording,
+} from "./src/docker/session_record.ts";
+export {
   JsonError,
   type JsonObject,
   type JsonValue,
@@ -156,6 +163,7 @@ export {
   type PolicyFileOptions,
 } from "./src/config/policy_file.ts";
 export {
+  type AuditDetail,
   type AuditFile,
   type AuditRecord,
   type AuditSink,

@@ -7,6 +7,7 @@
  *
  * Options: --quick, --runs N, --workloads bulk,connrate,latency,memory,docker,policy,isolation,chains,
  * --contenders dockgate-deno,dockgate-node,dockgate-deno-policy,dockgate-node-policy,
+ * dockgate-deno-full-audit,dockgate-node-full-audit,
  * dockgate-deno-isolated,dockgate-node-isolated,tunnel-deno,socat,stunnel,haproxy,
  * --keys ecdsa-p256,rsa-2048, --out FILE, --json FILE, --no-install, --keep, and size overrides
  * --bulk-mib N, --hold N,N (connection counts for the memory workload); --render FILE.json writes

@@ -59,6 +59,7 @@ install_system_packages() {
   have setpriv || missing+=(setpriv)
   have zsh || missing+=(zsh) # tests/cli_help_test.ts runs the completion scripts in each shell
   have fish || missing+=(fish)
+  have asciinema || missing+=(asciinema) # tests/session_record_e2e_test.ts plays recordings back
   if [ "${#missing[@]}" -eq 0 ]; then
     return 0
   fi

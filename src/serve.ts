@@ -29,10 +29,11 @@ import type { RevocationLink } from "./pki/chain.ts";
 import { parseCertificatesPem } from "./pki/pem.ts";
 import { HandshakeSlots, ThrottledRefusals } from "./net/handshakes.ts";
 import type { AccessPolicy } from "./access/policy.ts";
-import { type ApiPolicy, type Role, roleFor } from "./docker/api_policy.ts";
+import { type ApiPolicy, relaysRaw, type Role, roleFor } from "./docker/api_policy.ts";
 import { apiStrategy } from "./docker/strategy.ts";
 import { RequestLimits } from "./docker/request_limits.ts";
 import { type ContainerRecord, ownerKey, ownerProblem } from "./docker/isolation.ts";
+import type { SessionRecorder } from "./docker/session_record.ts";
 import type { AuditSink } from "./observe/audit.ts";
 import { displayName, type PeerIdentity } from "./access/identity.ts";
 import type { GateMetrics } from "./observe/metrics.ts";
@@ -111,6 +112,12 @@ export interface ServeOptions {
    * anyone's: isolated roles see none).
    */
   containers?: ContainerRecord;
+  /**
+   * Where the exec and attach sessions of roles with `record` are written
+   * (`docker/session_record.ts`). Default: none (a role with `"record": "required"` then
+   * cannot exec or attach).
+   */
+  recorder?: SessionRecorder;
   /**
    * Choose the relay for an identity, overriding the API policy's choice. For tests of the
    * relays; its types are internal.
@@ -403,8 +410,9 @@ class Gate {
   }
 
   /**
-   * The relay for an identity: without an API policy (or for a `full` role) the raw byte
-   * relay; for a restricted role the HTTP-aware one, which reads the role in force for every
+   * The relay for an identity: without an API policy (or for a `full` role audited per
+   * connection, `relaysRaw`) the raw byte relay; for a restricted role, or a `full` one with
+   * `"audit": "requests"`, the HTTP-aware one, which reads the role in force for every
    * request (a reload applies to the next request of an open connection).
    */
   #strategyFor(
@@ -416,7 +424,7 @@ class Gate {
     if (this.#selectStrategy) return this.#selectStrategy(identity);
     // A reload between admission and here may have taken the role away: never the raw relay.
     if (policy && !role) throw new Error("no role for this identity in the API policy");
-    if (!role || role.preset === "full") return DEFAULT_STRATEGY;
+    if (!role || relaysRaw(role)) return DEFAULT_STRATEGY;
     const owner = ownerKey(identity, role.owner);
     if (owner === undefined) throw new Error(ownerProblem(identity, role.owner));
     // The role in force for each request: looked up again only when a reload changed the policy.
@@ -445,6 +453,7 @@ class Gate {
       resolveSymlinks: this.#options.target.transport === "unix",
       containers: this.#options.containers,
       limits: this.#limits,
+      recorder: this.#options.recorder,
     });
   }
 
@@ -554,8 +563,10 @@ function endDisallowed(
     const role = admitted.role;
     const why = revocationVerdict(links, rules.revocations) ??
       (admitted.allow ? undefined : `no longer allowed: ${admitted.reason}`) ??
-      (relay === "raw" && role && role.preset !== "full"
-        ? `role ${role.name} is now ${role.preset}: a raw relay cannot be restricted`
+      (relay === "raw" && role && !relaysRaw(role)
+        ? role.preset === "full"
+          ? `role ${role.name} now audits requests: a raw relay cannot record them`
+          : `role ${role.name} is now ${role.preset}: a raw relay cannot be restricted`
         : undefined);
     if (!why) continue;
     logger.log("warn", "ending connection at reload", {

@@ -10,6 +10,7 @@ import {
   compileApiPolicy,
   decideRequest,
   inspectionFor,
+  relaysRaw,
   type Role,
   roleFor,
 } from "../src/docker/api_policy.ts";
@@ -140,7 +141,11 @@ Deno.test("no-escape: host-reaching routes refused, bodies inspected, old versio
   assert.equal(inspectionFor(ci, "POST", "/services/create"), "service");
   assert.equal(inspectionFor(ci, "POST", "/services/web/update"), "service");
   assert.equal(inspectionFor(ci, "POST", "/build"), undefined, "a build's body is its context");
-  assert.equal(inspectionFor(role("admin"), "POST", "/containers/create"), undefined);
+  // A full role reads only the exec and container creates, for their audit record.
+  assert.equal(inspectionFor(role("admin"), "POST", "/containers/create"), "create");
+  assert.equal(inspectionFor(role("admin"), "POST", "/containers/web/exec"), "exec");
+  assert.equal(inspectionFor(role("admin"), "POST", "/containers/web/update"), undefined);
+  assert.equal(inspectionFor(role("admin"), "POST", "/networks/create"), undefined);
   assert.equal(
     decide(ci, "POST", "/containers/create").allow,
     false,
@@ -402,4 +407,42 @@ Deno.test("api policy: image names are written only as allowImageNames allows", 
     assert.equal(d.allow, allow, `${role} ${method} ${path}: ${d.rule}`);
     if (!allow && role !== "ro") assert.match(d.rule, /allowImageNames/, d.rule);
   }
+});
+
+Deno.test("audit option: requests or connections, connections only for full; the relay rule", () => {
+  const roles = (r: Record<string, unknown>) =>
+    compileApiPolicy({ roles: { r }, identities: [] }, "p.json").roles.get("r")!;
+  assert.equal(roles({ preset: "full" }).audit, "connections");
+  assert.equal(roles({ preset: "full", audit: "requests" }).audit, "requests");
+  assert.equal(roles({ preset: "no-escape" }).audit, "requests");
+  assert.equal(roles({ preset: "read-only", audit: "requests" }).audit, "requests");
+  assert.ok(relaysRaw(roles({ preset: "full" })));
+  assert.ok(relaysRaw(undefined));
+  assert.ok(!relaysRaw(roles({ preset: "full", audit: "requests" })));
+  assert.ok(!relaysRaw(roles({ preset: "read-only" })));
+  assert.throws(
+    () => roles({ preset: "full", audit: "request" }),
+    /Policy "p\.json": roles\.r\.audit: must be one of requests, connections, got "request"/,
+  );
+  assert.throws(() => roles({ preset: "full", audit: true }), /roles\.r\.audit: must be one of/);
+  assert.throws(
+    () => roles({ preset: "no-escape", audit: "connections" }),
+    /roles\.r\.audit: a no-escape role decides every request .*only a full role/,
+  );
+});
+
+Deno.test("record option: true, false or required; a full role needs audit requests", () => {
+  const roles = (r: Record<string, unknown>) =>
+    compileApiPolicy({ roles: { r }, identities: [] }, "p.json").roles.get("r")!;
+  assert.equal(roles({ preset: "no-escape" }).record, false);
+  assert.equal(roles({ preset: "no-escape", record: true }).record, true);
+  assert.equal(roles({ preset: "full", audit: "requests", record: "required" }).record, "required");
+  assert.throws(
+    () => roles({ preset: "no-escape", record: "yes" }),
+    /roles\.r\.record: must be true, false or "required", got "yes"/,
+  );
+  assert.throws(
+    () => roles({ preset: "full", record: true }),
+    /roles\.r\.record: a full role is relayed raw: recording its sessions needs "audit": "requests"/,
+  );
 });

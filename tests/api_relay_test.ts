@@ -235,6 +235,37 @@ Deno.test("api relay: a reload that restricts a full identity ends its raw conne
   });
 });
 
+Deno.test("api relay: a reload that asks a full role for request audit ends its raw connection", async () => {
+  await withApiGate(async (f) => {
+    const root = await f.creds("root");
+    const socket = tlsConnect(f.port, root);
+    await new Promise((r) => socket.once("secureConnect", r));
+    socket.on("error", () => {});
+    socket.write(GET("/v1.41/_ping"));
+    await waitFor(() => f.recorded.length === 1, { what: "first request" });
+    const audited = structuredClone(TEST_POLICY);
+    (audited.roles.root as { audit?: string }).audit = "requests";
+    f.gate.reload({ apiPolicy: compileApiPolicy(audited, "reloaded") });
+    const ended = await waitFor(
+      () => f.audit.find((a) => a.event === "connection" && a.identity === "root"),
+      { what: "the raw connection ended" },
+    );
+    assert.match(
+      ended.error ?? "",
+      /ended at reload: role root now audits requests: a raw relay cannot record them/,
+    );
+    socket.destroy();
+    // A new connection of the role goes through the HTTP-aware relay, each request recorded.
+    const ex = await tlsExchange(f.port, root, GET("/v1.41/_ping"));
+    assert.equal(splitResponses(ex.data)[0].status, 200);
+    const rec = await waitFor(
+      () => f.audit.find((a) => a.event === "request" && a.identity === "root"),
+      { what: "root's request record" },
+    );
+    assert.equal(rec.rule, "full");
+  });
+});
+
 Deno.test("api relay: a flood of refused requests does not stop the gate or reorder answers", async () => {
   await withApiGate(async (f) => {
     const ci = await f.creds("ci");

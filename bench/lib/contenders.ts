@@ -183,6 +183,53 @@ export const dockgateNodePolicy: Contender = {
     startDockgate(ctx, ctx.nodeDockgate!, "dockgate serve --policy (Node)", await policyArgs(ctx)),
 };
 
+/**
+ * The API policy of the `-full-audit` contenders: the bench's client is a `full` role with
+ * `"audit": "requests"` (the HTTP-aware relay, everything allowed, a record per request).
+ */
+async function fullAuditArgs(ctx: StartContext): Promise<string[]> {
+  const file = join(ctx.dir, "policy-full-audit.json");
+  await Deno.writeTextFile(
+    file,
+    JSON.stringify({
+      roles: { admin: { preset: "full", audit: "requests" } },
+      identities: [{ cn: "default", role: "admin" }],
+    }),
+    { mode: 0o600 },
+  );
+  return ["--policy", file, "--audit-log", join(ctx.dir, "audit.log")];
+}
+
+/** dockgate serve on Deno, the client a full identity audited per request. */
+export const dockgateDenoFullAudit: Contender = {
+  id: "dockgate-deno-full-audit",
+  label: "dockgate full, request audit (Deno)",
+  peer: false,
+  missing: () => undefined,
+  start: async (ctx) =>
+    startDockgate(
+      ctx,
+      denoCmd(ctx),
+      "dockgate serve --policy full audit (Deno)",
+      await fullAuditArgs(ctx),
+    ),
+};
+
+/** dockgate serve on Node, the client a full identity audited per request. */
+export const dockgateNodeFullAudit: Contender = {
+  id: "dockgate-node-full-audit",
+  label: "dockgate full, request audit (Node)",
+  peer: false,
+  missing: (c) => dockgateNode.missing(c),
+  start: async (ctx) =>
+    startDockgate(
+      ctx,
+      ctx.nodeDockgate!,
+      "dockgate serve --policy full audit (Node)",
+      await fullAuditArgs(ctx),
+    ),
+};
+
 /** dockgate serve on Deno, the client a no-escape identity isolated per owner. */
 export const dockgateDenoIsolated: Contender = {
   id: "dockgate-deno-isolated",
@@ -379,6 +426,8 @@ export const ALL_CONTENDERS: Contender[] = [
   dockgateNode,
   dockgateDenoPolicy,
   dockgateNodePolicy,
+  dockgateDenoFullAudit,
+  dockgateNodeFullAudit,
   dockgateDenoIsolated,
   dockgateNodeIsolated,
   tunnelDeno,

@@ -387,10 +387,18 @@ export class Report {
     return out.join("\n");
   }
 
-  /** The policy relay's rows: each runtime's no-escape gate against its own raw relay. */
+  /**
+   * The policy relay's rows: each runtime's no-escape gate, and its full role audited per
+   * request, against its own raw relay.
+   */
   #policyPairs(k: string): { raw: string; policy: string }[] {
     const have = new Set(this.#r.contenders("policy", k));
-    return [["dockgate-deno", "dockgate-deno-policy"], ["dockgate-node", "dockgate-node-policy"]]
+    return [
+      ["dockgate-deno", "dockgate-deno-policy"],
+      ["dockgate-node", "dockgate-node-policy"],
+      ["dockgate-deno", "dockgate-deno-full-audit"],
+      ["dockgate-node", "dockgate-node-full-audit"],
+    ]
       .filter(([r, p]) => have.has(r) && have.has(p)).map(([raw, policy]) => ({ raw, policy }));
   }
 
@@ -404,7 +412,9 @@ export class Report {
       "identity's raw byte relay. New connections: full mTLS handshake + `GET /v1.41/containers/json` + close; " +
       "latency: the same request on one keep-alive connection, added over the paired direct unix request; " +
       "upload: one `POST /v1.41/images/load` with a Content-Length body (`docker load`'s shape), streamed " +
-      "through uninspected. Ratio = policy ÷ raw (for latency: added policy ÷ added raw, lower is better).",
+      "through uninspected. Ratio = policy ÷ raw (for latency: added policy ÷ added raw, lower is better). " +
+      'The `full, request audit` rows: a `full` role with `"audit": "requests"` (the same HTTP-aware relay, ' +
+      "everything allowed, a record per request) against the raw relay a `full` role gets by default.",
       "",
     ];
     const conc = [
@@ -476,6 +486,7 @@ export class Report {
       } |`,
     ];
     for (const { raw, policy } of this.#policyPairs(k)) {
+      if (!policy.endsWith("-policy")) continue; // the raw rows are in already
       for (const c of [raw, policy]) {
         out.push(
           `| ${this.#label(c)} ÷ proxy | ${
@@ -673,6 +684,7 @@ export class Report {
           rfmt(r("upload_MBps")),
           r("upload_MBps") === undefined ? undefined : r("upload_MBps")! >= 0.9,
         );
+        if (!policy.endsWith("-policy")) continue; // the peer rows compare the no-escape role
         const sp = (m: string) =>
           ratio(this.#med("policy", k, policy, m), this.#med("policy", k, "socket-proxy", m));
         for (const m of this.#keepAlive()) {

@@ -505,10 +505,15 @@ async function holdOnce(
   }
 }
 
-/** The contenders of workload 6: each gate on its raw relay, and the same gate with a policy. */
+/**
+ * The contenders of workload 6: each gate on its raw relay, and the same gate with a policy
+ * (a no-escape role; a full role with `"audit": "requests"`).
+ */
 export const POLICY_PAIRS: [raw: string, policy: string][] = [
   ["dockgate-deno", "dockgate-deno-policy"],
   ["dockgate-node", "dockgate-node-policy"],
+  ["dockgate-deno", "dockgate-deno-full-audit"],
+  ["dockgate-node", "dockgate-node-full-audit"],
 ];
 
 /**

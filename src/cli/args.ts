@@ -200,6 +200,12 @@ export interface ServeCommand {
   stateDir: string;
   /** `--enroll`: the enrolment port, with the intermediate that signs (`--enroll-issuer`). */
   enroll?: { listen: TcpAddress; issuer: string };
+  /** `--record-sessions`: where recorded sessions are written (none: not recorded). */
+  recordSessions?: string;
+  /** `--record-max-session`, bytes. */
+  recordMaxSessionBytes: number;
+  /** `--record-max-total`, bytes. */
+  recordMaxTotalBytes: number;
 }
 
 /** `dockgate policy check FILE --identity CN METHOD PATH [--body FILE]` */
@@ -749,6 +755,9 @@ function parseServe(
     policyMode: v.choice("policy-mode"),
     auditLog: v.str("audit-log"),
     maxBodyBytes: v.size("max-body")!,
+    recordSessions: v.str("record-sessions"),
+    recordMaxSessionBytes: v.size("record-max-session")!,
+    recordMaxTotalBytes: v.size("record-max-total")!,
     // s8-owner: the flag, else systemd's StateDirectory= (the first of a list), else the default.
     stateDir: v.str("state-dir") ?? (env.STATE_DIRECTORY?.split(":")[0] || DEFAULTS.stateDir),
     logFormat: v.choice("log-format"),

@@ -344,7 +344,8 @@ const SERVE_FLAGS: readonly FlagSpec[] = [
     type: "path",
     value: "FILE",
     defaultText: "stderr with --policy",
-    help: "JSON lines: every request of a restricted role, every connection (reopened on SIGHUP)",
+    help: "JSON lines: every request of a restricted role (or one with audit: requests), every " +
+      "connection (reopened on SIGHUP)",
   },
   {
     name: "max-body",
@@ -352,6 +353,29 @@ const SERVE_FLAGS: readonly FlagSpec[] = [
     value: "SIZE",
     default: DEFAULTS.maxBody,
     help: "largest request body read for inspection (413 above)",
+  },
+  {
+    name: "record-sessions",
+    type: "path",
+    value: "DIR",
+    defaultText: "off",
+    help: 'write the exec and attach sessions of roles with "record" as asciicast v2 files ' +
+      "(0600) in DIR (docs/audit.md)",
+  },
+  {
+    name: "record-max-session",
+    type: "size",
+    value: "SIZE",
+    default: DEFAULTS.recordMaxSession,
+    help: "largest recording of one session (what goes beyond is left out, the header says so)",
+  },
+  {
+    name: "record-max-total",
+    type: "size",
+    value: "SIZE",
+    default: DEFAULTS.recordMaxTotal,
+    help: "what all recordings of this gate process may take; then new sessions are not " +
+      'recorded (refused for "record": "required")',
   },
   // s8-owner: the owner record of isolated roles (docs/policy.md "Shared Docker hosts").
   {

@@ -44,6 +44,7 @@ import { parseCertificatesPem } from "../pki/pem.ts";
 import { CrlFetcher } from "../config/crl_fetch.ts";
 import { crlStaleness, type GateRules } from "../access/authorize.ts";
 import { OwnerRecordSlot } from "../docker/owner_record.ts";
+import { SessionRecorder } from "../docker/session_record.ts";
 import type { ApiPolicy } from "../docker/api_policy.ts";
 
 /** What a running serve is made of; the steps of {@linkcode runServe} fill it in. */
@@ -233,6 +234,11 @@ function startGate(run: ServeRun, listenFd: number | undefined): Promise<ServeHa
     audit: run.audit,
     maxBodyBytes: cmd.maxBodyBytes,
     containers: run.containers,
+    recorder: cmd.recordSessions === undefined ? undefined : new SessionRecorder({
+      dir: cmd.recordSessions,
+      maxSessionBytes: cmd.recordMaxSessionBytes,
+      maxTotalBytes: cmd.recordMaxTotalBytes,
+    }),
     metrics: run.metrics,
   });
 }

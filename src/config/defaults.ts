@@ -64,6 +64,10 @@ export const DEFAULTS = {
   policyMode: "enforce",
   /** `serve --max-body`: the largest request body read for inspection. */
   maxBody: "1MiB",
+  /** `serve --record-max-session`: the largest recording of one exec or attach session. */
+  recordMaxSession: "64MiB",
+  /** `serve --record-max-total`: what all recordings of one gate process may take. */
+  recordMaxTotal: "1024MiB",
   /** `serve --state-dir` without `$STATE_DIRECTORY`: where the owner record lives. */
   stateDir: "/var/lib/dockgate",
   /** `connect --drain-timeout`. */

@@ -2,7 +2,8 @@
  * Per-identity Docker API rules: roles (a preset plus allowed and denied operations and
  * allowances), identities mapped to roles, and the one decision for a request.
  *
- * Presets: `full` is everything (and keeps the raw byte relay); `read-only` is the GET/HEAD
+ * Presets: `full` is everything (and keeps the raw byte relay, unless `"audit": "requests"`
+ * asks for a record per request); `read-only` is the GET/HEAD
  * routes that only read state (no file downloads unless `allowDownloads`); `no-escape` is
  * every route except those that can reach the host, with request bodies read field by field
  * (`no_escape.ts`). Extra `allow` operations never lift the no-escape body checks: only a
@@ -88,7 +89,25 @@ export interface RoleSpec extends EscapeAllowances {
    * read-only only. Default: every container.
    */
   scope?: { label: string };
+  /**
+   * What the audit log records for the role: `requests` (a record per request, with what an
+   * exec, attach or container create asked for) or `connections` (one record per connection).
+   * A `full` role with `requests` is relayed through the HTTP-aware relay with everything
+   * allowed instead of the raw relay. Restricted roles are always `requests` (each request is
+   * decided). Default: `connections` for `full`, `requests` for the others.
+   */
+  audit?: AuditLevel;
+  /**
+   * Record the role's exec and attach sessions (`serve --record-sessions DIR`, asciicast v2):
+   * `true` records when it can, `"required"` refuses an exec start or attach whose recording
+   * cannot be written (so no unrecorded session exists). A `full` role needs
+   * `"audit": "requests"` (the raw relay sees no sessions). Default: false.
+   */
+  record?: boolean | "required";
 }
+
+/** What the audit log records for a role (`RoleSpec.audit`). */
+export type AuditLevel = "requests" | "connections";
 
 /** One identity entry: exactly one of `cn`, `san`, `ou`, matched as the allow-lists match. */
 export interface IdentitySpec {
@@ -144,6 +163,10 @@ export interface Role {
   shared: { volumes: readonly string[]; networks: readonly string[] };
   /** The shields the role goes without (CVE ids of `shields.ts`). */
   liftShields: readonly string[];
+  /** What the audit log records (`RoleSpec.audit`, its default filled in). */
+  audit: AuditLevel;
+  /** Whether its sessions are recorded (`RoleSpec.record`). */
+  record: boolean | "required";
 }
 
 /** A validated policy, ready for decisions. */
@@ -222,7 +245,10 @@ const ROLE_KEYS = new Set<string>([
   "owner",
   "allowPrivateAddresses",
   ...VIEW_KEYS,
+  "audit",
+  "record",
 ]);
+const AUDIT_LEVELS: readonly AuditLevel[] = ["requests", "connections"];
 
 /**
  * Validate a policy (parsed from JSON or YAML) and compile it. Throws a `TypeError` naming
@@ -325,6 +351,13 @@ function compileRole(
   if (r.isolate === true && r.preset === "full") {
     fail(".isolate", "a full role is relayed raw and cannot be isolated (use no-escape)");
   }
+  const audit = auditLevelOf(r, fail);
+  if (r.record !== undefined && typeof r.record !== "boolean" && r.record !== "required") {
+    fail(".record", `must be true, false or "required", got ${JSON.stringify(r.record)}`);
+  }
+  if (r.record !== undefined && r.record !== false && r.preset === "full" && audit !== "requests") {
+    fail(".record", 'a full role is relayed raw: recording its sessions needs "audit": "requests"');
+  }
   if (r.othersStatus !== undefined && r.othersStatus !== 404 && r.othersStatus !== 403) {
     fail(".othersStatus", "must be 404 or 403");
   }
@@ -373,7 +406,44 @@ function compileRole(
     owner: (r.owner as OwnerKind | undefined) ?? "cn",
     shared,
     liftShields: (r.liftShields ?? []) as string[],
+    audit,
+    record: (r.record as boolean | "required" | undefined) ?? false,
   };
+}
+
+/** The role's `audit` option, validated, with its default. */
+function auditLevelOf(
+  r: Record<string, unknown>,
+  fail: (where: string, what: string) => never,
+): AuditLevel {
+  if (r.audit === undefined) return r.preset === "full" ? "connections" : "requests";
+  if (!AUDIT_LEVELS.includes(r.audit as AuditLevel)) {
+    fail(".audit", `must be one of ${AUDIT_LEVELS.join(", ")}, got ${JSON.stringify(r.audit)}`);
+  }
+  if (r.audit === "connections" && r.preset !== "full") {
+    fail(
+      ".audit",
+      `a ${r.preset} role decides every request and always records each one ` +
+        '(only a full role may be "connections")',
+    );
+  }
+  return r.audit as AuditLevel;
+}
+
+/**
+ * Whether `role`'s connections get the raw byte relay (no role, or a `full` role audited per
+ * connection) rather than the HTTP-aware relay that records, and for restricted roles decides,
+ * every request. The one rule for choosing the relay, at the connection's start and at a reload.
+ *
+ * @example
+ * ```ts
+ * import { compileApiPolicy, relaysRaw } from "./api_policy.ts";
+ * const p = compileApiPolicy({ roles: { a: { preset: "full" }, b: { preset: "full", audit: "requests" } }, identities: [] }, "x");
+ * if (!relaysRaw(p.roles.get("a")) || relaysRaw(p.roles.get("b")) || !relaysRaw(undefined)) throw new Error();
+ * ```
+ */
+export function relaysRaw(role: Role | undefined): boolean {
+  return role === undefined || (role.preset === "full" && role.audit === "connections");
 }
 
 function isPlainObject(v: unknown): boolean {
@@ -412,7 +482,8 @@ function opMatches(op: Operation, method: string, path: string): boolean {
 }
 
 /**
- * Which body the policy must read before deciding on `method path` for `role`, if any.
+ * Which body the policy must read before deciding on `method path` for `role`, if any (for a
+ * `full` role: the exec and container creates, read for their audit record).
  *
  * @example
  * ```ts
@@ -422,9 +493,14 @@ function opMatches(op: Operation, method: string, path: string): boolean {
  * ```
  */
 export function inspectionFor(role: Role, method: string, path: string): Inspection | undefined {
-  if (role.preset === "full") return undefined;
-  // A build's body is its context (large, a tar): only its query is checked.
   for (const r of matchRoutes(method, path)) {
+    // A full role's bodies decide nothing: an exec or container create is read for its record
+    // (`attribution.ts`: what was run), as dockerd will read it.
+    if (role.preset === "full") {
+      if (r.inspect === "exec" || r.inspect === "create") return r.inspect;
+      continue;
+    }
+    // A build's body is its context (large, a tar): only its query is checked.
     if (r.inspect && r.inspect !== "build") return r.inspect;
   }
   return undefined;

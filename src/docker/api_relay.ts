@@ -37,6 +37,8 @@ import { AnswerReader } from "./answer_reader.ts";
 import type { RequestLimits } from "./request_limits.ts";
 import { IsolationStep } from "./isolation_step.ts";
 import { RelayWriter } from "./relay_writer.ts";
+import { SessionStep } from "./session_step.ts";
+import type { SessionRecorder } from "./session_record.ts";
 
 /** What the relay needs to know, besides the two sockets. */
 export interface ApiRelayOptions {
@@ -63,6 +65,8 @@ export interface ApiRelayOptions {
   containers?: ContainerRecord;
   /** The gate-wide per-identity limits (roles' `rate`, `maxInFlight`). Default: none. */
   limits?: RequestLimits;
+  /** Where the sessions of roles with `record` are written. Default: none (not recorded). */
+  recorder?: SessionRecorder;
 }
 
 /** The default cap of an inspected body. */
@@ -103,12 +107,18 @@ class ApiRelay {
   /** The exchanges in flight, in request order; the first is the one being answered. */
   readonly #queue: Exchange[] = [];
   readonly #isolation: IsolationStep;
+  readonly #sessions: SessionStep;
   readonly #requests: RequestReader;
   readonly #answers: AnswerReader;
   readonly #writer: RelayWriter;
   #clientEnded = false;
   #upstreamEnded = false;
   #closeAfterWrite = false;
+  /**
+   * The exchange that switched to a raw stream (attach, exec start): recorded when the
+   * connection ends, with the stream's bytes each way.
+   */
+  #session: Exchange | undefined;
   /** Stream bytes that wait while the switching head is handed to TLS. */
   #rawHold: Buffer[] | undefined;
   #clientStopped = false;
@@ -133,6 +143,11 @@ class ApiRelay {
       whenIdle: () => this.#whenIdle(),
       containers: options.containers,
       resolveSymlinks: options.resolveSymlinks,
+    });
+    this.#sessions = new SessionStep({
+      recorder: options.recorder,
+      connectDaemon: options.connectDaemon,
+      who: options.who,
     });
     this.#requests = this.#newRequestReader();
     this.#answers = new AnswerReader({
@@ -183,6 +198,7 @@ class ApiRelay {
       daemonVersion: o.daemonVersion,
       isolation: this.#isolation,
       limit: o.limits && ((role, exchange) => o.limits!.admit(o.who, role, exchange)),
+      sessions: this.#sessions,
     }, {
       inFlight: () => this.#queue.length,
       last: () => this.#queue.at(-1),
@@ -200,7 +216,7 @@ class ApiRelay {
   #onClientData(chunk: Buffer): void {
     this.#result.bytesIn += chunk.length;
     const phase = this.#requests.phase;
-    if (phase === "raw") return this.#writer.toUpstream(chunk);
+    if (phase === "raw") return this.#sessionIn(chunk);
     if (phase === "closing") return;
     this.#requests.feed(chunk);
     this.#writer.batch(() => this.#pump());
@@ -218,6 +234,7 @@ class ApiRelay {
     // An owner check that ended after the connection did: nothing will answer it.
     if (this.#closed === 2) {
       exchange.endSlot?.();
+      exchange.recording?.discard(); // opened for a session that will not start
       return void exchange.release?.();
     }
     this.#queue.push(exchange);
@@ -227,6 +244,11 @@ class ApiRelay {
   /** 4. Target bytes: read by the answer reader, in request order (raw after a switch). */
   #onUpstreamData(chunk: Buffer): void {
     this.#result.bytesOut += chunk.length;
+    if (this.#session) {
+      this.#session.bytesOut += chunk.length;
+      this.#session.recording?.output(chunk);
+      if (!this.#recordedWhole()) return;
+    }
     if (this.#rawHold) return void this.#rawHold.push(chunk);
     if (this.#answers.raw) return this.#writer.toClient(chunk);
     this.#answers.feed(chunk);
@@ -273,7 +295,12 @@ class ApiRelay {
     this.#queue.shift();
     exchange.release?.();
     exchange.endSlot?.();
-    this.#record(exchange, status);
+    exchange.status = status;
+    // A raw stream is recorded when it ends, with its bytes (see #onClose).
+    if (exchange !== this.#session) {
+      exchange.recording?.discard(); // no stream: nothing ran to record
+      this.#record(exchange, status);
+    }
     if (this.#queue.length === 0) { for (const w of this.#idleWaiters.splice(0)) w.resolve(); }
   }
 
@@ -304,6 +331,10 @@ class ApiRelay {
    * bytes first) for the rest of the connection.
    */
   #goRaw(exchange: Exchange, headBytes: Buffer, rest: Buffer): void {
+    this.#session = exchange;
+    exchange.bytesOut += rest.length;
+    if (rest.length) exchange.recording?.output(rest);
+    if (!this.#recordedWhole()) return;
     this.#rawHold = rest.length ? [rest] : [];
     // Answers before this one go first, then the head alone.
     this.#writer.flushClientBatch();
@@ -318,7 +349,31 @@ class ApiRelay {
       return this.#abort(new Error("target switched protocols with requests still in line"));
     }
     this.#requests.goRaw();
+    const held = this.#requests.takePending();
+    if (held.length) this.#sessionIn(held);
     this.#pump();
+  }
+
+  /** The client's bytes of the raw stream: counted for the session's record, relayed. */
+  #sessionIn(bytes: Buffer): void {
+    if (this.#session) {
+      this.#session.bytesIn += bytes.length;
+      this.#session.recording?.input(bytes);
+      if (!this.#recordedWhole()) return;
+    }
+    this.#writer.toUpstream(bytes);
+  }
+
+  /**
+   * False (and the connection ended) when a session whose role requires its recording can no
+   * longer be recorded whole (its cap, the total cap, a failed write): what did not fit is
+   * not relayed either.
+   */
+  #recordedWhole(): boolean {
+    const s = this.#session;
+    if (!s?.recordRequired || !s.recording?.truncated) return true;
+    this.#abort(new Error("record: required: the session's recording is full or failed"));
+    return false;
   }
 
   #record(exchange: Exchange, status: number): void {
@@ -415,10 +470,14 @@ class ApiRelay {
       for (const exchange of this.#queue.splice(0)) {
         exchange.release?.();
         exchange.endSlot?.();
+        if (exchange !== this.#session) exchange.recording?.discard();
       }
       const closed = new Error("the connection ended");
       for (const w of this.#idleWaiters.splice(0)) w.reject(closed);
       this.#isolation.close();
+      this.#sessions.close();
+      this.#session?.recording?.close();
+      if (this.#session) this.#record(this.#session, this.#session.status ?? 0);
       this.#resolve(this.#result);
     }
   }

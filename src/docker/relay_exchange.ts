@@ -8,8 +8,9 @@
 
 import type { Buffer } from "node:buffer";
 import type { ApiDecision } from "./api_policy.ts";
-import type { AuditRecord } from "../observe/audit.ts";
+import type { AuditDetail, AuditRecord } from "../observe/audit.ts";
 import type { AnswerRule, ContainerRecord, LabelScope } from "./isolation.ts";
+import type { SessionRecording } from "./session_record.ts";
 
 /** One request in flight, from its head to the end of its answer. */
 export interface Exchange {
@@ -42,6 +43,16 @@ export interface Exchange {
   owner?: string;
   /** The role's lifted shields that applied (`shields.ts` `liftedShields`), for the audit. */
   shield?: string;
+  /** What it asked for or acts in (`attribution.ts`), for the audit record. */
+  detail?: AuditDetail;
+  /** An exec start's `Tty` (its stream's framing), from its body. */
+  streamTty?: boolean;
+  /** The session's recording was opened, or its absence decided (`session_step.ts`). */
+  sessionOpened?: boolean;
+  /** The session's recording, fed with the raw stream both ways (`session_record.ts`). */
+  recording?: SessionRecording;
+  /** The role requires the recording: the session ends when it cannot be recorded whole. */
+  recordRequired?: boolean;
   /** Ends the volume holds its owner check took (`volume_holds.ts`), once it is answered. */
   release?: () => void;
   /** Ends its slot of the identity's `maxInFlight` (`request_limits.ts`), once it is answered. */
@@ -147,6 +158,7 @@ export function auditRecordOf(
     rule: exchange.decision.rule,
     ...(exchange.owner ? { owner: exchange.owner } : {}),
     ...(exchange.shield ? { shield: exchange.shield } : {}),
+    ...exchange.detail,
     status,
     bytes_in: exchange.bytesIn,
     bytes_out: exchange.bytesOut,

@@ -28,7 +28,9 @@ import {
   type Role,
   routeRequest,
 } from "./api_policy.ts";
-import { asksUpgrade, hijacks } from "./routes.ts";
+import { asksUpgrade, hijacks, type Inspection } from "./routes.ts";
+import { bodyBytesAttribution, pathAttribution, startTty } from "./attribution.ts";
+import type { SessionStep } from "./session_step.ts";
 import { liftedShields, shieldProblem } from "./shields.ts";
 import { hostProblem } from "./host_check.ts";
 import {
@@ -72,6 +74,7 @@ type ClientPhase =
 
 interface Collector {
   head: RequestHead;
+  inspection?: Inspection;
   target: ApiTarget;
   role: Role;
   exchange: Exchange;
@@ -128,6 +131,8 @@ export interface RequestReaderOptions {
   isolation: IsolationStep;
   /** The identity's limits: the rule a request is over (answered 429), or undefined. */
   limit?: (role: Role, exchange: Exchange) => string | undefined;
+  /** The recording step (roles with `record`). Default: none (nothing recorded). */
+  sessions?: SessionStep;
 }
 
 /**
@@ -190,6 +195,13 @@ export class RequestReader {
     this.#phase = { kind: "raw" };
   }
 
+  /** The client bytes held so far (after a switch: the raw stream's first bytes), taken. */
+  takePending(): Buffer {
+    const held = this.#pending;
+    this.#pending = Buffer.alloc(0);
+    return held;
+  }
+
   /** An answer arrived that did not switch protocols: the held next request may be read. */
   answerArrived(): void {
     if (this.#phase.kind === "wait-upgrade") this.#phase = { kind: "head" };
@@ -240,10 +252,11 @@ export class RequestReader {
     this.#reading.path = target.path;
     // Only the routes dockerd hijacks may switch: a stream content type on any other answer
     // (logs since Docker 23) is an ordinary response.
-    const mayUpgrade = hijacks(head.method, target.path);
+    const mayUpgrade = hijacks(head.method, target.path, role.preset === "full");
     const exchange = newExchange(head.method, target.path, role.name, mayUpgrade);
     exchange.bytesIn = end;
     if (redactsSecrets(role, head.method, target.path)) exchange.redact = true;
+    exchange.detail = pathAttribution(head.method, target.path);
     exchange.shield = liftedShields(
       head.method,
       target.path,
@@ -271,7 +284,7 @@ export class RequestReader {
       return true;
     }
     const request = { head, headBytes, target, role, exchange, next };
-    this.#readBody(request, routed.inspection !== undefined, routed.decision);
+    this.#readBody(request, routed.inspection, routed.decision);
     return true;
   }
 
@@ -285,10 +298,14 @@ export class RequestReader {
       exchange: Exchange;
       next: Next;
     },
-    inspect: boolean,
+    inspection: Inspection | undefined,
     routed: ApiDecision | undefined,
   ): void {
     const { head, target, role, exchange, next } = r;
+    // A recorded exec start's body says how its stream is framed: read it too.
+    const recordedStart = exchange.detail?.exec_id !== undefined &&
+      this.#options.sessions?.takes(role, head.method, target.path) === true;
+    const inspect = inspection !== undefined || recordedStart;
     const hasBody = head.framing.kind === "chunked" ||
       (head.framing.kind === "length" && head.framing.length > 0);
     if (inspect && hasBody) {
@@ -296,7 +313,17 @@ export class RequestReader {
       const max = this.#options.maxBody;
       if (length > max) throw new HttpError(413, `body over ${max} bytes cannot be inspected`);
       const chunked = head.framing.kind === "chunked" ? new ChunkedReader() : undefined;
-      const collect = { head, target, role, exchange, left: length, chunked, data: [], size: 0 };
+      const collect = {
+        head,
+        inspection,
+        target,
+        role,
+        exchange,
+        left: length,
+        chunked,
+        data: [],
+        size: 0,
+      };
       this.#phase = { kind: "collect", collect: { ...collect, next } };
       return;
     }
@@ -355,12 +382,32 @@ export class RequestReader {
     framing: BodyFraming,
     next: Next,
     bytes: () => Buffer,
-    refusal?: { status: number; message: string },
+    refusal?: { status: number; message: string; always?: boolean },
   ): void {
     exchange.decision = decision;
     // The client's last request: nothing after it is read, and its answer ends the connection.
     if (next === "closing") exchange.last = true;
-    const pass = decision.allow || this.#options.mode === "audit";
+    const pass = !refusal?.always && (decision.allow || this.#options.mode === "audit");
+    if (pass && !exchange.sessionOpened && this.#recorded(exchange)) {
+      return this.#openSession(
+        exchange,
+        decision,
+        () => this.#decided(exchange, decision, framing, next, bytes),
+        (status, rule) =>
+          this.#decided(
+            exchange,
+            { allow: false, rule },
+            framing,
+            next,
+            bytes,
+            {
+              status,
+              message: denialMessage(this.#options.identity, exchange, rule),
+              always: true,
+            },
+          ),
+      );
+    }
     const left = framing.kind === "length" ? framing.length : 0;
     const chunked = framing.kind === "chunked" ? new ChunkedReader() : undefined;
     if (pass) {
@@ -378,6 +425,44 @@ export class RequestReader {
     this.#phase = left > 0 || chunked ? { kind: "discard", left, chunked, next: after } : {
       kind: after,
     };
+  }
+
+  /** Whether `exchange` starts a session its role records. */
+  #recorded(exchange: Exchange): boolean {
+    const role = this.#options.role();
+    return !!role && this.#options.sessions?.takes(role, exchange.method, exchange.path) === true;
+  }
+
+  /**
+   * A recorded session: its recording is opened (the client's next bytes wait) before the
+   * request goes on (`go`), or it is refused (`refuse`) when the role requires the recording.
+   */
+  #openSession(
+    exchange: Exchange,
+    decision: ApiDecision,
+    go: () => void,
+    refuse: (status: number, rule: string) => void,
+  ): void {
+    exchange.sessionOpened = true;
+    const role = this.#options.role()!;
+    this.#phase = { kind: "resolving" };
+    void this.#options.sessions!.open(role, exchange.method, exchange.path, exchange.streamTty)
+      .then((o) =>
+        this.#host.batch(() => {
+          if (o.kind === "refuse") refuse(o.status, o.rule);
+          else {
+            exchange.recording = o.recording;
+            exchange.recordRequired = role.record === "required";
+            const note = o.recording
+              ? { recording: o.recording.path }
+              : { recording_error: o.problem };
+            exchange.detail = { ...exchange.detail, ...note };
+            exchange.decision = decision;
+            go();
+          }
+          this.#host.pump();
+        })
+      );
   }
 
   /** Forward (stream) or drop (discard) body bytes of the current request. */
@@ -423,6 +508,10 @@ export class RequestReader {
     }
     const body = Buffer.concat(c.data);
     const decision = this.#inspect(c, body);
+    // What an exec or container create asked for goes into its record, allowed or not.
+    const asked = bodyBytesAttribution(c.inspection, body);
+    if (asked) c.exchange.detail = { ...c.exchange.detail, ...asked };
+    if (c.exchange.detail?.exec_id !== undefined) c.exchange.streamTty = startTty(body);
     const bytes = () => Buffer.concat([serializeRequestHead(c.head, body.length), body]);
     this.#afterHosts(c.exchange, decision, { kind: "none" }, c.next, bytes, () => {
       if (decision.allow && this.#options.isolation.takes(c.role, c.head.method, c.target)) {

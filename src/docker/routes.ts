@@ -287,15 +287,19 @@ for (const method of new Set(ROUTES.map((r) => r.method))) {
  * Whether dockerd hijacks the connection for `method path` (canonical, without the version):
  * container attach, its websocket form, and exec start, and nothing else. Only these may
  * switch to a raw stream, whatever the request's `Upgrade` or the answer's content type says.
+ * With `escapes` (a role that may use the escape routes: `full`) BuildKit's `/session` and
+ * `/grpc` too, which dockerd upgrades to HTTP/2 (`docker build` with BuildKit).
  *
  * @example
  * ```ts
  * import { hijacks } from "./routes.ts";
  * if (!hijacks("POST", "/exec/3f1/start") || hijacks("GET", "/containers/web/logs")) throw new Error();
+ * if (hijacks("POST", "/session") || !hijacks("POST", "/session", true)) throw new Error();
  * ```
  */
-export function hijacks(method: string, path: string): boolean {
-  return HIJACKED.some(([m, re]) => m === method && re.test(path));
+export function hijacks(method: string, path: string, escapes = false): boolean {
+  return HIJACKED.some(([m, re]) => m === method && re.test(path)) ||
+    (escapes && method === "POST" && (path === "/session" || path === "/grpc"));
 }
 
 const HIJACKED: readonly [string, RegExp][] = [

@@ -13,8 +13,40 @@ import { closeSync, openSync, writeSync } from "node:fs";
 import { setImmediate } from "node:timers";
 import { escapeControls } from "./logger.ts";
 
+/**
+ * What a request asked for or acts in (`docker/attribution.ts`): an exec create's command,
+ * user, flags and environment names (never values); a container create's image and command;
+ * the exec or container of an exec start or attach.
+ */
+export interface AuditDetail {
+  /** Container create: the image as the client named it. */
+  image?: string;
+  /** Exec or container create: the command. */
+  cmd?: string[];
+  /** Container create: the entrypoint. */
+  entrypoint?: string[];
+  /** Exec create: the user it runs as (absent: the container's). */
+  user?: string;
+  /** Exec create: whether a terminal was asked for. */
+  tty?: boolean;
+  /** Exec create: whether it runs privileged. */
+  privileged?: boolean;
+  /** Exec create: its working directory. */
+  working_dir?: string;
+  /** Exec create: the names of the environment it sets (the values are never recorded). */
+  env_names?: string[];
+  /** Exec create and attach: the container, as the client named it. */
+  container?: string;
+  /** Exec start: the exec's ID. */
+  exec_id?: string;
+  /** Exec start or attach of a recorded role: the session's recording (`--record-sessions`). */
+  recording?: string;
+  /** Exec start or attach of a recorded role: why the session was not recorded. */
+  recording_error?: string;
+}
+
 /** One audit record; `time` is added when it is written. */
-export interface AuditRecord {
+export interface AuditRecord extends AuditDetail {
   /** `request` or `connection`; `enroll` and `renew` on serve's `--enroll` port. */
   event: "request" | "connection" | "enroll" | "renew";
   /** The client certificate's common name. */
