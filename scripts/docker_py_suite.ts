@@ -1,10 +1,11 @@
 /**
  * docker-py's own integration suite, run twice against a private dockerd: directly on the
  * daemon's socket, and through `dockgate serve` with a wide no-escape role (every allowance
- * opened). Prints each test's two outcomes and the differences; a difference is explained only
- * when the test is on `tests/docker_py_forbidden.json` and its gate failure carries that entry's
- * refusal text (the rule no-escape applies). Tests that fail both ways (registry, network,
- * alpine's own tools) do not count.
+ * opened; `--role isolate`: the same role with `isolate` on). Prints each test's two outcomes
+ * and the differences; a difference is explained only when the test is on
+ * `tests/docker_py_forbidden.json` (isolate: or on `tests/docker_py_forbidden_isolate.json`) and
+ * its gate failure carries that entry's refusal text (the rule the role applies). Tests that fail
+ * both ways (registry, network, alpine's own tools) do not count.
  *
  * Setup it does: the docker-py tag of the installed python3-docker, copied out of the bare
  * mirror (`git archive`) and run from that checkout with `/usr/bin/python3 -m pytest`; a fresh
@@ -12,8 +13,8 @@
  * busybox image tagged under the names the suite uses (`alpine:3.10`, `busybox`, …).
  *
  * Usage (as root):
- * `deno run -A scripts/docker_py_suite.ts [--engine 20.10|26] [--only direct|gate]
- *   [--timeout SECONDS] [--json OUT] [-k EXPR] [PYTEST_PATH ...]`
+ * `deno run -A scripts/docker_py_suite.ts [--engine 20.10|26] [--role no-escape|isolate]
+ *   [--only direct|gate] [--timeout SECONDS] [--json OUT] [-k EXPR] [PYTEST_PATH ...]`
  * (paths relative to the docker-py checkout, default `tests/integration`).
  * `--compare DIRECT.xml GATE.xml` compares the JUnit files of earlier runs (each run's are kept
  * in its work dir) without running anything.
@@ -67,6 +68,28 @@ WIDE_NO_ESCAPE.roles.py.allowCapabilities = (
   "SYS_TIME SYS_TTY_CONFIG SYSLOG WAKE_ALARM"
 ).split(" ");
 
+/**
+ * The same wide role with `isolate` on: each identity sees and touches only what it created
+ * (containers, volumes, networks, build containers), on top of no-escape.
+ */
+export const WIDE_ISOLATE = {
+  roles: { py: { ...WIDE_NO_ESCAPE.roles.py, isolate: true } },
+  identities: WIDE_NO_ESCAPE.identities,
+};
+
+/** The restricted roles the script runs the suite through. */
+export type SuiteRole = "no-escape" | "isolate";
+
+/** The role's policy and the forbidden lists whose entries explain its differences. */
+export const SUITE_ROLES: Record<SuiteRole, { policy: unknown; lists: string[] }> = {
+  "no-escape": { policy: WIDE_NO_ESCAPE, lists: ["docker_py_forbidden.json"] },
+  // isolate is no-escape and more: what no-escape forbids stays forbidden.
+  isolate: {
+    policy: WIDE_ISOLATE,
+    lists: ["docker_py_forbidden.json", "docker_py_forbidden_isolate.json"],
+  },
+};
+
 /** One test's outcome. */
 interface Outcome {
   status: "passed" | "failed" | "skipped";
@@ -75,6 +98,7 @@ interface Outcome {
 
 interface Options {
   engine: Engine;
+  role: SuiteRole;
   only?: "direct" | "gate";
   timeout: number;
   json?: string;
@@ -85,7 +109,7 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { engine: "20.10", timeout: 120, paths: [] };
+  const o: Options = { engine: "20.10", role: "no-escape", timeout: 120, paths: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -93,6 +117,7 @@ function parseArgs(argv: string[]): Options {
       return argv[++i];
     };
     if (a === "--engine") o.engine = next() as Engine;
+    else if (a === "--role") o.role = next() as SuiteRole;
     else if (a === "--only") o.only = next() as "direct" | "gate";
     else if (a === "--timeout") o.timeout = Number(next());
     else if (a === "--json") o.json = next();
@@ -101,6 +126,7 @@ function parseArgs(argv: string[]): Options {
     else if (a.startsWith("-")) throw new RangeError(`unknown option ${a}`);
     else o.paths.push(a);
   }
+  if (!(o.role in SUITE_ROLES)) throw new RangeError(`--role: no-escape or isolate, not ${o.role}`);
   if (o.paths.length === 0) o.paths.push("tests/integration");
   return o;
 }
@@ -221,7 +247,7 @@ async function runSuite(
     for (const name of IMAGE_NAMES) await d.docker(["tag", d.image, name]);
     let env: Record<string, string> = { DOCKER_HOST: d.host };
     if (mode === "gate") {
-      gate = await startPolicyGate(d.host, dir, WIDE_NO_ESCAPE, ["dockerpy"], [
+      gate = await startPolicyGate(d.host, dir, SUITE_ROLES[o.role].policy, ["dockerpy"], [
         "--audit-log",
         join(dir, "audit.jsonl"),
       ]);
@@ -261,12 +287,19 @@ async function runSuite(
   }
 }
 
-/** The tests no-escape forbids: node id -> the refusal text its gate failure must carry. */
-async function forbidden(): Promise<Record<string, string>> {
-  const raw = JSON.parse(await Deno.readTextFile(join(ROOT, "tests", "docker_py_forbidden.json")));
-  return Object.fromEntries(
-    (raw.tests as { test: string; refusal: string }[]).map((t) => [t.test, t.refusal]),
-  );
+/**
+ * The tests `role` forbids: node id -> the refusal texts of which its gate failure must carry
+ * one (a test may be refused for more than one reason, e.g. one per engine).
+ */
+export async function forbidden(role: SuiteRole): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  for (const list of SUITE_ROLES[role].lists) {
+    const raw = JSON.parse(await Deno.readTextFile(join(ROOT, "tests", list)));
+    for (const t of raw.tests as { test: string; refusal: string }[]) {
+      out.set(t.test, [...out.get(t.test) ?? [], t.refusal]);
+    }
+  }
+  return out;
 }
 
 function firstLine(o: Outcome | undefined): string {
@@ -290,7 +323,7 @@ async function main() {
     direct = o.only === "gate" ? new Map() : await runSuite("direct", src, work, o);
     gate = o.only === "direct" ? new Map() : await runSuite("gate", src, work, o);
   }
-  const allowedFail = await forbidden();
+  const allowedFail = await forbidden(o.role);
   const ids = [...new Set([...direct.keys(), ...gate.keys()])].sort();
   const count = (m: Map<string, Outcome>, s: string) =>
     [...m.values()].filter((x) => x.status === s).length;
@@ -301,9 +334,8 @@ async function main() {
     const b = gate.get(id)?.status ?? "-";
     let note = "";
     if (o.only === undefined && a !== b && !(a === "failed" && b === "failed")) {
-      const rule = allowedFail[id];
-      const explained = rule !== undefined && b !== "passed" &&
-        gate.get(id)!.message.includes(rule);
+      const rule = allowedFail.get(id)?.find((r) => gate.get(id)?.message.includes(r));
+      const explained = rule !== undefined && b !== "passed";
       note = explained ? `forbidden: ${rule}` : `DIFFERENCE ${firstLine(gate.get(id))}`;
       if (!explained) unexplained++;
     }
@@ -313,7 +345,10 @@ async function main() {
   const sum = (m: Map<string, Outcome>) =>
     `${count(m, "passed")} passed, ${count(m, "failed")} failed, ${count(m, "skipped")} skipped`;
   console.log(`\ndirect: ${sum(direct)}\ngate:   ${sum(gate)}`);
-  console.log(`differences not explained by tests/docker_py_forbidden.json: ${unexplained}`);
+  console.log(`role ${o.role}, engine ${o.engine}`);
+  console.log(
+    `differences not explained by ${SUITE_ROLES[o.role].lists.join(" + ")}: ${unexplained}`,
+  );
   if (o.json) await Deno.writeTextFile(o.json, JSON.stringify(rows, null, 1) + "\n");
   Deno.exit(unexplained === 0 ? 0 : 1);
 }
