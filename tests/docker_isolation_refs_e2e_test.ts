@@ -5,6 +5,7 @@
  * `dockgate serve --policy` to a real dockerd; judged by what dockerd stored.
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import type { DockerResult, Engine } from "./helpers/dockerd.ts";
 import { e2eGate, forEachEngine } from "./helpers/e2e_gate.ts";
 import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
@@ -89,6 +90,21 @@ async function refs(engine: Engine): Promise<void> {
     ));
     assert.equal(own.status, 200, own.body);
     assert.equal((await stored("a1")).na?.NetworkID, na);
+    // A build's network (`build?networkmode=`, docker-py's test_build_with_network_mode) is an
+    // owner-checked reference too: a build on one's own network works (it was refused for
+    // isolated roles), on another owner's network it is refused and nothing is built.
+    const ctx = join(e2e.work, "ctx");
+    await Deno.mkdir(ctx);
+    await Deno.writeTextFile(join(ctx, "Dockerfile"), `FROM ${d.image}\nENV BUILT=1\n`);
+    const build = (net: string, tag: string) =>
+      as("team-a", ["build", "--network", net, "-t", tag, ctx], { env: { DOCKER_BUILDKIT: "0" } });
+    ok("build on a's own network", await build("na", "built-na"));
+    ok("built-na", await d.docker(["image", "inspect", "built-na"]));
+    const theirs = await build("nb", "built-nb");
+    assert.notEqual(theirs.code, 0, `a build on b's network: ${theirs.stdout}`);
+    // The gate answers as dockerd does for a network that does not exist (nb does).
+    assert.match(theirs.stderr, /network nb not found/, theirs.stderr);
+    assert.notEqual((await d.docker(["image", "inspect", "built-nb"])).code, 0, "nothing built");
     // Honest clients the checks refused: a network create with neither Labels nor
     // CheckDuplicate (400), a leading '/' in VolumesFrom and Links as the CLI and compose send
     // it (502).
