@@ -184,14 +184,18 @@ async function checkout(dir: string): Promise<string> {
   if (r.code !== 0) throw new Error(`git archive ${tag}: ${r.stderr}`);
   await applyUpstreamFixes(src);
   // The suite turns every warning into an error; Python 3.11 warns about the distutils
-  // version classes docker-py 5 uses, which would fail every test before it starts.
+  // version classes docker-py 5 uses, which would fail every test before it starts. And a
+  // ResourceWarning for a socket some earlier client left unclosed is raised in whichever test
+  // the garbage collector happens to run in (over TLS only: an ssl.SSLSocket to the gate);
+  // it failed test_execute_command through both gates on 26.1 in the small subset.
   const conftest = join(src, "tests", "integration", "conftest.py");
   const text = await Deno.readTextFile(conftest);
   await Deno.writeTextFile(
     conftest,
     text.replace(
       "warnings.simplefilter('error')",
-      "warnings.simplefilter('error')\n    warnings.filterwarnings('ignore', category=DeprecationWarning)",
+      "warnings.simplefilter('error')\n    warnings.filterwarnings('ignore', category=DeprecationWarning)" +
+        "\n    warnings.filterwarnings('ignore', category=ResourceWarning)",
     ),
   );
   return src;
