@@ -307,14 +307,16 @@ Deno.test("query parameters: each route's list and value rules decide (issue 20,
       .allow,
   );
   // build: the options that reach the host are pinned; the list options may repeat.
-  // A named network as a no-escape container may have (docker-py builds on one); not for an
-  // isolated role, whose builds owner isolation does not see.
+  // A named network as a no-escape container may have (docker-py builds on one); for an
+  // isolated role too, where the isolation step owner-checks it and forwards its full ID
+  // (isolation_test, docker_isolation_refs e2e).
   assert.ok(decide(ci, "POST", "/build?networkmode=bridge2").allow);
   const iso = compileApiPolicy({
     roles: { t: { preset: "no-escape", isolate: true } },
     identities: [],
   }, "t").roles.get("t")!;
-  refused(iso, "POST", "/build?networkmode=bridge2", /networkmode/);
+  assert.ok(decide(iso, "POST", "/build?networkmode=bridge2").allow);
+  refused(iso, "POST", "/build?networkmode=host", /networkmode/);
   refused(ci, "POST", "/build?networkmode=Host", /networkmode/);
   refused(ci, "POST", "/build?securityopt=seccomp%3Dunconfined", /securityopt/);
   refused(ci, "POST", '/build?labels={"dockgate.owner":"x"}', /dockgate\. labels/);

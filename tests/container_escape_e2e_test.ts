@@ -9,17 +9,10 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  availableEngines,
-  type Dockerd,
-  dockerdUnavailable,
-  type Engine,
-  startDockerd,
-} from "./helpers/dockerd.ts";
-import { freeTempDir } from "./helpers/wait.ts";
-import { type ServeProcess, startPolicyGate, tlsFlags } from "./helpers/gate.ts";
+import type { Dockerd, Engine } from "./helpers/dockerd.ts";
+import { e2eGate, forEachEngine } from "./helpers/e2e_gate.ts";
 import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
-import { bundleCreds, type Creds } from "./helpers/tls_peers.ts";
+import type { Creds } from "./helpers/tls_peers.ts";
 
 const POLICY = {
   roles: { ci: { preset: "no-escape" } },
@@ -68,28 +61,19 @@ async function adminExec(d: Dockerd, container: string, cmd: string[]): Promise<
   return JSON.parse(new TextDecoder().decode(out.stdout)).Id;
 }
 
-for (const engine of availableEngines()) {
-  Deno.test({
-    name: `no-escape e2e (Docker ${engine}): others' containers are no way out`,
-    ignore: dockerdUnavailable(),
-    sanitizeOps: false,
-    sanitizeResources: false,
-  }, (t) => containers(t, engine));
-}
+forEachEngine(
+  (engine) => `no-escape e2e (Docker ${engine}): others' containers are no way out`,
+  containers,
+);
 
 async function containers(t: Deno.TestContext, engine: Engine): Promise<void> {
-  const d = await startDockerd({ engine });
-  if (!d) return;
-  const work = await freeTempDir("dgc-");
-  let gate: ServeProcess | undefined;
+  const g = await e2eGate(engine, POLICY, ["ci"]);
+  if (!g) return;
+  const { d, work } = g;
   try {
-    const g = await startPolicyGate(d.host, work, POLICY, ["ci"]);
-    gate = g.gate;
-    await gate.waitForLog(/API policy: /);
-    const port = gate.port;
-    const ci = await bundleCreds(g.pki, "ci");
-    const as = (args: string[]) =>
-      d.docker([...tlsFlags(join(g.pki, "clients", "ci")), ...args], { host: gate!.host });
+    const port = g.gate.port;
+    const ci = await g.creds("ci");
+    const as = (args: string[]) => g.as("ci", args);
     const v = `/v${(await d.docker(["version", "-f", "{{.Server.APIVersion}}"])).stdout.trim()}`;
 
     const run = await d.docker([
@@ -243,8 +227,6 @@ async function containers(t: Deno.TestContext, engine: Engine): Promise<void> {
       }
     });
   } finally {
-    await gate?.stop();
-    await d.stop();
-    await Deno.remove(work, { recursive: true }).catch(() => {});
+    await g.stop();
   }
 }

@@ -6,17 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  availableEngines,
-  dockerdUnavailable,
-  type DockerResult,
-  type Engine,
-  startDockerd,
-} from "./helpers/dockerd.ts";
-import { freeTempDir } from "./helpers/wait.ts";
-import { type ServeProcess, startPolicyGate, tlsFlags } from "./helpers/gate.ts";
+import type { DockerResult, Engine } from "./helpers/dockerd.ts";
+import { e2eGate, forEachEngine } from "./helpers/e2e_gate.ts";
 import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
-import { bundleCreds as creds } from "./helpers/tls_peers.ts";
 
 const POLICY = {
   roles: {
@@ -37,28 +29,19 @@ function ok(what: string, r: DockerResult): DockerResult {
 
 const lines = (r: DockerResult) => r.stdout.split("\n").filter((l) => l !== "");
 
-for (const engine of availableEngines()) {
-  Deno.test({
-    name: `docker isolation refs e2e (Docker ${engine}): NetworkID, leading slashes, ` +
-      "unlabelled network create, anonymous mounts",
-    ignore: dockerdUnavailable(),
-    sanitizeOps: false,
-    sanitizeResources: false,
-  }, () => refs(engine));
-}
+forEachEngine(
+  (engine) =>
+    `docker isolation refs e2e (Docker ${engine}): NetworkID, leading slashes, ` +
+    "unlabelled network create, anonymous mounts",
+  (_t, engine) => refs(engine),
+);
 
 async function refs(engine: Engine): Promise<void> {
-  const d = await startDockerd({ engine });
-  if (!d) return;
-  const work = await freeTempDir("dgr-");
-  let gate: ServeProcess | undefined;
+  const e2e = await e2eGate(engine, POLICY, ["team-a", "team-b", "team-c"]);
+  if (!e2e) return;
+  const { d, as, creds } = e2e;
+  const g = e2e.gate;
   try {
-    const started = await startPolicyGate(d.host, work, POLICY, ["team-a", "team-b", "team-c"]);
-    gate = started.gate;
-    const pki = started.pki;
-    const g = started.gate;
-    const as = (who: string, args: string[]) =>
-      d.docker([...tlsFlags(join(pki, "clients", who)), ...args], { host: g.host });
     ok("b net", await as("team-b", ["network", "create", "nb"]));
     ok("a net", await as("team-a", ["network", "create", "na"]));
     ok("a1", await as("team-a", ["create", "--name", "a1", d.image, "true"]));
@@ -66,7 +49,7 @@ async function refs(engine: Engine): Promise<void> {
       .trim();
     const na = ok("na id", await d.docker(["network", "inspect", "-f", "{{.Id}}", "na"])).stdout
       .trim();
-    const a = await creds(pki, "team-a");
+    const a = await creds("team-a");
     const send = async (req: string) => splitResponses((await tlsExchange(g.port, a, req)).data)[0];
     // What dockerd stored: the NetworkID it will join at start, per endpoint.
     const stored = async (name: string) =>
@@ -107,6 +90,21 @@ async function refs(engine: Engine): Promise<void> {
     ));
     assert.equal(own.status, 200, own.body);
     assert.equal((await stored("a1")).na?.NetworkID, na);
+    // A build's network (`build?networkmode=`, docker-py's test_build_with_network_mode) is an
+    // owner-checked reference too: a build on one's own network works (it was refused for
+    // isolated roles), on another owner's network it is refused and nothing is built.
+    const ctx = join(e2e.work, "ctx");
+    await Deno.mkdir(ctx);
+    await Deno.writeTextFile(join(ctx, "Dockerfile"), `FROM ${d.image}\nENV BUILT=1\n`);
+    const build = (net: string, tag: string) =>
+      as("team-a", ["build", "--network", net, "-t", tag, ctx], { env: { DOCKER_BUILDKIT: "0" } });
+    ok("build on a's own network", await build("na", "built-na"));
+    ok("built-na", await d.docker(["image", "inspect", "built-na"]));
+    const theirs = await build("nb", "built-nb");
+    assert.notEqual(theirs.code, 0, `a build on b's network: ${theirs.stdout}`);
+    // The gate answers as dockerd does for a network that does not exist (nb does).
+    assert.match(theirs.stderr, /network nb not found/, theirs.stderr);
+    assert.notEqual((await d.docker(["image", "inspect", "built-nb"])).code, 0, "nothing built");
     // Honest clients the checks refused: a network create with neither Labels nor
     // CheckDuplicate (400), a leading '/' in VolumesFrom and Links as the CLI and compose send
     // it (502).
@@ -180,7 +178,7 @@ async function refs(engine: Engine): Promise<void> {
     assert.equal(ambiguous.status, 404, ambiguous.body);
     // othersStatus 403 says "another owner's" for a name or ID, never for a prefix: a prefix
     // would walk the other owners' IDs.
-    const c = await creds(pki, "team-c");
+    const c = await creds("team-c");
     const sendC = async (req: string) =>
       splitResponses((await tlsExchange(g.port, c, req)).data)[0];
     const get = (name: string) => `GET /v1.41/containers/${name}/json HTTP/1.1\r\nHost: d\r\n\r\n`;
@@ -190,8 +188,6 @@ async function refs(engine: Engine): Promise<void> {
     assert.equal(prefix.status, 404, prefix.body);
     assert.match(prefix.body, /No such container/);
   } finally {
-    await gate?.stop();
-    await d.stop();
-    await Deno.remove(work, { recursive: true }).catch(() => {});
+    await e2e.stop();
   }
 }

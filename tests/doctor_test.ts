@@ -7,7 +7,6 @@
  */
 import assert from "node:assert/strict";
 import { chmod, copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { execFileSync } from "node:child_process";
 import { x509 } from "../src/pki/x509.ts";
 import { join } from "node:path";
 import { runCli, type ServeProcess, startServe } from "./helpers/gate.ts";
@@ -214,52 +213,18 @@ Deno.test("doctor --pki: a serial is revoked only by its own issuer's records an
     }
     // bob: a client certificate the ROOT signed (by openssl, not keygen) with alice's serial.
     const alice = new x509.X509Certificate(await readFile(join(pki, "clients/alice/cert.pem")));
-    const bob = join(pki, "clients", "bob");
-    await mkdir(bob, { mode: 0o700 });
-    const ext = join(dir, "bob.ext");
-    await writeFile(
-      ext,
-      "[ext]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n" +
-        "extendedKeyUsage = clientAuth\n",
-    );
-    const openssl = (...args: string[]) => execFileSync("openssl", args, { stdio: "pipe" });
-    openssl(
-      "req",
-      "-new",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-keyout",
-      join(bob, "key.pem"),
-      "-subj",
-      "/CN=bob",
-      "-out",
-      join(dir, "bob.csr"),
-    );
-    openssl(
-      "x509",
-      "-req",
-      "-in",
-      join(dir, "bob.csr"),
-      "-CA",
+    const root = OpensslCa.adopt(
+      join(dir, "root-openssl"),
       join(pki, "ca", "ca.pem"),
-      "-CAkey",
       join(pki, "ca", "ca-key.pem"),
-      "-set_serial",
-      `0x${alice.serialNumber}`,
-      "-days",
-      "200",
-      "-extfile",
-      ext,
-      "-extensions",
-      "ext",
-      "-out",
-      join(bob, "cert.pem"),
     );
-    await chmod(join(bob, "key.pem"), 0o600);
-    await copyFile(join(pki, "ca", "ca.pem"), join(bob, "ca.pem"));
+    const bobCert = root.issue("bob", {
+      subject: "/CN=bob",
+      extensions: CLIENT_EXT,
+      notAfter: daysFromNow(200),
+      serial: alice.serialNumber,
+    });
+    const bob = await bundleDir(join(pki, "clients", "bob"), root, bobCert);
     // The root revokes bob: its records and CRL now list the serial alice has from "a".
     const revoke = await runCli(["keygen", "revoke", "bob", "--dir", pki]);
     assert.equal(revoke.code, 0, revoke.stderr);

@@ -8,17 +8,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  availableEngines,
-  type Dockerd,
-  dockerdUnavailable,
-  type Engine,
-  startDockerd,
-} from "./helpers/dockerd.ts";
-import { freeTempDir } from "./helpers/wait.ts";
-import { type ServeProcess, startPolicyGate, tlsFlags } from "./helpers/gate.ts";
+import type { Dockerd, Engine } from "./helpers/dockerd.ts";
+import { e2eGate, forEachEngine } from "./helpers/e2e_gate.ts";
 import { splitResponses, tlsExchange } from "./helpers/http_raw.ts";
-import { bundleCreds } from "./helpers/tls_peers.ts";
 
 const POLICY = {
   roles: {
@@ -39,29 +31,16 @@ async function imageId(d: Dockerd, name: string): Promise<string> {
   return r.code === 0 ? r.stdout.trim() : "";
 }
 
-for (const engine of availableEngines()) {
-  Deno.test({
-    name: `no-escape e2e (Docker ${engine}): image names are a role allowance`,
-    ignore: dockerdUnavailable(),
-    sanitizeOps: false,
-    sanitizeResources: false,
-  }, (t) => images(t, engine));
-}
+forEachEngine(
+  (engine) => `no-escape e2e (Docker ${engine}): image names are a role allowance`,
+  images,
+);
 
 async function images(t: Deno.TestContext, engine: Engine): Promise<void> {
-  const d = await startDockerd({ engine });
-  if (!d) return;
-  const work = await freeTempDir("dgi-");
-  let gate: ServeProcess | undefined;
+  const g = await e2eGate(engine, POLICY, ["ci", "names", "ro"]);
+  if (!g) return;
+  const { d, gate, work, as } = g;
   try {
-    const g = await startPolicyGate(d.host, work, POLICY, ["ci", "names", "ro"]);
-    gate = g.gate;
-    await gate.waitForLog(/API policy: /);
-    const as = (who: string, args: string[], opts: { env?: Record<string, string> } = {}) =>
-      d.docker([...tlsFlags(join(g.pki, "clients", who)), ...args], {
-        host: gate!.host,
-        ...opts,
-      });
     // Another image than bb's: a commit with a change.
     assert.equal((await d.docker(["create", "--name", "src", d.image, "true"])).code, 0);
     const c = await d.docker(["commit", "-c", "ENV EVIL=1", "src", "other:1"]);
@@ -88,8 +67,8 @@ async function images(t: Deno.TestContext, engine: Engine): Promise<void> {
       assert.notEqual(prune.code, 0, prune.stdout);
       assert.equal(await imageId(d, "other:1"), other, "other:1 was not pruned");
       const ex = await tlsExchange(
-        gate!.port,
-        await bundleCreds(g.pki, "ci"),
+        gate.port,
+        await g.creds("ci"),
         "POST /images/load HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-tar\r\n" +
           "Content-Length: 0\r\n\r\n",
       );
@@ -144,8 +123,6 @@ async function images(t: Deno.TestContext, engine: Engine): Promise<void> {
       assert.equal(await imageId(d, "other:1"), other, "other:1 kept");
     });
   } finally {
-    await gate?.stop();
-    await d.stop();
-    await Deno.remove(work, { recursive: true }).catch(() => {});
+    await g.stop();
   }
 }

@@ -12,17 +12,9 @@
  *   whatever labels the image carries); asking for another event type is refused.
  */
 import assert from "node:assert/strict";
-import {
-  availableEngines,
-  dockerdUnavailable,
-  type DockerResult,
-  type Engine,
-  startDockerd,
-} from "./helpers/dockerd.ts";
-import { freeTempDir } from "./helpers/wait.ts";
-import { type ServeProcess, startPolicyGate } from "./helpers/gate.ts";
+import type { DockerResult, Engine } from "./helpers/dockerd.ts";
+import { e2eGate, forEachEngine } from "./helpers/e2e_gate.ts";
 import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
-import { bundleCreds as creds } from "./helpers/tls_peers.ts";
 
 const POLICY = {
   roles: {
@@ -41,28 +33,21 @@ function ok(what: string, r: DockerResult): DockerResult {
   return r;
 }
 
-for (const engine of availableEngines()) {
-  Deno.test({
-    name: `isolation leaks e2e (Docker ${engine}): list filters, system df counts, events`,
-    ignore: dockerdUnavailable(),
-    sanitizeOps: false,
-    sanitizeResources: false,
-  }, (t) => leaks(engine, t));
-}
+forEachEngine(
+  (engine) => `isolation leaks e2e (Docker ${engine}): list filters, system df counts, events`,
+  (t, engine) => leaks(engine, t),
+);
 
 async function leaks(engine: Engine, t: Deno.TestContext): Promise<void> {
-  const d = await startDockerd({ engine });
-  if (!d) return;
-  const work = await freeTempDir("dgl-");
-  let gate: ServeProcess | undefined;
+  const g = await e2eGate(engine, POLICY, ["team-a", "team-b", "team-c"]);
+  if (!g) return;
+  const { d } = g;
   try {
-    const started = await startPolicyGate(d.host, work, POLICY, ["team-a", "team-b", "team-c"]);
-    gate = started.gate;
-    const port = gate.port;
+    const port = g.gate.port;
     const who = {
-      a: await creds(started.pki, "team-a"),
-      b: await creds(started.pki, "team-b"),
-      c: await creds(started.pki, "team-c"),
+      a: await g.creds("team-a"),
+      b: await g.creds("team-b"),
+      c: await g.creds("team-c"),
     };
     // `keepOpen` until the daemon's answer and its close: dockerd cancels a `system/df` whose
     // client half-closed (500 "context canceled").
@@ -166,8 +151,6 @@ async function leaks(engine: Engine, t: Deno.TestContext): Promise<void> {
       assert.match(images.body, /events of its own containers/);
     });
   } finally {
-    await gate?.stop();
-    await d.stop();
-    await Deno.remove(work, { recursive: true }).catch(() => {});
+    await g.stop();
   }
 }

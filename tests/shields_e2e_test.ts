@@ -7,15 +7,10 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  availableEngines,
-  dockerdUnavailable,
-  type DockerResult,
-  type Engine,
-  startDockerd,
-} from "./helpers/dockerd.ts";
-import { freeTempDir, waitFor } from "./helpers/wait.ts";
-import { runCli, type ServeProcess, startPolicyGate, tlsFlags } from "./helpers/gate.ts";
+import type { DockerResult, Engine } from "./helpers/dockerd.ts";
+import { waitFor } from "./helpers/wait.ts";
+import { runCli } from "./helpers/gate.ts";
+import { e2eGate, forEachEngine } from "./helpers/e2e_gate.ts";
 
 const POLICY = {
   roles: {
@@ -35,30 +30,19 @@ function ok(what: string, r: DockerResult): DockerResult {
   return r;
 }
 
-for (const engine of availableEngines()) {
-  Deno.test({
-    name: `shields e2e (Docker ${engine}): liftShields per CVE, audited; doctor prints them`,
-    ignore: dockerdUnavailable(),
-    sanitizeOps: false,
-    sanitizeResources: false,
-  }, () => shields(engine));
-}
+forEachEngine(
+  (engine) => `shields e2e (Docker ${engine}): liftShields per CVE, audited; doctor prints them`,
+  (_t, engine) => shields(engine),
+);
 
 async function shields(engine: Engine): Promise<void> {
-  const d = await startDockerd({ engine });
-  if (!d) return;
-  const work = await freeTempDir("dgs-");
-  let gate: ServeProcess | undefined;
+  const g = await e2eGate(engine, POLICY, ["ci", "out", "both"], {
+    serveArgs: (work) => ["--audit-log", join(work, "audit.log")],
+  });
+  if (!g) return;
+  const { d, work, as } = g;
   try {
     const audit = join(work, "audit.log");
-    const started = await startPolicyGate(d.host, work, POLICY, ["ci", "out", "both"], [
-      "--audit-log",
-      audit,
-    ]);
-    gate = started.gate;
-    const g = gate;
-    const as = (who: string, args: string[]) =>
-      d.docker([...tlsFlags(join(started.pki, "clients", who)), ...args], { host: g.host });
     ok("c1", await d.docker(["run", "--name", "c1", d.image, "sh", "-c", "echo in-c1 > /f"]));
     const file = join(work, "up.txt");
     await Deno.writeTextFile(file, "uploaded\n");
@@ -124,8 +108,6 @@ async function shields(engine: Engine): Promise<void> {
       for (const line of lines) assert.ok(doc.stdout.includes(`\n  ${line}\n`), doc.stdout);
     }
   } finally {
-    await gate?.stop();
-    await d.stop();
-    await Deno.remove(work, { recursive: true }).catch(() => {});
+    await g.stop();
   }
 }

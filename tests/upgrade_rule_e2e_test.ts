@@ -6,41 +6,26 @@
  * Judged on the daemon's own socket, on every engine the harness has.
  */
 import assert from "node:assert/strict";
-import {
-  availableEngines,
-  dockerdUnavailable,
-  type Engine,
-  startDockerd,
-} from "./helpers/dockerd.ts";
-import { freeTempDir } from "./helpers/wait.ts";
-import { type ServeProcess, startPolicyGate } from "./helpers/gate.ts";
+import type { Engine } from "./helpers/dockerd.ts";
+import { e2eGate, forEachEngine } from "./helpers/e2e_gate.ts";
 import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
-import { bundleCreds } from "./helpers/tls_peers.ts";
 
 const POLICY = {
   roles: { ci: { preset: "no-escape" } },
   identities: [{ cn: "ci", role: "ci" }],
 };
 
-for (const engine of availableEngines()) {
-  Deno.test({
-    name: `upgrade rule (Docker ${engine}): Upgrade alone is an upgrade, as dockerd reads it`,
-    ignore: dockerdUnavailable(),
-    sanitizeOps: false,
-    sanitizeResources: false,
-  }, (t) => upgradeRule(t, engine));
-}
+forEachEngine(
+  (engine) => `upgrade rule (Docker ${engine}): Upgrade alone is an upgrade, as dockerd reads it`,
+  upgradeRule,
+);
 
 async function upgradeRule(t: Deno.TestContext, engine: Engine): Promise<void> {
-  const d = await startDockerd({ engine });
-  if (!d) return;
-  const work = await freeTempDir("dgu-");
-  let gate: ServeProcess | undefined;
+  const g = await e2eGate(engine, POLICY, ["ci"]);
+  if (!g) return;
+  const { d, gate } = g;
   try {
-    const g = await startPolicyGate(d.host, work, POLICY, ["ci"], []);
-    gate = g.gate;
-    await gate.waitForLog(/API policy: /);
-    const creds = await bundleCreds(g.pki, "ci");
+    const creds = await g.creds("ci");
     const v = `/v${(await d.docker(["version", "-f", "{{.Server.APIVersion}}"])).stdout.trim()}`;
     const exists = async (name: string) =>
       (await d.docker(["ps", "-a", "-q", "--filter", `name=^/${name}$`])).stdout.trim() !== "";
@@ -54,7 +39,7 @@ async function upgradeRule(t: Deno.TestContext, engine: Engine): Promise<void> {
           JSON.stringify({ Image: d.image, Cmd: ["true"] }),
           extra,
         );
-        const ex = await tlsExchange(gate!.port, creds, create);
+        const ex = await tlsExchange(gate.port, creds, create);
         const [answer] = splitResponses(ex.data);
         assert.equal(answer?.status, 403, `${what}: ${ex.data}`);
         assert.match(answer.body, /Upgrade is only for attach and exec start/);
@@ -76,14 +61,12 @@ async function upgradeRule(t: Deno.TestContext, engine: Engine): Promise<void> {
       const id = (JSON.parse(new TextDecoder().decode(mk.stdout)) as { Id: string }).Id;
       const start = jsonRequest("POST", `${v}/exec/${id}/start`, '{"Detach":false,"Tty":true}')
         .replace("\r\n\r\n", "\r\nUpgrade: tcp\r\n\r\n");
-      const ex = await tlsExchange(gate!.port, creds, start, { keepOpen: true, timeoutMs: 10_000 });
+      const ex = await tlsExchange(gate.port, creds, start, { keepOpen: true, timeoutMs: 10_000 });
       const text = ex.data.toString("latin1");
       assert.match(text, /^HTTP\/1\.1 101 /, text);
       assert.match(text, /said-hi/, text);
     });
   } finally {
-    await gate?.stop();
-    await d.stop();
-    await Deno.remove(work, { recursive: true }).catch(() => {});
+    await g.stop();
   }
 }

@@ -589,7 +589,6 @@ function inspect(
   const query = queryProblem(route.method, route.pattern, request.target, {
     allowPrivateAddresses: role.spec.allowPrivateAddresses === true,
     hosts,
-    isolated: role.isolate,
   });
   if (query) return query;
   const names = imageNameProblem(

@@ -29,8 +29,6 @@ export interface ParamContext {
    * not allowed): the gate resolves them before forwarding (`host_check.ts`).
    */
   hosts?: string[];
-  /** The role is isolated per owner (a build's network is not owner-checked). */
-  isolated?: boolean;
 }
 
 /** A value rule: the reason `value` is refused, or `undefined`. */
@@ -232,12 +230,12 @@ const SHARED_NETWORKS = oneOf("", "default", "bridge", "none");
 
 /**
  * A build's network: the rule of a no-escape container's `NetworkMode` (a named network, never
- * another namespace: `host`, `container:…`, `ns:…`). Owner isolation does not see a build's
- * network, so an isolated role keeps the networks every role has.
+ * another namespace: `host`, `container:…`, `ns:…`). For an isolated role the named network is
+ * an owner-checked reference, rewritten to its full ID (isolation.ts `planIsolation`), as a
+ * container's network is.
  */
 const buildNetwork: ParamRule = (v, ctx) => {
   if (SHARED_NETWORKS(v, ctx) === undefined) return undefined;
-  if (ctx.isolated) return `${SHARED_NETWORKS(v, ctx)} (isolated: no named networks in a build)`;
   if (sharesNamespace(v)) return "shares a namespace outside the build's containers";
   return word(v, ctx);
 };

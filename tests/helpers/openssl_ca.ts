@@ -5,7 +5,7 @@
  */
 
 import { execFileSync } from "node:child_process";
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 /** Dates in OpenSSL's `YYYYMMDDHHMMSSZ` form. */
@@ -48,6 +48,8 @@ export interface IssueOptions {
   /** Validity; default: from yesterday for 30 days. */
   notBefore?: Date;
   notAfter?: Date;
+  /** The serial number in hex (e.g. another certificate's); default: the CA's next. */
+  serial?: string;
 }
 
 /** Extensions of an ordinary TLS client certificate. */
@@ -128,6 +130,18 @@ export class OpensslCa {
     return ca;
   }
 
+  /**
+   * An `openssl ca` directory in `dir` (created) for an existing CA certificate and key (e.g.
+   * the root `dockgate keygen` made), to issue what keygen never would (a chosen serial).
+   */
+  static adopt(dir: string, certPath: string, keyPath: string): OpensslCa {
+    const ca = OpensslCa.#empty(dir, []);
+    copyFileSync(certPath, ca.certPath);
+    copyFileSync(keyPath, ca.keyPath);
+    chmodSync(ca.keyPath, 0o600);
+    return ca;
+  }
+
   /** A CA directory with an empty database, its config, and `extensions` for its own certificate. */
   static #empty(dir: string, extensions: string[]): OpensslCa {
     mkdirSync(join(dir, "newcerts"), { recursive: true });
@@ -146,6 +160,12 @@ export class OpensslCa {
     const base = join(this.dir, `${name}-${n}`);
     const ext = `${base}.ext`;
     writeFileSync(ext, `[ext]\n${opts.extensions.join("\n")}\n`);
+    if (opts.serial !== undefined) {
+      if (!/^[0-9a-f]+$/i.test(opts.serial)) throw new TypeError(`serial: not hex: ${opts.serial}`);
+      // openssl reads the serial file as whole bytes of hex.
+      const hex = opts.serial.length % 2 ? `0${opts.serial}` : opts.serial;
+      writeFileSync(join(this.dir, "serial"), `${hex}\n`);
+    }
     this.#keyAndCsr(`${base}-key.pem`, `${base}.csr`, opts.subject);
     this.#sign(`${base}.csr`, `${base}-cert.pem`, ext, opts);
     chmodSync(`${base}-key.pem`, 0o600);
