@@ -12,7 +12,7 @@
  * writes the tar only (no daemon needed).
  *
  *   docker run -d -p 2376:2376 -v /var/run/docker.sock:/var/run/docker.sock \
- *     -v /etc/dockgate/pki:/etc/dockgate/pki:ro dockgate:0.1.0
+ *     -v /etc/dockgate/pki:/etc/dockgate/pki:ro dockgate:0.2.0
  *
  * @module
  */

@@ -11,4 +11,4 @@
  */
 
 /** Semantic version of this release. */
-export const VERSION = "0.1.0";
+export const VERSION = "0.2.0";
