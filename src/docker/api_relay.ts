@@ -475,6 +475,7 @@ class ApiRelay {
       const closed = new Error("the connection ended");
       for (const w of this.#idleWaiters.splice(0)) w.reject(closed);
       this.#isolation.close();
+      this.#requests.close();
       this.#sessions.close();
       this.#session?.recording?.close();
       if (this.#session) this.#record(this.#session, this.#session.status ?? 0);
