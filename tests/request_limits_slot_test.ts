@@ -5,9 +5,11 @@
  * identity out on every connection, for good.
  */
 import assert from "node:assert/strict";
+import type { Buffer } from "node:buffer";
 import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
 import { TEST_POLICY, withApiGate } from "./helpers/api_gate.ts";
 import { waitFor } from "./helpers/wait.ts";
+import { tlsConnect } from "./helpers/tls_peers.ts";
 
 const POLICY = {
   roles: { ...TEST_POLICY.roles, one: { preset: "no-escape", maxInFlight: 1 } },
@@ -38,4 +40,27 @@ Deno.test("request limits: a request dropped before it was in line ends its maxI
     await waitFor(async () => (await ping()) === 200, { timeoutMs: 3000 });
     assert.equal(f.recorded.filter((r) => r.url.includes("create")).length, 0);
   }, { maxBodyBytes: 4096, policy: POLICY });
+});
+
+Deno.test("request limits: an attach holds its maxInFlight slot while its stream runs", async () => {
+  await withApiGate(async (f) => {
+    const one = await f.creds("one");
+    const ping = async () => splitResponses((await tlsExchange(f.port, one, PING)).data)[0]?.status;
+    const attach = tlsConnect(f.port, one);
+    let seen = "";
+    attach.on("data", (d: Buffer) => void (seen += d.toString()));
+    attach.on("error", () => {});
+    attach.on("secureConnect", () =>
+      attach.write(
+        "POST /v1.41/containers/c1/attach?stream=1&stdin=1 HTTP/1.1\r\nHost: d\r\n" +
+          "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
+      ));
+    try {
+      await waitFor(() => seen.startsWith("HTTP/1.1 101"), { what: "the switch to a raw stream" });
+      assert.equal(await ping(), 429, "the running stream is the one request in flight");
+    } finally {
+      attach.end();
+    }
+    await waitFor(async () => (await ping()) === 200, { timeoutMs: 3000 });
+  }, { policy: POLICY });
 });

@@ -294,10 +294,10 @@ class ApiRelay {
   #finish(exchange: Exchange, status: number): void {
     this.#queue.shift();
     exchange.release?.();
-    exchange.endSlot?.();
     exchange.status = status;
-    // A raw stream is recorded when it ends, with its bytes (see #onClose).
+    // A raw stream holds its slot and is recorded when it ends, with its bytes (see #onClose).
     if (exchange !== this.#session) {
+      exchange.endSlot?.();
       exchange.recording?.discard(); // no stream: nothing ran to record
       this.#record(exchange, status);
     }
@@ -477,6 +477,7 @@ class ApiRelay {
       this.#isolation.close();
       this.#requests.close();
       this.#sessions.close();
+      this.#session?.endSlot?.();
       this.#session?.recording?.close();
       if (this.#session) this.#record(this.#session, this.#session.status ?? 0);
       this.#resolve(this.#result);
