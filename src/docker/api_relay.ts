@@ -294,10 +294,10 @@ class ApiRelay {
   #finish(exchange: Exchange, status: number): void {
     this.#queue.shift();
     exchange.release?.();
-    exchange.endSlot?.();
     exchange.status = status;
-    // A raw stream is recorded when it ends, with its bytes (see #onClose).
+    // A raw stream holds its slot and is recorded when it ends, with its bytes (see #onClose).
     if (exchange !== this.#session) {
+      exchange.endSlot?.();
       exchange.recording?.discard(); // no stream: nothing ran to record
       this.#record(exchange, status);
     }
@@ -475,7 +475,9 @@ class ApiRelay {
       const closed = new Error("the connection ended");
       for (const w of this.#idleWaiters.splice(0)) w.reject(closed);
       this.#isolation.close();
+      this.#requests.close();
       this.#sessions.close();
+      this.#session?.endSlot?.();
       this.#session?.recording?.close();
       if (this.#session) this.#record(this.#session, this.#session.status ?? 0);
       this.#resolve(this.#result);

@@ -51,6 +51,10 @@ const PAIR = /([A-Za-z0-9][A-Za-z0-9._\/-]*)=([A-Za-z0-9._\/:@+,=-]*|"[^"\\$]*")
  * ```
  */
 export function changeProblem(value: string): string | undefined {
+  // dockerd parses a change (and a trigger, at the next build) as Dockerfile text, where a
+  // line break starts another line: blank and comment lines before an instruction are skipped.
+  // deno-lint-ignore no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(value)) return "is not one line of printable text";
   // The parser joins a line ending in the escape character with the next change.
   if (value.endsWith("\\")) return "ends in '\\' (it would continue onto the next change)";
   const words = value.replace(/^[ \t]+/, "").split(WS);

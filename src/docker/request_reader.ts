@@ -163,6 +163,11 @@ export class RequestReader {
   #pending: Buffer = Buffer.alloc(0);
   /** The request whose head or body is being read (for the record of a refusal). */
   #reading: { method: string; path: string } | undefined;
+  /**
+   * The exchange read (its head) and not yet in line: when it never gets there (its body is
+   * cut short or unreadable) its `maxInFlight` slot ends here, or it would never end.
+   */
+  #unplaced: Exchange | undefined;
 
   /** Read for `host` under `options`. */
   constructor(options: RequestReaderOptions, host: RequestHost) {
@@ -193,6 +198,11 @@ export class RequestReader {
   /** The connection switched to a raw stream: every further byte goes straight through. */
   goRaw(): void {
     this.#phase = { kind: "raw" };
+  }
+
+  /** The connection ended: a request read only in part will never be in line. */
+  close(): void {
+    this.#dropUnplaced();
   }
 
   /** The client bytes held so far (after a switch: the raw stream's first bytes), taken. */
@@ -255,6 +265,7 @@ export class RequestReader {
     const mayUpgrade = hijacks(head.method, target.path, role.preset === "full");
     const exchange = newExchange(head.method, target.path, role.name, mayUpgrade);
     exchange.bytesIn = end;
+    this.#unplaced = exchange;
     if (redactsSecrets(role, head.method, target.path)) exchange.redact = true;
     exchange.detail = pathAttribution(head.method, target.path);
     exchange.shield = liftedShields(
@@ -411,7 +422,7 @@ export class RequestReader {
     const left = framing.kind === "length" ? framing.length : 0;
     const chunked = framing.kind === "chunked" ? new ChunkedReader() : undefined;
     if (pass) {
-      this.#host.enqueue(exchange);
+      this.#enqueue(exchange);
       this.#host.toUpstream(bytes());
       this.#phase = left > 0 || chunked
         ? { kind: "stream", framing, left, chunked, next }
@@ -606,12 +617,25 @@ export class RequestReader {
     // An answer to HEAD has no body (its Content-Length stays, as the daemon's would).
     if (exchange.method === "HEAD") response = response.subarray(0, findHeadEnd(response));
     exchange.local = { response, status, close };
+    this.#enqueue(exchange);
+  }
+
+  /** `exchange` joins the line: the relay ends its slot from now on. */
+  #enqueue(exchange: Exchange): void {
+    if (this.#unplaced === exchange) this.#unplaced = undefined;
     this.#host.enqueue(exchange);
+  }
+
+  /** The request being read will not join the line: its slot ends. */
+  #dropUnplaced(): void {
+    this.#unplaced?.endSlot?.();
+    this.#unplaced = undefined;
   }
 
   /** A request that cannot be read unambiguously: answer it (in line) and stop reading. */
   #protocolError(err: unknown): void {
     const e = err instanceof HttpError ? err : new HttpError(400, (err as Error).message);
+    this.#dropUnplaced();
     const method = this.#reading?.method ?? "-";
     const path = this.#reading?.path ?? "-";
     const exchange = newExchange(method, path, this.#options.role()?.name ?? "-", false);

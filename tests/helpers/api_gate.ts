@@ -106,6 +106,8 @@ export async function withApiGate(
      * recorded and answered like any request (`{"ok":true,…}`: no ID).
      */
     gateQuestions?: boolean;
+    /** The API policy. Default: {@linkcode TEST_POLICY}. */
+    policy?: unknown;
   } = {},
 ): Promise<void> {
   const dir = await freeTempDir("dg-api-");
@@ -209,7 +211,7 @@ export async function withApiGate(
       paths: resolveBundlePaths({ certs: pkiLayout(join(dir, "pki")).server.dir }),
       policy: { allowAny: true },
     });
-    const policy = compileApiPolicy(TEST_POLICY, "test");
+    const policy = compileApiPolicy(options.policy ?? TEST_POLICY, "test");
     const audit: AuditRecord[] = [];
     gate = await serve({
       listen: { transport: "tcp", host: "127.0.0.1", port: 0 },
