@@ -102,6 +102,11 @@ export class AnswerReader {
     return this.#phase.kind === "waiting";
   }
 
+  /** Bytes from the target not read yet. */
+  get bufferedBytes(): number {
+    return this.#buffer.length;
+  }
+
   /** More bytes from the target. */
   feed(chunk: Buffer): void {
     this.#buffer = this.#buffer.length ? Buffer.concat([this.#buffer, chunk]) : chunk;

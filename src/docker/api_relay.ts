@@ -122,6 +122,7 @@ class ApiRelay {
   /** Stream bytes that wait while the switching head is handed to TLS. */
   #rawHold: Buffer[] | undefined;
   #clientStopped = false;
+  #upstreamStopped = false;
   #closed = 0;
   #resolve!: (r: RelayResult) => void;
   /** The client's bytes can no longer be read: the target's side ends like at a half-close. */
@@ -179,7 +180,7 @@ class ApiRelay {
 
   #newWriter(): RelayWriter {
     return new RelayWriter(this.#client, this.#upstream, {
-      clientBlocked: (blocked) => blocked ? this.#upstreamFlow.stop() : this.#upstreamFlow.start(),
+      clientBlocked: () => this.#updateUpstreamFlow(),
       upstreamBlocked: () => this.#updateClientFlow(),
       drained: () => this.#writer.batch(() => this.#pump()),
       batchWritten: () => this.#closeAfterWrite ? this.#closeNow() : this.#finishClientEnd(),
@@ -256,6 +257,23 @@ class ApiRelay {
   }
 
   /**
+   * Read the target only while the client reads its answers and no answer behind one that
+   * waits for its rule (a create being recorded) piles up past the bound: pipelined logs or
+   * an image download would otherwise fill memory while the record is written.
+   */
+  #updateUpstreamFlow(): void {
+    const stop = this.#writer.clientBlocked ||
+      (this.#answers.waiting && this.#answers.bufferedBytes > MAX_HELD_BYTES);
+    if (stop && !this.#upstreamStopped) {
+      this.#upstreamStopped = true;
+      this.#upstreamFlow.stop();
+    } else if (!stop && this.#upstreamStopped) {
+      this.#upstreamStopped = false;
+      this.#upstreamFlow.start();
+    }
+  }
+
+  /**
    * 4b. Run `fn` (an answer whose rule waited, e.g. a create being recorded) and read on the
    * answers held behind it, writes batched; if the target ended meanwhile, the client's side
    * ends once they are written.
@@ -270,6 +288,7 @@ class ApiRelay {
         this.#abort(new Error(`target: ${(err as Error).message}`));
       }
     });
+    this.#updateUpstreamFlow();
     if (this.#upstreamEnded && !this.#answers.waiting && !this.#rawHold) this.#endClient();
   }
 
