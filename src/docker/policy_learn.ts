@@ -12,8 +12,8 @@
  *
  * What the log cannot tell: request bodies are not in it, so no body allowance
  * (`allowBindMounts`, `allowCapabilities`, …) is learned; {@linkcode policyDifference} says
- * which routes with a body the identity used. A `full` role gets no deny entries (it is
- * relayed raw: nothing would read them).
+ * which routes with a body the identity used. A `full` role gets no deny entries (with its
+ * default `audit`, connections, it is relayed raw: nothing would read them).
  *
  * @module
  */
