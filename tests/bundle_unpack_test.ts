@@ -8,7 +8,7 @@ import { Buffer } from "node:buffer";
 import { gzipSync } from "node:zlib";
 import { type ArchiveEntry, tarArchive } from "../src/ca/bundle_archive.ts";
 import { readBundleArchive } from "../src/ca/bundle_unpack.ts";
-import { checkBundle } from "../src/ca/bundle_install.ts";
+import { checkBundle, installBundle } from "../src/ca/bundle_install.ts";
 import { createCa, issueClient } from "../src/ca/issue.ts";
 
 const file = (name: string, text = "x"): ArchiveEntry => ({
@@ -88,4 +88,24 @@ Deno.test("bundle check: the key matches, the certificate chains and is in date"
     checkBundle({ ...b, cert: old.certPem, key: old.keyPem }),
     /alice\/cert\.pem cannot be used: certificate expired \d{4}-/,
   );
+});
+
+Deno.test("bundle install: without force, any file there refuses before one is written", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const bundle = { name: "alice", ca: "CA\n", cert: "NEW CERT\n", key: "NEW KEY\n", host: "h:1" };
+    await Deno.writeTextFile(`${dir}/cert.pem`, "OLD CERT\n");
+    const err = await installBundle(bundle, dir, false).catch((e) => e);
+    assert.equal((err as { code?: string }).code, "EEXIST", String(err));
+    assert.match(String(err), /cert\.pem/);
+    for (const f of ["key.pem", "ca.pem", "host"]) {
+      await assert.rejects(Deno.lstat(`${dir}/${f}`), Deno.errors.NotFound, `${f} not written`);
+    }
+    assert.equal(await Deno.readTextFile(`${dir}/cert.pem`), "OLD CERT\n", "the old one stays");
+    await installBundle(bundle, dir, true);
+    assert.equal(await Deno.readTextFile(`${dir}/key.pem`), "NEW KEY\n", "force replaces");
+    assert.equal(await Deno.readTextFile(`${dir}/cert.pem`), "NEW CERT\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

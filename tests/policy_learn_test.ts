@@ -10,6 +10,7 @@ import { compileApiPolicy, decideRequest } from "../src/docker/api_policy.ts";
 import { parseApiTarget } from "../src/docker/api_path.ts";
 import { learnPolicy, learnRole, readAuditRequests } from "../src/docker/policy_learn.ts";
 import { parseCommand } from "../src/cli/args.ts";
+import { runPolicyLearn } from "../src/cli/run_policy_learn.ts";
 
 const req = (text: string) => {
   const [method, path] = text.split(" ");
@@ -46,7 +47,7 @@ Deno.test("policy learn: the least preset, deny entries for the rest", () => {
 
 Deno.test("policy learn: records read per identity, torn lines skipped", () => {
   const rec = (identity: string, method: string, path: string) =>
-    JSON.stringify({ event: "request", identity, method, path, decision: "deny" });
+    JSON.stringify({ event: "request", identity, method, path, decision: "allow" });
   const log = [
     rec("a", "GET", "/_ping"),
     rec("b", "GET", "/info"),
@@ -89,4 +90,68 @@ Deno.test("policy learn: the command line", () => {
       parseCommand(["policy", "check", "p", "--identity", "a", "--against", "x", "GET", "/"], {}),
     /--against does not apply/,
   );
+});
+
+Deno.test("policy learn: refused requests are not learned; full and allow entries warned", async () => {
+  const rec = (decision: string, method: string, path: string) =>
+    JSON.stringify({ event: "request", identity: "ci", method, path, decision });
+  const log = [
+    rec("allow", "GET", "/_ping"),
+    rec("deny", "POST", "/plugins/pull"),
+    rec("deny", "GET", "/custom/probe"),
+    rec("would_deny", "POST", "/containers/a/restart"),
+  ].join("\n");
+  const r = readAuditRequests(log, []);
+  assert.deepEqual(r.byIdentity.get("ci"), [
+    { method: "GET", path: "/_ping" },
+    { method: "POST", path: "/containers/a/restart" },
+  ], "a refused probe was never forwarded: not a request the client needed");
+  assert.equal(r.refused, 2);
+  const learned = learnRole(r.byIdentity.get("ci")!);
+  assert.equal(learned.preset, "no-escape", "would_deny (audit mode, forwarded) still counts");
+  assert.equal(learned.allow, undefined);
+
+  const dir = await Deno.makeTempDir();
+  try {
+    const run = async (text: string) => {
+      const file = `${dir}/audit.log`;
+      await Deno.writeTextFile(file, text);
+      const io = { out: [] as string[], say: [] as string[] };
+      const code = await runPolicyLearn(
+        { kind: "policy-learn", log: file, identities: [], against: undefined },
+        {
+          out: (l: string) => void io.out.push(l),
+          say: (l: string) => void io.say.push(l),
+        } as unknown as Parameters<typeof runPolicyLearn>[1],
+      );
+      assert.equal(code, 0);
+      return io;
+    };
+    const quiet = await run(log);
+    assert.ok(quiet.say.some((l) => /2 refused request\(s\).*not learned/.test(l)), quiet.say[0]);
+    assert.ok(!quiet.say.some((l) => /warning/.test(l)), quiet.say.join("\n"));
+    const loud = await run([
+      rec("allow", "POST", "/plugins/pull"),
+      JSON.stringify({
+        event: "request",
+        identity: "odd",
+        method: "GET",
+        path: "/custom/x",
+        decision: "would_deny",
+      }),
+    ].join("\n"));
+    assert.ok(
+      loud.say.some((l) => /warning: learned-ci is full/.test(l)),
+      loud.say.join("\n"),
+    );
+    assert.ok(
+      loud.say.some((l) =>
+        /warning: learned-odd allows paths no route knows: GET \/custom\/x/.test(l)
+      ),
+      loud.say.join("\n"),
+    );
+    assert.ok(!loud.out.some((l) => /warning/.test(l)), "warnings on stderr, not in the JSON");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

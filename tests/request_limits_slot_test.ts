@@ -64,3 +64,18 @@ Deno.test("request limits: an attach holds its maxInFlight slot while its stream
     await waitFor(async () => (await ping()) === 200, { timeoutMs: 3000 });
   }, { policy: POLICY });
 });
+
+Deno.test("request limits: a full role with audit: requests is limited (429)", async () => {
+  const policy = {
+    roles: {
+      ...TEST_POLICY.roles,
+      fast: { preset: "full", audit: "requests", rate: { perSecond: 0.001, burst: 1 } },
+    },
+    identities: [...TEST_POLICY.identities, { cn: "fast", role: "fast" }],
+  };
+  await withApiGate(async (f) => {
+    const fast = await f.creds("fast");
+    const answers = splitResponses((await tlsExchange(f.port, fast, PING + PING)).data);
+    assert.deepEqual(answers.map((a) => a.status), [200, 429], "the burst is one request");
+  }, { policy });
+});

@@ -65,8 +65,12 @@ Deno.test("request limits: the role options are checked", () => {
     [{ rate: { perSecond: 1, burst: 1.5 } }, /rate\.burst: must be a whole number/],
     [{ rate: { perSecond: 1, per: 1 } }, /rate\.per: unknown key/],
     [{ maxInFlight: 0 }, /maxInFlight: must be a whole number from 1/],
-    [{ preset: "full", maxInFlight: 3 }, /maxInFlight: a full role is relayed raw/],
+    [{ preset: "full", maxInFlight: 3 }, /maxInFlight: .*relayed raw.*add "audit": "requests"/],
+    [{ preset: "full", audit: "connections", rate: { perSecond: 1 } }, /rate: .*"requests"/],
   ];
   for (const [spec, re] of bad) assert.throws(() => role(spec), re, JSON.stringify(spec));
+  // A full role whose requests are read (audit: requests, the HTTP-aware relay) can be limited.
+  const full = role({ preset: "full", audit: "requests", rate: { perSecond: 2 }, maxInFlight: 4 });
+  assert.equal(full.spec.maxInFlight, 4);
   assert.equal(role({ rate: { perSecond: 0.5 } }).spec.rate?.perSecond, 0.5);
 });

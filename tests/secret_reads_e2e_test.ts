@@ -1,7 +1,8 @@
 /**
  * Reads that keep secrets (issue 24), end to end on every engine the harness has: a container
  * made on the daemon's own socket with `-e PASSWORD=hunter2` and an image whose config carries
- * `ENV TOKEN=s3cr3t`, inspected through `dockgate serve --policy` by a read-only role (the
+ * `ENV TOKEN=s3cr3t` (and a built image whose history's `ENV` step carries `APIKEY=s3cr3t`,
+ * read with `docker history`), inspected through `dockgate serve --policy` by a read-only role (the
  * values replaced by the marker, the names kept, the CLI's output valid JSON) and by a
  * read-only role with `allowSecrets` (the values shown). The whole raw answer is searched, on
  * the unversioned path and under an API version prefix.
@@ -66,6 +67,12 @@ async function secretReads(t: Deno.TestContext, engine: Engine): Promise<void> {
     assert.equal(box.code, 0, box.stderr);
     const commit = await d.docker(["commit", "--change", "ENV TOKEN=s3cr3t", "box", "withtoken:1"]);
     assert.equal(commit.code, 0, commit.stderr);
+    // A build's ENV step is in the image's history too (`CreatedBy`), not only in its config.
+    const built = await d.docker(["build", "-t", "withenv:1", "-"], {
+      stdin: `FROM ${d.image}\nENV APIKEY=s3cr3t OTHER=plain\n`,
+      env: { DOCKER_BUILDKIT: "0" },
+    });
+    assert.equal(built.code, 0, built.stderr);
     const v = `/v${(await d.docker(["version", "-f", "{{.Server.APIVersion}}"])).stdout.trim()}`;
 
     await t.step("read-only: docker inspect shows the names, not the values", async () => {
@@ -92,6 +99,20 @@ async function secretReads(t: Deno.TestContext, engine: Engine): Promise<void> {
       assert.ok(!img.stdout.includes("s3cr3t"), img.stdout);
       assert.ok(JSON.parse(img.stdout)[0].Config.Env.includes(`TOKEN=${MARKER}`));
     });
+
+    await t.step(
+      "read-only: docker history shows the ENV step's names, not its values",
+      async () => {
+        const own = await d.docker(["history", "--no-trunc", "withenv:1"]);
+        assert.ok(own.stdout.includes("APIKEY=s3cr3t"), own.stdout);
+        const r = await as("ro", ["history", "--no-trunc", "withenv:1"]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.ok(!r.stdout.includes("s3cr3t"), r.stdout);
+        assert.ok(r.stdout.includes(`APIKEY=${MARKER} OTHER=${MARKER}`), r.stdout);
+        const seer = await as("seer", ["history", "--no-trunc", "withenv:1"]);
+        assert.ok(seer.stdout.includes("APIKEY=s3cr3t"), seer.stdout);
+      },
+    );
 
     await t.step("read-only: the whole raw answer, unversioned and versioned", async () => {
       const creds = await bundleCreds(g.pki, "ro");

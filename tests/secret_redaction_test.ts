@@ -151,3 +151,35 @@ Deno.test("secret redaction in the answer reader: lengths, 502 when unreadable, 
   const missing = `HTTP/1.1 404 Not Found\r\nContent-Length: 26\r\n\r\n{"message":"No such: db"}\n`;
   assert.equal(answerFor(missing), missing, "passed on as the daemon sent it");
 });
+
+Deno.test("secret redaction: ENV values in image history's CreatedBy, names kept", () => {
+  const history = redact([
+    { Id: "a", CreatedBy: "/bin/sh -c #(nop)  ENV PASSWORD=hunter2", Tags: null },
+    { Id: "b", CreatedBy: "/bin/sh -c #(nop) ENV A=1 B=two words C=", Comment: "" },
+    { Id: "c", CreatedBy: "ENV TOKEN=s3cr3t K2=v2", Comment: "buildkit.dockerfile.v0" },
+    { Id: "d", CreatedBy: 'cmd /S /C #(nop) ENV "X"=y' },
+    { Id: "e", CreatedBy: "/bin/sh -c #(nop) ENV OLD value with spaces" },
+    { Id: "f", CreatedBy: '/bin/sh -c #(nop)  CMD ["sh"]' },
+    { Id: "g", CreatedBy: "/bin/sh -c echo ENV=prod" },
+    { Id: "h", CreatedBy: "" },
+  ]);
+  assert.deepEqual(history.map((h: { CreatedBy: string }) => h.CreatedBy), [
+    `/bin/sh -c #(nop)  ENV PASSWORD=${REDACTED}`,
+    `/bin/sh -c #(nop) ENV A=${REDACTED} B=${REDACTED} C=${REDACTED}`,
+    `ENV TOKEN=${REDACTED} K2=${REDACTED}`,
+    `cmd /S /C #(nop) ENV ${REDACTED}`,
+    `/bin/sh -c #(nop) ENV ${REDACTED}`,
+    '/bin/sh -c #(nop)  CMD ["sh"]',
+    "/bin/sh -c echo ENV=prod",
+    "",
+  ]);
+  assert.equal(history[0].Id, "a", "the rest unchanged");
+  const p = compileApiPolicy({
+    roles: { ro: { preset: "read-only" }, seer: { preset: "read-only", allowSecrets: true } },
+    identities: [],
+  }, "x");
+  for (const path of ["/images/a/history", "/images/reg:5000/a/b:1/history"]) {
+    assert.ok(redactsSecrets(p.roles.get("ro")!, "GET", path), path);
+    assert.ok(!redactsSecrets(p.roles.get("seer")!, "GET", path), path);
+  }
+});

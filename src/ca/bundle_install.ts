@@ -93,7 +93,8 @@ export async function existingBundleFiles(dir: string): Promise<string[]> {
 /**
  * Write a checked bundle into `dir` (created 0700 with its parents): `key.pem` 0600, the
  * certificates 0644, `host` when the archive recorded one. Each file is written atomically;
- * an existing one is replaced only with `force` (else `EEXIST` from the write).
+ * an existing one is replaced only with `force`: without it, any bundle file already in `dir`
+ * is an `EEXIST` error before the first write (one appearing meanwhile, from the write).
  *
  * @example
  * ```ts ignore
@@ -107,6 +108,15 @@ export async function installBundle(
   dir: string,
   force: boolean,
 ): Promise<InstalledBundle> {
+  // Every file is checked before any is written: a refusal at the second file would leave a
+  // new key beside the old certificate (a pair that does not match, and no bundle either).
+  const there = force ? [] : await existingBundleFiles(dir);
+  if (there.length > 0) {
+    throw Object.assign(
+      new Error(`"${dir}" already holds ${there.join(", ")}: nothing was written`),
+      { code: "EEXIST" },
+    );
+  }
   await ensureDir(dir, true);
   const out = {
     dir,

@@ -11,7 +11,12 @@ import { readFile } from "node:fs/promises";
 import type { PolicyLearnCommand } from "./args.ts";
 import type { CliIo } from "./io.ts";
 import { loadApiPolicyFile } from "../config/policy_file.ts";
-import { learnPolicy, policyDifference, readAuditRequests } from "../docker/policy_learn.ts";
+import {
+  learnedWarnings,
+  learnPolicy,
+  policyDifference,
+  readAuditRequests,
+} from "../docker/policy_learn.ts";
 import { fsErrorText } from "../util/fs_util.ts";
 
 /** Learn, print the policy (or the difference), and return the exit code. */
@@ -22,8 +27,11 @@ export async function runPolicyLearn(cmd: PolicyLearnCommand, io: CliIo): Promis
   } catch (err) {
     throw new Error(`Cannot read audit log "${cmd.log}": ${fsErrorText(err)}`);
   }
-  const { byIdentity, skipped } = readAuditRequests(text, cmd.identities);
+  const { byIdentity, skipped, refused } = readAuditRequests(text, cmd.identities);
   if (skipped > 0) io.say(`dockgate: ${skipped} line(s) of ${cmd.log} are no request record`);
+  if (refused > 0) {
+    io.say(`dockgate: ${refused} refused request(s) of ${cmd.log} not learned (never forwarded)`);
+  }
   const missing = cmd.identities.filter((i) => !byIdentity.has(i));
   if (missing.length > 0) io.say(`dockgate: no request of ${missing.join(", ")} in ${cmd.log}`);
   if (byIdentity.size === 0) return 1;
@@ -32,7 +40,9 @@ export async function runPolicyLearn(cmd: PolicyLearnCommand, io: CliIo): Promis
     for (const line of policyDifference(current, byIdentity)) io.out(line);
     return 0;
   }
-  io.out(JSON.stringify(learnPolicy(byIdentity), null, 2));
+  const learned = learnPolicy(byIdentity);
+  io.out(JSON.stringify(learned, null, 2));
+  for (const line of learnedWarnings(learned)) io.say(`dockgate: ${line}`);
   io.say(
     "dockgate: request bodies are not in the audit log: no body allowance (allowBindMounts, " +
       "allowCapabilities, …) is learned",

@@ -24,7 +24,7 @@ import { authBodyProblem } from "./auth_body.ts";
 import { commitBodyProblem } from "./image_changes.ts";
 import { SHIELD_IDS } from "./shields.ts";
 import { imageNameProblem, imagePatternProblem } from "./image_names.ts";
-import { limitProblem, type RateSpec, scopeProblem } from "./limit_spec.ts";
+import { limitProblem, type RateSpec, rawLimitProblem, scopeProblem } from "./limit_spec.ts";
 
 /** What names an isolated identity's owner key: its common name or its one URI SAN. */
 export type OwnerKind = "cn" | "uri";
@@ -395,7 +395,7 @@ function compileRole(
       return { text, method: m![1], regex: compilePattern(m![2]) };
     });
   const spec = { ...r } as unknown as RoleSpec;
-  return {
+  const role: Role = {
     name,
     preset: r.preset as Preset,
     spec,
@@ -409,6 +409,9 @@ function compileRole(
     audit,
     record: (r.record as boolean | "required" | undefined) ?? false,
   };
+  const unread = rawLimitProblem(r, relaysRaw(role));
+  if (unread) fail(...unread);
+  return role;
 }
 
 /** The role's `audit` option, validated, with its default. */

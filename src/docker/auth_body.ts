@@ -17,7 +17,7 @@
  */
 
 import { isJsonObject, type JsonValue } from "./strict_json.ts";
-import { foldKey } from "./no_escape.ts";
+import { goStructReader } from "./no_escape.ts";
 import { type ParamContext, publicHost } from "./route_params.ts";
 
 const FIELDS = [
@@ -29,6 +29,9 @@ const FIELDS = [
   "identitytoken",
   "registrytoken",
 ];
+
+/** Go's reading of the body's keys (every field folds: none is read by name elsewhere). */
+const readAuthConfig = goStructReader(FIELDS);
 
 /** `[http(s)://]host[:port][/path]`, the forms the CLI and docker-py send. */
 const ADDRESS = /^(?:https?:\/\/)?([A-Za-z0-9.-]+(?::[0-9]{1,5})?)(?:\/[A-Za-z0-9._~\/-]*)?$/;
@@ -49,20 +52,11 @@ const ADDRESS = /^(?:https?:\/\/)?([A-Za-z0-9.-]+(?::[0-9]{1,5})?)(?:\/[A-Za-z0-
  */
 export function authBodyProblem(body: JsonValue, ctx: ParamContext): string | undefined {
   if (!isJsonObject(body)) return "body is not a JSON object";
-  const seen = new Map<string, string>();
+  const members = readAuthConfig(body, "");
+  if (typeof members === "string") return members;
   let address: JsonValue = "";
-  for (const [key, value] of Object.entries(body)) {
-    const field = FIELDS.find((f) => f === foldKey(key));
-    if (field === undefined) {
-      if (value === null) continue;
-      return `${key}: unknown field (denied until the policy knows it)`;
-    }
-    const first = seen.get(field);
-    if (first !== undefined) {
-      return `${key}: a second spelling of the field "${field}" (after "${first}")`;
-    }
-    seen.set(field, key);
-    if (value !== null && typeof value !== "string") return `${key} is not a string`;
+  for (const { field, value, where } of members) {
+    if (value !== null && typeof value !== "string") return `${where} is not a string`;
     if (field === "serveraddress") address = value ?? "";
   }
   if (address === "") return undefined; // Docker Hub's index

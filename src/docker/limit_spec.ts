@@ -1,6 +1,7 @@
 /**
  * The role options `rate`, `maxInFlight` and `scope` as the policy file writes them, and their
- * checks (`api_policy.ts` calls {@linkcode limitProblem} and {@linkcode scopeProblem});
+ * checks (`api_policy.ts` calls {@linkcode limitProblem}, {@linkcode rawLimitProblem} and
+ * {@linkcode scopeProblem});
  * `request_limits.ts` enforces the limits, the isolation step the scope.
  *
  * @module
@@ -52,13 +53,30 @@ export function limitProblem(r: Record<string, unknown>): [string, string] | und
   if (r.maxInFlight !== undefined && !count(r.maxInFlight)) {
     return [".maxInFlight", "must be a whole number from 1"];
   }
-  if ((r.rate !== undefined || r.maxInFlight !== undefined) && r.preset === "full") {
-    return [
-      r.rate !== undefined ? ".rate" : ".maxInFlight",
-      "a full role is relayed raw (its requests are not read)",
-    ];
-  }
   return undefined;
+}
+
+/**
+ * The problem with limits on a role the gate relays raw (`api_policy.ts` `relaysRaw`: a full
+ * role that audits connections only), whose requests are never read one by one, so nothing
+ * would count them; `relaysRaw` is the role's, given here (this module is below the policy's).
+ *
+ * @example
+ * ```ts
+ * import { rawLimitProblem } from "./limit_spec.ts";
+ * if (!rawLimitProblem({ maxInFlight: 2 }, true)) throw new Error();
+ * if (rawLimitProblem({ maxInFlight: 2 }, false)) throw new Error();
+ * ```
+ */
+export function rawLimitProblem(
+  r: Record<string, unknown>,
+  relaysRaw: boolean,
+): [string, string] | undefined {
+  if ((r.rate === undefined && r.maxInFlight === undefined) || !relaysRaw) return undefined;
+  return [
+    r.rate !== undefined ? ".rate" : ".maxInFlight",
+    'a full role is relayed raw (its requests are not read): add "audit": "requests" to limit it',
+  ];
 }
 
 /**

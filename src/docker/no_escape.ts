@@ -92,24 +92,13 @@ function foldable(check: Check): Check {
  * `NetworkingConfig: {"n": null}`).
  */
 function struct(fields: Record<string, Check>): Check {
-  const folded = new Map(Object.keys(fields).map((f) => [foldKey(f), f]));
+  const read = goStructReader(Object.keys(fields));
   return (value, ctx, at) => {
     if (value === null) return undefined;
     if (!isJsonObject(value)) return `${at || "body"} is not an object`;
-    const seen = new Map<string, string>();
-    for (const [key, v] of Object.entries(value)) {
-      const where = at ? `${at}.${key}` : key;
-      const exact = Object.hasOwn(fields, key);
-      const field = exact ? key : folded.get(foldKey(key));
-      if (field === undefined) {
-        if (v === null) continue;
-        return `${where}: unknown field (denied until the policy knows it)`;
-      }
-      const first = seen.get(field);
-      if (first !== undefined) {
-        return `${where}: a second spelling of the field "${field}" (after "${first}")`;
-      }
-      seen.set(field, key);
+    const members = read(value, at);
+    if (typeof members === "string") return members;
+    for (const { field, exact, value: v, where } of members) {
       if (!exact && !FOLDABLE.has(fields[field])) {
         return `${where}: key is not spelled as the field "${field}" (Go would read it as that)`;
       }
@@ -117,6 +106,64 @@ function struct(fields: Record<string, Check>): Check {
       if (bad) return bad;
     }
     return undefined;
+  };
+}
+
+/** One member of a JSON object as Go's decoder assigns it to a struct's field. */
+export interface GoMember {
+  /** The field's name as the struct spells it. */
+  field: string;
+  /** Whether the key is spelled exactly as the field (else it folds onto it). */
+  exact: boolean;
+  /** The member's value. */
+  value: JsonValue;
+  /** Where it is, for a message (`HostConfig.Binds`). */
+  where: string;
+}
+
+/**
+ * Go's rule for the keys of a struct, the one reader of it: each key is a field spelled
+ * exactly or folding onto one ({@linkcode foldKey}); a second key for one field is refused
+ * (Go keeps the last, the gate would have to guess which); a key that is no field is refused
+ * unless its value is `null` (which Go's decoder never acts on), and left out. The reader
+ * gives the members to check, or the problem.
+ *
+ * @example
+ * ```ts
+ * import { goStructReader } from "./no_escape.ts";
+ * const read = goStructReader(["username", "serveraddress"]);
+ * const m = read({ UserName: "u", x: null }, "");
+ * if (typeof m === "string" || m[0].field !== "username" || m[0].exact || m.length !== 1) {
+ *   throw new Error(String(m));
+ * }
+ * if (typeof read({ username: "a", USERNAME: "b" }, "") !== "string") throw new Error();
+ * if (typeof read({ pass: "a" }, "") !== "string") throw new Error();
+ * ```
+ */
+export function goStructReader(
+  fields: readonly string[],
+): (object: { [key: string]: JsonValue }, at: string) => GoMember[] | string {
+  const names = new Set(fields);
+  const folded = new Map(fields.map((f) => [foldKey(f), f]));
+  return (object, at) => {
+    const seen = new Map<string, string>();
+    const members: GoMember[] = [];
+    for (const [key, value] of Object.entries(object)) {
+      const where = at ? `${at}.${key}` : key;
+      const exact = names.has(key);
+      const field = exact ? key : folded.get(foldKey(key));
+      if (field === undefined) {
+        if (value === null) continue;
+        return `${where}: unknown field (denied until the policy knows it)`;
+      }
+      const first = seen.get(field);
+      if (first !== undefined) {
+        return `${where}: a second spelling of the field "${field}" (after "${first}")`;
+      }
+      seen.set(field, key);
+      members.push({ field, exact, value, where });
+    }
+    return members;
   };
 }
 

@@ -12,8 +12,8 @@
  *
  * What the log cannot tell: request bodies are not in it, so no body allowance
  * (`allowBindMounts`, `allowCapabilities`, …) is learned; {@linkcode policyDifference} says
- * which routes with a body the identity used. A `full` role gets no deny entries (it is
- * relayed raw: nothing would read them).
+ * which routes with a body the identity used. A `full` role gets no deny entries (with its
+ * default `audit`, connections, it is relayed raw: nothing would read them).
  *
  * @module
  */
@@ -43,25 +43,32 @@ export interface AuditRequests {
   byIdentity: Map<string, LoggedRequest[]>;
   /** Lines that were no JSON record (a torn last line of a log being written). */
   skipped: number;
+  /** Records of requests the gate refused (`decision: "deny"`), not learned. */
+  refused: number;
 }
 
 /**
  * The request records of an audit log (`observe/audit.ts` JSON lines), per identity, for
- * `identities` (all when empty). Connection records are not requests; each request counts
- * whatever was decided (a refused one is one the client needed).
+ * `identities` (all when empty). Connection records are not requests. A request the gate
+ * refused (`deny`) is not learned: it never reached the daemon, so nothing the client did
+ * needed it, and one refused probe of an escape route would otherwise make the learned role
+ * `full`. Audit mode's `would_deny` was forwarded and counts.
  *
  * @example
  * ```ts
  * import { readAuditRequests } from "./policy_learn.ts";
  * const log = '{"event":"request","identity":"ci","method":"GET","path":"/_ping"}\n{"event":"connection","identity":"ci"}\n';
  * const r = readAuditRequests(log, []);
- * if (r.byIdentity.get("ci")?.[0].path !== "/_ping" || r.skipped !== 0) throw new Error();
+ * if (r.byIdentity.get("ci")?.[0].path !== "/_ping" || r.skipped !== 0 || r.refused !== 0) {
+ *   throw new Error();
+ * }
  * ```
  */
 export function readAuditRequests(text: string, identities: readonly string[]): AuditRequests {
   const byIdentity = new Map<string, LoggedRequest[]>();
   const seen = new Set<string>();
   let skipped = 0;
+  let refused = 0;
   for (const line of text.split("\n")) {
     if (line.trim() === "") continue;
     let r: Record<string, unknown>;
@@ -78,13 +85,17 @@ export function readAuditRequests(text: string, identities: readonly string[]): 
       continue;
     }
     if (identities.length > 0 && !identities.includes(identity)) continue;
+    if (r.decision === "deny") {
+      refused++;
+      continue;
+    }
     const key = JSON.stringify([identity, method, path]);
     if (seen.has(key)) continue;
     seen.add(key);
     if (!byIdentity.has(identity)) byIdentity.set(identity, []);
     byIdentity.get(identity)!.push({ method, path });
   }
-  return { byIdentity, skipped };
+  return { byIdentity, skipped, refused };
 }
 
 /** The route table's text of a route (`GET /containers/{name}/json`). */
@@ -171,6 +182,31 @@ export function learnPolicy(
     identities.push({ cn: identity, role: name });
   }
   return { roles, identities };
+}
+
+/**
+ * What the learned policy lets through beyond the route table's restricted presets, one line
+ * per role: a `full` role (root on the host) and `allow` entries (paths no route knows, which
+ * the gate then forwards unread). Both deserve a look before the policy is used.
+ *
+ * @example
+ * ```ts
+ * import { learnedWarnings } from "./policy_learn.ts";
+ * const lines = learnedWarnings({ roles: { r: { preset: "full" } }, identities: [] });
+ * if (!lines[0]?.includes("r is full")) throw new Error(lines.join());
+ * ```
+ */
+export function learnedWarnings(policy: ApiPolicySpec): string[] {
+  const out: string[] = [];
+  for (const [name, role] of Object.entries(policy.roles)) {
+    if (role.preset === "full") {
+      out.push(`warning: ${name} is full (an escape route was used): root on the host`);
+    }
+    if (role.allow?.length) {
+      out.push(`warning: ${name} allows paths no route knows: ${role.allow.join(", ")}`);
+    }
+  }
+  return out;
 }
 
 /** A sample path of a route pattern (`{name}` and `{id}` as `x`), for a decision on the route. */

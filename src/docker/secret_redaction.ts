@@ -12,7 +12,9 @@
  * What is redacted, on the routes of {@linkcode SECRET_ROUTES} only: every `Env` array in the
  * answer, at any depth (container `Config.Env`, image `Config.Env` and `ContainerConfig.Env`,
  * a service's or task's `ContainerSpec.Env` and `PluginSpec.Env`, a plugin's `Settings.Env` and
- * the `Value` of its `Config.Env` entries), and `Data` in any `Spec` object (secrets, configs).
+ * the `Value` of its `Config.Env` entries), `Data` in any `Spec` object (secrets, configs), and
+ * the values of an `ENV` step in an image history's `CreatedBy` ({@linkcode redactHistoryEnv}):
+ * the image's history repeats its `Config.Env`.
  * Command lines (`Cmd`, `Args`, `Entrypoint`, exec `ProcessConfig`) are not: they are shown by
  * `docker ps` and `top` too, and are no place for a secret.
  *
@@ -36,6 +38,7 @@ export const REDACTED = "<redacted by dockgate>";
 export const SECRET_ROUTES: readonly string[] = [
   "GET /containers/{name}/json",
   "GET /images/{name}/json",
+  "GET /images/{name}/history",
   "GET /services",
   "GET /services/{id}",
   "GET /tasks",
@@ -111,7 +114,10 @@ function walk(doc: JsonDocument, node: JsonValue): void {
   if (!isJsonObject(node)) return;
   for (const [key, value] of Object.entries(node)) {
     if (key === "Env" && Array.isArray(value)) redactEnv(doc, value);
-    else if (key === "JoinTokens" && isJsonObject(value)) {
+    else if (key === "CreatedBy" && typeof value === "string") {
+      const redacted = redactHistoryEnv(value);
+      if (redacted !== value) doc.replaceValue(node, key, JSON.stringify(redacted));
+    } else if (key === "JoinTokens" && isJsonObject(value)) {
       for (const [k, v] of Object.entries(value)) {
         if (typeof v === "string") doc.replaceValue(value, k, JSON.stringify(REDACTED));
       }
@@ -144,6 +150,42 @@ function redactEnv(doc: JsonDocument, env: JsonValue[]): void {
     }
   });
 }
+
+/**
+ * An image history's `CreatedBy` with the values of an `ENV` step replaced by the marker, the
+ * names kept: the legacy builder's `/bin/sh -c #(nop)  ENV K=V K2=V2` (any shell before
+ * `#(nop)`) and BuildKit's `ENV K=V`. Both write every pair as `K=V` unquoted, so a value with
+ * spaces cannot be told from the next pair: a word that is not `NAME=` belongs to the value
+ * before it, and when the first word is not `NAME=` (no pair to read) the whole rest is the
+ * marker. Any other step comes back as it is.
+ *
+ * @example
+ * ```ts
+ * import { REDACTED, redactHistoryEnv } from "./secret_redaction.ts";
+ * const out = redactHistoryEnv("/bin/sh -c #(nop)  ENV PASSWORD=hunter2 HOME=/root");
+ * if (out !== `/bin/sh -c #(nop)  ENV PASSWORD=${REDACTED} HOME=${REDACTED}`) {
+ *   throw new Error(out);
+ * }
+ * ```
+ */
+export function redactHistoryEnv(createdBy: string): string {
+  const step = HISTORY_ENV.exec(createdBy);
+  if (!step) return createdBy;
+  const pairs: string[] = [];
+  for (const word of step[2].split(/\s+/)) {
+    if (word === "") continue;
+    const name = ENV_NAME.exec(word);
+    if (name) pairs.push(`${name[1]}=${REDACTED}`);
+    else if (pairs.length === 0) pairs.push(REDACTED);
+  }
+  return step[1] + (pairs.length === 0 ? REDACTED : pairs.join(" "));
+}
+
+/** `ENV` at the start (BuildKit) or after the legacy builder's `#(nop)`, then its pairs. */
+const HISTORY_ENV = /^((?:.*?#\(nop\)\s+)?ENV\s+)(.*)$/is;
+
+/** A pair's name, as the builders write it (`NAME=`). */
+const ENV_NAME = /^([A-Za-z_][A-Za-z0-9_]*)=/;
 
 /** The object's other members, walked as they are (the spans stay the document's). */
 function omit(object: { [key: string]: JsonValue }, key: string): JsonValue[] {

@@ -1,8 +1,10 @@
 /**
  * Requests per source address in a fixed window, for the enrolment port: a token guesser or a
  * flood from one address is cut off after `limit` requests per `windowMs`. The table is
- * bounded: past {@linkcode MAX_ADDRESSES} tracked addresses it starts afresh (an attacker
- * with that many addresses is a job for the firewall, not for this table's memory).
+ * bounded at {@linkcode MAX_ADDRESSES}: a new address takes the place of windows that have
+ * expired, and is refused while none has (fail closed: clearing the table would reset every
+ * window, so an attacker with that many addresses would reset its own limit; such a flood is a
+ * job for the firewall).
  *
  * @module
  */
@@ -33,11 +35,24 @@ export class AddressRate {
   take(address: string, now: number = Date.now()): boolean {
     let w = this.#windows.get(address);
     if (!w || now - w.start >= this.windowMs) {
-      if (!w && this.#windows.size >= MAX_ADDRESSES) this.#windows.clear();
+      if (!w && this.#windows.size >= MAX_ADDRESSES && !this.#evictExpired(now)) return false;
       w = { start: now, count: 0 };
+      // Deleted and set again: the map's order stays the windows' start order.
+      this.#windows.delete(address);
       this.#windows.set(address, w);
     }
     w.count++;
     return w.count <= this.limit;
+  }
+
+  /** Drop the expired windows (the oldest first, in the map's order); whether any was. */
+  #evictExpired(now: number): boolean {
+    let evicted = false;
+    for (const [address, w] of this.#windows) {
+      if (now - w.start < this.windowMs) break;
+      this.#windows.delete(address);
+      evicted = true;
+    }
+    return evicted;
   }
 }
