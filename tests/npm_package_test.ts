@@ -94,7 +94,9 @@ const installedPackage = builtOnce("dg-npm-", async (tmp): Promise<Fixture> => {
 function specifiers(code: string): string[] {
   return [
     ...code.matchAll(
-      /^(?:import|export)\b[^;]*?\bfrom\s+["']([^"']+)["']|^import\s+["']([^"']+)["']/gm,
+      // Not across a comment: a statement without ";" (`export class E extends Error {}`) must
+      // not run on into a JSDoc example's import.
+      /^(?:import|export)\b(?:[^;*]|\*(?= as ))*?\bfrom\s+["']([^"']+)["']|^import\s+["']([^"']+)["']/gm,
     ),
   ]
     .map((m) => m[1] ?? m[2]);
