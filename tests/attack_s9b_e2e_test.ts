@@ -1,0 +1,69 @@
+/**
+ * Session 9's second attacker, end to end: attacks on the code paths this session added that
+ * got through, as raw requests over real TLS through `dockgate serve --policy` to a private
+ * dockerd the test starts, on every engine the harness has. Each effect is judged by what the
+ * daemon answered on its own socket and what the gate passed on.
+ *
+ * - Reads that keep secrets: a read-only role (no `allowSecrets`) gets an image's `Config.Env`
+ *   values redacted in `GET /images/{name}/json`, but `GET /images/{name}/history` lists the
+ *   build steps, and a built image's `ENV PASSWORD=hunter2` step is there in `CreatedBy`.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { type E2eGate, e2eGate, forEachEngine } from "./helpers/e2e_gate.ts";
+import { splitResponses, tlsExchange } from "./helpers/http_raw.ts";
+
+const POLICY = {
+  roles: { ro: { preset: "read-only" }, seer: { preset: "read-only", allowSecrets: true } },
+  identities: [{ cn: "ro", role: "ro" }, { cn: "seer", role: "seer" }],
+};
+
+/** A GET through the gate as `who`; the answer's status and body. */
+async function get(g: E2eGate, who: string, target: string) {
+  const ex = await tlsExchange(
+    g.gate.port,
+    await g.creds(who),
+    `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+  );
+  const [answer] = splitResponses(ex.data);
+  return { status: answer?.status, raw: ex.data.toString("latin1") };
+}
+
+forEachEngine(
+  (e) => `attack s9b (Docker ${e}): read-only image history does not show ENV values`,
+  async (_t, engine) => {
+    const g = await e2eGate(engine, POLICY, ["ro", "seer"]);
+    if (!g) return;
+    try {
+      // A built image (the classic builder: no registry, no BuildKit here) with a secret ENV.
+      const built = await g.d.docker(["build", "-t", "withsecret:1", "-"], {
+        stdin: `FROM ${g.d.image}\nENV PASSWORD=hunter2\nCMD ["true"]\n`,
+        env: { DOCKER_BUILDKIT: "0" },
+      });
+      assert.equal(built.code, 0, built.stderr);
+      const own = await g.d.docker(["history", "--no-trunc", "withsecret:1"]);
+      assert.ok(own.stdout.includes("hunter2"), `the daemon's history holds it: ${own.stdout}`);
+      const v = `/v${
+        (await g.d.docker(["version", "-f", "{{.Server.APIVersion}}"])).stdout.trim()
+      }`;
+      for (const target of ["/images/withsecret:1/history", `${v}/images/withsecret:1/history`]) {
+        const inspect = await get(g, "ro", target.replace("/history", "/json"));
+        assert.equal(inspect.status, 200, inspect.raw);
+        assert.ok(!inspect.raw.includes("hunter2"), `inspect redacts it: ${inspect.raw}`);
+        const history = await get(g, "ro", target);
+        assert.ok(
+          !history.raw.includes("hunter2"),
+          `read-only ${target} showed the ENV value: ${history.raw}`,
+        );
+        assert.ok(history.status === 200 || history.status === 403, history.raw);
+      }
+      // allowSecrets still sees it (the redaction is the read-only default, not a refusal).
+      const seer = await get(g, "seer", "/images/withsecret:1/history");
+      assert.equal(seer.status, 200, seer.raw);
+      assert.ok(seer.raw.includes("hunter2"), seer.raw);
+    } finally {
+      await g.stop();
+    }
+  },
+);
