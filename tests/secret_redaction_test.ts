@@ -60,6 +60,17 @@ Deno.test("secret redaction: every shape the covered routes answer", () => {
   assert.deepEqual(ca.Spec.CAConfig, { SigningCAKey: B64, SigningCACert: "" });
 });
 
+Deno.test("secret redaction: an image history's CreatedBy lines (ENV, build args) go", () => {
+  const body = '[{"CreatedBy":"/bin/sh -c #(nop)  ENV PASSWORD=hunter2","Size":0},' +
+    '{"CreatedBy":"|1 TOKEN=s3 /bin/sh -c make","Size":1},{"CreatedBy":"","Size":2}]';
+  const out = new TextDecoder().decode(redactSecrets(new TextEncoder().encode(body)));
+  assert.equal(
+    out,
+    `[{"CreatedBy":"${REDACTED}","Size":0},{"CreatedBy":"${REDACTED}","Size":1},` +
+      '{"CreatedBy":"","Size":2}]',
+  );
+});
+
 Deno.test("secret redaction: only the values' bytes change; not JSON is an error", () => {
   const text = '{"N":1e400,"S":"\\u00e9","Config":{"Env":["A=\\"q\\""]}}';
   const out = new TextDecoder().decode(redactSecrets(new TextEncoder().encode(text)));
@@ -81,7 +92,15 @@ Deno.test("secret redaction: read-only roles without allowSecrets, the covered r
     identities: [],
   }, "x");
   const ro = p.roles.get("ro")!;
-  for (const path of ["/containers/db/json", "/images/a/b:1/json", "/services", "/tasks/t"]) {
+  for (
+    const path of [
+      "/containers/db/json",
+      "/images/a/b:1/json",
+      "/images/a/b:1/history",
+      "/services",
+      "/tasks/t",
+    ]
+  ) {
     assert.ok(redactsSecrets(ro, "GET", path), path);
   }
   for (const path of ["/containers/json", "/services/s/logs", "/exec/e/json", "/info"]) {

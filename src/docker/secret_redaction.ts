@@ -14,7 +14,10 @@
  * a service's or task's `ContainerSpec.Env` and `PluginSpec.Env`, a plugin's `Settings.Env` and
  * the `Value` of its `Config.Env` entries), and `Data` in any `Spec` object (secrets, configs).
  * Command lines (`Cmd`, `Args`, `Entrypoint`, exec `ProcessConfig`) are not: they are shown by
- * `docker ps` and `top` too, and are no place for a secret.
+ * `docker ps` and `top` too, and are no place for a secret. An image's history is: each step's
+ * `CreatedBy` is the Dockerfile line that made it, and `ENV PASSWORD=…` (or a `RUN` with the
+ * build args before it, `|1 TOKEN=… /bin/sh -c …`) holds the value `Config.Env` redacts; the
+ * whole line is replaced, rather than a guess at which of its words are values.
  *
  * The swarm's join tokens (`GET /swarm` `JoinTokens`, and a `SigningCAKey` should one be
  * there) are redacted for every restricted role, `no-escape` too, whatever `allowSecrets`
@@ -36,6 +39,7 @@ export const REDACTED = "<redacted by dockgate>";
 export const SECRET_ROUTES: readonly string[] = [
   "GET /containers/{name}/json",
   "GET /images/{name}/json",
+  "GET /images/{name}/history",
   "GET /services",
   "GET /services/{id}",
   "GET /tasks",
@@ -115,6 +119,8 @@ function walk(doc: JsonDocument, node: JsonValue): void {
       for (const [k, v] of Object.entries(value)) {
         if (typeof v === "string") doc.replaceValue(value, k, JSON.stringify(REDACTED));
       }
+    } else if (key === "CreatedBy" && typeof value === "string" && value !== "") {
+      doc.replaceValue(node, key, JSON.stringify(REDACTED));
     } else if (key === "SigningCAKey" && typeof value === "string" && value !== "") {
       doc.replaceValue(node, key, REDACTED_BYTES);
     } else if (key === "Spec" && isJsonObject(value) && typeof value.Data === "string") {
