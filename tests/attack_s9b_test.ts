@@ -1,0 +1,86 @@
+/**
+ * Session 9's second attacker, without a dockerd: attacks on the PKI paths this session added,
+ * through the real CLI (`keygen`, `serve`) and real TLS. What the gate let through is judged by
+ * what reached its target, a unix socket of the test's own that counts its connections.
+ *
+ * - `keygen rotate-ca` re-signs every intermediate under the new root, the one the old root
+ *   revoked too: its revocation is on the old root's CRL only, so the new path (new root, the
+ *   intermediate's new certificate) is clean and what it issued gets in again.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runCli, startServe } from "./helpers/gate.ts";
+import { tlsExchange } from "./helpers/http_raw.ts";
+import { bundleCreds } from "./helpers/tls_peers.ts";
+import { freeTempDir } from "./helpers/wait.ts";
+import { parseCertificatePem } from "../src/pki/pem.ts";
+import { normalizeSerial } from "../src/pki/serial.ts";
+
+/** A unix-socket "daemon" that answers `200` and keeps what reached it. */
+function recordingTarget(path: string): { seen(): string; close(): void } {
+  const listener = Deno.listen({ transport: "unix", path });
+  let seen = "";
+  const serve = async (conn: Deno.Conn) => {
+    const buf = new Uint8Array(4096);
+    const n = await conn.read(buf).catch(() => null);
+    seen += new TextDecoder().decode(buf.subarray(0, n ?? 0));
+    const answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nApi-Version: 1.41\r\n\r\nOK";
+    await conn.write(new TextEncoder().encode(answer)).catch(() => {});
+    conn.close();
+  };
+  (async () => {
+    for await (const conn of listener) serve(conn);
+  })().catch(() => {});
+  return { seen: () => seen, close: () => listener.close() };
+}
+
+async function keygen(args: string[]): Promise<void> {
+  const r = await runCli(["keygen", ...args]);
+  assert.equal(r.code, 0, `keygen ${args.join(" ")}: ${r.stderr}`);
+}
+
+Deno.test({
+  name: "attack s9b: an intermediate the old root revoked stays revoked after rotate-ca",
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  const work = await freeTempDir("dg9b-");
+  const pki = join(work, "pki");
+  const target = recordingTarget(join(work, "d.sock"));
+  try {
+    await keygen(["--dir", pki]);
+    await keygen(["intermediate", "int1", "--dir", pki]);
+    await keygen(["client", "alice", "--issuer", "int1", "--dir", pki]);
+    const int1 = parseCertificatePem(
+      await Deno.readTextFile(join(pki, "intermediates", "int1", "ca.pem")),
+    );
+    await keygen(["revoke", normalizeSerial(int1.serialNumber), "--dir", pki]);
+    const alice = await bundleCreds(pki, "alice");
+    const attempt = async (when: string) => {
+      const gate = await startServe([
+        "--certs",
+        join(pki, "server"),
+        "--target",
+        `unix://${join(work, "d.sock")}`,
+      ]);
+      try {
+        const probe = `/containers/probe-${when.replace(/ /g, "-")}/json`;
+        await tlsExchange(gate.port, alice, `GET ${probe} HTTP/1.1\r\nHost: x\r\n\r\n`);
+        assert.ok(
+          !target.seen().includes(probe),
+          `${when}: a client of the revoked intermediate reached the daemon`,
+        );
+      } finally {
+        await gate.stop();
+      }
+    };
+    await attempt("before the rotation");
+    await keygen(["rotate-ca", "--dir", pki]);
+    await attempt("during the overlap");
+  } finally {
+    target.close();
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+});
