@@ -4,6 +4,10 @@
  * dockerd the test starts, on every engine the harness has. Each effect is judged by what the
  * daemon answered on its own socket and what the gate passed on.
  *
+ * - (Holds, kept as a guard) a label-scoped read-only role: a container outside the scope is
+ *   missing on every read route tried (inspect by name, ID prefix and version prefix, logs,
+ *   top, stats, changes, export, archive GET/HEAD, its exec's inspect) and absent from lists,
+ *   events and `system df`.
  * - Reads that keep secrets: a read-only role (no `allowSecrets`) gets an image's `Config.Env`
  *   values redacted in `GET /images/{name}/json`, but `GET /images/{name}/history` lists the
  *   build steps, and a built image's `ENV PASSWORD=hunter2` step is there in `CreatedBy`.
@@ -62,6 +66,112 @@ forEachEngine(
       const seer = await get(g, "seer", "/images/withsecret:1/history");
       assert.equal(seer.status, 200, seer.raw);
       assert.ok(seer.raw.includes("hunter2"), seer.raw);
+    } finally {
+      await g.stop();
+    }
+  },
+);
+
+const SCOPED = {
+  roles: { web: { preset: "read-only", scope: { label: "com.example.team=web" } } },
+  identities: [{ cn: "webmon", role: "web" }],
+};
+
+forEachEngine(
+  (e) => `attack s9b (Docker ${e}): a scoped role learns nothing of a container outside it`,
+  async (_t, engine) => {
+    const g = await e2eGate(engine, SCOPED, ["webmon"]);
+    if (!g) return;
+    try {
+      const run = async (args: string[]) => {
+        const r = await g.d.docker(args);
+        assert.equal(r.code, 0, r.stderr);
+        return r.stdout.trim();
+      };
+      await run([
+        "run",
+        "-d",
+        "--name",
+        "web1",
+        "--network",
+        "none",
+        "--label",
+        "com.example.team=web",
+        g.d.image,
+        "sleep",
+        "300",
+      ]);
+      const out = await run([
+        "run",
+        "-d",
+        "--name",
+        "secretdb",
+        "--network",
+        "none",
+        g.d.image,
+        "sleep",
+        "300",
+      ]);
+      const outExec = JSON.parse(
+        await run(["exec", "-d", "secretdb", "sleep", "299"]).then(() =>
+          g.d.docker(["inspect", "-f", "{{json .ExecIDs}}", "secretdb"]).then((r) => r.stdout)
+        ),
+      )[0] as string;
+      const v = `/v${
+        (await g.d.docker(["version", "-f", "{{.Server.APIVersion}}"])).stdout.trim()
+      }`;
+      const now = Math.ceil(Date.now() / 1000) + 1;
+      const direct = [
+        "/containers/secretdb/json",
+        `${v}/containers/secretdb/json`,
+        `/containers/${out.slice(0, 5)}/json`,
+        "/containers/secretdb/logs?stdout=1",
+        "/containers/secretdb/top",
+        "/containers/secretdb/stats?stream=0",
+        "/containers/secretdb/changes",
+        "/containers/secretdb/export",
+        "/containers/secretdb/archive?path=/",
+        `/exec/${outExec}/json`,
+      ];
+      const lists = [
+        "/containers/json?all=1",
+        `/containers/json?all=1&filters=${encodeURIComponent('{"name":{"secretdb":true}}')}`,
+        `/events?since=0&until=${now}`,
+        "/system/df",
+        `${v}/system/df`,
+      ];
+      const leaks: string[] = [];
+      for (
+        const [method, target] of [
+          ...direct.map((p) => ["GET", p]),
+          ["HEAD", "/containers/secretdb/archive?path=/"],
+          ["HEAD", "/containers/secretdb/json"],
+          ...lists.map((p) => ["GET", p]),
+        ]
+      ) {
+        const ex = await tlsExchange(
+          g.gate.port,
+          await g.creds("webmon"),
+          `${method} ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+        );
+        const [a] = splitResponses(ex.data);
+        const text = ex.data.toString("latin1");
+        const isDirect = !lists.includes(target);
+        if (isDirect && a?.status !== undefined && a.status < 300) {
+          leaks.push(`${method} ${target}: ${a.status}`);
+        }
+        if (text.includes(out.slice(0, 12)) || (!isDirect && text.includes("secretdb"))) {
+          leaks.push(`${method} ${target}: names it: ${text.slice(0, 600)}`);
+        }
+      }
+      assert.deepEqual(leaks, []);
+      // The control: the same requests reach what the scope holds.
+      const web = await tlsExchange(
+        g.gate.port,
+        await g.creds("webmon"),
+        "GET /containers/web1/top HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+      );
+      assert.equal(splitResponses(web.data)[0]?.status, 200, web.data.toString());
     } finally {
       await g.stop();
     }
