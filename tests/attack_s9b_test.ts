@@ -6,6 +6,8 @@
  * - `keygen rotate-ca` re-signs every intermediate under the new root, the one the old root
  *   revoked too: its revocation is on the old root's CRL only, so the new path (new root, the
  *   intermediate's new certificate) is clean and what it issued gets in again.
+ * - (Holds, kept as a guard) an intermediate revoked during the overlap by its current serial
+ *   stays revoked for a client whose bundle still carries its certificate under the old root.
  *
  * @module
  */
@@ -85,6 +87,49 @@ Deno.test({
     await attempt("after retire-ca").catch((err) => {
       if (!String(err).includes('"CN=int1", an intermediate CA that does not chain')) throw err;
     });
+  } finally {
+    target.close();
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test({
+  name: "attack s9b: an intermediate revoked during the overlap (its new serial) stays revoked",
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  const work = await freeTempDir("dg9b-");
+  const pki = join(work, "pki");
+  const target = recordingTarget(join(work, "d.sock"));
+  try {
+    await keygen(["--dir", pki]);
+    await keygen(["intermediate", "int1", "--dir", pki]);
+    await keygen(["client", "alice", "--issuer", "int1", "--dir", pki]);
+    await keygen(["rotate-ca", "--dir", pki]);
+    const reaches = async (probe: string) => {
+      const gate = await startServe([
+        "--certs",
+        join(pki, "server"),
+        "--target",
+        `unix://${join(work, "d.sock")}`,
+      ]);
+      try {
+        // alice's bundle still carries the intermediate's certificate under the old root.
+        const request = `GET ${probe} HTTP/1.1\r\nHost: x\r\n\r\n`;
+        await tlsExchange(gate.port, await bundleCreds(pki, "alice"), request);
+        return target.seen().includes(probe);
+      } finally {
+        await gate.stop();
+      }
+    };
+    assert.ok(await reaches("/containers/control/json"), "the control: alice gets in");
+    const dir = join(pki, "intermediates", "int1");
+    const current = parseCertificatePem(await Deno.readTextFile(join(dir, "ca.pem")));
+    await keygen(["revoke", normalizeSerial(current.serialNumber), "--dir", pki]);
+    assert.ok(
+      !(await reaches("/containers/probe-overlap/json")),
+      "a client of the revoked intermediate got in",
+    );
   } finally {
     target.close();
     await Deno.remove(work, { recursive: true }).catch(() => {});
