@@ -6,6 +6,9 @@
  * - `keygen rotate-ca` re-signs every intermediate under the new root, the one the old root
  *   revoked too: its revocation is on the old root's CRL only, so the new path (new root, the
  *   intermediate's new certificate) is clean and what it issued gets in again.
+ * - During the overlap, `keygen revoke SERIAL` of an intermediate's certificate under the old
+ *   root revoked that certificate only: the same key re-signed by the new root still let in
+ *   everything the intermediate issued.
  * - (Holds, kept as a guard) an intermediate revoked during the overlap by its current serial
  *   stays revoked for a client whose bundle still carries its certificate under the old root.
  *
@@ -130,6 +133,45 @@ Deno.test({
       !(await reaches("/containers/probe-overlap/json")),
       "a client of the revoked intermediate got in",
     );
+  } finally {
+    target.close();
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test({
+  name: "attack s9b: revoking an intermediate by the serial it had before rotate-ca shuts it out",
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  const work = await freeTempDir("dg9b-");
+  const pki = join(work, "pki");
+  const target = recordingTarget(join(work, "d.sock"));
+  try {
+    await keygen(["--dir", pki]);
+    await keygen(["intermediate", "int1", "--dir", pki]);
+    await keygen(["client", "alice", "--issuer", "int1", "--dir", pki]);
+    const before = parseCertificatePem(
+      await Deno.readTextFile(join(pki, "intermediates", "int1", "ca.pem")),
+    );
+    await keygen(["rotate-ca", "--dir", pki]);
+    // The serial the operator knew (the intermediate's certificate under the old root): the
+    // same key re-signed by the new root must not keep what it issued in.
+    await keygen(["revoke", normalizeSerial(before.serialNumber), "--dir", pki]);
+    const gate = await startServe([
+      "--certs",
+      join(pki, "server"),
+      "--target",
+      `unix://${join(work, "d.sock")}`,
+    ]);
+    try {
+      const probe = "/containers/probe-old-serial/json";
+      const request = `GET ${probe} HTTP/1.1\r\nHost: x\r\n\r\n`;
+      await tlsExchange(gate.port, await bundleCreds(pki, "alice"), request);
+      assert.ok(!target.seen().includes(probe), "a client of the revoked intermediate got in");
+    } finally {
+      await gate.stop();
+    }
   } finally {
     target.close();
     await Deno.remove(work, { recursive: true }).catch(() => {});
