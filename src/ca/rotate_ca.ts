@@ -24,6 +24,7 @@ import {
   clientBundlePaths,
   intermediateDirs,
   pkiLayout,
+  previousIntermediateCert,
   retiredCasDir,
   serverBundleDirs,
   subdirs,
@@ -179,7 +180,7 @@ async function resignIntermediates(
       );
       continue;
     }
-    await writeFileSafely(join(d, "ca-previous.pem"), current, CERT_MODE, true, report);
+    await writeFileSafely(previousIntermediateCert(d), current, CERT_MODE, true, report);
     await writeFileSafely(
       files.cert,
       await signCaCertificate(current, next, 0),
@@ -294,7 +295,7 @@ export async function retirePreviousCa(options: RetireCaOptions): Promise<Keygen
   const stale = await bundlesOfPreviousRoot(options.dir);
   const kept = await moveToRetired(options.dir);
   for (const d of await intermediateDirs(layout.dir)) {
-    await rm(join(d, "ca-previous.pem"), { force: true });
+    await rm(previousIntermediateCert(d), { force: true });
   }
   await rewriteAfterRetire(options.dir, report);
   report.created.push(...await syncServerCrls(layout.dir));
