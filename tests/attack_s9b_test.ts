@@ -16,12 +16,16 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runCli, startServe } from "./helpers/gate.ts";
+import { runCli, type ServeProcess, startServe } from "./helpers/gate.ts";
 import { tlsExchange } from "./helpers/http_raw.ts";
 import { bundleCreds } from "./helpers/tls_peers.ts";
 import { freeTempDir } from "./helpers/wait.ts";
 import { parseCertificatePem } from "../src/pki/pem.ts";
 import { normalizeSerial } from "../src/pki/serial.ts";
+import { x509 } from "../src/pki/x509.ts";
+import { parseJoinToken } from "../src/pki/join_token.ts";
+import { connectPinned } from "../src/enroll/pinned_tls.ts";
+import { lineOf, MAX_ANSWER_BYTES, parseAnswer, readLine } from "../src/enroll/protocol.ts";
 
 /** A unix-socket "daemon" that answers `200` and keeps what reached it. */
 function recordingTarget(path: string): { seen(): string; close(): void } {
@@ -173,6 +177,155 @@ Deno.test({
       await gate.stop();
     }
   } finally {
+    target.close();
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test({
+  name: "attack s9b: one token redeemed by four connections at once buys one certificate",
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  const work = await freeTempDir("dg9b-");
+  const pki = join(work, "pki");
+  const target = recordingTarget(join(work, "d.sock"));
+  try {
+    await keygen(["--dir", pki]);
+    await keygen(["intermediate", "enroll", "--dir", pki]);
+    const gate = await startServe([
+      "--certs",
+      join(pki, "server"),
+      "--target",
+      `unix://${join(work, "d.sock")}`,
+      "--enroll",
+      "127.0.0.1:0",
+      "--enroll-issuer",
+      "enroll",
+    ]);
+    try {
+      const port = Number(
+        (await gate.waitForLog(/enrolment port on tcp:\/\/127\.0\.0\.1:(\d+)/))[1],
+      );
+      const made = await runCli(["keygen", "token", "racer", "--dir", pki]);
+      assert.equal(made.code, 0, made.stderr);
+      const token = made.stdout.trim();
+      const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+      const csrOf = async () => {
+        const keys = await crypto.subtle.generateKey(alg, true, ["sign", "verify"]);
+        const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+          name: "CN=racer",
+          keys,
+          signingAlgorithm: alg,
+        });
+        return csr.toString("pem");
+      };
+      const sockets = await Promise.all(
+        [0, 1, 2, 3].map(() =>
+          connectPinned({
+            host: "127.0.0.1",
+            port,
+            pin: parseJoinToken(token).pin,
+            timeoutMs: 5000,
+          })
+        ),
+      );
+      const lines = await Promise.all(
+        sockets.map(async () => lineOf({ op: "enroll", token, csr: await csrOf() })),
+      );
+      sockets.forEach(({ socket }, i) => socket.write(lines[i]));
+      const answers = await Promise.all(sockets.map(async ({ socket }) => {
+        const line = await readLine(socket, MAX_ANSWER_BYTES, 10_000);
+        socket.destroy();
+        return parseAnswer(line);
+      }));
+      assert.equal(answers.filter((a) => a.ok).length, 1, JSON.stringify(answers));
+      const issued = JSON.parse(
+        await Deno.readTextFile(join(pki, "intermediates", "enroll", "issued.json")),
+      ) as { name: string }[];
+      assert.equal(issued.filter((e) => e.name === "racer").length, 1);
+    } finally {
+      await gate.stop();
+    }
+  } finally {
+    target.close();
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test({
+  name: "attack s9b: two gates enrolling from one PKI at once record every certificate",
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  const work = await freeTempDir("dg9b-");
+  const pki = join(work, "pki");
+  const target = recordingTarget(join(work, "d.sock"));
+  const gates: ServeProcess[] = [];
+  try {
+    await keygen(["--dir", pki]);
+    await keygen(["intermediate", "enroll", "--dir", pki]);
+    const ports: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      const gate = await startServe([
+        "--certs",
+        join(pki, "server"),
+        "--target",
+        `unix://${join(work, "d.sock")}`,
+        "--enroll",
+        "127.0.0.1:0",
+        "--enroll-issuer",
+        "enroll",
+      ]);
+      gates.push(gate);
+      ports.push(
+        Number((await gate.waitForLog(/enrolment port on tcp:\/\/127\.0\.0\.1:(\d+)/))[1]),
+      );
+    }
+    const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+    const keys = await crypto.subtle.generateKey(alg, true, ["sign", "verify"]);
+    const csr = (await x509.Pkcs10CertificateRequestGenerator.create({
+      name: "CN=x",
+      keys,
+      signingAlgorithm: alg,
+    })).toString("pem");
+    const serials: string[] = [];
+    for (let round = 0; round < 3; round++) {
+      const tokens: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        const made = await runCli(["keygen", "token", `c${round}-${i}`, "--dir", pki]);
+        assert.equal(made.code, 0, made.stderr);
+        tokens.push(made.stdout.trim());
+      }
+      // Four connections to each gate (its per-address cap), every line written at once.
+      const sockets = await Promise.all(tokens.map((token, i) =>
+        connectPinned({
+          host: "127.0.0.1",
+          port: ports[i % 2],
+          pin: parseJoinToken(token).pin,
+          timeoutMs: 5000,
+        })
+      ));
+      sockets.forEach(({ socket }, i) =>
+        socket.write(lineOf({ op: "enroll", token: tokens[i], csr }))
+      );
+      for (const { socket } of sockets) {
+        const a = parseAnswer(await readLine(socket, MAX_ANSWER_BYTES, 10_000));
+        socket.destroy();
+        assert.ok(a.ok, JSON.stringify(a));
+        serials.push(normalizeSerial(parseCertificatePem(a.cert).serialNumber));
+      }
+    }
+    // What `keygen revoke NAME` finds: the records. A lost one is a certificate nobody can
+    // revoke by name (its key and certificate are on the client, not in the PKI).
+    const issued = JSON.parse(
+      await Deno.readTextFile(join(pki, "intermediates", "enroll", "issued.json")),
+    ) as { serial: string }[];
+    const recorded = new Set(issued.map((e) => normalizeSerial(e.serial)));
+    const lost = serials.filter((s) => !recorded.has(s));
+    assert.deepEqual(lost, [], `${lost.length} of ${serials.length} enrolments not recorded`);
+  } finally {
+    for (const g of gates) await g.stop();
     target.close();
     await Deno.remove(work, { recursive: true }).catch(() => {});
   }
