@@ -11,6 +11,9 @@
  * - Reads that keep secrets: a read-only role (no `allowSecrets`) gets an image's `Config.Env`
  *   values redacted in `GET /images/{name}/json`, but `GET /images/{name}/history` lists the
  *   build steps, and a built image's `ENV PASSWORD=hunter2` step is there in `CreatedBy`.
+ * - The same role read a log driver's token (`--log-opt splunk-token=…`, container inspect's
+ *   `HostConfig.LogConfig.Config`) and a CIFS volume's password (`--opt o=password=…`, volume
+ *   inspect's `Options`).
  *
  * @module
  */
@@ -172,6 +175,59 @@ forEachEngine(
         "GET /containers/web1/top HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
       );
       assert.equal(splitResponses(web.data)[0]?.status, 200, web.data.toString());
+    } finally {
+      await g.stop();
+    }
+  },
+);
+
+forEachEngine(
+  (e) => `attack s9b (Docker ${e}): read-only inspect hides log and volume driver options`,
+  async (_t, engine) => {
+    const g = await e2eGate(engine, POLICY, ["ro", "seer"]);
+    if (!g) return;
+    try {
+      const run = async (args: string[]) => {
+        const r = await g.d.docker(args);
+        assert.equal(r.code, 0, r.stderr);
+      };
+      // A log driver's token and a CIFS volume's password: where such secrets are written.
+      await run([
+        "create",
+        "--name",
+        "shipper",
+        "--network",
+        "none",
+        "--log-driver",
+        "splunk",
+        "--log-opt",
+        "splunk-url=https://127.0.0.1:9",
+        "--log-opt",
+        "splunk-token=hunter2-token",
+        g.d.image,
+        "true",
+      ]);
+      await run([
+        "volume",
+        "create",
+        "--opt",
+        "type=cifs",
+        "--opt",
+        "device=//127.0.0.1/share",
+        "--opt",
+        "o=username=u,password=hunter2-cifs",
+        "share",
+      ]);
+      const leaks: string[] = [];
+      for (
+        const target of ["/containers/shipper/json", "/volumes/share", "/volumes", "/system/df"]
+      ) {
+        const r = await get(g, "ro", target);
+        if (/hunter2/.test(r.raw)) leaks.push(`${target}: ${r.status} ${r.raw.slice(-400)}`);
+      }
+      assert.deepEqual(leaks, []);
+      const seer = await get(g, "seer", "/volumes/share");
+      assert.ok(seer.raw.includes("hunter2-cifs"), seer.raw);
     } finally {
       await g.stop();
     }
