@@ -71,6 +71,28 @@ Deno.test("secret redaction: an image history's CreatedBy lines (ENV, build args
   );
 });
 
+Deno.test("secret redaction: drivers' option values (log, volume, mount, endpoint) go", () => {
+  const out = redact({
+    HostConfig: {
+      LogConfig: { Type: "splunk", Config: { "splunk-token": "t0k", "splunk-url": "u" } },
+      Mounts: [{
+        VolumeOptions: { DriverConfig: { Name: "local", Options: { o: "password=p" } } },
+      }],
+    },
+    Options: { type: "cifs", o: "password=p", n: null },
+    NetworkSettings: { Networks: { n: { DriverOpts: { k: "v" } } } },
+    Config: { Hostname: "h" },
+  });
+  assert.deepEqual(out.HostConfig.LogConfig, {
+    Type: "splunk",
+    Config: { "splunk-token": REDACTED, "splunk-url": REDACTED },
+  });
+  assert.deepEqual(out.HostConfig.Mounts[0].VolumeOptions.DriverConfig.Options, { o: REDACTED });
+  assert.deepEqual(out.Options, { type: REDACTED, o: REDACTED, n: null });
+  assert.deepEqual(out.NetworkSettings.Networks.n.DriverOpts, { k: REDACTED });
+  assert.deepEqual(out.Config, { Hostname: "h" }, "a container's Config is no option map");
+});
+
 Deno.test("secret redaction: only the values' bytes change; not JSON is an error", () => {
   const text = '{"N":1e400,"S":"\\u00e9","Config":{"Env":["A=\\"q\\""]}}';
   const out = new TextDecoder().decode(redactSecrets(new TextEncoder().encode(text)));
@@ -97,6 +119,9 @@ Deno.test("secret redaction: read-only roles without allowSecrets, the covered r
       "/containers/db/json",
       "/images/a/b:1/json",
       "/images/a/b:1/history",
+      "/volumes",
+      "/volumes/share",
+      "/system/df",
       "/services",
       "/tasks/t",
     ]

@@ -17,7 +17,11 @@
  * `docker ps` and `top` too, and are no place for a secret. An image's history is: each step's
  * `CreatedBy` is the Dockerfile line that made it, and `ENV PASSWORD=…` (or a `RUN` with the
  * build args before it, `|1 TOKEN=… /bin/sh -c …`) holds the value `Config.Env` redacts; the
- * whole line is replaced, rather than a guess at which of its words are values.
+ * whole line is replaced, rather than a guess at which of its words are values. So are the
+ * values of drivers' option maps, where credentials are written: a log driver's
+ * (`HostConfig.LogConfig.Config`, `--log-opt splunk-token=…`; a service's `LogDriver.Options`),
+ * a volume's (`Options`, `--opt o=password=…` of a CIFS volume, in volume inspect and lists and
+ * `system df`; a mount's `DriverConfig.Options`) and an endpoint's `DriverOpts`; their keys stay.
  *
  * The swarm's join tokens (`GET /swarm` `JoinTokens`, and a `SigningCAKey` should one be
  * there) are redacted for every restricted role, `no-escape` too, whatever `allowSecrets`
@@ -50,6 +54,9 @@ export const SECRET_ROUTES: readonly string[] = [
   "GET /configs/{id}",
   "GET /plugins",
   "GET /plugins/{name}/json",
+  "GET /volumes",
+  "GET /volumes/{name}",
+  "GET /system/df",
 ];
 
 /** An answer that could not be read to redact it (it is not passed on). */
@@ -119,6 +126,11 @@ function walk(doc: JsonDocument, node: JsonValue): void {
       for (const [k, v] of Object.entries(value)) {
         if (typeof v === "string") doc.replaceValue(value, k, JSON.stringify(REDACTED));
       }
+    } else if ((key === "Options" || key === "DriverOpts") && isJsonObject(value)) {
+      redactValues(doc, value);
+    } else if (key === "LogConfig" && isJsonObject(value) && isJsonObject(value.Config)) {
+      redactValues(doc, value.Config);
+      walk(doc, omit(value, "Config"));
     } else if (key === "CreatedBy" && typeof value === "string" && value !== "") {
       doc.replaceValue(node, key, JSON.stringify(REDACTED));
     } else if (key === "SigningCAKey" && typeof value === "string" && value !== "") {
@@ -149,6 +161,13 @@ function redactEnv(doc: JsonDocument, env: JsonValue[]): void {
       doc.replaceItem(env, i, JSON.stringify(REDACTED));
     }
   });
+}
+
+/** Every string value of a driver's option map (`KEY: value`) -> the marker; the keys stay. */
+function redactValues(doc: JsonDocument, options: { [key: string]: JsonValue }): void {
+  for (const [k, v] of Object.entries(options)) {
+    if (typeof v === "string") doc.replaceValue(options, k, JSON.stringify(REDACTED));
+  }
 }
 
 /** The object's other members, walked as they are (the spans stay the document's). */
