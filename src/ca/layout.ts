@@ -194,6 +194,20 @@ export function caFiles(caDir: string): CaFilePaths {
   return { dir: caDir, cert: join(caDir, "ca.pem"), key: join(caDir, "ca-key.pem") };
 }
 
+/**
+ * An intermediate's certificate under the previous root while a rotation is under way
+ * (`DIR/intermediates/NAME/ca-previous.pem`; `ca.pem` is the one under the new root).
+ *
+ * @example
+ * ```ts
+ * import { previousIntermediateCert } from "./layout.ts";
+ * if (previousIntermediateCert("pki/intermediates/t") !== "pki/intermediates/t/ca-previous.pem") throw new Error();
+ * ```
+ */
+export function previousIntermediateCert(intermediateDir: string): string {
+  return join(intermediateDir, "ca-previous.pem");
+}
+
 /** The files of intermediate `name` of the PKI under `dir`. */
 export interface IntermediateLayout {
   /** `DIR/intermediates/NAME`: its records live here too. */

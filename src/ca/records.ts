@@ -30,6 +30,7 @@ import {
   revocationCaDirs,
   serverBundleDirs,
 } from "./layout.ts";
+import { withFileLock } from "../util/file_lock.ts";
 
 /** One certificate keygen issued. */
 export interface IssuedEntry {
@@ -89,8 +90,13 @@ export function issuedEntry(
 export async function recordIssued(caDir: string, entries: IssuedEntry[]): Promise<void> {
   if (entries.length === 0) return;
   const file = recordFiles(caDir).issued;
-  const all = [...await readIssued(caDir), ...entries];
-  await replaceFile(file, JSON.stringify(all, null, 2) + "\n", 0o600);
+  // Read and rewritten under a lock: two gates enrolling from one PKI (or a gate and keygen)
+  // would each write back the list they read, and a lost entry is a certificate that
+  // "keygen revoke NAME" never finds.
+  await withFileLock(file, async () => {
+    const all = [...await readIssued(caDir), ...entries];
+    await replaceFile(file, JSON.stringify(all, null, 2) + "\n", 0o600);
+  });
 }
 
 /** Every certificate keygen recorded as issued (empty for a PKI made before the record). */

@@ -13,8 +13,14 @@
 
 import { normalizeSerial } from "../pki/serial.ts";
 import { readFile } from "node:fs/promises";
-import { caFiles, clientBundlePaths, pkiLayout } from "./layout.ts";
-import { issuingCas, loadCa } from "./issuers.ts";
+import {
+  caFiles,
+  clientBundlePaths,
+  intermediateDirs,
+  pkiLayout,
+  previousIntermediateCert,
+} from "./layout.ts";
+import { issuingCas, loadCa, rotationUnderWay } from "./issuers.ts";
 import { pathExists, readText } from "../util/fs_util.ts";
 import { addRevocations, publishCrl, type PublishReport, readIssued } from "./records.ts";
 import { parseCertificatePem } from "../pki/pem.ts";
@@ -89,12 +95,45 @@ export async function revokeCertificate(dir: string, subject: string): Promise<R
       );
     }
     byCa.set((owners[0] ?? cas[0]).caDir, [serial]);
+    await addIntermediateTwin(dir, serial, byCa);
   } else {
     throw new Error(
       `Cannot revoke "${subject}": no client of that name in "${layout.clientsDir}" and not a hex serial`,
     );
   }
   return await revokeByCa(dir, byCa, byName);
+}
+
+/**
+ * During a rotation an intermediate has two certificates for one key and name: `ca.pem` under
+ * the new root and `ca-previous.pem` under the old. Revoking either by serial revokes the
+ * other with its own issuer too: else the other keeps everything the intermediate issued valid.
+ */
+async function addIntermediateTwin(
+  dir: string,
+  serial: string,
+  byCa: Map<string, string[]>,
+): Promise<void> {
+  if (!(await rotationUnderWay(dir))) return;
+  const layout = pkiLayout(dir);
+  for (const d of await intermediateDirs(layout.dir)) {
+    const twins: { serial: string; caDir: string }[] = [];
+    for (
+      const [path, caDir] of [
+        [caFiles(d).cert, layout.caDir],
+        [previousIntermediateCert(d), layout.previousCaDir],
+      ]
+    ) {
+      if (!(await pathExists(path))) continue;
+      const cert = parseCertificatePem(await readFile(path, "utf8"));
+      twins.push({ serial: normalizeSerial(cert.serialNumber), caDir });
+    }
+    if (!twins.some((t) => t.serial === serial)) continue;
+    for (const t of twins) {
+      const listed = byCa.get(t.caDir) ?? [];
+      if (!listed.includes(t.serial)) byCa.set(t.caDir, [...listed, t.serial]);
+    }
+  }
 }
 
 /**

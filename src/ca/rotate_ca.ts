@@ -24,6 +24,7 @@ import {
   clientBundlePaths,
   intermediateDirs,
   pkiLayout,
+  previousIntermediateCert,
   retiredCasDir,
   serverBundleDirs,
   subdirs,
@@ -160,12 +161,26 @@ async function writeNextRoot(
  * the old root stays beside it as `ca-previous.pem` (server chains keep it until retire-ca,
  * for clients that trust only the old root).
  */
-async function resignIntermediates(dir: string, next: PemPair, report: KeygenReport) {
+async function resignIntermediates(
+  dir: string,
+  next: PemPair,
+  report: Required<Omit<KeygenReport, "revoked">>,
+) {
+  const revoked = await revokedByPreviousRoot(dir);
   for (const d of await intermediateDirs(dir)) {
     const files = caFiles(d);
     if (!(await pathExists(files.cert, NO_FOLLOW))) continue;
     const current = await readFile(files.cert, "utf8");
-    await writeFileSafely(join(d, "ca-previous.pem"), current, CERT_MODE, true, report);
+    // A revoked intermediate signed by the new root would be a clean path to what it issued:
+    // it stays with its old certificate, which the old root's CRL revokes and retire-ca ends.
+    if (revoked.has(normalizeSerial(parseCertificatePem(current).serialNumber))) {
+      report.notes.push(
+        `Not re-signed: intermediate "${d}" (the previous root revoked it); remove it before ` +
+          `"dockgate keygen retire-ca" (after it, its certificate chains to no trusted root)`,
+      );
+      continue;
+    }
+    await writeFileSafely(previousIntermediateCert(d), current, CERT_MODE, true, report);
     await writeFileSafely(
       files.cert,
       await signCaCertificate(current, next, 0),
@@ -183,6 +198,7 @@ async function resignIntermediates(dir: string, next: PemPair, report: KeygenRep
  */
 async function rewriteServerBundles(dir: string, next: PemPair, report: KeygenReport) {
   const reissued: string[] = [];
+  const revoked = await revokedByPreviousRoot(dir);
   const trust = await serverTrustPem(dir);
   for (const bundle of await serverBundleDirs(dir)) {
     const paths = bundlePaths(bundle);
@@ -191,6 +207,7 @@ async function rewriteServerBundles(dir: string, next: PemPair, report: KeygenRe
     const certPem = await readFile(paths.cert, "utf8");
     const leaf = parseCertificatePem(certPem);
     if (!(await issuedByPreviousRoot(dir, leaf))) continue;
+    if (revoked.has(normalizeSerial(leaf.serialNumber))) continue; // no fresh one for a revoked
     const renewed = await renewLeaf(next, certToPem(leaf), {
       days: daysLeft(leaf.notAfter),
     });
@@ -218,6 +235,12 @@ async function rewriteClientTrust(dir: string, report: KeygenReport): Promise<vo
       await writeFileSafely(paths.ca, trust, CERT_MODE, true, report);
     }
   }
+}
+
+/** The serials the previous root revoked (normalised), once it is `DIR/ca-previous`. */
+async function revokedByPreviousRoot(dir: string): Promise<Set<string>> {
+  const records = await readRevoked(pkiLayout(dir).previousCaDir);
+  return new Set(records.map((r) => normalizeSerial(r.serial)));
 }
 
 /** Whole days until `end` (at least 1): a re-issue keeps the certificate's lifetime. */
@@ -272,7 +295,7 @@ export async function retirePreviousCa(options: RetireCaOptions): Promise<Keygen
   const stale = await bundlesOfPreviousRoot(options.dir);
   const kept = await moveToRetired(options.dir);
   for (const d of await intermediateDirs(layout.dir)) {
-    await rm(join(d, "ca-previous.pem"), { force: true });
+    await rm(previousIntermediateCert(d), { force: true });
   }
   await rewriteAfterRetire(options.dir, report);
   report.created.push(...await syncServerCrls(layout.dir));

@@ -13,10 +13,16 @@
  * answer, at any depth (container `Config.Env`, image `Config.Env` and `ContainerConfig.Env`,
  * a service's or task's `ContainerSpec.Env` and `PluginSpec.Env`, a plugin's `Settings.Env` and
  * the `Value` of its `Config.Env` entries), `Data` in any `Spec` object (secrets, configs), and
- * the values of an `ENV` step in an image history's `CreatedBy` ({@linkcode redactHistoryEnv}):
- * the image's history repeats its `Config.Env`.
+ * an image history's `CreatedBy` (below).
  * Command lines (`Cmd`, `Args`, `Entrypoint`, exec `ProcessConfig`) are not: they are shown by
- * `docker ps` and `top` too, and are no place for a secret.
+ * `docker ps` and `top` too, and are no place for a secret. An image's history is: each step's
+ * `CreatedBy` is the Dockerfile line that made it, and `ENV PASSWORD=…` (or a `RUN` with the
+ * build args before it, `|1 TOKEN=… /bin/sh -c …`) holds the value `Config.Env` redacts; the
+ * whole line is replaced, rather than a guess at which of its words are values. So are the
+ * values of drivers' option maps, where credentials are written: a log driver's
+ * (`HostConfig.LogConfig.Config`, `--log-opt splunk-token=…`; a service's `LogDriver.Options`),
+ * a volume's (`Options`, `--opt o=password=…` of a CIFS volume, in volume inspect and lists and
+ * `system df`; a mount's `DriverConfig.Options`) and an endpoint's `DriverOpts`; their keys stay.
  *
  * The swarm's join tokens (`GET /swarm` `JoinTokens`, and a `SigningCAKey` should one be
  * there) are redacted for every restricted role, `no-escape` too, whatever `allowSecrets`
@@ -49,6 +55,9 @@ export const SECRET_ROUTES: readonly string[] = [
   "GET /configs/{id}",
   "GET /plugins",
   "GET /plugins/{name}/json",
+  "GET /volumes",
+  "GET /volumes/{name}",
+  "GET /system/df",
 ];
 
 /** An answer that could not be read to redact it (it is not passed on). */
@@ -114,13 +123,17 @@ function walk(doc: JsonDocument, node: JsonValue): void {
   if (!isJsonObject(node)) return;
   for (const [key, value] of Object.entries(node)) {
     if (key === "Env" && Array.isArray(value)) redactEnv(doc, value);
-    else if (key === "CreatedBy" && typeof value === "string") {
-      const redacted = redactHistoryEnv(value);
-      if (redacted !== value) doc.replaceValue(node, key, JSON.stringify(redacted));
-    } else if (key === "JoinTokens" && isJsonObject(value)) {
+    else if (key === "JoinTokens" && isJsonObject(value)) {
       for (const [k, v] of Object.entries(value)) {
         if (typeof v === "string") doc.replaceValue(value, k, JSON.stringify(REDACTED));
       }
+    } else if ((key === "Options" || key === "DriverOpts") && isJsonObject(value)) {
+      redactValues(doc, value);
+    } else if (key === "LogConfig" && isJsonObject(value) && isJsonObject(value.Config)) {
+      redactValues(doc, value.Config);
+      walk(doc, omit(value, "Config"));
+    } else if (key === "CreatedBy" && typeof value === "string" && value !== "") {
+      doc.replaceValue(node, key, JSON.stringify(REDACTED));
     } else if (key === "SigningCAKey" && typeof value === "string" && value !== "") {
       doc.replaceValue(node, key, REDACTED_BYTES);
     } else if (key === "Spec" && isJsonObject(value) && typeof value.Data === "string") {
@@ -151,41 +164,12 @@ function redactEnv(doc: JsonDocument, env: JsonValue[]): void {
   });
 }
 
-/**
- * An image history's `CreatedBy` with the values of an `ENV` step replaced by the marker, the
- * names kept: the legacy builder's `/bin/sh -c #(nop)  ENV K=V K2=V2` (any shell before
- * `#(nop)`) and BuildKit's `ENV K=V`. Both write every pair as `K=V` unquoted, so a value with
- * spaces cannot be told from the next pair: a word that is not `NAME=` belongs to the value
- * before it, and when the first word is not `NAME=` (no pair to read) the whole rest is the
- * marker. Any other step comes back as it is.
- *
- * @example
- * ```ts
- * import { REDACTED, redactHistoryEnv } from "./secret_redaction.ts";
- * const out = redactHistoryEnv("/bin/sh -c #(nop)  ENV PASSWORD=hunter2 HOME=/root");
- * if (out !== `/bin/sh -c #(nop)  ENV PASSWORD=${REDACTED} HOME=${REDACTED}`) {
- *   throw new Error(out);
- * }
- * ```
- */
-export function redactHistoryEnv(createdBy: string): string {
-  const step = HISTORY_ENV.exec(createdBy);
-  if (!step) return createdBy;
-  const pairs: string[] = [];
-  for (const word of step[2].split(/\s+/)) {
-    if (word === "") continue;
-    const name = ENV_NAME.exec(word);
-    if (name) pairs.push(`${name[1]}=${REDACTED}`);
-    else if (pairs.length === 0) pairs.push(REDACTED);
+/** Every string value of a driver's option map (`KEY: value`) -> the marker; the keys stay. */
+function redactValues(doc: JsonDocument, options: { [key: string]: JsonValue }): void {
+  for (const [k, v] of Object.entries(options)) {
+    if (typeof v === "string") doc.replaceValue(options, k, JSON.stringify(REDACTED));
   }
-  return step[1] + (pairs.length === 0 ? REDACTED : pairs.join(" "));
 }
-
-/** `ENV` at the start (BuildKit) or after the legacy builder's `#(nop)`, then its pairs. */
-const HISTORY_ENV = /^((?:.*?#\(nop\)\s+)?ENV\s+)(.*)$/is;
-
-/** A pair's name, as the builders write it (`NAME=`). */
-const ENV_NAME = /^([A-Za-z_][A-Za-z0-9_]*)=/;
 
 /** The object's other members, walked as they are (the spans stay the document's). */
 function omit(object: { [key: string]: JsonValue }, key: string): JsonValue[] {
