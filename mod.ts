@@ -134,6 +134,7 @@ export {
   decideRequest,
   type IdentitySpec,
   type Operation,
+  type OwnerKind,
   type Preset,
   type Role,
   roleFor,
@@ -141,6 +142,7 @@ export {
 } from "./src/docker/api_policy.ts";
 export type { RateSpec } from "./src/docker/limit_spec.ts";
 export type { EscapeAllowances } from "./src/docker/no_escape.ts";
+export type { NetworkAllowances } from "./src/docker/network_options.ts";
 export { type ApiTarget, parseApiTarget } from "./src/docker/api_path.ts";
 export { HttpError } from "./src/docker/http.ts";
 export type { ContainerRecord } from "./src/docker/isolation.ts";
