@@ -71,16 +71,24 @@ export function spawnProcess(cmd: string, args: string[], opts: SpawnOptions = {
     log: () => text,
     exited,
     async waitForLog(re, timeoutMs = opts.logTimeoutMs ?? 20_000) {
-      return await waitFor(() => {
+      // An exit is returned, not thrown: waitFor retries on a throw, which made every
+      // "serve refuses to start" wait out the whole timeout.
+      const m = await waitFor((): RegExpMatchArray | "exited" | undefined => {
         const m = text.match(re);
         if (m) return m;
-        if (done) throw new Error(`process exited before log matched ${re}:\n${text}`);
-        return undefined;
+        return done ? "exited" : undefined;
       }, { timeoutMs, what: `log ${re}` }).catch((err) => {
         throw new Error(
           `${(err as Error).message}\n--- log of ${cmd} ${args.join(" ")} ---\n${text}`,
         );
       });
+      if (m === "exited") {
+        // What the process wrote last may still be in the pipe: matched once more.
+        const late = text.match(re);
+        if (late) return late;
+        throw new Error(`process exited before log matched ${re}:\n${text}`);
+      }
+      return m;
     },
     kill(signal = "SIGTERM") {
       if (!done) {
