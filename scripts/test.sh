@@ -10,7 +10,7 @@
 # 3. Static checks, each counted as one test (JUnit in .test-results/static.xml): deno fmt
 #    --check, deno lint, deno check of every file (cli.ts, mod.ts, src, tests, scripts, bench),
 #    deno doc --lint mod.ts, no import cycles (scripts/check_cycles.ts: each cycle as a chain).
-# 4. The unit tier (`deno task test:unit`: no dockerd, loopback only, --parallel), then the
+# 4. The unit tier (`deno task test:unit`: no dockerd, loopback only, three processes), then the
 #    end-to-end tier (serial), then the doc tests (mod.ts, src/, docs/library.md); console
 #    output as usual, JUnit XML into .test-results/. Which file is in which tier: scripts/test_tiers.ts.
 # 5. Prints the closing line `N passed, N failed, N skipped` counted from the JUnit results
@@ -228,7 +228,7 @@ static_checks() {
   summary_args+=(static "$status" "$xml" "$log")
 }
 
-# run_unit: the unit tier through scripts/test_tiers.ts (its env, namespace and --parallel),
+# run_unit: the unit tier through scripts/test_tiers.ts (its env, namespace and shards),
 # counted like any other run.
 run_unit() {
   local status=0

@@ -3,7 +3,7 @@
  *
  * - **e2e**: every `tests/*_e2e_test.ts`, and the files named in {@linkcode E2E_FILES} (they
  *   start a dockerd, need root, or build packages; renaming them is not worth the churn).
- * - **unit**: every other `tests/*_test.ts`. It runs with `--parallel`, with
+ * - **unit**: every other `tests/*_test.ts`. It runs as three `deno test` processes at once, with
  *   `DOCKGATE_TEST_TIER=unit` set, so that `startDockerd()`/`dockerdUnavailable()` in
  *   tests/helpers/dockerd.ts throw (a unit-tier file that starts dockerd fails, it cannot drift
  *   into the fast tier unnoticed), and, as root where `unshare` exists, in a private network
@@ -100,14 +100,88 @@ function have(cmd: string): boolean {
 }
 
 /**
- * The command line that runs `deno test` on the unit tier: `--parallel`, and inside a network
+ * The command line that runs `deno test` on `files` of the unit tier, inside a network
  * namespace with only loopback up when root can make one (`unshare -n`).
  */
-export function unitCommand(deno: string, extra: string[]): string[] {
-  const test = [deno, "test", "-A", "--parallel", ...extra, ...tierFiles("unit")];
+export function unitCommand(deno: string, extra: string[], files: string[]): string[] {
+  const test = [deno, "test", "-A", ...extra, ...files];
   if (Deno.uid() !== 0 || !have("unshare") || !have("ip")) return test;
   // `ip link set lo up` first: a new namespace's loopback is down.
   return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "unit-tier", ...test];
+}
+
+/**
+ * `files` in `n` shards of about equal size (bytes of source, a stand-in for run time),
+ * biggest first into the lightest shard.
+ */
+export function shardsOf(files: string[], n: number, size: (f: string) => number): string[][] {
+  const shards: { files: string[]; weight: number }[] = Array.from(
+    { length: n },
+    () => ({ files: [], weight: 0 }),
+  );
+  const sized = files.map((f) => ({ f, w: size(f) })).sort((a, b) => b.w - a.w);
+  for (const { f, w } of sized) {
+    const lightest = shards.reduce((a, b) => (b.weight < a.weight ? b : a));
+    lightest.files.push(f);
+    lightest.weight += w;
+  }
+  return shards.map((s) => s.files.sort()).filter((s) => s.length > 0);
+}
+
+/** The JUnit documents of the shards as one (their test suites under one `<testsuites>`). */
+export function mergeJunit(docs: string[]): string {
+  const suites = docs.map((d) => {
+    const open = d.search(/<testsuites\b[^>]*>/);
+    const start = open === -1 ? -1 : d.indexOf(">", open) + 1;
+    const end = d.lastIndexOf("</testsuites>");
+    return start > 0 && end > start ? d.slice(start, end).trim() : "";
+  }).filter((x) => x !== "");
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="deno test">\n${
+    suites.join("\n")
+  }\n</testsuites>\n`;
+}
+
+/**
+ * Run the unit tier as `shards` `deno test` processes at once, each one file at a time, and
+ * print each one's output whole when it ends. Why processes, not `--parallel`: its threads
+ * share one table of file descriptors, and a fresh-clone CI run failed with "Bad file
+ * descriptor (os error 9)" while revoke_test.ts loaded a CommonJS module, as if another
+ * file's thread had closed that descriptor; processes share none.
+ */
+async function runUnitShards(deno: string, rest: string[], shards: number): Promise<number> {
+  const junit = rest.find((a) => a.startsWith("--junit-path="))?.slice("--junit-path=".length);
+  const extra = rest.filter((a) => !a.startsWith("--junit-path="));
+  const parts = shardsOf(tierFiles("unit"), shards, (f) => Deno.statSync(join(ROOT, f)).size);
+  const runs = parts.map(async (files, i) => {
+    const path = junit && `${junit}.shard${i}`;
+    const [cmd, ...args] = unitCommand(
+      deno,
+      [...extra, ...(path ? [`--junit-path=${path}`] : [])],
+      files,
+    );
+    const out = await new Deno.Command(cmd, {
+      args,
+      cwd: ROOT,
+      env: { [TIER_ENV]: "unit" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    console.log(`--- unit shard ${i + 1}/${parts.length} (${files.length} files) ---\n${text}`);
+    return { code: out.code, path };
+  });
+  const done = await Promise.all(runs);
+  if (junit) {
+    const docs = done.map((d) => {
+      try {
+        return Deno.readTextFileSync(d.path!);
+      } catch {
+        return "";
+      }
+    });
+    Deno.writeTextFileSync(junit, mergeJunit(docs));
+  }
+  return done.find((d) => d.code !== 0)?.code ?? 0;
 }
 
 async function main(args: string[]): Promise<number> {
@@ -118,20 +192,17 @@ async function main(args: string[]): Promise<number> {
   }
   if (verb === "run" && tier === "unit") {
     const deno = join(ROOT, "node_modules", ".bin", "deno");
-    const [cmd, ...cmdArgs] = unitCommand(deno, rest);
     const t0 = Date.now();
-    const status = await new Deno.Command(cmd, {
-      args: cmdArgs,
-      cwd: ROOT,
-      // One test file at a time by default. Four at a time took 41 s instead of about two
-      // minutes, but `--parallel` runs the files as threads of one process, which share one
-      // table of file descriptors: a fresh-clone CI run failed with "Bad file descriptor (os
-      // error 9)" while revoke_test.ts loaded a CommonJS module, as if another file's thread
-      // had closed that descriptor. Until that is found, speed is opt-in: DENO_JOBS=4.
-      env: { [TIER_ENV]: "unit", DENO_JOBS: Deno.env.get("DENO_JOBS") ?? "1" },
-    }).spawn().status;
+    // Three processes on two cores: a shard waiting on a child process or a socket leaves
+    // the core to another. DOCKGATE_UNIT_SHARDS=1 runs the tier as one process.
+    const shards = Number(Deno.env.get("DOCKGATE_UNIT_SHARDS") ?? "3");
+    if (!Number.isInteger(shards) || shards < 1) {
+      console.error(`test_tiers.ts: DOCKGATE_UNIT_SHARDS must be a whole number >= 1`);
+      return 2;
+    }
+    const code = await runUnitShards(deno, rest, shards);
     console.error(`unit tier: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    return status.code;
+    return code;
   }
   console.error("usage: test_tiers.ts list unit|e2e | run unit [deno test args…]");
   return 2;

@@ -1,6 +1,14 @@
 import * as assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { E2E_FILES, testFiles, TIER_ENV, tierFiles, tierOf } from "../scripts/test_tiers.ts";
+import {
+  E2E_FILES,
+  mergeJunit,
+  shardsOf,
+  testFiles,
+  TIER_ENV,
+  tierFiles,
+  tierOf,
+} from "../scripts/test_tiers.ts";
 import { dockerdUnavailable, startDockerd } from "./helpers/dockerd.ts";
 
 Deno.test("every test file is in exactly one tier, e2e by name or by the list", () => {
@@ -29,4 +37,18 @@ Deno.test("in the unit tier, starting dockerd fails and names the rule", async (
     if (before === undefined) Deno.env.delete(TIER_ENV);
     else Deno.env.set(TIER_ENV, before);
   }
+});
+
+Deno.test("test tiers: shards share the files out by size, every file once; JUnit merged", () => {
+  const sizes: Record<string, number> = { a: 9, b: 5, c: 4, d: 1, e: 1 };
+  const shards = shardsOf(Object.keys(sizes), 2, (f) => sizes[f]);
+  assert.deepEqual(shards.flat().sort(), ["a", "b", "c", "d", "e"]);
+  assert.deepEqual(shards.map((s) => s.reduce((n, f) => n + sizes[f], 0)).sort(), [10, 10]);
+  assert.deepEqual(shardsOf(["a"], 3, () => 1), [["a"]], "no empty shard");
+  const doc = (name: string) =>
+    `<?xml version="1.0"?>\n<testsuites name="deno test" tests="1">\n<testsuite name="${name}">` +
+    `<testcase name="t"/></testsuite>\n</testsuites>\n`;
+  const merged = mergeJunit([doc("./x.ts"), "", doc("./y.ts")]);
+  assert.equal(merged.match(/<testsuites\b/g)?.length, 1);
+  assert.match(merged, /name="\.\/x\.ts".*name="\.\/y\.ts"/s);
 });
