@@ -61,11 +61,20 @@ for (const engine of availableEngines()) {
           timeoutMs: 60_000,
         });
       // Docker 26 was seen to still inspect a container just after `rm -f` said 0: polled.
+      // The removal reached the daemon once it is gone, or marked `removing`/`dead` (vfs
+      // removes a whole root file system copy, which took over a minute twice in full runs).
       const gone = (name: string) =>
-        // vfs removes a whole root file system copy: slow on a loaded machine.
-        waitFor(async () => (await d.docker(["inspect", name])).code !== 0, {
+        waitFor(async () => {
+          const r = await d.docker(["inspect", "-f", "{{.State.Status}}", name]);
+          return r.code !== 0 || /^(removing|dead)$/.test(r.stdout.trim()) || undefined;
+        }, {
           timeoutMs: 60_000,
           what: `${name} removed on the daemon`,
+        }).catch(async (err) => {
+          const state = await d.docker(["inspect", "-f", "{{json .State}}", name]);
+          throw new Error(
+            `${err.message}\nstate: ${state.stdout}\ndockerd: ${await d.logTail(20)}`,
+          );
         });
       const inspect = async (name: string, format: string) =>
         ok(`inspect ${name}`, await d.docker(["inspect", "-f", format, name])).stdout.trim();
