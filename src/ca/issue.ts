@@ -284,8 +284,7 @@ export async function issueIntermediate(
     throw new RangeError("Invalid validity: the CA ends before the intermediate would start");
   }
   const keys = await generateKeyPair(options.keyType ?? "p256");
-  const caSki = caCert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId ??
-    (await x509.SubjectKeyIdentifierExtension.create(caCert.publicKey)).keyId;
+  const caSki = await caKeyId(caCert);
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
     subject: [{ [OID_CN]: [commonName] }],
@@ -343,8 +342,7 @@ export async function signCaCertificate(
     throw new RangeError(`Cannot sign "${subject.subject}": "${caCert.subject}" has expired`);
   }
   const publicKey = await subject.publicKey.export();
-  const issuerSki = caCert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId ??
-    (await x509.SubjectKeyIdentifierExtension.create(caCert.publicKey)).keyId;
+  const issuerSki = await caKeyId(caCert);
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
     subject: subject.subjectName,
@@ -365,6 +363,15 @@ export async function signCaCertificate(
     ],
   });
   return certToPem(cert);
+}
+
+/**
+ * The key identifier a certificate issued by `caCert` names as its authority key: the CA's
+ * own subject key identifier, or one derived from its public key when it carries none.
+ */
+async function caKeyId(caCert: X509Certificate): Promise<string> {
+  return caCert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId ??
+    (await x509.SubjectKeyIdentifierExtension.create(caCert.publicKey)).keyId;
 }
 
 function pathLengthOf(n: number | undefined): number {
@@ -542,8 +549,7 @@ async function issueLeaf(
   }
   const keys = reuse.publicKey ? undefined : await generateKeyPair(keyType);
   const publicKey = reuse.publicKey ?? keys!.publicKey;
-  const caSki = caCert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId ??
-    (await x509.SubjectKeyIdentifierExtension.create(caCert.publicKey)).keyId;
+  const caSki = await caKeyId(caCert);
   const usages = x509.KeyUsageFlags.digitalSignature |
     // RSA key exchange (TLS 1.2 RSA kx) encrypts the premaster secret with the leaf key.
     (keyType.startsWith("rsa") ? x509.KeyUsageFlags.keyEncipherment : 0);
