@@ -31,6 +31,7 @@ import type { ContainerRecord } from "./isolation.ts";
 import type { AuditSink } from "../observe/audit.ts";
 import type { HeldInput, RelayHandle, RelayResult } from "../net/relay.ts";
 import { type FlowControl, runtimeFlowControl } from "../net/relay.ts";
+import { flowSwitch } from "../net/flow_control.ts";
 import { auditRecordOf, type Exchange } from "./relay_exchange.ts";
 import { MAX_HELD_BYTES, MAX_IN_FLIGHT, RequestReader } from "./request_reader.ts";
 import { AnswerReader } from "./answer_reader.ts";
@@ -121,8 +122,9 @@ class ApiRelay {
   #session: Exchange | undefined;
   /** Stream bytes that wait while the switching head is handed to TLS. */
   #rawHold: Buffer[] | undefined;
-  #clientStopped = false;
-  #upstreamStopped = false;
+  /** Stops or restarts reading the client (`#updateClientFlow`), the target (`#updateUpstreamFlow`). */
+  readonly #stopClient: (stop: boolean) => void;
+  readonly #stopUpstream: (stop: boolean) => void;
   #closed = 0;
   #resolve!: (r: RelayResult) => void;
   /** The client's bytes can no longer be read: the target's side ends like at a half-close. */
@@ -137,6 +139,8 @@ class ApiRelay {
     held?.release();
     this.#clientFlow = held?.flowControl ?? runtimeFlowControl(client);
     this.#upstreamFlow = runtimeFlowControl(upstream);
+    this.#stopClient = flowSwitch(this.#clientFlow);
+    this.#stopUpstream = flowSwitch(this.#upstreamFlow);
     this.#writer = this.#newWriter();
     this.#isolation = new IsolationStep({
       who: options.who,
@@ -264,13 +268,7 @@ class ApiRelay {
   #updateUpstreamFlow(): void {
     const stop = this.#writer.clientBlocked ||
       (this.#answers.waiting && this.#answers.bufferedBytes > MAX_HELD_BYTES);
-    if (stop && !this.#upstreamStopped) {
-      this.#upstreamStopped = true;
-      this.#upstreamFlow.stop();
-    } else if (!stop && this.#upstreamStopped) {
-      this.#upstreamStopped = false;
-      this.#upstreamFlow.start();
-    }
+    this.#stopUpstream(stop);
   }
 
   /**
@@ -409,13 +407,7 @@ class ApiRelay {
   #updateClientFlow(): void {
     const stop = this.#writer.upstreamBlocked || this.#queue.length >= MAX_IN_FLIGHT ||
       this.#requests.pendingBytes > MAX_HELD_BYTES || this.#writer.clientBlocked;
-    if (stop && !this.#clientStopped) {
-      this.#clientStopped = true;
-      this.#clientFlow.stop();
-    } else if (!stop && this.#clientStopped) {
-      this.#clientStopped = false;
-      this.#clientFlow.start();
-    }
+    this.#stopClient(stop);
   }
 
   #onClientEnd(): void {

@@ -38,3 +38,27 @@ export const pauseFlowControl: FlowControlFactory = (socket) => ({
   stop: () => socket.pause(),
   start: () => socket.resume(),
 });
+
+/**
+ * A switch over `flow`: `set(true)` stops reading and `set(false)` starts it again, each only
+ * when it changes the state, so that several conditions can be re-evaluated as often as they
+ * like (a relay decides from its current state, not from counting calls).
+ *
+ * @example
+ * ```ts
+ * import { flowSwitch } from "./flow_control.ts";
+ * const calls: string[] = [];
+ * const set = flowSwitch({ stop: () => calls.push("stop"), start: () => calls.push("start") });
+ * set(true); set(true); set(false); set(false);
+ * if (calls.join() !== "stop,start") throw new Error(calls.join());
+ * ```
+ */
+export function flowSwitch(flow: FlowControl): (stop: boolean) => void {
+  let stopped = false;
+  return (stop) => {
+    if (stop === stopped) return;
+    stopped = stop;
+    if (stop) flow.stop();
+    else flow.start();
+  };
+}
