@@ -22,6 +22,7 @@ import {
   bundlePaths,
   caFiles,
   clientBundlePaths,
+  fleetHostOf,
   intermediateDirs,
   pkiLayout,
   previousIntermediateCert,
@@ -219,7 +220,8 @@ async function rewriteServerBundles(dir: string, next: PemPair, report: KeygenRe
       report,
     );
     await recordIssued(pkiLayout(dir).caDir, [
-      issuedEntry(renewed.certPem, bundleName(dir, bundle), "server"),
+      // The record's name, as keygen server --name wrote it.
+      issuedEntry(renewed.certPem, fleetHostOf(bundle) ?? "server", "server"),
     ]);
     reissued.push(bundle);
   }
@@ -246,11 +248,6 @@ async function revokedByPreviousRoot(dir: string): Promise<Set<string>> {
 /** Whole days until `end` (at least 1): a re-issue keeps the certificate's lifetime. */
 function daysLeft(end: Date): number {
   return Math.max(1, Math.min(36500, Math.ceil((end.getTime() - Date.now()) / 86_400_000)));
-}
-
-/** The record name of a server bundle: `server`, or the fleet host. */
-function bundleName(dir: string, bundle: string): string {
-  return bundle === pkiLayout(dir).server.dir ? "server" : bundle.split("/").pop()!;
 }
 
 /** Options for {@linkcode retirePreviousCa}. */
