@@ -355,9 +355,6 @@ function compileRole(
   if (r.record !== undefined && typeof r.record !== "boolean" && r.record !== "required") {
     fail(".record", `must be true, false or "required", got ${JSON.stringify(r.record)}`);
   }
-  if (r.record !== undefined && r.record !== false && r.preset === "full" && audit !== "requests") {
-    fail(".record", 'a full role is relayed raw: recording its sessions needs "audit": "requests"');
-  }
   if (r.othersStatus !== undefined && r.othersStatus !== 404 && r.othersStatus !== 403) {
     fail(".othersStatus", "must be 404 or 403");
   }
@@ -411,6 +408,9 @@ function compileRole(
   };
   const unread = rawLimitProblem(r, relaysRaw(role));
   if (unread) fail(...unread);
+  if (role.record !== false && relaysRaw(role)) {
+    fail(".record", 'a full role is relayed raw: recording its sessions needs "audit": "requests"');
+  }
   return role;
 }
 
