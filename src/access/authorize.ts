@@ -31,7 +31,7 @@ import {
   revocationLinks,
   type TrustStore,
   trustStoreOf,
-  verifyChain,
+  verifyChainPresented,
 } from "../pki/chain.ts";
 
 /**
@@ -154,11 +154,7 @@ export async function checkIdentity(
   const usage = leafUsageProblem(identity, "client", now);
   if (usage) return { allow: false, reason: usage.reason };
   const store = trustOf(rules.caCertificates);
-  let chain = await verifyChain(peer.certificate, [], store, "client", now);
-  if (!chain.ok) {
-    const sent = presented();
-    if (sent.length > 0) chain = await verifyChain(peer.certificate, sent, store, "client", now);
-  }
+  const chain = await verifyChainPresented(peer.certificate, presented, store, "client", now);
   if (!chain.ok) return { allow: false, reason: chain.reason };
   const links = revocationLinks(chain.path);
   const revoked = revocationVerdict(links, rules.revocations, now);

@@ -13,7 +13,7 @@
 import type { TLSSocket } from "node:tls";
 import { parsePeerCertificate } from "./identity.ts";
 import { presentedChain } from "./authorize.ts";
-import { type TrustStore, trustStoreOf, verifyChain } from "../pki/chain.ts";
+import { type TrustStore, trustStoreOf, verifyChainPresented } from "../pki/chain.ts";
 import { parseCertificatesPem } from "../pki/pem.ts";
 
 /** The trust anchors and intermediates `connect` accepts its server under. */
@@ -48,11 +48,8 @@ export async function serverProblem(
     const raw = socket.getPeerCertificate(false)?.raw;
     if (!raw || raw.length === 0) return "the server sent no certificate";
     const leaf = parsePeerCertificate(new Uint8Array(raw)).certificate;
-    let chain = await verifyChain(leaf, [], store, "server", now);
-    if (!chain.ok) {
-      const sent = presentedChain(socket, leaf);
-      if (sent.length > 0) chain = await verifyChain(leaf, sent, store, "server", now);
-    }
+    const presented = () => presentedChain(socket, leaf);
+    const chain = await verifyChainPresented(leaf, presented, store, "server", now);
     return chain.ok ? undefined : chain.reason;
   } catch (err) {
     return `server check failed: ${(err as Error).message}`;

@@ -118,6 +118,36 @@ export async function verifyChain(
 }
 
 /**
+ * {@linkcode verifyChain} from the store alone first, and only when that finds no path with
+ * what the peer presented (`presented` is called then only: reading a peer's chain costs a
+ * parse per certificate). One rule for both ends: the gate's clients and `connect`'s server.
+ *
+ * @example
+ * ```ts
+ * import { createCa, issueClient } from "../ca/issue.ts";
+ * import { parseCertificatePem } from "./pem.ts";
+ * import { trustStoreOf, verifyChainPresented } from "./chain.ts";
+ * const ca = await createCa();
+ * const leaf = parseCertificatePem((await issueClient(ca, "alice")).certPem);
+ * const store = trustStoreOf([parseCertificatePem(ca.certPem)]);
+ * const result = await verifyChainPresented(leaf, () => { throw new Error("not needed"); }, store, "client");
+ * if (!result.ok) throw new Error(result.reason);
+ * ```
+ */
+export async function verifyChainPresented(
+  leaf: Cert,
+  presented: () => readonly Cert[],
+  store: TrustStore,
+  purpose: Purpose,
+  now: Date = new Date(),
+): Promise<ChainResult> {
+  const chain = await verifyChain(leaf, [], store, purpose, now);
+  if (chain.ok) return chain;
+  const sent = presented();
+  return sent.length > 0 ? await verifyChain(leaf, sent, store, purpose, now) : chain;
+}
+
+/**
  * {@linkcode verifyChain} for a CA of a bundle instead of a leaf: does `ca` chain to an
  * anchor of `store` (whose own rules apply to each link), with no leaf rule for `ca` itself.
  *
