@@ -61,17 +61,14 @@ for (const engine of availableEngines()) {
           timeoutMs: 60_000,
         });
       // Docker 26 was seen to still inspect a container just after `rm -f` said 0: polled.
-      // The removal reached the daemon once it is gone, or marked `removing`/`dead` (vfs
-      // removes a whole root file system copy, which took over a minute twice in full runs).
-      const gone = (name: string) =>
-        waitFor(async () => {
-          const r = await d.docker(["inspect", "-f", "{{.State.Status}}", name]);
-          return r.code !== 0 || /^(removing|dead)$/.test(r.stdout.trim()) || undefined;
-        }, {
+      // By full ID: `inspect b1` also answers for any container whose ID begins with the hex
+      // "b1" (a `created` forged2 did, and this wait timed out in full runs).
+      const gone = (id: string, name: string) =>
+        waitFor(async () => (await d.docker(["inspect", id])).code !== 0, {
           timeoutMs: 60_000,
           what: `${name} removed on the daemon`,
         }).catch(async (err) => {
-          const state = await d.docker(["inspect", "-f", "{{json .State}}", name]);
+          const state = await d.docker(["inspect", "-f", "{{json .State}}", id]);
           throw new Error(
             `${err.message}\nstate: ${state.stdout}\ndockerd: ${await d.logTail(20)}`,
           );
@@ -207,6 +204,7 @@ for (const engine of availableEngines()) {
           ]),
         );
         const b1 = await inspect("b1", "{{.Id}}");
+        const b2 = await inspect("b2", "{{.Id}}");
         const check = async () => {
           const ps = ok(
             "ps",
@@ -229,7 +227,7 @@ for (const engine of availableEngines()) {
         // rm -f exits 0 on "No such container": the gate's answer must not be that.
         const rm = ok("rm b2", await as("team-b", ["rm", "-f", "b2"]));
         assert.doesNotMatch(rm.stderr, /No such container/);
-        await gone("b2");
+        await gone(b2, "b2");
         await gate!.stop();
         gate = await startServe([
           "--target",
@@ -243,7 +241,7 @@ for (const engine of availableEngines()) {
         await check();
         const rm1 = ok("rm b1", await as("team-b", ["rm", "-f", "b1"]));
         assert.doesNotMatch(rm1.stderr, /No such container/);
-        await gone("b1");
+        await gone(b1, "b1");
         const mode = (await Deno.stat(join(state, "owners.jsonl"))).mode! & 0o777;
         assert.equal(mode, 0o600);
       });
