@@ -110,3 +110,30 @@ Deno.test("a CRL signed by another CA, or garbage, is refused by serve's loader"
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("revocations at once lose none: the record, the CRLs and the CRL number", async () => {
+  // Before the PKI's revocation lock, each revoke read revoked.json, added its serial and wrote
+  // the list back: of four at once, the last write won and three revocations were dropped.
+  const dir = await tempPki();
+  try {
+    const names = ["bob", "carol", "dave", "erin"];
+    for (const n of names.slice(1)) await issueClientBundle(n, { dir });
+    const serials = await Promise.all(
+      names.map((n) => serialOf(join(dir, "clients", n, "cert.pem"))),
+    );
+    const reports = await Promise.all(names.map((n) => revokeCertificate(dir, n)));
+    assert.ok(reports.every((r) => r.newlyRevoked));
+    const record = JSON.parse(await readFile(join(dir, "ca", "revoked.json"), "utf8"));
+    assert.deepEqual(record.map((e: { serial: string }) => e.serial).sort(), [...serials].sort());
+    for (const crlPath of [join(dir, "ca", "crl.pem"), join(dir, "server", "crl.pem")]) {
+      const crl = parseCrlPem(await readFile(crlPath, "utf8"));
+      assert.deepEqual([...crl.serials].sort(), [...serials].sort(), crlPath);
+    }
+    // Each publication took the next number: four CRLs in a row after the first, none repeated.
+    const numbers = reports.map((r) => r.crlNumber).sort((a, b) => Number(a - b));
+    assert.deepEqual(numbers, [0n, 1n, 2n, 3n].map((i) => numbers[0] + i));
+    await assert.rejects(stat(join(dir, "revocations.lock")), { code: "ENOENT" });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

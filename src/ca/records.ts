@@ -17,6 +17,7 @@
  */
 
 import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { createCrl, type RevokedEntry } from "./crl_issue.ts";
 import { pathExists, writeFileAtomic } from "../util/fs_util.ts";
@@ -184,19 +185,21 @@ export async function addRevocations(
   revoke: { serial: string; name?: string }[],
 ): Promise<PublishReport> {
   const files = recordFiles(paths.caDir);
-  const entries = await readRevoked(paths.caDir);
-  const known = new Set(entries.map((e) => normalizeSerial(e.serial)));
-  const added: string[] = [];
-  for (const r of revoke) {
-    const serial = normalizeSerial(r.serial);
-    if (known.has(serial)) continue;
-    known.add(serial);
-    added.push(serial);
-    entries.push({ serial, revokedAt: new Date().toISOString(), name: r.name });
-  }
-  // The record first: a CRL must never list less than the record.
-  await replaceFile(files.revoked, JSON.stringify(entries, null, 2) + "\n", 0o600);
-  return { ...(await publishCrl(paths, ca)), added };
+  return await withRevocationLock(paths, async () => {
+    const entries = await readRevoked(paths.caDir);
+    const known = new Set(entries.map((e) => normalizeSerial(e.serial)));
+    const added: string[] = [];
+    for (const r of revoke) {
+      const serial = normalizeSerial(r.serial);
+      if (known.has(serial)) continue;
+      known.add(serial);
+      added.push(serial);
+      entries.push({ serial, revokedAt: new Date().toISOString(), name: r.name });
+    }
+    // The record first: a CRL must never list less than the record.
+    await replaceFile(files.revoked, JSON.stringify(entries, null, 2) + "\n", 0o600);
+    return { ...(await publishCrlHeld(paths, ca)), added };
+  });
 }
 
 /**
@@ -204,6 +207,22 @@ export async function addRevocations(
  * number keeps growing across a re-keyed CA, so no CRL ever looks older than one before it).
  */
 export async function publishCrl(paths: RecordPaths, ca: PemPair): Promise<PublishReport> {
+  return await withRevocationLock(paths, () => publishCrlHeld(paths, ca));
+}
+
+/**
+ * Run `fn` holding the PKI's revocation lock (`DIR/revocations.lock`), from the read of a
+ * record to the last server bundle's CRL. Why one lock for the whole PKI: two `keygen revoke`s
+ * (or two gates on one PKI) that each read `revoked.json` and wrote back their own addition
+ * lost the other's revocation, and the CRL number could repeat; and two CAs' publications
+ * racing in {@linkcode syncServerCrls} could leave a bundle with the older CRL of one of them.
+ */
+function withRevocationLock<T>(paths: RecordPaths, fn: () => Promise<T>): Promise<T> {
+  return withFileLock(join(paths.pkiDir, "revocations"), fn);
+}
+
+/** {@linkcode publishCrl} for a caller that holds the revocation record's lock. */
+async function publishCrlHeld(paths: RecordPaths, ca: PemPair): Promise<PublishReport> {
   const files = recordFiles(paths.caDir);
   const entries = await readRevoked(paths.caDir);
   const number = (await readCrlNumber(files.crlNumber)) + 1n;
