@@ -590,8 +590,7 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
   const keyType: KeyType = asUsage(() => parseKeyType(v.str("key-type")!));
   const days = v.int("days") ??
     (action === "intermediate" ? DEFAULTS.intermediateDays : DEFAULTS.leafDays);
-  const [dir, sans, ous, force] = [v.str("dir")!, v.list("san"), v.list("ou"), v.bool("force")];
-  const revokeOld = v.bool("revoke-old");
+  const [dir, sans, force] = [v.str("dir")!, v.list("san"), v.bool("force")];
   const issuer = v.str("issuer");
   const from = issuer === undefined ? {} : { issuer };
   const needs = (what: string) => {
@@ -599,23 +598,8 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
     return name;
   };
   switch (action) {
-    case "renew": {
-      const subject = needs(`a client NAME or "server"`);
-      const host = v.str("name");
-      if (host !== undefined && subject !== "server") {
-        throw new UsageError(`--name HOST goes with "keygen renew server" (a fleet host's bundle)`);
-      }
-      return {
-        kind: "keygen",
-        action,
-        dir,
-        name: subject,
-        days,
-        newKey: v.bool("new-key"),
-        revokeOld,
-        ...(host === undefined ? {} : { host }),
-      };
-    }
+    case "renew":
+      return renewCommand(v, dir, needs(`a client NAME or "server"`), days);
     case "init":
       return {
         kind: "keygen",
@@ -645,19 +629,7 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
     case "intermediate":
       return { kind: "keygen", action, dir, keyType, days, name: needs("a NAME"), force };
     case "client":
-      if (revokeOld && !force) throw new UsageError(`--revoke-old goes with --force`);
-      return {
-        kind: "keygen",
-        action,
-        dir,
-        keyType,
-        days,
-        name: needs("a NAME"),
-        ous,
-        force,
-        revokeOld,
-        ...from,
-      };
+      return clientCommand(v, { dir, keyType, days, name: needs("a NAME"), ...from });
     case "revoke":
       return {
         kind: "keygen",
@@ -674,6 +646,34 @@ function parseKeygen(args: string[]): KeygenCommand | HelpCommand {
     default:
       return { kind: "keygen", action: "crl", dir };
   }
+}
+
+/** `keygen renew NAME|server [--name HOST]`. */
+function renewCommand(v: FlagValues, dir: string, subject: string, days: number): KeygenCommand {
+  const host = v.str("name");
+  if (host !== undefined && subject !== "server") {
+    throw new UsageError(`--name HOST goes with "keygen renew server" (a fleet host's bundle)`);
+  }
+  return {
+    kind: "keygen",
+    action: "renew",
+    dir,
+    name: subject,
+    days,
+    newKey: v.bool("new-key"),
+    revokeOld: v.bool("revoke-old"),
+    ...(host === undefined ? {} : { host }),
+  };
+}
+
+/** `keygen client NAME`: `--revoke-old` only with `--force` (there is no old one otherwise). */
+function clientCommand(
+  v: FlagValues,
+  base: { dir: string; keyType: KeyType; days: number; name: string; issuer?: string },
+): KeygenCommand {
+  const [force, revokeOld] = [v.bool("force"), v.bool("revoke-old")];
+  if (revokeOld && !force) throw new UsageError(`--revoke-old goes with --force`);
+  return { kind: "keygen", action: "client", ...base, ous: v.list("ou"), force, revokeOld };
 }
 
 /** `keygen token NAME`: the lifetimes, checked here so that a mistake is a usage line. */

@@ -66,90 +66,104 @@ function insideLine(method: string, path: string): string | undefined {
   }
 }
 
+type Role = NonNullable<ReturnType<typeof roleFor>>;
+
 /** Decide, print `allow|deny <role>: <rule>` on stdout, and return the exit code. */
 export async function runPolicyCheck(cmd: PolicyCheckCommand, io: CliIo): Promise<number> {
-  let bodyBytes: Uint8Array | undefined;
   const policy = await loadApiPolicyFile(cmd.file, { insecurePerms: true });
-  const identity = {
+  const role = roleFor(policy, {
     commonName: cmd.identity,
     organizationalUnits: cmd.ous,
     dnsNames: cmd.sans.filter((s) => !s.includes(":")),
     uris: cmd.sans.filter((s) => s.includes(":") && /^[a-z][a-z0-9+.-]*:/i.test(s)),
     ips: cmd.sans,
-  };
-  const role = roleFor(policy, identity);
-  let decision = await decide();
+  });
+  let { decision, body } = await decide(role, cmd);
   let owner: string | undefined;
-  const scope = role && scopeOf(role);
-  const planned = role?.isolate ? "isolate" : scope ? "scope" : undefined;
-  if (decision.allow && planned) [decision, owner] = isolation(decision);
+  const planned = role?.isolate ? "isolate" : role && scopeOf(role) ? "scope" : undefined;
+  if (decision.allow && planned) [decision, owner] = isolation(cmd, role!, decision, body);
   io.out(`${decision.allow ? "allow" : "deny"} ${role?.name ?? "-"}: ${decision.rule}`);
   // The owner checks need the daemon: say what the gate will check when the request comes.
   if (owner) io.out(`${planned}: ${owner}`);
-  // Shields depend on the daemon's version, which only serve knows: say which apply here.
-  if (decision.allow && role?.preset !== "full") {
-    for (const line of shieldLines(cmd.method, cmd.path, role?.liftShields ?? [])) {
-      io.out(line);
-    }
-  }
-  // Acting inside a container: its stored configuration is checked when the request comes.
-  const inside = decision.allow && role && !planned && role.preset !== "full"
-    ? insideLine(cmd.method, cmd.path)
-    : undefined;
-  if (inside) io.out(inside);
   if (decision.allow && role && role.preset !== "full") {
-    for (const name of newNames(role.spec.allowImageNames, cmd.method, cmd.path)) {
-      io.out(`image check: ${name} is not on allowImageNames: refused at run time if it exists`);
-    }
+    for (const line of runTimeLines(cmd, role, planned)) io.out(line);
   }
   return decision.allow ? 0 : 1;
+}
 
-  function isolation(allowed: ApiDecision): [ApiDecision, string | undefined] {
-    const target = parseApiTarget(cmd.path);
-    const settings = {
-      owner: cmd.identity,
-      othersStatus: role!.othersStatus,
-      sharedVolumes: role!.shared.volumes,
-      sharedNetworks: role!.shared.networks,
-      allowVolumesFrom: role!.spec.allowVolumesFrom ?? [],
-      ...(scope ? { scope } : {}),
+/** What a restricted role's allowed request is still checked for when it comes, as lines. */
+function runTimeLines(cmd: PolicyCheckCommand, role: Role, planned?: string): string[] {
+  // Shields depend on the daemon's version, which only serve knows: say which apply here.
+  const lines = shieldLines(cmd.method, cmd.path, role.liftShields ?? []);
+  // Acting inside a container: its stored configuration is checked when the request comes.
+  const inside = planned ? undefined : insideLine(cmd.method, cmd.path);
+  if (inside) lines.push(inside);
+  for (const name of newNames(role.spec.allowImageNames, cmd.method, cmd.path)) {
+    lines.push(`image check: ${name} is not on allowImageNames: refused at run time if it exists`);
+  }
+  return lines;
+}
+
+/** The isolation or scope plan of an allowed request: refused, or what it checks and adds. */
+function isolation(
+  cmd: PolicyCheckCommand,
+  role: Role,
+  allowed: ApiDecision,
+  bodyBytes: Uint8Array | undefined,
+): [ApiDecision, string | undefined] {
+  const scope = scopeOf(role);
+  const planned = role.isolate ? "isolate" : "scope";
+  const settings = {
+    owner: cmd.identity,
+    othersStatus: role.othersStatus,
+    sharedVolumes: role.shared.volumes,
+    sharedNetworks: role.shared.networks,
+    allowVolumesFrom: role.spec.allowVolumesFrom ?? [],
+    ...(scope ? { scope } : {}),
+  };
+  try {
+    const doc = bodyBytes?.length ? new JsonDocument(bodyBytes) : undefined;
+    const plan = planIsolation(settings, cmd.method, cmd.path, parseApiTarget(cmd.path), doc);
+    const what = [
+      ...plan.notes,
+      ...(doc?.edited ? ["owner label added"] : []),
+      ...plan.refs.map((r) =>
+        `${scope ? "label" : "owner"} of ${r.kind} ${r.name} (${r.at}) checked at run time`
+      ),
+    ];
+    return [allowed, what.join("; ") || "nothing to check"];
+  } catch (err) {
+    if (!(err instanceof IsolationRefusal)) throw err;
+    return [{ allow: false, rule: `${planned}: ${err.status}: ${err.message}` }, undefined];
+  }
+}
+
+/** The role's decision on the request (and the body read for it, when one was given). */
+async function decide(
+  role: Role | undefined,
+  cmd: PolicyCheckCommand,
+): Promise<{ decision: ApiDecision; body?: Uint8Array }> {
+  if (!role) {
+    return {
+      decision: { allow: false, rule: "no role for this identity (refused at the handshake)" },
     };
-    try {
-      const doc = bodyBytes?.length ? new JsonDocument(bodyBytes) : undefined;
-      const plan = planIsolation(settings, cmd.method, cmd.path, target, doc);
-      const what = [
-        ...plan.notes,
-        ...(doc?.edited ? ["owner label added"] : []),
-        ...plan.refs.map((r) =>
-          `${scope ? "label" : "owner"} of ${r.kind} ${r.name} (${r.at}) checked at run time`
-        ),
-      ];
-      return [allowed, what.join("; ") || "nothing to check"];
-    } catch (err) {
-      if (!(err instanceof IsolationRefusal)) throw err;
-      return [{ allow: false, rule: `${planned}: ${err.status}: ${err.message}` }, undefined];
-    }
   }
-
-  async function decide(): Promise<ApiDecision> {
-    if (!role) {
-      return { allow: false, rule: "no role for this identity (refused at the handshake)" };
+  let routed;
+  try {
+    routed = routeRequest(role, cmd.method, cmd.path);
+  } catch (err) {
+    if (err instanceof HttpError) {
+      return { decision: { allow: false, rule: `${err.status}: ${err.message}` } };
     }
-    let routed;
-    try {
-      routed = routeRequest(role, cmd.method, cmd.path);
-    } catch (err) {
-      if (err instanceof HttpError) return { allow: false, rule: `${err.status}: ${err.message}` };
-      throw err;
-    }
-    const bytes = cmd.body === undefined ? undefined : await readBody(cmd.body);
-    bodyBytes = bytes;
-    if (bytes === undefined || !routed.inspection) {
-      return routed.decision ??
-        decideRequest(role, { method: cmd.method, target: routed.target });
-    }
-    return decideBody(role, cmd.method, routed.target, bytes);
+    throw err;
   }
+  const body = cmd.body === undefined ? undefined : await readBody(cmd.body);
+  if (body === undefined || !routed.inspection) {
+    const decision = routed.decision ??
+      decideRequest(role, { method: cmd.method, target: routed.target });
+    return { decision, body };
+  }
+  return { decision: await decideBody(role, cmd.method, routed.target, body), body };
 }
 
 async function readBody(path: string): Promise<Uint8Array> {
