@@ -114,32 +114,22 @@ export function startReloader(options: ReloaderOptions): Reloader {
   };
 
   const pollMs = options.pollMs ?? 1000;
-  let timer: ReturnType<typeof setInterval> | undefined;
-  if (pollMs > 0) {
-    let checking = false;
-    let seen: string | undefined;
-    timer = setInterval(async () => {
-      if (checking || running) return;
-      checking = true;
-      try {
-        const [applied, now] = [await signature, await fileSignature(files)];
-        // Reload only once the files have stopped changing for one interval: a rotation
-        // writes the key and the certificate one after the other, and the pair in between
-        // does not match (the reload would fail, harmlessly but noisily).
-        if (applied !== now && now === seen) await reload("files changed");
-        seen = now;
-      } finally {
-        checking = false;
-      }
-    }, pollMs);
-    (timer as { unref?: () => void }).unref?.();
-  }
+  let seen: string | undefined;
+  const timer = pollMs > 0
+    ? everyUnref(pollMs, async () => {
+      if (running) return;
+      const [applied, now] = [await signature, await fileSignature(files)];
+      // Reload only once the files have stopped changing for one interval: a rotation
+      // writes the key and the certificate one after the other, and the pair in between
+      // does not match (the reload would fail, harmlessly but noisily).
+      if (applied !== now && now === seen) await reload("files changed");
+      seen = now;
+    })
+    : undefined;
   const warnEvery = options.crlWarningEveryMs ?? 3_600_000;
-  let warnTimer: ReturnType<typeof setInterval> | undefined;
-  if (warnEvery > 0) {
-    warnTimer = setInterval(() => warnStaleCrl(logger, current), warnEvery);
-    (warnTimer as { unref?: () => void }).unref?.();
-  }
+  const warnTimer = warnEvery > 0
+    ? everyUnref(warnEvery, () => void warnStaleCrl(logger, current))
+    : undefined;
   return {
     reload,
     stop: () => {
@@ -147,6 +137,25 @@ export function startReloader(options: ReloaderOptions): Reloader {
       if (warnTimer) clearInterval(warnTimer);
     },
   };
+}
+
+/**
+ * Run `fn` every `ms` without keeping the process alive, skipping a tick while the last run
+ * has not finished (a slow `stat` must not pile up checks).
+ */
+function everyUnref(ms: number, fn: () => void | Promise<void>): ReturnType<typeof setInterval> {
+  let busy = false;
+  const timer = setInterval(async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      await fn();
+    } finally {
+      busy = false;
+    }
+  }, ms);
+  (timer as { unref?: () => void }).unref?.();
+  return timer;
 }
 
 /**
