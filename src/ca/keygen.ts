@@ -166,38 +166,13 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
   const layout = pkiLayout(options.dir);
   const clientName = options.clientName ?? "default";
   const client = clientBundlePaths(options.dir, clientName);
-  const keyType = checkKeyType(options.keyType);
-  checkDays(options.days, "days");
-  checkDays(options.caDays, "caDays");
-  const force = options.force === true;
+  const { keyType, force, newCa, caState, serverState, clientState } = await planInit(
+    options,
+    layout,
+    client,
+  );
   const report: Required<Omit<KeygenReport, "revoked">> = { created: [], kept: [], notes: [] };
-
-  const caState = await partState(layout.caCert, layout.caKey);
-  const serverState = await partState(layout.server.cert, layout.server.key);
-  const clientState = await partState(client.cert, client.key);
-  if (!force) {
-    refuseMixedParts(layout, client, { ca: caState, server: serverState, client: clientState });
-  }
-
-  if (options.newCa === true && !force) {
-    throw new TypeError("newCa replaces the CA only together with force (--force --new-ca)");
-  }
-  // A CA that is there stays unless asked twice over: a new one locks every client out.
-  if (force && caState === "partial" && options.newCa !== true) {
-    throw new AlreadyExistsError(
-      `Incomplete CA in "${layout.caDir}" (ca.pem or ca-key.pem missing): restore it, or ` +
-        `make a new CA with --force --new-ca (every client certificate must then be re-issued)`,
-    );
-  }
   // Generate everything in memory first so that a bad option writes nothing.
-  const newCa = (force && options.newCa === true) || caState === "missing";
-  if (newCa && await rotationUnderWay(options.dir)) {
-    throw new AlreadyExistsError(
-      layout.previousCaDir,
-      `A CA rotation is under way in "${layout.dir}": finish it with "dockgate keygen ` +
-        `retire-ca" before replacing the CA`,
-    );
-  }
   const ca = newCa
     ? await createCa({ keyType, days: options.caDays ?? 3650 })
     : await loadCa(options.dir);
@@ -258,12 +233,28 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
     force,
     report,
   );
+  await recordInit(layout, { ca: newCa ? ca : undefined, server, clientPair, clientName }, report);
+  if (server && keptSans) report.notes.push(keptNamesNote(keptSans));
+  if (force) report.notes.push(...await newCaNotes(layout, clientName, retired));
+  return report.notes.length > 0 ? report : { created: report.created, kept: report.kept };
+}
+
+/**
+ * Record what {@linkcode initPki} issued, and give a new CA its CRL (or a new server bundle
+ * the CRL in force).
+ */
+async function recordInit(
+  layout: PkiLayout,
+  made: { ca?: PemPair; server?: PemPair; clientPair?: PemPair; clientName: string },
+  report: KeygenReport,
+): Promise<void> {
+  const { ca, server, clientPair } = made;
   await recordIssued(layout.caDir, [
-    ...(newCa ? [issuedEntry(ca.certPem, "ca", "ca" as const)] : []),
+    ...(ca ? [issuedEntry(ca.certPem, "ca", "ca" as const)] : []),
     ...(server ? [issuedEntry(server.certPem, "server", "server" as const)] : []),
-    ...(clientPair ? [issuedEntry(clientPair.certPem, clientName, "client" as const)] : []),
+    ...(clientPair ? [issuedEntry(clientPair.certPem, made.clientName, "client" as const)] : []),
   ]);
-  if (newCa) {
+  if (ca) {
     // A new CA gets its own CRL at once, in the same step: a server bundle holding the old
     // CA's CRL next to the new CA would make every reload (and restart) of serve fail. Every
     // recorded revocation is carried over, and the CRL number keeps growing.
@@ -272,9 +263,40 @@ export async function initPki(options: InitPkiOptions): Promise<KeygenReport> {
   } else if (server) {
     await copyCrlToServer(layout.dir, layout.server.dir, report);
   }
-  if (server && keptSans) report.notes.push(keptNamesNote(keptSans));
-  if (force) report.notes.push(...await newCaNotes(layout, clientName, retired));
-  return report.notes.length > 0 ? report : { created: report.created, kept: report.kept };
+}
+
+/** What {@linkcode initPki} will make: its options checked, each part's state, refusals. */
+async function planInit(options: InitPkiOptions, layout: PkiLayout, client: BundlePaths) {
+  const keyType = checkKeyType(options.keyType);
+  checkDays(options.days, "days");
+  checkDays(options.caDays, "caDays");
+  const force = options.force === true;
+  const caState = await partState(layout.caCert, layout.caKey);
+  const serverState = await partState(layout.server.cert, layout.server.key);
+  const clientState = await partState(client.cert, client.key);
+  if (!force) {
+    refuseMixedParts(layout, client, { ca: caState, server: serverState, client: clientState });
+  }
+
+  if (options.newCa === true && !force) {
+    throw new TypeError("newCa replaces the CA only together with force (--force --new-ca)");
+  }
+  // A CA that is there stays unless asked twice over: a new one locks every client out.
+  if (force && caState === "partial" && options.newCa !== true) {
+    throw new AlreadyExistsError(
+      `Incomplete CA in "${layout.caDir}" (ca.pem or ca-key.pem missing): restore it, or ` +
+        `make a new CA with --force --new-ca (every client certificate must then be re-issued)`,
+    );
+  }
+  const newCa = (force && options.newCa === true) || caState === "missing";
+  if (newCa && await rotationUnderWay(options.dir)) {
+    throw new AlreadyExistsError(
+      layout.previousCaDir,
+      `A CA rotation is under way in "${layout.dir}": finish it with "dockgate keygen ` +
+        `retire-ca" before replacing the CA`,
+    );
+  }
+  return { keyType, force, newCa, caState, serverState, clientState };
 }
 
 /**
