@@ -115,6 +115,8 @@ export interface SignedEnrolment {
   serial: string;
   /** Its end. */
   notAfter: Date;
+  /** What repairing the record took first, when a crash had left it torn (for the log). */
+  repaired?: string;
 }
 
 /**
@@ -139,11 +141,13 @@ export async function signEnrolment(
     notBefore: new Date(now - skewOf(subject.ttlMs)),
     notAfter: new Date(now + subject.ttlMs),
   });
-  await recordIssued(issuer.caDir, [issuedEntry(pair.certPem, subject.name, "client")]);
   const leaf = parseCertificatePem(pair.certPem);
+  // Recorded (and synced) before the certificate is returned, so before anyone receives it.
+  const repaired = await recordIssued(issuer.caDir, [issuedEntry(leaf, subject.name, "client")]);
   return {
     certPem: pair.certPem + issuer.chainPem,
     serial: normalizeSerial(leaf.serialNumber),
     notAfter: leaf.notAfter,
+    ...(repaired ? { repaired } : {}),
   };
 }

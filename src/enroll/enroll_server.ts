@@ -31,11 +31,11 @@ import {
   TLS12_CIPHERS,
   type TlsMaterial,
 } from "../net/tls_config.ts";
-import { certToPem, parseCertificatePem, parseCertificatesPem } from "../pki/pem.ts";
+import { certToPem, parseCertificatesPem } from "../pki/pem.ts";
 import { selfIssued } from "../pki/chain.ts";
 import { x509 } from "../pki/x509.ts";
 import { signerOf } from "../pki/verify.ts";
-import type { Issuer } from "../ca/issuers.ts";
+import type { IssuerFiles } from "../ca/issuer_files.ts";
 import { checkJoinToken, consumeJoinToken, TokenRefused } from "../ca/tokens.ts";
 import { csrPublicKey, CsrRefused, enrolledTtlOf, signEnrolment } from "../ca/csr_sign.ts";
 import type { AuditSink } from "../observe/audit.ts";
@@ -60,8 +60,11 @@ export interface EnrollServerOptions {
   listen: TcpAddress;
   /** The PKI whose `tokens/` are redeemed. */
   pkiDir: string;
-  /** The CA that signs (an intermediate the gate holds; the root may stay offline). */
-  issuer: Issuer;
+  /**
+   * The CA that signs (an intermediate the gate holds; the root may stay offline), as its
+   * files are now: a rotated or replaced intermediate is used from the next signing on.
+   */
+  issuer: IssuerFiles;
   /** The gate's TLS material in force (its certificate, key and CA bundle). */
   tls: () => TlsMaterial;
   /** The gate's rules in force: a renewing certificate must pass them as a connection would. */
@@ -189,7 +192,10 @@ interface Outcome {
   answer: EnrollAnswer;
 }
 
-/** The exchanges of one enrolment port; signing is one at a time (issued.json is rewritten). */
+/**
+ * The exchanges of one enrolment port. Signing is one at a time: each one's record is
+ * appended and synced before the next (the CPU is the limit, one core of it, either way).
+ */
 class Exchanges {
   #signing: Promise<unknown> = Promise.resolve();
   constructor(readonly options: EnrollServerOptions) {}
@@ -231,13 +237,15 @@ class Exchanges {
       // The CSR is checked before the token is used up: a bad CSR does not burn a token.
       const key = await csrPublicKey(request.csr);
       const signed = await this.#serially(async () => {
+        const { issuer: signer } = await issuer.current();
         await consumeJoinToken(pkiDir, record);
-        return await signEnrolment(issuer, key, {
+        return await signEnrolment(signer, key, {
           name: record.name,
           organizationalUnits: record.role === undefined ? [] : [record.role],
           ttlMs: record.certTtlMs,
         });
       });
+      this.#repaired(signed.repaired);
       return {
         kind: "enroll",
         identity: record.name,
@@ -272,7 +280,7 @@ class Exchanges {
     if (!name) {
       return refusal("renew", displayName(identity), identity.serial, "renewal refused: no CN");
     }
-    const issuerCert = parseCertificatePem(this.options.issuer.ca.certPem);
+    const { cert: issuerCert } = await this.options.issuer.current();
     if (!(await signerOf(leaf, [issuerCert]))) {
       return refusal(
         "renew",
@@ -283,13 +291,14 @@ class Exchanges {
     }
     const key = await csrPublicKey(request.csr);
     const ttlMs = Math.min(enrolledTtlOf(leaf), this.options.maxRenewTtlMs ?? 7 * 86_400_000);
-    const signed = await this.#serially(() =>
-      signEnrolment(this.options.issuer, key, {
+    const signed = await this.#serially(async () =>
+      signEnrolment((await this.options.issuer.current()).issuer, key, {
         name,
         organizationalUnits: [...identity.organizationalUnits],
         ttlMs,
       })
     );
+    this.#repaired(signed.repaired);
     return {
       kind: "renew",
       identity: displayName(identity),
@@ -297,6 +306,11 @@ class Exchanges {
       reason: `renewed serial ${identity.serial}`,
       answer: { ok: true, cert: signed.certPem, ca: rootPemOf(this.options.tls()) },
     };
+  }
+
+  /** Say that a record was repaired before a signing was recorded (a crash had torn it). */
+  #repaired(message: string | undefined): void {
+    if (message) this.options.logger.log("warn", "issued record repaired", { reason: message });
   }
 
   /** Run `fn` after every earlier signing finished. */
@@ -361,7 +375,15 @@ function refusal(
   return { kind, identity, serial, reason, answer: { ok: false, error: told } };
 }
 
+/** The last bundle {@linkcode rootPemOf} read, and its roots (a reload brings another). */
+let lastRoots: { caPem: string; roots: string } | undefined;
+
 /** The roots of the CA bundle in force, PEM: the client's `ca.pem`. */
 function rootPemOf(material: TlsMaterial): string {
-  return parseCertificatesPem(material.caPem).filter(selfIssued).map(certToPem).join("");
+  // Parsed once per bundle, not per answer: the same text has the same roots.
+  if (lastRoots?.caPem !== material.caPem) {
+    const roots = parseCertificatesPem(material.caPem).filter(selfIssued).map(certToPem).join("");
+    lastRoots = { caPem: material.caPem, roots };
+  }
+  return lastRoots.roots;
 }
