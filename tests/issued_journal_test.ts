@@ -118,3 +118,14 @@ Deno.test("issued journal: an older PKI's issued.json is read before the journal
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("issued journal: appends at once in one process go out grouped, none lost", async () => {
+  const dir = await freeTempDir("dg-jrn-");
+  try {
+    const serials = Array.from({ length: 50 }, (_, i) => i.toString(16).padStart(2, "0"));
+    await Promise.all(serials.map((s) => recordIssued(dir, [entry(s)])));
+    assert.deepEqual((await readIssued(dir)).map((e) => e.serial).sort(), serials);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

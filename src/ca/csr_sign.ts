@@ -9,8 +9,7 @@
 
 import { x509 } from "../pki/x509.ts";
 import { normalizeSerial } from "../pki/serial.ts";
-import { parseCertificatePem } from "../pki/pem.ts";
-import { issueClient } from "./issue.ts";
+import { issueClientLeaf } from "./issue.ts";
 import { issuedEntry, recordIssued } from "./records.ts";
 import type { Issuer } from "./issuers.ts";
 
@@ -134,14 +133,13 @@ export async function signEnrolment(
   subject: EnrolledSubject,
 ): Promise<SignedEnrolment> {
   const now = Date.now();
-  const pair = await issueClient(issuer.ca, subject.name, {
+  const { pair, cert: leaf } = await issueClientLeaf(issuer.ca, subject.name, {
     publicKey,
     organizationalUnits: subject.organizationalUnits,
     extKeyUsages: ["clientAuth"],
     notBefore: new Date(now - skewOf(subject.ttlMs)),
     notAfter: new Date(now + subject.ttlMs),
   });
-  const leaf = parseCertificatePem(pair.certPem);
   // Recorded (and synced) before the certificate is returned, so before anyone receives it.
   const repaired = await recordIssued(issuer.caDir, [issuedEntry(leaf, subject.name, "client")]);
   return {

@@ -24,7 +24,7 @@
 import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { escapeControls } from "../observe/logger.ts";
-import { x509 } from "../pki/x509.ts";
+import { x509, type X509Certificate } from "../pki/x509.ts";
 import { certToPem, exportKeyPem, parseCertificatePem } from "../pki/pem.ts";
 import { loadedCa } from "./ca_key_cache.ts";
 
@@ -379,7 +379,7 @@ function pathLengthOf(n: number | undefined): number {
  * ```ts
  * import { createCa, issueServer } from "./issue.ts";
  * import { parseCertificatePem } from "../pki/pem.ts";
- * import { x509 } from "../pki/x509.ts";
+ * import { x509, type X509Certificate } from "../pki/x509.ts";
  * const ca = await createCa();
  * const server = await issueServer(ca, { commonName: "docker1", sans: ["docker1.lan", "10.0.0.5"] });
  * const san = parseCertificatePem(server.certPem)
@@ -395,9 +395,9 @@ export async function issueServer(ca: PemPair, options: IssueServerOptions = {})
     // Go and the Docker CLI ignore the common name: a server without SANs matches nothing.
     throw new TypeError("A server certificate needs at least one subject alternative name");
   }
-  return await issueLeaf(ca, options, [{ [OID_CN]: [commonName] }], sans, [
+  return (await issueLeaf(ca, options, [{ [OID_CN]: [commonName] }], sans, [
     x509.ExtendedKeyUsage.serverAuth,
-  ]);
+  ])).pair;
 }
 
 /**
@@ -424,6 +424,33 @@ export async function issueClient(
   name: string,
   options: IssueClientOptions = {},
 ): Promise<PemPair> {
+  return (await issueClientLeaf(ca, name, options)).pair;
+}
+
+/** A leaf just issued: its PEM pair and the certificate itself (no need to parse it back). */
+export interface IssuedLeaf {
+  /** The certificate and its new key (`keyPem` is `""` for a given public key). */
+  pair: PemPair;
+  /** The certificate, parsed. */
+  cert: X509Certificate;
+}
+
+/**
+ * {@linkcode issueClient}, with the certificate object beside the PEM (what enrolment records
+ * and answers without parsing its own certificate again).
+ *
+ * @example
+ * ```ts
+ * import { createCa, issueClientLeaf } from "./issue.ts";
+ * const { pair, cert } = await issueClientLeaf(await createCa(), "bob");
+ * if (cert.subject !== "CN=bob" || !pair.certPem.includes("CERTIFICATE")) throw new Error();
+ * ```
+ */
+export async function issueClientLeaf(
+  ca: PemPair,
+  name: string,
+  options: IssueClientOptions = {},
+): Promise<IssuedLeaf> {
   validateClientName(name);
   const subject: Record<string, string[]>[] = [];
   for (const ou of options.organizationalUnits ?? []) {
@@ -492,7 +519,7 @@ export async function renewLeaf(
   const ekus = old.getExtension(x509.ExtendedKeyUsageExtension)?.usages.map(String) ?? [];
   const sans = old.getExtension(x509.SubjectAlternativeNameExtension);
   const keyType = keyTypeOf(old.publicKey.algorithm);
-  const pair = await issueLeaf(ca, { ...options, keyType }, old.subjectName, [], ekus, {
+  const { pair } = await issueLeaf(ca, { ...options, keyType }, old.subjectName, [], ekus, {
     publicKey: options.newKey ? undefined : await old.publicKey.export(),
     sanExtension: sans ?? undefined,
   });
@@ -514,7 +541,7 @@ async function issueLeaf(
   sans: string[],
   ekus: string[],
   reuse: { publicKey?: CryptoKey; sanExtension?: x509.SubjectAlternativeNameExtension } = {},
-): Promise<PemPair> {
+): Promise<IssuedLeaf> {
   const keyType = options.keyType ?? "p256";
   const names = dedupeSans(sans);
   const requested = validity(options, 365);
@@ -558,7 +585,11 @@ async function issueLeaf(
     signingAlgorithm: signingAlgorithm(caCert.publicKey.algorithm),
     extensions,
   });
-  return { certPem: certToPem(cert), keyPem: keys ? await exportKeyPem(keys.privateKey) : "" };
+  const pair = {
+    certPem: certToPem(cert),
+    keyPem: keys ? await exportKeyPem(keys.privateKey) : "",
+  };
+  return { pair, cert };
 }
 
 function keyGenParams(keyType: KeyType): EcKeyGenParams | RsaHashedKeyGenParams {

@@ -5,6 +5,10 @@
  * appender). Appending costs the same whatever the record holds, where rewriting a JSON list
  * costs its whole size every time (a fleet renewing daily adds thousands of entries a day).
  *
+ * Appends in one process are grouped (group commit): while one is being written and synced,
+ * the next callers' lines are queued and then go out together in one write and one sync; each
+ * caller's promise settles only once its own lines are synced (or rejects with the batch).
+ *
  * A crash can leave one thing behind: a last line without its newline (a write that never
  * completed, so never acknowledged: the gate answers a certificate only after the sync).
  * Readers skip such a tail, and every earlier line stays; the next append repairs it (the
@@ -14,7 +18,7 @@
  * @module
  */
 
-import { open, readFile, stat } from "node:fs/promises";
+import { open, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { withFileLock } from "../util/file_lock.ts";
 import { syncDirectory } from "./files.ts";
@@ -50,26 +54,61 @@ export interface AppendOptions {
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export async function appendLines(
+export function appendLines(
   path: string,
   values: unknown[],
   options: AppendOptions,
 ): Promise<string | undefined> {
-  if (values.length === 0) return undefined;
+  if (values.length === 0) return Promise.resolve(undefined);
+  let batch = queued.get(path);
+  if (!batch) {
+    const next: Batch = { values: [], done: Promise.resolve(undefined) };
+    const before = flushing.get(path) ?? Promise.resolve();
+    next.done = before.catch(() => {}).then(() => {
+      // From here on, callers start the next batch: this one's lines are fixed.
+      queued.delete(path);
+      return appendNow(path, next.values, options);
+    });
+    const settled = next.done.catch(() => {});
+    flushing.set(path, settled);
+    void settled.then(() => flushing.get(path) === settled && flushing.delete(path));
+    queued.set(path, next);
+    batch = next;
+  }
+  batch.values.push(...values);
+  return batch.done;
+}
+
+/** Lines waiting for the write in progress, by journal. */
+interface Batch {
+  values: unknown[];
+  done: Promise<string | undefined>;
+}
+const queued = new Map<string, Batch>();
+const flushing = new Map<string, Promise<unknown>>();
+
+/** One write of `values` and one sync, under the lock. */
+async function appendNow(
+  path: string,
+  values: unknown[],
+  options: AppendOptions,
+): Promise<string | undefined> {
   const text = values.map((v) => JSON.stringify(v) + "\n").join("");
   return await withFileLock(options.lockPath ?? path, async () => {
-    const existed = await stat(path).then(() => true, () => false);
     const handle = await open(path, "a+", 0o600);
     let repaired: string | undefined;
+    let empty = false;
     try {
-      repaired = await repairTail(handle, path, options);
+      const size = (await handle.stat()).size;
+      empty = size === 0;
+      repaired = await repairTail(handle, size, path, options);
       await handle.write(text);
       await handle.sync();
     } finally {
       await handle.close();
     }
-    // A new file is only durable once its directory entry is.
-    if (!existed) await syncDirectory(dirname(path));
+    // A new file is only durable once its directory entry is (an empty one may be new).
+    if (empty) await syncDirectory(dirname(path));
     return repaired;
   });
 }
@@ -79,10 +118,10 @@ type Handle = Awaited<ReturnType<typeof open>>;
 /** End the file with a newline: complete a whole torn record, cut a partial one off. */
 async function repairTail(
   handle: Handle,
+  size: number,
   path: string,
   options: AppendOptions,
 ): Promise<string | undefined> {
-  const size = (await handle.stat()).size;
   if (size === 0) return undefined;
   const span = Math.min(size, MAX_LINE_BYTES + 1);
   const tail = new Uint8Array(span);

@@ -193,11 +193,12 @@ interface Outcome {
 }
 
 /**
- * The exchanges of one enrolment port. Signing is one at a time: each one's record is
- * appended and synced before the next (the CPU is the limit, one core of it, either way).
+ * The exchanges of one enrolment port. Signings run side by side: a token is used up by an
+ * atomic rename (one of two redeemers wins), and the records of signings at once are appended
+ * together (`record_journal.ts`, one write and one sync each group), each answered only once
+ * its record is synced.
  */
 class Exchanges {
-  #signing: Promise<unknown> = Promise.resolve();
   constructor(readonly options: EnrollServerOptions) {}
 
   /** Read one request, decide, answer, record. */
@@ -236,14 +237,12 @@ class Exchanges {
       const record = await checkJoinToken(pkiDir, request.token);
       // The CSR is checked before the token is used up: a bad CSR does not burn a token.
       const key = await csrPublicKey(request.csr);
-      const signed = await this.#serially(async () => {
-        const { issuer: signer } = await issuer.current();
-        await consumeJoinToken(pkiDir, record);
-        return await signEnrolment(signer, key, {
-          name: record.name,
-          organizationalUnits: record.role === undefined ? [] : [record.role],
-          ttlMs: record.certTtlMs,
-        });
+      const { issuer: signer } = await issuer.current();
+      await consumeJoinToken(pkiDir, record);
+      const signed = await signEnrolment(signer, key, {
+        name: record.name,
+        organizationalUnits: record.role === undefined ? [] : [record.role],
+        ttlMs: record.certTtlMs,
       });
       this.#repaired(signed.repaired);
       return {
@@ -280,7 +279,8 @@ class Exchanges {
     if (!name) {
       return refusal("renew", displayName(identity), identity.serial, "renewal refused: no CN");
     }
-    const { cert: issuerCert } = await this.options.issuer.current();
+    // One look at the issuer's files for the check and the signing: the same issuer for both.
+    const { cert: issuerCert, issuer } = await this.options.issuer.current();
     if (!(await signerOf(leaf, [issuerCert]))) {
       return refusal(
         "renew",
@@ -291,13 +291,11 @@ class Exchanges {
     }
     const key = await csrPublicKey(request.csr);
     const ttlMs = Math.min(enrolledTtlOf(leaf), this.options.maxRenewTtlMs ?? 7 * 86_400_000);
-    const signed = await this.#serially(async () =>
-      signEnrolment((await this.options.issuer.current()).issuer, key, {
-        name,
-        organizationalUnits: [...identity.organizationalUnits],
-        ttlMs,
-      })
-    );
+    const signed = await signEnrolment(issuer, key, {
+      name,
+      organizationalUnits: [...identity.organizationalUnits],
+      ttlMs,
+    });
     this.#repaired(signed.repaired);
     return {
       kind: "renew",
@@ -311,13 +309,6 @@ class Exchanges {
   /** Say that a record was repaired before a signing was recorded (a crash had torn it). */
   #repaired(message: string | undefined): void {
     if (message) this.options.logger.log("warn", "issued record repaired", { reason: message });
-  }
-
-  /** Run `fn` after every earlier signing finished. */
-  #serially<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.#signing.then(fn, fn);
-    this.#signing = next.catch(() => {});
-    return next;
   }
 
   /** A failure as the peer hears it: our own refusals say why, anything else says nothing. */
