@@ -6,6 +6,7 @@
  *   deno task bench --quick    tiny smoke run, writes bench/out/RESULTS-quick.md
  *
  * Options: --quick, --runs N, --workloads bulk,connrate,latency,memory,docker,policy,isolation,chains,
+ * enroll,
  * --contenders dockgate-deno,dockgate-node,dockgate-deno-policy,dockgate-node-policy,
  * dockgate-deno-full-audit,dockgate-node-full-audit,
  * dockgate-deno-isolated,dockgate-node-isolated,tunnel-deno,socat,stunnel,haproxy,
@@ -40,6 +41,7 @@ import {
   startTarget,
 } from "./lib/workloads.ts";
 import { chainsWorkload } from "./lib/chains.ts";
+import { enrollWorkload } from "./lib/enroll.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const WORKLOADS = [
@@ -51,6 +53,7 @@ const WORKLOADS = [
   "policy",
   "isolation",
   "chains",
+  "enroll",
 ];
 /**
  * Which workloads run with each certificate type. The certificate type only matters for
@@ -72,6 +75,7 @@ const FULL: Sizes = {
   socatHoldMax: 1000,
   imageMiB: 200,
   versionCount: 100,
+  enrollCount: 300,
 };
 const QUICK: Sizes = {
   runs: 1,
@@ -84,6 +88,7 @@ const QUICK: Sizes = {
   socatHoldMax: 200,
   imageMiB: 8,
   versionCount: 5,
+  enrollCount: 12,
 };
 
 /** A bad command line: printed as one line, exit 2. */
@@ -395,6 +400,14 @@ async function main() {
             }
             if (w === "chains") {
               await chainsWorkload(
+                bench,
+                contenders.filter((c) => c.id === "dockgate-deno" || c.id === "dockgate-node"),
+                pki,
+                target,
+              );
+            }
+            if (w === "enroll") {
+              await enrollWorkload(
                 bench,
                 contenders.filter((c) => c.id === "dockgate-deno" || c.id === "dockgate-node"),
                 pki,

@@ -26,6 +26,7 @@ import { x509 } from "../src/pki/x509.ts";
 import { parseJoinToken } from "../src/pki/join_token.ts";
 import { connectPinned } from "../src/enroll/pinned_tls.ts";
 import { lineOf, MAX_ANSWER_BYTES, parseAnswer, readLine } from "../src/enroll/protocol.ts";
+import { readIssued } from "../src/ca/records.ts";
 
 /** A unix-socket "daemon" that answers `200` and keeps what reached it. */
 function recordingTarget(path: string): { seen(): string; close(): void } {
@@ -240,9 +241,7 @@ Deno.test({
         return parseAnswer(line);
       }));
       assert.equal(answers.filter((a) => a.ok).length, 1, JSON.stringify(answers));
-      const issued = JSON.parse(
-        await Deno.readTextFile(join(pki, "intermediates", "enroll", "issued.json")),
-      ) as { name: string }[];
+      const issued = await readIssued(join(pki, "intermediates", "enroll"));
       assert.equal(issued.filter((e) => e.name === "racer").length, 1);
     } finally {
       await gate.stop();
@@ -318,9 +317,7 @@ Deno.test({
     }
     // What `keygen revoke NAME` finds: the records. A lost one is a certificate nobody can
     // revoke by name (its key and certificate are on the client, not in the PKI).
-    const issued = JSON.parse(
-      await Deno.readTextFile(join(pki, "intermediates", "enroll", "issued.json")),
-    ) as { serial: string }[];
+    const issued = await readIssued(join(pki, "intermediates", "enroll"));
     const recorded = new Set(issued.map((e) => normalizeSerial(e.serial)));
     const lost = serials.filter((s) => !recorded.has(s));
     assert.deepEqual(lost, [], `${lost.length} of ${serials.length} enrolments not recorded`);

@@ -374,6 +374,7 @@ export class Report {
     for (const k of this.#r.keyTypes("policy")) out.push(...this.#policySection(k));
     for (const k of this.#r.keyTypes("isolation")) out.push(...this.#isolationSection(k));
     for (const k of this.#r.keyTypes("chains")) out.push(...this.#chainsSection(k));
+    for (const k of this.#r.keyTypes("enroll")) out.push(...this.#enrollSection(k));
 
     if (i.failures.length) {
       out.push(
@@ -544,6 +545,49 @@ export class Report {
         } | ${r("chain_c1_per_s", "direct_c1_per_s")}, ${
           r("chain_c16_per_s", "direct_c16_per_s")
         } | ${r("crl100k_c16_per_s", "direct_c16_per_s")} |`,
+      );
+    }
+    return out;
+  }
+
+  #enrollSection(k: string): string[] {
+    const out = [
+      "",
+      `## 9. Enrolment and renewal (${k})`,
+      "",
+      `\`serve --enroll\` on Deno and on Node, pinned to one core (\`taskset -c 0\`; the load ` +
+      "generator on the other). Enrolment: a join token (made in the PKI beforehand) and a CSR " +
+      "over TLS for a certificate signed by the gate's intermediate and recorded; renewal: each " +
+      "enrolled certificate over mTLS for a new one. 8 at once, every request from an address of " +
+      `its own (the per-address limit is not what is measured); ${this.#info.sizes.enrollCount} ` +
+      "of each per run. Gate CPU ms per operation from `/proc` (contention on a shared machine " +
+      "moves it less than the rates). Handshakes: new connections/s on the API port (full mTLS " +
+      "handshake + `GET /_ping` + close, c=16) of the same gate with `--enroll` against without.",
+      "",
+    ];
+    const metrics = [
+      { id: "enroll_per_s", label: "enrolments/s", digits: 1 },
+      { id: "enroll_gate_cpu_ms", label: "gate CPU ms/enrolment", digits: 1 },
+      { id: "renew_per_s", label: "renewals/s", digits: 1 },
+      { id: "renew_gate_cpu_ms", label: "gate CPU ms/renewal", digits: 1 },
+      { id: "handshake_c16_per_s", label: "API c=16/s", digits: 0 },
+      { id: "handshake_c16_per_s_enroll", label: "API c=16/s, --enroll", digits: 0 },
+    ];
+    out.push(
+      `| gate | ${metrics.map((m) => m.label).join(" | ")} | with ÷ without --enroll |`,
+      `|---|${metrics.map(() => "---").join("|")}|---|`,
+    );
+    for (const c of this.#r.contenders("enroll", k)) {
+      const r = rfmt(
+        ratio(
+          this.#med("enroll", k, c, "handshake_c16_per_s_enroll"),
+          this.#med("enroll", k, c, "handshake_c16_per_s"),
+        ),
+      );
+      out.push(
+        `| ${this.#label(c)} | ${
+          metrics.map((m) => cell(this.#r.get("enroll", k, c, m.id), m.digits)).join(" | ")
+        } | ${r} |`,
       );
     }
     return out;
@@ -764,6 +808,35 @@ export class Report {
           k,
           rfmt(o1),
           o1 === undefined ? undefined : o1 >= 0.9,
+        );
+      }
+    }
+    for (const k of this.#r.keyTypes("enroll")) {
+      for (const c of this.#r.contenders("enroll", k)) {
+        for (const [m, what] of [["enroll", "enrolments"], ["renew", "renewals"]]) {
+          const rate = this.#med("enroll", k, c, `${m}_per_s`);
+          const ms = this.#med("enroll", k, c, `${m}_gate_cpu_ms`);
+          // 100/s on one core is 10 ms of gate CPU each: the rate the CPU alone allows.
+          add(
+            `${what} ≥100/s on one core (≤10 ms gate CPU each)`,
+            c,
+            k,
+            rate === undefined || ms === undefined
+              ? "–"
+              : `${rate.toFixed(1)}/s, ${ms.toFixed(1)} ms CPU (${(1000 / ms).toFixed(0)}/s)`,
+            rate === undefined || ms === undefined ? undefined : rate >= 100 && ms <= 10,
+          );
+        }
+        const r = ratio(
+          this.#med("enroll", k, c, "handshake_c16_per_s_enroll"),
+          this.#med("enroll", k, c, "handshake_c16_per_s"),
+        );
+        add(
+          "API handshakes/s c=16 with --enroll ≥0.95× without",
+          c,
+          k,
+          rfmt(r),
+          r === undefined ? undefined : r >= 0.95,
         );
       }
     }

@@ -33,6 +33,8 @@ export interface Sizes {
   imageMiB: number;
   /** Sequential `docker version` runs. */
   versionCount: number;
+  /** Enrolments (and as many renewals) per run of workload 9. */
+  enrollCount: number;
   /** The hard open-files limit seen (set at start). */
   nofile?: number;
 }

@@ -9,8 +9,7 @@
 
 import { x509 } from "../pki/x509.ts";
 import { normalizeSerial } from "../pki/serial.ts";
-import { parseCertificatePem } from "../pki/pem.ts";
-import { issueClient } from "./issue.ts";
+import { issueClientLeaf } from "./issue.ts";
 import { issuedEntry, recordIssued } from "./records.ts";
 import type { Issuer } from "./issuers.ts";
 
@@ -115,6 +114,8 @@ export interface SignedEnrolment {
   serial: string;
   /** Its end. */
   notAfter: Date;
+  /** What repairing the record took first, when a crash had left it torn (for the log). */
+  repaired?: string;
 }
 
 /**
@@ -132,18 +133,19 @@ export async function signEnrolment(
   subject: EnrolledSubject,
 ): Promise<SignedEnrolment> {
   const now = Date.now();
-  const pair = await issueClient(issuer.ca, subject.name, {
+  const { pair, cert: leaf } = await issueClientLeaf(issuer.ca, subject.name, {
     publicKey,
     organizationalUnits: subject.organizationalUnits,
     extKeyUsages: ["clientAuth"],
     notBefore: new Date(now - skewOf(subject.ttlMs)),
     notAfter: new Date(now + subject.ttlMs),
   });
-  await recordIssued(issuer.caDir, [issuedEntry(pair.certPem, subject.name, "client")]);
-  const leaf = parseCertificatePem(pair.certPem);
+  // Recorded (and synced) before the certificate is returned, so before anyone receives it.
+  const repaired = await recordIssued(issuer.caDir, [issuedEntry(leaf, subject.name, "client")]);
   return {
     certPem: pair.certPem + issuer.chainPem,
     serial: normalizeSerial(leaf.serialNumber),
     notAfter: leaf.notAfter,
+    ...(repaired ? { repaired } : {}),
   };
 }

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { chmod, lstat, mkdir } from "node:fs/promises";
+import { chmod, lstat, mkdir, open } from "node:fs/promises";
 import process from "node:process";
 import { unsafeMode } from "../pki/trust_files.ts";
 import { fsErrorText, pathExists, writeFileAtomic } from "../util/fs_util.ts";
@@ -149,4 +149,25 @@ export async function ensureDir(path: string, recursive = false): Promise<void> 
 
 function errorCode(error: unknown): string | undefined {
   return (error as { code?: string } | null)?.code;
+}
+
+/**
+ * Sync directory `dir`, so that a file just created (or renamed) in it survives a crash: a
+ * file's own sync does not make its directory entry durable.
+ *
+ * @example
+ * ```ts
+ * import { syncDirectory } from "./files.ts";
+ * const dir = await Deno.makeTempDir();
+ * await syncDirectory(dir);
+ * await Deno.remove(dir);
+ * ```
+ */
+export async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }

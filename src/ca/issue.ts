@@ -25,14 +25,8 @@ import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { escapeControls } from "../observe/logger.ts";
 import { x509, type X509Certificate } from "../pki/x509.ts";
-import {
-  certToPem,
-  exportKeyPem,
-  importPrivateKeyPem,
-  keyMatchesCertificate,
-  parseCertificatePem,
-} from "../pki/pem.ts";
-import { errorMessage } from "../observe/errors.ts";
+import { certToPem, exportKeyPem, parseCertificatePem } from "../pki/pem.ts";
+import { loadedCa } from "./ca_key_cache.ts";
 
 /** Key algorithm of a generated key pair. */
 export type KeyType = "p256" | "p384" | "rsa2048" | "rsa3072" | "rsa4096";
@@ -270,7 +264,7 @@ export async function issueIntermediate(
   options: IssueIntermediateOptions = {},
 ): Promise<PemPair> {
   const commonName = checkCommonName(options.commonName ?? name);
-  const { caCert, caKey } = await loadCaPair(ca);
+  const { caCert, caKey, caKeyId: caSki } = await loadedCa(ca);
   const rootLen = caCert.getExtension(x509.BasicConstraintsExtension)?.pathLength;
   if (rootLen === 0) {
     throw new RangeError(
@@ -284,7 +278,6 @@ export async function issueIntermediate(
     throw new RangeError("Invalid validity: the CA ends before the intermediate would start");
   }
   const keys = await generateKeyPair(options.keyType ?? "p256");
-  const caSki = await caKeyId(caCert);
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
     subject: [{ [OID_CN]: [commonName] }],
@@ -335,14 +328,13 @@ export async function signCaCertificate(
   if (subject.getExtension(x509.BasicConstraintsExtension)?.ca !== true) {
     throw new TypeError(`"${subject.subject}" is not a CA certificate`);
   }
-  const { caCert, caKey } = await loadCaPair(issuer);
+  const { caCert, caKey, caKeyId: issuerSki } = await loadedCa(issuer);
   const notBefore = new Date(Date.now() - 60_000);
   const notAfter = new Date(Math.min(subject.notAfter.getTime(), caCert.notAfter.getTime()));
   if (notAfter.getTime() <= Date.now()) {
     throw new RangeError(`Cannot sign "${subject.subject}": "${caCert.subject}" has expired`);
   }
   const publicKey = await subject.publicKey.export();
-  const issuerSki = await caKeyId(caCert);
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
     subject: subject.subjectName,
@@ -363,15 +355,6 @@ export async function signCaCertificate(
     ],
   });
   return certToPem(cert);
-}
-
-/**
- * The key identifier a certificate issued by `caCert` names as its authority key: the CA's
- * own subject key identifier, or one derived from its public key when it carries none.
- */
-async function caKeyId(caCert: X509Certificate): Promise<string> {
-  return caCert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId ??
-    (await x509.SubjectKeyIdentifierExtension.create(caCert.publicKey)).keyId;
 }
 
 function pathLengthOf(n: number | undefined): number {
@@ -396,7 +379,7 @@ function pathLengthOf(n: number | undefined): number {
  * ```ts
  * import { createCa, issueServer } from "./issue.ts";
  * import { parseCertificatePem } from "../pki/pem.ts";
- * import { x509 } from "../pki/x509.ts";
+ * import { x509, type X509Certificate } from "../pki/x509.ts";
  * const ca = await createCa();
  * const server = await issueServer(ca, { commonName: "docker1", sans: ["docker1.lan", "10.0.0.5"] });
  * const san = parseCertificatePem(server.certPem)
@@ -412,9 +395,9 @@ export async function issueServer(ca: PemPair, options: IssueServerOptions = {})
     // Go and the Docker CLI ignore the common name: a server without SANs matches nothing.
     throw new TypeError("A server certificate needs at least one subject alternative name");
   }
-  return await issueLeaf(ca, options, [{ [OID_CN]: [commonName] }], sans, [
+  return (await issueLeaf(ca, options, [{ [OID_CN]: [commonName] }], sans, [
     x509.ExtendedKeyUsage.serverAuth,
-  ]);
+  ])).pair;
 }
 
 /**
@@ -441,6 +424,33 @@ export async function issueClient(
   name: string,
   options: IssueClientOptions = {},
 ): Promise<PemPair> {
+  return (await issueClientLeaf(ca, name, options)).pair;
+}
+
+/** A leaf just issued: its PEM pair and the certificate itself (no need to parse it back). */
+export interface IssuedLeaf {
+  /** The certificate and its new key (`keyPem` is `""` for a given public key). */
+  pair: PemPair;
+  /** The certificate, parsed. */
+  cert: X509Certificate;
+}
+
+/**
+ * {@linkcode issueClient}, with the certificate object beside the PEM (what enrolment records
+ * and answers without parsing its own certificate again).
+ *
+ * @example
+ * ```ts
+ * import { createCa, issueClientLeaf } from "./issue.ts";
+ * const { pair, cert } = await issueClientLeaf(await createCa(), "bob");
+ * if (cert.subject !== "CN=bob" || !pair.certPem.includes("CERTIFICATE")) throw new Error();
+ * ```
+ */
+export async function issueClientLeaf(
+  ca: PemPair,
+  name: string,
+  options: IssueClientOptions = {},
+): Promise<IssuedLeaf> {
   validateClientName(name);
   const subject: Record<string, string[]>[] = [];
   for (const ou of options.organizationalUnits ?? []) {
@@ -509,7 +519,7 @@ export async function renewLeaf(
   const ekus = old.getExtension(x509.ExtendedKeyUsageExtension)?.usages.map(String) ?? [];
   const sans = old.getExtension(x509.SubjectAlternativeNameExtension);
   const keyType = keyTypeOf(old.publicKey.algorithm);
-  const pair = await issueLeaf(ca, { ...options, keyType }, old.subjectName, [], ekus, {
+  const { pair } = await issueLeaf(ca, { ...options, keyType }, old.subjectName, [], ekus, {
     publicKey: options.newKey ? undefined : await old.publicKey.export(),
     sanExtension: sans ?? undefined,
   });
@@ -531,11 +541,11 @@ async function issueLeaf(
   sans: string[],
   ekus: string[],
   reuse: { publicKey?: CryptoKey; sanExtension?: x509.SubjectAlternativeNameExtension } = {},
-): Promise<PemPair> {
+): Promise<IssuedLeaf> {
   const keyType = options.keyType ?? "p256";
   const names = dedupeSans(sans);
   const requested = validity(options, 365);
-  const { caCert, caKey } = await loadCaPair(ca);
+  const { caCert, caKey, caKeyId: caSki } = await loadedCa(ca);
   if (caCert.notAfter.getTime() <= Date.now()) {
     throw new Error(
       `CA certificate "${caCert.subject}" expired on ${caCert.notAfter.toISOString()}`,
@@ -549,7 +559,6 @@ async function issueLeaf(
   }
   const keys = reuse.publicKey ? undefined : await generateKeyPair(keyType);
   const publicKey = reuse.publicKey ?? keys!.publicKey;
-  const caSki = await caKeyId(caCert);
   const usages = x509.KeyUsageFlags.digitalSignature |
     // RSA key exchange (TLS 1.2 RSA kx) encrypts the premaster secret with the leaf key.
     (keyType.startsWith("rsa") ? x509.KeyUsageFlags.keyEncipherment : 0);
@@ -576,28 +585,11 @@ async function issueLeaf(
     signingAlgorithm: signingAlgorithm(caCert.publicKey.algorithm),
     extensions,
   });
-  return { certPem: certToPem(cert), keyPem: keys ? await exportKeyPem(keys.privateKey) : "" };
-}
-
-async function loadCaPair(ca: PemPair): Promise<{ caCert: X509Certificate; caKey: CryptoKey }> {
-  if (ca === null || typeof ca !== "object") throw new TypeError("CA must be a PemPair");
-  let caCert: X509Certificate;
-  try {
-    caCert = parseCertificatePem(ca.certPem);
-  } catch (error) {
-    throw new TypeError(`Invalid CA certificate: ${errorMessage(error)}`, { cause: error });
-  }
-  if (caCert.getExtension(x509.BasicConstraintsExtension)?.ca !== true) {
-    throw new TypeError(`Certificate "${caCert.subject}" is not a CA certificate`);
-  }
-  let matches: boolean;
-  try {
-    matches = await keyMatchesCertificate(ca.keyPem, ca.certPem);
-  } catch (error) {
-    throw new TypeError(`Invalid CA private key: ${errorMessage(error)}`, { cause: error });
-  }
-  if (!matches) throw new TypeError("CA private key does not match the CA certificate");
-  return { caCert, caKey: await importPrivateKeyPem(ca.keyPem, caCert) };
+  const pair = {
+    certPem: certToPem(cert),
+    keyPem: keys ? await exportKeyPem(keys.privateKey) : "",
+  };
+  return { pair, cert };
 }
 
 function keyGenParams(keyType: KeyType): EcKeyGenParams | RsaHashedKeyGenParams {

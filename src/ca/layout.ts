@@ -38,8 +38,10 @@ import { BUNDLE_FILES } from "../pki/credentials.ts";
 
 /** The record files of one CA of a PKI (`DIR/ca` or `DIR/intermediates/NAME`). */
 export interface RecordFileNames {
-  /** Every certificate the CA issued. */
+  /** The certificates the CA issued before the journal (a JSON list; no longer written). */
   issued: string;
+  /** Every certificate the CA issued since: one JSON line each, appended (`record_journal.ts`). */
+  issuedJournal: string;
   /** Every revocation (the evidence that something was revoked). */
   revoked: string;
   /** The number of the last CRL published. */
@@ -60,6 +62,7 @@ export interface RecordFileNames {
 export function recordFiles(caDir: string): RecordFileNames {
   return {
     issued: join(caDir, "issued.json"),
+    issuedJournal: join(caDir, "issued.jsonl"),
     revoked: join(caDir, "revoked.json"),
     crlNumber: join(caDir, "crlnumber"),
     crl: join(caDir, "crl.pem"),

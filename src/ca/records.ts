@@ -3,7 +3,11 @@
  * what happens to be in a bundle directory today:
  *
  * ```text
- * issued.json    every certificate keygen issued: serial, name, role, not-after, fingerprint
+ * issued.jsonl   every certificate issued (keygen, the gate's enrolments and renewals): serial,
+ *                name, role, not-after, fingerprint; one JSON line each, appended and synced
+ *                (record_journal.ts), so recording costs the same however many there are
+ * issued.json    the same as a JSON list, as PKIs made before the journal have it (read, never
+ *                written again: readIssued returns both)
  * revoked.json   every revocation (a CRL is a full list, so each new CRL carries all of them)
  * crlnumber      the number of the last CRL published (hex, as OpenSSL's `crlnumber` file)
  * crl.pem        the last CRL, also copied to DIR/server/crl.pem for serve
@@ -24,6 +28,7 @@ import { pathExists, writeFileAtomic } from "../util/fs_util.ts";
 import { normalizeSerial } from "../pki/serial.ts";
 import { type PemPair } from "./issue.ts";
 import { parseCertificatePem } from "../pki/pem.ts";
+import type { X509Certificate } from "../pki/x509.ts";
 import {
   bundleCrlPath,
   caDirs,
@@ -31,7 +36,7 @@ import {
   revocationCaDirs,
   serverBundleDirs,
 } from "./layout.ts";
-import { withFileLock } from "../util/file_lock.ts";
+import { appendLines, readLines } from "./record_journal.ts";
 
 /** One certificate keygen issued. */
 export interface IssuedEntry {
@@ -70,13 +75,13 @@ export interface RecordPaths {
   pkiDir: string;
 }
 
-/** The record of certificate `certPem`, issued now to `name` as `role`. */
+/** The record of certificate `certPem` (PEM, or parsed), issued now to `name` as `role`. */
 export function issuedEntry(
-  certPem: string,
+  certPem: string | X509Certificate,
   name: string,
   role: IssuedEntry["role"],
 ): IssuedEntry {
-  const cert = parseCertificatePem(certPem);
+  const cert = typeof certPem === "string" ? parseCertificatePem(certPem) : certPem;
   return {
     serial: normalizeSerial(cert.serialNumber),
     name,
@@ -87,22 +92,45 @@ export function issuedEntry(
   };
 }
 
-/** Append `entries` to `issued.json`. */
-export async function recordIssued(caDir: string, entries: IssuedEntry[]): Promise<void> {
-  if (entries.length === 0) return;
-  const file = recordFiles(caDir).issued;
-  // Read and rewritten under a lock: two gates enrolling from one PKI (or a gate and keygen)
-  // would each write back the list they read, and a lost entry is a certificate that
-  // "keygen revoke NAME" never finds.
-  await withFileLock(file, async () => {
-    const all = [...await readIssued(caDir), ...entries];
-    await replaceFile(file, JSON.stringify(all, null, 2) + "\n", 0o600);
+/**
+ * Record `entries` as issued: appended to the CA's `issued.jsonl`, synced before this
+ * returns, under the lock of the record (two gates enrolling from one PKI, or a gate and
+ * keygen, never lose an entry). Returns a message when a torn last line left by a crash had
+ * to be repaired first (see `record_journal.ts`), else `undefined`.
+ */
+export async function recordIssued(
+  caDir: string,
+  entries: IssuedEntry[],
+): Promise<string | undefined> {
+  const files = recordFiles(caDir);
+  // The lock of issued.json, as before the journal: one lock per record, whichever file.
+  return await appendLines(files.issuedJournal, entries, {
+    lockPath: files.issued,
+    check: isIssuedEntry,
+    what: "issued-certificate record",
   });
 }
 
-/** Every certificate keygen recorded as issued (empty for a PKI made before the record). */
+/**
+ * Every certificate recorded as issued: `issued.json` (PKIs made before the journal), then
+ * `issued.jsonl`; empty for a PKI made before either.
+ */
 export async function readIssued(caDir: string): Promise<IssuedEntry[]> {
-  return await readList<IssuedEntry>(recordFiles(caDir).issued, "issued-certificate record");
+  const files = recordFiles(caDir);
+  return [
+    ...await readList<IssuedEntry>(files.issued, "issued-certificate record"),
+    ...await readLines<IssuedEntry>(files.issuedJournal, {
+      check: isIssuedEntry,
+      what: "issued-certificate record",
+    }),
+  ];
+}
+
+/** Whether `value` is an {@linkcode IssuedEntry} (what a line of the journal must be). */
+function isIssuedEntry(value: unknown): boolean {
+  const e = value as Partial<IssuedEntry> | null;
+  return typeof e === "object" && e !== null && typeof e.serial === "string" &&
+    typeof e.name === "string" && typeof e.role === "string";
 }
 
 /**

@@ -14,7 +14,8 @@ import { timingSafeEqual } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { pkiLayout, tokenFiles, tokensDir } from "./layout.ts";
 import { validateClientName } from "./issue.ts";
-import { ensureDir, KEY_MODE } from "./files.ts";
+import { ensureDir, KEY_MODE, syncDirectory } from "./files.ts";
+import { dirname } from "node:path";
 import { readText, writeFileAtomic } from "../util/fs_util.ts";
 import { parseCertificatePem } from "../pki/pem.ts";
 import { caPinOf, formatJoinToken, parseJoinToken, secretDigest } from "../pki/join_token.ts";
@@ -149,6 +150,8 @@ export async function consumeJoinToken(pkiDir: string, record: TokenRecord): Pro
     }
     throw err;
   }
+  // Durable before the certificate it buys is signed: after a crash a used token stays used.
+  await syncDirectory(dirname(files.used));
 }
 
 async function readRecord(path: string): Promise<TokenRecord | undefined> {

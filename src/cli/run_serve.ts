@@ -8,7 +8,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { checkConfigFile } from "./config_trust.ts";
 import { bundleCrlPath, clientsDir, pkiRootOf, tokensDir } from "../ca/layout.ts";
-import { loadIssuer } from "../ca/issuers.ts";
+import { IssuerFiles } from "../ca/issuer_files.ts";
 import { type EnrollServer, startEnrollServer } from "../enroll/enroll_server.ts";
 import type { ServeCommand } from "./args.ts";
 import { formatSetting } from "./print_config.ts";
@@ -253,10 +253,12 @@ async function startEnroll(run: ServeRun, gate: ServeHandle): Promise<EnrollServ
   if (!enroll) return undefined;
   try {
     const pkiDir = pkiRootOf(run.cmd.source.certs!);
+    const issuer = new IssuerFiles(pkiDir, enroll.issuer);
+    await issuer.current(); // refuse to start with an issuer that cannot sign
     const server = await startEnrollServer({
       listen: enroll.listen,
       pkiDir,
-      issuer: await loadIssuer(pkiDir, enroll.issuer),
+      issuer,
       tls: () => run.inForce.tls,
       rules: () => rulesOf(run.inForce),
       logger: run.logger,
@@ -274,8 +276,17 @@ async function startEnroll(run: ServeRun, gate: ServeHandle): Promise<EnrollServ
   }
 }
 
+/** The rules of each configuration, made once: a renewal asks for them every time. */
+const rulesMade = new WeakMap<ServeConfig, GateRules>();
+
 /** The rules of a configuration, as a connection's decision reads them. */
 function rulesOf(config: ServeConfig): GateRules {
+  let rules = rulesMade.get(config);
+  if (!rules) rulesMade.set(config, rules = newRules(config));
+  return rules;
+}
+
+function newRules(config: ServeConfig): GateRules {
   return {
     caCertificates: parseCertificatesPem(config.tls.caPem),
     policy: config.policy,

@@ -31,11 +31,11 @@ import {
   TLS12_CIPHERS,
   type TlsMaterial,
 } from "../net/tls_config.ts";
-import { certToPem, parseCertificatePem, parseCertificatesPem } from "../pki/pem.ts";
+import { certToPem, parseCertificatesPem } from "../pki/pem.ts";
 import { selfIssued } from "../pki/chain.ts";
 import { x509 } from "../pki/x509.ts";
 import { signerOf } from "../pki/verify.ts";
-import type { Issuer } from "../ca/issuers.ts";
+import type { IssuerFiles } from "../ca/issuer_files.ts";
 import { checkJoinToken, consumeJoinToken, TokenRefused } from "../ca/tokens.ts";
 import { csrPublicKey, CsrRefused, enrolledTtlOf, signEnrolment } from "../ca/csr_sign.ts";
 import type { AuditSink } from "../observe/audit.ts";
@@ -60,8 +60,11 @@ export interface EnrollServerOptions {
   listen: TcpAddress;
   /** The PKI whose `tokens/` are redeemed. */
   pkiDir: string;
-  /** The CA that signs (an intermediate the gate holds; the root may stay offline). */
-  issuer: Issuer;
+  /**
+   * The CA that signs (an intermediate the gate holds; the root may stay offline), as its
+   * files are now: a rotated or replaced intermediate is used from the next signing on.
+   */
+  issuer: IssuerFiles;
   /** The gate's TLS material in force (its certificate, key and CA bundle). */
   tls: () => TlsMaterial;
   /** The gate's rules in force: a renewing certificate must pass them as a connection would. */
@@ -189,9 +192,13 @@ interface Outcome {
   answer: EnrollAnswer;
 }
 
-/** The exchanges of one enrolment port; signing is one at a time (issued.json is rewritten). */
+/**
+ * The exchanges of one enrolment port. Signings run side by side: a token is used up by an
+ * atomic rename (one of two redeemers wins), and the records of signings at once are appended
+ * together (`record_journal.ts`, one write and one sync each group), each answered only once
+ * its record is synced.
+ */
 class Exchanges {
-  #signing: Promise<unknown> = Promise.resolve();
   constructor(readonly options: EnrollServerOptions) {}
 
   /** Read one request, decide, answer, record. */
@@ -230,14 +237,14 @@ class Exchanges {
       const record = await checkJoinToken(pkiDir, request.token);
       // The CSR is checked before the token is used up: a bad CSR does not burn a token.
       const key = await csrPublicKey(request.csr);
-      const signed = await this.#serially(async () => {
-        await consumeJoinToken(pkiDir, record);
-        return await signEnrolment(issuer, key, {
-          name: record.name,
-          organizationalUnits: record.role === undefined ? [] : [record.role],
-          ttlMs: record.certTtlMs,
-        });
+      const { issuer: signer } = await issuer.current();
+      await consumeJoinToken(pkiDir, record);
+      const signed = await signEnrolment(signer, key, {
+        name: record.name,
+        organizationalUnits: record.role === undefined ? [] : [record.role],
+        ttlMs: record.certTtlMs,
       });
+      this.#repaired(signed.repaired);
       return {
         kind: "enroll",
         identity: record.name,
@@ -272,7 +279,8 @@ class Exchanges {
     if (!name) {
       return refusal("renew", displayName(identity), identity.serial, "renewal refused: no CN");
     }
-    const issuerCert = parseCertificatePem(this.options.issuer.ca.certPem);
+    // One look at the issuer's files for the check and the signing: the same issuer for both.
+    const { cert: issuerCert, issuer } = await this.options.issuer.current();
     if (!(await signerOf(leaf, [issuerCert]))) {
       return refusal(
         "renew",
@@ -283,13 +291,12 @@ class Exchanges {
     }
     const key = await csrPublicKey(request.csr);
     const ttlMs = Math.min(enrolledTtlOf(leaf), this.options.maxRenewTtlMs ?? 7 * 86_400_000);
-    const signed = await this.#serially(() =>
-      signEnrolment(this.options.issuer, key, {
-        name,
-        organizationalUnits: [...identity.organizationalUnits],
-        ttlMs,
-      })
-    );
+    const signed = await signEnrolment(issuer, key, {
+      name,
+      organizationalUnits: [...identity.organizationalUnits],
+      ttlMs,
+    });
+    this.#repaired(signed.repaired);
     return {
       kind: "renew",
       identity: displayName(identity),
@@ -299,11 +306,9 @@ class Exchanges {
     };
   }
 
-  /** Run `fn` after every earlier signing finished. */
-  #serially<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.#signing.then(fn, fn);
-    this.#signing = next.catch(() => {});
-    return next;
+  /** Say that a record was repaired before a signing was recorded (a crash had torn it). */
+  #repaired(message: string | undefined): void {
+    if (message) this.options.logger.log("warn", "issued record repaired", { reason: message });
   }
 
   /** A failure as the peer hears it: our own refusals say why, anything else says nothing. */
@@ -361,7 +366,15 @@ function refusal(
   return { kind, identity, serial, reason, answer: { ok: false, error: told } };
 }
 
+/** The last bundle {@linkcode rootPemOf} read, and its roots (a reload brings another). */
+let lastRoots: { caPem: string; roots: string } | undefined;
+
 /** The roots of the CA bundle in force, PEM: the client's `ca.pem`. */
 function rootPemOf(material: TlsMaterial): string {
-  return parseCertificatesPem(material.caPem).filter(selfIssued).map(certToPem).join("");
+  // Parsed once per bundle, not per answer: the same text has the same roots.
+  if (lastRoots?.caPem !== material.caPem) {
+    const roots = parseCertificatesPem(material.caPem).filter(selfIssued).map(certToPem).join("");
+    lastRoots = { caPem: material.caPem, roots };
+  }
+  return lastRoots.roots;
 }
