@@ -120,7 +120,7 @@ export interface SignedEnrolment {
 
 /**
  * Certify `publicKey` for `subject` with `issuer` (clientAuth only, no SAN) and record it in
- * the issuer's `issued.json` under the name (so `keygen revoke NAME` finds it).
+ * the issuer's issued record (`issued.jsonl`) under the name (so `keygen revoke NAME` finds it).
  *
  * @example
  * ```ts ignore

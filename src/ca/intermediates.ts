@@ -1,7 +1,7 @@
 /**
  * A fleet's PKI: intermediates under the root (`DIR/intermediates/NAME/`, for teams that keep
  * the root key offline) and the issuers bundles are made from. An intermediate's directory
- * has the same layout and records as `DIR/ca/` (`ca.pem`, `ca-key.pem`, `issued.json`,
+ * has the same layout and records as `DIR/ca/` (`ca.pem`, `ca-key.pem`, `issued.jsonl`,
  * `revoked.json`, `crlnumber`, `crl.pem`), so issuing and revoking work the same with either.
  *
  * @module

@@ -4,7 +4,7 @@
  * revocations):
  *
  * ```text
- * DIR/ca/                 the root CA, its records (issued.json, revoked.json, crlnumber, crl.pem)
+ * DIR/ca/                 the root CA, its records (issued.jsonl, revoked.json, crlnumber, crl.pem)
  * DIR/ca/retired/TIME/    a CA replaced by keygen --force --new-ca or retired by retire-ca, kept
  * DIR/ca/cross.pem        during a rotation: the new root signed by the previous one
  * DIR/ca-previous/        during a rotation (keygen rotate-ca .. retire-ca): the old root, its

@@ -159,7 +159,7 @@ export async function clientSerialsByCa(dir: string, name: string): Promise<Map<
 
 /**
  * The serials of every unexpired certificate of client `name`: its records in
- * `DIR/ca/issued.json` and the certificate in its bundle now (a PKI made before the record
+ * `DIR/ca/issued.jsonl` (and an older `issued.json`) and the certificate in its bundle now (a PKI made before the record
  * existed has only that).
  *
  * @example
@@ -180,7 +180,7 @@ export async function clientSerials(
       serials.add(normalizeSerial(parseCertificatePem(pem).serialNumber));
     } catch {
       // A damaged bundle certificate (what --force is often run to fix) has no serial to
-      // give; the record in issued.json still has it.
+      // give; the issued record still has it.
     }
   }
   for (const e of await readIssued(pkiLayout(dir).caDir)) {
