@@ -37,6 +37,7 @@ import {
   serverBundleDirs,
 } from "./layout.ts";
 import { appendLines, readLines } from "./record_journal.ts";
+import { withFileLock } from "../util/file_lock.ts";
 
 /** One certificate keygen issued. */
 export interface IssuedEntry {
