@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DENO, ROOT, runCli } from "./helpers/gate.ts";
+import { keygenOk } from "./helpers/keygen_inproc.ts";
 import { VERBS } from "../src/cli/flags.ts";
 
 Deno.test("help: every verb has --help with an example; --version", async () => {
@@ -116,7 +117,7 @@ Deno.test("log colours: the level is coloured on a terminal, never with NO_COLOR
   const dir = await Deno.makeTempDir({ prefix: "dg-color-" });
   try {
     const pki = join(dir, "pki");
-    assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
+    await keygenOk(["--dir", pki]);
     // util-linux's script(1) gives the command a real pseudo-terminal.
     const serve =
       `timeout 4 ${DENO} run -A --quiet ${join(ROOT, "cli.ts")} serve --listen 127.0.0.1:0 ` +
