@@ -12,7 +12,10 @@
  * Usage:
  *   deno run -A scripts/test_tiers.ts list unit|e2e      the tier's files, one a line
  *   deno run -A scripts/test_tiers.ts run unit [ARGS…]   `deno test` of the unit tier
- *                                                         (`deno task test:unit`)
+ *                                                         (`deno task test:unit`); its files
+ *                                                         are type-checked once first, by
+ *                                                         one `deno check`, unless ARGS
+ *                                                         say --no-check
  *
  * @module
  */
@@ -201,6 +204,32 @@ async function runUnitShards(deno: string, rest: string[], shards: number): Prom
   return done.find((d) => d.code !== 0)?.code ?? 0;
 }
 
+/**
+ * Type-check the unit tier's files once, as one `deno check` (their graphs overlap almost
+ * whole), unless `rest` already says `--no-check`. Returns the arguments for the shards: with
+ * `--no-check` added once the check passed, or `undefined` (after printing why) if it failed.
+ * Why: three shards each checking their own files checked the shared graph three times, 18 s
+ * of CPU on a fresh clone against 7 s for one check.
+ */
+async function checkedOnce(deno: string, rest: string[]): Promise<string[] | undefined> {
+  if (rest.some((a) => a === "--no-check" || a.startsWith("--no-check="))) return rest;
+  const out = await new Deno.Command(deno, {
+    args: ["check", ...tierFiles("unit")],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (out.code !== 0) {
+    const d = new TextDecoder();
+    console.log(
+      `--- deno check of the unit tier ---\n${d.decode(out.stdout)}${d.decode(out.stderr)}`,
+    );
+    console.error("unit tier: type errors (above); no test was run");
+    return undefined;
+  }
+  return ["--no-check", ...rest];
+}
+
 async function main(args: string[]): Promise<number> {
   const [verb, tier, ...rest] = args;
   if (verb === "list" && (tier === "unit" || tier === "e2e")) {
@@ -217,7 +246,9 @@ async function main(args: string[]): Promise<number> {
       console.error(`test_tiers.ts: DOCKGATE_UNIT_SHARDS must be a whole number >= 1`);
       return 2;
     }
-    const code = await runUnitShards(deno, rest, shards);
+    const checked = await checkedOnce(deno, rest);
+    if (!checked) return 1;
+    const code = await runUnitShards(deno, checked, shards);
     console.error(`unit tier: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     return code;
   }
