@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DENO, ROOT, runCli } from "./helpers/gate.ts";
+import { keygenOk } from "./helpers/keygen_inproc.ts";
 import { VERBS } from "../src/cli/flags.ts";
 
 Deno.test("help: every verb has --help with an example; --version", async () => {
@@ -116,19 +117,34 @@ Deno.test("log colours: the level is coloured on a terminal, never with NO_COLOR
   const dir = await Deno.makeTempDir({ prefix: "dg-color-" });
   try {
     const pki = join(dir, "pki");
-    assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
-    // util-linux's script(1) gives the command a real pseudo-terminal.
+    await keygenOk(["--dir", pki]);
+    // util-linux's script(1) gives the command a real pseudo-terminal. serve's output is read
+    // until its start-up is logged whole (the "listening on" line comes last), then it is
+    // stopped; `timeout` only bounds a serve that never gets there.
     const serve =
-      `timeout 4 ${DENO} run -A --quiet ${join(ROOT, "cli.ts")} serve --listen 127.0.0.1:0 ` +
-      `--certs ${join(pki, "server")} --target unix://${join(dir, "none.sock")}`;
+      `echo "pid $$"; exec timeout 30 ${DENO} run -A --quiet ${join(ROOT, "cli.ts")} serve ` +
+      `--listen 127.0.0.1:0 --certs ${join(pki, "server")} ` +
+      `--target unix://${join(dir, "none.sock")}`;
     const onTty = async (env: Record<string, string>) => {
-      const out = await new Deno.Command("script", {
+      const child = new Deno.Command("script", {
         args: ["-qec", serve, "/dev/null"],
         env,
         stdout: "piped",
-        stderr: "piped",
-      }).output();
-      return new TextDecoder().decode(out.stdout);
+        stderr: "null",
+      }).spawn();
+      let text = "";
+      const decoder = new TextDecoder();
+      for await (const chunk of child.stdout) {
+        text += decoder.decode(chunk, { stream: true });
+        if (/listening on/.test(text) && /target not answering yet/.test(text)) break;
+      }
+      // SIGTERM to `timeout` (serve stops, script exits with it), not to script: script
+      // answers SIGTERM with a fixed 2 s sleep before it kills the session.
+      const pid = text.match(/^pid (\d+)/m);
+      if (pid) Deno.kill(Number(pid[1]), "SIGTERM");
+      else child.kill("SIGTERM");
+      await child.status;
+      return text;
     };
     const ESC = "\x1b[";
     const colored = await onTty({});

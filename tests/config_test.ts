@@ -9,6 +9,7 @@ import http from "node:http";
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { runCli, type ServeProcess, spawnCli } from "./helpers/gate.ts";
+import { keygenOk } from "./helpers/keygen_inproc.ts";
 import { splitResponses, tlsExchange } from "./helpers/http_raw.ts";
 import { freeTempDir, waitFor } from "./helpers/wait.ts";
 import { bundleCreds as creds } from "./helpers/tls_peers.ts";
@@ -81,9 +82,9 @@ Deno.test({
   let gate: ServeProcess | undefined;
   try {
     const pki = join(dir, "pki");
-    assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
+    await keygenOk(["--dir", pki]);
     for (const n of ["alice", "bob"]) {
-      assert.equal((await runCli(["keygen", "client", n, "--dir", pki])).code, 0);
+      await keygenOk(["client", n, "--dir", pki]);
     }
     const sock = join(dir, "t.sock");
     await new Promise<void>((r) => target.listen(sock, () => r()));

@@ -14,6 +14,7 @@ import { readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { freePort, freeTempDir, waitFor } from "./helpers/wait.ts";
 import { runCli, type Runtime, startServe } from "./helpers/gate.ts";
+import { keygenOk } from "./helpers/keygen_inproc.ts";
 import { assertAccepted, assertRefused, type Env } from "./helpers/gate_env.ts";
 import { bundleCreds, RecordingTarget, waitForLine } from "./helpers/tls_peers.ts";
 import { CLIENT_EXT, OpensslCa, serverBundle } from "./helpers/openssl_ca.ts";
@@ -236,8 +237,8 @@ Deno.test("--crl-url: the CRL keygen revoke writes, published by python3 -m http
   let web: Deno.ChildProcess | undefined;
   try {
     const pki = join(dir, "pki");
-    assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
-    assert.equal((await runCli(["keygen", "client", "bob", "--dir", pki])).code, 0);
+    await keygenOk(["--dir", pki]);
+    await keygenOk(["client", "bob", "--dir", pki]);
     const port = await freePort();
     // docs/fleet.md's line: serve the server bundle's directory (crl.pem: every CA's CRL).
     web = new Deno.Command("python3", {
@@ -274,7 +275,7 @@ Deno.test("--crl-url: the CRL keygen revoke writes, published by python3 -m http
     try {
       await assertAccepted(gate, await bundleCreds(pki, "bob"), "bob");
       const m = gate.log().length;
-      assert.equal((await runCli(["keygen", "revoke", "bob", "--dir", pki])).code, 0);
+      await keygenOk(["revoke", "bob", "--dir", pki]);
       await waitForLine(gate, m, /INFO reloaded why="CRL fetched from .*revoked=1/, 15_000);
       await assertRefused(env, gate, await bundleCreds(pki, "bob"), /is revoked/);
     } finally {

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { runCli, startServe } from "./helpers/gate.ts";
+import { keygenOk } from "./helpers/keygen_inproc.ts";
 import { freeTempDir } from "./helpers/wait.ts";
 
 async function openssl(args: string[], cwd: string): Promise<void> {
@@ -20,9 +21,9 @@ Deno.test("inspect: table and JSON of a PKI and an openssl certificate; --fail-w
   const dir = await freeTempDir("dg-insp-");
   try {
     const pki = join(dir, "pki");
-    assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
-    assert.equal((await runCli(["keygen", "client", "alice", "--dir", pki])).code, 0);
-    assert.equal((await runCli(["keygen", "revoke", "alice", "--dir", pki])).code, 0);
+    await keygenOk(["--dir", pki]);
+    await keygenOk(["client", "alice", "--dir", pki]);
+    await keygenOk(["revoke", "alice", "--dir", pki]);
     await openssl([
       "req",
       "-x509",
@@ -98,11 +99,8 @@ Deno.test({
   const dir = await freeTempDir("dg-exp-");
   try {
     const pki = join(dir, "pki");
-    assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
-    assert.equal(
-      (await runCli(["keygen", "server", "--dir", pki, "--days", "10", "--force"])).code,
-      0,
-    );
+    await keygenOk(["--dir", pki]);
+    await keygenOk(["server", "--dir", pki, "--days", "10", "--force"]);
     const gate = await startServe([
       "--certs",
       join(pki, "server"),

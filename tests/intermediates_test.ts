@@ -10,6 +10,7 @@ import { readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { freeTempDir } from "./helpers/wait.ts";
 import { runCli, startServe } from "./helpers/gate.ts";
+import { keygenOk } from "./helpers/keygen_inproc.ts";
 import { assertAccepted, assertRefused, type Env } from "./helpers/gate_env.ts";
 import { bundleCreds, RecordingTarget, waitForLine } from "./helpers/tls_peers.ts";
 
@@ -26,7 +27,7 @@ Deno.test("keygen intermediate: issue with the root offline, revoke with the int
       assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
       return r;
     };
-    await ok(["keygen"]);
+    await keygenOk(["--dir", pki]);
     const made = await ok(["keygen", "intermediate", "team"]);
     assert.match(made.stderr, /the root key .* may now go offline/);
     const key = join(pki, "intermediates", "team", "ca-key.pem");
@@ -140,7 +141,7 @@ Deno.test("keygen intermediate: usage errors are one line", async () => {
     ]);
     assert.equal(none.code, 1);
     assert.match(none.stderr, /^dockgate: error: No CA in /m);
-    assert.equal((await runCli(["keygen", "--dir", join(dir, "p")])).code, 0);
+    await keygenOk(["--dir", join(dir, "p")]);
     const missing = await runCli([
       "keygen",
       "client",

@@ -8,6 +8,7 @@ import tls from "node:tls";
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { cliCommand, runCli, type Runtime, type ServeProcess, startServe } from "./helpers/gate.ts";
+import { keygenInProcess, keygenOk } from "./helpers/keygen_inproc.ts";
 import { freeTempDir, waitFor } from "./helpers/wait.ts";
 import { OpensslCa, SERVER_EXT } from "./helpers/openssl_ca.ts";
 import { x509 } from "../src/pki/x509.ts";
@@ -58,8 +59,8 @@ async function runNode(args: string[]): Promise<{ code: number; stderr: string }
 /** A PKI with an enrolment intermediate, and serve --enroll on it. */
 async function startGate(runtime: Runtime = "deno"): Promise<Gate> {
   const pki = await freeTempDir("dg-pki-");
-  assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
-  assert.equal((await runCli(["keygen", "intermediate", "enroll", "--dir", pki])).code, 0);
+  await keygenOk(["--dir", pki]);
+  await keygenOk(["intermediate", "enroll", "--dir", pki]);
   const target = await recordingTarget(pki);
   const audit = join(pki, "audit.log");
   const serve = await startServe([
@@ -84,9 +85,7 @@ async function startGate(runtime: Runtime = "deno"): Promise<Gate> {
     audit,
     target,
     token: async (name, ...flags) => {
-      const r = await runCli(["keygen", "token", name, "--dir", pki, ...flags]);
-      assert.equal(r.code, 0, r.stderr);
-      return r.stdout.trim();
+      return await keygenOk(["token", name, "--dir", pki, ...flags]);
     },
     stop: async () => {
       await serve.stop();
@@ -313,7 +312,7 @@ Deno.test("renew: an enrolled certificate renews over mTLS; once revoked it does
     // The same lifetime again (10 min), for the same key.
     const minutes = (second.notAfter.getTime() - Date.now()) / 60_000;
     assert.ok(minutes > 9.5 && minutes <= 10, `lifetime ${minutes} min`);
-    const revoked = await runCli(["keygen", "revoke", "frank", "--dir", gate.pki]);
+    const revoked = await keygenInProcess(["revoke", "frank", "--dir", gate.pki]);
     assert.equal(revoked.code, 0, revoked.stderr);
     await gate.serve.waitForLog(/reloaded.*revoked=2/);
     const refused = await runCli(["renew", "--dir", client]);

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { runCli, type ServeProcess, startServe } from "./helpers/gate.ts";
+import { keygenOk } from "./helpers/keygen_inproc.ts";
 import { type Creds, tlsConnect } from "./helpers/tls_peers.ts";
 import { splitResponses, tlsExchange } from "./helpers/http_raw.ts";
 import { freeTempDir, waitFor } from "./helpers/wait.ts";
@@ -61,8 +62,8 @@ Deno.test({
   const target = http.createServer((_q, r) => r.end("OK"));
   try {
     const pki = join(DIR, "pki");
-    assert.equal((await runCli(["keygen", "--dir", pki])).code, 0);
-    assert.equal((await runCli(["keygen", "client", "alice", "--dir", pki])).code, 0);
+    await keygenOk(["--dir", pki]);
+    await keygenOk(["client", "alice", "--dir", pki]);
     const sock = join(DIR, "t.sock");
     await new Promise<void>((r) => target.listen(sock, () => r()));
     gate = await startServe(["--certs", join(pki, "server"), "--target", `unix://${sock}`]);
@@ -127,8 +128,7 @@ Deno.test({
 Deno.test("keygen renew server --name HOST renews that fleet host's bundle, and only it", async () => {
   const pki = join(await freeTempDir("dg-renew-fleet-"), "pki");
   for (const args of [[], ["server", "--name", "host1"]]) {
-    const r = await runCli(["keygen", ...args, "--dir", pki]);
-    assert.equal(r.code, 0, r.stderr);
+    await keygenOk([...args, "--dir", pki]);
   }
   const serial = async (dir: string) => {
     const out = await new Deno.Command("openssl", {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { runCli } from "./helpers/gate.ts";
+import { keygenOk } from "./helpers/keygen_inproc.ts";
 import { freeTempDir } from "./helpers/wait.ts";
 import { checkJoinToken, consumeJoinToken, TokenRefused } from "../src/ca/tokens.ts";
 import { parseJoinToken } from "../src/pki/join_token.ts";
@@ -20,7 +21,7 @@ async function allText(dir: string): Promise<string> {
 
 Deno.test("keygen token: one line on stdout, recorded hashed (0600), pinned to the root", async () => {
   const dir = await freeTempDir("dg-tok-");
-  assert.deepEqual((await runCli(["keygen", "--dir", dir])).code, 0);
+  await keygenOk(["--dir", dir]);
   const r = await runCli(["keygen", "token", "ci-7", "--dir", dir, "--role", "ci"]);
   assert.deepEqual(r.code, 0, r.stderr);
   const lines = r.stdout.trim().split("\n");
@@ -46,17 +47,15 @@ Deno.test("keygen token: one line on stdout, recorded hashed (0600), pinned to t
 
 Deno.test("join tokens: single use, wrong secrets and expiry refused", async () => {
   const dir = await freeTempDir("dg-tok-");
-  assert.deepEqual((await runCli(["keygen", "--dir", dir])).code, 0);
-  const token = (await runCli(["keygen", "token", "bob", "--dir", dir, "--ttl", "2s"])).stdout
-    .trim();
+  await keygenOk(["--dir", dir]);
+  const token = await keygenOk(["token", "bob", "--dir", dir, "--ttl", "2s"]);
   const wrong = token.slice(0, -4) + (token.endsWith("0000") ? "1111" : "0000");
   await assert.rejects(() => checkJoinToken(dir, wrong), refused("unknown"));
   const record = await checkJoinToken(dir, token);
   await consumeJoinToken(dir, record);
   await assert.rejects(() => consumeJoinToken(dir, record), refused("already used"));
   await assert.rejects(() => checkJoinToken(dir, token), refused("already used"));
-  const later = (await runCli(["keygen", "token", "carol", "--dir", dir, "--ttl", "2s"])).stdout
-    .trim();
+  const later = await keygenOk(["token", "carol", "--dir", dir, "--ttl", "2s"]);
   await assert.rejects(
     () => checkJoinToken(dir, later, new Date(Date.now() + 3000)),
     refused("expired"),

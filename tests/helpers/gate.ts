@@ -6,7 +6,7 @@
 import { nodeBundleArgs } from "../../scripts/lib/build_common.ts";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
-import { freeTempDir, waitFor } from "./wait.ts";
+import { freeTempDir } from "./wait.ts";
 
 /** Repository root. */
 export const ROOT: string = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -54,41 +54,57 @@ export function spawnProcess(cmd: string, args: string[], opts: SpawnOptions = {
   }).spawn();
   let text = "";
   const decoder = new TextDecoder();
-  const pumpErr = (async () => {
-    for await (const chunk of child.stderr) text += decoder.decode(chunk, { stream: true });
-  })();
-  const pumpOut = (async () => {
-    for await (const chunk of child.stdout) text += decoder.decode(chunk, { stream: true });
-  })();
+  // Each waitForLog's check, called whenever the log grows and once at the exit: a wait ends
+  // as soon as its line is there, not at the next tick of a backoff.
+  const checks = new Set<() => void>();
+  const changed = () => checks.forEach((check) => check());
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream) {
+      text += decoder.decode(chunk, { stream: true });
+      changed();
+    }
+  };
+  const pumpErr = pump(child.stderr);
+  const pumpOut = pump(child.stdout);
+  let done = false;
   const exited = child.status.then(async (s) => {
     await Promise.all([pumpErr, pumpOut]);
+    // Set only once both pipes are drained: what the process wrote last is in `text`.
+    done = true;
+    changed();
     return s.code;
   });
-  let done = false;
-  exited.then(() => (done = true));
   const proc: CliProcess = {
     child,
     log: () => text,
     exited,
-    async waitForLog(re, timeoutMs = opts.logTimeoutMs ?? 20_000) {
-      // An exit is returned, not thrown: waitFor retries on a throw, which made every
-      // "serve refuses to start" wait out the whole timeout.
-      const m = await waitFor((): RegExpMatchArray | "exited" | undefined => {
-        const m = text.match(re);
-        if (m) return m;
-        return done ? "exited" : undefined;
-      }, { timeoutMs, what: `log ${re}` }).catch((err) => {
-        throw new Error(
-          `${(err as Error).message}\n--- log of ${cmd} ${args.join(" ")} ---\n${text}`,
-        );
+    waitForLog(re, timeoutMs = opts.logTimeoutMs ?? 20_000) {
+      return new Promise<RegExpMatchArray>((resolve, reject) => {
+        const end = () => {
+          clearTimeout(timer);
+          checks.delete(check);
+        };
+        // An exit fails the wait at once, so a "serve refuses to start" does not wait out
+        // the whole timeout.
+        const check = () => {
+          const m = text.match(re);
+          if (!m && !done) return;
+          end();
+          if (m) resolve(m);
+          else reject(new Error(`process exited before log matched ${re}:\n${text}`));
+        };
+        const timer = setTimeout(() => {
+          end();
+          reject(
+            new Error(
+              `timed out after ${timeoutMs} ms waiting for log ${re}\n` +
+                `--- log of ${cmd} ${args.join(" ")} ---\n${text}`,
+            ),
+          );
+        }, timeoutMs);
+        checks.add(check);
+        check();
       });
-      if (m === "exited") {
-        // What the process wrote last may still be in the pipe: matched once more.
-        const late = text.match(re);
-        if (late) return late;
-        throw new Error(`process exited before log matched ${re}:\n${text}`);
-      }
-      return m;
     },
     kill(signal = "SIGTERM") {
       if (!done) {
