@@ -168,6 +168,8 @@ export class RequestReader {
    * cut short or unreadable) its `maxInFlight` slot ends here, or it would never end.
    */
   #unplaced: Exchange | undefined;
+  /** The last head parsed, by its text (see `#parseHead`). */
+  #lastHead: { text: string; head: RequestHead } | undefined;
 
   /** Read for `host` under `options`. */
   constructor(options: RequestReaderOptions, host: RequestHost) {
@@ -252,7 +254,7 @@ export class RequestReader {
     const end = findHeadEnd(this.#pending);
     if (end === -1) return false;
     const headBytes = this.#pending.subarray(0, end);
-    const head = parseRequestHead(headBytes);
+    const head = this.#parseHead(headBytes);
     this.#reading = { method: head.method, path: head.target.split("?")[0] };
     this.#pending = this.#pending.subarray(end);
     const role = this.#options.role();
@@ -297,6 +299,20 @@ export class RequestReader {
     const request = { head, headBytes, target, role, exchange, next };
     this.#readBody(request, routed.inspection, routed.decision);
     return true;
+  }
+
+  /**
+   * `bytes` parsed (`parseRequestHead`), or the previous head's parse when they are the same
+   * bytes: a keep-alive client (a poller, `docker stats`) repeats its request byte for byte,
+   * and the parse is a function of the bytes alone (one latin1 char per byte, so equal text is
+   * equal bytes). Heads are never changed after the parse; one that fails is not kept.
+   */
+  #parseHead(bytes: Buffer): RequestHead {
+    const text = bytes.toString("latin1");
+    if (this.#lastHead?.text === text) return this.#lastHead.head;
+    const head = parseRequestHead(bytes);
+    this.#lastHead = { text, head };
+    return head;
   }
 
   /** After the head: collect the body to inspect, peek at an archive, or decide now. */
