@@ -296,6 +296,10 @@ class ApiRelay {
    * whether or not the daemon closes its side.
    */
   #answered(exchange: Exchange): void {
+    // Out to the client now, before the record and the rest of this bookkeeping (the client
+    // waits for it); answers that follow in the same bytes from the target still share the
+    // write (one TLS record for what one chunk brought).
+    if (this.#answers.bufferedBytes === 0) this.#writer.flushClientBatch();
     this.#finish(exchange, exchange.status ?? 0);
     if (exchange.last && !this.#answers.raw) {
       if (this.#writer.batching) this.#closeAfterWrite = true;

@@ -109,9 +109,10 @@ function mountsVolumes(method: string, target: ApiTarget): "create" | "service" 
  * (`POST /volumes/prune`), or undefined for any other route.
  */
 function removesVolumes(method: string, target: ApiTarget): VolumeNames | undefined {
-  const segs = target.path.split("/").slice(1);
   if (method === "POST" && target.path === "/volumes/prune") return "all";
-  if (method === "DELETE" && segs.length === 2 && segs[0] === "volumes") return [segs[1]];
+  if (method !== "DELETE") return undefined; // asked for every request: no split for the rest
+  const segs = target.path.split("/").slice(1);
+  if (segs.length === 2 && segs[0] === "volumes") return [segs[1]];
   return undefined;
 }
 

@@ -26,6 +26,7 @@ import {
   decideBody,
   decideRequest,
   type Role,
+  type RoutedRequest,
   routeRequest,
 } from "./api_policy.ts";
 import { asksUpgrade, hijacks, type Inspection } from "./routes.ts";
@@ -43,6 +44,7 @@ import {
 import { denialMessage, type Exchange, newExchange, type Next } from "./relay_exchange.ts";
 import type { IsolationInput, IsolationOutcome, IsolationStep } from "./isolation_step.ts";
 import { redactsSecrets } from "./secret_redaction.ts";
+import type { AuditDetail } from "../observe/audit.ts";
 
 /** Requests in flight (pipelined) before the gate stops reading the client. */
 export const MAX_IN_FLIGHT = 32;
@@ -83,6 +85,17 @@ interface Collector {
   data: Buffer[];
   size: number;
   next: Next;
+}
+
+/** What a request head means to the policy before its body (`RequestReader.#planOf`). */
+interface HeadPlan {
+  routed: RoutedRequest;
+  mayUpgrade: boolean;
+  redact: boolean;
+  detail: Readonly<AuditDetail> | undefined;
+  shield: string | undefined;
+  /** What the head may not carry whatever the route (`headProblem`), if anything. */
+  early: string | undefined;
 }
 
 /** An archive upload whose first tar block is read (not consumed) before it is decided. */
@@ -168,6 +181,12 @@ export class RequestReader {
    * cut short or unreadable) its `maxInFlight` slot ends here, or it would never end.
    */
   #unplaced: Exchange | undefined;
+  /** The last head parsed, by its text (see `#parseHead`). */
+  #lastHead: { text: string; head: RequestHead } | undefined;
+  /** The last head's plan, for its role and daemon version (see `#planOf`). */
+  #lastPlan:
+    | { head: RequestHead; role: Role; version: string | undefined; plan: HeadPlan }
+    | undefined;
 
   /** Read for `host` under `options`. */
   constructor(options: RequestReaderOptions, host: RequestHost) {
@@ -252,28 +271,22 @@ export class RequestReader {
     const end = findHeadEnd(this.#pending);
     if (end === -1) return false;
     const headBytes = this.#pending.subarray(0, end);
-    const head = parseRequestHead(headBytes);
+    const head = this.#parseHead(headBytes);
     this.#reading = { method: head.method, path: head.target.split("?")[0] };
     this.#pending = this.#pending.subarray(end);
     const role = this.#options.role();
     if (!role) throw new HttpError(403, "the identity has no role in the policy any more");
-    const routed = routeRequest(role, head.method, head.target);
+    const version = this.#options.daemonVersion?.();
+    const plan = this.#planOf(head, role, version);
+    const { routed, mayUpgrade } = plan;
     const { target } = routed;
     this.#reading.path = target.path;
-    // Only the routes dockerd hijacks may switch: a stream content type on any other answer
-    // (logs since Docker 23) is an ordinary response.
-    const mayUpgrade = hijacks(head.method, target.path, role.preset === "full");
     const exchange = newExchange(head.method, target.path, role.name, mayUpgrade);
     exchange.bytesIn = end;
     this.#unplaced = exchange;
-    if (redactsSecrets(role, head.method, target.path)) exchange.redact = true;
-    exchange.detail = pathAttribution(head.method, target.path);
-    exchange.shield = liftedShields(
-      head.method,
-      target.path,
-      this.#options.daemonVersion?.(),
-      role.liftShields,
-    );
+    if (plan.redact) exchange.redact = true;
+    exchange.detail = plan.detail;
+    exchange.shield = plan.shield;
     const next: Next = head.close ? "closing" : mayUpgrade ? "wait-upgrade" : "head";
     const forwardHead = () => headBytes;
     const limited = this.#options.limit?.(role, exchange);
@@ -286,9 +299,7 @@ export class RequestReader {
       this.#decided(exchange, decision, head.framing, next, forwardHead, refusal);
       return true;
     }
-    const early = role.preset === "full"
-      ? undefined
-      : headProblem(head, target, this.#options.daemonVersion?.(), role.liftShields);
+    const { early } = plan;
     if (early) {
       const rule = `${role.preset}: ${early}`;
       this.#decided(exchange, { allow: false, rule }, head.framing, next, forwardHead);
@@ -297,6 +308,52 @@ export class RequestReader {
     const request = { head, headBytes, target, role, exchange, next };
     this.#readBody(request, routed.inspection, routed.decision);
     return true;
+  }
+
+  /**
+   * What the policy makes of `head` before its body, for `role` on a daemon of `version`:
+   * everything here is a function of these three alone, so the last plan is reused when the
+   * same parsed head (`#parseHead` gives the same object for the same bytes) comes again
+   * under the same role object (a reload makes new ones) and daemon version. A plan whose
+   * making throws is not kept.
+   */
+  #planOf(head: RequestHead, role: Role, version: string | undefined): HeadPlan {
+    const last = this.#lastPlan;
+    if (last && last.head === head && last.role === role && last.version === version) {
+      return last.plan;
+    }
+    const routed = routeRequest(role, head.method, head.target);
+    const path = routed.target.path;
+    const detail = pathAttribution(head.method, path);
+    const plan: HeadPlan = {
+      routed,
+      // Only the routes dockerd hijacks may switch: a stream content type on any other answer
+      // (logs since Docker 23) is an ordinary response.
+      mayUpgrade: hijacks(head.method, path, role.preset === "full"),
+      redact: redactsSecrets(role, head.method, path),
+      // Shared by the exchanges of this plan: never changed (a record adds to a copy).
+      detail: detail && Object.freeze(detail),
+      shield: liftedShields(head.method, path, version, role.liftShields),
+      early: role.preset === "full"
+        ? undefined
+        : headProblem(head, routed.target, version, role.liftShields),
+    };
+    this.#lastPlan = { head, role, version, plan };
+    return plan;
+  }
+
+  /**
+   * `bytes` parsed (`parseRequestHead`), or the previous head's parse when they are the same
+   * bytes: a keep-alive client (a poller, `docker stats`) repeats its request byte for byte,
+   * and the parse is a function of the bytes alone (one latin1 char per byte, so equal text is
+   * equal bytes). Heads are never changed after the parse; one that fails is not kept.
+   */
+  #parseHead(bytes: Buffer): RequestHead {
+    const text = bytes.toString("latin1");
+    if (this.#lastHead?.text === text) return this.#lastHead.head;
+    const head = parseRequestHead(bytes);
+    this.#lastHead = { text, head };
+    return head;
   }
 
   /** After the head: collect the body to inspect, peek at an archive, or decide now. */

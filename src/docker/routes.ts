@@ -212,12 +212,23 @@ export const ROUTES: readonly Route[] = TABLE.trim().split("\n").map((line) => {
  * if (matchRoutes("GET", "/debug/pprof/").length !== 0) throw new Error();
  * ```
  */
-export function matchRoutes(method: string, path: string): Route[] {
+export function matchRoutes(method: string, path: string): readonly Route[] {
+  // Remembered for the last few hundred method and path pairs: one request asks for its
+  // routes several times (policy, redaction, isolation, volumes), each a dozen regexes, and a
+  // client repeats the same few requests. The answer depends on nothing else (the table is
+  // fixed), and it is frozen: no caller can change what the next one gets.
+  const key = `${method} ${path}`;
+  const hit = MATCHED.get(key);
+  if (hit) return hit;
   const buckets = BY_METHOD.get(method);
-  if (!buckets) return [];
-  const candidates = buckets.bySegment.get(firstSegment(path)) ?? buckets.anySegment;
-  return candidates.filter((r) => r.regex.test(path));
+  const candidates = buckets && (buckets.bySegment.get(firstSegment(path)) ?? buckets.anySegment);
+  const routes = Object.freeze(candidates ? candidates.filter((r) => r.regex.test(path)) : []);
+  if (MATCHED.size >= MATCHED_MAX) MATCHED.clear();
+  MATCHED.set(key, routes);
+  return routes;
 }
+const MATCHED = new Map<string, readonly Route[]>();
+const MATCHED_MAX = 1024;
 
 /**
  * The first segment of a path (`containers` of `/containers/web/json`), or of a pattern.
