@@ -1,0 +1,113 @@
+/**
+ * Session 10's third attacker, end to end: attacks on restricted roles that got through, as raw
+ * requests over real TLS through `dockgate serve --policy` to a private dockerd the test
+ * starts, on every engine the harness has. Each effect is judged by what the daemon stored or
+ * did (its own socket, the host's routing table), never by an exit code.
+ *
+ * - `POST /networks/create` took any `IPAM.Config`: a no-escape identity made a bridge network
+ *   whose subnet lies inside one of the host's own networks (a more specific route wins), and
+ *   dockerd put the gateway address on a new bridge in the host's namespace: the host's
+ *   traffic to those addresses (its DNS resolver, its router, a metadata service) went to the
+ *   role's containers instead.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { type E2eGate, e2eGate, forEachEngine } from "./helpers/e2e_gate.ts";
+import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
+
+const POLICY = {
+  roles: {
+    ci: { preset: "no-escape" },
+    tenant: { preset: "no-escape", isolate: true },
+    nets: { preset: "no-escape", allowSubnets: ["10.97.0.0/16"] },
+  },
+  identities: [
+    { cn: "ci", role: "ci" },
+    { cn: "t1", role: "tenant" },
+    { cn: "nets", role: "nets" },
+  ],
+};
+
+/** `ip ARGS…`; throws with its stderr on failure. */
+async function ip(args: string[]): Promise<string> {
+  const out = await new Deno.Command("ip", { args, stdout: "piped", stderr: "piped" }).output();
+  const dec = new TextDecoder();
+  if (out.code !== 0) throw new Error(`ip ${args.join(" ")}: ${dec.decode(out.stderr)}`);
+  return dec.decode(out.stdout);
+}
+
+/** A JSON request through the gate as `who`: the status and the raw answer. */
+async function send(g: E2eGate, who: string, method: string, target: string, body: unknown) {
+  const ex = await tlsExchange(
+    g.gate.port,
+    await g.creds(who),
+    jsonRequest(method, target, JSON.stringify(body)),
+  );
+  const [answer] = splitResponses(ex.data);
+  return { status: answer?.status, raw: ex.data.toString("latin1") };
+}
+
+/** The API version prefix the daemon speaks (`/v1.41`). */
+async function apiPrefix(g: E2eGate): Promise<string> {
+  return `/v${(await g.d.docker(["version", "-f", "{{.Server.APIVersion}}"])).stdout.trim()}`;
+}
+
+forEachEngine(
+  (e) => `attack s10 (Docker ${e}): network create cannot take addresses of the host's networks`,
+  async (_t, engine) => {
+    const g = await e2eGate(engine, POLICY, ["ci", "t1", "nets"]);
+    if (!g) return;
+    // A network of the host's own (a LAN, the resolver's subnet), on a bridge the test makes.
+    const hostIf = `dgs10${crypto.randomUUID().slice(0, 8)}`;
+    await ip(["link", "add", hostIf, "type", "bridge"]);
+    try {
+      await ip(["addr", "add", "10.98.9.2/24", "dev", hostIf]);
+      await ip(["link", "set", hostIf, "up"]);
+      const v = await apiPrefix(g);
+      const attacks: Record<string, unknown> = {
+        // The host's 10.98.9.5 becomes the network's gateway: a local address of a new bridge.
+        inside: { Subnet: "10.98.9.0/28", Gateway: "10.98.9.5" },
+        // An IPv4 range that covers the host's own network (dockerd refuses only overlaps
+        // with its own networks).
+        wider: { Subnet: "10.98.8.0/23", IPRange: "10.98.9.0/24" },
+        // Inside the role's allowSubnets, but the gateway (or an aux address) outside.
+        gateway: { Subnet: "10.97.1.0/24", Gateway: "10.98.9.1" },
+        aux: { Subnet: "10.97.2.0/24", AuxiliaryAddresses: { a: "10.98.9.1" } },
+      };
+      for (const who of ["ci", "t1", "nets"]) {
+        for (const [name, config] of Object.entries(attacks)) {
+          const net = `${who}-${name}`;
+          const body = { Name: net, IPAM: { Config: [config] } };
+          const a = await send(g, who, "POST", `${v}/networks/create`, body);
+          assert.equal(a.status, 403, `${who} ${name}: ${a.raw}`);
+          const stored = await g.d.docker(["network", "ls", "-q", "--filter", `name=${net}`]);
+          assert.equal(stored.stdout.trim(), "", `${who}: the daemon stored network ${net}`);
+        }
+      }
+      const route = await ip(["-4", "route", "get", "10.98.9.5"]);
+      assert.match(route, new RegExp(`dev ${hostIf}`), `the host's route moved: ${route}`);
+      assert.doesNotMatch(route, /^local /, `the host took 10.98.9.5 as its own: ${route}`);
+      // A network whose addresses dockerd chooses still goes through, and so does a subnet
+      // inside the role's allowSubnets.
+      const plain = await send(g, "ci", "POST", `${v}/networks/create`, { Name: "plain" });
+      assert.equal(plain.status, 201, plain.raw);
+      const allowed = await send(g, "nets", "POST", `${v}/networks/create`, {
+        Name: "allowed",
+        IPAM: { Config: [{ Subnet: "10.97.3.0/24", Gateway: "10.97.3.1" }] },
+      });
+      assert.equal(allowed.status, 201, allowed.raw);
+      const subnet = await g.d.docker([
+        "network",
+        "inspect",
+        "allowed",
+        "-f",
+        "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+      ]);
+      assert.equal(subnet.stdout.trim(), "10.97.3.0/24");
+    } finally {
+      await g.stop();
+      await ip(["link", "del", hostIf]).catch(() => {});
+    }
+  },
+);
