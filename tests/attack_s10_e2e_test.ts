@@ -9,6 +9,8 @@
  *   dockerd put the gateway address on a new bridge in the host's namespace: the host's
  *   traffic to those addresses (its DNS resolver, its router, a metadata service) went to the
  *   role's containers instead.
+ * - The same through `ConfigFrom`: a network made from an admin's config-only network (a LAN
+ *   macvlan's subnet and gateway) took that stored configuration, which the gate never read.
  *
  * @module
  */
@@ -105,6 +107,47 @@ forEachEngine(
         "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
       ]);
       assert.equal(subnet.stdout.trim(), "10.97.3.0/24");
+    } finally {
+      await g.stop();
+      await ip(["link", "del", hostIf]).catch(() => {});
+    }
+  },
+);
+
+forEachEngine(
+  (e) => `attack s10 (Docker ${e}): network create cannot copy an admin's config-only network`,
+  async (_t, engine) => {
+    const g = await e2eGate(engine, POLICY, ["ci", "t1", "nets"]);
+    if (!g) return;
+    const hostIf = `dgs10${crypto.randomUUID().slice(0, 8)}`;
+    await ip(["link", "add", hostIf, "type", "bridge"]);
+    try {
+      await ip(["addr", "add", "10.98.10.2/24", "dev", hostIf]);
+      await ip(["link", "set", hostIf, "up"]);
+      // An admin's configuration for a LAN network (a macvlan's, made on the daemon's socket):
+      // its subnet is the host's own.
+      const conf = await g.d.docker([
+        "network",
+        "create",
+        "--config-only",
+        "--subnet",
+        "10.98.10.0/28",
+        "--gateway",
+        "10.98.10.5",
+        "lanconf",
+      ]);
+      assert.equal(conf.code, 0, conf.stderr);
+      const v = await apiPrefix(g);
+      for (const who of ["ci", "t1", "nets"]) {
+        const net = `${who}-fromconf`;
+        const body = { Name: net, ConfigFrom: { Network: "lanconf" } };
+        const a = await send(g, who, "POST", `${v}/networks/create`, body);
+        assert.ok(a.status === 403 || a.status === 404, `${who}: ${a.raw}`);
+        const stored = await g.d.docker(["network", "ls", "-q", "--filter", `name=${net}`]);
+        assert.equal(stored.stdout.trim(), "", `${who}: the daemon stored network ${net}`);
+      }
+      const route = await ip(["-4", "route", "get", "10.98.10.5"]);
+      assert.match(route, new RegExp(`dev ${hostIf}`), `the host's route moved: ${route}`);
     } finally {
       await g.stop();
       await ip(["link", "del", hostIf]).catch(() => {});

@@ -13,6 +13,9 @@
  * on the role's `allowNetworkDrivers` is trusted with its own options (`bridge` there lifts
  * the bridge's option list).
  *
+ * A network made `ConfigFrom` a config-only network takes that network's stored options and
+ * addresses, so it is refused: the request must carry what it sets.
+ *
  * The addresses (`IPAM.Config`: subnets, ranges, gateways, auxiliary addresses) are dockerd's
  * to choose from its own pools, or inside the role's `allowSubnets`: a bridge network's subnet
  * is a route in the host's namespace and its gateway an address of the host (`subnets.ts`).
@@ -62,6 +65,7 @@ const IPAM_CONFIG_KEYS = ["Subnet", "IPRange", "Gateway", "AuxiliaryAddresses"];
  * const ipam = { IPAM: { Config: [{ Subnet: "10.97.1.0/24", Gateway: "10.97.1.1" }] } };
  * if (!networkOptionsProblem(ipam, {})) throw new Error();
  * if (networkOptionsProblem(ipam, { allowSubnets: ["10.97.0.0/16"] })) throw new Error();
+ * if (!networkOptionsProblem({ ConfigFrom: { Network: "lanconf" } }, {})) throw new Error();
  * ```
  */
 export function networkOptionsProblem(
@@ -76,6 +80,8 @@ export function networkOptionsProblem(
   if (!listed && !BUILTIN_DRIVERS.includes(driver)) {
     return `Driver=${JSON.stringify(raw)}: network driver not allowed ${rule}`;
   }
+  const from = configFromProblem(body["ConfigFrom"]);
+  if (from) return from;
   const ipam = ipamProblem(body["IPAM"], allow, rule);
   if (ipam) return ipam;
   const options = body["Options"];
@@ -117,6 +123,18 @@ function ipamProblem(ipam: JsonValue | undefined, allow: NetworkAllowances, rule
     return `IPAM.Options: IPAM driver options not allowed ${rule}`;
   }
   return undefined;
+}
+
+/**
+ * `ConfigFrom`: none. dockerd makes the network from the named config-only network's stored
+ * options and addresses (an admin's `--config-only --subnet <the LAN's>` for a macvlan),
+ * which this request does not carry and the gate has not read.
+ */
+function configFromProblem(from: JsonValue | undefined) {
+  if (from === undefined || from === null) return undefined;
+  if (isJsonObject(from) && (from["Network"] ?? "") === "") return undefined;
+  return "ConfigFrom: a network made from a config-only network's stored options and " +
+    "addresses, which the gate has not read (set the options and addresses in the request)";
 }
 
 /**
