@@ -12,10 +12,20 @@
  * - The same through `ConfigFrom`: a network made from an admin's config-only network (a LAN
  *   macvlan's subnet and gateway) took that stored configuration, which the gate never read.
  *
+ * - `dockgate policy learn` wrote a request no route knows as an allow entry of its method and
+ *   path, which are patterns: an identity watched in audit mode that sent `* /**` (dockerd
+ *   answered 404) got a learned read-only role that allowed every method on every path the
+ *   preset does not refuse outright, and a gate serving it forwarded a kill it never sent.
+ *
  * @module
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { type E2eGate, e2eGate, forEachEngine } from "./helpers/e2e_gate.ts";
+import { dockerdUnavailable, startDockerd } from "./helpers/dockerd.ts";
+import { runCli, startPolicyGate } from "./helpers/gate.ts";
+import { bundleCreds } from "./helpers/tls_peers.ts";
+import { freeTempDir } from "./helpers/wait.ts";
 import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
 
 const POLICY = {
@@ -154,3 +164,76 @@ forEachEngine(
     }
   },
 );
+
+Deno.test({
+  name: "attack s10: a learned policy opens no more than the audit log's requests",
+  ignore: dockerdUnavailable(),
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  const d = await startDockerd();
+  if (!d) return;
+  const work = await freeTempDir("dgs10l-");
+  const log = join(work, "audit.log");
+  const stops: (() => Promise<unknown>)[] = [];
+  try {
+    const run = await d.docker([
+      "run",
+      "-d",
+      "--name",
+      "app",
+      "--network",
+      "none",
+      d.image,
+      "sleep",
+      "600",
+    ]);
+    assert.equal(run.code, 0, run.stderr);
+    // Watched in audit mode (forwarded, logged as would_deny): requests no route knows.
+    const policy = {
+      roles: { ro: { preset: "read-only" } },
+      identities: [{ cn: "spy", role: "ro" }],
+    };
+    const g = await startPolicyGate(d.host, join(work, "a"), policy, ["spy"], [
+      "--audit-log",
+      log,
+      "--policy-mode",
+      "audit",
+    ]);
+    stops.push(() => g.gate.stop());
+    await g.gate.waitForLog(/API policy: /);
+    const creds = await bundleCreds(g.pki, "spy");
+    for (const line of ["* /** HTTP/1.1", "GET /x/{name} HTTP/1.1", "GET /_ping HTTP/1.1"]) {
+      const ex = await tlsExchange(
+        g.gate.port,
+        creds,
+        `${line}\r\nHost: x\r\nConnection: close\r\n\r\n`,
+      );
+      assert.ok(ex.data.length > 0, `${line}: no answer`);
+    }
+    await g.gate.stop();
+    const learned = await runCli(["policy", "learn", log, "--identity", "spy"]);
+    assert.equal(learned.code, 0, learned.stderr);
+    // A gate serving the learned policy: the spy's kill (never in the log) must not pass.
+    const g2 = await startPolicyGate(d.host, join(work, "b"), learned.stdout, ["spy"]);
+    stops.push(() => g2.gate.stop());
+    await g2.gate.waitForLog(/API policy: /);
+    const kill = await tlsExchange(
+      g2.gate.port,
+      await bundleCreds(g2.pki, "spy"),
+      "POST /containers/app/kill HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+    );
+    const [answer] = splitResponses(kill.data);
+    const state = await d.docker(["inspect", "-f", "{{.State.Running}}", "app"]);
+    assert.equal(
+      state.stdout.trim(),
+      "true",
+      `the learned policy let a kill through: ${kill.data}`,
+    );
+    assert.equal(answer?.status, 403, String(kill.data));
+  } finally {
+    for (const stop of stops) await stop().catch(() => {});
+    await d.stop();
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+});
