@@ -12,6 +12,9 @@
  * - The same through `ConfigFrom`: a network made from an admin's config-only network (a LAN
  *   macvlan's subnet and gateway) took that stored configuration, which the gate never read.
  *
+ * - A read-only role (no `allowSecrets`) read a built image's last Dockerfile step in image
+ *   inspect's `ContainerConfig.Cmd` (`#(nop) ENV PASSWORD=hunter2`, or a `RUN` with its build
+ *   args), the value `Config.Env` and the history's `CreatedBy` redact.
  * - `dockgate policy learn` wrote a request no route knows as an allow entry of its method and
  *   path, which are patterns: an identity watched in audit mode that sent `* /**` (dockerd
  *   answered 404) got a learned read-only role that allowed every method on every path the
@@ -237,3 +240,52 @@ Deno.test({
     await Deno.remove(work, { recursive: true }).catch(() => {});
   }
 });
+
+forEachEngine(
+  (e) => `attack s10 (Docker ${e}): read-only image inspect does not show the last build step`,
+  async (_t, engine) => {
+    const policy = {
+      roles: { ro: { preset: "read-only" }, seer: { preset: "read-only", allowSecrets: true } },
+      identities: [{ cn: "ro", role: "ro" }, { cn: "seer", role: "seer" }],
+    };
+    const g = await e2eGate(engine, policy, ["ro", "seer"]);
+    if (!g) return;
+    try {
+      const steps: Record<string, string> = {
+        env: "ENV PASSWORD=hunter2",
+        arg: "ARG TOKEN=argsecret1\nRUN echo $TOKEN >/dev/null",
+      };
+      const v = await apiPrefix(g);
+      for (const [name, step] of Object.entries(steps)) {
+        const secret = name === "env" ? "hunter2" : "argsecret1";
+        const built = await g.d.docker(["build", "-t", `sec${name}:1`, "-"], {
+          stdin: `FROM ${g.d.image}\n${step}\n`,
+          env: { DOCKER_BUILDKIT: "0" },
+        });
+        assert.equal(built.code, 0, built.stderr);
+        const own = await g.d.docker(["image", "inspect", `sec${name}:1`]);
+        for (const prefix of ["", v, "/v1.41"]) {
+          const target = `${prefix}/images/sec${name}:1/json`;
+          const ex = await tlsExchange(
+            g.gate.port,
+            await g.creds("ro"),
+            `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+          );
+          const raw = ex.data.toString("latin1");
+          assert.equal(splitResponses(ex.data)[0]?.status, 200, raw);
+          assert.ok(!raw.includes(secret), `read-only ${target} showed ${secret}: ${raw}`);
+        }
+        if (own.stdout.includes(secret)) {
+          const seer = await tlsExchange(
+            g.gate.port,
+            await g.creds("seer"),
+            `GET /images/sec${name}:1/json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+          );
+          assert.ok(seer.data.toString("latin1").includes(secret), "allowSecrets still sees it");
+        }
+      }
+    } finally {
+      await g.stop();
+    }
+  },
+);
