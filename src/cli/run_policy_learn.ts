@@ -27,10 +27,16 @@ export async function runPolicyLearn(cmd: PolicyLearnCommand, io: CliIo): Promis
   } catch (err) {
     throw new Error(`Cannot read audit log "${cmd.log}": ${fsErrorText(err)}`);
   }
-  const { byIdentity, skipped, refused } = readAuditRequests(text, cmd.identities);
+  const { byIdentity, skipped, refused, unlearnable } = readAuditRequests(text, cmd.identities);
   if (skipped > 0) io.say(`dockgate: ${skipped} line(s) of ${cmd.log} are no request record`);
   if (refused > 0) {
     io.say(`dockgate: ${refused} refused request(s) of ${cmd.log} not learned (never forwarded)`);
+  }
+  for (const request of unlearnable) {
+    io.say(
+      `dockgate: not learned: ${request} (no route knows it and an allow entry, a pattern, ` +
+        "cannot name it exactly)",
+    );
   }
   const missing = cmd.identities.filter((i) => !byIdentity.has(i));
   if (missing.length > 0) io.say(`dockgate: no request of ${missing.join(", ")} in ${cmd.log}`);

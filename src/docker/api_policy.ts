@@ -23,6 +23,7 @@ import { queryProblem } from "./route_params.ts";
 import { authBodyProblem } from "./auth_body.ts";
 import { commitBodyProblem } from "./image_changes.ts";
 import { SHIELD_IDS } from "./shields.ts";
+import { parseSubnet } from "./subnets.ts";
 import { imageNameProblem, imagePatternProblem } from "./image_names.ts";
 import { limitProblem, type RateSpec, rawLimitProblem, scopeProblem } from "./limit_spec.ts";
 
@@ -214,6 +215,7 @@ const LIST_KEYS = [
   "allowLogDrivers",
   "allowVolumeDrivers",
   "allowNetworkDrivers",
+  "allowSubnets",
   "liftShields",
   "allowImageNames",
 ] as const;
@@ -382,6 +384,14 @@ function compileRole(
   ((r.allowBindMounts ?? []) as string[]).forEach((p, i) => {
     if (!p.startsWith("/")) fail(`.allowBindMounts[${i}]`, "must be an absolute path");
     if (cleanPath(p) === "/") fail(`.allowBindMounts[${i}]`, "the root directory is the host");
+  });
+  ((r.allowSubnets ?? []) as string[]).forEach((p, i) => {
+    if (!p.includes("/") || !parseSubnet(p)) {
+      fail(
+        `.allowSubnets[${i}]`,
+        'must be a subnet in plain notation ("10.97.0.0/16", "fd00:97::/48")',
+      );
+    }
   });
   const view = viewProblem(r);
   if (view) fail(...view);

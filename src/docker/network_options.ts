@@ -13,15 +13,25 @@
  * on the role's `allowNetworkDrivers` is trusted with its own options (`bridge` there lifts
  * the bridge's option list).
  *
+ * A network made `ConfigFrom` a config-only network takes that network's stored options and
+ * addresses, so it is refused: the request must carry what it sets.
+ *
+ * The addresses (`IPAM.Config`: subnets, ranges, gateways, auxiliary addresses) are dockerd's
+ * to choose from its own pools, or inside the role's `allowSubnets`: a bridge network's subnet
+ * is a route in the host's namespace and its gateway an address of the host (`subnets.ts`).
+ *
  * @module
  */
 
 import { isJsonObject, type JsonValue } from "./strict_json.ts";
+import { insideSubnets } from "./subnets.ts";
 
 /** The role option this module reads. */
 export interface NetworkAllowances {
   /** Network drivers besides `bridge` and `overlay`; `bridge` here lifts the option list. */
   allowNetworkDrivers?: readonly string[];
+  /** Subnets (`10.97.0.0/16`) inside which a network create may set its `IPAM.Config`. */
+  allowSubnets?: readonly string[];
 }
 
 const BUILTIN_DRIVERS = ["bridge", "overlay"];
@@ -37,6 +47,8 @@ const SAFE_OPTIONS: Record<string, RegExp> = {
 };
 
 const IPAM_KEYS = ["Driver", "Config", "Options"];
+/** moby's `network.IPAMConfig`, spelled exactly (the CLI and docker-py spell it so). */
+const IPAM_CONFIG_KEYS = ["Subnet", "IPRange", "Gateway", "AuxiliaryAddresses"];
 
 /**
  * The violation in a network create body's `Driver`, `Options` and `IPAM` (already checked
@@ -50,6 +62,10 @@ const IPAM_KEYS = ["Driver", "Config", "Options"];
  * if (!networkOptionsProblem({ Options: { "com.docker.network.bridge.name": "br0" } }, {})) throw new Error();
  * if (!networkOptionsProblem({ Driver: "macvlan", Options: { parent: "eth0" } }, {})) throw new Error();
  * if (networkOptionsProblem({ Driver: "macvlan" }, { allowNetworkDrivers: ["macvlan"] })) throw new Error();
+ * const ipam = { IPAM: { Config: [{ Subnet: "10.97.1.0/24", Gateway: "10.97.1.1" }] } };
+ * if (!networkOptionsProblem(ipam, {})) throw new Error();
+ * if (networkOptionsProblem(ipam, { allowSubnets: ["10.97.0.0/16"] })) throw new Error();
+ * if (!networkOptionsProblem({ ConfigFrom: { Network: "lanconf" } }, {})) throw new Error();
  * ```
  */
 export function networkOptionsProblem(
@@ -64,6 +80,8 @@ export function networkOptionsProblem(
   if (!listed && !BUILTIN_DRIVERS.includes(driver)) {
     return `Driver=${JSON.stringify(raw)}: network driver not allowed ${rule}`;
   }
+  const from = configFromProblem(body["ConfigFrom"]);
+  if (from) return from;
   const ipam = ipamProblem(body["IPAM"], allow, rule);
   if (ipam) return ipam;
   const options = body["Options"];
@@ -91,6 +109,8 @@ function ipamProblem(ipam: JsonValue | undefined, allow: NetworkAllowances, rule
       return `IPAM.${key}: unknown field (denied until the policy knows it)`;
     }
   }
+  const config = ipamConfigProblem(ipam["Config"], allow);
+  if (config) return config;
   const driver = ipam["Driver"] ?? "";
   if (typeof driver !== "string") return "IPAM.Driver is not a string";
   const listed = allow.allowNetworkDrivers?.includes(driver) === true;
@@ -101,6 +121,51 @@ function ipamProblem(ipam: JsonValue | undefined, allow: NetworkAllowances, rule
   if (options === undefined || options === null || listed) return undefined;
   if (!isJsonObject(options) || Object.keys(options).length > 0) {
     return `IPAM.Options: IPAM driver options not allowed ${rule}`;
+  }
+  return undefined;
+}
+
+/**
+ * `ConfigFrom`: none. dockerd makes the network from the named config-only network's stored
+ * options and addresses (an admin's `--config-only --subnet <the LAN's>` for a macvlan),
+ * which this request does not carry and the gate has not read.
+ */
+function configFromProblem(from: JsonValue | undefined) {
+  if (from === undefined || from === null) return undefined;
+  if (isJsonObject(from) && (from["Network"] ?? "") === "") return undefined;
+  return "ConfigFrom: a network made from a config-only network's stored options and " +
+    "addresses, which the gate has not read (set the options and addresses in the request)";
+}
+
+/**
+ * `IPAM.Config`: none, or entries whose every address lies inside the role's `allowSubnets`
+ * (a `Subnet` each; `IPRange`, `Gateway` and `AuxiliaryAddresses` when set).
+ */
+function ipamConfigProblem(config: JsonValue | undefined, allow: NetworkAllowances) {
+  const rule = "(addresses are dockerd's to choose, or inside the role's allowSubnets: " +
+    `${allow.allowSubnets?.length ? allow.allowSubnets.join(", ") : "none"})`;
+  if (config === undefined || config === null) return undefined;
+  if (!Array.isArray(config)) return "IPAM.Config is not a list";
+  for (const [i, entry] of config.entries()) {
+    const at = `IPAM.Config[${i}]`;
+    if (!isJsonObject(entry)) return `${at} is not an object`;
+    const key = Object.keys(entry).find((k) => !IPAM_CONFIG_KEYS.includes(k));
+    if (key !== undefined) return `${at}.${key}: unknown field (denied until the policy knows it)`;
+    const aux = entry["AuxiliaryAddresses"] ?? {};
+    if (!isJsonObject(aux)) return `${at}.AuxiliaryAddresses is not an object`;
+    const asked: [string, JsonValue | undefined][] = [
+      ["Subnet", entry["Subnet"]],
+      ["IPRange", entry["IPRange"] ?? ""],
+      ["Gateway", entry["Gateway"] ?? ""],
+      ...Object.entries(aux).map(([k, v]): [string, JsonValue] => [`AuxiliaryAddresses.${k}`, v]),
+    ];
+    for (const [field, value] of asked) {
+      if (typeof value !== "string") return `${at}.${field} is not a string`;
+      if (field !== "Subnet" && value === "") continue;
+      if (!insideSubnets(value, allow.allowSubnets ?? [])) {
+        return `${at}.${field}=${JSON.stringify(value)}: address not allowed ${rule}`;
+      }
+    }
   }
   return undefined;
 }

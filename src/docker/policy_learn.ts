@@ -45,6 +45,31 @@ export interface AuditRequests {
   skipped: number;
   /** Records of requests the gate refused (`decision: "deny"`), not learned. */
   refused: number;
+  /**
+   * Requests no route knows whose method or path an allow entry cannot name exactly (a `*`
+   * method, a path with `*`, `**` or `{…}`, which entries read as patterns): not learned.
+   */
+  unlearnable: string[];
+}
+
+/**
+ * The allow entry that names exactly `method path` (a request no route knows), or undefined
+ * when there is none: allow entries are patterns (method `*` any, `*`/`**`/`{name}` in the
+ * path match other segments), so such a request learned as an entry would allow requests the
+ * log never had.
+ *
+ * @example
+ * ```ts
+ * import { exactAllowEntry } from "./policy_learn.ts";
+ * if (exactAllowEntry("GET", "/x/y") !== "GET /x/y") throw new Error();
+ * if (exactAllowEntry("*", "/x") || exactAllowEntry("GET", "/x/**") || exactAllowEntry("GET", "/x/{name}")) {
+ *   throw new Error();
+ * }
+ * ```
+ */
+export function exactAllowEntry(method: string, path: string): string | undefined {
+  if (!/^[A-Z]+$/.test(method) || !/^\/[^\s*{}]*$/.test(path)) return undefined;
+  return `${method} ${path}`;
 }
 
 /**
@@ -52,7 +77,8 @@ export interface AuditRequests {
  * `identities` (all when empty). Connection records are not requests. A request the gate
  * refused (`deny`) is not learned: it never reached the daemon, so nothing the client did
  * needed it, and one refused probe of an escape route would otherwise make the learned role
- * `full`. Audit mode's `would_deny` was forwarded and counts.
+ * `full`. Audit mode's `would_deny` was forwarded and counts. A request no route knows that no
+ * allow entry names exactly ({@linkcode exactAllowEntry}) is not learned either.
  *
  * @example
  * ```ts
@@ -69,6 +95,7 @@ export function readAuditRequests(text: string, identities: readonly string[]): 
   const seen = new Set<string>();
   let skipped = 0;
   let refused = 0;
+  const unlearnable: string[] = [];
   for (const line of text.split("\n")) {
     if (line.trim() === "") continue;
     let r: Record<string, unknown>;
@@ -92,10 +119,21 @@ export function readAuditRequests(text: string, identities: readonly string[]): 
     const key = JSON.stringify([identity, method, path]);
     if (seen.has(key)) continue;
     seen.add(key);
+    if (!learnable({ method, path })) {
+      unlearnable.push(`${identity}: ${method} ${path}`);
+      continue;
+    }
     if (!byIdentity.has(identity)) byIdentity.set(identity, []);
     byIdentity.get(identity)!.push({ method, path });
   }
-  return { byIdentity, skipped, refused };
+  return { byIdentity, skipped, refused, unlearnable };
+}
+
+/** Whether a request is one a route knows, or one an allow entry names exactly. */
+function learnable({ method, path }: LoggedRequest): boolean {
+  const target = targetOf(path);
+  if (target && matchRoutes(method, target.path).length > 0) return true;
+  return exactAllowEntry(method, target?.path ?? path) !== undefined;
 }
 
 /** The route table's text of a route (`GET /containers/{name}/json`). */
@@ -130,7 +168,11 @@ export function learnRole(requests: readonly LoggedRequest[]): RoleSpec {
   for (const { method, path } of requests) {
     const target = targetOf(path);
     const routes = target ? matchRoutes(method, target.path) : [];
-    if (routes.length === 0) allow.add(`${method} ${target?.path ?? path}`);
+    if (routes.length === 0) {
+      // Only an entry naming the request exactly (readAuditRequests leaves the others out).
+      const entry = exactAllowEntry(method, target?.path ?? path);
+      if (entry) allow.add(entry);
+    }
     for (const r of routes) {
       used.add(routeText(r));
       kinds.add(r.kind);

@@ -18,7 +18,9 @@
  * `docker ps` and `top` too, and are no place for a secret. An image's history is: each step's
  * `CreatedBy` is the Dockerfile line that made it, and `ENV PASSWORD=…` (or a `RUN` with the
  * build args before it, `|1 TOKEN=… /bin/sh -c …`) holds the value `Config.Env` redacts; the
- * whole line is replaced, rather than a guess at which of its words are values. So are the
+ * whole line is replaced, rather than a guess at which of its words are values; so is an image
+ * inspect's `ContainerConfig.Cmd` (the build container's command, that same line for the last
+ * step, on API versions before 1.45). So are the
  * values of drivers' option maps, where credentials are written: a log driver's
  * (`HostConfig.LogConfig.Config`, `--log-opt splunk-token=…`; a service's `LogDriver.Options`),
  * a volume's (`Options`, `--opt o=password=…` of a CIFS volume, in volume inspect and lists and
@@ -99,6 +101,11 @@ const SWARM_ROUTE = "GET /swarm";
  * const body = new TextEncoder().encode('{"Config":{"Env":["PASSWORD=hunter2","HOME"]}}');
  * const out = new TextDecoder().decode(redactSecrets(body));
  * if (out !== '{"Config":{"Env":["PASSWORD=<redacted by dockgate>","HOME"]}}') throw new Error(out);
+ * const step = new TextEncoder().encode('{"ContainerConfig":{"Cmd":["#(nop) ","ENV PW=x"]}}');
+ * const stepOut = new TextDecoder().decode(redactSecrets(step));
+ * if (stepOut.includes("PW=x") || !stepOut.includes("<redacted")) throw new Error(stepOut);
+ * const both = new TextEncoder().encode('{"ContainerConfig":{"Env":["PW=y"],"Cmd":["sh"]}}');
+ * if (new TextDecoder().decode(redactSecrets(both)).includes("PW=y")) throw new Error();
  * ```
  */
 export function redactSecrets(body: Uint8Array): Uint8Array {
@@ -114,14 +121,15 @@ export function redactSecrets(body: Uint8Array): Uint8Array {
   return doc.edited ? Buffer.from(doc.result()) : body;
 }
 
-/** Redact in `node` and everything under it. */
-function walk(doc: JsonDocument, node: JsonValue): void {
+/** Redact in `node` and everything under it (an object's member `skip` left as it is). */
+function walk(doc: JsonDocument, node: JsonValue, skip?: string): void {
   if (Array.isArray(node)) {
     for (const item of node) walk(doc, item);
     return;
   }
   if (!isJsonObject(node)) return;
   for (const [key, value] of Object.entries(node)) {
+    if (key === skip) continue;
     if (key === "Env" && Array.isArray(value)) redactEnv(doc, value);
     else if (key === "JoinTokens" && isJsonObject(value)) {
       for (const [k, v] of Object.entries(value)) {
@@ -132,6 +140,11 @@ function walk(doc: JsonDocument, node: JsonValue): void {
     } else if (key === "LogConfig" && isJsonObject(value) && isJsonObject(value.Config)) {
       redactValues(doc, value.Config);
       walk(doc, omit(value, "Config"));
+    } else if (key === "ContainerConfig" && isJsonObject(value) && Array.isArray(value.Cmd)) {
+      // The build container's command: the Dockerfile step that made the image's last layer
+      // (`#(nop) ENV PASSWORD=…`, `|1 TOKEN=… /bin/sh -c …`), as a history's CreatedBy.
+      doc.replaceValue(value, "Cmd", JSON.stringify([REDACTED]));
+      walk(doc, value, "Cmd");
     } else if (key === "CreatedBy" && typeof value === "string" && value !== "") {
       doc.replaceValue(node, key, JSON.stringify(REDACTED));
     } else if (key === "SigningCAKey" && typeof value === "string" && value !== "") {
