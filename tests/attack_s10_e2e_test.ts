@@ -63,6 +63,23 @@ async function send(g: E2eGate, who: string, method: string, target: string, bod
   return { status: answer?.status, raw: ex.data.toString("latin1") };
 }
 
+/**
+ * A bridge of the host's own with address `cidr` (a LAN the host is on), up; its name. The
+ * caller removes it (`ip link del`).
+ */
+async function hostBridge(cidr: string): Promise<string> {
+  const name = `dgs10${crypto.randomUUID().slice(0, 8)}`;
+  await ip(["link", "add", name, "type", "bridge"]);
+  try {
+    await ip(["addr", "add", cidr, "dev", name]);
+    await ip(["link", "set", name, "up"]);
+  } catch (err) {
+    await ip(["link", "del", name]).catch(() => {});
+    throw err;
+  }
+  return name;
+}
+
 /** The API version prefix the daemon speaks (`/v1.41`). */
 async function apiPrefix(g: E2eGate): Promise<string> {
   return `/v${(await g.d.docker(["version", "-f", "{{.Server.APIVersion}}"])).stdout.trim()}`;
@@ -74,11 +91,9 @@ forEachEngine(
     const g = await e2eGate(engine, POLICY, ["ci", "t1", "nets"]);
     if (!g) return;
     // A network of the host's own (a LAN, the resolver's subnet), on a bridge the test makes.
-    const hostIf = `dgs10${crypto.randomUUID().slice(0, 8)}`;
-    await ip(["link", "add", hostIf, "type", "bridge"]);
+    let hostIf = "";
     try {
-      await ip(["addr", "add", "10.98.9.2/24", "dev", hostIf]);
-      await ip(["link", "set", hostIf, "up"]);
+      hostIf = await hostBridge("10.98.9.2/24");
       const v = await apiPrefix(g);
       const attacks: Record<string, unknown> = {
         // The host's 10.98.9.5 becomes the network's gateway: a local address of a new bridge.
@@ -122,7 +137,7 @@ forEachEngine(
       assert.equal(subnet.stdout.trim(), "10.97.3.0/24");
     } finally {
       await g.stop();
-      await ip(["link", "del", hostIf]).catch(() => {});
+      if (hostIf) await ip(["link", "del", hostIf]).catch(() => {});
     }
   },
 );
@@ -132,11 +147,9 @@ forEachEngine(
   async (_t, engine) => {
     const g = await e2eGate(engine, POLICY, ["ci", "t1", "nets"]);
     if (!g) return;
-    const hostIf = `dgs10${crypto.randomUUID().slice(0, 8)}`;
-    await ip(["link", "add", hostIf, "type", "bridge"]);
+    let hostIf = "";
     try {
-      await ip(["addr", "add", "10.98.10.2/24", "dev", hostIf]);
-      await ip(["link", "set", hostIf, "up"]);
+      hostIf = await hostBridge("10.98.10.2/24");
       // An admin's configuration for a LAN network (a macvlan's, made on the daemon's socket):
       // its subnet is the host's own.
       const conf = await g.d.docker([
@@ -163,7 +176,7 @@ forEachEngine(
       assert.match(route, new RegExp(`dev ${hostIf}`), `the host's route moved: ${route}`);
     } finally {
       await g.stop();
-      await ip(["link", "del", hostIf]).catch(() => {});
+      if (hostIf) await ip(["link", "del", hostIf]).catch(() => {});
     }
   },
 );

@@ -104,7 +104,7 @@ async function load(ca: CaPemPair): Promise<LoadedCa> {
  * The key identifier a certificate issued by `caCert` names as its authority key: the CA's
  * own subject key identifier, or one derived from its public key when it carries none.
  */
-export async function caKeyIdOf(caCert: X509Certificate): Promise<string> {
+async function caKeyIdOf(caCert: X509Certificate): Promise<string> {
   return caCert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId ??
     (await x509.SubjectKeyIdentifierExtension.create(caCert.publicKey)).keyId;
 }
