@@ -52,11 +52,19 @@ async function refs(engine: Engine): Promise<void> {
     const a = await creds("team-a");
     const send = async (req: string) => splitResponses((await tlsExchange(g.port, a, req)).data)[0];
     // What dockerd stored: the NetworkID it will join at start, per endpoint.
-    const stored = async (name: string) =>
-      JSON.parse(
-        ok("inspect", await d.docker(["inspect", "-f", "{{json .NetworkSettings.Networks}}", name]))
-          .stdout,
-      ) as Record<string, { NetworkID?: string }>;
+    // A failed inspect says what the daemon holds and logged: a run once found no `a1` right
+    // after its create had answered 201 through the gate, and reruns never did again.
+    const stored = async (name: string) => {
+      const r = await d.docker(["inspect", "-f", "{{json .NetworkSettings.Networks}}", name]);
+      if (r.code !== 0) {
+        const ps = await d.docker(["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}"]);
+        assert.fail(
+          `inspect ${name}: exit ${r.code}: ${r.stderr}\nps -a: ${ps.stdout}\n` +
+            `gate log: ${g.log().slice(-4000)}\ndockerd log: ${await d.logTail(40)}`,
+        );
+      }
+      return JSON.parse(r.stdout) as Record<string, { NetworkID?: string }>;
+    };
     const reaches = (nets: Record<string, { NetworkID?: string }>) =>
       Object.values(nets).some((e) => e.NetworkID && nb.startsWith(e.NetworkID));
 
