@@ -124,11 +124,12 @@ Deno.test("secret redaction: read-only roles without allowSecrets, the covered r
       "/system/df",
       "/services",
       "/tasks/t",
+      "/info",
     ]
   ) {
     assert.ok(redactsSecrets(ro, "GET", path), path);
   }
-  for (const path of ["/containers/json", "/services/s/logs", "/exec/e/json", "/info"]) {
+  for (const path of ["/containers/json", "/services/s/logs", "/exec/e/json", "/version"]) {
     assert.ok(!redactsSecrets(ro, "GET", path), path);
   }
   assert.ok(!redactsSecrets(ro, "HEAD", "/containers/db/json"), "no body to redact");

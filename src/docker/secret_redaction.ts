@@ -24,7 +24,9 @@
  * values of drivers' option maps, where credentials are written: a log driver's
  * (`HostConfig.LogConfig.Config`, `--log-opt splunk-token=…`; a service's `LogDriver.Options`),
  * a volume's (`Options`, `--opt o=password=…` of a CIFS volume, in volume inspect and lists and
- * `system df`; a mount's `DriverConfig.Options`) and an endpoint's `DriverOpts`; their keys stay.
+ * `system df`; a mount's `DriverConfig.Options`), an endpoint's `DriverOpts`, and in the swarm's
+ * spec (`GET /swarm`, and `docker info`'s `Swarm.Cluster.Spec`) an external CA's `Options` and the
+ * task defaults' `LogDriver.Options`; their keys stay.
  *
  * The swarm's join tokens (`GET /swarm` `JoinTokens`, and a `SigningCAKey` should one be
  * there) are redacted for every restricted role, `no-escape` too, whatever `allowSecrets`
@@ -60,6 +62,9 @@ export const SECRET_ROUTES: readonly string[] = [
   "GET /volumes",
   "GET /volumes/{name}",
   "GET /system/df",
+  // The swarm's spec: an external CA's `Options` (a signer's credentials) and the task defaults'
+  // `LogDriver.Options`, under `Swarm.Cluster.Spec`.
+  "GET /info",
 ];
 
 /** An answer that could not be read to redact it (it is not passed on). */
