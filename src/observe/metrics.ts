@@ -66,110 +66,96 @@ const HANDSHAKE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 export class PrometheusMetrics implements GateMetrics, EnrollMetrics {
   /** The registry (only the gate's metrics are in it). */
   readonly registry: client.Registry = new client.Registry();
-  readonly #open: client.Gauge<"identity">;
-  readonly #total: client.Counter<"identity">;
-  readonly #refused: client.Counter<"reason">;
-  readonly #bytes: client.Counter<"direction">;
-  readonly #errors: client.Counter;
-  readonly #handshakes: client.Histogram;
-  readonly #reloads: client.Counter<"result">;
-  readonly #lastReload: client.Gauge;
-  readonly #expiry: client.Gauge<"certificate">;
-  readonly #crlFetches: client.Counter<"result">;
-  readonly #enrolments: client.Counter<"kind" | "result">;
-  readonly #limited: client.Counter<"identity" | "limit">;
+  readonly #open = gauge(
+    this.registry,
+    "dockgate_connections_open",
+    "Connections being relayed now, by identity",
+    ["identity"],
+  );
+  readonly #total = counter(
+    this.registry,
+    "dockgate_connections_total",
+    "Connections relayed, by identity",
+    ["identity"],
+  );
+  readonly #refused = counter(
+    this.registry,
+    "dockgate_refused_total",
+    "Connections refused, by kind of reason",
+    ["reason"],
+  );
+  readonly #bytes = counter(
+    this.registry,
+    "dockgate_relayed_bytes_total",
+    "Bytes relayed: in from clients, out to clients",
+    ["direction"],
+  );
+  readonly #errors = counter(
+    this.registry,
+    "dockgate_relay_errors_total",
+    "Relayed connections that ended with an error",
+  );
+  readonly #handshakes = new client.Histogram({
+    name: "dockgate_handshake_duration_seconds",
+    help: "Time from TCP accept to a completed TLS handshake",
+    buckets: HANDSHAKE_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly #enrolments = counter(
+    this.registry,
+    "dockgate_enrolments_total",
+    "Enrolments (token) and renewals (mTLS) on the --enroll port, by result",
+    ["kind", "result"],
+  );
+  readonly #reloads = counter(
+    this.registry,
+    "dockgate_reloads_total",
+    "Reloads of certificates, CRL and policy, by result",
+    ["result"],
+  );
+  readonly #lastReload = gauge(
+    this.registry,
+    "dockgate_last_reload_success",
+    "Whether the last reload succeeded (1) or failed and the old rules stay (0)",
+  );
+  readonly #expiry = gauge(
+    this.registry,
+    "dockgate_certificate_expiry_timestamp_seconds",
+    "When the server certificate, the CA and the CRL (its nextUpdate) run out",
+    ["certificate"],
+  );
+  readonly #crlFetches = counter(
+    this.registry,
+    "dockgate_crl_fetches_total",
+    "Fetches of --crl-url CRLs: updated, not_modified, failed (the last good copy stays)",
+    ["result"],
+  );
+  readonly #limited = counter(
+    this.registry,
+    "dockgate_requests_limited_total",
+    "Requests answered 429, over the role's rate or maxInFlight, by identity and limit",
+    ["identity", "limit"],
+  );
   #staleCrls: () => number = () => 0;
 
   /** Make the metrics; `build` goes into `dockgate_build_info`. */
   constructor(build: { version: string; runtime: string }) {
-    const registers = [this.registry];
-    new client.Gauge({
-      name: "dockgate_build_info",
-      help: "dockgate's version and runtime (always 1)",
-      labelNames: ["version", "runtime"],
-      registers,
-    }).set({ version: build.version, runtime: build.runtime }, 1);
-    this.#open = new client.Gauge({
-      name: "dockgate_connections_open",
-      help: "Connections being relayed now, by identity",
-      labelNames: ["identity"],
-      registers,
-    });
-    this.#total = new client.Counter({
-      name: "dockgate_connections_total",
-      help: "Connections relayed, by identity",
-      labelNames: ["identity"],
-      registers,
-    });
-    this.#refused = new client.Counter({
-      name: "dockgate_refused_total",
-      help: "Connections refused, by kind of reason",
-      labelNames: ["reason"],
-      registers,
-    });
-    this.#bytes = new client.Counter({
-      name: "dockgate_relayed_bytes_total",
-      help: "Bytes relayed: in from clients, out to clients",
-      labelNames: ["direction"],
-      registers,
-    });
-    this.#errors = new client.Counter({
-      name: "dockgate_relay_errors_total",
-      help: "Relayed connections that ended with an error",
-      registers,
-    });
-    this.#handshakes = new client.Histogram({
-      name: "dockgate_handshake_duration_seconds",
-      help: "Time from TCP accept to a completed TLS handshake",
-      buckets: HANDSHAKE_BUCKETS,
-      registers,
-    });
-    this.#enrolments = new client.Counter({
-      name: "dockgate_enrolments_total",
-      help: "Enrolments (token) and renewals (mTLS) on the --enroll port, by result",
-      labelNames: ["kind", "result"],
-      registers,
-    });
-    this.#reloads = new client.Counter({
-      name: "dockgate_reloads_total",
-      help: "Reloads of certificates, CRL and policy, by result",
-      labelNames: ["result"],
-      registers,
-    });
-    this.#lastReload = new client.Gauge({
-      name: "dockgate_last_reload_success",
-      help: "Whether the last reload succeeded (1) or failed and the old rules stay (0)",
-      registers,
-    });
-    this.#lastReload.set(1);
-    this.#expiry = new client.Gauge({
-      name: "dockgate_certificate_expiry_timestamp_seconds",
-      help: "When the server certificate, the CA and the CRL (its nextUpdate) run out",
-      labelNames: ["certificate"],
-      registers,
-    });
+    gauge(this.registry, "dockgate_build_info", "dockgate's version and runtime (always 1)", [
+      "version",
+      "runtime",
+    ]).set({ version: build.version, runtime: build.runtime }, 1);
     const staleCrls = () => this.#staleCrls();
     new client.Gauge({
       name: "dockgate_crl_stale",
       help: "CRLs in force whose nextUpdate has passed (or whose thisUpdate is still to come)",
-      registers,
+      registers: [this.registry],
       collect() {
         this.set(staleCrls());
       },
     });
-    this.#crlFetches = new client.Counter({
-      name: "dockgate_crl_fetches_total",
-      help: "Fetches of --crl-url CRLs: updated, not_modified, failed (the last good copy stays)",
-      labelNames: ["result"],
-      registers,
-    });
+    this.#lastReload.set(1);
+    // Every known label value is there from the start, at 0, so that rate() sees the first one.
     for (const r of ["updated", "not_modified", "failed"]) this.#crlFetches.inc({ result: r }, 0);
-    this.#limited = new client.Counter({
-      name: "dockgate_requests_limited_total",
-      help: "Requests answered 429, over the role's rate or maxInFlight, by identity and limit",
-      labelNames: ["identity", "limit"],
-      registers,
-    });
     for (const r of ["limit", "tls", "certificate", "revoked", "not_allowed", "target"]) {
       this.#refused.inc({ reason: r }, 0);
     }
@@ -249,4 +235,24 @@ export class PrometheusMetrics implements GateMetrics, EnrollMetrics {
   get contentType(): string {
     return this.registry.contentType;
   }
+}
+
+/** A counter in `registry` (one line per metric in the class above). */
+function counter<L extends string = never>(
+  registry: client.Registry,
+  name: string,
+  help: string,
+  labelNames: L[] = [],
+): client.Counter<L> {
+  return new client.Counter({ name, help, labelNames, registers: [registry] });
+}
+
+/** A gauge in `registry` (one line per metric in the class above). */
+function gauge<L extends string = never>(
+  registry: client.Registry,
+  name: string,
+  help: string,
+  labelNames: L[] = [],
+): client.Gauge<L> {
+  return new client.Gauge({ name, help, labelNames, registers: [registry] });
 }
