@@ -336,63 +336,9 @@ function compileRole(
 ): Role {
   if (!isPlainObject(raw)) fail("", "must be an object with a preset");
   const r = raw as Record<string, unknown>;
-  for (const k of Object.keys(r)) if (!ROLE_KEYS.has(k)) fail(`.${k}`, "unknown option");
-  if (!PRESETS.includes(r.preset as Preset)) {
-    fail(".preset", `must be one of ${PRESETS.join(", ")}`);
-  }
-  for (const k of LIST_KEYS) {
-    if (r[k] === undefined) continue;
-    if (!Array.isArray(r[k])) fail(`.${k}`, "must be a list of strings");
-    (r[k] as unknown[]).forEach((v, i) => {
-      if (typeof v !== "string" || v === "") fail(`.${k}[${i}]`, "must be a non-empty string");
-    });
-  }
-  for (const k of ["allowDownloads", "nonRootUser", "isolate", "allowPrivateAddresses"]) {
-    if (r[k] !== undefined && typeof r[k] !== "boolean") fail(`.${k}`, "must be true or false");
-  }
-  if (r.isolate === true && r.preset === "full") {
-    fail(".isolate", "a full role is relayed raw and cannot be isolated (use no-escape)");
-  }
-  const audit = auditLevelOf(r, fail);
-  if (r.record !== undefined && typeof r.record !== "boolean" && r.record !== "required") {
-    fail(".record", `must be true, false or "required", got ${JSON.stringify(r.record)}`);
-  }
-  if (r.othersStatus !== undefined && r.othersStatus !== 404 && r.othersStatus !== 403) {
-    fail(".othersStatus", "must be 404 or 403");
-  }
-  if (r.othersStatus !== undefined && r.isolate !== true) {
-    fail(".othersStatus", "only means something with isolate: true");
-  }
-  if (r.owner !== undefined && r.owner !== "cn" && r.owner !== "uri") {
-    fail(".owner", 'must be "cn" or "uri"');
-  }
-  if (r.owner !== undefined && r.isolate !== true) {
-    fail(".owner", "only means something with isolate: true");
-  }
-  ((r.liftShields ?? []) as string[]).forEach((id, i) => {
-    if (!SHIELD_IDS.includes(id)) {
-      fail(`.liftShields[${i}]`, `unknown shield "${id}" (known: ${SHIELD_IDS.join(", ")})`);
-    }
-  });
-  if (r.liftShields !== undefined && r.preset === "full") {
-    fail(".liftShields", "a full role has no shields (it is relayed raw)");
-  }
-  ((r.allowImageNames ?? []) as string[]).forEach((p, i) => {
-    const bad = imagePatternProblem(p);
-    if (bad) fail(`.allowImageNames[${i}]`, bad);
-  });
-  ((r.allowBindMounts ?? []) as string[]).forEach((p, i) => {
-    if (!p.startsWith("/")) fail(`.allowBindMounts[${i}]`, "must be an absolute path");
-    if (cleanPath(p) === "/") fail(`.allowBindMounts[${i}]`, "the root directory is the host");
-  });
-  ((r.allowSubnets ?? []) as string[]).forEach((p, i) => {
-    if (!p.includes("/") || !parseSubnet(p)) {
-      fail(
-        `.allowSubnets[${i}]`,
-        'must be a subnet in plain notation ("10.97.0.0/16", "fd00:97::/48")',
-      );
-    }
-  });
+  checkRoleShape(r, fail);
+  const audit = checkRoleOptions(r, fail);
+  checkRoleLists(r, fail);
   const view = viewProblem(r);
   if (view) fail(...view);
   const ops = (key: "allow" | "deny") =>
@@ -422,6 +368,85 @@ function compileRole(
     fail(".record", 'a full role is relayed raw: recording its sessions needs "audit": "requests"');
   }
   return role;
+}
+
+/** A role's keys are known, its preset one of ours, its lists strings and its switches booleans. */
+function checkRoleShape(
+  r: Record<string, unknown>,
+  fail: (where: string, what: string) => never,
+): void {
+  for (const k of Object.keys(r)) if (!ROLE_KEYS.has(k)) fail(`.${k}`, "unknown option");
+  if (!PRESETS.includes(r.preset as Preset)) {
+    fail(".preset", `must be one of ${PRESETS.join(", ")}`);
+  }
+  for (const k of LIST_KEYS) {
+    if (r[k] === undefined) continue;
+    if (!Array.isArray(r[k])) fail(`.${k}`, "must be a list of strings");
+    (r[k] as unknown[]).forEach((v, i) => {
+      if (typeof v !== "string" || v === "") fail(`.${k}[${i}]`, "must be a non-empty string");
+    });
+  }
+  for (const k of ["allowDownloads", "nonRootUser", "isolate", "allowPrivateAddresses"]) {
+    if (r[k] !== undefined && typeof r[k] !== "boolean") fail(`.${k}`, "must be true or false");
+  }
+}
+
+/** Options that mean something only together (isolate, owner, audit, record); the audit level. */
+function checkRoleOptions(
+  r: Record<string, unknown>,
+  fail: (where: string, what: string) => never,
+): AuditLevel {
+  if (r.isolate === true && r.preset === "full") {
+    fail(".isolate", "a full role is relayed raw and cannot be isolated (use no-escape)");
+  }
+  const audit = auditLevelOf(r, fail);
+  if (r.record !== undefined && typeof r.record !== "boolean" && r.record !== "required") {
+    fail(".record", `must be true, false or "required", got ${JSON.stringify(r.record)}`);
+  }
+  if (r.othersStatus !== undefined && r.othersStatus !== 404 && r.othersStatus !== 403) {
+    fail(".othersStatus", "must be 404 or 403");
+  }
+  if (r.othersStatus !== undefined && r.isolate !== true) {
+    fail(".othersStatus", "only means something with isolate: true");
+  }
+  if (r.owner !== undefined && r.owner !== "cn" && r.owner !== "uri") {
+    fail(".owner", 'must be "cn" or "uri"');
+  }
+  if (r.owner !== undefined && r.isolate !== true) {
+    fail(".owner", "only means something with isolate: true");
+  }
+  return audit;
+}
+
+/** Each entry of the value lists: known shields, image patterns, bind roots, subnets. */
+function checkRoleLists(
+  r: Record<string, unknown>,
+  fail: (where: string, what: string) => never,
+): void {
+  ((r.liftShields ?? []) as string[]).forEach((id, i) => {
+    if (!SHIELD_IDS.includes(id)) {
+      fail(`.liftShields[${i}]`, `unknown shield "${id}" (known: ${SHIELD_IDS.join(", ")})`);
+    }
+  });
+  if (r.liftShields !== undefined && r.preset === "full") {
+    fail(".liftShields", "a full role has no shields (it is relayed raw)");
+  }
+  ((r.allowImageNames ?? []) as string[]).forEach((p, i) => {
+    const bad = imagePatternProblem(p);
+    if (bad) fail(`.allowImageNames[${i}]`, bad);
+  });
+  ((r.allowBindMounts ?? []) as string[]).forEach((p, i) => {
+    if (!p.startsWith("/")) fail(`.allowBindMounts[${i}]`, "must be an absolute path");
+    if (cleanPath(p) === "/") fail(`.allowBindMounts[${i}]`, "the root directory is the host");
+  });
+  ((r.allowSubnets ?? []) as string[]).forEach((p, i) => {
+    if (!p.includes("/") || !parseSubnet(p)) {
+      fail(
+        `.allowSubnets[${i}]`,
+        'must be a subnet in plain notation ("10.97.0.0/16", "fd00:97::/48")',
+      );
+    }
+  });
 }
 
 /** The role's `audit` option, validated, with its default. */
