@@ -3,7 +3,7 @@
  * and the nearest allowed body.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, rm, symlink } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -29,7 +29,7 @@ Deno.test("no-escape: a plain container and the Docker CLI's defaults pass", () 
     create({ Binds: null, NetworkMode: "default", CapAdd: null, Privileged: false }),
     undefined,
   );
-  assert.equal(create({ Binds: ["/srv/ci/work:/w:ro", "named:/data", "/anon"] }), undefined);
+  assert.equal(create({ Binds: ["/srv/ci:/w:ro", "named:/data", "/anon"] }), undefined);
   assert.equal(
     create({ CapAdd: ["NET_BIND_SERVICE", "cap_chown"], SecurityOpt: ["no-new-privileges"] }),
     undefined,
@@ -114,9 +114,14 @@ Deno.test("no-escape: bind mounts, cleaned, by whole components, and in disguise
       "/srv/cix:/h",
       "//etc:/h",
       "/srv/./ci/../../:/h",
+      // Below the root: dockerd reads it again at every start, after the role's containers
+      // (a bind of the root is writable) may have swapped it for a link (attack s11).
+      "/srv/ci/work:/h",
+      "/srv/ci/a/../b:/b",
+      "/srv//ci/x:/x",
     ]
-  ) denied(create({ Binds: [bind] }), /not under the role's allowBindMounts/, bind);
-  assert.equal(create({ Binds: ["/srv/ci:/ci", "/srv/ci/a/../b:/b", "/srv//ci/x:/x"] }), undefined);
+  ) denied(create({ Binds: [bind] }), /not one of the role's allowBindMounts/, bind);
+  assert.equal(create({ Binds: ["/srv/ci:/ci", "/srv//ci/:/c2", "/srv/ci/x/..:/c3"] }), undefined);
   denied(
     create({ Mounts: [{ Type: "bind", Source: "/", Target: "/h" }] }),
     /Mounts\[0\]\.Source/,
@@ -182,22 +187,37 @@ Deno.test("no-escape: bind mounts, cleaned, by whole components, and in disguise
   assert.equal(cleanPath("/../.."), "/");
 });
 
-Deno.test("no-escape: a symlink under an allowed root is followed on the daemon's host", async () => {
+Deno.test("no-escape: only a root binds, and a root inside another root allows nothing", async () => {
   const root = await mkdtemp(join(tmpdir(), "dg-ne-"));
+  const elsewhere = await mkdtemp(join(tmpdir(), "dg-ne-"));
   try {
     await symlink("/etc", join(root, "escape"));
-    const local: EscapeContext = { allow: { allowBindMounts: [root] }, resolveSymlinks: true };
-    denied(
-      checkBody("create", { HostConfig: { Binds: [`${root}/escape:/h`] } }, local),
-      /bind mount of \/etc /,
-      "symlink to /etc",
-    );
+    await mkdir(join(root, "inner"));
+    await mkdir(join(root, "other"));
+    await symlink(join(root, "inner"), join(elsewhere, "link"));
+    const roots = [root, `${root}/inner`, `${elsewhere}/link`];
+    const local: EscapeContext = { allow: { allowBindMounts: roots }, resolveSymlinks: true };
+    const bind = (source: string) =>
+      checkBody("create", { HostConfig: { Binds: [`${source}:/h`] } }, local);
+    assert.equal(bind(root), undefined);
+    for (const below of ["escape", "new/dir", "other"]) {
+      denied(bind(`${root}/${below}`), /not one of the role's allowBindMounts/, below);
+    }
+    // The role's binds of ROOT can swap what is inside it, by name or where a link leads.
+    denied(bind(`${root}/inner`), /lies under/, "inner");
+    denied(bind(`${elsewhere}/link`), /lies under/, "a root that is a link into another");
+    // Elsewhere, a root that is a link is the admin's: dockerd follows the same link.
+    const alone: EscapeContext = {
+      allow: { allowBindMounts: [`${root}/escape`] },
+      resolveSymlinks: true,
+    };
     assert.equal(
-      checkBody("create", { HostConfig: { Binds: [`${root}/new/dir:/h`] } }, local),
+      checkBody("create", { HostConfig: { Binds: [`${root}/escape:/h`] } }, alone),
       undefined,
     );
   } finally {
     await rm(root, { recursive: true, force: true });
+    await rm(elsewhere, { recursive: true, force: true });
   }
 });
 
@@ -212,8 +232,21 @@ Deno.test("no-escape: a bind source the gate cannot resolve is refused (fail clo
     // Dangling: the target does not exist in the gate's view (dockerd may see it, or create it).
     await symlink("/nonexistent-dg/etc", join(root, "dangling"));
     await symlink("dangling/sub", join(root, "via-dangling"));
-    const local: EscapeContext = { allow: { allowBindMounts: [root] }, resolveSymlinks: true };
-    for (const source of ["l45", "l45/x", "loop-a", "loop-a/x", "dangling", "dangling/x"]) {
+    const sources = [
+      "l45",
+      "l45/x",
+      "loop-a",
+      "loop-a/x",
+      "dangling",
+      "dangling/x",
+      "via-dangling",
+    ];
+    // The roots themselves: a root the gate cannot resolve allows nothing.
+    const local: EscapeContext = {
+      allow: { allowBindMounts: sources.map((s) => `${root}/${s}`) },
+      resolveSymlinks: true,
+    };
+    for (const source of sources) {
       denied(
         checkBody("create", { HostConfig: { Binds: [`${root}/${source}:/h`] } }, local),
         /cannot be resolved/,
@@ -227,16 +260,6 @@ Deno.test("no-escape: a bind source the gate cannot resolve is refused (fail clo
         `Mounts ${source}`,
       );
     }
-    denied(
-      checkBody("create", { HostConfig: { Binds: [`${root}/via-dangling:/h`] } }, local),
-      /cannot be resolved/,
-      "a link through a dangling link",
-    );
-    // Still fine: a path that does not exist yet below a real directory (the daemon makes it).
-    assert.equal(
-      checkBody("create", { HostConfig: { Binds: [`${root}/new/dir:/h`] } }, local),
-      undefined,
-    );
   } finally {
     await rm(root, { recursive: true, force: true });
   }
@@ -300,7 +323,7 @@ Deno.test("no-escape: swarm services get the container rules, in swarm's field n
     undefined,
   );
   assert.equal(
-    service({ Mounts: [{ Type: "bind", Source: "/srv/ci/w", Target: "/w" }] }),
+    service({ Mounts: [{ Type: "bind", Source: "/srv/ci", Target: "/w" }] }),
     undefined,
   );
   denied(

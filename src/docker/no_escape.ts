@@ -386,25 +386,42 @@ function under(path: string, root: string): boolean {
 }
 
 /**
- * The one bind-source rule: the cleaned (and, on the daemon's host, symlink-resolved)
- * source must be under one of the role's `allowBindMounts`.
+ * The one bind-source rule: the cleaned source must be one of the role's `allowBindMounts`
+ * itself, by whole components, and (on the daemon's host) resolve to where that root resolves;
+ * a root under another root allows nothing.
+ *
+ * Why not anything below a root: dockerd reads a bind source at every start of the container,
+ * not at its create, and follows the links it meets then. A directory below a root is one the
+ * role's containers can replace (a bind of the root is writable) by a link to any host path,
+ * after the gate looked: the start then mounts the host's `/`. A root itself lies in a
+ * directory the role cannot write, unless another root contains it.
  */
 function bindSource(source: string, ctx: EscapeContext, at: string): Violation | undefined {
   if (!source.startsWith("/")) return `${at}=${source}: bind source is not an absolute path`;
   const resolve = (p: string) =>
     ctx.resolveSymlinks ? realPath(cleanPath(p)) : { path: cleanPath(p) };
-  const resolved = resolve(source);
-  if ("error" in resolved) {
-    return `${at}=${source}: bind source cannot be resolved in the gate's view (${resolved.error})`;
+  const path = cleanPath(source);
+  const roots = (ctx.allow.allowBindMounts ?? []).map((r) => ({
+    clean: cleanPath(r),
+    real: resolve(r),
+  }));
+  const root = roots.find((r) => r.clean === path);
+  if (!root) {
+    return `${at}=${source}: bind mount of ${path} is not one of the role's allowBindMounts ` +
+      "(a directory below one can be swapped for a link before a start)";
   }
-  const path = resolved.path;
   // An allowed root the gate cannot resolve allows nothing.
-  const roots = (ctx.allow.allowBindMounts ?? []).map(resolve).flatMap((r) =>
-    "path" in r ? [r.path] : []
+  if ("error" in root.real) {
+    return `${at}=${source}: bind source cannot be resolved in the gate's view (${root.real.error})`;
+  }
+  const real = root.real.path;
+  const outer = roots.find((r) =>
+    r.clean !== path &&
+    (under(path, r.clean) || ("path" in r.real && real !== r.real.path && under(real, r.real.path)))
   );
-  return roots.some((r) => under(path, r))
-    ? undefined
-    : `${at}=${source}: bind mount of ${path} is not under the role's allowBindMounts`;
+  return outer
+    ? `${at}=${source}: allowBindMounts ${path} lies under ${outer.clean}, whose binds can swap it for a link`
+    : undefined;
 }
 
 const binds: Check = list((value, ctx, at) => {
