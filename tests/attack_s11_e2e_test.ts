@@ -9,13 +9,17 @@
  *   by a symlink to any host directory. dockerd reads a bind source at every start, not at
  *   create: the start mounted the host directory the link names (the host's `/` included), read
  *   and write. The gate had read the source once, not as dockerd reads it.
+ * - A role with `nonRootUser` ran containers and execs as uid 0 with `User: "+0"` (or `-0`,
+ *   `+0:+0`): the gate's root test saw no `0`, dockerd's (Go's `strconv.Atoi`) takes the sign.
+ *   And a user name is looked up in the image's `/etc/passwd`, which the gate never reads: an
+ *   image the role builds or loads can name uid 0 anything.
  *
  * @module
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type E2eGate, e2eGate, forEachEngine } from "./helpers/e2e_gate.ts";
-import { freeTempDir } from "./helpers/wait.ts";
+import { freeTempDir, waitFor } from "./helpers/wait.ts";
 import { jsonRequest, splitResponses, tlsExchange } from "./helpers/http_raw.ts";
 
 /** A JSON request through the gate as `who`: the status and the raw answer. */
@@ -108,6 +112,92 @@ forEachEngine(
       await g.stop();
       await Deno.remove(root, { recursive: true }).catch(() => {});
       await Deno.remove(outside, { recursive: true }).catch(() => {});
+    }
+  },
+);
+
+/** The uid a running container's process has on the host (`/proc/PID/status`), by name. */
+async function hostUid(g: E2eGate, name: string): Promise<string> {
+  const pid = (await g.d.docker(["inspect", "-f", "{{.State.Pid}}", name])).stdout.trim();
+  if (!/^[1-9][0-9]*$/.test(pid)) return `not running (pid ${pid})`;
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  return /^Uid:\s+(\d+)/m.exec(status)?.[1] ?? "?";
+}
+
+forEachEngine(
+  (e) => `attack s11 (Docker ${e}): nonRootUser runs nothing as uid 0, by sign or by name`,
+  async (_t, engine) => {
+    const policy = {
+      roles: { app: { preset: "no-escape", nonRootUser: true } },
+      identities: [{ cn: "app", role: "app" }],
+    };
+    const g = await e2eGate(engine, policy, ["app"]);
+    if (!g) return;
+    try {
+      const v = await apiPrefix(g);
+      // An image whose /etc/passwd names uid 0 "app" (one the role could build or load;
+      // made here on the daemon's own socket).
+      const base = await g.d.docker([
+        "run",
+        "--name",
+        "passwd",
+        "--network",
+        "none",
+        g.d.image,
+        "sh",
+        "-c",
+        "echo app:x:0:0::/:/bin/sh >> /etc/passwd",
+      ]);
+      assert.equal(base.code, 0, base.stderr);
+      assert.equal((await g.d.docker(["commit", "passwd", "bbapp"])).code, 0);
+      const cases: [string, string][] = [
+        ["+0", g.d.image],
+        ["-0", g.d.image],
+        ["+0:+0", g.d.image],
+        ["app", "bbapp"],
+      ];
+      for (const [i, [user, image]] of cases.entries()) {
+        const name = `u${i}`;
+        const body = {
+          Image: image,
+          User: user,
+          Cmd: ["sleep", "60"],
+          HostConfig: { NetworkMode: "none" },
+        };
+        const c = await send(g, "app", "POST", `${v}/containers/create?name=${name}`, body);
+        if (c.status === 201) {
+          await send(g, "app", "POST", `${v}/containers/${name}/start`);
+          const uid = await hostUid(g, name);
+          assert.notEqual(uid, "0", `User ${JSON.stringify(user)} ran as uid 0 on the host`);
+        }
+        assert.equal(c.status, 403, `User ${JSON.stringify(user)}: ${c.raw}`);
+      }
+      // An exec as "+0" in a container of a numeric non-root user.
+      const ok = await send(g, "app", "POST", `${v}/containers/create?name=plain`, {
+        Image: g.d.image,
+        User: "1000:1000",
+        Cmd: ["sleep", "60"],
+        HostConfig: { NetworkMode: "none" },
+      });
+      assert.equal(ok.status, 201, ok.raw);
+      assert.equal((await send(g, "app", "POST", `${v}/containers/plain/start`)).status, 204);
+      assert.equal(await hostUid(g, "plain"), "1000");
+      const exec = await send(g, "app", "POST", `${v}/containers/plain/exec`, {
+        User: "+0",
+        Cmd: ["sh", "-c", "id -u > /tmp/uid"],
+      });
+      if (exec.status === 201) {
+        const id = JSON.parse(exec.raw.slice(exec.raw.indexOf("\r\n\r\n") + 4)).Id;
+        await send(g, "app", "POST", `${v}/exec/${id}/start`, { Detach: true });
+        const owner = await waitFor(async () => {
+          const r = await g.d.docker(["exec", "plain", "cat", "/tmp/uid"]);
+          return r.code === 0 && r.stdout.trim() !== "" ? r.stdout.trim() : undefined;
+        }, { what: "the exec's file" });
+        assert.notEqual(owner, "0", "the exec ran as uid 0");
+      }
+      assert.equal(exec.status, 403, exec.raw);
+    } finally {
+      await g.stop();
     }
   },
 );

@@ -16,6 +16,7 @@
 
 import { lstatSync, realpathSync } from "node:fs";
 import { isJsonObject, type JsonValue } from "./strict_json.ts";
+import { nonRootUserProblem } from "./non_root_user.ts";
 import { type NetworkAllowances, networkOptionsProblem } from "./network_options.ts";
 
 /** What a role allows beyond the preset (see the policy file's role options). */
@@ -673,27 +674,12 @@ const TOP_LEVEL_HOST_CONFIG: Record<string, Check> = Object.fromEntries(
   ]),
 );
 
-/**
- * Whether `user` (a `User` field: `name`, `uid`, `uid:gid`) is root in the container. An
- * empty user is the image's default, which is root unless the image says otherwise.
- *
- * @example
- * ```ts
- * import { isRootUser } from "./no_escape.ts";
- * for (const u of ["", "0", "00", "0000:5", "root", "root:root"]) if (!isRootUser(u)) throw new Error(u);
- * if (isRootUser("1000") || isRootUser("nobody")) throw new Error();
- * ```
- */
-export function isRootUser(user: string): boolean {
-  const name = user.split(":")[0];
-  return name === "" || name === "root" || /^0+$/.test(name);
-}
-
 const user: Check = (value, ctx, at) => {
   if (!ctx.allow.nonRootUser) return undefined;
   if (value === null) return `${at}: the role runs nothing as root (set a non-root user)`;
   if (typeof value !== "string") return `${at} is not a string`;
-  return isRootUser(value) ? `${at}=${value || '""'}: the role runs nothing as root` : undefined;
+  const problem = nonRootUserProblem(value);
+  return problem ? `${at}=${value || '""'}: ${problem}` : undefined;
 };
 
 const endpointSettings: Check = struct({
