@@ -13,6 +13,11 @@
  *   `+0:+0`): the gate's root test saw no `0`, dockerd's (Go's `strconv.Atoi`) takes the sign.
  *   And a user name is looked up in the image's `/etc/passwd`, which the gate never reads: an
  *   image the role builds or loads can name uid 0 anything.
+ * - `LogConfig` with no `Type` is the daemon's default log driver, and dockerd lays the
+ *   request's `Config` over the default's options: on a daemon that logs to gelf (syslog,
+ *   fluentd, splunk) by default, a no-escape role set the address, and dockerd connected from
+ *   the host to any address it named (a service only the host reaches), though the role's
+ *   allowLogDrivers lists none of those drivers.
  *
  * @module
  */
@@ -198,6 +203,64 @@ forEachEngine(
       assert.equal(exec.status, 403, exec.raw);
     } finally {
       await g.stop();
+    }
+  },
+);
+
+forEachEngine(
+  (e) => `attack s11 (Docker ${e}): log options of the daemon's default driver reach nothing`,
+  async (_t, engine) => {
+    // A service only the host reaches, standing for the host's own (a metadata endpoint).
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    let reached = false;
+    const accepting = (async () => {
+      for await (const conn of listener) {
+        reached = true;
+        conn.close();
+      }
+    })();
+    const policy = {
+      roles: { ci: { preset: "no-escape" } },
+      identities: [{ cn: "ci", role: "ci" }],
+    };
+    // The daemon's default: gelf over UDP to a port nothing needs to listen on.
+    const dockerdArgs = ["--log-driver", "gelf", "--log-opt", "gelf-address=udp://127.0.0.1:9"];
+    const g = await e2eGate(engine, policy, ["ci"], { dockerdArgs });
+    if (!g) {
+      listener.close();
+      return;
+    }
+    try {
+      const v = await apiPrefix(g);
+      const port = (listener.addr as Deno.NetAddr).port;
+      const body = {
+        Image: g.d.image,
+        Cmd: ["echo", "hello"],
+        HostConfig: {
+          NetworkMode: "none",
+          LogConfig: { Type: "", Config: { "gelf-address": `tcp://127.0.0.1:${port}` } },
+        },
+      };
+      const c = await send(g, "ci", "POST", `${v}/containers/create?name=logs`, body);
+      if (c.status === 201) await send(g, "ci", "POST", `${v}/containers/logs/start`);
+      assert.equal(reached, false, `dockerd connected to 127.0.0.1:${port} (create ${c.status})`);
+      assert.equal(c.status, 403, c.raw);
+      assert.match(c.raw, /LogConfig/);
+      // The local drivers' own options still pass, with the driver named or not.
+      for (const [name, type] of [["sized", ""], ["json", "json-file"]]) {
+        const ok = await send(g, "ci", "POST", `${v}/containers/create?name=${name}`, {
+          Image: g.d.image,
+          HostConfig: {
+            NetworkMode: "none",
+            LogConfig: { Type: type, Config: { "max-size": "1m", tag: "x" } },
+          },
+        });
+        assert.notEqual(ok.status, 403, ok.raw);
+      }
+    } finally {
+      await g.stop();
+      listener.close();
+      await accepting.catch(() => {});
     }
   },
 );

@@ -93,6 +93,19 @@ Deno.test("no-escape: security options, masked paths, sysctls, cgroups, runtimes
   denied(create({ Runtime: "kata" }), /allowRuntimes/, "Runtime");
   assert.equal(create({ Runtime: "runc" }), undefined);
   denied(create({ LogConfig: { Type: "syslog", Config: {} } }), /allowLogDrivers/, "log driver");
+  // No Type is the daemon's default driver, which may be a network one (attack s11).
+  for (const type of [{}, { Type: "" }, { Type: "json-file" }]) {
+    denied(
+      create({ LogConfig: { ...type, Config: { "syslog-address": "tcp://10.0.0.1:514" } } }),
+      /log option not allowed/,
+      `log options of ${JSON.stringify(type)}`,
+    );
+    const local = { "max-size": "1m", "max-file": "2", tag: "t", mode: "non-blocking" };
+    assert.equal(create({ LogConfig: { ...type, Config: local } }), undefined);
+  }
+  const gelf = { allow: { allowLogDrivers: ["gelf"] } };
+  const own = { LogConfig: { Type: "gelf", Config: { "gelf-address": "udp://x:1" } } };
+  assert.equal(checkBody("create", { Image: "bb", HostConfig: own }, gelf), undefined);
   denied(create({ OomScoreAdj: -1000 }), /OOM/, "OomScoreAdj");
   denied(create({ CpuRealtimeRuntime: 950000 }), /real-time/, "CpuRealtimeRuntime");
   denied(create({ Annotations: { a: "b" } }), /annotations/, "Annotations");
@@ -345,6 +358,11 @@ Deno.test("no-escape: swarm services get the container rules, in swarm's field n
   denied(service({}, { Runtime: "plugin" }), /only container tasks/, "Runtime plugin");
   denied(service({}, { Networks: [{ Target: "host" }] }), /host network/, "host network");
   denied(service({}, { LogDriver: { Name: "syslog" } }), /allowLogDrivers/, "log driver");
+  denied(
+    service({}, { LogDriver: { Options: { "fluentd-address": "10.0.0.1:24224" } } }),
+    /LogDriver\.Options\.fluentd-address: log option not allowed/,
+    "default driver's options",
+  );
   denied(
     checkBody("service", { TaskTemplate: { ContainerSpec: { Image: "bb" } } }, {
       allow: { nonRootUser: true },

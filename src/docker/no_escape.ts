@@ -17,6 +17,7 @@
 import { lstatSync, realpathSync } from "node:fs";
 import { isJsonObject, type JsonValue } from "./strict_json.ts";
 import { nonRootUserProblem } from "./non_root_user.ts";
+import { logOptionsProblem } from "./log_options.ts";
 import { type NetworkAllowances, networkOptionsProblem } from "./network_options.ts";
 
 /** What a role allows beyond the preset (see the policy file's role options). */
@@ -314,7 +315,25 @@ const logConfigType: Check = (value, ctx, at) =>
     ? undefined
     : onList("allowLogDrivers", "log driver")(value, ctx, at);
 
-const logConfig: Check = struct({ Type: logConfigType, Config: any });
+/**
+ * A log driver and its options (`LogConfig`'s `Type`/`Config`, a service's `LogDriver`
+ * `Name`/`Options`): the driver on the lists above, the options through `logOptionsProblem`.
+ */
+const logSettings = (driverKey: string, optionsKey: string): Check => {
+  const shape = struct({ [driverKey]: logConfigType, [optionsKey]: any });
+  return (value, ctx, at) =>
+    shape(value, ctx, at) ??
+      (isJsonObject(value)
+        ? logOptionsProblem(
+          value[driverKey],
+          value[optionsKey],
+          ctx.allow.allowLogDrivers,
+          `${at}.${optionsKey}`,
+        )
+        : undefined);
+};
+
+const logConfig: Check = logSettings("Type", "Config");
 
 const nonNegative = (why: string): Check => (value, _ctx, at) =>
   value === null || (typeof value === "number" && value >= 0) ? undefined : `${at}: ${why}`;
@@ -887,10 +906,7 @@ const serviceBody: Check = struct({
     RestartPolicy: any,
     Placement: any,
     Networks: serviceNetworks,
-    LogDriver: struct({
-      Name: (value, ctx, at) => logConfigType(value, ctx, at),
-      Options: any,
-    }),
+    LogDriver: logSettings("Name", "Options"),
     ForceUpdate: any,
     Runtime: (value, _ctx, at) =>
       value === null || value === "" || value === "container"
