@@ -18,6 +18,9 @@
  *   fluentd, splunk) by default, a no-escape role set the address, and dockerd connected from
  *   the host to any address it named (a service only the host reaches), though the role's
  *   allowLogDrivers lists none of those drivers.
+ * - `HostConfig.Tmpfs` options were forwarded unread: dockerd hands them to runc as mount
+ *   options, and runc reads `rbind` as a bind mount of a host path (relative to the bundle
+ *   directory) instead of a tmpfs. Not a path the role can make today, but no value on a list.
  *
  * @module
  */
@@ -261,6 +264,38 @@ forEachEngine(
       await g.stop();
       listener.close();
       await accepting.catch(() => {});
+    }
+  },
+);
+
+forEachEngine(
+  (e) => `attack s11 (Docker ${e}): tmpfs options are tmpfs options, not a bind`,
+  async (_t, engine) => {
+    const policy = {
+      roles: { ci: { preset: "no-escape" } },
+      identities: [{ cn: "ci", role: "ci" }],
+    };
+    const g = await e2eGate(engine, policy, ["ci"]);
+    if (!g) return;
+    try {
+      const v = await apiPrefix(g);
+      for (const [i, options] of ["rbind", "bind", "size=1m,rbind"].entries()) {
+        const body = {
+          Image: g.d.image,
+          HostConfig: { NetworkMode: "none", Tmpfs: { "/x": options } },
+        };
+        const c = await send(g, "ci", "POST", `${v}/containers/create?name=t${i}`, body);
+        const stored = await g.d.docker(["inspect", "-f", "{{json .HostConfig.Tmpfs}}", `t${i}`]);
+        assert.notEqual(stored.code, 0, `dockerd stored Tmpfs ${stored.stdout.trim()}`);
+        assert.equal(c.status, 403, c.raw);
+      }
+      const ok = await send(g, "ci", "POST", `${v}/containers/create?name=fine`, {
+        Image: g.d.image,
+        HostConfig: { NetworkMode: "none", Tmpfs: { "/run": "rw,noexec,nosuid,size=65536k" } },
+      });
+      assert.equal(ok.status, 201, ok.raw);
+    } finally {
+      await g.stop();
     }
   },
 );

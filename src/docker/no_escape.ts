@@ -18,6 +18,7 @@ import { lstatSync, realpathSync } from "node:fs";
 import { isJsonObject, type JsonValue } from "./strict_json.ts";
 import { nonRootUserProblem } from "./non_root_user.ts";
 import { logOptionsProblem } from "./log_options.ts";
+import { tmpfsProblem } from "./tmpfs_options.ts";
 import { type NetworkAllowances, networkOptionsProblem } from "./network_options.ts";
 
 /** What a role allows beyond the preset (see the policy file's role options). */
@@ -660,7 +661,7 @@ const HOST_CONFIG: Record<string, Check> = {
   ReadonlyRootfs: any,
   SecurityOpt: securityOpt,
   StorageOpt: any,
-  Tmpfs: any,
+  Tmpfs: (value, _ctx, at) => tmpfsProblem(value, at),
   UTSMode: namespaceMode,
   UsernsMode: namespaceMode,
   ShmSize: any,
