@@ -16,6 +16,9 @@
 
 import { lstatSync, realpathSync } from "node:fs";
 import { isJsonObject, type JsonValue } from "./strict_json.ts";
+import { nonRootUserProblem } from "./non_root_user.ts";
+import { logOptionsProblem } from "./log_options.ts";
+import { tmpfsProblem } from "./tmpfs_options.ts";
 import { type NetworkAllowances, networkOptionsProblem } from "./network_options.ts";
 
 /** What a role allows beyond the preset (see the policy file's role options). */
@@ -313,7 +316,25 @@ const logConfigType: Check = (value, ctx, at) =>
     ? undefined
     : onList("allowLogDrivers", "log driver")(value, ctx, at);
 
-const logConfig: Check = struct({ Type: logConfigType, Config: any });
+/**
+ * A log driver and its options (`LogConfig`'s `Type`/`Config`, a service's `LogDriver`
+ * `Name`/`Options`): the driver on the lists above, the options through `logOptionsProblem`.
+ */
+const logSettings = (driverKey: string, optionsKey: string): Check => {
+  const shape = struct({ [driverKey]: logConfigType, [optionsKey]: any });
+  return (value, ctx, at) =>
+    shape(value, ctx, at) ??
+      (isJsonObject(value)
+        ? logOptionsProblem(
+          value[driverKey],
+          value[optionsKey],
+          ctx.allow.allowLogDrivers,
+          `${at}.${optionsKey}`,
+        )
+        : undefined);
+};
+
+const logConfig: Check = logSettings("Type", "Config");
 
 const nonNegative = (why: string): Check => (value, _ctx, at) =>
   value === null || (typeof value === "number" && value >= 0) ? undefined : `${at}: ${why}`;
@@ -386,25 +407,42 @@ function under(path: string, root: string): boolean {
 }
 
 /**
- * The one bind-source rule: the cleaned (and, on the daemon's host, symlink-resolved)
- * source must be under one of the role's `allowBindMounts`.
+ * The one bind-source rule: the cleaned source must be one of the role's `allowBindMounts`
+ * itself, by whole components, and (on the daemon's host) resolve to where that root resolves;
+ * a root under another root allows nothing.
+ *
+ * Why not anything below a root: dockerd reads a bind source at every start of the container,
+ * not at its create, and follows the links it meets then. A directory below a root is one the
+ * role's containers can replace (a bind of the root is writable) by a link to any host path,
+ * after the gate looked: the start then mounts the host's `/`. A root itself lies in a
+ * directory the role cannot write, unless another root contains it.
  */
 function bindSource(source: string, ctx: EscapeContext, at: string): Violation | undefined {
   if (!source.startsWith("/")) return `${at}=${source}: bind source is not an absolute path`;
   const resolve = (p: string) =>
     ctx.resolveSymlinks ? realPath(cleanPath(p)) : { path: cleanPath(p) };
-  const resolved = resolve(source);
-  if ("error" in resolved) {
-    return `${at}=${source}: bind source cannot be resolved in the gate's view (${resolved.error})`;
+  const path = cleanPath(source);
+  const roots = (ctx.allow.allowBindMounts ?? []).map((r) => ({
+    clean: cleanPath(r),
+    real: resolve(r),
+  }));
+  const root = roots.find((r) => r.clean === path);
+  if (!root) {
+    return `${at}=${source}: bind mount of ${path} is not one of the role's allowBindMounts ` +
+      "(a directory below one can be swapped for a link before a start)";
   }
-  const path = resolved.path;
   // An allowed root the gate cannot resolve allows nothing.
-  const roots = (ctx.allow.allowBindMounts ?? []).map(resolve).flatMap((r) =>
-    "path" in r ? [r.path] : []
+  if ("error" in root.real) {
+    return `${at}=${source}: bind source cannot be resolved in the gate's view (${root.real.error})`;
+  }
+  const real = root.real.path;
+  const outer = roots.find((r) =>
+    r.clean !== path &&
+    (under(path, r.clean) || ("path" in r.real && real !== r.real.path && under(real, r.real.path)))
   );
-  return roots.some((r) => under(path, r))
-    ? undefined
-    : `${at}=${source}: bind mount of ${path} is not under the role's allowBindMounts`;
+  return outer
+    ? `${at}=${source}: allowBindMounts ${path} lies under ${outer.clean}, whose binds can swap it for a link`
+    : undefined;
 }
 
 const binds: Check = list((value, ctx, at) => {
@@ -623,7 +661,7 @@ const HOST_CONFIG: Record<string, Check> = {
   ReadonlyRootfs: any,
   SecurityOpt: securityOpt,
   StorageOpt: any,
-  Tmpfs: any,
+  Tmpfs: (value, _ctx, at) => tmpfsProblem(value, at),
   UTSMode: namespaceMode,
   UsernsMode: namespaceMode,
   ShmSize: any,
@@ -656,27 +694,12 @@ const TOP_LEVEL_HOST_CONFIG: Record<string, Check> = Object.fromEntries(
   ]),
 );
 
-/**
- * Whether `user` (a `User` field: `name`, `uid`, `uid:gid`) is root in the container. An
- * empty user is the image's default, which is root unless the image says otherwise.
- *
- * @example
- * ```ts
- * import { isRootUser } from "./no_escape.ts";
- * for (const u of ["", "0", "00", "0000:5", "root", "root:root"]) if (!isRootUser(u)) throw new Error(u);
- * if (isRootUser("1000") || isRootUser("nobody")) throw new Error();
- * ```
- */
-export function isRootUser(user: string): boolean {
-  const name = user.split(":")[0];
-  return name === "" || name === "root" || /^0+$/.test(name);
-}
-
 const user: Check = (value, ctx, at) => {
   if (!ctx.allow.nonRootUser) return undefined;
   if (value === null) return `${at}: the role runs nothing as root (set a non-root user)`;
   if (typeof value !== "string") return `${at} is not a string`;
-  return isRootUser(value) ? `${at}=${value || '""'}: the role runs nothing as root` : undefined;
+  const problem = nonRootUserProblem(value);
+  return problem ? `${at}=${value || '""'}: ${problem}` : undefined;
 };
 
 const endpointSettings: Check = struct({
@@ -884,10 +907,7 @@ const serviceBody: Check = struct({
     RestartPolicy: any,
     Placement: any,
     Networks: serviceNetworks,
-    LogDriver: struct({
-      Name: (value, ctx, at) => logConfigType(value, ctx, at),
-      Options: any,
-    }),
+    LogDriver: logSettings("Name", "Options"),
     ForceUpdate: any,
     Runtime: (value, _ctx, at) =>
       value === null || value === "" || value === "container"

@@ -56,6 +56,8 @@ export interface E2eGate {
 export interface E2eGateOptions {
   /** Extra `serve` arguments, given the test's work dir (e.g. an audit log in it). */
   serveArgs?: (work: string) => string[];
+  /** Extra dockerd flags (a daemon-wide default the attack depends on). */
+  dockerdArgs?: string[];
 }
 
 /**
@@ -74,7 +76,7 @@ export async function e2eGate(
   clients: readonly string[],
   opts: E2eGateOptions = {},
 ): Promise<E2eGate | undefined> {
-  const d = await startDockerd({ engine });
+  const d = await startDockerd({ engine, extraArgs: opts.dockerdArgs });
   if (!d) return undefined;
   const work = await freeTempDir("dge2e-");
   let gate: ServeProcess | undefined;
