@@ -10,6 +10,7 @@ import { signerOf } from "../src/pki/verify.ts";
 import { parseCertificatePem } from "../src/pki/pem.ts";
 import { parseCrlPem } from "../src/pki/crl.ts";
 import { CLIENT_EXT, OpensslCa } from "./helpers/openssl_ca.ts";
+import { x509 } from "../src/pki/x509.ts";
 
 Deno.test("signerOf: the CA whose name and key match, for certificates and CRLs alike", async () => {
   const dir = await Deno.makeTempDir({ prefix: "dg-verify-" });
@@ -35,10 +36,52 @@ Deno.test("signerOf: the CA whose name and key match, for certificates and CRLs 
     const der = parseCertificatePem(pem).rawData;
     const bytes = new Uint8Array(der.slice(0));
     bytes[bytes.length - 5] ^= 0x01;
-    const { x509 } = await import("../src/pki/x509.ts");
     const broken = new x509.X509Certificate(bytes);
     assert.equal(await signerOf(broken, cas), undefined);
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("signerOf's cache: a CA of the same DER is served from it; another certificate or CA is checked", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dg-verify-" });
+  // Counts the signature checks (the real WebCrypto verify underneath).
+  const subtle = crypto.subtle;
+  const real = subtle.verify;
+  let checks = 0;
+  subtle.verify = (...args: Parameters<SubtleCrypto["verify"]>) => {
+    checks++;
+    return real.apply(subtle, args);
+  };
+  try {
+    const ca = OpensslCa.create(join(dir, "a"), { name: "shared name" });
+    const namesake = OpensslCa.create(join(dir, "b"), { name: "shared name" });
+    const issue = (c: OpensslCa, name: string) =>
+      parseCertificatePem(c.issue(name, { subject: `/CN=${name}`, extensions: CLIENT_EXT }).cert);
+    const inBundle = parseCertificatePem(ca.cert); // what the access decision checked against
+    const fromFiles = parseCertificatePem(ca.cert); // the issuer, read again: another object
+    assert.notEqual(inBundle, fromFiles);
+    const leaf = issue(ca, "alice");
+    assert.equal(await signerOf(leaf, [inBundle]), inBundle);
+    assert.equal(checks, 1);
+    assert.equal(await signerOf(leaf, [fromFiles]), fromFiles, "the same DER: the same CA");
+    assert.equal(checks, 1, "served from the cache");
+
+    // A changed issuer (same name, another key) is checked, and refused.
+    assert.equal(await signerOf(leaf, [parseCertificatePem(namesake.cert)]), undefined);
+    assert.equal(checks, 2);
+    // Another certificate is checked: the namesake's leaf is not ours, ours is.
+    assert.equal(await signerOf(issue(namesake, "mallory"), [fromFiles]), undefined);
+    assert.equal(checks, 3);
+    const bob = issue(ca, "bob");
+    assert.equal(await signerOf(bob, [fromFiles]), fromFiles);
+    assert.equal(checks, 4);
+    // The same certificate parsed again is another object: checked again.
+    const again = new x509.X509Certificate(leaf.rawData);
+    assert.equal(await signerOf(again, [fromFiles]), fromFiles);
+    assert.equal(checks, 5);
+  } finally {
+    subtle.verify = real;
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -54,9 +54,16 @@ export async function signerOf(
   cas: readonly x509.X509Certificate[],
 ): Promise<x509.X509Certificate | undefined> {
   // A signature checked before against one of these very CA objects stands (the hot path:
-  // the same client certificates reconnect all the time).
+  // the same client certificates reconnect all the time), and so does one checked against a
+  // CA certificate of the very same DER parsed elsewhere (the enrolment port's issuer, read
+  // from its files, is the bundle's intermediate that the access decision checked the leaf
+  // against): the same bytes are the same subject and the same key.
   const cached = verifiedBy.get(signed);
-  if (cached && cas.includes(cached)) return cached;
+  if (cached) {
+    if (cas.includes(cached)) return cached;
+    const same = cas.find((ca) => sameDer(ca, cached));
+    if (same) return same;
+  }
   const issuer = nameDer(signed, "issuer");
   for (const ca of cas) {
     if (!sameBytes(nameDer(ca, "subject"), issuer)) continue;
@@ -96,6 +103,11 @@ const subjectDer = new WeakMap<Signed, Uint8Array>();
 
 function isCertificate(signed: Signed): signed is x509.X509Certificate {
   return "subjectName" in signed;
+}
+
+/** Whether two parsed certificates are the same DER (compared byte for byte, natively). */
+function sameDer(a: x509.X509Certificate, b: x509.X509Certificate): boolean {
+  return Buffer.from(a.rawData).equals(Buffer.from(b.rawData));
 }
 
 /** Whether two byte strings are equal (names, algorithm identifiers). */
