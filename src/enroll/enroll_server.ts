@@ -235,7 +235,7 @@ class Exchanges {
     try {
       const record = await checkJoinToken(pkiDir, request.token);
       // The CSR is checked before the token is used up: a bad CSR does not burn a token.
-      const key = await csrPublicKey(request.csr);
+      const key = csrPublicKey(request.csr);
       const { issuer: signer } = await issuer.current();
       await consumeJoinToken(pkiDir, record);
       const signed = await signEnrolment(signer, key, {
@@ -292,7 +292,7 @@ class Exchanges {
         "renewal refused: only certificates this gate enrolled renew here",
       );
     }
-    const key = await csrPublicKey(request.csr);
+    const key = csrPublicKey(request.csr);
     const ttlMs = Math.min(enrolledTtlOf(leaf), this.options.maxRenewTtlMs ?? 7 * 86_400_000);
     const signed = await signEnrolment(issuer, key, {
       name,
