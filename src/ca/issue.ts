@@ -576,12 +576,11 @@ async function issueLeaf(
   const usages = x509.KeyUsageFlags.digitalSignature |
     // RSA key exchange (TLS 1.2 RSA kx) encrypts the premaster secret with the leaf key.
     (keyType.startsWith("rsa") ? x509.KeyUsageFlags.keyEncipherment : 0);
+  const same = sameForEveryLeaf(usages, ekus, caSki);
   const extensions: x509.Extension[] = [
-    new x509.BasicConstraintsExtension(false, undefined, true),
-    new x509.KeyUsagesExtension(usages, true),
-    new x509.ExtendedKeyUsageExtension(ekus, false),
+    ...same.usage,
     await x509.SubjectKeyIdentifierExtension.create(publicKey),
-    new x509.AuthorityKeyIdentifierExtension(caSki, false),
+    same.authority,
   ];
   if (reuse.sanExtension) extensions.push(reuse.sanExtension);
   else if (names.length > 0) {
@@ -605,6 +604,39 @@ async function issueLeaf(
   };
   return { pair, cert };
 }
+
+/**
+ * The extensions that are the same in every leaf of one kind by one CA (basic constraints, key
+ * usage, EKU; the authority key identifier), built once: each costs a serialisation and a
+ * parse in @peculiar/x509, ~0.4 ms of every signing on Deno. Found by their very inputs (the
+ * usage bits, the EKUs, the CA's key identifier), so another CA or another kind of leaf gets
+ * its own. The generator only reads them.
+ */
+function sameForEveryLeaf(
+  usages: number,
+  ekus: string[],
+  caSki: string,
+): { usage: readonly x509.Extension[]; authority: x509.Extension } {
+  const id = `${usages}/${ekus.join(",")}/${caSki}`;
+  let entry = leafExtensions.get(id);
+  if (!entry) {
+    entry = {
+      usage: Object.freeze([
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(usages, true),
+        new x509.ExtendedKeyUsageExtension(ekus, false),
+      ]),
+      authority: new x509.AuthorityKeyIdentifierExtension(caSki, false),
+    };
+    if (leafExtensions.size >= 32) leafExtensions.delete(leafExtensions.keys().next().value!);
+    leafExtensions.set(id, entry);
+  }
+  return entry;
+}
+const leafExtensions = new Map<
+  string,
+  { usage: readonly x509.Extension[]; authority: x509.Extension }
+>();
 
 function keyGenParams(keyType: KeyType): EcKeyGenParams | RsaHashedKeyGenParams {
   switch (keyType) {
