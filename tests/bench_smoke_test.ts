@@ -235,3 +235,29 @@ Deno.test("bench --quick: the isolation rows produce numbers next to the no-esca
     /isolated inspect req\/s c=8 ≥0\.5× the no-escape role's \| dockgate isolated \(Node\)/,
   );
 });
+
+Deno.test("bench --quick: enrolment and renewal (workload 9) produce numbers on Deno and Node", async () => {
+  // 12 enrolments and 12 renewals per runtime, and the API port's handshakes with and without
+  // --enroll: ~12 s.
+  const contenders = ["dockgate-deno", "dockgate-node"];
+  const { out, md, log } = await runBench([
+    "--workloads",
+    "enroll",
+    "--contenders",
+    contenders.join(","),
+  ]);
+  assert.deepEqual(out.info.failures, [], `measurements failed:\n${log.slice(-2000)}`);
+  for (const c of contenders) {
+    for (
+      const m of [
+        "enroll_per_s",
+        "renew_per_s",
+        "enroll_gate_cpu_ms",
+        "renew_gate_cpu_ms",
+        "handshake_c16_per_s",
+        "handshake_c16_per_s_enroll",
+      ]
+    ) assertPositive(out, "enroll", c, m);
+  }
+  assert.ok(md.includes("## 9. Enrolment and renewal"), "report lacks the enrolment section");
+});

@@ -381,3 +381,33 @@ Deno.test("issuing refuses a CA pair that does not match or is not a CA", async 
   const leaf = await issueClient(a, "leaf");
   await assert.rejects(issueClient(leaf, "x"), /not a CA certificate/);
 });
+
+Deno.test("leaf extensions built once per kind and CA: another CA, key type or EKU gets its own", async () => {
+  const ski = (pem: string) =>
+    parseCertificatePem(pem).getExtension(x509.SubjectKeyIdentifierExtension)!.keyId;
+  const aki = (pem: string) =>
+    parseCertificatePem(pem).getExtension(x509.AuthorityKeyIdentifierExtension)!.keyId;
+  const usage = (pem: string) =>
+    parseCertificatePem(pem).getExtension(x509.KeyUsagesExtension)!.usages;
+  const ekus = (pem: string) =>
+    Array.from(
+      parseCertificatePem(pem).getExtension(x509.ExtendedKeyUsageExtension)!.usages,
+      String,
+    );
+  const one = await createCa();
+  const two = await createCa();
+  const a = (await issueClient(one, "a")).certPem;
+  const b = (await issueClient(two, "b")).certPem;
+  const c = (await issueClient(one, "c")).certPem;
+  assert.equal(aki(a), ski(one.certPem));
+  assert.equal(aki(b), ski(two.certPem), "another CA: its own authority key identifier");
+  assert.equal(aki(c), ski(one.certPem));
+  assert.notEqual(ski(a), ski(c), "each leaf its own key identifier");
+  const rsa = (await issueClient(one, "r", { keyType: "rsa2048" })).certPem;
+  const ds = x509.KeyUsageFlags.digitalSignature;
+  assert.equal(usage(rsa), ds | x509.KeyUsageFlags.keyEncipherment);
+  assert.equal(usage(c), ds);
+  const server = (await issueServer(one, { sans: ["localhost"] })).certPem;
+  assert.deepEqual(ekus(server), [x509.ExtendedKeyUsage.serverAuth]);
+  assert.deepEqual(ekus((await issueClient(one, "d")).certPem), [x509.ExtendedKeyUsage.clientAuth]);
+});

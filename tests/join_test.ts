@@ -331,6 +331,38 @@ Deno.test("renew: an enrolled certificate renews over mTLS; once revoked it does
   }
 });
 
+Deno.test("renew: a certificate of another CA of the bundle (the root, another intermediate) does not renew", async () => {
+  const gate = await startGate();
+  const client = await freeTempDir("dg-client-");
+  try {
+    // Both pass the access decision (their CA is in the gate's bundle); only the enrolment
+    // issuer's own certificates renew.
+    await keygenOk(["intermediate", "other", "--dir", gate.pki]);
+    await gate.serve.waitForLog(/reloaded/);
+    await keygenOk(["client", "olga", "--issuer", "other", "--dir", gate.pki]);
+    const token = await gate.token("frank");
+    const joined = await runCli(["join", `127.0.0.1:${gate.enrollPort}`, token, "--dir", client]);
+    assert.equal(joined.code, 0, joined.stderr);
+    assert.equal((await runCli(["renew", "--dir", client])).code, 0, "the enrolled one renews");
+    for (const name of ["default", "olga"]) {
+      const bundle = join(gate.pki, "clients", name);
+      for (const f of ["cert.pem", "key.pem"]) {
+        await Deno.writeTextFile(join(client, f), await readFile(join(bundle, f), "utf8"));
+      }
+      const before = await readFile(join(client, "cert.pem"), "utf8");
+      const refused = await runCli(["renew", "--dir", client]);
+      assert.equal(refused.code, 1, `${name}: ${refused.stderr}`);
+      assert.match(refused.stderr, /only certificates this gate enrolled renew here/);
+      assert.equal(await readFile(join(client, "cert.pem"), "utf8"), before, name);
+    }
+    const metrics = (await auditRecords(gate)).map((a) => `${a.event}:${a.decision}`);
+    assert.deepEqual(metrics, ["enroll:allow", "renew:allow", "renew:deny", "renew:deny"]);
+  } finally {
+    await gate.stop();
+    await Deno.remove(client, { recursive: true });
+  }
+});
+
 Deno.test("on Node: serve --enroll, join and renew; the impostor is refused there too", async () => {
   const gate = await startGate("node");
   const tmp = await freeTempDir("dg-node-");

@@ -109,24 +109,55 @@ export async function authorizePeer(
   rules: GateRules,
   now: Date = new Date(),
 ): Promise<Decision> {
+  // Only the identity goes on with the connection (the parsed certificate stays in the
+  // bounded cache at most: ~17 KiB per idle connection otherwise).
+  return (await authorizeLeaf(socket, rules, now)).decision;
+}
+
+/**
+ * {@linkcode authorizePeer}'s decision and the peer's parsed leaf it was taken on (when the
+ * socket had one), for a caller that goes on to use the certificate itself (the enrolment
+ * port's renewal): one parse per connection, and the leaf object whose signature the chain
+ * check verified (`verify.ts` `signerOf` knows it from then on). Never throws.
+ *
+ * @example
+ * ```ts
+ * import { authorizeLeaf } from "./authorize.ts";
+ * const fake = { authorized: true, getPeerCertificate: () => ({}) };
+ * // deno-lint-ignore no-explicit-any
+ * const r = await authorizeLeaf(fake as any, { caCertificates: [], policy: { allowAny: true } });
+ * if (r.decision.allow || r.certificate !== undefined) throw new Error("no certificate, refused");
+ * ```
+ */
+export async function authorizeLeaf(
+  socket: Pick<TLSSocket, "authorized" | "authorizationError" | "getPeerCertificate">,
+  rules: GateRules,
+  now: Date = new Date(),
+): Promise<{ decision: Decision; certificate?: x509.X509Certificate }> {
   try {
     if (socket.authorized !== true) {
       const why = socket.authorizationError ? String(socket.authorizationError) : "not authorized";
-      return { allow: false, reason: `certificate not verified: ${why}` };
+      return { decision: { allow: false, reason: `certificate not verified: ${why}` } };
     }
     // Only the DER of the leaf at first: `detailed` (the chain the peer sent, as objects)
     // costs ~0.4 ms per handshake on Node, so it is asked for only when the bundle alone
     // does not complete the path (a leaf under an intermediate the bundle lacks).
     const peer = socket.getPeerCertificate(false);
     const raw = peer?.raw;
-    if (!raw || raw.length === 0) return { allow: false, reason: "no client certificate" };
+    if (!raw || raw.length === 0) {
+      return { decision: { allow: false, reason: "no client certificate" } };
+    }
     const parsed = parseCached(new Uint8Array(raw));
     const presented = () => presentedChain(socket, parsed.certificate);
-    // Only the identity goes on with the connection (the parsed certificate stays in the
-    // bounded cache at most).
-    return { ...(await checkIdentity(parsed, rules, now, presented)), identity: parsed.identity };
+    const checked = await checkIdentity(parsed, rules, now, presented);
+    return {
+      decision: { ...checked, identity: parsed.identity },
+      certificate: parsed.certificate,
+    };
   } catch (err) {
-    return { allow: false, reason: `internal check failed: ${(err as Error).message}` };
+    return {
+      decision: { allow: false, reason: `internal check failed: ${(err as Error).message}` },
+    };
   }
 }
 

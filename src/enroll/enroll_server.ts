@@ -19,7 +19,7 @@
 
 import type net from "node:net";
 import tls from "node:tls";
-import { authorizePeer, type GateRules } from "../access/authorize.ts";
+import { authorizeLeaf, type GateRules } from "../access/authorize.ts";
 import { displayName } from "../access/identity.ts";
 import type { TcpAddress } from "../net/address.ts";
 import { listenOn } from "../net/listen.ts";
@@ -33,7 +33,6 @@ import {
 } from "../net/tls_config.ts";
 import { certToPem, parseCertificatesPem } from "../pki/pem.ts";
 import { selfIssued } from "../pki/chain.ts";
-import { x509 } from "../pki/x509.ts";
 import { signerOf } from "../pki/verify.ts";
 import type { IssuerFiles } from "../ca/issuer_files.ts";
 import { checkJoinToken, consumeJoinToken, TokenRefused } from "../ca/tokens.ts";
@@ -160,7 +159,7 @@ export async function startEnrollServer(options: EnrollServerOptions): Promise<E
 /**
  * The TLS options of the enrolment port: the gate's certificate with the CA bundle's roots
  * after it (what a joining client pins), a client certificate asked for but not required
- * (renewals present one; `authorizePeer` decides), the API port's protocol settings.
+ * (renewals present one; `authorizeLeaf` decides), the API port's protocol settings.
  */
 function enrollTlsOptions(material: TlsMaterial) {
   const roots = parseCertificatesPem(material.caPem).filter(selfIssued).map(certToPem);
@@ -236,7 +235,7 @@ class Exchanges {
     try {
       const record = await checkJoinToken(pkiDir, request.token);
       // The CSR is checked before the token is used up: a bad CSR does not burn a token.
-      const key = await csrPublicKey(request.csr);
+      const key = csrPublicKey(request.csr);
       const { issuer: signer } = await issuer.current();
       await consumeJoinToken(pkiDir, record);
       const signed = await signEnrolment(signer, key, {
@@ -262,8 +261,9 @@ class Exchanges {
     socket: tls.TLSSocket,
     request: Extract<EnrollRequest, { op: "renew" }>,
   ): Promise<Outcome> {
-    // The same decision a connection to the API port gets: chain, usage, dates, CRL, policy.
-    const decision = await authorizePeer(socket, this.options.rules());
+    // The same decision a connection to the API port gets: chain, usage, dates, CRL, policy;
+    // and the leaf it was taken on, parsed once for everything below.
+    const { decision, certificate: leaf } = await authorizeLeaf(socket, this.options.rules());
     if (!decision.allow) {
       const who = decision.identity ? displayName(decision.identity) : "-";
       return refusal(
@@ -275,11 +275,14 @@ class Exchanges {
     }
     const identity = decision.identity;
     const name = identity.commonName;
-    const leaf = new x509.X509Certificate(new Uint8Array(socket.getPeerCertificate(false).raw));
-    if (!name) {
+    if (!name || !leaf) {
+      // (An allowed decision always carries its leaf; fail closed all the same.)
       return refusal("renew", displayName(identity), identity.serial, "renewal refused: no CN");
     }
     // One look at the issuer's files for the check and the signing: the same issuer for both.
+    // The check is the full one (name bytes, then the signature with the issuer's key), done
+    // once: when the decision above verified the leaf against a bundle certificate of the
+    // same DER as the issuer's, `signerOf` knows it already.
     const { cert: issuerCert, issuer } = await this.options.issuer.current();
     if (!(await signerOf(leaf, [issuerCert]))) {
       return refusal(
@@ -289,7 +292,7 @@ class Exchanges {
         "renewal refused: only certificates this gate enrolled renew here",
       );
     }
-    const key = await csrPublicKey(request.csr);
+    const key = csrPublicKey(request.csr);
     const ttlMs = Math.min(enrolledTtlOf(leaf), this.options.maxRenewTtlMs ?? 7 * 86_400_000);
     const signed = await signEnrolment(issuer, key, {
       name,
