@@ -138,16 +138,10 @@ Deno.test("authorizePeer: a certificate seen before is still checked against the
 
 Deno.test("authorizePeer: the parse cache answers only for the same bytes (one byte changed is checked anew)", async () => {
   const der = Buffer.from(parseCertificatePem((await issueClient(ca, "erin")).certPem).rawData);
-  // What Node and Deno hand over: the X509Certificate of the peer for the leaf; the object of
-  // every field only for the presented chain (when the bundle alone finds no path).
   const socketOf = (raw: Buffer) => ({
     authorized: true,
     authorizationError: null,
-    getPeerX509Certificate: () => ({ raw }),
-    getPeerCertificate: (detailed?: boolean) => {
-      if (!detailed) throw new Error("getPeerCertificate(false) must not be needed");
-      return { raw };
-    },
+    getPeerCertificate: () => ({ raw }),
   });
   // deno-lint-ignore no-explicit-any
   const decide = (raw: Buffer) => authorizePeer(socketOf(raw) as any, rules);
