@@ -297,8 +297,9 @@ class Gate {
    * forwarded), 4. relay with the strategy chosen for the identity, 5. log the close.
    */
   async admit(client: tls.TLSSocket): Promise<void> {
-    const peer = peerOf(client);
     const raw = parentOf(client);
+    // The address recorded on arrival (1.): asking the socket again is a getpeername(2).
+    const peer = (raw && this.#peers.get(raw)) ?? peerOf(client);
     if (raw) this.#slots.release(raw);
     const metrics = this.#options.metrics;
     const arrived = raw && this.#arrived.get(raw);

@@ -135,3 +135,27 @@ Deno.test("authorizePeer: a certificate seen before is still checked against the
   assert.equal((await decide({ ...rules, policy: { allowCn: ["dave"] } })).allow, false);
   assert.equal((await decide(rules)).allow, true);
 });
+
+Deno.test("authorizePeer: the parse cache answers only for the same bytes (one byte changed is checked anew)", async () => {
+  const der = Buffer.from(parseCertificatePem((await issueClient(ca, "erin")).certPem).rawData);
+  const socketOf = (raw: Buffer) => ({
+    authorized: true,
+    authorizationError: null,
+    getPeerCertificate: () => ({ raw }),
+  });
+  // deno-lint-ignore no-explicit-any
+  const decide = (raw: Buffer) => authorizePeer(socketOf(raw) as any, rules);
+  const first = await decide(der);
+  assert.equal(first.allow, true, first.reason);
+  assert.equal((await decide(Buffer.from(der))).identity, first.identity, "same bytes: cached");
+  // The last byte is in the signature: the same subject, serial and key, a signature our CA
+  // never made. It must not be served from the entry of the genuine certificate.
+  const forged = Buffer.from(der);
+  forged[forged.length - 1] ^= 1;
+  const d = await decide(forged);
+  assert.equal(d.allow, false);
+  assert.match(d.reason, /not signed by a trusted CA/);
+  assert.notEqual(d.identity, first.identity);
+  // The genuine one still passes afterwards.
+  assert.equal((await decide(der)).allow, true);
+});
