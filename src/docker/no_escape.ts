@@ -941,7 +941,7 @@ export const BODY_CHECKS = {
  * ```ts
  * import { checkBody } from "./no_escape.ts";
  * const ctx = { allow: { allowBindMounts: ["/srv/ci"] } };
- * if (checkBody("create", { Image: "busybox", HostConfig: { Binds: ["/srv/ci/x:/x"] } }, ctx)) throw new Error();
+ * if (checkBody("create", { Image: "busybox", HostConfig: { Binds: ["/srv/ci:/x"] } }, ctx)) throw new Error();
  * if (!checkBody("create", { HostConfig: { privileged: true } }, ctx)) throw new Error("folded key");
  * ```
  */
